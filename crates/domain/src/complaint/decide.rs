@@ -1,0 +1,361 @@
+//! The Complaint Handling Code's rules: which step is allowed when, and what it records.
+
+use chrono::{DateTime, Utc};
+
+use super::event::{Property, Resident};
+use super::{Command, Complaint, DomainError, Event, Finding, Stage, Status};
+use crate::calendar::{WorkingDayCalendar, england_date};
+use crate::input::InvalidInput;
+use crate::standard::ServiceStandard;
+
+/// The Code's timescales in working days. The defaults are the Code's; stage 2's extension cap
+/// is still to be confirmed, so every figure is a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeTimescales {
+    pub stage_one_acknowledgement: u32,
+    pub stage_one_response: u32,
+    pub stage_one_extension_cap: u32,
+    pub stage_two_acknowledgement: u32,
+    pub stage_two_response: u32,
+    pub stage_two_extension_cap: u32,
+}
+
+impl Default for CodeTimescales {
+    fn default() -> Self {
+        Self {
+            stage_one_acknowledgement: 5,
+            stage_one_response: 10,
+            stage_one_extension_cap: 10,
+            stage_two_acknowledgement: 5,
+            stage_two_response: 20,
+            stage_two_extension_cap: 20,
+        }
+    }
+}
+
+impl CodeTimescales {
+    fn acknowledgement(&self, stage: Stage) -> u32 {
+        match stage {
+            Stage::One => self.stage_one_acknowledgement,
+            Stage::Two => self.stage_two_acknowledgement,
+        }
+    }
+
+    fn response(&self, stage: Stage) -> u32 {
+        match stage {
+            Stage::One => self.stage_one_response,
+            Stage::Two => self.stage_two_response,
+        }
+    }
+
+    fn extension_cap(&self, stage: Stage) -> u32 {
+        match stage {
+            Stage::One => self.stage_one_extension_cap,
+            Stage::Two => self.stage_two_extension_cap,
+        }
+    }
+}
+
+/// What the rules need besides the complaint: the calendar and the timescales in force.
+#[derive(Debug, Clone)]
+pub struct HandlingContext<'a> {
+    pub calendar: &'a WorkingDayCalendar,
+    pub timescales: CodeTimescales,
+}
+
+impl HandlingContext<'_> {
+    fn due(&self, from: DateTime<Utc>, working_days: u32) -> chrono::NaiveDate {
+        self.calendar
+            .add_working_days(england_date(from), working_days)
+    }
+}
+
+/// Decides what `command` does to the complaint in `state` (None: not logged yet).
+pub fn handle(
+    state: Option<&Complaint>,
+    command: Command,
+    context: &HandlingContext<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let Some(complaint) = state else {
+        return match command {
+            Command::Log(log) => Ok(vec![received(*log, context)]),
+            _ => Err(DomainError::NotFound),
+        };
+    };
+    match command {
+        Command::Log(_) => Err(DomainError::not_allowed(
+            "this complaint has already been logged",
+        )),
+        Command::Reopen { reason, at } => reopen(complaint, reason, at, context),
+        _ if complaint.status.is_ended() => Err(DomainError::not_allowed(format!(
+            "the complaint is {}; reopen it before taking any other step",
+            if complaint.status == Status::Closed {
+                "closed"
+            } else {
+                "withdrawn"
+            }
+        ))),
+        Command::Acknowledge {
+            stage,
+            handler,
+            complaint_definition,
+            outcome_sought,
+            at,
+        } => {
+            if complaint.stage != stage {
+                return Err(DomainError::not_allowed(format!(
+                    "the complaint is at {}, not {stage}",
+                    complaint.stage
+                )));
+            }
+            if complaint.status != Status::AwaitingAcknowledgement {
+                return Err(DomainError::not_allowed(format!(
+                    "{stage} has already been acknowledged"
+                )));
+            }
+            not_before(at, complaint.current_stage().started_at, "acknowledged", "started")?;
+            if stage == Stage::Two {
+                let stage_one_handler = complaint.stage_one.handler.as_ref();
+                if stage_one_handler.is_some_and(|first| same_person(first.as_str(), handler.as_str())) {
+                    return Err(DomainError::not_allowed(
+                        "the stage 2 handler must not be the person who handled stage 1",
+                    ));
+                }
+            }
+            Ok(vec![Event::ComplaintAcknowledged {
+                stage,
+                handler,
+                complaint_definition,
+                outcome_sought,
+                acknowledged_at: at,
+                response_due: context.due(at, context.timescales.response(stage)),
+            }])
+        }
+        Command::ExtendDeadline {
+            reason,
+            working_days,
+            ombudsman_details_given,
+            at,
+        } => {
+            require_under_investigation(complaint, "extended")?;
+            if !ombudsman_details_given {
+                return Err(DomainError::not_allowed(
+                    "an extension must give the resident the Housing Ombudsman's contact details",
+                ));
+            }
+            let stage = complaint.stage;
+            let progress = complaint.current_stage();
+            let cap = context.timescales.extension_cap(stage);
+            let total = progress.extension_working_days.saturating_add(working_days);
+            if total > cap {
+                return Err(DomainError::not_allowed(format!(
+                    "{stage} extensions may total at most {cap} working days; {} already granted",
+                    progress.extension_working_days
+                )));
+            }
+            let current_due = progress.response_due.unwrap_or_else(|| england_date(at));
+            Ok(vec![Event::DeadlineExtended {
+                stage,
+                reason,
+                working_days,
+                ombudsman_details_given,
+                extended_at: at,
+                response_due: context.calendar.add_working_days(current_due, working_days),
+            }])
+        }
+        Command::RecordFindings { findings, at } => {
+            require_under_investigation(complaint, "given findings")?;
+            for (index, finding) in findings.iter().enumerate() {
+                if !complaint.standards.contains(&finding.standard) {
+                    return Err(InvalidInput::new(
+                        format!("findings[{index}].standard"),
+                        format!("{} is not one of the standards this complaint alleges", finding.standard),
+                    )
+                    .into());
+                }
+            }
+            Ok(vec![Event::FindingsRecorded {
+                stage: complaint.stage,
+                findings: findings
+                    .into_iter()
+                    .map(|finding| Finding {
+                        standard: finding.standard,
+                        outcome: finding.outcome,
+                        summary: finding.summary,
+                        stage: complaint.stage,
+                    })
+                    .collect(),
+                recorded_at: at,
+            }])
+        }
+        Command::IssueResponse {
+            decision,
+            remedy,
+            at,
+        } => {
+            require_under_investigation(complaint, "answered")?;
+            let missing = missing_findings(complaint);
+            if !missing.is_empty() {
+                return Err(DomainError::not_allowed(format!(
+                    "record a finding for every alleged standard before responding; missing: {}",
+                    missing.join(", ")
+                )));
+            }
+            let acknowledged_at = complaint
+                .current_stage()
+                .acknowledged_at
+                .unwrap_or(complaint.received_at);
+            not_before(at, acknowledged_at, "answered", "acknowledged")?;
+            Ok(vec![Event::ResponseIssued {
+                stage: complaint.stage,
+                decision,
+                remedy,
+                responded_at: at,
+            }])
+        }
+        Command::RequestStageTwo { reason, at } => {
+            if complaint.stage == Stage::Two {
+                return Err(DomainError::not_allowed(
+                    "the Code has two stages only; after the stage 2 response the resident may refer the complaint to the Housing Ombudsman",
+                ));
+            }
+            if complaint.status != Status::Responded {
+                return Err(DomainError::not_allowed(
+                    "stage 2 can be requested only after the stage 1 response has been issued",
+                ));
+            }
+            let responded_at = complaint
+                .stage_one
+                .responded_at
+                .unwrap_or(complaint.received_at);
+            not_before(at, responded_at, "escalated", "answered at stage 1")?;
+            Ok(vec![Event::StageTwoRequested {
+                reason,
+                requested_at: at,
+                acknowledgement_due: context.due(at, context.timescales.acknowledgement(Stage::Two)),
+            }])
+        }
+        Command::Close { reason, at } => {
+            if complaint.status != Status::Responded {
+                return Err(DomainError::not_allowed(format!(
+                    "a complaint can be closed only after its {} response has been issued; withdraw it instead if the resident no longer wishes to pursue it",
+                    complaint.stage
+                )));
+            }
+            Ok(vec![Event::ComplaintClosed {
+                stage: complaint.stage,
+                reason,
+                closed_at: at,
+            }])
+        }
+        Command::Withdraw { reason, at } => Ok(vec![Event::ComplaintWithdrawn {
+            stage: complaint.stage,
+            reason,
+            withdrawn_at: at,
+        }]),
+        Command::AddNote { text, at } => Ok(vec![Event::NoteAdded { text, added_at: at }]),
+    }
+}
+
+fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Event {
+    Event::ComplaintReceived {
+        complaint_id: log.complaint_id,
+        channel: log.channel,
+        source_system: log.source_system,
+        resident: Resident {
+            reference: log.resident.reference,
+            name: log.resident.name,
+            phone: log.resident.phone,
+            email: log.resident.email,
+        },
+        property: Property {
+            uprn: log.property.uprn,
+            address: log.property.address,
+        },
+        contractor_id: log.contractor_id,
+        visit_id: log.visit_id,
+        standards: log.standards,
+        description: log.description,
+        occurred_at: log.occurred_at,
+        received_at: log.received_at,
+        outcome_sought: log.outcome_sought,
+        acknowledgement_due: context.due(
+            log.received_at,
+            context.timescales.acknowledgement(Stage::One),
+        ),
+        calendar_version: context.calendar.version().to_owned(),
+    }
+}
+
+fn reopen(
+    complaint: &Complaint,
+    reason: crate::input::ShortText,
+    at: DateTime<Utc>,
+    context: &HandlingContext<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    if !complaint.status.is_ended() {
+        return Err(DomainError::not_allowed(
+            "only a closed or withdrawn complaint can be reopened",
+        ));
+    }
+    let stage = complaint.stage;
+    // A complaint withdrawn before acknowledgement goes back to waiting for one; otherwise the
+    // investigation resumes and the response clock restarts from the reopening.
+    let acknowledged = complaint.current_stage().acknowledged_at.is_some();
+    let (acknowledgement_due, response_due) = if acknowledged {
+        (None, Some(context.due(at, context.timescales.response(stage))))
+    } else {
+        (Some(context.due(at, context.timescales.acknowledgement(stage))), None)
+    };
+    Ok(vec![Event::ComplaintReopened {
+        stage,
+        reason,
+        reopened_at: at,
+        acknowledgement_due,
+        response_due,
+    }])
+}
+
+fn require_under_investigation(complaint: &Complaint, step: &str) -> Result<(), DomainError> {
+    match complaint.status {
+        Status::UnderInvestigation => Ok(()),
+        Status::AwaitingAcknowledgement => Err(DomainError::not_allowed(format!(
+            "{} must be acknowledged before it can be {step}",
+            complaint.stage
+        ))),
+        _ => Err(DomainError::not_allowed(format!(
+            "the {} response has already been issued; it can no longer be {step}",
+            complaint.stage
+        ))),
+    }
+}
+
+fn missing_findings(complaint: &Complaint) -> Vec<&'static str> {
+    complaint
+        .standards
+        .iter()
+        .filter(|standard| !complaint.findings.contains_key(standard))
+        .map(|standard: &ServiceStandard| standard.code())
+        .collect()
+}
+
+fn not_before(
+    at: DateTime<Utc>,
+    earlier: DateTime<Utc>,
+    step: &str,
+    earlier_step: &str,
+) -> Result<(), DomainError> {
+    if at < earlier {
+        return Err(InvalidInput::new(
+            "effective_at",
+            format!("the complaint cannot be {step} before it was {earlier_step} ({earlier})"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Handlers are compared as people type them: case and surrounding spaces do not matter.
+fn same_person(first: &str, second: &str) -> bool {
+    first.trim().eq_ignore_ascii_case(second.trim())
+}

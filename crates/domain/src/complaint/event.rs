@@ -1,0 +1,243 @@
+//! Events: facts about a complaint, stored forever. Their JSON shape is a stored contract: add
+//! optional fields freely, but change a field's meaning only with a new schema version.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Stage;
+use crate::input::{
+    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
+    PhoneNumber, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
+};
+use crate::standard::ServiceStandard;
+
+/// The outcome of investigating one alleged standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FindingOutcome {
+    Upheld,
+    PartlyUpheld,
+    NotUpheld,
+}
+
+impl FindingOutcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Upheld => "UPHELD",
+            Self::PartlyUpheld => "PARTLY_UPHELD",
+            Self::NotUpheld => "NOT_UPHELD",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub standard: ServiceStandard,
+    pub outcome: FindingOutcome,
+    #[serde(default)]
+    pub summary: OptionalText,
+    pub stage: Stage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resident {
+    pub reference: ResidentReference,
+    pub name: PersonName,
+    pub phone: Option<PhoneNumber>,
+    pub email: Option<EmailAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Property {
+    pub uprn: Uprn,
+    pub address: Address,
+}
+
+/// Everything that happens to a complaint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    ComplaintReceived {
+        complaint_id: ComplaintId,
+        channel: String,
+        source_system: SourceSystem,
+        resident: Resident,
+        property: Property,
+        contractor_id: ContractorId,
+        visit_id: Option<VisitId>,
+        standards: Vec<ServiceStandard>,
+        description: LongText,
+        occurred_at: Option<DateTime<Utc>>,
+        received_at: DateTime<Utc>,
+        outcome_sought: OptionalText,
+        acknowledgement_due: NaiveDate,
+        calendar_version: String,
+    },
+    ComplaintAcknowledged {
+        stage: Stage,
+        handler: Handler,
+        complaint_definition: OptionalText,
+        outcome_sought: OptionalText,
+        acknowledged_at: DateTime<Utc>,
+        response_due: NaiveDate,
+    },
+    DeadlineExtended {
+        stage: Stage,
+        reason: ShortText,
+        working_days: u32,
+        ombudsman_details_given: bool,
+        extended_at: DateTime<Utc>,
+        response_due: NaiveDate,
+    },
+    FindingsRecorded {
+        stage: Stage,
+        findings: Vec<Finding>,
+        recorded_at: DateTime<Utc>,
+    },
+    ResponseIssued {
+        stage: Stage,
+        decision: ShortText,
+        remedy: OptionalText,
+        responded_at: DateTime<Utc>,
+    },
+    StageTwoRequested {
+        reason: OptionalText,
+        requested_at: DateTime<Utc>,
+        acknowledgement_due: NaiveDate,
+    },
+    ComplaintClosed {
+        stage: Stage,
+        reason: OptionalText,
+        closed_at: DateTime<Utc>,
+    },
+    ComplaintReopened {
+        stage: Stage,
+        reason: ShortText,
+        reopened_at: DateTime<Utc>,
+        /// Set when the complaint goes back to waiting for acknowledgement.
+        acknowledgement_due: Option<NaiveDate>,
+        /// Set when the complaint goes back under investigation.
+        response_due: Option<NaiveDate>,
+    },
+    ComplaintWithdrawn {
+        stage: Stage,
+        reason: OptionalText,
+        withdrawn_at: DateTime<Utc>,
+    },
+    NoteAdded {
+        text: LongText,
+        added_at: DateTime<Utc>,
+    },
+}
+
+/// Why a stored event could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode {event_type} v{schema_version}: {reason}")]
+pub struct EventDecodeError {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub reason: String,
+}
+
+impl Event {
+    /// The schema version every event is written with today.
+    pub const SCHEMA_VERSION: u32 = 1;
+
+    /// The stored event type, e.g. `ComplaintReceived`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::ComplaintReceived { .. } => "ComplaintReceived",
+            Self::ComplaintAcknowledged { .. } => "ComplaintAcknowledged",
+            Self::DeadlineExtended { .. } => "DeadlineExtended",
+            Self::FindingsRecorded { .. } => "FindingsRecorded",
+            Self::ResponseIssued { .. } => "ResponseIssued",
+            Self::StageTwoRequested { .. } => "StageTwoRequested",
+            Self::ComplaintClosed { .. } => "ComplaintClosed",
+            Self::ComplaintReopened { .. } => "ComplaintReopened",
+            Self::ComplaintWithdrawn { .. } => "ComplaintWithdrawn",
+            Self::NoteAdded { .. } => "NoteAdded",
+        }
+    }
+
+    /// The stored payload: the event's fields, without its type (which is stored beside it).
+    pub fn to_payload(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(object) = value.as_object_mut() {
+            object.remove("type");
+        }
+        value
+    }
+
+    /// Reads a stored event back.
+    pub fn from_payload(
+        event_type: &str,
+        schema_version: u32,
+        payload: &serde_json::Value,
+    ) -> Result<Self, EventDecodeError> {
+        let error = |reason: String| EventDecodeError {
+            event_type: event_type.to_owned(),
+            schema_version,
+            reason,
+        };
+        if schema_version != Self::SCHEMA_VERSION {
+            return Err(error("unknown schema version".to_owned()));
+        }
+        let mut tagged = payload
+            .as_object()
+            .cloned()
+            .ok_or_else(|| error("payload is not a JSON object".to_owned()))?;
+        tagged.insert("type".to_owned(), serde_json::Value::from(event_type));
+        serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|e| error(e.to_string()))
+    }
+
+    /// One line for a person reading the complaint's history.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::ComplaintReceived {
+                standards,
+                acknowledgement_due,
+                ..
+            } => {
+                let codes: Vec<&str> = standards.iter().map(|s| s.code()).collect();
+                format!(
+                    "Complaint received alleging {}; acknowledgement due {acknowledgement_due}",
+                    codes.join(", ")
+                )
+            }
+            Self::ComplaintAcknowledged {
+                stage,
+                handler,
+                response_due,
+                ..
+            } => format!("Acknowledged at {stage} by {handler}; response due {response_due}"),
+            Self::DeadlineExtended {
+                stage,
+                working_days,
+                response_due,
+                ..
+            } => format!(
+                "{stage} response deadline extended by {working_days} working days to {response_due}"
+            ),
+            Self::FindingsRecorded {
+                stage, findings, ..
+            } => {
+                let parts: Vec<String> = findings
+                    .iter()
+                    .map(|f| format!("{} {}", f.standard.code(), f.outcome.code()))
+                    .collect();
+                format!("Findings recorded at {stage}: {}", parts.join(", "))
+            }
+            Self::ResponseIssued { stage, .. } => format!("{stage} response issued"),
+            Self::StageTwoRequested {
+                acknowledgement_due,
+                ..
+            } => format!(
+                "Resident asked for stage 2; acknowledgement due {acknowledgement_due}"
+            ),
+            Self::ComplaintClosed { stage, .. } => format!("Closed at {stage}"),
+            Self::ComplaintReopened { stage, .. } => format!("Reopened at {stage}"),
+            Self::ComplaintWithdrawn { stage, .. } => format!("Withdrawn at {stage}"),
+            Self::NoteAdded { .. } => "Note added".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The complaint's state, folded from its events.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::event::{Property, Resident};
+use super::{Event, Finding, Stage};
+use crate::input::{
+    ComplaintId, ContractorId, Handler, LongText, OptionalText, ShortText, SourceSystem, VisitId,
+};
+use crate::standard::ServiceStandard;
+
+/// Where the complaint is within its current stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    AwaitingAcknowledgement,
+    UnderInvestigation,
+    Responded,
+    Closed,
+    Withdrawn,
+}
+
+impl Status {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AwaitingAcknowledgement => "AWAITING_ACKNOWLEDGEMENT",
+            Self::UnderInvestigation => "UNDER_INVESTIGATION",
+            Self::Responded => "RESPONDED",
+            Self::Closed => "CLOSED",
+            Self::Withdrawn => "WITHDRAWN",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::AwaitingAcknowledgement,
+            Self::UnderInvestigation,
+            Self::Responded,
+            Self::Closed,
+            Self::Withdrawn,
+        ]
+        .into_iter()
+        .find(|status| status.code() == code)
+    }
+
+    /// Closed and withdrawn complaints take no step but reopening.
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Closed | Self::Withdrawn)
+    }
+}
+
+/// One stage's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageProgress {
+    /// Receipt (stage 1) or the escalation request (stage 2).
+    pub started_at: DateTime<Utc>,
+    pub acknowledgement_due: NaiveDate,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub handler: Option<Handler>,
+    pub complaint_definition: OptionalText,
+    pub outcome_sought: OptionalText,
+    pub response_due: Option<NaiveDate>,
+    pub extension_working_days: u32,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub decision: Option<ShortText>,
+    pub remedy: OptionalText,
+}
+
+impl StageProgress {
+    fn started(started_at: DateTime<Utc>, acknowledgement_due: NaiveDate) -> Self {
+        Self {
+            started_at,
+            acknowledgement_due,
+            acknowledged_at: None,
+            handler: None,
+            complaint_definition: OptionalText::default(),
+            outcome_sought: OptionalText::default(),
+            response_due: None,
+            extension_working_days: 0,
+            responded_at: None,
+            decision: None,
+            remedy: OptionalText::default(),
+        }
+    }
+
+    /// The deadline still to be met, if any: acknowledgement first, then response.
+    pub fn pending_deadline(&self) -> Option<NaiveDate> {
+        if self.acknowledged_at.is_none() {
+            return Some(self.acknowledgement_due);
+        }
+        if self.responded_at.is_none() {
+            return self.response_due;
+        }
+        None
+    }
+}
+
+/// A complaint as the Code sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Complaint {
+    pub id: ComplaintId,
+    pub channel: String,
+    pub source_system: SourceSystem,
+    pub resident: Resident,
+    pub property: Property,
+    pub contractor_id: ContractorId,
+    pub visit_id: Option<VisitId>,
+    pub standards: Vec<ServiceStandard>,
+    pub description: LongText,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub outcome_sought: OptionalText,
+    pub calendar_version: String,
+    pub status: Status,
+    pub stage: Stage,
+    pub stage_one: StageProgress,
+    pub stage_two: Option<StageProgress>,
+    /// The latest finding per standard (a stage 2 review may change a stage 1 finding).
+    pub findings: BTreeMap<ServiceStandard, Finding>,
+    pub reopen_count: u32,
+    pub note_count: u32,
+    /// How many events have been applied: the stream version.
+    pub version: u64,
+}
+
+impl Complaint {
+    pub fn current_stage(&self) -> &StageProgress {
+        match (self.stage, &self.stage_two) {
+            (Stage::Two, Some(stage_two)) => stage_two,
+            _ => &self.stage_one,
+        }
+    }
+
+    fn current_stage_mut(&mut self) -> &mut StageProgress {
+        match (self.stage, &mut self.stage_two) {
+            (Stage::Two, Some(stage_two)) => stage_two,
+            _ => &mut self.stage_one,
+        }
+    }
+
+    /// The deadline the complaint is waiting on, if it is open.
+    pub fn pending_deadline(&self) -> Option<NaiveDate> {
+        if self.status.is_ended() {
+            return None;
+        }
+        self.current_stage().pending_deadline()
+    }
+}
+
+/// Folds one event into the state. An event that cannot follow the state (only a corrupt stream
+/// holds one) leaves the state as it was, apart from the version.
+pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
+    if let Event::ComplaintReceived {
+        complaint_id,
+        channel,
+        source_system,
+        resident,
+        property,
+        contractor_id,
+        visit_id,
+        standards,
+        description,
+        occurred_at,
+        received_at,
+        outcome_sought,
+        acknowledgement_due,
+        calendar_version,
+    } = event
+    {
+        if state.is_some() {
+            return state;
+        }
+        return Some(Complaint {
+            id: *complaint_id,
+            channel: channel.clone(),
+            source_system: source_system.clone(),
+            resident: resident.clone(),
+            property: property.clone(),
+            contractor_id: contractor_id.clone(),
+            visit_id: visit_id.clone(),
+            standards: standards.clone(),
+            description: description.clone(),
+            occurred_at: *occurred_at,
+            received_at: *received_at,
+            outcome_sought: outcome_sought.clone(),
+            calendar_version: calendar_version.clone(),
+            status: Status::AwaitingAcknowledgement,
+            stage: Stage::One,
+            stage_one: StageProgress::started(*received_at, *acknowledgement_due),
+            stage_two: None,
+            findings: BTreeMap::new(),
+            reopen_count: 0,
+            note_count: 0,
+            version: 1,
+        });
+    }
+    let mut complaint = state?;
+    complaint.version += 1;
+    match event {
+        Event::ComplaintReceived { .. } => {}
+        Event::ComplaintAcknowledged {
+            handler,
+            complaint_definition,
+            outcome_sought,
+            acknowledged_at,
+            response_due,
+            ..
+        } => {
+            let stage = complaint.current_stage_mut();
+            stage.acknowledged_at = Some(*acknowledged_at);
+            stage.handler = Some(handler.clone());
+            stage.complaint_definition = complaint_definition.clone();
+            stage.outcome_sought = outcome_sought.clone();
+            stage.response_due = Some(*response_due);
+            complaint.status = Status::UnderInvestigation;
+        }
+        Event::DeadlineExtended {
+            working_days,
+            response_due,
+            ..
+        } => {
+            let stage = complaint.current_stage_mut();
+            stage.extension_working_days += working_days;
+            stage.response_due = Some(*response_due);
+        }
+        Event::FindingsRecorded { findings, .. } => {
+            for finding in findings {
+                complaint.findings.insert(finding.standard, finding.clone());
+            }
+        }
+        Event::ResponseIssued {
+            decision,
+            remedy,
+            responded_at,
+            ..
+        } => {
+            let stage = complaint.current_stage_mut();
+            stage.responded_at = Some(*responded_at);
+            stage.decision = Some(decision.clone());
+            stage.remedy = remedy.clone();
+            complaint.status = Status::Responded;
+        }
+        Event::StageTwoRequested {
+            requested_at,
+            acknowledgement_due,
+            ..
+        } => {
+            complaint.stage = Stage::Two;
+            complaint.stage_two = Some(StageProgress::started(
+                *requested_at,
+                *acknowledgement_due,
+            ));
+            complaint.status = Status::AwaitingAcknowledgement;
+        }
+        Event::ComplaintClosed { .. } => complaint.status = Status::Closed,
+        Event::ComplaintWithdrawn { .. } => complaint.status = Status::Withdrawn,
+        Event::ComplaintReopened {
+            acknowledgement_due,
+            response_due,
+            ..
+        } => {
+            complaint.reopen_count += 1;
+            let stage = complaint.current_stage_mut();
+            stage.responded_at = None;
+            stage.decision = None;
+            stage.remedy = OptionalText::default();
+            stage.extension_working_days = 0;
+            if let Some(due) = acknowledgement_due {
+                stage.acknowledgement_due = *due;
+            }
+            stage.response_due = *response_due;
+            complaint.status = if stage.acknowledged_at.is_some() {
+                Status::UnderInvestigation
+            } else {
+                Status::AwaitingAcknowledgement
+            };
+        }
+        Event::NoteAdded { .. } => complaint.note_count += 1,
+    }
+    Some(complaint)
+}
+
+/// Folds a whole stream.
+pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Option<Complaint> {
+    events.into_iter().fold(None, apply)
+}

@@ -1,0 +1,18 @@
+//! Doorstep's domain: residents' complaints about contractors, driven through the Housing
+//! Ombudsman's two-stage Complaint Handling Code.
+//!
+//! **Architecture invariant:** this crate does no I/O and knows nothing of tokio, sqlx or tonic.
+//! Time and the working-day calendar are passed in, so every rule is a pure function.
+
+pub mod calendar;
+pub mod complaint;
+pub mod input;
+pub mod standard;
+
+pub use calendar::{CalendarError, WorkingDayCalendar, england_date};
+pub use complaint::{
+    Command, Complaint, CodeTimescales, DomainError, Event, FindingOutcome, HandlingContext, Stage,
+    Status, apply, handle, replay,
+};
+pub use input::InvalidInput;
+pub use standard::ServiceStandard;

@@ -1,0 +1,444 @@
+//! The Complaint Handling Code's rules, checked on known journeys and on random command sequences.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use doorstep_domain::complaint::{
+    Command, Complaint, FindingInput, FindingOutcome, HandlingContext, LogComplaint, PropertyInput,
+    ResidentInput, Stage, Status, apply, handle, replay,
+};
+use doorstep_domain::input::{
+    Address, ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName,
+    ResidentReference, ShortText, SourceSystem, Uprn,
+};
+use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
+use proptest::prelude::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+fn date(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+fn parsed<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
+}
+
+fn log_command(received_at: DateTime<Utc>, standards: Vec<ServiceStandard>) -> Command {
+    Command::Log(Box::new(LogComplaint {
+        complaint_id: ComplaintId::from_uuid(uuid::Uuid::nil()),
+        channel: "PHONE".to_owned(),
+        source_system: parsed(SourceSystem::parse("source_system", "call-centre")),
+        resident: ResidentInput {
+            reference: parsed(ResidentReference::parse("resident.reference", "T-1001")),
+            name: parsed(PersonName::parse("resident.name", "Ada Resident")),
+            phone: None,
+            email: None,
+        },
+        property: PropertyInput {
+            uprn: parsed(Uprn::parse("property.uprn", "100023336956")),
+            address: parsed(Address::parse("property.address", "1 Example Road")),
+        },
+        contractor_id: parsed(ContractorId::parse("contractor_id", "acme-retrofit")),
+        visit_id: None,
+        standards,
+        description: parsed(LongText::parse("description", "Left the side gate open")),
+        occurred_at: None,
+        received_at,
+        outcome_sought: OptionalText::default(),
+    }))
+}
+
+fn handler(name: &str) -> Handler {
+    parsed(Handler::parse("handler", name))
+}
+
+fn short(text: &str) -> ShortText {
+    parsed(ShortText::parse("reason", text))
+}
+
+struct Journey {
+    calendar: WorkingDayCalendar,
+    state: Option<Complaint>,
+    events: Vec<Event>,
+}
+
+impl Journey {
+    fn new() -> Self {
+        Self {
+            calendar: WorkingDayCalendar::england_and_wales(),
+            state: None,
+            events: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
+        let context = HandlingContext {
+            calendar: &self.calendar,
+            timescales: Default::default(),
+        };
+        let events = handle(self.state.as_ref(), command, &context)?;
+        for event in &events {
+            self.state = apply(self.state.take(), event);
+        }
+        self.events.extend(events.clone());
+        Ok(events)
+    }
+
+    fn ok(&mut self, command: Command) -> Vec<Event> {
+        self.run(command).unwrap_or_else(|error| panic!("refused: {error}"))
+    }
+
+    fn state(&self) -> &Complaint {
+        self.state.as_ref().unwrap_or_else(|| panic!("complaint not logged"))
+    }
+}
+
+fn refusal(result: Result<Vec<Event>, DomainError>) -> String {
+    match result {
+        Err(DomainError::NotAllowed(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn full_two_stage_journey_with_deadlines() {
+    let mut journey = Journey::new();
+    // Thursday 2 April 2026, the day before Good Friday.
+    journey.ok(log_command(at("2026-04-02T10:00:00Z"), vec![ServiceStandard::GatesSecured]));
+    assert_eq!(journey.state().stage_one.acknowledgement_due, date("2026-04-13"));
+    assert_eq!(journey.state().status, Status::AwaitingAcknowledgement);
+
+    journey.ok(Command::Acknowledge {
+        stage: Stage::One,
+        handler: handler("Officer One"),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-04-08T09:00:00Z"),
+    });
+    // Ten working days after Wednesday 8 April 2026.
+    assert_eq!(journey.state().stage_one.response_due, Some(date("2026-04-22")));
+
+    journey.ok(Command::ExtendDeadline {
+        reason: short("Waiting for the contractor's site report"),
+        working_days: 5,
+        ombudsman_details_given: true,
+        at: at("2026-04-20T09:00:00Z"),
+    });
+    assert_eq!(journey.state().stage_one.response_due, Some(date("2026-04-29")));
+
+    journey.ok(Command::RecordFindings {
+        findings: vec![FindingInput {
+            standard: ServiceStandard::GatesSecured,
+            outcome: FindingOutcome::Upheld,
+            summary: OptionalText::default(),
+        }],
+        at: at("2026-04-27T09:00:00Z"),
+    });
+    journey.ok(Command::IssueResponse {
+        decision: short("Upheld; the contractor has been told"),
+        remedy: OptionalText::default(),
+        at: at("2026-04-28T09:00:00Z"),
+    });
+    journey.ok(Command::RequestStageTwo {
+        reason: OptionalText::default(),
+        at: at("2026-04-30T09:00:00Z"),
+    });
+    assert_eq!(journey.state().stage, Stage::Two);
+    // Five working days after Thursday 30 April 2026, over the early May bank holiday (4 May).
+    assert_eq!(
+        journey.state().stage_two.as_ref().map(|s| s.acknowledgement_due),
+        Some(date("2026-05-08"))
+    );
+
+    let same_handler = journey.run(Command::Acknowledge {
+        stage: Stage::Two,
+        handler: handler(" officer one "),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-05-05T09:00:00Z"),
+    });
+    assert!(refusal(same_handler).contains("must not be the person who handled stage 1"));
+
+    journey.ok(Command::Acknowledge {
+        stage: Stage::Two,
+        handler: handler("Head of Service"),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-05-05T09:00:00Z"),
+    });
+    // Twenty working days after Tuesday 5 May 2026, over the spring bank holiday (25 May).
+    assert_eq!(
+        journey.state().stage_two.as_ref().and_then(|s| s.response_due),
+        Some(date("2026-06-03"))
+    );
+    journey.ok(Command::IssueResponse {
+        decision: short("Stage 1 decision stands"),
+        remedy: OptionalText::default(),
+        at: at("2026-05-20T09:00:00Z"),
+    });
+    let again = journey.run(Command::RequestStageTwo {
+        reason: OptionalText::default(),
+        at: at("2026-05-21T09:00:00Z"),
+    });
+    assert!(refusal(again).contains("two stages only"));
+    journey.ok(Command::Close {
+        reason: OptionalText::default(),
+        at: at("2026-05-21T09:00:00Z"),
+    });
+    assert_eq!(journey.state().status, Status::Closed);
+
+    let note = journey.run(Command::AddNote {
+        text: LongText::default(),
+        at: at("2026-05-22T09:00:00Z"),
+    });
+    assert!(refusal(note).contains("reopen it"));
+    journey.ok(Command::Reopen {
+        reason: short("Resident reports the gate left open again"),
+        at: at("2026-05-26T09:00:00Z"),
+    });
+    assert_eq!(journey.state().status, Status::UnderInvestigation);
+    assert_eq!(journey.state().reopen_count, 1);
+
+    assert_eq!(replay(&journey.events).as_ref(), journey.state.as_ref());
+    assert_eq!(journey.state().version, journey.events.len() as u64);
+}
+
+#[test]
+fn refused_steps_explain_the_code() {
+    let mut journey = Journey::new();
+    let not_logged = journey.run(Command::Close {
+        reason: OptionalText::default(),
+        at: at("2026-04-02T10:00:00Z"),
+    });
+    assert_eq!(not_logged, Err(DomainError::NotFound));
+
+    journey.ok(log_command(
+        at("2026-04-02T10:00:00Z"),
+        vec![ServiceStandard::Parking, ServiceStandard::Courtesy],
+    ));
+    let early_response = journey.run(Command::IssueResponse {
+        decision: short("No"),
+        remedy: OptionalText::default(),
+        at: at("2026-04-03T10:00:00Z"),
+    });
+    assert!(refusal(early_response).contains("must be acknowledged before"));
+    let early_escalation = journey.run(Command::RequestStageTwo {
+        reason: OptionalText::default(),
+        at: at("2026-04-03T10:00:00Z"),
+    });
+    assert!(refusal(early_escalation).contains("only after the stage 1 response"));
+    let early_close = journey.run(Command::Close {
+        reason: OptionalText::default(),
+        at: at("2026-04-03T10:00:00Z"),
+    });
+    assert!(refusal(early_close).contains("closed only after"));
+
+    journey.ok(Command::Acknowledge {
+        stage: Stage::One,
+        handler: handler("Officer One"),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-04-07T10:00:00Z"),
+    });
+    let without_ombudsman = journey.run(Command::ExtendDeadline {
+        reason: short("Busy"),
+        working_days: 3,
+        ombudsman_details_given: false,
+        at: at("2026-04-08T10:00:00Z"),
+    });
+    assert!(refusal(without_ombudsman).contains("Ombudsman"));
+    journey.ok(Command::ExtendDeadline {
+        reason: short("Site visit"),
+        working_days: 6,
+        ombudsman_details_given: true,
+        at: at("2026-04-08T10:00:00Z"),
+    });
+    let over_cap = journey.run(Command::ExtendDeadline {
+        reason: short("More time"),
+        working_days: 5,
+        ombudsman_details_given: true,
+        at: at("2026-04-09T10:00:00Z"),
+    });
+    assert!(refusal(over_cap).contains("at most 10 working days; 6 already granted"));
+
+    journey.ok(Command::RecordFindings {
+        findings: vec![FindingInput {
+            standard: ServiceStandard::Parking,
+            outcome: FindingOutcome::NotUpheld,
+            summary: OptionalText::default(),
+        }],
+        at: at("2026-04-10T10:00:00Z"),
+    });
+    let missing = journey.run(Command::IssueResponse {
+        decision: short("Not upheld"),
+        remedy: OptionalText::default(),
+        at: at("2026-04-10T10:00:00Z"),
+    });
+    assert!(refusal(missing).contains("missing: COURTESY"));
+    let unalleged = journey.run(Command::RecordFindings {
+        findings: vec![FindingInput {
+            standard: ServiceStandard::NoSmoking,
+            outcome: FindingOutcome::Upheld,
+            summary: OptionalText::default(),
+        }],
+        at: at("2026-04-10T10:00:00Z"),
+    });
+    assert!(matches!(unalleged, Err(DomainError::InvalidInput(error)) if error.field == "findings[0].standard"));
+    let backdated = journey.run(Command::RecordFindings {
+        findings: vec![FindingInput {
+            standard: ServiceStandard::Courtesy,
+            outcome: FindingOutcome::PartlyUpheld,
+            summary: OptionalText::default(),
+        }],
+        at: at("2026-04-10T10:00:00Z"),
+    });
+    assert!(backdated.is_ok());
+    let before_acknowledgement = journey.run(Command::IssueResponse {
+        decision: short("Partly upheld"),
+        remedy: OptionalText::default(),
+        at: at("2026-04-06T10:00:00Z"),
+    });
+    assert!(matches!(before_acknowledgement, Err(DomainError::InvalidInput(error)) if error.field == "effective_at"));
+}
+
+#[test]
+fn events_round_trip_through_their_stored_form() {
+    let mut journey = Journey::new();
+    journey.ok(log_command(at("2026-04-02T10:00:00Z"), vec![ServiceStandard::Other]));
+    journey.ok(Command::Withdraw {
+        reason: OptionalText::default(),
+        at: at("2026-04-03T10:00:00Z"),
+    });
+    for event in &journey.events {
+        let payload = event.to_payload();
+        assert!(payload.get("type").is_none(), "the type is stored beside the payload");
+        let decoded = Event::from_payload(event.event_type(), Event::SCHEMA_VERSION, &payload);
+        assert_eq!(decoded.ok().as_ref(), Some(event));
+    }
+    assert!(Event::from_payload("ComplaintReceived", 99, &serde_json::json!({})).is_err());
+}
+
+/// Commands a random liaison officer might try, in any order.
+fn arbitrary_command() -> impl Strategy<Value = Command> {
+    let hours = 0i64..(24 * 60);
+    let base = at("2026-03-02T09:00:00Z");
+    let moment = hours.prop_map(move |h| base + Duration::hours(h));
+    prop_oneof![
+        (moment.clone(), prop::bool::ANY, prop::sample::select(vec!["Ann", "Bob", "ann"])).prop_map(
+            |(at, two, name)| Command::Acknowledge {
+                stage: if two { Stage::Two } else { Stage::One },
+                handler: handler(name),
+                complaint_definition: OptionalText::default(),
+                outcome_sought: OptionalText::default(),
+                at,
+            }
+        ),
+        (moment.clone(), 1u32..12, prop::bool::ANY).prop_map(|(at, days, given)| {
+            Command::ExtendDeadline {
+                reason: short("Reason"),
+                working_days: days,
+                ombudsman_details_given: given,
+                at,
+            }
+        }),
+        (moment.clone(), prop::sample::select(vec![
+            FindingOutcome::Upheld,
+            FindingOutcome::PartlyUpheld,
+            FindingOutcome::NotUpheld
+        ]))
+        .prop_map(|(at, outcome)| Command::RecordFindings {
+            findings: vec![FindingInput {
+                standard: ServiceStandard::Tidiness,
+                outcome,
+                summary: OptionalText::default(),
+            }],
+            at,
+        }),
+        moment.clone().prop_map(|at| Command::IssueResponse {
+            decision: short("Decision"),
+            remedy: OptionalText::default(),
+            at,
+        }),
+        moment.clone().prop_map(|at| Command::RequestStageTwo {
+            reason: OptionalText::default(),
+            at,
+        }),
+        moment.clone().prop_map(|at| Command::Close {
+            reason: OptionalText::default(),
+            at,
+        }),
+        moment.clone().prop_map(|at| Command::Reopen {
+            reason: short("Again"),
+            at,
+        }),
+        moment.clone().prop_map(|at| Command::Withdraw {
+            reason: OptionalText::default(),
+            at,
+        }),
+        moment.prop_map(|at| Command::AddNote {
+            text: LongText::default(),
+            at,
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_commands_never_break_the_code(commands in prop::collection::vec(arbitrary_command(), 1..40)) {
+        let mut journey = Journey::new();
+        journey.ok(log_command(at("2026-03-02T09:00:00Z"), vec![ServiceStandard::Tidiness]));
+        for command in commands {
+            let before = journey.state().clone();
+            let Ok(events) = journey.run(command) else {
+                // A refused command changes nothing.
+                prop_assert_eq!(journey.state(), &before);
+                continue;
+            };
+            let after = journey.state();
+            prop_assert!(!events.is_empty());
+            // Every accepted event moves the version by one.
+            prop_assert_eq!(after.version, before.version + events.len() as u64);
+            // Nothing but reopening follows closure or withdrawal.
+            if before.status.is_ended() {
+                let reopened = matches!(events[0], Event::ComplaintReopened { .. });
+                prop_assert!(reopened, "only reopening may follow closure or withdrawal");
+            }
+            // Stage 2 exists only after a stage 1 response.
+            if after.stage == Stage::Two {
+                prop_assert!(after.stage_one.responded_at.is_some());
+                let two = after.stage_two.as_ref();
+                prop_assert!(two.is_some());
+                if let (Some(first), Some(second)) = (&after.stage_one.handler, two.and_then(|s| s.handler.as_ref())) {
+                    prop_assert!(!first.as_str().eq_ignore_ascii_case(second.as_str()));
+                }
+            }
+            for progress in [Some(&after.stage_one), after.stage_two.as_ref()].into_iter().flatten() {
+                // No response before acknowledgement, extensions within the cap.
+                if progress.responded_at.is_some() {
+                    prop_assert!(progress.acknowledged_at.is_some());
+                }
+                prop_assert!(progress.extension_working_days <= 20);
+                // Every recorded deadline is a working day.
+                prop_assert!(journey.calendar.is_working_day(progress.acknowledgement_due));
+                if let Some(due) = progress.response_due {
+                    prop_assert!(journey.calendar.is_working_day(due));
+                    prop_assert!(due > england_date(progress.started_at));
+                }
+            }
+            if after.stage == Stage::One {
+                prop_assert!(after.stage_one.extension_working_days <= 10);
+            }
+        }
+        // Replaying the events gives exactly the state that handling produced.
+        let replayed = replay(&journey.events);
+        prop_assert_eq!(replayed.as_ref(), journey.state.as_ref());
+        for event in &journey.events {
+            let decoded = Event::from_payload(event.event_type(), Event::SCHEMA_VERSION, &event.to_payload());
+            let decoded = decoded.ok();
+            prop_assert_eq!(decoded.as_ref(), Some(event));
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The append-only event log behind every Doorstep aggregate.
+//!
+//! One backend-neutral trait, [`EventStore`], with EventStoreDB-like semantics: streams with
+//! optimistic concurrency, idempotent appends by event id, and a gap-free global order. The SQLite
+//! implementation ([`SqliteEventStore`]) is the embedded default.
+
+mod sqlite;
+
+pub use sqlite::{SqliteEventStore, SqliteSettings};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The name of a stream, e.g. `complaint-0192...`. The part before the first `-` is its category.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// Builds `<category>-<id>`.
+    pub fn new(category: &str, id: impl std::fmt::Display) -> Self {
+        Self(format!("{category}-{id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the first `-`.
+    pub fn category(&self) -> &str {
+        self.0.split_once('-').map_or(self.0.as_str(), |(category, _)| category)
+    }
+}
+
+impl From<String> for StreamId {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the caller believes the stream's version to be before its append.
+///
+/// Versions count events: a stream with `n` events is at version `n`, and its events carry versions
+/// `1..=n`. A stream that does not exist is at version 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exact(u64),
+}
+
+/// Who caused an event and why: recorded with every event, never part of the domain payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// The principal that issued the command.
+    pub actor: String,
+    /// The event or command that caused this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// Shared by every event of one business conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The caller's request id (`request_id` or `idempotency_key`), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// How the command arrived: `grpc`, or the complaint channel for intake.
+    pub source_channel: String,
+    /// A digest of the command that produced the event, to tell a retry from a different command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_fingerprint: Option<String>,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique across the whole log; appending an id that is already stored with the same
+    /// stream, type and payload is an idempotent no-op.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Position in the global log: gap-free and strictly increasing in commit order, from 1.
+    pub position: u64,
+    pub stream_id: StreamId,
+    /// Version within the stream, from 1.
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The stream's version after the append (the version of its last event).
+    pub version: u64,
+    /// The global position of the append's last event.
+    pub position: u64,
+    /// True when every event was already stored (an idempotent retry): nothing was written.
+    pub already_stored: bool,
+}
+
+/// Why an append or read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    VersionConflict {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// An event id is already stored with other content or in another stream, or only some of an
+    /// append's events were stored before.
+    #[error("event {event_id} is already stored with different content")]
+    DuplicateEventId { event_id: Uuid },
+    #[error("an append must carry at least one event")]
+    EmptyAppend,
+    #[error("the event store is shutting down")]
+    Closed,
+    #[error("stored event at position {position} cannot be decoded: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The append-only event log.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream is at `expected`.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Reads up to `limit` events of `stream` with version >= `from_version`, in version order.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events with position >= `from_position`, in position order.
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Finds one event by its id.
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// The position of the last committed event, 0 for an empty log.
+    async fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// A receiver that sees the head position after every commit, so followers can wait for
+    /// new events instead of polling.
+    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
+}
