@@ -1,0 +1,147 @@
+//! Test harness: each test gets its own data directory and a real server on a free port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+use doorstep_server::{Application, Settings};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub use doorstep_server::ACTOR_HEADER;
+
+/// A running server and a client connected to it.
+pub struct TestApp {
+    pub port: u16,
+    pub client: ComplaintServiceClient<Channel>,
+    pub channel: Channel,
+    data_dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// Starts a server on a fresh SQLite file.
+pub async fn spawn_app() -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    start(data_dir).await
+}
+
+async fn start(data_dir: Arc<TempDir>) -> TestApp {
+    let settings = Settings::for_tests(data_dir.path());
+    let application = Application::build(settings)
+        .await
+        .expect("the application builds");
+    let port = application.port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        application
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs until stopped");
+    });
+    let channel = connect(port).await;
+    TestApp {
+        port,
+        client: ComplaintServiceClient::new(channel.clone()),
+        channel,
+        data_dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+/// Connects to a local port, retrying briefly while the server starts.
+pub async fn connect(port: u16) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a valid endpoint")
+        .timeout(Duration::from_secs(30));
+    for _ in 0..50 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server on port {port} never accepted a connection");
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task ends cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        start(self.data_dir.clone()).await
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn timestamp(text: &str) -> prost_types::Timestamp {
+    let at: DateTime<Utc> = text.parse().expect("an RFC 3339 time");
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    }
+}
+
+/// A valid complaint about a gate left open, received at `received_at`.
+pub fn gate_left_open(idempotency_key: &str, received_at: &str) -> v1::LogComplaintRequest {
+    v1::LogComplaintRequest {
+        idempotency_key: idempotency_key.to_owned(),
+        channel: v1::Channel::Phone as i32,
+        source_system: "call-centre".to_owned(),
+        resident: Some(v1::Resident {
+            reference: "T-1001".to_owned(),
+            name: "Ada Resident".to_owned(),
+            phone: "07700 900123".to_owned(),
+            email: "ada@example.org".to_owned(),
+        }),
+        property: Some(v1::Property {
+            uprn: "100023336956".to_owned(),
+            address: "1 Example Road, Leeds".to_owned(),
+        }),
+        contractor_id: "acme-retrofit".to_owned(),
+        visit_id: Some("V-2026-0001".to_owned()),
+        standards: vec![v1::ServiceStandard::GatesSecured as i32],
+        description: "The side gate was left open and the dog got out".to_owned(),
+        occurred_at: Some(timestamp(received_at)),
+        received_at: Some(timestamp(received_at)),
+        outcome_sought: "An apology and the gate kept shut".to_owned(),
+    }
+}
+
+/// The field named in an INVALID_ARGUMENT status's BadRequest details.
+pub fn violated_field(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_bad_request().and_then(|bad_request| {
+        bad_request
+            .field_violations
+            .first()
+            .map(|v| v.field.clone())
+    })
+}

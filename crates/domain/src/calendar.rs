@@ -131,13 +131,13 @@ impl WorkingDayCalendar {
         let last = bank_holidays.last().map_or(0, |date| date.year());
         // A short stable digest of every date, so two calendars with the same range but different
         // days never share a version.
-        let digest = bank_holidays
-            .iter()
-            .chain(closure_days.iter())
-            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, date| {
+        let digest = bank_holidays.iter().chain(closure_days.iter()).fold(
+            0xcbf2_9ce4_8422_2325_u64,
+            |hash, date| {
                 let day = u64::try_from(date.num_days_from_ce()).unwrap_or_default();
                 (hash ^ day).wrapping_mul(0x0100_0000_01b3)
-            });
+            },
+        );
         format!(
             "{DIVISION}/{first}-{last}/{}+{}/{digest:016x}",
             bank_holidays.len(),
@@ -192,8 +192,12 @@ mod tests {
     fn christmas_2026_with_a_closure_day() {
         // Friday 25 December 2026 and Monday 28 December (Boxing Day substitute) are holidays;
         // the landlord also closes on 29 December.
-        let calendar = WorkingDayCalendar::england_and_wales().with_closure_days([date("2026-12-29")]);
-        assert_eq!(calendar.add_working_days(date("2026-12-24"), 1), date("2026-12-30"));
+        let calendar =
+            WorkingDayCalendar::england_and_wales().with_closure_days([date("2026-12-29")]);
+        assert_eq!(
+            calendar.add_working_days(date("2026-12-24"), 1),
+            date("2026-12-30")
+        );
         assert_ne!(
             calendar.version(),
             WorkingDayCalendar::england_and_wales().version()
@@ -204,7 +208,10 @@ mod tests {
     fn receipt_on_a_weekend_counts_from_the_next_working_day() {
         let calendar = WorkingDayCalendar::england_and_wales();
         // Saturday 7 November 2026: day 1 is Monday the 9th, day 5 Friday the 13th.
-        assert_eq!(calendar.add_working_days(date("2026-11-07"), 5), date("2026-11-13"));
+        assert_eq!(
+            calendar.add_working_days(date("2026-11-07"), 5),
+            date("2026-11-13")
+        );
     }
 
     #[test]
@@ -212,9 +219,14 @@ mod tests {
         let json = r#"{"england-and-wales":{"division":"england-and-wales","events":[
             {"title":"Made-up day","date":"2031-01-06","notes":"","bunting":false}]},
             "scotland":{"division":"scotland","events":[]}}"#;
-        let calendar = WorkingDayCalendar::from_gov_uk_json(json).unwrap_or_else(|error| panic!("{error}"));
+        let calendar =
+            WorkingDayCalendar::from_gov_uk_json(json).unwrap_or_else(|error| panic!("{error}"));
         assert!(!calendar.is_working_day(date("2031-01-06")));
-        assert!(calendar.version().starts_with("england-and-wales/2031-2031/1+0/"));
+        assert!(
+            calendar
+                .version()
+                .starts_with("england-and-wales/2031-2031/1+0/")
+        );
         assert!(matches!(
             WorkingDayCalendar::from_gov_uk_json(r#"{"scotland":{"events":[]}}"#),
             Err(CalendarError::MissingDivision)

@@ -23,7 +23,12 @@ impl InvalidInput {
 }
 
 /// Checks length and control characters shared by every free-text field.
-fn text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<String, InvalidInput> {
+fn text(
+    field: &str,
+    value: &str,
+    max_chars: usize,
+    required: bool,
+) -> Result<String, InvalidInput> {
     let trimmed = value.trim();
     if required && trimmed.is_empty() {
         return Err(InvalidInput::new(field, "is required"));
@@ -235,11 +240,9 @@ impl EmailAddress {
         let value = value.trim();
         let well_formed = value.len() <= 254
             && !value.chars().any(char::is_whitespace)
-            && value
-                .split_once('@')
-                .is_some_and(|(local, domain)| {
-                    !local.is_empty() && domain.contains('.') && !domain.contains('@')
-                });
+            && value.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.contains('@')
+            });
         if !well_formed {
             return Err(InvalidInput::new(field, "must be an email address"));
         }

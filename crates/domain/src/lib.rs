@@ -11,7 +11,7 @@ pub mod standard;
 
 pub use calendar::{CalendarError, WorkingDayCalendar, england_date};
 pub use complaint::{
-    Command, Complaint, CodeTimescales, DomainError, Event, FindingOutcome, HandlingContext, Stage,
+    CodeTimescales, Command, Complaint, DomainError, Event, FindingOutcome, HandlingContext, Stage,
     Status, apply, handle, replay,
 };
 pub use input::InvalidInput;

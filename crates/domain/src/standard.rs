@@ -48,7 +48,9 @@ impl ServiceStandard {
 
     /// Parses a stable code.
     pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|standard| standard.code() == code)
+        Self::ALL
+            .into_iter()
+            .find(|standard| standard.code() == code)
     }
 
     /// What the standard asks of a contractor, for people reading a report.
@@ -59,7 +61,9 @@ impl ServiceStandard {
             Self::Protection => "Adequate floor and furniture protection",
             Self::Tidiness => "Leave work areas clean and tidy",
             Self::Parking => "Park with respect for the resident and neighbours",
-            Self::FacilitiesPermission => "Ask permission before using facilities such as the toilet",
+            Self::FacilitiesPermission => {
+                "Ask permission before using facilities such as the toilet"
+            }
             Self::GatesSecured => "Close gates and doors behind you",
             Self::Identification => "Identify yourself: logo, named contact and phone number",
             Self::Other => "Anything else, described in text",

@@ -13,7 +13,8 @@ use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, e
 use proptest::prelude::*;
 
 fn at(text: &str) -> DateTime<Utc> {
-    text.parse().unwrap_or_else(|error| panic!("{text}: {error}"))
+    text.parse()
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
 }
 
 fn date(text: &str) -> NaiveDate {
@@ -86,11 +87,14 @@ impl Journey {
     }
 
     fn ok(&mut self, command: Command) -> Vec<Event> {
-        self.run(command).unwrap_or_else(|error| panic!("refused: {error}"))
+        self.run(command)
+            .unwrap_or_else(|error| panic!("refused: {error}"))
     }
 
     fn state(&self) -> &Complaint {
-        self.state.as_ref().unwrap_or_else(|| panic!("complaint not logged"))
+        self.state
+            .as_ref()
+            .unwrap_or_else(|| panic!("complaint not logged"))
     }
 }
 
@@ -105,8 +109,14 @@ fn refusal(result: Result<Vec<Event>, DomainError>) -> String {
 fn full_two_stage_journey_with_deadlines() {
     let mut journey = Journey::new();
     // Thursday 2 April 2026, the day before Good Friday.
-    journey.ok(log_command(at("2026-04-02T10:00:00Z"), vec![ServiceStandard::GatesSecured]));
-    assert_eq!(journey.state().stage_one.acknowledgement_due, date("2026-04-13"));
+    journey.ok(log_command(
+        at("2026-04-02T10:00:00Z"),
+        vec![ServiceStandard::GatesSecured],
+    ));
+    assert_eq!(
+        journey.state().stage_one.acknowledgement_due,
+        date("2026-04-13")
+    );
     assert_eq!(journey.state().status, Status::AwaitingAcknowledgement);
 
     journey.ok(Command::Acknowledge {
@@ -117,7 +127,10 @@ fn full_two_stage_journey_with_deadlines() {
         at: at("2026-04-08T09:00:00Z"),
     });
     // Ten working days after Wednesday 8 April 2026.
-    assert_eq!(journey.state().stage_one.response_due, Some(date("2026-04-22")));
+    assert_eq!(
+        journey.state().stage_one.response_due,
+        Some(date("2026-04-22"))
+    );
 
     journey.ok(Command::ExtendDeadline {
         reason: short("Waiting for the contractor's site report"),
@@ -125,7 +138,10 @@ fn full_two_stage_journey_with_deadlines() {
         ombudsman_details_given: true,
         at: at("2026-04-20T09:00:00Z"),
     });
-    assert_eq!(journey.state().stage_one.response_due, Some(date("2026-04-29")));
+    assert_eq!(
+        journey.state().stage_one.response_due,
+        Some(date("2026-04-29"))
+    );
 
     journey.ok(Command::RecordFindings {
         findings: vec![FindingInput {
@@ -147,7 +163,11 @@ fn full_two_stage_journey_with_deadlines() {
     assert_eq!(journey.state().stage, Stage::Two);
     // Five working days after Thursday 30 April 2026, over the early May bank holiday (4 May).
     assert_eq!(
-        journey.state().stage_two.as_ref().map(|s| s.acknowledgement_due),
+        journey
+            .state()
+            .stage_two
+            .as_ref()
+            .map(|s| s.acknowledgement_due),
         Some(date("2026-05-08"))
     );
 
@@ -169,7 +189,11 @@ fn full_two_stage_journey_with_deadlines() {
     });
     // Twenty working days after Tuesday 5 May 2026, over the spring bank holiday (25 May).
     assert_eq!(
-        journey.state().stage_two.as_ref().and_then(|s| s.response_due),
+        journey
+            .state()
+            .stage_two
+            .as_ref()
+            .and_then(|s| s.response_due),
         Some(date("2026-06-03"))
     );
     journey.ok(Command::IssueResponse {
@@ -284,7 +308,9 @@ fn refused_steps_explain_the_code() {
         }],
         at: at("2026-04-10T10:00:00Z"),
     });
-    assert!(matches!(unalleged, Err(DomainError::InvalidInput(error)) if error.field == "findings[0].standard"));
+    assert!(
+        matches!(unalleged, Err(DomainError::InvalidInput(error)) if error.field == "findings[0].standard")
+    );
     let backdated = journey.run(Command::RecordFindings {
         findings: vec![FindingInput {
             standard: ServiceStandard::Courtesy,
@@ -299,20 +325,28 @@ fn refused_steps_explain_the_code() {
         remedy: OptionalText::default(),
         at: at("2026-04-06T10:00:00Z"),
     });
-    assert!(matches!(before_acknowledgement, Err(DomainError::InvalidInput(error)) if error.field == "effective_at"));
+    assert!(
+        matches!(before_acknowledgement, Err(DomainError::InvalidInput(error)) if error.field == "effective_at")
+    );
 }
 
 #[test]
 fn events_round_trip_through_their_stored_form() {
     let mut journey = Journey::new();
-    journey.ok(log_command(at("2026-04-02T10:00:00Z"), vec![ServiceStandard::Other]));
+    journey.ok(log_command(
+        at("2026-04-02T10:00:00Z"),
+        vec![ServiceStandard::Other],
+    ));
     journey.ok(Command::Withdraw {
         reason: OptionalText::default(),
         at: at("2026-04-03T10:00:00Z"),
     });
     for event in &journey.events {
         let payload = event.to_payload();
-        assert!(payload.get("type").is_none(), "the type is stored beside the payload");
+        assert!(
+            payload.get("type").is_none(),
+            "the type is stored beside the payload"
+        );
         let decoded = Event::from_payload(event.event_type(), Event::SCHEMA_VERSION, &payload);
         assert_eq!(decoded.ok().as_ref(), Some(event));
     }
@@ -325,15 +359,18 @@ fn arbitrary_command() -> impl Strategy<Value = Command> {
     let base = at("2026-03-02T09:00:00Z");
     let moment = hours.prop_map(move |h| base + Duration::hours(h));
     prop_oneof![
-        (moment.clone(), prop::bool::ANY, prop::sample::select(vec!["Ann", "Bob", "ann"])).prop_map(
-            |(at, two, name)| Command::Acknowledge {
+        (
+            moment.clone(),
+            prop::bool::ANY,
+            prop::sample::select(vec!["Ann", "Bob", "ann"])
+        )
+            .prop_map(|(at, two, name)| Command::Acknowledge {
                 stage: if two { Stage::Two } else { Stage::One },
                 handler: handler(name),
                 complaint_definition: OptionalText::default(),
                 outcome_sought: OptionalText::default(),
                 at,
-            }
-        ),
+            }),
         (moment.clone(), 1u32..12, prop::bool::ANY).prop_map(|(at, days, given)| {
             Command::ExtendDeadline {
                 reason: short("Reason"),
@@ -342,19 +379,22 @@ fn arbitrary_command() -> impl Strategy<Value = Command> {
                 at,
             }
         }),
-        (moment.clone(), prop::sample::select(vec![
-            FindingOutcome::Upheld,
-            FindingOutcome::PartlyUpheld,
-            FindingOutcome::NotUpheld
-        ]))
-        .prop_map(|(at, outcome)| Command::RecordFindings {
-            findings: vec![FindingInput {
-                standard: ServiceStandard::Tidiness,
-                outcome,
-                summary: OptionalText::default(),
-            }],
-            at,
-        }),
+        (
+            moment.clone(),
+            prop::sample::select(vec![
+                FindingOutcome::Upheld,
+                FindingOutcome::PartlyUpheld,
+                FindingOutcome::NotUpheld
+            ])
+        )
+            .prop_map(|(at, outcome)| Command::RecordFindings {
+                findings: vec![FindingInput {
+                    standard: ServiceStandard::Tidiness,
+                    outcome,
+                    summary: OptionalText::default(),
+                }],
+                at,
+            }),
         moment.clone().prop_map(|at| Command::IssueResponse {
             decision: short("Decision"),
             remedy: OptionalText::default(),

@@ -6,6 +6,10 @@
 
 mod sqlite;
 
+/// The guarantees every backend must keep, as checks each backend's tests run.
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 pub use sqlite::{SqliteEventStore, SqliteSettings};
 
 use async_trait::async_trait;
@@ -29,7 +33,9 @@ impl StreamId {
 
     /// The part before the first `-`.
     pub fn category(&self) -> &str {
-        self.0.split_once('-').map_or(self.0.as_str(), |(category, _)| category)
+        self.0
+            .split_once('-')
+            .map_or(self.0.as_str(), |(category, _)| category)
     }
 }
 

@@ -1,0 +1,15 @@
+//! The Doorstep gRPC server: settings, wiring and handlers. `main.rs` only parses the command
+//! line; tests build the same [`Application`] on port 0.
+
+pub mod clock;
+pub mod complaint_log;
+mod complaints;
+mod convert;
+pub mod error;
+mod parse;
+pub mod settings;
+pub mod startup;
+
+pub use complaints::ACTOR_HEADER;
+pub use settings::Settings;
+pub use startup::{Application, StartupError};

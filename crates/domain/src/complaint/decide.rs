@@ -113,10 +113,17 @@ pub fn handle(
                     "{stage} has already been acknowledged"
                 )));
             }
-            not_before(at, complaint.current_stage().started_at, "acknowledged", "started")?;
+            not_before(
+                at,
+                complaint.current_stage().started_at,
+                "acknowledged",
+                "started",
+            )?;
             if stage == Stage::Two {
                 let stage_one_handler = complaint.stage_one.handler.as_ref();
-                if stage_one_handler.is_some_and(|first| same_person(first.as_str(), handler.as_str())) {
+                if stage_one_handler
+                    .is_some_and(|first| same_person(first.as_str(), handler.as_str()))
+                {
                     return Err(DomainError::not_allowed(
                         "the stage 2 handler must not be the person who handled stage 1",
                     ));
@@ -169,7 +176,10 @@ pub fn handle(
                 if !complaint.standards.contains(&finding.standard) {
                     return Err(InvalidInput::new(
                         format!("findings[{index}].standard"),
-                        format!("{} is not one of the standards this complaint alleges", finding.standard),
+                        format!(
+                            "{} is not one of the standards this complaint alleges",
+                            finding.standard
+                        ),
                     )
                     .into());
                 }
@@ -232,7 +242,8 @@ pub fn handle(
             Ok(vec![Event::StageTwoRequested {
                 reason,
                 requested_at: at,
-                acknowledgement_due: context.due(at, context.timescales.acknowledgement(Stage::Two)),
+                acknowledgement_due: context
+                    .due(at, context.timescales.acknowledgement(Stage::Two)),
             }])
         }
         Command::Close { reason, at } => {
@@ -303,9 +314,15 @@ fn reopen(
     // investigation resumes and the response clock restarts from the reopening.
     let acknowledged = complaint.current_stage().acknowledged_at.is_some();
     let (acknowledgement_due, response_due) = if acknowledged {
-        (None, Some(context.due(at, context.timescales.response(stage))))
+        (
+            None,
+            Some(context.due(at, context.timescales.response(stage))),
+        )
     } else {
-        (Some(context.due(at, context.timescales.acknowledgement(stage))), None)
+        (
+            Some(context.due(at, context.timescales.acknowledgement(stage))),
+            None,
+        )
     };
     Ok(vec![Event::ComplaintReopened {
         stage,

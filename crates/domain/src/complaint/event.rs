@@ -231,9 +231,7 @@ impl Event {
             Self::StageTwoRequested {
                 acknowledgement_due,
                 ..
-            } => format!(
-                "Resident asked for stage 2; acknowledgement due {acknowledgement_due}"
-            ),
+            } => format!("Resident asked for stage 2; acknowledgement due {acknowledgement_due}"),
             Self::ComplaintClosed { stage, .. } => format!("Closed at {stage}"),
             Self::ComplaintReopened { stage, .. } => format!("Reopened at {stage}"),
             Self::ComplaintWithdrawn { stage, .. } => format!("Withdrawn at {stage}"),

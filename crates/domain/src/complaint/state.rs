@@ -247,10 +247,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             ..
         } => {
             complaint.stage = Stage::Two;
-            complaint.stage_two = Some(StageProgress::started(
-                *requested_at,
-                *acknowledgement_due,
-            ));
+            complaint.stage_two = Some(StageProgress::started(*requested_at, *acknowledgement_due));
             complaint.status = Status::AwaitingAcknowledgement;
         }
         Event::ComplaintClosed { .. } => complaint.status = Status::Closed,

@@ -1,0 +1,325 @@
+//! The complaint list: one row per complaint with what callers filter on.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use doorstep_domain::ServiceStandard;
+use doorstep_domain::complaint::{Complaint, Event, Stage, Status};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use crate::ProjectionError;
+
+/// One complaint as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplaintRow {
+    pub complaint_id: String,
+    pub status: Status,
+    pub stage: Stage,
+    pub contractor_id: String,
+    pub uprn: String,
+    pub resident_reference: String,
+    pub received_at: DateTime<Utc>,
+    pub standards: Vec<ServiceStandard>,
+    /// The pending Code deadline, if the complaint is waiting on one.
+    pub next_deadline: Option<NaiveDate>,
+    pub version: u64,
+}
+
+impl ComplaintRow {
+    /// The row for a complaint's current state: what the projection must hold after its events.
+    pub fn from_state(complaint: &Complaint) -> Self {
+        Self {
+            complaint_id: complaint.id.to_string(),
+            status: complaint.status,
+            stage: complaint.stage,
+            contractor_id: complaint.contractor_id.as_str().to_owned(),
+            uprn: complaint.property.uprn.as_str().to_owned(),
+            resident_reference: complaint.resident.reference.as_str().to_owned(),
+            received_at: complaint.received_at,
+            standards: complaint.standards.clone(),
+            next_deadline: complaint.pending_deadline(),
+            version: complaint.version,
+        }
+    }
+
+    /// Overdue: a pending deadline that is before `today`.
+    pub fn is_overdue(&self, today: NaiveDate) -> bool {
+        self.next_deadline.is_some_and(|due| due < today)
+    }
+}
+
+/// The row after one more event of its complaint. Each event carries the dates it set, so the
+/// row follows without replaying the stream.
+pub fn next_row(row: Option<ComplaintRow>, event: &Event, version: u64) -> Option<ComplaintRow> {
+    if let Event::ComplaintReceived {
+        complaint_id,
+        resident,
+        property,
+        contractor_id,
+        standards,
+        received_at,
+        acknowledgement_due,
+        ..
+    } = event
+    {
+        return Some(row.unwrap_or_else(|| ComplaintRow {
+            complaint_id: complaint_id.to_string(),
+            status: Status::AwaitingAcknowledgement,
+            stage: Stage::One,
+            contractor_id: contractor_id.as_str().to_owned(),
+            uprn: property.uprn.as_str().to_owned(),
+            resident_reference: resident.reference.as_str().to_owned(),
+            received_at: *received_at,
+            standards: standards.clone(),
+            next_deadline: Some(*acknowledgement_due),
+            version,
+        }));
+    }
+    let mut row = row?;
+    row.version = version;
+    match event {
+        Event::ComplaintReceived { .. }
+        | Event::FindingsRecorded { .. }
+        | Event::NoteAdded { .. } => {}
+        Event::ComplaintAcknowledged { response_due, .. } => {
+            row.status = Status::UnderInvestigation;
+            row.next_deadline = Some(*response_due);
+        }
+        Event::DeadlineExtended { response_due, .. } => row.next_deadline = Some(*response_due),
+        Event::ResponseIssued { .. } => {
+            row.status = Status::Responded;
+            row.next_deadline = None;
+        }
+        Event::StageTwoRequested {
+            acknowledgement_due,
+            ..
+        } => {
+            row.stage = Stage::Two;
+            row.status = Status::AwaitingAcknowledgement;
+            row.next_deadline = Some(*acknowledgement_due);
+        }
+        Event::ComplaintClosed { .. } => {
+            row.status = Status::Closed;
+            row.next_deadline = None;
+        }
+        Event::ComplaintWithdrawn { .. } => {
+            row.status = Status::Withdrawn;
+            row.next_deadline = None;
+        }
+        Event::ComplaintReopened {
+            acknowledgement_due,
+            response_due,
+            ..
+        } => {
+            if let Some(due) = response_due {
+                row.status = Status::UnderInvestigation;
+                row.next_deadline = Some(*due);
+            } else {
+                row.status = Status::AwaitingAcknowledgement;
+                row.next_deadline = *acknowledgement_due;
+            }
+        }
+    }
+    Some(row)
+}
+
+/// What `ListComplaints` filters on; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplaintFilter {
+    pub contractor_id: Option<String>,
+    pub status: Option<Status>,
+    pub stage: Option<Stage>,
+    /// Only complaints whose pending deadline is before this date (today, in England).
+    pub overdue_on: Option<NaiveDate>,
+    pub uprn: Option<String>,
+    pub resident_reference: Option<String>,
+    pub received_from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub received_to: Option<DateTime<Utc>>,
+}
+
+/// Where the next page starts: the last row of the previous page (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub received_at_micros: i64,
+    pub complaint_id: String,
+}
+
+impl PageCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.received_at_micros, self.complaint_id)
+    }
+
+    pub fn decode(token: &str) -> Result<Self, ProjectionError> {
+        let (micros, id) = token
+            .split_once('.')
+            .ok_or(ProjectionError::InvalidPageToken)?;
+        let received_at_micros = micros
+            .parse()
+            .map_err(|_| ProjectionError::InvalidPageToken)?;
+        if id.is_empty() || id.len() > 64 {
+            return Err(ProjectionError::InvalidPageToken);
+        }
+        Ok(Self {
+            received_at_micros,
+            complaint_id: id.to_owned(),
+        })
+    }
+}
+
+pub(crate) async fn load(
+    connection: &mut SqliteConnection,
+    complaint_id: &str,
+) -> Result<Option<ComplaintRow>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT complaint_id, status, stage, contractor_id, uprn, resident_reference, \
+         received_at_micros, standards, next_deadline, version \
+         FROM complaint_list WHERE complaint_id = ?",
+    )
+    .bind(complaint_id)
+    .fetch_optional(connection)
+    .await?;
+    row.map(|row| decode(&row)).transpose()
+}
+
+pub(crate) async fn store(
+    connection: &mut SqliteConnection,
+    row: &ComplaintRow,
+    position: u64,
+) -> Result<(), ProjectionError> {
+    let standards: Vec<&str> = row.standards.iter().map(|s| s.code()).collect();
+    sqlx::query(
+        "INSERT INTO complaint_list (complaint_id, status, stage, contractor_id, uprn, \
+         resident_reference, received_at_micros, standards, next_deadline, version, last_position) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (complaint_id) DO UPDATE SET status = excluded.status, stage = excluded.stage, \
+         next_deadline = excluded.next_deadline, version = excluded.version, \
+         last_position = excluded.last_position",
+    )
+    .bind(&row.complaint_id)
+    .bind(row.status.code())
+    .bind(i64::from(row.stage.number()))
+    .bind(&row.contractor_id)
+    .bind(&row.uprn)
+    .bind(&row.resident_reference)
+    .bind(row.received_at.timestamp_micros())
+    .bind(standards.join(","))
+    .bind(row.next_deadline.map(|date| date.to_string()))
+    .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
+    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// One page of the list, newest first, and the cursor of the page after it.
+pub(crate) async fn list(
+    pool: &SqlitePool,
+    filter: &ComplaintFilter,
+    page_size: u32,
+    after: Option<&PageCursor>,
+) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT complaint_id, status, stage, contractor_id, uprn, resident_reference, \
+         received_at_micros, standards, next_deadline, version FROM complaint_list WHERE 1 = 1",
+    );
+    if let Some(contractor_id) = &filter.contractor_id {
+        query
+            .push(" AND contractor_id = ")
+            .push_bind(contractor_id.clone());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.code());
+    }
+    if let Some(stage) = filter.stage {
+        query
+            .push(" AND stage = ")
+            .push_bind(i64::from(stage.number()));
+    }
+    if let Some(today) = filter.overdue_on {
+        query
+            .push(" AND next_deadline IS NOT NULL AND next_deadline < ")
+            .push_bind(today.to_string());
+    }
+    if let Some(uprn) = &filter.uprn {
+        query.push(" AND uprn = ").push_bind(uprn.clone());
+    }
+    if let Some(reference) = &filter.resident_reference {
+        query
+            .push(" AND resident_reference = ")
+            .push_bind(reference.clone());
+    }
+    if let Some(from) = filter.received_from {
+        query
+            .push(" AND received_at_micros >= ")
+            .push_bind(from.timestamp_micros());
+    }
+    if let Some(to) = filter.received_to {
+        query
+            .push(" AND received_at_micros < ")
+            .push_bind(to.timestamp_micros());
+    }
+    if let Some(cursor) = after {
+        query
+            .push(" AND (received_at_micros, complaint_id) < (")
+            .push_bind(cursor.received_at_micros)
+            .push(", ")
+            .push_bind(cursor.complaint_id.clone())
+            .push(")");
+    }
+    // One row more than the page tells whether another page follows.
+    query
+        .push(" ORDER BY received_at_micros DESC, complaint_id DESC LIMIT ")
+        .push_bind(i64::from(page_size) + 1);
+    let rows = query.build().fetch_all(pool).await?;
+    let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let has_more = complaints.len() > page_size as usize;
+    complaints.truncate(page_size as usize);
+    let next = if has_more {
+        complaints.last().map(|last| PageCursor {
+            received_at_micros: last.received_at.timestamp_micros(),
+            complaint_id: last.complaint_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok((complaints, next))
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<ComplaintRow, ProjectionError> {
+    let complaint_id: String = row.try_get("complaint_id")?;
+    let corrupt = |reason: &str| ProjectionError::CorruptRow {
+        complaint_id: complaint_id.clone(),
+        reason: reason.to_owned(),
+    };
+    let status: String = row.try_get("status")?;
+    let stage: i64 = row.try_get("stage")?;
+    let micros: i64 = row.try_get("received_at_micros")?;
+    let standards: String = row.try_get("standards")?;
+    let next_deadline: Option<String> = row.try_get("next_deadline")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(ComplaintRow {
+        complaint_id: complaint_id.clone(),
+        status: Status::from_code(&status).ok_or_else(|| corrupt("unknown status"))?,
+        stage: match stage {
+            1 => Stage::One,
+            2 => Stage::Two,
+            _ => return Err(corrupt("unknown stage")),
+        },
+        contractor_id: row.try_get("contractor_id")?,
+        uprn: row.try_get("uprn")?,
+        resident_reference: row.try_get("resident_reference")?,
+        received_at: DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| corrupt("received_at out of range"))?,
+        standards: standards
+            .split(',')
+            .filter(|code| !code.is_empty())
+            .map(|code| ServiceStandard::from_code(code).ok_or_else(|| corrupt("unknown standard")))
+            .collect::<Result<_, _>>()?,
+        next_deadline: next_deadline
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| corrupt("next_deadline is not a date"))
+            })
+            .transpose()?,
+        version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
+    })
+}

@@ -1,0 +1,989 @@
+//! The guarantees every [`EventStore`] backend must keep, as one suite that each backend runs.
+//!
+//! Each check is a plain async function that takes a store and panics with a message naming the
+//! broken guarantee. A backend's test file instantiates all of them at once with
+//! [`event_store_conformance_tests!`](crate::event_store_conformance_tests), so a check added
+//! here runs against every backend without anyone having to remember to list it.
+//!
+//! Checks use streams with fresh random names and measure the log relative to its head when they
+//! start, so they also pass against a store that already holds events. They do assume that
+//! nothing else appends while they run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::{
+    AppendOutcome, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StreamId,
+};
+
+/// Instantiates one `#[tokio::test]` per conformance check.
+///
+/// `$fresh_store` names an async function returning `(Arc<dyn EventStore>, impl Sized)`: a new,
+/// empty store, and whatever must stay alive while it is used (a temporary directory, a
+/// database container). The test crate needs `tokio` with the `macros` and `rt-multi-thread`
+/// features.
+///
+/// ```ignore
+/// async fn fresh_store() -> (Arc<dyn EventStore>, tempfile::TempDir) { /* ... */ }
+/// doorstep_store::event_store_conformance_tests!(fresh_store);
+/// ```
+#[macro_export]
+macro_rules! event_store_conformance_tests {
+    ($fresh_store:path) => {
+        $crate::event_store_conformance_tests!(@each $fresh_store;
+            append_to_new_stream_with_no_stream,
+            append_to_new_stream_with_exact_zero,
+            exact_version_mismatch_reports_the_actual_version,
+            no_stream_on_an_existing_stream_conflicts,
+            any_always_appends,
+            idempotent_retry_returns_the_original_outcome_and_writes_nothing,
+            same_event_id_with_other_content_is_a_duplicate,
+            partially_stored_append_is_a_duplicate,
+            duplicate_event_id_within_one_append_is_refused,
+            empty_append_is_refused,
+            read_stream_from_a_version_with_a_limit,
+            read_all_is_in_position_order_and_gap_free,
+            find_event_returns_the_recorded_event,
+            head_position_and_watch_head_advance,
+            concurrent_appends_are_each_stored_exactly_once,
+            concurrent_exact_appends_have_one_winner_per_version,
+            refused_appends_do_not_disturb_concurrent_ones,
+            event_fields_round_trip,
+        );
+    };
+    (@each $fresh_store:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, keep_alive) = $fresh_store().await;
+                $crate::conformance::$check(store).await;
+                drop(keep_alive);
+            }
+        )+
+    };
+}
+
+/// Enough to read a whole test log in one call.
+const EVERYTHING: usize = 1_000_000;
+
+/// How long a check waits for something that should happen at once, before failing.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn fresh_stream(category: &str) -> StreamId {
+    StreamId::new(category, Uuid::now_v7())
+}
+
+fn test_metadata() -> EventMetadata {
+    EventMetadata {
+        actor: "conformance-suite".to_owned(),
+        source_channel: "grpc".to_owned(),
+        ..EventMetadata::default()
+    }
+}
+
+fn new_event(event_type: &str, payload: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        payload,
+        metadata: test_metadata(),
+    }
+}
+
+fn numbered_events(count: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|index| new_event("Numbered", json!({ "index": index })))
+        .collect()
+}
+
+async fn append_ok(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> AppendOutcome {
+    match store.append(stream, expected, events).await {
+        Ok(outcome) => outcome,
+        Err(error) => panic!("append to {stream} with {expected:?} should succeed: {error:?}"),
+    }
+}
+
+async fn whole_stream(store: &dyn EventStore, stream: &StreamId) -> Vec<RecordedEvent> {
+    store
+        .read_stream(stream, 0, EVERYTHING)
+        .await
+        .expect("read_stream should succeed")
+}
+
+async fn head(store: &dyn EventStore) -> u64 {
+    store
+        .head_position()
+        .await
+        .expect("head_position should succeed")
+}
+
+async fn events_after(store: &dyn EventStore, position: u64) -> Vec<RecordedEvent> {
+    store
+        .read_all(position + 1, EVERYTHING)
+        .await
+        .expect("read_all should succeed")
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.version).collect()
+}
+
+fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.position).collect()
+}
+
+fn event_ids(events: &[RecordedEvent]) -> Vec<Uuid> {
+    events.iter().map(|event| event.event_id).collect()
+}
+
+fn assert_version_conflict(
+    result: Result<AppendOutcome, StoreError>,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+) {
+    match result {
+        Err(StoreError::VersionConflict {
+            stream: conflict_stream,
+            expected: conflict_expected,
+            actual: conflict_actual,
+        }) => {
+            assert_eq!(
+                &conflict_stream, stream,
+                "the conflict should name the stream"
+            );
+            assert_eq!(
+                conflict_expected, expected,
+                "the conflict should echo the expectation"
+            );
+            assert_eq!(
+                conflict_actual, actual,
+                "the conflict should report the actual version"
+            );
+        }
+        other => panic!(
+            "append to {stream} with {expected:?} should conflict at version {actual}, got {other:?}"
+        ),
+    }
+}
+
+fn assert_duplicate_event_id(result: Result<AppendOutcome, StoreError>, event_id: Uuid) {
+    match result {
+        Err(StoreError::DuplicateEventId {
+            event_id: reported_event_id,
+        }) => assert_eq!(
+            reported_event_id, event_id,
+            "DuplicateEventId should name the clashing event"
+        ),
+        other => {
+            panic!("append should be refused with DuplicateEventId({event_id}), got {other:?}")
+        }
+    }
+}
+
+/// `NoStream` creates a stream; its events get versions from 1 and consecutive positions.
+pub async fn append_to_new_stream_with_no_stream(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let head_before = head(store).await;
+
+    let outcome = append_ok(
+        store,
+        &stream,
+        ExpectedVersion::NoStream,
+        numbered_events(2),
+    )
+    .await;
+
+    assert_eq!(
+        outcome.version, 2,
+        "two events on a new stream end at version 2"
+    );
+    assert_eq!(
+        outcome.position,
+        head_before + 2,
+        "positions continue the log"
+    );
+    assert!(!outcome.already_stored, "a first append is not a retry");
+    let stored = whole_stream(store, &stream).await;
+    assert_eq!(versions(&stored), vec![1, 2], "stream versions start at 1");
+    assert_eq!(
+        positions(&stored),
+        vec![head_before + 1, head_before + 2],
+        "one append's events get consecutive positions"
+    );
+}
+
+/// `Exact(0)` is the same as `NoStream` for a new stream, and `Exact(n)` extends a stream at n.
+pub async fn append_to_new_stream_with_exact_zero(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+
+    let first = append_ok(
+        store,
+        &stream,
+        ExpectedVersion::Exact(0),
+        numbered_events(1),
+    )
+    .await;
+    let second = append_ok(
+        store,
+        &stream,
+        ExpectedVersion::Exact(1),
+        numbered_events(3),
+    )
+    .await;
+
+    assert_eq!(
+        first.version, 1,
+        "Exact(0) on a new stream appends at version 1"
+    );
+    assert_eq!(
+        second.version, 4,
+        "Exact(1) then three events ends at version 4"
+    );
+    assert_eq!(
+        versions(&whole_stream(store, &stream).await),
+        vec![1, 2, 3, 4]
+    );
+}
+
+/// A wrong `Exact` is refused with the actual version and writes nothing.
+pub async fn exact_version_mismatch_reports_the_actual_version(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    append_ok(
+        store,
+        &stream,
+        ExpectedVersion::NoStream,
+        numbered_events(3),
+    )
+    .await;
+    let head_before = head(store).await;
+
+    for expected in [ExpectedVersion::Exact(1), ExpectedVersion::Exact(5)] {
+        let result = store.append(&stream, expected, numbered_events(1)).await;
+        assert_version_conflict(result, &stream, expected, 3);
+    }
+    let unknown_stream = fresh_stream("complaint");
+    let result = store
+        .append(
+            &unknown_stream,
+            ExpectedVersion::Exact(2),
+            numbered_events(1),
+        )
+        .await;
+    assert_version_conflict(result, &unknown_stream, ExpectedVersion::Exact(2), 0);
+
+    assert_eq!(
+        head(store).await,
+        head_before,
+        "a refused append writes nothing"
+    );
+    assert_eq!(whole_stream(store, &stream).await.len(), 3);
+    assert!(whole_stream(store, &unknown_stream).await.is_empty());
+}
+
+/// `NoStream` on a stream that has events conflicts.
+pub async fn no_stream_on_an_existing_stream_conflicts(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    append_ok(
+        store,
+        &stream,
+        ExpectedVersion::NoStream,
+        numbered_events(2),
+    )
+    .await;
+
+    let result = store
+        .append(&stream, ExpectedVersion::NoStream, numbered_events(1))
+        .await;
+
+    assert_version_conflict(result, &stream, ExpectedVersion::NoStream, 2);
+    assert_eq!(
+        whole_stream(store, &stream).await.len(),
+        2,
+        "nothing was added"
+    );
+}
+
+/// `Any` appends to new and existing streams alike.
+pub async fn any_always_appends(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("visit");
+
+    let first = append_ok(store, &stream, ExpectedVersion::Any, numbered_events(1)).await;
+    let second = append_ok(store, &stream, ExpectedVersion::Any, numbered_events(2)).await;
+
+    assert_eq!(first.version, 1, "Any on a new stream starts it");
+    assert_eq!(second.version, 3, "Any on an existing stream extends it");
+    assert_eq!(versions(&whole_stream(store, &stream).await), vec![1, 2, 3]);
+}
+
+/// Sending the same events again (a caller's retry after a time-out) answers with where they
+/// landed the first time and writes nothing, even when the stream has moved on since.
+pub async fn idempotent_retry_returns_the_original_outcome_and_writes_nothing(
+    store: Arc<dyn EventStore>,
+) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let events = numbered_events(2);
+    let original = append_ok(store, &stream, ExpectedVersion::NoStream, events.clone()).await;
+    let head_after_original = head(store).await;
+
+    let retry = append_ok(store, &stream, ExpectedVersion::NoStream, events.clone()).await;
+    assert_eq!(
+        retry,
+        AppendOutcome {
+            already_stored: true,
+            ..original
+        },
+        "a retry reports the original version and position"
+    );
+    assert_eq!(
+        head(store).await,
+        head_after_original,
+        "a retry writes nothing"
+    );
+    assert!(events_after(store, head_after_original).await.is_empty());
+
+    append_ok(
+        store,
+        &stream,
+        ExpectedVersion::Exact(2),
+        numbered_events(1),
+    )
+    .await;
+    let late_retry = append_ok(store, &stream, ExpectedVersion::Exact(0), events).await;
+    assert_eq!(
+        late_retry,
+        AppendOutcome {
+            already_stored: true,
+            ..original
+        },
+        "idempotency is checked before the expected version"
+    );
+    assert_eq!(whole_stream(store, &stream).await.len(), 3);
+}
+
+/// An id that is stored with another payload, type, schema version or stream is a clash, not
+/// a retry.
+pub async fn same_event_id_with_other_content_is_a_duplicate(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let original = new_event("ComplaintLogged", json!({ "summary": "gate left open" }));
+    append_ok(store, &stream, ExpectedVersion::Any, vec![original.clone()]).await;
+    let head_before = head(store).await;
+
+    let other_payload = NewEvent {
+        payload: json!({ "summary": "van parked on the lawn" }),
+        ..original.clone()
+    };
+    let other_type = NewEvent {
+        event_type: "ComplaintWithdrawn".to_owned(),
+        ..original.clone()
+    };
+    let other_schema = NewEvent {
+        schema_version: original.schema_version + 1,
+        ..original.clone()
+    };
+    for clash in [other_payload, other_type, other_schema] {
+        let result = store
+            .append(&stream, ExpectedVersion::Any, vec![clash])
+            .await;
+        assert_duplicate_event_id(result, original.event_id);
+    }
+    let other_stream = fresh_stream("complaint");
+    let result = store
+        .append(&other_stream, ExpectedVersion::Any, vec![original.clone()])
+        .await;
+    assert_duplicate_event_id(result, original.event_id);
+
+    assert_eq!(head(store).await, head_before, "a clash writes nothing");
+}
+
+/// When only some of an append's events are stored, it is neither a retry nor new.
+pub async fn partially_stored_append_is_a_duplicate(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let stored = new_event("Stored", json!({}));
+    let fresh = new_event("Fresh", json!({}));
+    append_ok(store, &stream, ExpectedVersion::Any, vec![stored.clone()]).await;
+    let head_before = head(store).await;
+
+    let stored_first = store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![stored.clone(), fresh.clone()],
+        )
+        .await;
+    assert_duplicate_event_id(stored_first, stored.event_id);
+    let stored_last = store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![fresh.clone(), stored.clone()],
+        )
+        .await;
+    assert_duplicate_event_id(stored_last, stored.event_id);
+
+    assert_eq!(
+        head(store).await,
+        head_before,
+        "a partial overlap writes nothing"
+    );
+    let found = store
+        .find_event(fresh.event_id)
+        .await
+        .expect("find_event should succeed");
+    assert!(
+        found.is_none(),
+        "the new event of a refused append is not stored"
+    );
+}
+
+/// One append cannot carry the same id twice.
+pub async fn duplicate_event_id_within_one_append_is_refused(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let event = new_event("Twice", json!({}));
+
+    let result = store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![event.clone(), event.clone()],
+        )
+        .await;
+
+    assert_duplicate_event_id(result, event.event_id);
+    assert!(whole_stream(store, &stream).await.is_empty());
+}
+
+/// An append without events is a caller's mistake, whatever the expected version.
+pub async fn empty_append_is_refused(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let head_before = head(store).await;
+
+    for expected in [
+        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+    ] {
+        let result = store.append(&stream, expected, Vec::new()).await;
+        assert!(
+            matches!(result, Err(StoreError::EmptyAppend)),
+            "an empty append with {expected:?} should be refused with EmptyAppend, got {result:?}"
+        );
+    }
+    assert_eq!(head(store).await, head_before);
+}
+
+/// `read_stream` starts at a version, stops at a limit and never shows other streams' events.
+pub async fn read_stream_from_a_version_with_a_limit(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let neighbour = fresh_stream("complaint");
+    for _ in 0..5 {
+        append_ok(store, &stream, ExpectedVersion::Any, numbered_events(1)).await;
+        append_ok(store, &neighbour, ExpectedVersion::Any, numbered_events(1)).await;
+    }
+
+    let read = |from_version: u64, limit: usize| {
+        let stream = stream.clone();
+        async move {
+            let events = store
+                .read_stream(&stream, from_version, limit)
+                .await
+                .expect("read_stream should succeed");
+            assert!(
+                events.iter().all(|event| event.stream_id == stream),
+                "read_stream returned another stream's event"
+            );
+            versions(&events)
+        }
+    };
+    assert_eq!(
+        read(0, EVERYTHING).await,
+        vec![1, 2, 3, 4, 5],
+        "from 0 reads all"
+    );
+    assert_eq!(
+        read(1, EVERYTHING).await,
+        vec![1, 2, 3, 4, 5],
+        "from 1 reads all"
+    );
+    assert_eq!(
+        read(3, EVERYTHING).await,
+        vec![3, 4, 5],
+        "from_version is inclusive"
+    );
+    assert_eq!(read(2, 2).await, vec![2, 3], "limit caps the count");
+    assert_eq!(
+        read(6, EVERYTHING).await,
+        Vec::<u64>::new(),
+        "past the end is empty"
+    );
+    assert_eq!(
+        read(1, 0).await,
+        Vec::<u64>::new(),
+        "a zero limit reads nothing"
+    );
+    let unknown = store
+        .read_stream(&fresh_stream("complaint"), 0, EVERYTHING)
+        .await
+        .expect("read_stream of an unknown stream should succeed");
+    assert!(unknown.is_empty(), "an unknown stream reads as empty");
+}
+
+/// `read_all` returns the whole log in position order, gap-free from 1.
+pub async fn read_all_is_in_position_order_and_gap_free(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let head_before = head(store).await;
+    let streams = [
+        fresh_stream("complaint"),
+        fresh_stream("visit"),
+        fresh_stream("contractor"),
+    ];
+    let mut appended_ids = Vec::new();
+    for round in 0..3 {
+        for stream in &streams {
+            let events = numbered_events(round + 1);
+            appended_ids.extend(events.iter().map(|event| event.event_id));
+            append_ok(store, stream, ExpectedVersion::Any, events).await;
+        }
+    }
+    let head_after = head(store).await;
+
+    let whole_log = store
+        .read_all(1, EVERYTHING)
+        .await
+        .expect("read_all should succeed");
+    let expected_positions: Vec<u64> = (1..=head_after).collect();
+    assert_eq!(
+        positions(&whole_log),
+        expected_positions,
+        "the log is gap-free from 1"
+    );
+
+    let ours = events_after(store, head_before).await;
+    assert_eq!(event_ids(&ours), appended_ids, "the log keeps append order");
+
+    let page = store
+        .read_all(head_before + 2, 3)
+        .await
+        .expect("read_all should succeed");
+    assert_eq!(
+        positions(&page),
+        vec![head_before + 2, head_before + 3, head_before + 4],
+        "from_position is inclusive and limit caps the count"
+    );
+    let from_zero = store
+        .read_all(0, 1)
+        .await
+        .expect("read_all from 0 should succeed");
+    assert_eq!(
+        positions(&from_zero),
+        vec![1],
+        "from 0 starts at the first event"
+    );
+    assert!(
+        events_after(store, head_after).await.is_empty(),
+        "past the head is empty"
+    );
+}
+
+/// `find_event` returns exactly what the reads return, and `None` for an unknown id.
+pub async fn find_event_returns_the_recorded_event(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let events = numbered_events(3);
+    let wanted_id = events[1].event_id;
+    append_ok(store, &stream, ExpectedVersion::NoStream, events).await;
+
+    let found = store
+        .find_event(wanted_id)
+        .await
+        .expect("find_event should succeed")
+        .expect("a stored event should be found");
+
+    let from_stream = whole_stream(store, &stream).await;
+    assert_eq!(found, from_stream[1], "find_event agrees with read_stream");
+    assert_eq!(found.version, 2);
+    let missing = store
+        .find_event(Uuid::now_v7())
+        .await
+        .expect("find_event of an unknown id should succeed");
+    assert!(missing.is_none(), "an unknown id is not found");
+}
+
+/// The head moves with every append, and `watch_head` tells followers without polling.
+pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
+    let head_before = head(store.as_ref()).await;
+    let mut follower = store.watch_head();
+    let stream = fresh_stream("complaint");
+
+    let first = append_ok(
+        store.as_ref(),
+        &stream,
+        ExpectedVersion::Any,
+        numbered_events(3),
+    )
+    .await;
+    assert_eq!(first.position, head_before + 3);
+    assert_eq!(
+        head(store.as_ref()).await,
+        first.position,
+        "head_position is the last position"
+    );
+    tokio::time::timeout(PATIENCE, follower.wait_for(|seen| *seen >= first.position))
+        .await
+        .expect("watch_head should reach the new head in time")
+        .expect("watch_head should stay open while the store is open");
+
+    // A follower that waits before the append is woken by it.
+    let mut waiting_follower = store.watch_head();
+    waiting_follower.mark_unchanged();
+    let waiter = tokio::spawn(async move {
+        waiting_follower
+            .changed()
+            .await
+            .expect("watch_head should stay open while the store is open");
+        *waiting_follower.borrow()
+    });
+    let second = append_ok(
+        store.as_ref(),
+        &stream,
+        ExpectedVersion::Any,
+        numbered_events(1),
+    )
+    .await;
+    let seen = tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("a waiting follower should be woken in time")
+        .expect("the follower task should not panic");
+    assert!(seen > first.position, "the follower sees a later head");
+    assert!(
+        seen <= second.position,
+        "the follower never sees past the head"
+    );
+}
+
+/// Many tasks appending at once, some to one shared stream, lose nothing and store nothing
+/// twice, and the log stays gap-free.
+pub async fn concurrent_appends_are_each_stored_exactly_once(store: Arc<dyn EventStore>) {
+    const TASKS: usize = 60;
+    let head_before = head(store.as_ref()).await;
+    let shared_stream = fresh_stream("programme");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for task_index in 0..TASKS {
+        let store = Arc::clone(&store);
+        let shared_stream = shared_stream.clone();
+        tasks.spawn(async move {
+            let mut appended = Vec::new();
+            if task_index % 3 == 0 {
+                let events = numbered_events(2);
+                appended.extend(events.iter().map(|event| event.event_id));
+                append_ok(store.as_ref(), &shared_stream, ExpectedVersion::Any, events).await;
+            } else {
+                let own_stream = fresh_stream("complaint");
+                let first = numbered_events(1);
+                let second = numbered_events(1);
+                appended.extend(first.iter().chain(&second).map(|event| event.event_id));
+                append_ok(
+                    store.as_ref(),
+                    &own_stream,
+                    ExpectedVersion::NoStream,
+                    first,
+                )
+                .await;
+                append_ok(
+                    store.as_ref(),
+                    &own_stream,
+                    ExpectedVersion::Exact(1),
+                    second,
+                )
+                .await;
+            }
+            appended
+        });
+    }
+    let mut appended_ids = HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        appended_ids.extend(joined.expect("an appending task panicked"));
+    }
+
+    let stored = events_after(store.as_ref(), head_before).await;
+    let expected_positions: Vec<u64> =
+        (head_before + 1..=head_before + appended_ids.len() as u64).collect();
+    assert_eq!(
+        positions(&stored),
+        expected_positions,
+        "positions are gap-free"
+    );
+    let stored_ids: HashSet<Uuid> = event_ids(&stored).into_iter().collect();
+    assert_eq!(stored_ids.len(), stored.len(), "no event is stored twice");
+    assert_eq!(stored_ids, appended_ids, "every appended event is stored");
+
+    let mut versions_by_stream: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
+    for event in &stored {
+        versions_by_stream
+            .entry(&event.stream_id)
+            .or_default()
+            .push(event.version);
+    }
+    for (stream, stream_versions) in versions_by_stream {
+        let expected_versions: Vec<u64> = (1..=stream_versions.len() as u64).collect();
+        assert_eq!(
+            stream_versions, expected_versions,
+            "stream {stream} has gap-free versions in position order"
+        );
+    }
+}
+
+/// Many tasks racing to extend one stream from the same version: exactly one wins each round,
+/// and every loser learns the version that won, so no update is lost.
+pub async fn concurrent_exact_appends_have_one_winner_per_version(store: Arc<dyn EventStore>) {
+    const TASKS: usize = 16;
+    const ROUNDS: u64 = 8;
+    let stream = fresh_stream("complaint");
+    let barrier = Arc::new(Barrier::new(TASKS));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let store = Arc::clone(&store);
+        let stream = stream.clone();
+        let barrier = Arc::clone(&barrier);
+        tasks.spawn(async move {
+            let mut wins = Vec::new();
+            for round in 0..ROUNDS {
+                // Every task has finished the previous round once all have reached the barrier,
+                // so the stream is at exactly `round` here.
+                barrier.wait().await;
+                let event = new_event("Raced", json!({ "round": round }));
+                let event_id = event.event_id;
+                let expected = ExpectedVersion::Exact(round);
+                match store.append(&stream, expected, vec![event]).await {
+                    Ok(outcome) => {
+                        assert_eq!(
+                            outcome.version,
+                            round + 1,
+                            "a winner lands on the next version"
+                        );
+                        wins.push((outcome.version, event_id));
+                    }
+                    Err(error) => {
+                        assert_version_conflict(Err(error), &stream, expected, round + 1);
+                    }
+                }
+            }
+            wins
+        });
+    }
+    let mut winners_by_version: HashMap<u64, Vec<Uuid>> = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        for (version, event_id) in joined.expect("a racing task panicked") {
+            winners_by_version
+                .entry(version)
+                .or_default()
+                .push(event_id);
+        }
+    }
+
+    let stored = whole_stream(store.as_ref(), &stream).await;
+    assert_eq!(versions(&stored), (1..=ROUNDS).collect::<Vec<_>>());
+    for event in &stored {
+        assert_eq!(
+            winners_by_version.get(&event.version),
+            Some(&vec![event.event_id]),
+            "version {} should have exactly one winner, the stored event",
+            event.version
+        );
+    }
+}
+
+/// Appends that are refused while others are being written at the same moment leave no trace,
+/// and the others are written in full.
+pub async fn refused_appends_do_not_disturb_concurrent_ones(store: Arc<dyn EventStore>) {
+    const TASKS: usize = 40;
+    let contested = fresh_stream("complaint");
+    append_ok(
+        store.as_ref(),
+        &contested,
+        ExpectedVersion::NoStream,
+        numbered_events(1),
+    )
+    .await;
+    let already_stored = new_event("AlreadyStored", json!({}));
+    append_ok(
+        store.as_ref(),
+        &contested,
+        ExpectedVersion::Any,
+        vec![already_stored.clone()],
+    )
+    .await;
+    let head_before = head(store.as_ref()).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for task_index in 0..TASKS {
+        let store = Arc::clone(&store);
+        let contested = contested.clone();
+        let already_stored = already_stored.clone();
+        tasks.spawn(async move {
+            let events = numbered_events(2);
+            let result = match task_index % 4 {
+                0 => {
+                    store
+                        .append(&contested, ExpectedVersion::Exact(0), events.clone())
+                        .await
+                }
+                1 => {
+                    let clash = vec![events[0].clone(), already_stored];
+                    store.append(&contested, ExpectedVersion::Any, clash).await
+                }
+                _ => {
+                    let own_stream = fresh_stream("visit");
+                    store
+                        .append(&own_stream, ExpectedVersion::NoStream, events.clone())
+                        .await
+                }
+            };
+            (task_index, events, result)
+        });
+    }
+    let mut written_ids = HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (task_index, events, result) = joined.expect("an appending task panicked");
+        match task_index % 4 {
+            0 => assert!(
+                matches!(result, Err(StoreError::VersionConflict { actual: 2, .. })),
+                "a stale Exact(0) should conflict at version 2, got {result:?}"
+            ),
+            1 => assert!(
+                matches!(result, Err(StoreError::DuplicateEventId { .. })),
+                "a partially stored append should be a duplicate, got {result:?}"
+            ),
+            _ => {
+                let outcome = result.expect("an append to its own stream should succeed");
+                assert_eq!(outcome.version, 2);
+                written_ids.extend(events.iter().map(|event| event.event_id));
+            }
+        }
+    }
+
+    let stored = events_after(store.as_ref(), head_before).await;
+    let expected_positions: Vec<u64> =
+        (head_before + 1..=head_before + written_ids.len() as u64).collect();
+    assert_eq!(
+        positions(&stored),
+        expected_positions,
+        "refusals leave no gaps"
+    );
+    let stored_ids: HashSet<Uuid> = event_ids(&stored).into_iter().collect();
+    assert_eq!(
+        stored_ids, written_ids,
+        "exactly the accepted appends are stored"
+    );
+    assert_eq!(whole_stream(store.as_ref(), &contested).await.len(), 2);
+}
+
+/// Every field of an event reads back exactly as it was appended, whichever read is used, and
+/// `recorded_at` is the time of the append.
+pub async fn event_fields_round_trip(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let stream = fresh_stream("complaint");
+    let full_metadata = EventMetadata {
+        actor: "officer:ada".to_owned(),
+        causation_id: Some(Uuid::now_v7()),
+        correlation_id: Some(Uuid::new_v4()),
+        request_id: Some("req-42".to_owned()),
+        source_channel: "phone".to_owned(),
+        command_fingerprint: Some("sha256:0123abcd".to_owned()),
+    };
+    let rich_payload = json!({
+        "summary": "Gate left open — dog escaped 🐕",
+        "standards": ["GATES_SECURED", "COURTESY"],
+        "nested": { "empty_object": {}, "empty_list": [], "nothing": null, "flag": true },
+        "numbers": { "negative": -17, "float": 0.1, "large": 18_446_744_073_709_551_615_u64 },
+        "quote\"and\\backslash": "line\nbreak\ttab",
+    });
+    let appended = vec![
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "ComplaintLogged".to_owned(),
+            schema_version: 7,
+            payload: rich_payload,
+            metadata: full_metadata,
+        },
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "ComplaintAcknowledged".to_owned(),
+            schema_version: 0,
+            payload: json!("just a string"),
+            metadata: test_metadata(),
+        },
+    ];
+    let before = Utc::now();
+    append_ok(store, &stream, ExpectedVersion::NoStream, appended.clone()).await;
+    let after = Utc::now();
+
+    let from_stream = whole_stream(store, &stream).await;
+    assert_eq!(from_stream.len(), appended.len());
+    for (recorded, original) in from_stream.iter().zip(&appended) {
+        assert_eq!(recorded.stream_id, stream);
+        assert_eq!(recorded.event_id, original.event_id);
+        assert_eq!(recorded.event_type, original.event_type);
+        assert_eq!(recorded.schema_version, original.schema_version);
+        assert_eq!(
+            recorded.payload, original.payload,
+            "the payload round-trips"
+        );
+        assert_eq!(
+            recorded.metadata, original.metadata,
+            "the metadata round-trips"
+        );
+        // Backends may keep less than nanoseconds; a millisecond of slack covers truncation.
+        let slack = chrono::TimeDelta::milliseconds(1);
+        assert!(
+            recorded.recorded_at >= before - slack && recorded.recorded_at <= after + slack,
+            "recorded_at {} should lie between {before} and {after}",
+            recorded.recorded_at
+        );
+
+        let found = store
+            .find_event(original.event_id)
+            .await
+            .expect("find_event should succeed")
+            .expect("the event should be found");
+        assert_eq!(
+            &found, recorded,
+            "find_event returns the same event, to the microsecond"
+        );
+        let from_log = store
+            .read_all(recorded.position, 1)
+            .await
+            .expect("read_all should succeed");
+        assert_eq!(
+            from_log.first(),
+            Some(recorded),
+            "read_all returns the same event"
+        );
+    }
+}

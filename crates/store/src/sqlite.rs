@@ -1,0 +1,299 @@
+//! The embedded SQLite event store.
+//!
+//! Writes go through one writer task that commits appends in groups (see [`writer`]); reads go
+//! through a small pool. SQLite runs in WAL mode, so readers never block the writer and the
+//! writer never blocks readers.
+
+mod rows;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use self::rows::{
+    EncodedEvent, bound_to_sql, decode_recorded_event, decode_recorded_events, event_id_to_text,
+    limit_to_sql, select_events, stored_count,
+};
+use self::writer::{AppendRequest, Writer, WriterMessage, load_next_position};
+use crate::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
+};
+
+/// How long a connection waits for another connection's write lock before giving up. Other
+/// crates write read-model tables into the same file through [`SqliteEventStore::pool`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many appends may wait for the writer before callers wait to enqueue; this bounds memory
+/// when callers outpace the disk.
+const QUEUED_APPENDS_LIMIT: usize = 4096;
+
+/// The migrations table is named for this crate, so that other crates keeping their own
+/// migrations in the same file do not see ours as unknown (and we do not see theirs).
+const MIGRATIONS_TABLE: &str = "_doorstep_store_migrations";
+
+/// Where the SQLite event store keeps its file and how it batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteSettings {
+    /// The database file; it and its parent directory are created when missing.
+    pub path: PathBuf,
+    /// The most events committed in one transaction. One append larger than this is still
+    /// committed whole, in a transaction of its own.
+    pub max_batch_events: usize,
+    /// Connections in the pool behind reads and [`SqliteEventStore::pool`].
+    pub read_pool_size: u32,
+}
+
+impl SqliteSettings {
+    /// Settings with defaults suited to a small server: batches of up to 1,000 events and four
+    /// pooled connections.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_batch_events: 1000,
+            read_pool_size: 4,
+        }
+    }
+}
+
+/// The SQLite implementation of [`EventStore`]. Cloning is cheap and every clone shares one
+/// writer and one pool.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    appends: mpsc::Sender<WriterMessage>,
+    pool: SqlitePool,
+    head: watch::Receiver<u64>,
+    commits: Arc<AtomicU64>,
+}
+
+impl SqliteEventStore {
+    /// Opens (or creates) the database file, applies migrations and starts the writer task.
+    /// Must be called inside a Tokio runtime.
+    pub async fn open(settings: SqliteSettings) -> Result<Self, StoreError> {
+        create_parent_directory(&settings.path).await?;
+        let connect_options = connect_options(&settings.path);
+
+        // The writer's connection is opened first: it switches the file to WAL mode and applies
+        // the migrations before any pooled connection exists.
+        let mut writer_connection = connect_options.connect().await?;
+        migrator().run(&mut writer_connection).await?;
+        let next_position = load_next_position(&mut writer_connection).await?;
+
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.read_pool_size.max(1))
+            .connect_with(connect_options)
+            .await?;
+
+        let head_position = u64::try_from(next_position - 1).unwrap_or(0);
+        let (head_sender, head_receiver) = watch::channel(head_position);
+        let (append_sender, append_receiver) = mpsc::channel(QUEUED_APPENDS_LIMIT);
+        let commits = Arc::new(AtomicU64::new(0));
+        spawn_writer(Writer {
+            connection: writer_connection,
+            requests: append_receiver,
+            next_position,
+            max_batch_events: settings.max_batch_events.max(1),
+            head: head_sender,
+            commits: Arc::clone(&commits),
+        });
+        tracing::debug!(
+            path = %settings.path.display(),
+            head_position,
+            "opened the SQLite event store"
+        );
+
+        Ok(Self {
+            shared: Arc::new(Shared {
+                appends: append_sender,
+                pool,
+                head: head_receiver,
+                commits,
+            }),
+        })
+    }
+
+    /// The connection pool on the same file. Other crates keep their read-model tables here and
+    /// may write through it: WAL mode and the busy timeout serialise them with the event writer.
+    /// Rows of `events` cannot be updated or deleted through it; triggers refuse.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.shared.pool
+    }
+
+    /// How many transactions the writer has committed since `open`. Each holds one or more
+    /// appends, so this is lower than the number of appends when group commit is doing its job.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Lets every append queued so far finish, stops the writer and closes the pool. Appends
+    /// made afterwards, through any clone, fail with [`StoreError::Closed`]. Calling it again
+    /// does nothing.
+    pub async fn close(&self) {
+        let (acknowledge, acknowledged) = oneshot::channel();
+        let shutdown = WriterMessage::Shutdown { acknowledge };
+        if self.shared.appends.send(shutdown).await.is_ok() {
+            // An error here means the writer is already gone, which is what we wanted.
+            let _ = acknowledged.await;
+        }
+        self.shared.pool.close().await;
+    }
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL makes every commit durable before the caller hears about it, also in WAL mode.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
+
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+async fn create_parent_directory(path: &Path) -> Result<(), StoreError> {
+    let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    else {
+        return Ok(());
+    };
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))
+}
+
+fn spawn_writer(writer: Writer) {
+    // The task is not joined: `close()` waits for its acknowledgement instead, and when every
+    // store handle is dropped the queue closes and the task ends by itself.
+    tokio::spawn(writer.run());
+}
+
+/// Refuses what the writer would refuse anyway but needs no database to tell, so that the
+/// writer's queue only carries appends that may succeed.
+fn validate_append(events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    let mut seen_event_ids = std::collections::HashSet::with_capacity(events.len());
+    for event in events {
+        if !seen_event_ids.insert(event.event_id) {
+            return Err(StoreError::DuplicateEventId {
+                event_id: event.event_id,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A pool that was closed by `close()` means the store is shutting down, not that the database
+/// failed.
+fn read_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::PoolClosed => StoreError::Closed,
+        other => StoreError::Database(other),
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        validate_append(&events)?;
+        let events = events
+            .into_iter()
+            .map(EncodedEvent::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, outcome) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+        };
+        self.shared
+            .appends
+            .send(WriterMessage::Append(request))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // The writer drops the reply sender only when it stops without answering.
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE stream_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
+        ))
+        .bind(stream.as_str())
+        .bind(bound_to_sql(from_version))
+        .bind(limit_to_sql(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(read_error)?;
+        decode_recorded_events(&rows)
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE position >= ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(bound_to_sql(from_position))
+        .bind(limit_to_sql(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(read_error)?;
+        decode_recorded_events(&rows)
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(select_events!("WHERE event_id = ?1"))
+            .bind(event_id_to_text(event_id))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(read_error)?;
+        row.as_ref().map(decode_recorded_event).transpose()
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(self.pool())
+            .await
+            .map_err(read_error)?;
+        stored_count(head, 0, "position")
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.shared.head.clone()
+    }
+}

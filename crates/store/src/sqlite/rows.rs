@@ -1,0 +1,137 @@
+//! How events are turned into column values and back.
+//!
+//! Every value read from the database is checked here: a row that does not decode is reported as
+//! [`StoreError::Corrupt`] with its position, never as a panic.
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use crate::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamId};
+
+/// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
+/// followed by `$tail`. A macro rather than a function so the statement stays a `&'static str`,
+/// which is what sqlx accepts as SQL without further ceremony.
+macro_rules! select_events {
+    ($tail:literal) => {
+        concat!(
+            "SELECT position, stream_id, version, event_id, event_type, schema_version, ",
+            "payload, metadata, recorded_at FROM events ",
+            $tail
+        )
+    };
+}
+pub(super) use select_events;
+
+/// A [`NewEvent`] already serialised for its row, so the writer task only talks to the database.
+#[derive(Debug, Clone)]
+pub(super) struct EncodedEvent {
+    pub(super) event_id: Uuid,
+    pub(super) event_id_text: String,
+    pub(super) event_type: String,
+    pub(super) schema_version: i64,
+    /// Kept parsed to compare with a stored payload when the same event id is appended again.
+    pub(super) payload: serde_json::Value,
+    pub(super) payload_json: String,
+    pub(super) metadata_json: String,
+}
+
+impl EncodedEvent {
+    pub(super) fn encode(event: NewEvent) -> Result<Self, StoreError> {
+        let metadata_json = serde_json::to_string(&event.metadata)
+            .map_err(|error| StoreError::Database(sqlx::Error::Encode(Box::new(error))))?;
+        Ok(Self {
+            event_id: event.event_id,
+            event_id_text: event_id_to_text(event.event_id),
+            event_type: event.event_type,
+            schema_version: i64::from(event.schema_version),
+            payload_json: event.payload.to_string(),
+            payload: event.payload,
+            metadata_json,
+        })
+    }
+}
+
+/// Event ids are stored as lowercase hyphenated text, the form every SQLite tool can read.
+pub(super) fn event_id_to_text(event_id: Uuid) -> String {
+    event_id.hyphenated().to_string()
+}
+
+/// One timestamp format for writing, so that the text sorts in time order and round-trips.
+/// The value is truncated to microseconds, which is also what PostgreSQL keeps.
+pub(super) fn recorded_at_now() -> String {
+    Utc::now()
+        .trunc_subsecs(6)
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Converts a caller's bound (a position, a version or a limit) into an SQLite integer. Bounds
+/// beyond `i64::MAX` cannot match any stored row anyway, so saturating keeps the query correct.
+pub(super) fn bound_to_sql(bound: u64) -> i64 {
+    i64::try_from(bound).unwrap_or(i64::MAX)
+}
+
+pub(super) fn limit_to_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Converts a stored integer that must not be negative, such as a version or a position.
+pub(super) fn stored_count(value: i64, position: u64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        position,
+        reason: format!("{column} is negative: {value}"),
+    })
+}
+
+/// Decodes a row selected with [`select_events!`].
+pub(super) fn decode_recorded_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    // The position is decoded first so that every later failure can name the row it concerns.
+    let raw_position: i64 = row
+        .try_get("position")
+        .map_err(|error| StoreError::Corrupt {
+            position: 0,
+            reason: format!("position cannot be read: {error}"),
+        })?;
+    let position = stored_count(raw_position, 0, "position")?;
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let column_text = |column: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(column)
+            .map_err(|error| corrupt(format!("{column} cannot be read: {error}")))
+    };
+    let column_integer = |column: &str| -> Result<i64, StoreError> {
+        row.try_get::<i64, _>(column)
+            .map_err(|error| corrupt(format!("{column} cannot be read: {error}")))
+    };
+
+    let event_id_text = column_text("event_id")?;
+    let event_id = Uuid::parse_str(&event_id_text)
+        .map_err(|error| corrupt(format!("event_id {event_id_text:?} is not a UUID: {error}")))?;
+    let schema_version = u32::try_from(column_integer("schema_version")?)
+        .map_err(|error| corrupt(format!("schema_version is out of range: {error}")))?;
+    let payload = serde_json::from_str(&column_text("payload")?)
+        .map_err(|error| corrupt(format!("payload is not JSON: {error}")))?;
+    let metadata: EventMetadata = serde_json::from_str(&column_text("metadata")?)
+        .map_err(|error| corrupt(format!("metadata does not decode: {error}")))?;
+    let recorded_at_text = column_text("recorded_at")?;
+    let recorded_at = DateTime::parse_from_rfc3339(&recorded_at_text)
+        .map_err(|error| corrupt(format!("recorded_at {recorded_at_text:?}: {error}")))?
+        .with_timezone(&Utc);
+
+    Ok(RecordedEvent {
+        position,
+        stream_id: StreamId::from(column_text("stream_id")?),
+        version: stored_count(column_integer("version")?, position, "version")?,
+        event_id,
+        event_type: column_text("event_type")?,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at,
+    })
+}
+
+/// Decodes every row of a read, stopping at the first that does not decode.
+pub(super) fn decode_recorded_events(rows: &[SqliteRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(decode_recorded_event).collect()
+}

@@ -1,0 +1,416 @@
+//! The SQLite event store against the backend-neutral conformance suite, then the guarantees
+//! only the SQLite backend makes: durability across reopening, append-only triggers, group
+//! commit and an orderly shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use doorstep_store::{
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
+    StoreError, StreamId,
+};
+use serde_json::json;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// A new store in its own temporary directory, which lives as long as the returned guard.
+async fn fresh_store() -> (Arc<dyn EventStore>, TempDir) {
+    let (store, directory) = fresh_sqlite_store().await;
+    (Arc::new(store), directory)
+}
+
+doorstep_store::event_store_conformance_tests!(fresh_store);
+
+async fn fresh_sqlite_store() -> (SqliteEventStore, TempDir) {
+    let directory = TempDir::new().expect("a temporary directory should be creatable");
+    let store = open_store(directory.path()).await;
+    (store, directory)
+}
+
+fn database_path(directory: &Path) -> std::path::PathBuf {
+    directory.join("events.sqlite3")
+}
+
+async fn open_store(directory: &Path) -> SqliteEventStore {
+    SqliteEventStore::open(SqliteSettings::new(database_path(directory)))
+        .await
+        .expect("the store should open")
+}
+
+fn stream(category: &str) -> StreamId {
+    StreamId::new(category, Uuid::now_v7())
+}
+
+fn event(index: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Numbered".to_owned(),
+        schema_version: 1,
+        payload: json!({ "index": index }),
+        metadata: EventMetadata {
+            actor: "sqlite-tests".to_owned(),
+            source_channel: "grpc".to_owned(),
+            ..EventMetadata::default()
+        },
+    }
+}
+
+/// Starts `count` appends at once, each of one event to its own new stream.
+fn spawn_appends(
+    store: &SqliteEventStore,
+    count: usize,
+) -> tokio::task::JoinSet<(Uuid, Result<doorstep_store::AppendOutcome, StoreError>)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let new_event = event(index);
+            let event_id = new_event.event_id;
+            let result = store
+                .append(
+                    &stream("complaint"),
+                    ExpectedVersion::NoStream,
+                    vec![new_event],
+                )
+                .await;
+            (event_id, result)
+        });
+    }
+    tasks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_close_and_reopen() {
+    let directory = TempDir::new().expect("a temporary directory should be creatable");
+    let complaint = stream("complaint");
+    let written = {
+        let store = open_store(directory.path()).await;
+        store
+            .append(
+                &complaint,
+                ExpectedVersion::NoStream,
+                vec![event(0), event(1)],
+            )
+            .await
+            .expect("the append should succeed");
+        let written = store
+            .read_all(1, 100)
+            .await
+            .expect("read_all should succeed");
+        store.close().await;
+        written
+    };
+
+    let reopened = open_store(directory.path()).await;
+    let read_back = reopened
+        .read_all(1, 100)
+        .await
+        .expect("read_all after reopening should succeed");
+    assert_eq!(
+        read_back, written,
+        "every event survives reopening unchanged"
+    );
+    assert_eq!(reopened.head_position().await.expect("head"), 2);
+    assert_eq!(
+        *reopened.watch_head().borrow(),
+        2,
+        "watch_head starts at the stored head"
+    );
+
+    let outcome = reopened
+        .append(&complaint, ExpectedVersion::Exact(2), vec![event(2)])
+        .await
+        .expect("appending after reopening should succeed");
+    assert_eq!(
+        (outcome.version, outcome.position),
+        (3, 3),
+        "versions and positions continue where they stopped"
+    );
+    reopened.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_refuse_update_and_delete_through_the_pool() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    store
+        .append(&stream("complaint"), ExpectedVersion::Any, vec![event(0)])
+        .await
+        .expect("the append should succeed");
+
+    let update = sqlx::query("UPDATE events SET event_type = 'Rewritten'")
+        .execute(store.pool())
+        .await;
+    let delete = sqlx::query("DELETE FROM events")
+        .execute(store.pool())
+        .await;
+
+    for (statement, result) in [("UPDATE", update), ("DELETE", delete)] {
+        let error = result.expect_err("the triggers should refuse the statement");
+        assert!(
+            error.to_string().contains("events are append-only"),
+            "{statement} should be refused by the append-only trigger, got {error}"
+        );
+    }
+    let stored = store
+        .read_all(1, 10)
+        .await
+        .expect("read_all should succeed");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_concurrent_appends() {
+    const APPENDS: usize = 200;
+    let (store, _directory) = fresh_sqlite_store().await;
+
+    let mut tasks = spawn_appends(&store, APPENDS);
+    while let Some(joined) = tasks.join_next().await {
+        let (_, result) = joined.expect("an appending task panicked");
+        result.expect("every append should succeed");
+    }
+
+    assert_eq!(store.head_position().await.expect("head"), APPENDS as u64);
+    let commits = store.commits();
+    assert!(
+        commits < APPENDS as u64,
+        "{APPENDS} concurrent appends should share transactions, but took {commits}"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_larger_than_the_batch_limit_commits_whole() {
+    let directory = TempDir::new().expect("a temporary directory should be creatable");
+    let settings = SqliteSettings {
+        max_batch_events: 3,
+        ..SqliteSettings::new(database_path(directory.path()))
+    };
+    let store = SqliteEventStore::open(settings)
+        .await
+        .expect("the store should open");
+    let large = stream("programme");
+
+    let mut tasks = spawn_appends(&store, 20);
+    let outcome = store
+        .append(
+            &large,
+            ExpectedVersion::NoStream,
+            (0..10).map(event).collect(),
+        )
+        .await
+        .expect("an append larger than a batch should succeed");
+    while let Some(joined) = tasks.join_next().await {
+        let (_, result) = joined.expect("an appending task panicked");
+        result.expect("every small append should succeed");
+    }
+
+    assert_eq!(outcome.version, 10);
+    let stored = store
+        .read_stream(&large, 1, 100)
+        .await
+        .expect("read_stream");
+    let positions: Vec<u64> = stored.iter().map(|event| event.position).collect();
+    let first = positions[0];
+    assert_eq!(
+        positions,
+        (first..first + 10).collect::<Vec<_>>(),
+        "one append's events are never split or interleaved"
+    );
+    assert_eq!(store.head_position().await.expect("head"), 30);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_retries_write_once() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    let complaint = stream("complaint");
+    let events = vec![event(0), event(1)];
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        let complaint = complaint.clone();
+        let events = events.clone();
+        tasks.spawn(async move {
+            store
+                .append(&complaint, ExpectedVersion::NoStream, events)
+                .await
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(
+            joined
+                .expect("a retrying task panicked")
+                .expect("a retry should succeed"),
+        );
+    }
+
+    let fresh_writes = outcomes
+        .iter()
+        .filter(|outcome| !outcome.already_stored)
+        .count();
+    assert_eq!(
+        fresh_writes, 1,
+        "exactly one of the identical appends writes"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| (outcome.version, outcome.position) == (2, 2)),
+        "every caller hears where the events landed: {outcomes:?}"
+    );
+    assert_eq!(store.head_position().await.expect("head"), 2);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_lets_queued_appends_finish() {
+    let (store, directory) = fresh_sqlite_store().await;
+
+    let mut tasks = spawn_appends(&store, 100);
+    tokio::task::yield_now().await;
+    store.close().await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("an appending task panicked") {
+            (event_id, Ok(_)) => accepted.push(event_id),
+            (event_id, Err(StoreError::Closed)) => refused.push(event_id),
+            (_, Err(error)) => panic!("an append should succeed or see Closed, got {error:?}"),
+        }
+    }
+
+    let reopened = open_store(directory.path()).await;
+    for event_id in &accepted {
+        let found = reopened.find_event(*event_id).await.expect("find_event");
+        assert!(
+            found.is_some(),
+            "an append answered Ok before close is stored"
+        );
+    }
+    for event_id in &refused {
+        let found = reopened.find_event(*event_id).await.expect("find_event");
+        assert!(found.is_none(), "an append answered Closed is not stored");
+    }
+    assert_eq!(
+        reopened.head_position().await.expect("head"),
+        accepted.len() as u64
+    );
+    reopened.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_and_reads_after_close_report_closed() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    let clone = store.clone();
+    store.close().await;
+    store.close().await;
+
+    let append = clone
+        .append(&stream("complaint"), ExpectedVersion::Any, vec![event(0)])
+        .await;
+    assert!(
+        matches!(append, Err(StoreError::Closed)),
+        "an append after close should be refused with Closed, got {append:?}"
+    );
+    let read = clone.read_all(1, 10).await;
+    assert!(
+        matches!(read, Err(StoreError::Closed)),
+        "a read after close should be refused with Closed, got {read:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_row_is_reported_as_corrupt() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    // Written behind the store's back, as a broken tool might: the metadata lacks its fields.
+    sqlx::query(
+        "INSERT INTO events (position, stream_id, version, event_id, event_type, \
+         schema_version, payload, metadata, recorded_at) \
+         VALUES (1, 'complaint-x', 1, 'not-a-uuid', 'Broken', 1, '{}', '{}', 'yesterday')",
+    )
+    .execute(store.pool())
+    .await
+    .expect("a raw insert through the pool should succeed");
+
+    let read = store.read_all(1, 10).await;
+    assert!(
+        matches!(read, Err(StoreError::Corrupt { position: 1, .. })),
+        "an undecodable row should be reported as Corrupt at position 1, got {read:?}"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_missing_parent_directories() {
+    let directory = TempDir::new().expect("a temporary directory should be creatable");
+    let nested_path = directory
+        .path()
+        .join("data")
+        .join("doorstep")
+        .join("events.sqlite3");
+
+    let store = SqliteEventStore::open(SqliteSettings::new(&nested_path))
+        .await
+        .expect("the store should open in a directory that does not exist yet");
+
+    assert!(nested_path.exists(), "the database file is created");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_can_write_read_model_tables_alongside_appends() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    sqlx::query("CREATE TABLE complaint_counts (contractor TEXT PRIMARY KEY, complaints INTEGER)")
+        .execute(store.pool())
+        .await
+        .expect("creating a read-model table through the pool should succeed");
+
+    let mut appends = spawn_appends(&store, 50);
+    for index in 0..50_i64 {
+        sqlx::query("INSERT INTO complaint_counts VALUES (?1, ?2)")
+            .bind(format!("contractor-{index}"))
+            .bind(index)
+            .execute(store.pool())
+            .await
+            .expect("writing a read model while appends run should succeed");
+    }
+    while let Some(joined) = appends.join_next().await {
+        let (_, result) = joined.expect("an appending task panicked");
+        result.expect("every append should succeed");
+    }
+
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM complaint_counts")
+        .fetch_one(store.pool())
+        .await
+        .expect("reading the read model should succeed");
+    assert_eq!(rows, 50);
+    assert_eq!(store.head_position().await.expect("head"), 50);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_use_wal_full_sync_and_foreign_keys() {
+    let (store, _directory) = fresh_sqlite_store().await;
+
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("journal_mode should be readable");
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .expect("synchronous should be readable");
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .expect("foreign_keys should be readable");
+
+    assert_eq!(journal_mode, "wal");
+    assert_eq!(synchronous, 2, "synchronous should be FULL (2)");
+    assert_eq!(foreign_keys, 1, "foreign keys should be enforced");
+    store.close().await;
+}

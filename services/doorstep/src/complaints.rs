@@ -1,0 +1,484 @@
+//! `doorstep.v1.ComplaintService`: parses each request, runs it through the complaint log or
+//! the read model, and answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_server::ComplaintService;
+use doorstep_domain::InvalidInput;
+use doorstep_domain::complaint::Command;
+use doorstep_domain::england_date;
+use doorstep_domain::input::{
+    ComplaintId, Handler, LongText, OptionalText, RequestKey, ResidentReference, ShortText, Uprn,
+};
+use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::clock::Clock;
+use crate::complaint_log::{CommandOrigin, ComplaintLog, WriteResult};
+use crate::convert;
+use crate::error::ApiError;
+use crate::parse;
+
+/// The gRPC metadata key that names the caller until authentication lands.
+pub const ACTOR_HEADER: &str = "doorstep-actor";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 500;
+/// The longest a `ListComplaints` call waits for the read model to reach `min_position`.
+const MAX_READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
+
+pub struct ComplaintApi {
+    log: ComplaintLog,
+    read_model: ReadModel,
+    clock: Arc<dyn Clock>,
+}
+
+impl ComplaintApi {
+    pub fn new(log: ComplaintLog, read_model: ReadModel, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            log,
+            read_model,
+            clock,
+        }
+    }
+
+    fn origin<T: Message>(
+        request: &Request<T>,
+        request_id: Option<RequestKey>,
+        source_channel: &str,
+    ) -> CommandOrigin {
+        let actor = request
+            .metadata()
+            .get(ACTOR_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty() && value.len() <= 128)
+            .unwrap_or("anonymous")
+            .to_owned();
+        CommandOrigin {
+            actor,
+            source_channel: source_channel.to_owned(),
+            request_id,
+            fingerprint: format!("{:x}", Sha256::digest(request.get_ref().encode_to_vec())),
+        }
+    }
+
+    /// Runs a command on an existing complaint with the fields every mutating call shares.
+    async fn run<T: Message>(
+        &self,
+        request: &Request<T>,
+        complaint_id: &str,
+        expected_version: Option<u64>,
+        request_id: &str,
+        command: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Result<Command, InvalidInput>,
+    ) -> Result<WriteResult, Status> {
+        let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
+        let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
+        let command = command(self.clock.now()).map_err(ApiError::from)?;
+        let origin = Self::origin(request, request_id, "grpc");
+        Ok(self
+            .log
+            .execute(complaint_id, expected_version, &origin, command)
+            .await?)
+    }
+
+    async fn response_due(&self, result: &WriteResult) -> Result<String, Status> {
+        let loaded = self.log.load(result.complaint_id).await?;
+        Ok(loaded
+            .state
+            .and_then(|complaint| complaint.current_stage().response_due)
+            .map(|due| due.to_string())
+            .unwrap_or_default())
+    }
+}
+
+macro_rules! write_response {
+    ($($response:ident)::+, $result:expr $(, $field:ident : $value:expr)*) => {
+        $($response)::+ {
+            complaint_id: $result.complaint_id.to_string(),
+            version: $result.version,
+            position: $result.position,
+            duplicate: $result.duplicate,
+            $($field: $value,)*
+        }
+    };
+}
+
+#[tonic::async_trait]
+impl ComplaintService for ComplaintApi {
+    async fn log_complaint(
+        &self,
+        request: Request<v1::LogComplaintRequest>,
+    ) -> Result<Response<v1::LogComplaintResponse>, Status> {
+        let key = RequestKey::parse("idempotency_key", &request.get_ref().idempotency_key)
+            .map_err(ApiError::from)?;
+        // Parse once, before touching the store, so bad input never costs a write; each attempt
+        // only gives the parsed complaint its new id.
+        let parsed = parse::log_complaint(
+            request.get_ref(),
+            ComplaintId::from_uuid(uuid::Uuid::nil()),
+            self.clock.now(),
+        )
+        .map_err(ApiError::from)?;
+        let origin = Self::origin(&request, Some(key), &parsed.channel);
+        let result = self
+            .log
+            .log_new(&origin, |complaint_id| {
+                let mut log = parsed.clone();
+                log.complaint_id = complaint_id;
+                Ok(Command::Log(Box::new(log)))
+            })
+            .await?;
+        Ok(Response::new(write_response!(
+            v1::LogComplaintResponse,
+            result
+        )))
+    }
+
+    async fn acknowledge_complaint(
+        &self,
+        request: Request<v1::AcknowledgeComplaintRequest>,
+    ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::Acknowledge {
+                        stage: parse::stage("stage", body.stage)?,
+                        handler: Handler::parse("handler", &body.handler)?,
+                        complaint_definition: OptionalText::parse(
+                            "complaint_definition",
+                            &body.complaint_definition,
+                        )?,
+                        outcome_sought: OptionalText::parse(
+                            "outcome_sought",
+                            &body.outcome_sought,
+                        )?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        let response_due = self.response_due(&result).await?;
+        Ok(Response::new(write_response!(
+            v1::AcknowledgeComplaintResponse,
+            result,
+            response_due: response_due
+        )))
+    }
+
+    async fn extend_deadline(
+        &self,
+        request: Request<v1::ExtendDeadlineRequest>,
+    ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    if body.working_days == 0 {
+                        return Err(InvalidInput::new("working_days", "must be at least 1"));
+                    }
+                    Ok(Command::ExtendDeadline {
+                        reason: ShortText::parse("reason", &body.reason)?,
+                        working_days: body.working_days,
+                        ombudsman_details_given: body.ombudsman_details_given,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        let response_due = self.response_due(&result).await?;
+        Ok(Response::new(write_response!(
+            v1::ExtendDeadlineResponse,
+            result,
+            response_due: response_due
+        )))
+    }
+
+    async fn record_findings(
+        &self,
+        request: Request<v1::RecordFindingsRequest>,
+    ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::RecordFindings {
+                        findings: parse::findings(&body.findings)?,
+                        at: now,
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(write_response!(
+            v1::RecordFindingsResponse,
+            result
+        )))
+    }
+
+    async fn issue_response(
+        &self,
+        request: Request<v1::IssueResponseRequest>,
+    ) -> Result<Response<v1::IssueResponseResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::IssueResponse {
+                        decision: ShortText::parse("decision", &body.decision)?,
+                        remedy: OptionalText::parse("remedy", &body.remedy)?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(write_response!(
+            v1::IssueResponseResponse,
+            result
+        )))
+    }
+
+    async fn request_stage_two(
+        &self,
+        request: Request<v1::RequestStageTwoRequest>,
+    ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::RequestStageTwo {
+                        reason: OptionalText::parse("reason", &body.reason)?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        let loaded = self.log.load(result.complaint_id).await?;
+        let acknowledgement_due = loaded
+            .state
+            .and_then(|complaint| complaint.stage_two.map(|stage| stage.acknowledgement_due))
+            .map(|due| due.to_string())
+            .unwrap_or_default();
+        Ok(Response::new(write_response!(
+            v1::RequestStageTwoResponse,
+            result,
+            acknowledgement_due: acknowledgement_due
+        )))
+    }
+
+    async fn close_complaint(
+        &self,
+        request: Request<v1::CloseComplaintRequest>,
+    ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::Close {
+                        reason: OptionalText::parse("reason", &body.reason)?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(write_response!(
+            v1::CloseComplaintResponse,
+            result
+        )))
+    }
+
+    async fn reopen_complaint(
+        &self,
+        request: Request<v1::ReopenComplaintRequest>,
+    ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::Reopen {
+                        reason: ShortText::parse("reason", &body.reason)?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        let response_due = self.response_due(&result).await?;
+        Ok(Response::new(write_response!(
+            v1::ReopenComplaintResponse,
+            result,
+            response_due: response_due
+        )))
+    }
+
+    async fn withdraw_complaint(
+        &self,
+        request: Request<v1::WithdrawComplaintRequest>,
+    ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    Ok(Command::Withdraw {
+                        reason: OptionalText::parse("reason", &body.reason)?,
+                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(write_response!(
+            v1::WithdrawComplaintResponse,
+            result
+        )))
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<v1::AddNoteRequest>,
+    ) -> Result<Response<v1::AddNoteResponse>, Status> {
+        let body = request.get_ref();
+        let result = self
+            .run(
+                &request,
+                &body.complaint_id,
+                body.expected_version,
+                &body.request_id,
+                |now| {
+                    let text = LongText::parse("text", &body.text)?;
+                    if text.as_str().is_empty() {
+                        return Err(InvalidInput::new("text", "is required"));
+                    }
+                    Ok(Command::AddNote { text, at: now })
+                },
+            )
+            .await?;
+        Ok(Response::new(write_response!(v1::AddNoteResponse, result)))
+    }
+
+    async fn get_complaint(
+        &self,
+        request: Request<v1::GetComplaintRequest>,
+    ) -> Result<Response<v1::GetComplaintResponse>, Status> {
+        let complaint_id =
+            parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
+        let loaded = self.log.load(complaint_id).await?;
+        let Some(complaint) = loaded.state.as_ref() else {
+            return Err(ApiError::NotFound("no complaint has this id".to_owned()).into());
+        };
+        let today = england_date(self.clock.now());
+        Ok(Response::new(v1::GetComplaintResponse {
+            complaint: Some(convert::complaint(complaint, today)),
+            history: loaded
+                .events
+                .iter()
+                .map(|(recorded, event)| convert::history_entry(recorded, event))
+                .collect(),
+        }))
+    }
+
+    async fn list_complaints(
+        &self,
+        request: Request<v1::ListComplaintsRequest>,
+    ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
+        let body = request.get_ref();
+        let today = england_date(self.clock.now());
+        let filter = list_filter(body, today).map_err(ApiError::from)?;
+        let page_size = match body.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size <= MAX_PAGE_SIZE => size,
+            _ => {
+                return Err(ApiError::from(InvalidInput::new(
+                    "page_size",
+                    format!("may be at most {MAX_PAGE_SIZE}"),
+                ))
+                .into());
+            }
+        };
+        let cursor = if body.page_token.is_empty() {
+            None
+        } else {
+            Some(PageCursor::decode(&body.page_token).map_err(ApiError::from)?)
+        };
+        if let Some(position) = body.min_position {
+            let reached = self
+                .read_model
+                .wait_for(position, MAX_READ_YOUR_WRITES_WAIT)
+                .await;
+            if !reached {
+                return Err(ApiError::ReadModelBehind(position).into());
+            }
+        }
+        let read_model_position = self.read_model.position();
+        let (rows, next) = self
+            .read_model
+            .list_complaints(&filter, page_size, cursor.as_ref())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListComplaintsResponse {
+            complaints: rows
+                .iter()
+                .map(|row| convert::summary(row, today))
+                .collect(),
+            next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
+            read_model_position,
+        }))
+    }
+}
+
+fn list_filter(
+    body: &v1::ListComplaintsRequest,
+    today: chrono::NaiveDate,
+) -> Result<ComplaintFilter, InvalidInput> {
+    let non_empty = |value: &str| (!value.trim().is_empty()).then(|| value.trim().to_owned());
+    Ok(ComplaintFilter {
+        contractor_id: non_empty(&body.contractor_id),
+        status: parse::optional_status("status", body.status)?,
+        stage: parse::optional_stage("stage", body.stage)?,
+        overdue_on: body.overdue_only.then_some(today),
+        uprn: non_empty(&body.uprn)
+            .map(|uprn| Uprn::parse("uprn", &uprn).map(|u| u.as_str().to_owned()))
+            .transpose()?,
+        resident_reference: non_empty(&body.resident_reference)
+            .map(|reference| {
+                ResidentReference::parse("resident_reference", &reference)
+                    .map(|r| r.as_str().to_owned())
+            })
+            .transpose()?,
+        received_from: parse::timestamp("received_from", body.received_from.as_ref())?,
+        received_to: parse::timestamp("received_to", body.received_to.as_ref())?,
+    })
+}

@@ -1,0 +1,104 @@
+//! The one place where every error becomes a `tonic::Status`.
+
+use doorstep_domain::{DomainError, InvalidInput};
+use doorstep_projections::ProjectionError;
+use doorstep_store::StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Every way a call can fail, in the caller's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    /// The Code does not allow this step now.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("the complaint is at version {actual}, not the expected {expected}")]
+    VersionConflict { expected: u64, actual: u64 },
+    #[error("the read model has not reached position {0} yet")]
+    ReadModelBehind(u64),
+    #[error("the service is shutting down")]
+    Unavailable,
+    /// Anything the caller cannot fix; logged with its cause chain, never shown.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::NotAllowed(message) => Self::NotAllowed(message),
+            DomainError::InvalidInput(input) => Self::InvalidInput(input),
+            DomainError::NotFound => Self::NotFound("no complaint has this id".to_owned()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Closed => Self::Unavailable,
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(error: ProjectionError) -> Self {
+        match error {
+            ProjectionError::InvalidPageToken => Self::InvalidInput(InvalidInput::new(
+                "page_token",
+                "is not a token this service issued",
+            )),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidInput(input) => {
+                let message = format!("{}: {}", input.field, input.reason);
+                let details = ErrorDetails::with_bad_request_violation(input.field, input.reason);
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::NotAllowed(message) => Status::failed_precondition(message),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::AlreadyExists(message) => Status::already_exists(message),
+            error @ ApiError::VersionConflict { .. } => Status::aborted(error.to_string()),
+            error @ ApiError::ReadModelBehind(_) => Status::deadline_exceeded(error.to_string()),
+            ApiError::Unavailable => Status::unavailable("the service is shutting down"),
+            ApiError::Internal(source) => {
+                tracing::error!(error = %ErrorChain(source.as_ref()), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Displays an error with every cause after it.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! Layered settings: built-in defaults, then an optional TOML file, then `DOORSTEP__SECTION__KEY`
+//! environment variables (e.g. `DOORSTEP__SERVER__PORT=6000`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use doorstep_domain::CodeTimescales;
+use serde::Deserialize;
+
+/// The documented default port.
+pub const DEFAULT_PORT: u16 = 50051;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub calendar: CalendarSettings,
+    #[serde(default)]
+    pub code: CodeSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Loopback by default: the embedded default is not reachable from other machines.
+    pub host: IpAddr,
+    /// 0 picks a free port (tests do this).
+    pub port: u16,
+    /// How long in-flight calls may take to finish after a shutdown signal.
+    #[serde(default = "default_shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` (relative or absolute). PostgreSQL comes later.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CalendarSettings {
+    /// A GOV.UK `bank-holidays.json` file that replaces the holidays shipped with Doorstep.
+    pub bank_holidays_file: Option<PathBuf>,
+    /// The landlord's own closure days, `YYYY-MM-DD`.
+    #[serde(default)]
+    pub closure_days: Vec<NaiveDate>,
+}
+
+/// The Code's timescales in working days; defaults are the Code's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CodeSettings {
+    pub stage_one_acknowledgement_days: u32,
+    pub stage_one_response_days: u32,
+    pub stage_one_extension_cap_days: u32,
+    pub stage_two_acknowledgement_days: u32,
+    pub stage_two_response_days: u32,
+    pub stage_two_extension_cap_days: u32,
+}
+
+impl Default for CodeSettings {
+    fn default() -> Self {
+        let code = CodeTimescales::default();
+        Self {
+            stage_one_acknowledgement_days: code.stage_one_acknowledgement,
+            stage_one_response_days: code.stage_one_response,
+            stage_one_extension_cap_days: code.stage_one_extension_cap,
+            stage_two_acknowledgement_days: code.stage_two_acknowledgement,
+            stage_two_response_days: code.stage_two_response,
+            stage_two_extension_cap_days: code.stage_two_extension_cap,
+        }
+    }
+}
+
+impl CodeSettings {
+    pub fn timescales(&self) -> CodeTimescales {
+        CodeTimescales {
+            stage_one_acknowledgement: self.stage_one_acknowledgement_days,
+            stage_one_response: self.stage_one_response_days,
+            stage_one_extension_cap: self.stage_one_extension_cap_days,
+            stage_two_acknowledgement: self.stage_two_acknowledgement_days,
+            stage_two_response: self.stage_two_response_days,
+            stage_two_extension_cap: self.stage_two_extension_cap_days,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogSettings {
+    /// Write logs as JSON lines instead of text.
+    #[serde(default)]
+    pub json: bool,
+}
+
+fn default_shutdown_grace_seconds() -> u64 {
+    10
+}
+
+impl Settings {
+    /// Reads the defaults, then `file` if given (it must exist) or `doorstep.toml` in the working
+    /// directory if present, then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .set_default("server.host", Ipv4Addr::LOCALHOST.to_string())?
+            .set_default("server.port", i64::from(DEFAULT_PORT))?
+            .set_default("database.url", "sqlite://data/doorstep.db")?;
+        builder = match file {
+            Some(path) => builder.add_source(config::File::from(path).required(true)),
+            None => builder.add_source(config::File::with_name("doorstep.toml").required(false)),
+        };
+        builder
+            .add_source(
+                config::Environment::with_prefix("DOORSTEP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// Settings for one test: a free loopback port and a database in `data_dir`.
+    pub fn for_tests(data_dir: &std::path::Path) -> Self {
+        Self {
+            server: ServerSettings {
+                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 0,
+                shutdown_grace_seconds: 5,
+            },
+            database: DatabaseSettings {
+                url: format!("sqlite://{}", data_dir.join("doorstep.db").display()),
+            },
+            calendar: CalendarSettings::default(),
+            code: CodeSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The SQLite file the URL names.
+    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
+        self.url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                format!(
+                    "database.url `{}` is not supported: use sqlite://path/to/file.db",
+                    self.url
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        let settings = |url: &str| DatabaseSettings {
+            url: url.to_owned(),
+        };
+        assert_eq!(
+            settings("sqlite://data/doorstep.db").sqlite_path(),
+            Ok(PathBuf::from("data/doorstep.db"))
+        );
+        assert_eq!(
+            settings("sqlite:///var/lib/doorstep/doorstep.db").sqlite_path(),
+            Ok(PathBuf::from("/var/lib/doorstep/doorstep.db"))
+        );
+        assert!(settings("mysql://x").sqlite_path().is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Builds the whole service from settings and runs it until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
+use doorstep_domain::WorkingDayCalendar;
+use doorstep_projections::ProjectionRunner;
+use doorstep_store::{EventStore, SqliteEventStore, SqliteSettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::clock::{Clock, SystemClock};
+use crate::complaint_log::ComplaintLog;
+use crate::complaints::ComplaintApi;
+use crate::settings::Settings;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    #[error("cannot read the bank holiday file {path}")]
+    CalendarFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Calendar(#[from] doorstep_domain::CalendarError),
+    #[error("cannot open the event store")]
+    Store(#[from] doorstep_store::StoreError),
+    #[error("cannot open the read models")]
+    Projections(#[from] doorstep_projections::ProjectionError),
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build gRPC reflection")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built service, bound to its port and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    store: SqliteEventStore,
+    projection_runner: ProjectionRunner,
+    complaint_api: ComplaintApi,
+    shutdown_grace: Duration,
+}
+
+/// Opens the event store the settings name and applies its migrations.
+pub async fn open_store(settings: &Settings) -> Result<SqliteEventStore, StartupError> {
+    let path = settings
+        .database
+        .sqlite_path()
+        .map_err(StartupError::Settings)?;
+    Ok(SqliteEventStore::open(SqliteSettings::new(path)).await?)
+}
+
+fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
+    let calendar = match &settings.calendar.bank_holidays_file {
+        Some(path) => {
+            let json =
+                std::fs::read_to_string(path).map_err(|source| StartupError::CalendarFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            WorkingDayCalendar::from_gov_uk_json(&json)?
+        }
+        None => WorkingDayCalendar::england_and_wales(),
+    };
+    Ok(calendar.with_closure_days(settings.calendar.closure_days.iter().copied()))
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let calendar = Arc::new(calendar(&settings)?);
+        let store = open_store(&settings).await?;
+        let shared_store: Arc<dyn EventStore> = Arc::new(store.clone());
+        let (projection_runner, read_model) =
+            ProjectionRunner::open(shared_store.clone(), store.pool().clone()).await?;
+        let log = ComplaintLog::new(shared_store, calendar.clone(), settings.code.timescales());
+        let complaint_api = ComplaintApi::new(log, read_model, clock);
+
+        let address = SocketAddr::new(settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartupError::Bind { address, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+        tracing::info!(
+            %address,
+            port,
+            calendar = calendar.version(),
+            "doorstep is listening"
+        );
+        Ok(Self {
+            listener,
+            port,
+            store,
+            projection_runner,
+            complaint_api,
+            shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
+        })
+    }
+
+    /// The port the server listens on (useful when the settings asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` completes, then: health goes NOT_SERVING, new calls are refused,
+    /// in-flight calls finish (up to the grace period), the read models stop and the store closes
+    /// after its last append.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<ComplaintServiceServer<ComplaintApi>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let (stop_projections, projections_stopped) = watch::channel(false);
+        let projections = self.projection_runner.spawn(projections_stopped);
+
+        let (drain_started, mut drain_signal) = watch::channel(false);
+        let reporter = health_reporter.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
+            reporter
+                .set_not_serving::<ComplaintServiceServer<ComplaintApi>>()
+                .await;
+            let _ = drain_started.send(true);
+        };
+
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(ComplaintServiceServer::new(self.complaint_api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), graceful);
+        tokio::pin!(server);
+
+        // In-flight calls get the grace period once shutdown starts; then the server is dropped.
+        let grace = self.shutdown_grace;
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = async {
+                let _ = drain_signal.wait_for(|started| *started).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("calls still running after the grace period were cut off");
+                Ok(())
+            }
+        };
+
+        let _ = stop_projections.send(true);
+        let _ = projections.await;
+        self.store.close().await;
+        tracing::info!("doorstep stopped");
+        result.map_err(StartupError::from)
+    }
+}
