@@ -211,6 +211,9 @@ async fn stage_one_to_stage_two_to_close() {
     app.stop().await;
 }
 
+/// Makes one field of a valid request invalid.
+type Spoiler = dyn Fn(&mut v1::LogComplaintRequest);
+
 #[tokio::test]
 async fn refused_steps_answer_with_the_right_status() {
     let app = spawn_app().await;
@@ -281,7 +284,7 @@ async fn refused_steps_answer_with_the_right_status() {
     assert_eq!(violated_field(&malformed).as_deref(), Some("complaint_id"));
 
     // Bad intake fields are named.
-    let cases: Vec<(&str, Box<dyn Fn(&mut v1::LogComplaintRequest)>)> = vec![
+    let cases: Vec<(&str, Box<Spoiler>)> = vec![
         ("idempotency_key", Box::new(|r| r.idempotency_key.clear())),
         ("channel", Box::new(|r| r.channel = 0)),
         ("resident", Box::new(|r| r.resident = None)),

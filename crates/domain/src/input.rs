@@ -65,9 +65,9 @@ fn identifier(field: &str, value: &str, max_chars: usize) -> Result<String, Inva
 }
 
 macro_rules! text_newtype {
-    ($(#[$doc:meta])* $name:ident, max = $max:expr, required = $required:expr) => {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr, required = $required:expr $(, derive = $extra:ident)?) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize $(, $extra)?)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -153,32 +153,20 @@ text_newtype!(
 );
 text_newtype!(
     /// Optional short text.
-    OptionalText, max = 2_000, required = false
+    OptionalText, max = 2_000, required = false, derive = Default
 );
 text_newtype!(
     /// Long text: a complaint's description, a case note.
-    LongText, max = 10_000, required = false
+    LongText, max = 10_000, required = false, derive = Default
 );
 text_newtype!(
     /// A postal address.
     Address, max = 500, required = false
 );
 
-impl Default for OptionalText {
-    fn default() -> Self {
-        Self(String::new())
-    }
-}
-
 impl OptionalText {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl Default for LongText {
-    fn default() -> Self {
-        Self(String::new())
     }
 }
 
