@@ -9,7 +9,7 @@ mod complaint_list;
 mod runner;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
-pub use runner::{ProjectionRunner, ReadModel};
+pub use runner::{ProjectionRunner, ReadModel, migrate};
 
 /// Why a read model could not be read or updated.
 #[derive(Debug, thiserror::Error)]

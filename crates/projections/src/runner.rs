@@ -39,10 +39,7 @@ impl ProjectionRunner {
         store: Arc<dyn EventStore>,
         pool: SqlitePool,
     ) -> Result<(Self, ReadModel), ProjectionError> {
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
-        // The event store keeps its own migration history in the same database.
-        migrator.dangerous_set_table_name("_doorstep_projection_migrations");
-        migrator.run(&pool).await?;
+        migrate(&pool).await?;
         let checkpoint = load_checkpoint(&pool).await?;
         let (position, receiver) = watch::channel(checkpoint);
         let read_model = ReadModel {
@@ -169,6 +166,15 @@ async fn apply_event(
     if let Some(row) = complaint_list::next_row(current, &event, recorded.version) {
         complaint_list::store(connection, &row, recorded.position).await?;
     }
+    Ok(())
+}
+
+/// Creates or upgrades the read-model tables.
+pub async fn migrate(pool: &SqlitePool) -> Result<(), ProjectionError> {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    // The event store keeps its own migration history in the same database file.
+    migrator.dangerous_set_table_name("_doorstep_projection_migrations");
+    migrator.run(pool).await?;
     Ok(())
 }
 

@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Action::Serve) {
         Action::Migrate => {
             let store = startup::open_store(&settings).await?;
+            doorstep_projections::migrate(store.pool()).await?;
             store.close().await;
             tracing::info!("database is up to date");
         }
