@@ -3,6 +3,8 @@
 //! The filter comes from `RUST_LOG` (default `info`). OpenTelemetry export is added here when the
 //! observability work lands, so binaries keep calling one function.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -21,6 +23,8 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
+        // Colour codes only help a person at a terminal; they corrupt files and pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _already_installed = match format {
         LogFormat::Text => builder.try_init(),

@@ -103,6 +103,14 @@ impl Settings {
     /// Reads the defaults, then `file` if given (it must exist) or `doorstep.toml` in the working
     /// directory if present, then the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
+        Self::load_with_environment(file, None)
+    }
+
+    /// As [`Settings::load`], reading `environment` instead of the process's variables when given.
+    fn load_with_environment(
+        file: Option<&std::path::Path>,
+        environment: Option<config::Map<String, String>>,
+    ) -> Result<Self, config::ConfigError> {
         let mut builder = config::Config::builder()
             .set_default("server.host", Ipv4Addr::LOCALHOST.to_string())?
             .set_default("server.port", i64::from(DEFAULT_PORT))?
@@ -116,7 +124,8 @@ impl Settings {
                 config::Environment::with_prefix("DOORSTEP")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(environment),
             )
             .build()?
             .try_deserialize()
@@ -160,6 +169,39 @@ impl DatabaseSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_file_matches_these_settings() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
+        let settings = Settings::load_with_environment(Some(&example), Some(config::Map::new()))
+            .unwrap_or_else(|error| panic!("deploy/doorstep.toml is valid: {error}"));
+        assert_eq!(settings.server.port, DEFAULT_PORT);
+        assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(settings.code.timescales(), CodeTimescales::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let environment = config::Map::from([
+            ("DOORSTEP__SERVER__PORT".to_owned(), "6001".to_owned()),
+            ("DOORSTEP__DATABASE__URL".to_owned(), "sqlite:///tmp/x.db".to_owned()),
+            ("DOORSTEP__CODE__STAGE_TWO_EXTENSION_CAP_DAYS".to_owned(), "15".to_owned()),
+        ]);
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
+        let settings = Settings::load_with_environment(Some(&example), Some(environment))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(settings.server.port, 6001);
+        assert_eq!(settings.database.url, "sqlite:///tmp/x.db");
+        assert_eq!(settings.code.timescales().stage_two_extension_cap, 15);
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let settings = Settings::load_with_environment(None, Some(config::Map::new()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(settings.database.url, "sqlite://data/doorstep.db");
+        assert_eq!(settings.server.port, DEFAULT_PORT);
+    }
 
     #[test]
     fn sqlite_urls() {

@@ -1,0 +1,137 @@
+//! The real `doorstep` binary, configured only through the environment as an operator would:
+//! it migrates, serves on the port it logs, stops cleanly on SIGTERM and keeps what it accepted.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+
+struct RunningBinary {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn doorstep(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep"));
+    command
+        .env("DOORSTEP__SERVER__PORT", "0")
+        .env("DOORSTEP__DATABASE__URL", database_url)
+        .env("RUST_LOG", "info")
+        .env_remove("DOORSTEP_CONFIG");
+    command
+}
+
+/// Starts `doorstep serve` and reads the port it logs.
+fn serve(database_url: &str) -> RunningBinary {
+    let mut child = doorstep(database_url)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (port_found, port_received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("port="))
+                .and_then(|port| port.parse::<u16>().ok())
+            {
+                let _ = port_found.send(port);
+            }
+        }
+    });
+    let port = port_received
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the binary logs the port it listens on");
+    RunningBinary { child, port }
+}
+
+async fn client(port: u16) -> ComplaintServiceClient<tonic::transport::Channel> {
+    ComplaintServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("the binary accepts connections")
+}
+
+fn complaint() -> v1::LogComplaintRequest {
+    v1::LogComplaintRequest {
+        idempotency_key: "binary-1".to_owned(),
+        channel: v1::Channel::Web as i32,
+        source_system: "resident-portal".to_owned(),
+        resident: Some(v1::Resident {
+            reference: "T-9".to_owned(),
+            name: "B Resident".to_owned(),
+            ..Default::default()
+        }),
+        property: Some(v1::Property {
+            uprn: "10001".to_owned(),
+            address: "9 Example Street".to_owned(),
+        }),
+        contractor_id: "acme-retrofit".to_owned(),
+        standards: vec![v1::ServiceStandard::NoSmoking as i32],
+        description: "Operative smoked by the front door".to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn migrates_serves_and_stops_cleanly_on_sigterm() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", directory.path().join("data/doorstep.db").display());
+
+    let migrated = doorstep(&database_url)
+        .arg("migrate")
+        .stderr(Stdio::null())
+        .status()
+        .expect("migrate runs");
+    assert!(migrated.success());
+
+    let mut running = serve(&database_url);
+    let logged = client(running.port)
+        .await
+        .log_complaint(complaint())
+        .await
+        .expect("logged through the binary")
+        .into_inner();
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(terminated.success());
+    let mut exit = None;
+    for _ in 0..200 {
+        if let Some(status) = running.child.try_wait().expect("the child can be polled") {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exit = exit.expect("the binary stops within 20 s of SIGTERM");
+    assert!(exit.success(), "a graceful stop exits 0, got {exit:?}");
+
+    let running = serve(&database_url);
+    let view = client(running.port)
+        .await
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+        })
+        .await
+        .expect("the complaint is still there after the restart")
+        .into_inner();
+    assert_eq!(
+        view.complaint.map(|c| c.contractor_id),
+        Some("acme-retrofit".to_owned())
+    );
+}
