@@ -147,7 +147,7 @@ async fn write_histories(store: &Arc<dyn EventStore>, histories: &[Vec<u8>]) -> 
         }
         rows.push(ComplaintRow::from_state(&valid(state.ok_or("logged"))));
     }
-    rows.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.received_at));
     rows
 }
 

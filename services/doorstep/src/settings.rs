@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn the_example_file_matches_these_settings() {
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
         let settings = Settings::load_with_environment(Some(&example), Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("deploy/doorstep.toml is valid: {error}"));
         assert_eq!(settings.server.port, DEFAULT_PORT);
@@ -184,10 +185,17 @@ mod tests {
     fn environment_overrides_the_file() {
         let environment = config::Map::from([
             ("DOORSTEP__SERVER__PORT".to_owned(), "6001".to_owned()),
-            ("DOORSTEP__DATABASE__URL".to_owned(), "sqlite:///tmp/x.db".to_owned()),
-            ("DOORSTEP__CODE__STAGE_TWO_EXTENSION_CAP_DAYS".to_owned(), "15".to_owned()),
+            (
+                "DOORSTEP__DATABASE__URL".to_owned(),
+                "sqlite:///tmp/x.db".to_owned(),
+            ),
+            (
+                "DOORSTEP__CODE__STAGE_TWO_EXTENSION_CAP_DAYS".to_owned(),
+                "15".to_owned(),
+            ),
         ]);
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/doorstep.toml");
         let settings = Settings::load_with_environment(Some(&example), Some(environment))
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(settings.server.port, 6001);

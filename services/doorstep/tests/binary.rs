@@ -88,7 +88,10 @@ fn complaint() -> v1::LogComplaintRequest {
 #[tokio::test]
 async fn migrates_serves_and_stops_cleanly_on_sigterm() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let database_url = format!("sqlite://{}", directory.path().join("data/doorstep.db").display());
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("data/doorstep.db").display()
+    );
 
     let migrated = doorstep(&database_url)
         .arg("migrate")
