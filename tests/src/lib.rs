@@ -31,6 +31,17 @@ pub async fn spawn_app() -> TestApp {
     start(data_dir).await
 }
 
+/// Starts a server on a data directory the test prepared (for example with old events in it).
+pub async fn spawn_app_in(data_dir: TempDir) -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    start(Arc::new(data_dir)).await
+}
+
+/// The SQLite file a test server keeps its log in, inside `data_dir`.
+pub fn database_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("doorstep.db")
+}
+
 async fn start(data_dir: Arc<TempDir>) -> TestApp {
     let settings = Settings::for_tests(data_dir.path());
     let application = Application::build(settings)
@@ -132,6 +143,7 @@ pub fn gate_left_open(idempotency_key: &str, received_at: &str) -> v1::LogCompla
         occurred_at: Some(timestamp(received_at)),
         received_at: Some(timestamp(received_at)),
         outcome_sought: "An apology and the gate kept shut".to_owned(),
+        reasonable_adjustments: "Large print letters".to_owned(),
     }
 }
 

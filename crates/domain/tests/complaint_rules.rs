@@ -47,6 +47,7 @@ fn log_command(received_at: DateTime<Utc>, standards: Vec<ServiceStandard>) -> C
         occurred_at: None,
         received_at,
         outcome_sought: OptionalText::default(),
+        reasonable_adjustments: OptionalText::default(),
     }))
 }
 
@@ -347,10 +348,30 @@ fn events_round_trip_through_their_stored_form() {
             payload.get("type").is_none(),
             "the type is stored beside the payload"
         );
-        let decoded = Event::from_payload(event.event_type(), Event::SCHEMA_VERSION, &payload);
+        let decoded = Event::from_payload(event.event_type(), event.schema_version(), &payload);
         assert_eq!(decoded.ok().as_ref(), Some(event));
     }
     assert!(Event::from_payload("ComplaintReceived", 99, &serde_json::json!({})).is_err());
+}
+
+#[test]
+fn complaints_written_in_schema_version_one_still_read() {
+    let mut journey = Journey::new();
+    journey.ok(log_command(
+        at("2026-04-02T10:00:00Z"),
+        vec![ServiceStandard::Parking],
+    ));
+    let received = &journey.events[0];
+    assert_eq!(received.schema_version(), 2);
+    // The shape version 1 stored: no `reasonable_adjustments`.
+    let mut version_one = received.to_payload();
+    let removed = version_one
+        .as_object_mut()
+        .and_then(|fields| fields.remove("reasonable_adjustments"));
+    assert!(removed.is_some());
+    let decoded = Event::from_payload("ComplaintReceived", 1, &version_one)
+        .unwrap_or_else(|error| panic!("a version 1 event still reads: {error}"));
+    assert_eq!(&decoded, received);
 }
 
 /// Commands a random liaison officer might try, in any order.
@@ -476,7 +497,7 @@ proptest! {
         let replayed = replay(&journey.events);
         prop_assert_eq!(replayed.as_ref(), journey.state.as_ref());
         for event in &journey.events {
-            let decoded = Event::from_payload(event.event_type(), Event::SCHEMA_VERSION, &event.to_payload());
+            let decoded = Event::from_payload(event.event_type(), event.schema_version(), &event.to_payload());
             let decoded = decoded.ok();
             prop_assert_eq!(decoded.as_ref(), Some(event));
         }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::ServiceStandard;
 use doorstep_domain::complaint::{Complaint, Event, Stage, Status};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
 
@@ -165,15 +166,63 @@ impl PageCursor {
     }
 }
 
+/// A value bound to a `$n` placeholder.
+enum Parameter {
+    Text(String),
+    Integer(i64),
+}
+
+/// SQL text with `$1, $2, …` placeholders and the values for them, built up clause by clause.
+struct Statement {
+    sql: String,
+    parameters: Vec<Parameter>,
+}
+
+impl Statement {
+    fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            parameters: Vec::new(),
+        }
+    }
+
+    /// Appends `clause`, replacing its `{}` with the next placeholder.
+    fn push(&mut self, clause: &str, parameter: Parameter) {
+        self.parameters.push(parameter);
+        let placeholder = format!("${}", self.parameters.len());
+        self.sql.push_str(&clause.replacen("{}", &placeholder, 1));
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments> {
+        // Safe: the SQL is assembled only from this module's constant clauses; every value a
+        // caller supplied is a bound parameter.
+        let sql = sqlx::AssertSqlSafe(self.sql.as_str());
+        self.parameters
+            .iter()
+            .fold(sqlx::query(sql), |query, parameter| match parameter {
+                Parameter::Text(text) => query.bind(text.as_str()),
+                Parameter::Integer(integer) => query.bind(*integer),
+            })
+    }
+}
+
+/// The columns `decode` reads, in a macro so `concat!` can build constant queries from them.
+macro_rules! columns {
+    () => {
+        "complaint_id, status, stage, contractor_id, uprn, resident_reference, \
+         received_at_micros, standards, next_deadline, version"
+    };
+}
+
 pub(crate) async fn load(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     complaint_id: &str,
 ) -> Result<Option<ComplaintRow>, ProjectionError> {
-    let row = sqlx::query(
-        "SELECT complaint_id, status, stage, contractor_id, uprn, resident_reference, \
-         received_at_micros, standards, next_deadline, version \
-         FROM complaint_list WHERE complaint_id = ?",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM complaint_list WHERE complaint_id = $1"
+    ))
     .bind(complaint_id)
     .fetch_optional(connection)
     .await?;
@@ -181,7 +230,7 @@ pub(crate) async fn load(
 }
 
 pub(crate) async fn store(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     row: &ComplaintRow,
     position: u64,
 ) -> Result<(), ProjectionError> {
@@ -189,17 +238,17 @@ pub(crate) async fn store(
     sqlx::query(
         "INSERT INTO complaint_list (complaint_id, status, stage, contractor_id, uprn, \
          resident_reference, received_at_micros, standards, next_deadline, version, last_position) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (complaint_id) DO UPDATE SET status = excluded.status, stage = excluded.stage, \
          next_deadline = excluded.next_deadline, version = excluded.version, \
          last_position = excluded.last_position",
     )
-    .bind(&row.complaint_id)
+    .bind(row.complaint_id.as_str())
     .bind(row.status.code())
     .bind(i64::from(row.stage.number()))
-    .bind(&row.contractor_id)
-    .bind(&row.uprn)
-    .bind(&row.resident_reference)
+    .bind(row.contractor_id.as_str())
+    .bind(row.uprn.as_str())
+    .bind(row.resident_reference.as_str())
     .bind(row.received_at.timestamp_micros())
     .bind(standards.join(","))
     .bind(row.next_deadline.map(|date| date.to_string()))
@@ -212,64 +261,81 @@ pub(crate) async fn store(
 
 /// One page of the list, newest first, and the cursor of the page after it.
 pub(crate) async fn list(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     filter: &ComplaintFilter,
     page_size: u32,
     after: Option<&PageCursor>,
 ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT complaint_id, status, stage, contractor_id, uprn, resident_reference, \
-         received_at_micros, standards, next_deadline, version FROM complaint_list WHERE 1 = 1",
-    );
+    let mut statement = Statement::new(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM complaint_list WHERE 1 = 1"
+    ));
     if let Some(contractor_id) = &filter.contractor_id {
-        query
-            .push(" AND contractor_id = ")
-            .push_bind(contractor_id.clone());
+        statement.push(
+            " AND contractor_id = {}",
+            Parameter::Text(contractor_id.clone()),
+        );
     }
     if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.code());
+        statement.push(
+            " AND status = {}",
+            Parameter::Text(status.code().to_owned()),
+        );
     }
     if let Some(stage) = filter.stage {
-        query
-            .push(" AND stage = ")
-            .push_bind(i64::from(stage.number()));
+        statement.push(
+            " AND stage = {}",
+            Parameter::Integer(i64::from(stage.number())),
+        );
     }
     if let Some(today) = filter.overdue_on {
-        query
-            .push(" AND next_deadline IS NOT NULL AND next_deadline < ")
-            .push_bind(today.to_string());
+        statement.push(
+            " AND next_deadline IS NOT NULL AND next_deadline < {}",
+            Parameter::Text(today.to_string()),
+        );
     }
     if let Some(uprn) = &filter.uprn {
-        query.push(" AND uprn = ").push_bind(uprn.clone());
+        statement.push(" AND uprn = {}", Parameter::Text(uprn.clone()));
     }
     if let Some(reference) = &filter.resident_reference {
-        query
-            .push(" AND resident_reference = ")
-            .push_bind(reference.clone());
+        statement.push(
+            " AND resident_reference = {}",
+            Parameter::Text(reference.clone()),
+        );
     }
     if let Some(from) = filter.received_from {
-        query
-            .push(" AND received_at_micros >= ")
-            .push_bind(from.timestamp_micros());
+        statement.push(
+            " AND received_at_micros >= {}",
+            Parameter::Integer(from.timestamp_micros()),
+        );
     }
     if let Some(to) = filter.received_to {
-        query
-            .push(" AND received_at_micros < ")
-            .push_bind(to.timestamp_micros());
+        statement.push(
+            " AND received_at_micros < {}",
+            Parameter::Integer(to.timestamp_micros()),
+        );
     }
     if let Some(cursor) = after {
-        query
-            .push(" AND (received_at_micros, complaint_id) < (")
-            .push_bind(cursor.received_at_micros)
-            .push(", ")
-            .push_bind(cursor.complaint_id.clone())
-            .push(")");
+        statement.push(
+            " AND (received_at_micros < {}",
+            Parameter::Integer(cursor.received_at_micros),
+        );
+        statement.push(
+            " OR (received_at_micros = {}",
+            Parameter::Integer(cursor.received_at_micros),
+        );
+        statement.push(
+            " AND complaint_id < {}))",
+            Parameter::Text(cursor.complaint_id.clone()),
+        );
     }
     // One row more than the page tells whether another page follows.
-    query
-        .push(" ORDER BY received_at_micros DESC, complaint_id DESC LIMIT ")
-        .push_bind(i64::from(page_size) + 1);
-    let rows = query.build().fetch_all(pool).await?;
+    statement.push(
+        " ORDER BY received_at_micros DESC, complaint_id DESC LIMIT {}",
+        Parameter::Integer(i64::from(page_size) + 1),
+    );
+    let rows = statement.query().fetch_all(pool).await?;
     let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     let has_more = complaints.len() > page_size as usize;
     complaints.truncate(page_size as usize);
@@ -284,7 +350,7 @@ pub(crate) async fn list(
     Ok((complaints, next))
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<ComplaintRow, ProjectionError> {
+fn decode(row: &AnyRow) -> Result<ComplaintRow, ProjectionError> {
     let complaint_id: String = row.try_get("complaint_id")?;
     let corrupt = |reason: &str| ProjectionError::CorruptRow {
         complaint_id: complaint_id.clone(),

@@ -6,10 +6,12 @@
 //! from position 0 gives the same rows.
 
 mod complaint_list;
+mod database;
 mod runner;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
-pub use runner::{ProjectionRunner, ReadModel, migrate};
+pub use database::{Backend, ReadModelDatabase};
+pub use runner::{ProjectionRunner, ReadModel};
 
 /// Why a read model could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,8 @@ pub enum ProjectionError {
         complaint_id: String,
         reason: String,
     },
+    #[error("the read-model database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
     #[error("page token is not one this service issued")]
     InvalidPageToken,
 }

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use doorstep_domain::complaint::Event;
 use doorstep_store::{EventStore, RecordedEvent};
-use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
+use crate::database::ReadModelDatabase;
 
 /// The checkpoint name of the complaint list.
 const COMPLAINT_LIST: &str = "complaint_list";
@@ -22,34 +22,33 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Applies new events to the read models, one transaction per batch with its checkpoint.
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
-    pool: SqlitePool,
+    database: ReadModelDatabase,
     position: watch::Sender<u64>,
 }
 
 /// The query side of the read models, with the position they have reached.
 #[derive(Clone)]
 pub struct ReadModel {
-    pool: SqlitePool,
+    database: ReadModelDatabase,
     position: watch::Receiver<u64>,
 }
 
 impl ProjectionRunner {
-    /// Creates the read-model tables if needed and loads the checkpoint.
+    /// Loads the checkpoint of the read models in `database`.
     pub async fn open(
         store: Arc<dyn EventStore>,
-        pool: SqlitePool,
+        database: ReadModelDatabase,
     ) -> Result<(Self, ReadModel), ProjectionError> {
-        migrate(&pool).await?;
-        let checkpoint = load_checkpoint(&pool).await?;
+        let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
         let read_model = ReadModel {
-            pool: pool.clone(),
+            database: database.clone(),
             position: receiver,
         };
         Ok((
             Self {
                 store,
-                pool,
+                database,
                 position,
             },
             read_model,
@@ -58,7 +57,7 @@ impl ProjectionRunner {
 
     /// Empties every read model and its checkpoint, so the next run replays from position 0.
     pub async fn reset(&self) -> Result<(), ProjectionError> {
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.database.pool().begin().await?;
         sqlx::query("DELETE FROM complaint_list")
             .execute(&mut *transaction)
             .await?;
@@ -114,12 +113,12 @@ impl ProjectionRunner {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.database.pool().begin().await?;
         for recorded in &events {
             apply_event(&mut transaction, recorded).await?;
         }
         sqlx::query(
-            "INSERT INTO projection_checkpoints (projection, position) VALUES (?, ?) \
+            "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
         )
         .bind(COMPLAINT_LIST)
@@ -138,7 +137,7 @@ impl ProjectionRunner {
 }
 
 async fn apply_event(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
     if recorded.stream_id.category() != "complaint" {
@@ -169,20 +168,11 @@ async fn apply_event(
     Ok(())
 }
 
-/// Creates or upgrades the read-model tables.
-pub async fn migrate(pool: &SqlitePool) -> Result<(), ProjectionError> {
-    let mut migrator = sqlx::migrate!("./migrations/sqlite");
-    // The event store keeps its own migration history in the same database file.
-    migrator.dangerous_set_table_name("_doorstep_projection_migrations");
-    migrator.run(pool).await?;
-    Ok(())
-}
-
-async fn load_checkpoint(pool: &SqlitePool) -> Result<u64, ProjectionError> {
+async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, ProjectionError> {
     let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = ?")
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
             .bind(COMPLAINT_LIST)
-            .fetch_optional(pool)
+            .fetch_optional(database.pool())
             .await?;
     Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
 }
@@ -209,6 +199,6 @@ impl ReadModel {
         page_size: u32,
         after: Option<&PageCursor>,
     ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
-        complaint_list::list(&self.pool, filter, page_size, after).await
+        complaint_list::list(self.database.pool(), filter, page_size, after).await
     }
 }

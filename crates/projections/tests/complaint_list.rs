@@ -13,12 +13,16 @@ use doorstep_domain::input::{
     ResidentReference, ShortText, SourceSystem, Uprn,
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
-use doorstep_projections::{ComplaintFilter, ComplaintRow, ProjectionRunner};
+use doorstep_projections::{ComplaintFilter, ComplaintRow, ProjectionRunner, ReadModelDatabase};
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
     StreamId,
 };
 use proptest::prelude::*;
+
+fn sqlite_url(directory: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", directory.path().join("log.db").display())
+}
 
 fn valid<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
     result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
@@ -46,6 +50,7 @@ fn log(id: ComplaintId, contractor: &str, received_at: DateTime<Utc>) -> Command
         occurred_at: None,
         received_at,
         outcome_sought: OptionalText::default(),
+        reasonable_adjustments: OptionalText::default(),
     }))
 }
 
@@ -131,7 +136,7 @@ async fn write_histories(store: &Arc<dyn EventStore>, histories: &[Vec<u8>]) -> 
                 .map(|event: &Event| NewEvent {
                     event_id: uuid::Uuid::now_v7(),
                     event_type: event.event_type().to_owned(),
-                    schema_version: Event::SCHEMA_VERSION,
+                    schema_version: event.schema_version(),
                     payload: event.to_payload(),
                     metadata: EventMetadata::default(),
                 })
@@ -175,7 +180,8 @@ proptest! {
             let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
             let expected = write_histories(&store, &histories).await;
 
-            let (runner, read_model) = valid(ProjectionRunner::open(store.clone(), sqlite.pool().clone()).await);
+            let database = valid(ReadModelDatabase::open(&sqlite_url(&directory)).await);
+            let (runner, read_model) = valid(ProjectionRunner::open(store.clone(), database).await);
             let head = valid(store.head_position().await);
             assert_eq!(valid(runner.catch_up().await), head);
             assert_eq!(read_model.position(), head);
@@ -198,7 +204,8 @@ async fn filters_and_pages() {
         valid(SqliteEventStore::open(SqliteSettings::new(directory.path().join("log.db"))).await);
     let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
     let expected = write_histories(&store, &vec![vec![]; 7]).await;
-    let (runner, read_model) = valid(ProjectionRunner::open(store, sqlite.pool().clone()).await);
+    let database = valid(ReadModelDatabase::open(&sqlite_url(&directory)).await);
+    let (runner, read_model) = valid(ProjectionRunner::open(store, database).await);
     valid(runner.catch_up().await);
 
     let mut seen = Vec::new();

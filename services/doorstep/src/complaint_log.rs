@@ -218,7 +218,7 @@ impl ComplaintLog {
             .map(|(index, event)| NewEvent {
                 event_id: derived_id(index).unwrap_or_else(Uuid::now_v7),
                 event_type: event.event_type().to_owned(),
-                schema_version: Event::SCHEMA_VERSION,
+                schema_version: event.schema_version(),
                 payload: event.to_payload(),
                 metadata: EventMetadata {
                     actor: origin.actor.clone(),

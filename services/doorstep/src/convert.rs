@@ -179,6 +179,7 @@ pub fn complaint(complaint: &Complaint, today: NaiveDate) -> v1::Complaint {
         note_count: complaint.note_count,
         version: complaint.version,
         calendar_version: complaint.calendar_version.clone(),
+        reasonable_adjustments: complaint.reasonable_adjustments.as_str().to_owned(),
     }
 }
 

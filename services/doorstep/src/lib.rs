@@ -1,11 +1,13 @@
 //! The Doorstep gRPC server: settings, wiring and handlers. `main.rs` only parses the command
 //! line; tests build the same [`Application`] on port 0.
 
+mod backend;
 pub mod clock;
 pub mod complaint_log;
 mod complaints;
 mod convert;
 pub mod error;
+mod events;
 mod parse;
 pub mod settings;
 pub mod startup;

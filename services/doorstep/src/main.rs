@@ -42,9 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Action::Serve) {
         Action::Migrate => {
-            let store = startup::open_store(&settings).await?;
-            doorstep_projections::migrate(store.pool()).await?;
-            store.close().await;
+            startup::migrate(&settings).await?;
             tracing::info!("database is up to date");
         }
         Action::Serve => {

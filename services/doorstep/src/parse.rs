@@ -209,6 +209,10 @@ pub fn log_complaint(
         occurred_at,
         received_at,
         outcome_sought: OptionalText::parse("outcome_sought", &request.outcome_sought)?,
+        reasonable_adjustments: OptionalText::parse(
+            "reasonable_adjustments",
+            &request.reasonable_adjustments,
+        )?,
     })
 }
 

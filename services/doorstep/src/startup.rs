@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
+use doorstep_api::v1::event_service_server::EventServiceServer;
 use doorstep_domain::WorkingDayCalendar;
-use doorstep_projections::ProjectionRunner;
-use doorstep_store::{EventStore, SqliteEventStore, SqliteSettings};
+use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::ComplaintLog;
 use crate::complaints::ComplaintApi;
+use crate::events::EventApi;
 use crate::settings::Settings;
 
 /// Why the service could not start.
@@ -51,19 +53,23 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     port: u16,
-    store: SqliteEventStore,
+    store: OpenedStore,
+    read_models: ReadModelDatabase,
     projection_runner: ProjectionRunner,
     complaint_api: ComplaintApi,
+    event_api: EventApi,
+    stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
 
-/// Opens the event store the settings name and applies its migrations.
-pub async fn open_store(settings: &Settings) -> Result<SqliteEventStore, StartupError> {
-    let path = settings
-        .database
-        .sqlite_path()
-        .map_err(StartupError::Settings)?;
-    Ok(SqliteEventStore::open(SqliteSettings::new(path)).await?)
+/// Creates or upgrades every table the settings' database needs: the event log and the read
+/// models.
+pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
+    let store = OpenedStore::open(&settings.database).await?;
+    let read_models = open_read_models(&settings.database).await?;
+    read_models.close().await;
+    store.close().await;
+    Ok(())
 }
 
 fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
@@ -91,12 +97,19 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let calendar = Arc::new(calendar(&settings)?);
-        let store = open_store(&settings).await?;
-        let shared_store: Arc<dyn EventStore> = Arc::new(store.clone());
+        let store = OpenedStore::open(&settings.database).await?;
+        let shared_store = store.shared();
+        let read_models = open_read_models(&settings.database).await?;
         let (projection_runner, read_model) =
-            ProjectionRunner::open(shared_store.clone(), store.pool().clone()).await?;
-        let log = ComplaintLog::new(shared_store, calendar.clone(), settings.code.timescales());
+            ProjectionRunner::open(shared_store.clone(), read_models.clone()).await?;
+        let log = ComplaintLog::new(
+            shared_store.clone(),
+            calendar.clone(),
+            settings.code.timescales(),
+        );
         let complaint_api = ComplaintApi::new(log, read_model, clock);
+        let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
+        let event_api = EventApi::new(shared_store, subscriptions_stopped);
 
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = TcpListener::bind(address)
@@ -116,8 +129,11 @@ impl Application {
             listener,
             port,
             store,
+            read_models,
             projection_runner,
             complaint_api,
+            event_api,
+            stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
     }
@@ -138,6 +154,9 @@ impl Application {
         health_reporter
             .set_serving::<ComplaintServiceServer<ComplaintApi>>()
             .await;
+        health_reporter
+            .set_serving::<EventServiceServer<EventApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -148,12 +167,18 @@ impl Application {
 
         let (drain_started, mut drain_signal) = watch::channel(false);
         let reporter = health_reporter.clone();
+        let stop_subscriptions = self.stop_subscriptions;
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
             reporter
                 .set_not_serving::<ComplaintServiceServer<ComplaintApi>>()
                 .await;
+            reporter
+                .set_not_serving::<EventServiceServer<EventApi>>()
+                .await;
+            // Subscriptions never end by themselves; end them so draining can finish.
+            let _ = stop_subscriptions.send(true);
             let _ = drain_started.send(true);
         };
 
@@ -161,6 +186,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ComplaintServiceServer::new(self.complaint_api))
+            .add_service(EventServiceServer::new(self.event_api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), graceful);
         tokio::pin!(server);
 
@@ -179,6 +205,7 @@ impl Application {
 
         let _ = stop_projections.send(true);
         let _ = projections.await;
+        self.read_models.close().await;
         self.store.close().await;
         tracing::info!("doorstep stopped");
         result.map_err(StartupError::from)

@@ -39,6 +39,7 @@ pub struct LogComplaint {
     pub occurred_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
     pub outcome_sought: OptionalText,
+    pub reasonable_adjustments: OptionalText,
 }
 
 #[derive(Debug, Clone, PartialEq)]

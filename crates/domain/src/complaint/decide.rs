@@ -290,6 +290,7 @@ fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Event {
         occurred_at: log.occurred_at,
         received_at: log.received_at,
         outcome_sought: log.outcome_sought,
+        reasonable_adjustments: log.reasonable_adjustments,
         acknowledgement_due: context.due(
             log.received_at,
             context.timescales.acknowledgement(Stage::One),

@@ -73,6 +73,9 @@ pub enum Event {
         occurred_at: Option<DateTime<Utc>>,
         received_at: DateTime<Utc>,
         outcome_sought: OptionalText,
+        /// Adjustments the resident needs in how the landlord deals with them (large print, a
+        /// call-back time, an advocate): added in schema version 2.
+        reasonable_adjustments: OptionalText,
         acknowledgement_due: NaiveDate,
         calendar_version: String,
     },
@@ -143,8 +146,10 @@ pub struct EventDecodeError {
 }
 
 impl Event {
-    /// The schema version every event is written with today.
-    pub const SCHEMA_VERSION: u32 = 1;
+    /// The schema version this event is written with today.
+    pub fn schema_version(&self) -> u32 {
+        super::upcast::current_schema_version(self.event_type())
+    }
 
     /// The stored event type, e.g. `ComplaintReceived`.
     pub fn event_type(&self) -> &'static str {
@@ -171,26 +176,29 @@ impl Event {
         value
     }
 
-    /// Reads a stored event back.
+    /// Reads a stored event back, upcasting an older schema version to the current one.
     pub fn from_payload(
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
-        let error = |reason: String| EventDecodeError {
-            event_type: event_type.to_owned(),
-            schema_version,
-            reason,
-        };
-        if schema_version != Self::SCHEMA_VERSION {
-            return Err(error("unknown schema version".to_owned()));
-        }
-        let mut tagged = payload
+        let (_, current) = super::upcast::upcast(event_type, schema_version, payload.clone())?;
+        let mut tagged = current
             .as_object()
             .cloned()
-            .ok_or_else(|| error("payload is not a JSON object".to_owned()))?;
+            .ok_or_else(|| EventDecodeError {
+                event_type: event_type.to_owned(),
+                schema_version,
+                reason: "payload is not a JSON object".to_owned(),
+            })?;
         tagged.insert("type".to_owned(), serde_json::Value::from(event_type));
-        serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|e| error(e.to_string()))
+        serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|error| {
+            EventDecodeError {
+                event_type: event_type.to_owned(),
+                schema_version,
+                reason: error.to_string(),
+            }
+        })
     }
 
     /// One line for a person reading the complaint's history.

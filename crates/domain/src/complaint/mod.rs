@@ -8,11 +8,13 @@ mod command;
 mod decide;
 mod event;
 mod state;
+mod upcast;
 
 pub use command::{Command, FindingInput, LogComplaint, PropertyInput, ResidentInput};
 pub use decide::{CodeTimescales, HandlingContext, handle};
 pub use event::{Event, EventDecodeError, Finding, FindingOutcome};
 pub use state::{Complaint, StageProgress, Status, apply, replay};
+pub use upcast::{current_schema_version, upcast};
 
 use serde::{Deserialize, Serialize};
 

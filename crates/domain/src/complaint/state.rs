@@ -111,6 +111,7 @@ pub struct Complaint {
     pub occurred_at: Option<DateTime<Utc>>,
     pub received_at: DateTime<Utc>,
     pub outcome_sought: OptionalText,
+    pub reasonable_adjustments: OptionalText,
     pub calendar_version: String,
     pub status: Status,
     pub stage: Stage,
@@ -164,6 +165,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
         occurred_at,
         received_at,
         outcome_sought,
+        reasonable_adjustments,
         acknowledgement_due,
         calendar_version,
     } = event
@@ -184,6 +186,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             occurred_at: *occurred_at,
             received_at: *received_at,
             outcome_sought: outcome_sought.clone(),
+            reasonable_adjustments: reasonable_adjustments.clone(),
             calendar_version: calendar_version.clone(),
             status: Status::AwaitingAcknowledgement,
             stage: Stage::One,

@@ -1,0 +1,73 @@
+//! The database that holds the read models: the event log's own SQLite file or PostgreSQL
+//! database, reached through sqlx's `Any` driver so every query is written once.
+//!
+//! Queries use `$1, $2, …` placeholders, which both SQLite and PostgreSQL accept.
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+use crate::ProjectionError;
+
+/// Which SQL dialect the read models live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool on the read-model database and the dialect it speaks.
+#[derive(Debug, Clone)]
+pub struct ReadModelDatabase {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl ReadModelDatabase {
+    /// Connects to `sqlite://…` or `postgres://…` and creates or upgrades the read-model tables.
+    pub async fn open(url: &str) -> Result<Self, ProjectionError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(ProjectionError::UnsupportedUrl);
+        };
+        install_default_drivers();
+        let max_connections = match backend {
+            // SQLite has one writer; a few readers are plenty beside the event store's own pool.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        let database = Self { pool, backend };
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Creates or upgrades the read-model tables. Their migration history is kept apart from the
+    /// event store's, which may share the database.
+    pub async fn migrate(&self) -> Result<(), ProjectionError> {
+        let mut migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.dangerous_set_table_name("_doorstep_projection_migrations");
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,46 @@
+//! The storage backend the settings select: the event store and the read-model database,
+//! both in the same SQLite file or PostgreSQL database.
+
+use std::sync::Arc;
+
+use doorstep_projections::ReadModelDatabase;
+use doorstep_store::{EventStore, SqliteEventStore, SqliteSettings};
+
+use crate::settings::DatabaseSettings;
+use crate::startup::StartupError;
+
+/// An opened event store, whichever backend it is.
+#[derive(Clone)]
+pub enum OpenedStore {
+    Sqlite(SqliteEventStore),
+}
+
+impl OpenedStore {
+    /// Opens the store the URL names and applies its migrations.
+    pub async fn open(database: &DatabaseSettings) -> Result<Self, StartupError> {
+        let path = database.sqlite_path().map_err(StartupError::Settings)?;
+        Ok(Self::Sqlite(
+            SqliteEventStore::open(SqliteSettings::new(path)).await?,
+        ))
+    }
+
+    pub fn shared(&self) -> Arc<dyn EventStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Lets in-flight appends finish, then closes the store.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+        }
+    }
+}
+
+/// Opens the read-model database beside the event store and applies its migrations.
+pub async fn open_read_models(
+    database: &DatabaseSettings,
+) -> Result<ReadModelDatabase, StartupError> {
+    Ok(ReadModelDatabase::open(&database.url).await?)
+}
