@@ -20,6 +20,7 @@ pub struct TestApp {
     pub client: ComplaintServiceClient<Channel>,
     pub channel: Channel,
     data_dir: Arc<TempDir>,
+    settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -29,6 +30,16 @@ pub async fn spawn_app() -> TestApp {
     doorstep_telemetry::init_for_tests();
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     start(data_dir).await
+}
+
+/// Starts a server whose event log and read models live in `database_url` (e.g. a PostgreSQL
+/// database shared with other replicas).
+pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let mut settings = Settings::for_tests(data_dir.path());
+    settings.database.url = database_url.to_owned();
+    start_with(data_dir, settings).await
 }
 
 /// Starts a server on a data directory the test prepared (for example with old events in it).
@@ -44,7 +55,11 @@ pub fn database_path(data_dir: &std::path::Path) -> std::path::PathBuf {
 
 async fn start(data_dir: Arc<TempDir>) -> TestApp {
     let settings = Settings::for_tests(data_dir.path());
-    let application = Application::build(settings)
+    start_with(data_dir, settings).await
+}
+
+async fn start_with(data_dir: Arc<TempDir>, settings: Settings) -> TestApp {
+    let application = Application::build(settings.clone())
         .await
         .expect("the application builds");
     let port = application.port();
@@ -63,6 +78,7 @@ async fn start(data_dir: Arc<TempDir>) -> TestApp {
         client: ComplaintServiceClient::new(channel.clone()),
         channel,
         data_dir,
+        settings,
         stop: Some(stop),
         server: Some(server),
     }
@@ -96,7 +112,7 @@ impl TestApp {
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        start(self.data_dir.clone()).await
+        start_with(self.data_dir.clone(), self.settings.clone()).await
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use doorstep_domain::complaint::{Command, Complaint, Event, HandlingContext, handle, replay};
+use doorstep_domain::complaint::{
+    Command, Complaint, Event, HandlingContext, apply, handle, replay,
+};
 use doorstep_domain::input::{ComplaintId, RequestKey};
 use doorstep_domain::{CodeTimescales, WorkingDayCalendar};
 use doorstep_store::{
@@ -101,47 +103,54 @@ impl ComplaintLog {
             .as_ref()
             .ok_or_else(|| ApiError::internal(std::io::Error::other("intake without a key")))?;
         let intake_event_id = Uuid::new_v5(&REQUEST_NAMESPACE, format!("intake/{key}").as_bytes());
-        loop {
-            if let Some(first) = self.store.find_event(intake_event_id).await? {
-                return retry_result(&first, origin, "idempotency_key");
+        // Append first and look for an earlier call only when the store says the key's event id
+        // is taken: a first call, by far the commonest, then costs no extra read.
+        let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());
+        let events = handle(None, build(complaint_id)?, &self.context())?;
+        let new_events = self.new_events(events, origin, |index| {
+            (index == 0).then_some(intake_event_id)
+        });
+        match self
+            .store
+            .append(
+                &stream_of(complaint_id),
+                ExpectedVersion::NoStream,
+                new_events,
+            )
+            .await
+        {
+            Ok(outcome) => Ok(WriteResult {
+                complaint_id,
+                version: outcome.version,
+                position: outcome.position,
+                duplicate: false,
+            }),
+            // An earlier call with this key (perhaps a concurrent one) logged its complaint.
+            Err(StoreError::DuplicateEventId { .. }) => {
+                let first = self
+                    .store
+                    .find_event(intake_event_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::internal(std::io::Error::other(
+                            "the intake event id was taken but cannot be found",
+                        ))
+                    })?;
+                retry_result(&first, origin, "idempotency_key")
             }
-            let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());
-            let events = handle(None, build(complaint_id)?, &self.context())?;
-            let new_events = self.new_events(events, origin, |index| {
-                (index == 0).then_some(intake_event_id)
-            });
-            match self
-                .store
-                .append(
-                    &stream_of(complaint_id),
-                    ExpectedVersion::NoStream,
-                    new_events,
-                )
-                .await
-            {
-                Ok(outcome) => {
-                    return Ok(WriteResult {
-                        complaint_id,
-                        version: outcome.version,
-                        position: outcome.position,
-                        duplicate: false,
-                    });
-                }
-                // A concurrent retry with the same key won: answer with its complaint.
-                Err(StoreError::DuplicateEventId { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
+            Err(error) => Err(error.into()),
         }
     }
 
-    /// Runs a command against an existing complaint.
+    /// Runs a command against an existing complaint; returns where it landed and the complaint
+    /// as it stands after it.
     pub async fn execute(
         &self,
         complaint_id: ComplaintId,
         expected_version: Option<u64>,
         origin: &CommandOrigin,
         command: Command,
-    ) -> Result<WriteResult, ApiError> {
+    ) -> Result<(WriteResult, Complaint), ApiError> {
         let stream = stream_of(complaint_id);
         let derived_id = |index: usize| {
             origin.request_id.as_ref().map(|request_id| {
@@ -155,7 +164,11 @@ impl ComplaintLog {
             if let Some(first_id) = derived_id(0)
                 && let Some(first) = self.store.find_event(first_id).await?
             {
-                return retry_result(&first, origin, "request_id");
+                let result = retry_result(&first, origin, "request_id")?;
+                let complaint = self.load(complaint_id).await?.state.ok_or_else(|| {
+                    ApiError::internal(std::io::Error::other("a retried complaint has no events"))
+                })?;
+                return Ok((result, complaint));
             }
             let loaded = self.load(complaint_id).await?;
             let actual = loaded
@@ -168,19 +181,24 @@ impl ComplaintLog {
                 return Err(ApiError::VersionConflict { expected, actual });
             }
             let events = handle(loaded.state.as_ref(), command.clone(), &self.context())?;
-            let new_events = self.new_events(events, origin, derived_id);
+            let new_events = self.new_events(events.clone(), origin, derived_id);
             match self
                 .store
                 .append(&stream, ExpectedVersion::Exact(actual), new_events)
                 .await
             {
                 Ok(outcome) => {
-                    return Ok(WriteResult {
+                    let complaint = events
+                        .iter()
+                        .fold(loaded.state, apply)
+                        .ok_or(ApiError::NotFound("no complaint has this id".to_owned()))?;
+                    let result = WriteResult {
                         complaint_id,
                         version: outcome.version,
                         position: outcome.position,
                         duplicate: outcome.already_stored,
-                    });
+                    };
+                    return Ok((result, complaint));
                 }
                 Err(StoreError::VersionConflict { actual: now_at, .. }) => {
                     if let Some(expected) = expected_version {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_server::ComplaintService;
 use doorstep_domain::InvalidInput;
-use doorstep_domain::complaint::Command;
+use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::england_date;
 use doorstep_domain::input::{
     ComplaintId, Handler, LongText, OptionalText, RequestKey, ResidentReference, ShortText, Uprn,
@@ -74,7 +74,7 @@ impl ComplaintApi {
         expected_version: Option<u64>,
         request_id: &str,
         command: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Result<Command, InvalidInput>,
-    ) -> Result<WriteResult, Status> {
+    ) -> Result<(WriteResult, Complaint), Status> {
         let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
         let command = command(self.clock.now()).map_err(ApiError::from)?;
@@ -84,15 +84,15 @@ impl ComplaintApi {
             .execute(complaint_id, expected_version, &origin, command)
             .await?)
     }
+}
 
-    async fn response_due(&self, result: &WriteResult) -> Result<String, Status> {
-        let loaded = self.log.load(result.complaint_id).await?;
-        Ok(loaded
-            .state
-            .and_then(|complaint| complaint.current_stage().response_due)
-            .map(|due| due.to_string())
-            .unwrap_or_default())
-    }
+/// The current stage's response deadline, as the API shows dates.
+fn response_due(complaint: &Complaint) -> String {
+    complaint
+        .current_stage()
+        .response_due
+        .map(|due| due.to_string())
+        .unwrap_or_default()
 }
 
 macro_rules! write_response {
@@ -143,7 +143,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::AcknowledgeComplaintRequest>,
     ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, complaint) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -166,7 +166,7 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = self.response_due(&result).await?;
+        let response_due = response_due(&complaint);
         Ok(Response::new(write_response!(
             v1::AcknowledgeComplaintResponse,
             result,
@@ -179,7 +179,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::ExtendDeadlineRequest>,
     ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, complaint) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -198,7 +198,7 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = self.response_due(&result).await?;
+        let response_due = response_due(&complaint);
         Ok(Response::new(write_response!(
             v1::ExtendDeadlineResponse,
             result,
@@ -211,7 +211,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::RecordFindingsRequest>,
     ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, _) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -236,7 +236,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::IssueResponseRequest>,
     ) -> Result<Response<v1::IssueResponseResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, _) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -262,7 +262,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::RequestStageTwoRequest>,
     ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, complaint) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -276,11 +276,9 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let loaded = self.log.load(result.complaint_id).await?;
-        let acknowledgement_due = loaded
-            .state
-            .and_then(|complaint| complaint.stage_two.map(|stage| stage.acknowledgement_due))
-            .map(|due| due.to_string())
+        let acknowledgement_due = complaint
+            .stage_two
+            .map(|stage| stage.acknowledgement_due.to_string())
             .unwrap_or_default();
         Ok(Response::new(write_response!(
             v1::RequestStageTwoResponse,
@@ -294,7 +292,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::CloseComplaintRequest>,
     ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, _) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -319,7 +317,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::ReopenComplaintRequest>,
     ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, complaint) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -333,7 +331,7 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = self.response_due(&result).await?;
+        let response_due = response_due(&complaint);
         Ok(Response::new(write_response!(
             v1::ReopenComplaintResponse,
             result,
@@ -346,7 +344,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::WithdrawComplaintRequest>,
     ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, _) = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -371,7 +369,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::AddNoteRequest>,
     ) -> Result<Response<v1::AddNoteResponse>, Status> {
         let body = request.get_ref();
-        let result = self
+        let (result, _) = self
             .run(
                 &request,
                 &body.complaint_id,

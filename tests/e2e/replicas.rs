@@ -1,0 +1,217 @@
+//! Two replicas of the server on one PostgreSQL database, driven concurrently: every accepted
+//! command is in the log once, concurrent commands on one complaint give one winner and ABORTED
+//! for the loser, and both replicas' read models converge.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use doorstep_api::v1;
+use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_api::v1::subscribe_all_response::Message;
+use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+/// Every event in the log, read through one replica until it reports it has caught up.
+async fn whole_log(app: &TestApp) -> Vec<v1::RecordedEvent> {
+    let mut events = EventServiceClient::new(app.channel.clone());
+    let mut stream = events
+        .subscribe_all(v1::SubscribeAllRequest::default())
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut log = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("the subscription answers")
+            .expect("open")
+            .expect("no error")
+            .message
+            .expect("a body");
+        match message {
+            Message::Event(event) => log.push(event),
+            Message::CaughtUp(_) => return log,
+        }
+    }
+}
+
+async fn list_all(app: &TestApp, min_position: u64) -> Vec<(String, i32, u64)> {
+    let mut client = app.client.clone();
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_complaints(v1::ListComplaintsRequest {
+                page_size: 500,
+                page_token: token.clone(),
+                min_position: Some(min_position),
+                ..Default::default()
+            })
+            .await
+            .expect("listed")
+            .into_inner();
+        rows.extend(
+            page.complaints
+                .into_iter()
+                .map(|c| (c.complaint_id, c.status, c.version)),
+        );
+        if page.next_page_token.is_empty() {
+            return rows;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_log_without_lost_updates() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let first = spawn_app_on_database(database.url()).await;
+    let second = spawn_app_on_database(database.url()).await;
+    let replicas = [first.client.clone(), second.client.clone()];
+
+    // Intake through both replicas at once; every key is also retried on the other replica.
+    let mut calls = Vec::new();
+    for n in 0..40 {
+        for (replica, client) in replicas.iter().enumerate() {
+            let mut client = client.clone();
+            let request = gate_left_open(&format!("replica-key-{n}"), "2026-04-02T10:00:00Z");
+            calls.push(tokio::spawn(async move {
+                let response = client.log_complaint(request).await;
+                (n, replica, response)
+            }));
+        }
+    }
+    let mut by_key: HashMap<usize, HashSet<String>> = HashMap::new();
+    let mut fresh = 0;
+    for call in futures::future::join_all(calls).await {
+        let (n, _, response) = call.expect("task");
+        let response = response.expect("intake succeeds on either replica").into_inner();
+        if !response.duplicate {
+            fresh += 1;
+        }
+        by_key.entry(n).or_default().insert(response.complaint_id);
+    }
+    assert_eq!(fresh, 40, "each key created exactly one complaint");
+    assert!(by_key.values().all(|ids| ids.len() == 1), "both replicas answered with the same complaint");
+
+    // The same command on the same complaint through both replicas at once, with the version
+    // each caller read: one wins, the other is ABORTED, and nothing is lost.
+    let complaint_ids: Vec<String> = by_key.values().flatten().cloned().collect();
+    let mut races = Vec::new();
+    for (index, id) in complaint_ids.iter().enumerate().take(20) {
+        for (replica, client) in replicas.iter().enumerate() {
+            let mut client = client.clone();
+            let request = v1::AddNoteRequest {
+                complaint_id: id.clone(),
+                expected_version: Some(1),
+                text: format!("note from replica {replica}"),
+                ..Default::default()
+            };
+            races.push(tokio::spawn(async move { (index, client.add_note(request).await) }));
+        }
+    }
+    let mut outcomes: HashMap<usize, Vec<Result<u64, Code>>> = HashMap::new();
+    for race in futures::future::join_all(races).await {
+        let (index, result) = race.expect("task");
+        outcomes
+            .entry(index)
+            .or_default()
+            .push(result.map(|r| r.into_inner().version).map_err(|status| status.code()));
+    }
+    for (index, results) in &outcomes {
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        let aborted = results.iter().filter(|r| **r == Err(Code::Aborted)).count();
+        assert_eq!((winners, aborted), (1, 1), "complaint {index}: {results:?}");
+    }
+
+    // Every accepted command is in the log exactly once.
+    let log = whole_log(&first).await;
+    let received = log.iter().filter(|e| e.event_type == "ComplaintReceived").count();
+    let notes = log.iter().filter(|e| e.event_type == "NoteAdded").count();
+    assert_eq!((received, notes), (40, 20));
+    let ids: HashSet<&str> = log.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), log.len(), "no event twice");
+    assert!(log.windows(2).all(|pair| pair[0].position < pair[1].position));
+    let head = log.last().map(|e| e.position).expect("a non-empty log");
+    assert_eq!(whole_log(&second).await, log, "both replicas read the same log");
+
+    // Both read models converge on the same rows.
+    let mut first_rows = list_all(&first, head).await;
+    let mut second_rows = list_all(&second, head).await;
+    first_rows.sort();
+    second_rows.sort();
+    assert_eq!(first_rows.len(), 40);
+    assert_eq!(first_rows, second_rows);
+    let noted = first_rows.iter().filter(|(_, _, version)| *version == 2).count();
+    assert_eq!(noted, 20);
+}
+
+#[tokio::test]
+async fn the_complaint_lifecycle_runs_on_postgres() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let app = spawn_app_on_database(database.url()).await;
+    let mut client = app.client.clone();
+    let logged = client
+        .log_complaint(gate_left_open("pg-1", "2026-04-02T10:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner();
+    let retry = client
+        .log_complaint(gate_left_open("pg-1", "2026-04-02T10:00:00Z"))
+        .await
+        .expect("retried")
+        .into_inner();
+    assert!(retry.duplicate);
+    assert_eq!(retry.complaint_id, logged.complaint_id);
+    let acknowledged = client
+        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+            stage: v1::Stage::One as i32,
+            handler: "Officer One".to_owned(),
+            effective_at: Some(doorstep_tests::timestamp("2026-04-08T09:00:00Z")),
+            ..Default::default()
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner();
+    assert_eq!(acknowledged.response_due, "2026-04-22");
+    let stale = client
+        .add_note(v1::AddNoteRequest {
+            complaint_id: logged.complaint_id.clone(),
+            expected_version: Some(1),
+            text: "late".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("stale version");
+    assert_eq!(stale.code(), Code::Aborted);
+    let listed = client
+        .list_complaints(v1::ListComplaintsRequest {
+            min_position: Some(acknowledged.position),
+            ..Default::default()
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(listed.complaints.len(), 1);
+    assert_eq!(
+        listed.complaints[0].status,
+        v1::ComplaintStatus::UnderInvestigation as i32
+    );
+    let app = app.restart().await;
+    let view = app
+        .client
+        .clone()
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: logged.complaint_id,
+        })
+        .await
+        .expect("still there after a restart")
+        .into_inner();
+    assert_eq!(view.history.len(), 2);
+}
