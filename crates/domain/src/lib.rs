@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod complaint;
 pub mod input;
 pub mod standard;
+pub mod statistics;
 
 pub use calendar::{CalendarError, WorkingDayCalendar, england_date};
 pub use complaint::{

@@ -1,0 +1,276 @@
+//! Honest uncertainty for contractor performance: exact Poisson intervals for rates, Wilson
+//! intervals for proportions, and funnel-plot limits against the programme average
+//! (Spiegelhalter 2005). Small numbers mislead; these say how much.
+
+use statrs::distribution::{ChiSquared, ContinuousCDF, DiscreteCDF, Poisson};
+
+/// Two-sided 95%: the confidence of every interval Doorstep reports.
+pub const CONFIDENCE_95: f64 = 0.95;
+/// The "alert" funnel limit: about 2 standard deviations (two-sided 95%).
+pub const ALERT_COVERAGE: f64 = 0.95;
+/// The "alarm" funnel limit: about 3 standard deviations (two-sided 99.8%).
+pub const ALARM_COVERAGE: f64 = 0.998;
+
+/// A point estimate with its interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The exact (Garwood) interval for a Poisson count: the counts, not yet divided by exposure.
+/// `lower = χ²(α/2, 2x) / 2` (0 when x = 0) and `upper = χ²(1 − α/2, 2x + 2) / 2`.
+pub fn garwood_count_interval(count: u64, confidence: f64) -> (f64, f64) {
+    let alpha = 1.0 - confidence;
+    let x = count as f64;
+    let lower = if count == 0 {
+        0.0
+    } else {
+        chi_squared_quantile(2.0 * x, alpha / 2.0) / 2.0
+    };
+    let upper = chi_squared_quantile(2.0 * x + 2.0, 1.0 - alpha / 2.0) / 2.0;
+    (lower, upper)
+}
+
+/// A rate per `per` units of exposure (e.g. breaches per 100 visits) with its exact interval.
+/// None when there is no exposure: no rate can be given.
+pub fn poisson_rate(count: u64, exposure: f64, per: f64, confidence: f64) -> Option<Estimate> {
+    if exposure <= 0.0 || !exposure.is_finite() {
+        return None;
+    }
+    let (lower, upper) = garwood_count_interval(count, confidence);
+    let scale = per / exposure;
+    Some(Estimate {
+        value: count as f64 * scale,
+        lower: lower * scale,
+        upper: upper * scale,
+    })
+}
+
+/// The Wilson score interval for a proportion `successes / trials`. None when there are no trials.
+pub fn wilson_proportion(successes: u64, trials: u64, confidence: f64) -> Option<Estimate> {
+    if trials == 0 {
+        return None;
+    }
+    let n = trials as f64;
+    let p = successes.min(trials) as f64 / n;
+    let z = normal_quantile(1.0 - (1.0 - confidence) / 2.0);
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half_width = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    // At the edges the bound is exactly 0 or 1; rounding would otherwise leave a speck.
+    let lower = if successes == 0 {
+        0.0
+    } else {
+        (centre - half_width).max(0.0)
+    };
+    let upper = if successes >= trials {
+        1.0
+    } else {
+        (centre + half_width).min(1.0)
+    };
+    Some(Estimate {
+        value: p,
+        lower,
+        upper,
+    })
+}
+
+/// Where a contractor sits on the funnel plot of rates against exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelStatus {
+    /// Within the alert limits: consistent with the programme average.
+    Within,
+    /// Outside the ≈2 SD limits, above or below.
+    AlertHigh,
+    AlertLow,
+    /// Outside the ≈3 SD limits, above or below.
+    AlarmHigh,
+    AlarmLow,
+}
+
+/// Funnel limits for one exposure, as rates per the same unit as the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FunnelLimits {
+    pub alert_lower: f64,
+    pub alert_upper: f64,
+    pub alarm_lower: f64,
+    pub alarm_upper: f64,
+}
+
+/// The funnel limits around `target_rate` (events per unit of exposure) for `exposure` units,
+/// from exact Poisson quantiles of the expected count, expressed per `per` units.
+pub fn funnel_limits(target_rate: f64, exposure: f64, per: f64) -> Option<FunnelLimits> {
+    if exposure <= 0.0 || target_rate < 0.0 || !target_rate.is_finite() {
+        return None;
+    }
+    let expected = target_rate * exposure;
+    let scale = per / exposure;
+    let (alert_lower, alert_upper) = poisson_limits(expected, ALERT_COVERAGE);
+    let (alarm_lower, alarm_upper) = poisson_limits(expected, ALARM_COVERAGE);
+    Some(FunnelLimits {
+        alert_lower: alert_lower * scale,
+        alert_upper: alert_upper * scale,
+        alarm_lower: alarm_lower * scale,
+        alarm_upper: alarm_upper * scale,
+    })
+}
+
+/// Classifies an observed count against the funnel of `target_rate` at `exposure`: a count is
+/// outside a limit when a count at least that extreme has less than the limit's tail probability
+/// under a Poisson with the programme's expected count.
+pub fn funnel_status(count: u64, exposure: f64, target_rate: f64) -> FunnelStatus {
+    let expected = target_rate * exposure;
+    if expected <= 0.0 || !expected.is_finite() {
+        // With no expected events, any event is unusual but no limit can be drawn; call it within
+        // rather than raise an alarm from nothing.
+        return FunnelStatus::Within;
+    }
+    let Ok(poisson) = Poisson::new(expected) else {
+        return FunnelStatus::Within;
+    };
+    // P(X >= count) and P(X <= count).
+    let upper_tail = if count == 0 {
+        1.0
+    } else {
+        poisson.sf(count - 1)
+    };
+    let lower_tail = poisson.cdf(count);
+    let alarm_tail = (1.0 - ALARM_COVERAGE) / 2.0;
+    let alert_tail = (1.0 - ALERT_COVERAGE) / 2.0;
+    if upper_tail < alarm_tail {
+        FunnelStatus::AlarmHigh
+    } else if lower_tail < alarm_tail {
+        FunnelStatus::AlarmLow
+    } else if upper_tail < alert_tail {
+        FunnelStatus::AlertHigh
+    } else if lower_tail < alert_tail {
+        FunnelStatus::AlertLow
+    } else {
+        FunnelStatus::Within
+    }
+}
+
+/// The central `coverage` range of counts under Poisson(`expected`), as continuous limits
+/// (the usual exact Garwood-style limits of the funnel).
+fn poisson_limits(expected: f64, coverage: f64) -> (f64, f64) {
+    if expected <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let tail = (1.0 - coverage) / 2.0;
+    // Inverting the Garwood relation gives continuous limits that are smooth in exposure,
+    // which is what a drawn funnel needs.
+    let lower = chi_squared_quantile(2.0 * expected, tail) / 2.0;
+    let upper = chi_squared_quantile(2.0 * expected + 2.0, 1.0 - tail) / 2.0;
+    (lower, upper)
+}
+
+fn chi_squared_quantile(degrees_of_freedom: f64, probability: f64) -> f64 {
+    ChiSquared::new(degrees_of_freedom)
+        .map(|distribution| distribution.inverse_cdf(probability))
+        .unwrap_or(f64::NAN)
+}
+
+fn normal_quantile(probability: f64) -> f64 {
+    use statrs::distribution::Normal;
+    Normal::new(0.0, 1.0)
+        .map(|distribution| distribution.inverse_cdf(probability))
+        .unwrap_or(f64::NAN)
+}
+
+/// The median of some values (the mean of the middle two for an even count); None when empty.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
+        (actual - expected).abs() <= tolerance
+    }
+
+    #[test]
+    fn garwood_matches_published_values() {
+        // Zero events: the upper 95% count is 3.689 (the "rule of three" refined).
+        let (lower, upper) = garwood_count_interval(0, CONFIDENCE_95);
+        assert_eq!(lower, 0.0);
+        assert!(close(upper, 3.689, 0.001), "{upper}");
+        // One event: 0.0253 to 5.572. Ten events: 4.795 to 18.39.
+        let (lower, upper) = garwood_count_interval(1, CONFIDENCE_95);
+        assert!(
+            close(lower, 0.0253, 0.0001) && close(upper, 5.572, 0.001),
+            "{lower} {upper}"
+        );
+        let (lower, upper) = garwood_count_interval(10, CONFIDENCE_95);
+        assert!(
+            close(lower, 4.795, 0.001) && close(upper, 18.39, 0.01),
+            "{lower} {upper}"
+        );
+    }
+
+    #[test]
+    fn rates_per_hundred_visits() {
+        let rate = poisson_rate(3, 600.0, 100.0, CONFIDENCE_95);
+        let rate = rate.unwrap_or_else(|| panic!("exposure is positive"));
+        assert!(close(rate.value, 0.5, 1e-12));
+        assert!(rate.lower < rate.value && rate.value < rate.upper);
+        // One breach in one visit is 100 per 100 visits, but the interval is huge.
+        let tiny = poisson_rate(1, 1.0, 100.0, CONFIDENCE_95).unwrap_or_else(|| panic!("exposure"));
+        assert!(tiny.upper > 500.0 && tiny.lower < 3.0);
+        assert_eq!(poisson_rate(1, 0.0, 100.0, CONFIDENCE_95), None);
+    }
+
+    #[test]
+    fn wilson_at_the_edges() {
+        let none = wilson_proportion(0, 20, CONFIDENCE_95).unwrap_or_else(|| panic!("trials"));
+        assert_eq!(none.value, 0.0);
+        assert_eq!(none.lower, 0.0);
+        assert!(close(none.upper, 0.1611, 0.0001), "{}", none.upper);
+        let all = wilson_proportion(20, 20, CONFIDENCE_95).unwrap_or_else(|| panic!("trials"));
+        assert_eq!(all.upper, 1.0);
+        assert!(close(all.lower, 0.8389, 0.0001), "{}", all.lower);
+        // A textbook value: 81 of 263, 0.2553 to 0.3662.
+        let textbook =
+            wilson_proportion(81, 263, CONFIDENCE_95).unwrap_or_else(|| panic!("trials"));
+        assert!(close(textbook.lower, 0.2553, 0.0001) && close(textbook.upper, 0.3662, 0.0001));
+        assert_eq!(wilson_proportion(0, 0, CONFIDENCE_95), None);
+    }
+
+    #[test]
+    fn funnel_limits_narrow_with_exposure_and_classify_outliers() {
+        // Programme average: 2 breaches per 100 visits.
+        let target = 0.02;
+        let small = funnel_limits(target, 50.0, 100.0).unwrap_or_else(|| panic!("limits"));
+        let large = funnel_limits(target, 5_000.0, 100.0).unwrap_or_else(|| panic!("limits"));
+        assert!(small.alert_upper > large.alert_upper);
+        assert!(small.alarm_upper > small.alert_upper && small.alarm_lower <= small.alert_lower);
+        assert!(large.alert_lower < 2.0 && 2.0 < large.alert_upper);
+        // 1 breach in 1 visit: expected 0.02, P(X >= 1) ≈ 0.0198 < 0.025 → alert, not alarm.
+        assert_eq!(funnel_status(1, 1.0, target), FunnelStatus::AlertHigh);
+        // 100 breaches in 1,000 visits (expected 20) is far outside: alarm.
+        assert_eq!(funnel_status(100, 1_000.0, target), FunnelStatus::AlarmHigh);
+        // 20 in 1,000 is the average.
+        assert_eq!(funnel_status(20, 1_000.0, target), FunnelStatus::Within);
+        // None in 1,000 when 20 were expected is unusually good.
+        assert_eq!(funnel_status(0, 1_000.0, target), FunnelStatus::AlarmLow);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}
