@@ -6,7 +6,9 @@
 
 pub mod calendar;
 pub mod complaint;
+pub mod contractor;
 pub mod input;
+mod payload;
 pub mod standard;
 pub mod statistics;
 

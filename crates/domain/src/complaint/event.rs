@@ -169,11 +169,7 @@ impl Event {
 
     /// The stored payload: the event's fields, without its type (which is stored beside it).
     pub fn to_payload(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let Some(object) = value.as_object_mut() {
-            object.remove("type");
-        }
-        value
+        crate::payload::untagged(self)
     }
 
     /// Reads a stored event back, upcasting an older schema version to the current one.
