@@ -6,7 +6,12 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["doorstep/v1/complaints.proto", "doorstep/v1/events.proto"];
+    let files = [
+        "doorstep/v1/complaints.proto",
+        "doorstep/v1/contractors.proto",
+        "doorstep/v1/events.proto",
+        "doorstep/v1/performance.proto",
+    ];
     let descriptors = protox::compile(files, [&proto_root])?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
