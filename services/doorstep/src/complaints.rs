@@ -14,17 +14,16 @@ use doorstep_domain::input::{
 };
 use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::aggregate_log::WriteResult;
 use crate::clock::Clock;
-use crate::complaint_log::{CommandOrigin, ComplaintLog, WriteResult};
+use crate::complaint_log::{ComplaintLog, log_new};
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
+use crate::request::command_origin;
 
-/// The gRPC metadata key that names the caller until authentication lands.
-pub const ACTOR_HEADER: &str = "doorstep-actor";
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
 /// The longest a `ListComplaints` call waits for the read model to reach `min_position`.
@@ -45,27 +44,6 @@ impl ComplaintApi {
         }
     }
 
-    fn origin<T: Message>(
-        request: &Request<T>,
-        request_id: Option<RequestKey>,
-        source_channel: &str,
-    ) -> CommandOrigin {
-        let actor = request
-            .metadata()
-            .get(ACTOR_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-            .filter(|value| !value.is_empty() && value.len() <= 128)
-            .unwrap_or("anonymous")
-            .to_owned();
-        CommandOrigin {
-            actor,
-            source_channel: source_channel.to_owned(),
-            request_id,
-            fingerprint: format!("{:x}", Sha256::digest(request.get_ref().encode_to_vec())),
-        }
-    }
-
     /// Runs a command on an existing complaint with the fields every mutating call shares.
     async fn run<T: Message>(
         &self,
@@ -74,16 +52,28 @@ impl ComplaintApi {
         expected_version: Option<u64>,
         request_id: &str,
         command: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Result<Command, InvalidInput>,
-    ) -> Result<(WriteResult, Complaint), Status> {
+    ) -> Result<Written, Status> {
         let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
         let command = command(self.clock.now()).map_err(ApiError::from)?;
-        let origin = Self::origin(request, request_id, "grpc");
-        Ok(self
+        let origin = command_origin(request, request_id, "grpc");
+        let (result, complaint) = self
             .log
-            .execute(complaint_id, expected_version, &origin, command)
-            .await?)
+            .execute(&complaint_id, expected_version, &origin, command)
+            .await?;
+        Ok(Written {
+            complaint_id,
+            result,
+            complaint,
+        })
     }
+}
+
+/// A command's outcome: where it landed and the complaint after it.
+struct Written {
+    complaint_id: ComplaintId,
+    result: WriteResult,
+    complaint: Complaint,
 }
 
 /// The current stage's response deadline, as the API shows dates.
@@ -96,12 +86,12 @@ fn response_due(complaint: &Complaint) -> String {
 }
 
 macro_rules! write_response {
-    ($($response:ident)::+, $result:expr $(, $field:ident : $value:expr)*) => {
+    ($($response:ident)::+, $written:expr $(, $field:ident : $value:expr)*) => {
         $($response)::+ {
-            complaint_id: $result.complaint_id.to_string(),
-            version: $result.version,
-            position: $result.position,
-            duplicate: $result.duplicate,
+            complaint_id: $written.complaint_id.to_string(),
+            version: $written.result.version,
+            position: $written.result.position,
+            duplicate: $written.result.duplicate,
             $($field: $value,)*
         }
     };
@@ -123,19 +113,19 @@ impl ComplaintService for ComplaintApi {
             self.clock.now(),
         )
         .map_err(ApiError::from)?;
-        let origin = Self::origin(&request, Some(key), &parsed.channel);
-        let result = self
-            .log
-            .log_new(&origin, |complaint_id| {
-                let mut log = parsed.clone();
-                log.complaint_id = complaint_id;
-                Ok(Command::Log(Box::new(log)))
-            })
-            .await?;
-        Ok(Response::new(write_response!(
-            v1::LogComplaintResponse,
-            result
-        )))
+        let origin = command_origin(&request, Some(key), &parsed.channel);
+        let (complaint_id, result) = log_new(&self.log, &origin, |complaint_id| {
+            let mut log = parsed.clone();
+            log.complaint_id = complaint_id;
+            Command::Log(Box::new(log))
+        })
+        .await?;
+        Ok(Response::new(v1::LogComplaintResponse {
+            complaint_id: complaint_id.to_string(),
+            version: result.version,
+            position: result.position,
+            duplicate: result.duplicate,
+        }))
     }
 
     async fn acknowledge_complaint(
@@ -143,7 +133,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::AcknowledgeComplaintRequest>,
     ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
         let body = request.get_ref();
-        let (result, complaint) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -166,10 +156,10 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = response_due(&complaint);
+        let response_due = response_due(&written.complaint);
         Ok(Response::new(write_response!(
             v1::AcknowledgeComplaintResponse,
-            result,
+            written,
             response_due: response_due
         )))
     }
@@ -179,7 +169,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::ExtendDeadlineRequest>,
     ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
         let body = request.get_ref();
-        let (result, complaint) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -198,10 +188,10 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = response_due(&complaint);
+        let response_due = response_due(&written.complaint);
         Ok(Response::new(write_response!(
             v1::ExtendDeadlineResponse,
-            result,
+            written,
             response_due: response_due
         )))
     }
@@ -211,7 +201,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::RecordFindingsRequest>,
     ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
         let body = request.get_ref();
-        let (result, _) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -227,7 +217,7 @@ impl ComplaintService for ComplaintApi {
             .await?;
         Ok(Response::new(write_response!(
             v1::RecordFindingsResponse,
-            result
+            written
         )))
     }
 
@@ -236,7 +226,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::IssueResponseRequest>,
     ) -> Result<Response<v1::IssueResponseResponse>, Status> {
         let body = request.get_ref();
-        let (result, _) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -253,7 +243,7 @@ impl ComplaintService for ComplaintApi {
             .await?;
         Ok(Response::new(write_response!(
             v1::IssueResponseResponse,
-            result
+            written
         )))
     }
 
@@ -262,7 +252,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::RequestStageTwoRequest>,
     ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
         let body = request.get_ref();
-        let (result, complaint) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -276,13 +266,15 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let acknowledgement_due = complaint
+        let acknowledgement_due = written
+            .complaint
             .stage_two
+            .as_ref()
             .map(|stage| stage.acknowledgement_due.to_string())
             .unwrap_or_default();
         Ok(Response::new(write_response!(
             v1::RequestStageTwoResponse,
-            result,
+            written,
             acknowledgement_due: acknowledgement_due
         )))
     }
@@ -292,7 +284,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::CloseComplaintRequest>,
     ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
         let body = request.get_ref();
-        let (result, _) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -308,7 +300,7 @@ impl ComplaintService for ComplaintApi {
             .await?;
         Ok(Response::new(write_response!(
             v1::CloseComplaintResponse,
-            result
+            written
         )))
     }
 
@@ -317,7 +309,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::ReopenComplaintRequest>,
     ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
         let body = request.get_ref();
-        let (result, complaint) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -331,10 +323,10 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        let response_due = response_due(&complaint);
+        let response_due = response_due(&written.complaint);
         Ok(Response::new(write_response!(
             v1::ReopenComplaintResponse,
-            result,
+            written,
             response_due: response_due
         )))
     }
@@ -344,7 +336,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::WithdrawComplaintRequest>,
     ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
         let body = request.get_ref();
-        let (result, _) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -360,7 +352,7 @@ impl ComplaintService for ComplaintApi {
             .await?;
         Ok(Response::new(write_response!(
             v1::WithdrawComplaintResponse,
-            result
+            written
         )))
     }
 
@@ -369,7 +361,7 @@ impl ComplaintService for ComplaintApi {
         request: Request<v1::AddNoteRequest>,
     ) -> Result<Response<v1::AddNoteResponse>, Status> {
         let body = request.get_ref();
-        let (result, _) = self
+        let written = self
             .run(
                 &request,
                 &body.complaint_id,
@@ -384,7 +376,7 @@ impl ComplaintService for ComplaintApi {
                 },
             )
             .await?;
-        Ok(Response::new(write_response!(v1::AddNoteResponse, result)))
+        Ok(Response::new(write_response!(v1::AddNoteResponse, written)))
     }
 
     async fn get_complaint(
@@ -393,7 +385,7 @@ impl ComplaintService for ComplaintApi {
     ) -> Result<Response<v1::GetComplaintResponse>, Status> {
         let complaint_id =
             parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
-        let loaded = self.log.load(complaint_id).await?;
+        let loaded = self.log.load(&complaint_id).await?;
         let Some(complaint) = loaded.state.as_ref() else {
             return Err(ApiError::NotFound("no complaint has this id".to_owned()).into());
         };

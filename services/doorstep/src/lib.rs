@@ -1,6 +1,7 @@
 //! The Doorstep gRPC server: settings, wiring and handlers. `main.rs` only parses the command
 //! line; tests build the same [`Application`] on port 0.
 
+pub mod aggregate_log;
 mod backend;
 pub mod clock;
 pub mod complaint_log;
@@ -9,9 +10,10 @@ mod convert;
 pub mod error;
 mod events;
 mod parse;
+mod request;
 pub mod settings;
 pub mod startup;
 
-pub use complaints::ACTOR_HEADER;
+pub use request::ACTOR_HEADER;
 pub use settings::Settings;
 pub use startup::{Application, StartupError};

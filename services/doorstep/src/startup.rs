@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
-use crate::complaint_log::ComplaintLog;
+use crate::complaint_log::complaint_log;
 use crate::complaints::ComplaintApi;
 use crate::events::EventApi;
 use crate::settings::Settings;
@@ -102,7 +102,7 @@ impl Application {
         let read_models = open_read_models(&settings.database).await?;
         let (projection_runner, read_model) =
             ProjectionRunner::open(shared_store.clone(), read_models.clone()).await?;
-        let log = ComplaintLog::new(
+        let log = complaint_log(
             shared_store.clone(),
             calendar.clone(),
             settings.code.timescales(),

@@ -1,0 +1,34 @@
+//! What every write handler takes from a gRPC request besides its body.
+
+use doorstep_domain::input::RequestKey;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::Request;
+
+use crate::aggregate_log::CommandOrigin;
+
+/// The gRPC metadata key that names the caller until authentication lands.
+pub const ACTOR_HEADER: &str = "doorstep-actor";
+
+/// Who sent the request, how, with which request id, and a digest of its body that tells a
+/// retry from a different request reusing the id.
+pub fn command_origin<T: Message>(
+    request: &Request<T>,
+    request_id: Option<RequestKey>,
+    source_channel: &str,
+) -> CommandOrigin {
+    let actor = request
+        .metadata()
+        .get(ACTOR_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty() && value.len() <= 128)
+        .unwrap_or("anonymous")
+        .to_owned();
+    CommandOrigin {
+        actor,
+        source_channel: source_channel.to_owned(),
+        request_id,
+        fingerprint: format!("{:x}", Sha256::digest(request.get_ref().encode_to_vec())),
+    }
+}
