@@ -305,6 +305,10 @@ async fn refused_steps_answer_with_the_right_status() {
             }),
         ),
         ("contractor_id", Box::new(|r| r.contractor_id.clear())),
+        (
+            "contractor_id",
+            Box::new(|r| r.contractor_id = "never-registered".to_owned()),
+        ),
         ("standards", Box::new(|r| r.standards.clear())),
         ("standards[1]", Box::new(|r| r.standards.push(99))),
         (

@@ -95,7 +95,10 @@ async fn subscribe_all_catches_up_then_goes_live_without_gaps_or_duplicates() {
     }
     let mut events = EventServiceClient::new(app.channel.clone());
     let mut everything = events
-        .subscribe_all(v1::SubscribeAllRequest::default())
+        .subscribe_all(v1::SubscribeAllRequest {
+            stream_categories: vec!["complaint".to_owned()],
+            ..Default::default()
+        })
         .await
         .expect("subscribed")
         .into_inner();
@@ -154,6 +157,7 @@ async fn subscribe_all_catches_up_then_goes_live_without_gaps_or_duplicates() {
     let mut resumed = events
         .subscribe_all(v1::SubscribeAllRequest {
             from_position: positions[2] + 1,
+            stream_categories: vec!["complaint".to_owned()],
             ..Default::default()
         })
         .await

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_server::{Application, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -25,11 +26,45 @@ pub struct TestApp {
     server: Option<JoinHandle<()>>,
 }
 
-/// Starts a server on a fresh SQLite file.
+/// The contractors every test server has registered, so complaints can name them.
+pub const REGISTERED_CONTRACTORS: [&str; 2] = ["acme-retrofit", "brick-and-co"];
+
+/// Starts a server on a fresh SQLite file, with [`REGISTERED_CONTRACTORS`] registered.
 pub async fn spawn_app() -> TestApp {
     doorstep_telemetry::init_for_tests();
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
-    start(data_dir).await
+    let app = start(data_dir).await;
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
+}
+
+/// A valid profile for a contractor registered under `contractor_id`.
+pub fn contractor_profile(contractor_id: &str) -> v1::ContractorProfile {
+    v1::ContractorProfile {
+        legal_name: format!("{contractor_id} Ltd"),
+        trading_names: vec![format!("{contractor_id} Warm Homes")],
+        logo_url: format!("https://example.org/logos/{contractor_id}.png"),
+        public_contact_name: "Sam Site".to_owned(),
+        public_phone: "0113 496 0000".to_owned(),
+        contracts: vec![v1::ContractTerms {
+            reference: "RETRO-2026-01".to_owned(),
+            standards: (1..=9).collect(),
+        }],
+    }
+}
+
+/// Registers a contractor through the real API.
+pub async fn register_contractor(channel: &Channel, contractor_id: &str) {
+    ContractorServiceClient::new(channel.clone())
+        .register_contractor(v1::RegisterContractorRequest {
+            contractor_id: contractor_id.to_owned(),
+            profile: Some(contractor_profile(contractor_id)),
+            request_id: format!("register-{contractor_id}"),
+        })
+        .await
+        .expect("the contractor is registered");
 }
 
 /// Starts a server whose event log and read models live in `database_url` (e.g. a PostgreSQL
@@ -39,13 +74,22 @@ pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut settings = Settings::for_tests(data_dir.path());
     settings.database.url = database_url.to_owned();
-    start_with(data_dir, settings).await
+    let app = start_with(data_dir, settings).await;
+    // Replicas share one registry: registering again with the same request id is a no-op.
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
 }
 
 /// Starts a server on a data directory the test prepared (for example with old events in it).
 pub async fn spawn_app_in(data_dir: TempDir) -> TestApp {
     doorstep_telemetry::init_for_tests();
-    start(Arc::new(data_dir)).await
+    let app = start(Arc::new(data_dir)).await;
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
 }
 
 /// The SQLite file a test server keeps its log in, inside `data_dir`.

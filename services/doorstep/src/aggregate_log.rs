@@ -25,7 +25,7 @@ const MAX_STREAM_EVENTS: usize = 100_000;
 pub trait Aggregate: Send + Sync + 'static {
     type State: Send;
     type Command: Clone + Send;
-    type Event: Clone + Send + Sync;
+    type Event: StoredEvent + Clone + Send + Sync;
 
     /// The stream category: streams are named `<CATEGORY>-<id>`.
     const CATEGORY: &'static str;
@@ -39,15 +39,43 @@ pub trait Aggregate: Send + Sync + 'static {
     ) -> Result<Vec<Self::Event>, DomainError>;
     fn evolve(state: Option<Self::State>, event: &Self::Event) -> Option<Self::State>;
     fn version(state: &Self::State) -> u64;
-    fn event_type(event: &Self::Event) -> &'static str;
-    fn schema_version(event: &Self::Event) -> u32;
-    fn to_payload(event: &Self::Event) -> serde_json::Value;
     fn from_payload(
         event_type: &str,
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self::Event, EventDecodeError>;
 }
+
+/// An event's stored form: its type, schema version and payload.
+pub trait StoredEvent {
+    fn event_type(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    fn to_payload(&self) -> serde_json::Value;
+}
+
+macro_rules! stored_event {
+    ($($event:ty),+) => {$(
+        impl StoredEvent for $event {
+            fn event_type(&self) -> &'static str {
+                <$event>::event_type(self)
+            }
+
+            fn schema_version(&self) -> u32 {
+                <$event>::schema_version(self)
+            }
+
+            fn to_payload(&self) -> serde_json::Value {
+                <$event>::to_payload(self)
+            }
+        }
+    )+};
+}
+
+stored_event!(
+    doorstep_domain::Event,
+    doorstep_domain::contractor::ContractorEvent,
+    doorstep_domain::contractor::VisitEvent
+);
 
 /// Who sent a command and how, recorded in every event's metadata.
 #[derive(Debug, Clone)]
@@ -150,7 +178,7 @@ impl<A: Aggregate> AggregateLog<A> {
                 .aggregate
                 .decide(loaded.state.as_ref(), command.clone())
                 .map_err(|error| not_found_as(error, A::NOUN))?;
-            let new_events = new_events::<A>(&events, origin, derived_id);
+            let new_events = new_events(&events, origin, derived_id);
             match self
                 .store
                 .append(&stream, ExpectedVersion::Exact(actual), new_events)
@@ -187,8 +215,8 @@ impl<A: Aggregate> AggregateLog<A> {
 
 /// The stored form of decided events. Event ids are derived from the request id when the caller
 /// sent one (so a retry finds them), and time-ordered otherwise.
-pub fn new_events<A: Aggregate>(
-    events: &[A::Event],
+pub fn new_events<E: StoredEvent>(
+    events: &[E],
     origin: &CommandOrigin,
     derived_id: impl Fn(usize) -> Option<Uuid>,
 ) -> Vec<NewEvent> {
@@ -198,9 +226,9 @@ pub fn new_events<A: Aggregate>(
         .enumerate()
         .map(|(index, event)| NewEvent {
             event_id: derived_id(index).unwrap_or_else(Uuid::now_v7),
-            event_type: A::event_type(event).to_owned(),
-            schema_version: A::schema_version(event),
-            payload: A::to_payload(event),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            payload: event.to_payload(),
             metadata: EventMetadata {
                 actor: origin.actor.clone(),
                 causation_id: None,

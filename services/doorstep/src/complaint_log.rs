@@ -56,18 +56,6 @@ impl Aggregate for ComplaintRules {
         state.version
     }
 
-    fn event_type(event: &Event) -> &'static str {
-        event.event_type()
-    }
-
-    fn schema_version(event: &Event) -> u32 {
-        event.schema_version()
-    }
-
-    fn to_payload(event: &Event) -> serde_json::Value {
-        event.to_payload()
-    }
-
     fn from_payload(
         event_type: &str,
         schema_version: u32,
@@ -109,7 +97,7 @@ pub async fn log_new(
     // taken: a first call, by far the commonest, then costs no extra read.
     let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());
     let events = log.aggregate().decide(None, build(complaint_id))?;
-    let new_events = new_events::<ComplaintRules>(&events, origin, |index| {
+    let new_events = new_events(&events, origin, |index| {
         (index == 0).then_some(intake_event_id)
     });
     let stream = ComplaintLog::stream_of(&complaint_id);

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::aggregate_log::WriteResult;
 use crate::clock::Clock;
 use crate::complaint_log::{ComplaintLog, log_new};
+use crate::contractors::is_registered;
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
@@ -113,6 +114,13 @@ impl ComplaintService for ComplaintApi {
             self.clock.now(),
         )
         .map_err(ApiError::from)?;
+        if !is_registered(self.log.store(), &parsed.contractor_id).await? {
+            return Err(ApiError::from(InvalidInput::new(
+                "contractor_id",
+                "is not a registered contractor",
+            ))
+            .into());
+        }
         let origin = command_origin(&request, Some(key), &parsed.channel);
         let (complaint_id, result) = log_new(&self.log, &origin, |complaint_id| {
             let mut log = parsed.clone();

@@ -211,3 +211,63 @@ pub fn summary(row: &ComplaintRow, today: NaiveDate) -> v1::ComplaintSummary {
         version: row.version,
     }
 }
+
+pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::Contractor {
+    let profile = &contractor.profile;
+    v1::Contractor {
+        contractor_id: contractor.id.to_string(),
+        profile: Some(v1::ContractorProfile {
+            legal_name: profile.legal_name.as_str().to_owned(),
+            trading_names: profile
+                .trading_names
+                .iter()
+                .map(|name| name.as_str().to_owned())
+                .collect(),
+            logo_url: profile.logo_url.as_str().to_owned(),
+            public_contact_name: profile.public_contact_name.as_str().to_owned(),
+            public_phone: profile.public_phone.as_str().to_owned(),
+            contracts: profile
+                .contracts
+                .iter()
+                .map(|contract| v1::ContractTerms {
+                    reference: contract.reference.as_str().to_owned(),
+                    standards: contract
+                        .standards
+                        .iter()
+                        .map(|s| standard(*s) as i32)
+                        .collect(),
+                })
+                .collect(),
+        }),
+        status: crate::contractors::status(contractor.status) as i32,
+        equality_audits: contractor
+            .equality_audits
+            .iter()
+            .map(|audit| v1::EqualityAudit {
+                audit_date: audit.audit_date.to_string(),
+                auditor: audit.auditor.as_str().to_owned(),
+                workforce_diversity: audit.workforce_diversity.as_str().to_owned(),
+                equality_policy_and_procedures: audit
+                    .equality_policy_and_procedures
+                    .as_str()
+                    .to_owned(),
+                requirements_not_met: audit.requirements_not_met.as_str().to_owned(),
+                staff_experience_and_training: audit
+                    .staff_experience_and_training
+                    .as_str()
+                    .to_owned(),
+                outcome: audit_outcome(audit.outcome) as i32,
+            })
+            .collect(),
+        version: contractor.version,
+    }
+}
+
+pub fn audit_outcome(outcome: doorstep_domain::contractor::AuditOutcome) -> v1::AuditOutcome {
+    use doorstep_domain::contractor::AuditOutcome;
+    match outcome {
+        AuditOutcome::Satisfactory => v1::AuditOutcome::Satisfactory,
+        AuditOutcome::ImprovementRequired => v1::AuditOutcome::ImprovementRequired,
+        AuditOutcome::Unsatisfactory => v1::AuditOutcome::Unsatisfactory,
+    }
+}

@@ -6,6 +6,7 @@ mod backend;
 pub mod clock;
 pub mod complaint_log;
 mod complaints;
+mod contractors;
 mod convert;
 pub mod error;
 mod events;

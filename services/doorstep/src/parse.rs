@@ -1,13 +1,16 @@
 //! Turns protobuf requests into parsed domain values, naming the field of every failure.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_api::v1;
 use doorstep_domain::complaint::{
     FindingInput, FindingOutcome, LogComplaint, PropertyInput, ResidentInput, Stage, Status,
 };
+use doorstep_domain::contractor::{
+    AuditOutcome, ContractTerms, ContractorProfile, EqualityAudit, Visit,
+};
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, EmailAddress, LongText, OptionalText, PersonName,
-    PhoneNumber, RequestKey, ResidentReference, SourceSystem, Uprn, VisitId,
+    PhoneNumber, RequestKey, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{InvalidInput, ServiceStandard};
 
@@ -254,4 +257,157 @@ pub fn findings(values: &[v1::Finding]) -> Result<Vec<FindingInput>, InvalidInpu
             })
         })
         .collect()
+}
+
+/// The most trading names, contracts and standards per contract one profile may hold.
+const MAX_PROFILE_ITEMS: usize = 50;
+
+pub fn contractor_id(field: &str, value: &str) -> Result<ContractorId, InvalidInput> {
+    ContractorId::parse(field, value)
+}
+
+/// A calendar date `YYYY-MM-DD`.
+pub fn date(field: &str, value: &str) -> Result<NaiveDate, InvalidInput> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| InvalidInput::new(field, "must be a date, YYYY-MM-DD"))
+}
+
+pub fn contractor_profile(
+    value: Option<&v1::ContractorProfile>,
+) -> Result<ContractorProfile, InvalidInput> {
+    let profile = value.ok_or_else(|| InvalidInput::new("profile", "is required"))?;
+    if profile.trading_names.len() > MAX_PROFILE_ITEMS {
+        return Err(InvalidInput::new(
+            "profile.trading_names",
+            format!("may hold at most {MAX_PROFILE_ITEMS} names"),
+        ));
+    }
+    if profile.contracts.len() > MAX_PROFILE_ITEMS {
+        return Err(InvalidInput::new(
+            "profile.contracts",
+            format!("may hold at most {MAX_PROFILE_ITEMS} contracts"),
+        ));
+    }
+    let public_contact_name =
+        PersonName::parse("profile.public_contact_name", &profile.public_contact_name)?;
+    if public_contact_name.as_str().is_empty() {
+        return Err(InvalidInput::new(
+            "profile.public_contact_name",
+            "is required: residents are given a named contact",
+        ));
+    }
+    let logo_url = OptionalText::parse("profile.logo_url", &profile.logo_url)?;
+    if !logo_url.is_empty() && !logo_url.as_str().starts_with("https://") {
+        return Err(InvalidInput::new(
+            "profile.logo_url",
+            "must be an https:// address",
+        ));
+    }
+    Ok(ContractorProfile {
+        legal_name: ShortText::parse("profile.legal_name", &profile.legal_name)?,
+        trading_names: profile
+            .trading_names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| ShortText::parse(&format!("profile.trading_names[{index}]"), name))
+            .collect::<Result<_, _>>()?,
+        logo_url,
+        public_contact_name,
+        public_phone: PhoneNumber::parse("profile.public_phone", &profile.public_phone)?,
+        contracts: profile
+            .contracts
+            .iter()
+            .enumerate()
+            .map(|(index, contract)| {
+                let field = format!("profile.contracts[{index}]");
+                if contract.standards.is_empty() {
+                    return Err(InvalidInput::new(
+                        format!("{field}.standards"),
+                        "must name at least one standard",
+                    ));
+                }
+                let mut standards = Vec::new();
+                for (position, value) in contract.standards.iter().enumerate() {
+                    let standard = standard(&format!("{field}.standards[{position}]"), *value)?;
+                    if !standards.contains(&standard) {
+                        standards.push(standard);
+                    }
+                }
+                Ok(ContractTerms {
+                    reference: ShortText::parse(
+                        &format!("{field}.reference"),
+                        &contract.reference,
+                    )?,
+                    standards,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+pub fn equality_audit(
+    value: Option<&v1::EqualityAudit>,
+    today: NaiveDate,
+) -> Result<EqualityAudit, InvalidInput> {
+    let audit = value.ok_or_else(|| InvalidInput::new("audit", "is required"))?;
+    let audit_date = date("audit.audit_date", &audit.audit_date)?;
+    if audit_date > today {
+        return Err(InvalidInput::new(
+            "audit.audit_date",
+            "must not be in the future",
+        ));
+    }
+    let outcome = match v1::AuditOutcome::try_from(audit.outcome) {
+        Ok(v1::AuditOutcome::Satisfactory) => AuditOutcome::Satisfactory,
+        Ok(v1::AuditOutcome::ImprovementRequired) => AuditOutcome::ImprovementRequired,
+        Ok(v1::AuditOutcome::Unsatisfactory) => AuditOutcome::Unsatisfactory,
+        _ => {
+            return Err(InvalidInput::new(
+                "audit.outcome",
+                "must be SATISFACTORY, IMPROVEMENT_REQUIRED or UNSATISFACTORY",
+            ));
+        }
+    };
+    Ok(EqualityAudit {
+        audit_date,
+        auditor: ShortText::parse("audit.auditor", &audit.auditor)?,
+        workforce_diversity: LongText::parse(
+            "audit.workforce_diversity",
+            &audit.workforce_diversity,
+        )?,
+        equality_policy_and_procedures: LongText::parse(
+            "audit.equality_policy_and_procedures",
+            &audit.equality_policy_and_procedures,
+        )?,
+        requirements_not_met: LongText::parse(
+            "audit.requirements_not_met",
+            &audit.requirements_not_met,
+        )?,
+        staff_experience_and_training: LongText::parse(
+            "audit.staff_experience_and_training",
+            &audit.staff_experience_and_training,
+        )?,
+        outcome,
+    })
+}
+
+/// A completed visit from a work-order system; `field` prefixes every field name.
+pub fn visit(field: &str, value: &v1::Visit, today: NaiveDate) -> Result<Visit, InvalidInput> {
+    let visit_date = date(&format!("{field}.visit_date"), &value.visit_date)?;
+    if visit_date > today {
+        return Err(InvalidInput::new(
+            format!("{field}.visit_date"),
+            "must not be in the future: record visits once completed",
+        ));
+    }
+    Ok(Visit {
+        visit_id: VisitId::parse(&format!("{field}.visit_id"), &value.visit_id)?,
+        contractor_id: contractor_id(&format!("{field}.contractor_id"), &value.contractor_id)?,
+        uprn: Uprn::parse(&format!("{field}.uprn"), &value.uprn)?,
+        work_order_reference: ShortText::parse(
+            &format!("{field}.work_order_reference"),
+            &value.work_order_reference,
+        )?,
+        visit_date,
+    })
 }

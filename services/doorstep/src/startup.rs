@@ -6,19 +6,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
+use doorstep_api::v1::contractor_service_server::ContractorServiceServer;
 use doorstep_api::v1::event_service_server::EventServiceServer;
+use doorstep_api::v1::visit_service_server::VisitServiceServer;
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
 
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::complaint_log;
 use crate::complaints::ComplaintApi;
+use crate::contractors::{ContractorApi, VisitApi};
 use crate::events::EventApi;
 use crate::settings::Settings;
+
+/// Every Doorstep service, as health checks name them.
+const SERVICES: [&str; 4] = [
+    <ComplaintServiceServer<ComplaintApi> as NamedService>::NAME,
+    <ContractorServiceServer<ContractorApi> as NamedService>::NAME,
+    <VisitServiceServer<VisitApi> as NamedService>::NAME,
+    <EventServiceServer<EventApi> as NamedService>::NAME,
+];
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +70,8 @@ pub struct Application {
     read_models: ReadModelDatabase,
     projection_runner: ProjectionRunner,
     complaint_api: ComplaintApi,
+    contractor_api: ContractorApi,
+    visit_api: VisitApi,
     event_api: EventApi,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
@@ -107,7 +122,9 @@ impl Application {
             calendar.clone(),
             settings.code.timescales(),
         );
-        let complaint_api = ComplaintApi::new(log, read_model, clock);
+        let complaint_api = ComplaintApi::new(log, read_model, clock.clone());
+        let contractor_api = ContractorApi::new(shared_store.clone(), clock.clone());
+        let visit_api = VisitApi::new(shared_store.clone(), clock);
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
         let event_api = EventApi::new(shared_store, subscriptions_stopped);
 
@@ -132,6 +149,8 @@ impl Application {
             read_models,
             projection_runner,
             complaint_api,
+            contractor_api,
+            visit_api,
             event_api,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
@@ -151,12 +170,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<ComplaintServiceServer<ComplaintApi>>()
-            .await;
-        health_reporter
-            .set_serving::<EventServiceServer<EventApi>>()
-            .await;
+        for service in SERVICES {
+            health_reporter
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -171,12 +189,11 @@ impl Application {
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
-            reporter
-                .set_not_serving::<ComplaintServiceServer<ComplaintApi>>()
-                .await;
-            reporter
-                .set_not_serving::<EventServiceServer<EventApi>>()
-                .await;
+            for service in SERVICES {
+                reporter
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
             // Subscriptions never end by themselves; end them so draining can finish.
             let _ = stop_subscriptions.send(true);
             let _ = drain_started.send(true);
@@ -186,6 +203,8 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ComplaintServiceServer::new(self.complaint_api))
+            .add_service(ContractorServiceServer::new(self.contractor_api))
+            .add_service(VisitServiceServer::new(self.visit_api))
             .add_service(EventServiceServer::new(self.event_api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), graceful);
         tokio::pin!(server);
