@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use doorstep_server::report::{self, ReportFormat};
 use doorstep_server::{Application, Settings, startup};
 use doorstep_telemetry::LogFormat;
 
@@ -27,11 +28,84 @@ enum Action {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Performance reports from a running server.
+    Report {
+        /// The server to ask.
+        #[arg(
+            long,
+            global = true,
+            default_value = "http://127.0.0.1:50051",
+            env = "DOORSTEP_SERVER"
+        )]
+        server: String,
+        #[arg(long, global = true, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(subcommand)]
+        report: ReportKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportKind {
+    /// Every contractor against the programme average, with funnel-plot status and rank.
+    Contractors {
+        /// First month, YYYY-MM.
+        #[arg(long)]
+        from: String,
+        /// Last month, YYYY-MM (included).
+        #[arg(long)]
+        to: String,
+        /// Contractors with fewer visits are shown but not ranked.
+        #[arg(long, default_value_t = 100)]
+        min_visits: u64,
+    },
+    /// One contractor in detail: rates per standard, handling times, equality audit.
+    Contractor {
+        contractor_id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// The regulator's CH01 and CH02 for a reporting year (1 April to 31 March).
+    Handling {
+        /// The year the reporting year starts in: 2026 is April 2026 to March 2027.
+        #[arg(long)]
+        year: u32,
+        /// Homes owned, the denominator of CH01.
+        #[arg(long)]
+        homes: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Action::Report {
+        server,
+        format,
+        report,
+    }) = &cli.command
+    {
+        // Reports talk to a server; they need no settings or database of their own.
+        let mut out = std::io::stdout().lock();
+        match report {
+            ReportKind::Contractors {
+                from,
+                to,
+                min_visits,
+            } => report::contractors(server, from, to, *min_visits, *format, &mut out).await?,
+            ReportKind::Contractor {
+                contractor_id,
+                from,
+                to,
+            } => report::contractor(server, contractor_id, from, to, *format, &mut out).await?,
+            ReportKind::Handling { year, homes } => {
+                report::handling(server, *year, *homes, *format, &mut out).await?
+            }
+        }
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref()).context("cannot load settings")?;
     let format = if settings.log.json {
         LogFormat::Json
@@ -41,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
     doorstep_telemetry::init(format, "info,sqlx=warn");
 
     match cli.command.unwrap_or(Action::Serve) {
+        Action::Report { .. } => {}
         Action::Migrate => {
             startup::migrate(&settings).await?;
             tracing::info!("database is up to date");
