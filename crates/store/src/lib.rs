@@ -1,15 +1,20 @@
 //! The append-only event log behind every Doorstep aggregate.
 //!
 //! One backend-neutral trait, [`EventStore`], with EventStoreDB-like semantics: streams with
-//! optimistic concurrency, idempotent appends by event id, and a gap-free global order. The SQLite
-//! implementation ([`SqliteEventStore`]) is the embedded default.
+//! optimistic concurrency, idempotent appends by event id, and a global order that readers can
+//! checkpoint on. The SQLite implementation ([`SqliteEventStore`]) is the embedded default, with
+//! gap-free positions; the PostgreSQL implementation ([`PostgresEventStore`]) lets several server
+//! processes share one database, and its positions have gaps but never reorder.
 
+mod postgres;
+mod precheck;
 mod sqlite;
 
 /// The guarantees every backend must keep, as checks each backend's tests run.
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use sqlite::{SqliteEventStore, SqliteSettings};
 
 use async_trait::async_trait;
@@ -101,7 +106,17 @@ pub struct NewEvent {
 /// An event as stored in the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
-    /// Position in the global log: gap-free and strictly increasing in commit order, from 1.
+    /// Position in the global log, from 1. Positions strictly increase in the order
+    /// [`EventStore::read_all`] returns events, no event ever appears below a position a reader
+    /// has already been given, one append's events get consecutive positions, and within one
+    /// stream positions increase with versions. So a reader may checkpoint on the last position
+    /// it processed and resume after it.
+    ///
+    /// - SQLite: gap-free, 1, 2, 3, ..., in commit order (one writer assigns them).
+    /// - PostgreSQL: `xid * 2^20 + i`, where `xid` is the id of the transaction that wrote the
+    ///   event and `i` its index among that transaction's events (from 0). Positions jump between
+    ///   transactions, so they have gaps and say nothing about how many events there are; an
+    ///   event is only readable once every transaction with a smaller id has finished.
     pub position: u64,
     pub stream_id: StreamId,
     /// Version within the stream, from 1.
@@ -119,7 +134,14 @@ pub struct RecordedEvent {
 pub struct AppendOutcome {
     /// The stream's version after the append (the version of its last event).
     pub version: u64,
-    /// The global position of the append's last event.
+    /// The global position of the append's last event (see [`RecordedEvent::position`]). The
+    /// append's first event is at `position - (number of events - 1)`.
+    ///
+    /// When an append is acknowledged its events are durable and, on both backends, already
+    /// visible to [`EventStore::read_all`] and [`EventStore::head_position`]. On PostgreSQL that
+    /// can mean waiting for an older transaction (another process's batch) to finish; should
+    /// one stay open for more than about two seconds, the append is acknowledged anyway and
+    /// becomes readable when that transaction ends.
     pub position: u64,
     /// True when every event was already stored (an idempotent retry): nothing was written.
     pub already_stored: bool,
@@ -154,6 +176,10 @@ pub enum StoreError {
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` atomically if the stream is at `expected`.
+    ///
+    /// On PostgreSQL one append carries at most 2^20 events, and `schema_version` must fit a
+    /// PostgreSQL `INTEGER` (up to 2^31 - 1); larger ones are refused with
+    /// [`StoreError::Database`] before anything is written.
     async fn append(
         &self,
         stream: &StreamId,
@@ -162,6 +188,8 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<AppendOutcome, StoreError>;
 
     /// Reads up to `limit` events of `stream` with version >= `from_version`, in version order.
+    /// Every committed event is returned, also on PostgreSQL ahead of [`EventStore::read_all`]:
+    /// a stream read is not checkpointed by position.
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -169,20 +197,35 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Reads up to `limit` events with position >= `from_position`, in position order.
+    /// Reads up to `limit` readable events with position >= `from_position`, in position order.
+    ///
+    /// Whatever it returns, no event will later appear at a lower position, so the caller may
+    /// continue from the last position it got plus one. On SQLite every committed event is
+    /// readable. On PostgreSQL an event is readable once every transaction older than the one
+    /// that wrote it (by transaction id, in any process, on the whole server) has finished: the
+    /// read only returns positions below `xmin * 2^20`, `xmin` being the oldest transaction still
+    /// running when the read's snapshot was taken. Committed events above that line show up in
+    /// later reads, never below what was already returned.
     async fn read_all(
         &self,
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Finds one event by its id.
+    /// Finds one event by its id, among every committed event (readable by
+    /// [`EventStore::read_all`] or not yet).
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
 
-    /// The position of the last committed event, 0 for an empty log.
+    /// The position of the last readable event, 0 when there is none: the highest position
+    /// [`EventStore::read_all`] would return now. On SQLite that is the last committed event. On
+    /// PostgreSQL it is the last event below the oldest running transaction (see `read_all`), so
+    /// it can lag the newest commit while an older transaction is open.
     async fn head_position(&self) -> Result<u64, StoreError>;
 
-    /// A receiver that sees the head position after every commit, so followers can wait for
-    /// new events instead of polling.
+    /// A receiver that sees the head position (as [`EventStore::head_position`] defines it) as
+    /// it advances, so followers can wait for new events instead of polling. It never goes
+    /// backwards. On PostgreSQL it also advances for other processes' commits on the same
+    /// database, which it hears of through `LISTEN`/`NOTIFY` and, while an older transaction holds
+    /// them back, by checking again periodically.
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
 }

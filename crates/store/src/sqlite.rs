@@ -24,6 +24,7 @@ use self::rows::{
     limit_to_sql, select_events, stored_count,
 };
 use self::writer::{AppendRequest, Writer, WriterMessage, load_next_position};
+use crate::precheck::validate_append;
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -185,23 +186,6 @@ fn spawn_writer(writer: Writer) {
     // The task is not joined: `close()` waits for its acknowledgement instead, and when every
     // store handle is dropped the queue closes and the task ends by itself.
     tokio::spawn(writer.run());
-}
-
-/// Refuses what the writer would refuse anyway but needs no database to tell, so that the
-/// writer's queue only carries appends that may succeed.
-fn validate_append(events: &[NewEvent]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Err(StoreError::EmptyAppend);
-    }
-    let mut seen_event_ids = std::collections::HashSet::with_capacity(events.len());
-    for event in events {
-        if !seen_event_ids.insert(event.event_id) {
-            return Err(StoreError::DuplicateEventId {
-                event_id: event.event_id,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A pool that was closed by `close()` means the store is shutting down, not that the database

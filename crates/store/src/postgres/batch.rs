@@ -1,0 +1,608 @@
+//! One batch of appends in one transaction, each append in its own savepoint.
+//!
+//! Before the transaction starts, one lookup reads every event id and every stream version the
+//! batch concerns, and the appends are decided against that in memory, in queue order, as if each
+//! saw the ones before it. Only appends that write open a savepoint and run one multi-row insert.
+//!
+//! Other processes may write the same log, so what the lookup read can be stale by the time an
+//! insert runs. The unique indexes catch it: a clash on `(stream_id, version)` or on `event_id`
+//! aborts only the append's savepoint, which is rolled back; the append's ids and its stream are
+//! read again, now including the other writer's commit, and the append is decided again, which
+//! reports a `VersionConflict`, an idempotent `already_stored` outcome or a `DuplicateEventId`
+//! exactly as if the other writer had been first all along.
+//!
+//! Positions come from transaction ids, and an older transaction can commit after a younger one.
+//! Were an older transaction to extend a stream past an event a younger one wrote, the stream's
+//! versions would go backwards in position order. The insert refuses that case itself, and the
+//! append is deferred to the writer's next transaction, whose id is younger than every commit it
+//! could have seen.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::head::{EVENTS_PER_TRANSACTION, NOTIFICATION_CHANNEL, parse_transaction_id};
+use super::rows::{EncodedEvent, stored_count};
+use super::writer::AppendRequest;
+use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
+
+/// How often one append is decided again after its insert clashed with another writer's commit.
+/// After a clash the other commit is visible, so an `Exact` or `NoStream` append is settled by its
+/// second decision (it conflicts). An `Any` append writes again at the new version and can clash
+/// again while other processes keep extending the same stream; every clash means one of them made
+/// progress, so a handful of attempts is plenty.
+const CLASH_ATTEMPTS: usize = 10;
+
+const SAVEPOINT_FIRST: &str = "BEGIN; SAVEPOINT doorstep_append";
+const SAVEPOINT_NEXT: &str = "RELEASE SAVEPOINT doorstep_append; SAVEPOINT doorstep_append";
+const SAVEPOINT_ROLLBACK: &str = "ROLLBACK TO SAVEPOINT doorstep_append";
+
+/// Inserts one append's events, positioned after the transaction's earlier events, and returns
+/// the last position. `pg_current_xact_id()` is the top-level transaction's id even inside a
+/// savepoint, so every event of the batch shares it.
+///
+/// Nothing is inserted, and the second column is true, when the event the append builds on (the
+/// stream's event at version `$3`) was written by a younger transaction: the append must move to
+/// a younger transaction itself, or the stream's versions would not follow positions. Events of
+/// this very transaction sit below `(xid + 1) * 2^20` and are fine to build on.
+const INSERT_EVENTS: &str = "\
+    WITH guard AS ( \
+        SELECT EXISTS ( \
+            SELECT 1 FROM events \
+            WHERE stream_id = $2 AND version = $3 \
+              AND position >= (pg_current_xact_id()::text::bigint + 1) * 1048576 \
+        ) AS predecessor_is_younger \
+    ), \
+    inserted AS ( \
+        INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, \
+                            payload, metadata, recorded_at) \
+        SELECT pg_current_xact_id()::text::bigint * 1048576 + $1 + new.ordinal - 1, \
+               $2, $3 + new.ordinal, new.event_id, new.event_type, new.schema_version, \
+               new.payload::jsonb, new.metadata::jsonb, $4 \
+        FROM UNNEST($5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[]) \
+             WITH ORDINALITY AS new(event_id, event_type, schema_version, payload, metadata, ordinal), \
+             guard \
+        WHERE NOT guard.predecessor_is_younger \
+        RETURNING position \
+    ) \
+    SELECT (SELECT MAX(position) FROM inserted), (SELECT predecessor_is_younger FROM guard)";
+
+const STORED_EVENTS: &str = "\
+    SELECT position, stream_id, version, event_id, event_type, schema_version, payload \
+    FROM events WHERE event_id = ANY($1::uuid[])";
+
+/// A stream's version is its highest version; the `(stream_id, version)` index answers it from
+/// its last entry.
+const STREAM_VERSIONS: &str = "\
+    SELECT requested.stream_id, \
+           COALESCE((SELECT MAX(version) FROM events WHERE events.stream_id = requested.stream_id), 0) \
+    FROM UNNEST($1::text[]) AS requested(stream_id)";
+
+/// What became of one append of a batch that did not fail as a whole.
+pub(super) enum AppendResult {
+    Decided(Result<AppendOutcome, StoreError>),
+    /// The append builds on an event of a younger transaction; it must be written by a later
+    /// transaction. Nothing of it was written.
+    Deferred,
+}
+
+/// What happened to a batch that did not fail as a whole.
+pub(super) struct WrittenBatch {
+    /// One per request, in order.
+    pub(super) results: Vec<AppendResult>,
+    /// Whether a transaction wrote events and committed.
+    pub(super) committed: bool,
+    /// The oldest running transaction right after the batch ended: outcomes whose events were
+    /// written by an older transaction are readable.
+    pub(super) oldest_running_transaction: u64,
+}
+
+/// Why a whole batch failed; nothing of it was written.
+pub(super) struct BatchFailure {
+    pub(super) error: sqlx::Error,
+    /// A deadlock or serialisation failure between writers: trying again may succeed.
+    pub(super) retryable: bool,
+    /// False when the connection is in an unknown state and must be replaced.
+    pub(super) connection_usable: bool,
+}
+
+/// The columns needed to tell a retry from a clash.
+struct StoredEventSummary {
+    position: i64,
+    stream_id: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    payload: serde_json::Value,
+}
+
+/// What the batch knows of the log: read before the transaction, kept up to date with the
+/// batch's own writes, and read again for one append when its insert clashed.
+#[derive(Default)]
+struct KnownLog {
+    stream_versions: HashMap<String, i64>,
+    stored_events: HashMap<Uuid, StoredEventSummary>,
+}
+
+/// What to do with one append.
+enum AppendPlan {
+    /// Every event is already stored with the same content: answer where they landed.
+    AlreadyStored(AppendOutcome),
+    /// Write the events after `current_version`.
+    Write { current_version: i64 },
+}
+
+/// How an insert failed.
+enum InsertFailure {
+    /// A unique index found another writer's commit: decide the append again.
+    Clash,
+    /// The append's own data was refused (a value PostgreSQL cannot store); only it fails.
+    Refused(sqlx::Error),
+    /// Writers deadlocked or serialisation failed: the whole batch may be tried again.
+    Retryable(sqlx::Error),
+    /// Anything else: the whole batch fails.
+    Fatal(sqlx::Error),
+    /// The stream's last event was written by a younger transaction.
+    YoungerPredecessor,
+}
+
+/// The transaction of one batch, as far as it has got.
+struct BatchTransaction<'c> {
+    connection: &'c mut PgConnection,
+    began: bool,
+    /// Events written so far: the offset of the next event within the transaction's positions.
+    written_events: i64,
+    last_position: Option<i64>,
+    recorded_at: DateTime<Utc>,
+}
+
+/// Writes one batch and decides every append in it; see the module documentation.
+pub(super) async fn write_batch(
+    connection: &mut PgConnection,
+    requests: &[AppendRequest],
+    recorded_at: DateTime<Utc>,
+) -> Result<WrittenBatch, BatchFailure> {
+    let mut known = KnownLog::default();
+    let all_event_ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|request| request.events.iter().map(|event| event.event_id))
+        .collect();
+    let mut streams: Vec<&str> = requests
+        .iter()
+        .map(|request| request.stream.as_str())
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    if let Err(error) = known.read(connection, &all_event_ids, &streams).await {
+        return Err(BatchFailure {
+            retryable: false,
+            connection_usable: connection_survives(&error),
+            error,
+        });
+    }
+
+    let mut transaction = BatchTransaction {
+        connection,
+        began: false,
+        written_events: 0,
+        last_position: None,
+        recorded_at,
+    };
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        match transaction.apply_append(&mut known, request).await {
+            Ok(result) => results.push(result),
+            Err(failure) => return Err(transaction.abandon(failure).await),
+        }
+    }
+    transaction.finish(results).await
+}
+
+impl KnownLog {
+    /// Reads the stored events among `event_ids` and the versions of `streams`.
+    async fn read(
+        &mut self,
+        connection: &mut PgConnection,
+        event_ids: &[Uuid],
+        streams: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        let stored_rows = sqlx::query(STORED_EVENTS)
+            .bind(event_ids)
+            .fetch_all(&mut *connection)
+            .await?;
+        for row in stored_rows {
+            let event_id: Uuid = row.try_get("event_id")?;
+            let summary = StoredEventSummary {
+                position: row.try_get("position")?,
+                stream_id: row.try_get("stream_id")?,
+                version: row.try_get("version")?,
+                event_type: row.try_get("event_type")?,
+                schema_version: row.try_get("schema_version")?,
+                payload: row.try_get("payload")?,
+            };
+            self.stored_events.insert(event_id, summary);
+        }
+        let versions: Vec<(String, i64)> = sqlx::query_as(STREAM_VERSIONS)
+            .bind(streams)
+            .fetch_all(&mut *connection)
+            .await?;
+        self.stream_versions.extend(versions);
+        Ok(())
+    }
+
+    /// Decides an append as the SQLite writer does: idempotency first, then the version check.
+    fn plan(&self, request: &AppendRequest) -> Result<AppendPlan, StoreError> {
+        if let Some(earlier_outcome) = self.identical_earlier_append(request)? {
+            return Ok(AppendPlan::AlreadyStored(earlier_outcome));
+        }
+        let current_version = self
+            .stream_versions
+            .get(request.stream.as_str())
+            .copied()
+            .unwrap_or(0);
+        check_expected_version(&request.stream, request.expected, current_version)?;
+        Ok(AppendPlan::Write { current_version })
+    }
+
+    /// Recognises a retry of an append that was already written.
+    ///
+    /// Returns the earlier outcome when every event is stored with the same stream, type, schema
+    /// version and payload; `None` when none is stored; and `DuplicateEventId` when only some
+    /// are, or when one is stored with other content or in another stream.
+    fn identical_earlier_append(
+        &self,
+        request: &AppendRequest,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let mut last_stored: Option<&StoredEventSummary> = None;
+        let mut first_stored_event_id = None;
+        let mut some_event_is_new = false;
+        for event in &request.events {
+            match self.stored_events.get(&event.event_id) {
+                Some(stored) => {
+                    if !is_same_event(stored, &request.stream, event) {
+                        return Err(StoreError::DuplicateEventId {
+                            event_id: event.event_id,
+                        });
+                    }
+                    first_stored_event_id.get_or_insert(event.event_id);
+                    last_stored = Some(stored);
+                }
+                None => some_event_is_new = true,
+            }
+        }
+        let (Some(last_stored), Some(first_stored_event_id)) = (last_stored, first_stored_event_id)
+        else {
+            return Ok(None);
+        };
+        if some_event_is_new {
+            return Err(StoreError::DuplicateEventId {
+                event_id: first_stored_event_id,
+            });
+        }
+        let position = stored_count(last_stored.position, 0, "position")?;
+        Ok(Some(AppendOutcome {
+            version: stored_count(last_stored.version, position, "version")?,
+            position,
+            already_stored: true,
+        }))
+    }
+
+    /// Remembers an append this batch has just written, for the appends after it.
+    fn record_written(
+        &mut self,
+        request: &AppendRequest,
+        current_version: i64,
+        first_position: i64,
+    ) {
+        let mut version = current_version;
+        for (position, event) in (first_position..).zip(&request.events) {
+            version += 1;
+            self.stored_events.insert(
+                event.event_id,
+                StoredEventSummary {
+                    position,
+                    stream_id: request.stream.as_str().to_owned(),
+                    version,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    payload: event.payload.clone(),
+                },
+            );
+        }
+        self.stream_versions
+            .insert(request.stream.as_str().to_owned(), version);
+    }
+}
+
+/// Payloads are compared as parsed JSON, so key order and spacing (which JSONB changes) do not
+/// matter.
+fn is_same_event(stored: &StoredEventSummary, stream: &StreamId, event: &EncodedEvent) -> bool {
+    stored.stream_id == stream.as_str()
+        && stored.event_type == event.event_type
+        && stored.schema_version == event.schema_version
+        && stored.payload == event.payload
+}
+
+fn check_expected_version(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    current_version: i64,
+) -> Result<(), StoreError> {
+    let actual = u64::try_from(current_version).unwrap_or(0);
+    let matches = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual == 0,
+        ExpectedVersion::Exact(expected_version) => actual == expected_version,
+    };
+    if matches {
+        return Ok(());
+    }
+    Err(StoreError::VersionConflict {
+        stream: stream.clone(),
+        expected,
+        actual,
+    })
+}
+
+impl BatchTransaction<'_> {
+    /// Plans one append and writes it if it must be, deciding again after each clash.
+    async fn apply_append(
+        &mut self,
+        known: &mut KnownLog,
+        request: &AppendRequest,
+    ) -> Result<AppendResult, InsertFailure> {
+        for _ in 0..CLASH_ATTEMPTS {
+            let current_version = match known.plan(request) {
+                Ok(AppendPlan::Write { current_version }) => current_version,
+                Ok(AppendPlan::AlreadyStored(outcome)) => {
+                    return Ok(AppendResult::Decided(Ok(outcome)));
+                }
+                Err(refusal) => return Ok(AppendResult::Decided(Err(refusal))),
+            };
+            self.open_savepoint().await?;
+            match self.insert(request, current_version).await {
+                Ok((first_position, last_position)) => {
+                    known.record_written(request, current_version, first_position);
+                    return Ok(AppendResult::Decided(written_outcome(
+                        current_version,
+                        request,
+                        last_position,
+                    )));
+                }
+                Err(InsertFailure::YoungerPredecessor) => {
+                    // The statement succeeded without inserting, so there is nothing to undo.
+                    return Ok(AppendResult::Deferred);
+                }
+                Err(InsertFailure::Clash) => {
+                    self.rollback_savepoint().await?;
+                    let event_ids: Vec<Uuid> =
+                        request.events.iter().map(|event| event.event_id).collect();
+                    known
+                        .read(self.connection, &event_ids, &[request.stream.as_str()])
+                        .await
+                        .map_err(InsertFailure::Fatal)?;
+                }
+                Err(InsertFailure::Refused(error)) => {
+                    self.rollback_savepoint().await?;
+                    return Ok(AppendResult::Decided(Err(StoreError::Database(error))));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        Ok(AppendResult::Decided(Err(StoreError::Database(
+            sqlx::Error::Protocol(format!(
+                "the append to {} clashed with other writers {CLASH_ATTEMPTS} times",
+                request.stream
+            )),
+        ))))
+    }
+
+    /// Starts the transaction on the first write and a fresh savepoint for every append, in one
+    /// round trip. Releasing the previous savepoint keeps them from nesting.
+    async fn open_savepoint(&mut self) -> Result<(), InsertFailure> {
+        let statement = if self.began {
+            SAVEPOINT_NEXT
+        } else {
+            SAVEPOINT_FIRST
+        };
+        let result = sqlx::raw_sql(statement)
+            .execute(&mut *self.connection)
+            .await;
+        // Even a failed BEGIN may have opened the transaction, and rolling back is harmless.
+        self.began = true;
+        result.map(drop).map_err(classify_failure)
+    }
+
+    async fn rollback_savepoint(&mut self) -> Result<(), InsertFailure> {
+        sqlx::raw_sql(SAVEPOINT_ROLLBACK)
+            .execute(&mut *self.connection)
+            .await
+            .map(drop)
+            .map_err(InsertFailure::Fatal)
+    }
+
+    /// Inserts the append's events and returns their first and last positions.
+    async fn insert(
+        &mut self,
+        request: &AppendRequest,
+        current_version: i64,
+    ) -> Result<(i64, i64), InsertFailure> {
+        let event_count = i64::try_from(request.events.len()).unwrap_or(i64::MAX);
+        if self.written_events.saturating_add(event_count)
+            > i64::try_from(EVENTS_PER_TRANSACTION).unwrap_or(i64::MAX)
+        {
+            return Err(InsertFailure::Refused(too_many_events()));
+        }
+        let events = &request.events;
+        let event_ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let event_types: Vec<&str> = events
+            .iter()
+            .map(|event| event.event_type.as_str())
+            .collect();
+        let schema_versions: Vec<i32> = events.iter().map(|event| event.schema_version).collect();
+        let payloads: Vec<&str> = events
+            .iter()
+            .map(|event| event.payload_json.as_str())
+            .collect();
+        let metadata: Vec<&str> = events
+            .iter()
+            .map(|event| event.metadata_json.as_str())
+            .collect();
+        let (inserted, predecessor_is_younger): (Option<i64>, bool) = sqlx::query_as(INSERT_EVENTS)
+            .bind(self.written_events)
+            .bind(request.stream.as_str())
+            .bind(current_version)
+            .bind(self.recorded_at)
+            .bind(event_ids)
+            .bind(event_types)
+            .bind(schema_versions)
+            .bind(payloads)
+            .bind(metadata)
+            .fetch_one(&mut *self.connection)
+            .await
+            .map_err(classify_failure)?;
+        if predecessor_is_younger {
+            return Err(InsertFailure::YoungerPredecessor);
+        }
+        let Some(last_position) = inserted else {
+            return Err(InsertFailure::Fatal(sqlx::Error::Protocol(
+                "an insert of events returned no position".to_owned(),
+            )));
+        };
+        self.written_events += event_count;
+        self.last_position = Some(last_position);
+        Ok((last_position - event_count + 1, last_position))
+    }
+
+    /// Commits what was written, tells other processes, and reads which transactions are still
+    /// running once it is over, all in one round trip.
+    async fn finish(self, results: Vec<AppendResult>) -> Result<WrittenBatch, BatchFailure> {
+        let statement = match (self.began, self.last_position) {
+            (true, Some(last_position)) => format!(
+                "NOTIFY {NOTIFICATION_CHANNEL}, '{last_position}'; COMMIT; {}",
+                super::head::OLDEST_RUNNING_TRANSACTION
+            ),
+            // Every write was rolled back to its savepoint: there is nothing to commit.
+            (true, None) => format!("ROLLBACK; {}", super::head::OLDEST_RUNNING_TRANSACTION),
+            (false, _) => super::head::OLDEST_RUNNING_TRANSACTION.to_owned(),
+        };
+        let committed = self.began && self.last_position.is_some();
+        let ended = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .fetch_all(&mut *self.connection)
+            .await
+            .and_then(|rows| match rows.first() {
+                Some(row) => row.try_get::<String, _>(0),
+                None => Err(sqlx::Error::RowNotFound),
+            })
+            .and_then(|text| parse_transaction_id(&text));
+        match ended {
+            Ok(oldest_running_transaction) => Ok(WrittenBatch {
+                results,
+                committed,
+                oldest_running_transaction,
+            }),
+            Err(error) => {
+                let connection_usable = connection_survives(&error);
+                if connection_usable {
+                    // The statement failed before or at COMMIT; make sure nothing stays open.
+                    let _ = sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut *self.connection)
+                        .await;
+                }
+                Err(BatchFailure {
+                    error,
+                    retryable: false,
+                    connection_usable,
+                })
+            }
+        }
+    }
+
+    /// Rolls the whole transaction back after a failure that concerns more than one append.
+    async fn abandon(self, failure: InsertFailure) -> BatchFailure {
+        let (error, retryable) = match failure {
+            InsertFailure::Retryable(error) => (error, true),
+            InsertFailure::Fatal(error) | InsertFailure::Refused(error) => (error, false),
+            InsertFailure::Clash | InsertFailure::YoungerPredecessor => (
+                sqlx::Error::Protocol("an unexpected clash aborted the batch".to_owned()),
+                false,
+            ),
+        };
+        let mut connection_usable = connection_survives(&error);
+        if connection_usable && self.began {
+            connection_usable = sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *self.connection)
+                .await
+                .is_ok();
+        }
+        BatchFailure {
+            error,
+            retryable,
+            connection_usable,
+        }
+    }
+}
+
+fn written_outcome(
+    current_version: i64,
+    request: &AppendRequest,
+    last_position: i64,
+) -> Result<AppendOutcome, StoreError> {
+    let event_count = i64::try_from(request.events.len()).unwrap_or(i64::MAX);
+    let position = stored_count(last_position, 0, "position")?;
+    Ok(AppendOutcome {
+        version: stored_count(
+            current_version.saturating_add(event_count),
+            position,
+            "version",
+        )?,
+        position,
+        already_stored: false,
+    })
+}
+
+/// Sorts a failed statement into what it means for the append and the batch.
+fn classify_failure(error: sqlx::Error) -> InsertFailure {
+    let Some(database_error) = error.as_database_error() else {
+        return InsertFailure::Fatal(error);
+    };
+    let code = database_error.code().unwrap_or_default().into_owned();
+    match code.as_str() {
+        // unique_violation: on one of the indexes another writer may have got to first. A clash
+        // on the position itself means something else wrote into this transaction's positions.
+        "23505" => match database_error.constraint() {
+            Some("events_event_id_key" | "events_stream_id_version_key") => InsertFailure::Clash,
+            _ => InsertFailure::Fatal(error),
+        },
+        // numeric_value_out_of_range: the only product that can overflow is the transaction id
+        // times 2^20, once ids reach 2^43.
+        "22003" => InsertFailure::Refused(position_space_exhausted()),
+        // deadlock_detected, serialization_failure
+        "40P01" | "40001" => InsertFailure::Retryable(error),
+        // data_exception (a payload JSONB refuses, a number out of range) and
+        // integrity_constraint_violation (a CHECK): about this append's values only.
+        code if code.starts_with("22") || code.starts_with("23") => InsertFailure::Refused(error),
+        _ => InsertFailure::Fatal(error),
+    }
+}
+
+/// Errors the server reported leave the connection usable; anything else (a broken socket, a
+/// protocol error) may have left it mid-conversation.
+fn connection_survives(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_))
+}
+
+pub(super) fn too_many_events() -> sqlx::Error {
+    sqlx::Error::InvalidArgument(format!(
+        "one PostgreSQL transaction can write at most {EVENTS_PER_TRANSACTION} events"
+    ))
+}
+
+fn position_space_exhausted() -> sqlx::Error {
+    sqlx::Error::InvalidArgument(format!(
+        "transaction ids have reached {}, beyond which positions no longer fit in 63 bits",
+        super::head::TRANSACTION_ID_LIMIT
+    ))
+}

@@ -1,0 +1,147 @@
+//! How events are turned into column values and back.
+//!
+//! Every value read from the database is checked here: a row that does not decode is reported as
+//! [`StoreError::Corrupt`] with its position, never as a panic.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamId};
+
+/// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
+/// followed by the pieces of `$tail`. A macro rather than a function so the statement stays a `&'static str`,
+/// which is what sqlx accepts as SQL without further ceremony.
+macro_rules! select_events {
+    ($($tail:tt)+) => {
+        concat!(
+            "SELECT position, stream_id, version, event_id, event_type, schema_version, ",
+            "payload, metadata, recorded_at FROM events ",
+            $($tail)+
+        )
+    };
+}
+pub(super) use select_events;
+
+/// A [`NewEvent`] already serialised for its row, so the writer task only talks to the database.
+#[derive(Debug, Clone)]
+pub(super) struct EncodedEvent {
+    pub(super) event_id: Uuid,
+    pub(super) event_type: String,
+    pub(super) schema_version: i32,
+    /// Kept parsed to compare with a stored payload when the same event id is appended again.
+    pub(super) payload: serde_json::Value,
+    pub(super) payload_json: String,
+    pub(super) metadata_json: String,
+}
+
+impl EncodedEvent {
+    pub(super) fn encode(event: NewEvent) -> Result<Self, StoreError> {
+        let metadata_json = serde_json::to_string(&event.metadata)
+            .map_err(|error| StoreError::Database(sqlx::Error::Encode(Box::new(error))))?;
+        let schema_version = i32::try_from(event.schema_version).map_err(|error| {
+            StoreError::Database(sqlx::Error::Encode(
+                format!(
+                    "schema_version {} does not fit PostgreSQL's INTEGER: {error}",
+                    event.schema_version
+                )
+                .into(),
+            ))
+        })?;
+        Ok(Self {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            schema_version,
+            payload_json: event.payload.to_string(),
+            payload: event.payload,
+            metadata_json,
+        })
+    }
+}
+
+/// The time every event of one batch is recorded at, truncated to the microseconds PostgreSQL
+/// keeps, so that what an append writes is exactly what a read returns.
+pub(super) fn recorded_at_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Converts a caller's bound (a position, a version or a limit) into a PostgreSQL BIGINT. Bounds
+/// beyond `i64::MAX` cannot match any stored row anyway, so saturating keeps the query correct.
+pub(super) fn bound_to_sql(bound: u64) -> i64 {
+    i64::try_from(bound).unwrap_or(i64::MAX)
+}
+
+pub(super) fn limit_to_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Converts a stored integer that must not be negative, such as a version or a position.
+pub(super) fn stored_count(value: i64, position: u64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        position,
+        reason: format!("{column} is negative: {value}"),
+    })
+}
+
+/// Decodes a row selected with [`select_events!`].
+pub(super) fn decode_recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    // The position is decoded first so that every later failure can name the row it concerns.
+    let raw_position: i64 = row
+        .try_get("position")
+        .map_err(|error| StoreError::Corrupt {
+            position: 0,
+            reason: format!("position cannot be read: {error}"),
+        })?;
+    let position = stored_count(raw_position, 0, "position")?;
+    let corrupt = |column: &str, error: sqlx::Error| StoreError::Corrupt {
+        position,
+        reason: format!("{column} cannot be read: {error}"),
+    };
+
+    let stream_id: String = row
+        .try_get("stream_id")
+        .map_err(|error| corrupt("stream_id", error))?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(|error| corrupt("version", error))?;
+    let event_id: Uuid = row
+        .try_get("event_id")
+        .map_err(|error| corrupt("event_id", error))?;
+    let event_type: String = row
+        .try_get("event_type")
+        .map_err(|error| corrupt("event_type", error))?;
+    let schema_version: i32 = row
+        .try_get("schema_version")
+        .map_err(|error| corrupt("schema_version", error))?;
+    let payload: serde_json::Value = row
+        .try_get("payload")
+        .map_err(|error| corrupt("payload", error))?;
+    let Json(metadata): Json<EventMetadata> = row
+        .try_get("metadata")
+        .map_err(|error| corrupt("metadata", error))?;
+    let recorded_at: DateTime<Utc> = row
+        .try_get("recorded_at")
+        .map_err(|error| corrupt("recorded_at", error))?;
+
+    Ok(RecordedEvent {
+        position,
+        stream_id: StreamId::from(stream_id),
+        version: stored_count(version, position, "version")?,
+        event_id,
+        event_type,
+        schema_version: u32::try_from(schema_version).map_err(|error| StoreError::Corrupt {
+            position,
+            reason: format!("schema_version is out of range: {error}"),
+        })?,
+        payload,
+        metadata,
+        recorded_at,
+    })
+}
+
+/// Decodes every row of a read, stopping at the first that does not decode.
+pub(super) fn decode_recorded_events(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(decode_recorded_event).collect()
+}

@@ -1,0 +1,339 @@
+//! The single writer task of one process: every append of this process goes through it, and it
+//! commits them in groups.
+//!
+//! Every commit waits for the WAL to be flushed (`synchronous_commit` stays on). One task that
+//! owns one connection and commits every append already waiting in one transaction shares that
+//! flush between many callers (group commit). Each append runs in its own savepoint (see
+//! [`batch`](super::batch)), so an append that is refused is rolled back alone while the rest of
+//! its group commits. Other processes may run writers of their own on the same database; the
+//! unique indexes keep them honest.
+//!
+//! Answers are given once the events are readable (see [`head`](super::head)): most of the time
+//! right after the commit, otherwise by the head tracker once older transactions have finished.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::batch::{AppendResult, BatchFailure, WrittenBatch, write_batch};
+use super::head::{PendingAnswer, publish_head, writing_transaction};
+use super::rows::{EncodedEvent, recorded_at_now};
+use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
+
+/// How many transactions one batch may take. Another is needed for appends deferred because a
+/// younger transaction extended their stream first (the next transaction is younger than that
+/// one), and after writers deadlocked (which sorting makes rare, see `commit_batch`; the retry runs
+/// after the other writer committed). Each retry means another process made progress on the same
+/// streams, so running out of attempts takes sustained contention.
+const TRANSACTION_ATTEMPTS: usize = 10;
+
+/// One caller's append, waiting for the writer.
+#[derive(Debug)]
+pub(super) struct AppendRequest {
+    pub(super) stream: StreamId,
+    pub(super) expected: ExpectedVersion,
+    pub(super) events: Vec<EncodedEvent>,
+    pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+#[derive(Debug)]
+pub(super) enum WriterMessage {
+    Append(AppendRequest),
+    /// Sent by `close()`: everything queued before it is still written and answered; the writer
+    /// then stops and acknowledges once its connection is closed and the head tracker has
+    /// stopped.
+    Shutdown {
+        acknowledge: oneshot::Sender<()>,
+    },
+}
+
+/// What the writer needs to start; see [`Writer::run`].
+pub(super) struct Writer {
+    /// `None` after the connection broke; the next batch connects again.
+    pub(super) connection: Option<PgConnection>,
+    pub(super) connect_options: PgConnectOptions,
+    pub(super) requests: mpsc::Receiver<WriterMessage>,
+    pub(super) max_batch_events: usize,
+    pub(super) head: Arc<watch::Sender<u64>>,
+    pub(super) commits: Arc<AtomicU64>,
+    /// Where answers go that must wait until their events are readable.
+    pub(super) pending_answers: mpsc::UnboundedSender<PendingAnswer>,
+    pub(super) head_tracker: JoinHandle<()>,
+    pub(super) writer_process_id: Arc<AtomicU32>,
+}
+
+/// Appends taken from the queue to be committed together.
+struct Batch {
+    requests: Vec<AppendRequest>,
+    event_count: usize,
+}
+
+/// What the writer found while filling a batch, besides the batch itself.
+struct CollectedBatch {
+    batch: Batch,
+    /// An append that would have made the batch too large; it starts the next batch.
+    held_back: Option<AppendRequest>,
+    /// A shutdown request that arrived behind the batch.
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Writer {
+    /// Writes batches until `close()` asks it to stop or every store handle is dropped.
+    pub(super) async fn run(mut self) {
+        let mut held_back: Option<AppendRequest> = None;
+        let mut shutdown_acknowledgements = Vec::new();
+        loop {
+            let first_request = match held_back.take() {
+                Some(request) => request,
+                None => match self.requests.recv().await {
+                    Some(WriterMessage::Append(request)) => request,
+                    Some(WriterMessage::Shutdown { acknowledge }) => {
+                        shutdown_acknowledgements.push(acknowledge);
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            let collected = self.collect_batch(first_request);
+            held_back = collected.held_back;
+            self.commit_batch(collected.batch).await;
+            if let Some(acknowledge) = collected.shutdown {
+                shutdown_acknowledgements.push(acknowledge);
+                break;
+            }
+        }
+        self.shut_down(held_back, shutdown_acknowledgements).await;
+    }
+
+    /// Takes whatever else is already queued, without waiting, up to `max_batch_events` events.
+    /// The first append is always taken, even when it alone is larger than the limit.
+    fn collect_batch(&mut self, first_request: AppendRequest) -> CollectedBatch {
+        let mut batch = Batch {
+            event_count: first_request.events.len(),
+            requests: vec![first_request],
+        };
+        let mut held_back = None;
+        let mut shutdown = None;
+        while batch.event_count < self.max_batch_events {
+            match self.requests.try_recv() {
+                Ok(WriterMessage::Append(request)) => {
+                    if batch.event_count + request.events.len() > self.max_batch_events {
+                        held_back = Some(request);
+                        break;
+                    }
+                    batch.event_count += request.events.len();
+                    batch.requests.push(request);
+                }
+                Ok(WriterMessage::Shutdown { acknowledge }) => {
+                    shutdown = Some(acknowledge);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        CollectedBatch {
+            batch,
+            held_back,
+            shutdown,
+        }
+    }
+
+    /// Writes one batch, in one transaction unless it must be retried, and answers every caller
+    /// in it.
+    async fn commit_batch(&mut self, batch: Batch) {
+        let started = Instant::now();
+        let batch_appends = batch.requests.len();
+        let mut remaining = batch.requests;
+        // Every writer inserts a batch's streams in the same order, so two processes' batches
+        // waiting on each other's `(stream_id, version)` entries cannot form a cycle (a deadlock,
+        // which PostgreSQL only breaks after a second). The order of appends that were waiting
+        // together is arbitrary anyway; the stable sort keeps one stream's appends in queue order.
+        remaining.sort_by(|left, right| left.stream.cmp(&right.stream));
+        let mut attempts = 0;
+        while !remaining.is_empty() {
+            attempts += 1;
+            match self.write_once(&remaining).await {
+                Ok(written) => {
+                    if written.committed {
+                        self.commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    remaining = self.answer(remaining, written);
+                    if !remaining.is_empty() && attempts >= TRANSACTION_ATTEMPTS {
+                        for request in remaining.drain(..) {
+                            let _ = request.reply.send(Err(StoreError::Database(
+                                sqlx::Error::Protocol(format!(
+                                    "the append to {} kept meeting younger writers of its stream",
+                                    request.stream
+                                )),
+                            )));
+                        }
+                    }
+                }
+                Err(failure) if failure.retryable && attempts < TRANSACTION_ATTEMPTS => {
+                    tracing::info!(
+                        error = %failure.error,
+                        attempts,
+                        "a batch of appends met another writer; trying it again"
+                    );
+                }
+                Err(failure) => {
+                    tracing::error!(
+                        error = %failure.error,
+                        batch_appends = remaining.len(),
+                        "a batch of appends failed and was rolled back"
+                    );
+                    for request in remaining.drain(..) {
+                        let _ = request.reply.send(Err(batch_failed(&failure.error)));
+                    }
+                }
+            }
+        }
+        tracing::debug!(
+            batch_appends,
+            batch_events = batch.event_count,
+            transactions = attempts,
+            elapsed_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "wrote a batch of appends"
+        );
+    }
+
+    /// One attempt at a batch, on a connection that is opened first if the last one broke.
+    async fn write_once(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<WrittenBatch, BatchFailure> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let connection = self.reconnect().await.map_err(|error| BatchFailure {
+                    error,
+                    retryable: false,
+                    connection_usable: false,
+                })?;
+                self.connection.insert(connection)
+            }
+        };
+        let written = write_batch(connection, requests, recorded_at_now()).await;
+        if let Err(failure) = &written
+            && !failure.connection_usable
+        {
+            tracing::warn!("dropping the writer connection after a failure");
+            self.connection = None;
+        }
+        written
+    }
+
+    async fn reconnect(&self) -> Result<PgConnection, sqlx::Error> {
+        let mut connection = self.connect_options.connect().await?;
+        let process_id = writer_process_id(&mut connection).await?;
+        self.writer_process_id.store(process_id, Ordering::Relaxed);
+        tracing::info!("the event store writer reconnected");
+        Ok(connection)
+    }
+
+    /// Answers every caller whose events are readable now, hands the others to the head
+    /// tracker, and returns the deferred appends, which need another transaction.
+    fn answer(&self, requests: Vec<AppendRequest>, written: WrittenBatch) -> Vec<AppendRequest> {
+        let mut readable_head = None;
+        let mut deferred = Vec::new();
+        for (request, result) in requests.into_iter().zip(written.results) {
+            let outcome = match result {
+                AppendResult::Deferred => {
+                    deferred.push(request);
+                    continue;
+                }
+                AppendResult::Decided(Ok(outcome)) => outcome,
+                AppendResult::Decided(Err(refusal)) => {
+                    let _ = request.reply.send(Err(refusal));
+                    continue;
+                }
+            };
+            if writing_transaction(outcome.position) < written.oldest_running_transaction {
+                readable_head = readable_head.max(Some(outcome.position));
+                // A caller that gave up waiting no longer needs the answer; its events are
+                // written all the same, and a retry with the same ids is idempotent.
+                let _ = request.reply.send(Ok(outcome));
+                continue;
+            }
+            let pending = PendingAnswer {
+                outcome,
+                reply: request.reply,
+                committed_at: Instant::now(),
+            };
+            if let Err(mpsc::error::SendError(pending)) = self.pending_answers.send(pending) {
+                // The tracker only stops after the writer; should it have failed, the caller
+                // still hears that its append is durable.
+                let _ = pending.reply.send(Ok(pending.outcome));
+            }
+        }
+        if let Some(position) = readable_head {
+            publish_head(&self.head, position);
+        }
+        deferred
+    }
+
+    /// Refuses whatever is still queued, lets the head tracker give its last answers, closes the
+    /// connection, then lets `close()` return.
+    async fn shut_down(
+        self,
+        held_back: Option<AppendRequest>,
+        mut shutdown_acknowledgements: Vec<oneshot::Sender<()>>,
+    ) {
+        let Self {
+            connection,
+            mut requests,
+            pending_answers,
+            head_tracker,
+            ..
+        } = self;
+        requests.close();
+        if let Some(request) = held_back {
+            let _ = request.reply.send(Err(StoreError::Closed));
+        }
+        while let Ok(message) = requests.try_recv() {
+            match message {
+                WriterMessage::Append(request) => {
+                    let _ = request.reply.send(Err(StoreError::Closed));
+                }
+                WriterMessage::Shutdown { acknowledge } => {
+                    shutdown_acknowledgements.push(acknowledge);
+                }
+            }
+        }
+        // Closing the channel tells the tracker to stop once it has answered everyone.
+        drop(pending_answers);
+        if let Err(error) = head_tracker.await {
+            tracing::error!(error = %error, "the event store head tracker failed");
+        }
+        if let Some(connection) = connection
+            && let Err(error) = connection.close().await
+        {
+            tracing::warn!(error = %error, "closing the writer connection failed");
+        }
+        tracing::debug!("event store writer stopped");
+        for acknowledge in shutdown_acknowledgements {
+            let _ = acknowledge.send(());
+        }
+    }
+}
+
+/// The backend process behind the writer connection, whose notifications the tracker can skip.
+pub(super) async fn writer_process_id(connection: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    let process_id: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(connection)
+        .await?;
+    Ok(u32::try_from(process_id).unwrap_or(0))
+}
+
+/// The error every caller of a failed batch gets. `sqlx::Error` cannot be cloned, so each caller
+/// gets its own copy of the message; the full error is logged once by the writer.
+fn batch_failed(error: &sqlx::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
+        "the batch holding this append was rolled back: {error}"
+    ))))
+}
