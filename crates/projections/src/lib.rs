@@ -4,14 +4,38 @@
 //! [`ProjectionRunner`], which applies each batch of events and its checkpoint in one transaction,
 //! so a crash never applies an event twice or skips one, and dropping the tables and replaying
 //! from position 0 gives the same rows.
+//!
+//! The models: the complaint list (`complaint_list`), the contractor registry with its lookup
+//! keys (`contractors`), each complaint's handling clock (`handling`) and the contractor
+//! performance counters (`performance`).
 
 mod complaint_list;
+mod contractors;
 mod database;
+mod handling;
+mod month;
+mod performance;
 mod runner;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
+pub use contractors::{
+    AuditSummary, ContractorCursor, ContractorRow, normalise_name, phone_key, query_key,
+};
 pub use database::{Backend, ReadModelDatabase};
+pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
+pub use month::{InvalidMonth, Month};
+pub use performance::{
+    ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
+};
 pub use runner::{ProjectionRunner, ReadModel};
+
+/// The pure "next row" steps of each read model, for tests and for anyone checking a model
+/// against the replayed aggregates.
+pub mod steps {
+    pub use crate::complaint_list::next_row as next_complaint_row;
+    pub use crate::contractors::next_row as next_contractor_row;
+    pub use crate::handling::next_row as next_handling_row;
+}
 
 /// Why a read model could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +49,12 @@ pub enum ProjectionError {
     #[error("read model row for complaint {complaint_id} is invalid: {reason}")]
     CorruptRow {
         complaint_id: String,
+        reason: String,
+    },
+    #[error("read model row {key} in {table} is invalid: {reason}")]
+    CorruptRecord {
+        table: &'static str,
+        key: String,
         reason: String,
     },
     #[error("the read-model database URL must start with sqlite: or postgres://")]

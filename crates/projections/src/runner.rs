@@ -3,17 +3,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use doorstep_domain::complaint::Event;
+use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
 use doorstep_store::{EventStore, RecordedEvent};
+use sqlx::AnyConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
+use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
+use crate::handling::{self, HandlingCounts};
+use crate::month::Month;
+use crate::performance::{self, ContractorFigures, ContractorTotals};
 
-/// The checkpoint name of the complaint list.
+/// The name of the checkpoint every read model shares. It kept the name of the first read model
+/// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
+/// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
+const RESET: [&str; 9] = [
+    "DELETE FROM complaint_list",
+    "DELETE FROM contractors",
+    "DELETE FROM contractor_lookup",
+    "DELETE FROM visits",
+    "DELETE FROM contractor_month_visits",
+    "DELETE FROM contractor_month_standard",
+    "DELETE FROM complaint_findings",
+    "DELETE FROM complaint_handling",
+    "DELETE FROM projection_checkpoints",
+];
 /// Events applied per transaction.
 const BATCH_SIZE: usize = 500;
 /// Pause after a failed batch before trying again.
@@ -58,12 +78,9 @@ impl ProjectionRunner {
     /// Empties every read model and its checkpoint, so the next run replays from position 0.
     pub async fn reset(&self) -> Result<(), ProjectionError> {
         let mut transaction = self.database.pool().begin().await?;
-        sqlx::query("DELETE FROM complaint_list")
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("DELETE FROM projection_checkpoints")
-            .execute(&mut *transaction)
-            .await?;
+        for statement in RESET {
+            sqlx::query(statement).execute(&mut *transaction).await?;
+        }
         transaction.commit().await?;
         self.position.send_replace(0);
         Ok(())
@@ -136,36 +153,87 @@ impl ProjectionRunner {
     }
 }
 
+/// Applies one event to every read model its stream category feeds.
 async fn apply_event(
-    connection: &mut sqlx::AnyConnection,
+    connection: &mut AnyConnection,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    if recorded.stream_id.category() != "complaint" {
-        return Ok(());
+    let stream = recorded.stream_id.as_str();
+    match recorded.stream_id.category() {
+        "complaint" => {
+            let Some(event) = decode(recorded, Event::from_payload) else {
+                return Ok(());
+            };
+            let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
+            apply_complaint_event(connection, complaint_id, &event, recorded).await
+        }
+        "contractor" => {
+            let Some(event) = decode(recorded, ContractorEvent::from_payload) else {
+                return Ok(());
+            };
+            let contractor_id = stream.strip_prefix("contractor-").unwrap_or_default();
+            let current = contractors::load(connection, contractor_id).await?;
+            match contractors::next_row(current, contractor_id, &event, recorded.version) {
+                Some(row) => contractors::store(connection, &row, recorded.position).await,
+                None => Ok(()),
+            }
+        }
+        "visit" => match decode(recorded, VisitEvent::from_payload) {
+            Some(VisitEvent::VisitRecorded { visit }) => {
+                performance::record_visit(connection, &visit).await
+            }
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
-    let event = match Event::from_payload(
+}
+
+/// Decodes a stored event, or says why not and skips it. The log is the source of truth; an
+/// event this build cannot read is skipped loudly rather than stopping every read model behind
+/// it.
+fn decode<T, E: std::fmt::Display>(
+    recorded: &RecordedEvent,
+    from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
+) -> Option<T> {
+    match from_payload(
         &recorded.event_type,
         recorded.schema_version,
         &recorded.payload,
     ) {
-        Ok(event) => event,
+        Ok(event) => Some(event),
         Err(error) => {
-            // The log is the source of truth; an event this build cannot read is skipped
-            // loudly rather than stopping every read model behind it.
             tracing::error!(position = recorded.position, error = %error, "skipping undecodable event");
-            return Ok(());
+            None
         }
-    };
-    let complaint_id = recorded
-        .stream_id
-        .as_str()
-        .strip_prefix("complaint-")
-        .unwrap_or_default();
+    }
+}
+
+async fn apply_complaint_event(
+    connection: &mut AnyConnection,
+    complaint_id: &str,
+    event: &Event,
+    recorded: &RecordedEvent,
+) -> Result<(), ProjectionError> {
     let current = complaint_list::load(connection, complaint_id).await?;
-    if let Some(row) = complaint_list::next_row(current, &event, recorded.version) {
+    if let Some(row) = complaint_list::next_row(current, event, recorded.version) {
         complaint_list::store(connection, &row, recorded.position).await?;
     }
-    Ok(())
+
+    let current = handling::load(connection, complaint_id).await?;
+    let newly_received = current.is_none();
+    let Some(row) = handling::next_row(current, event, recorded.version) else {
+        return Ok(());
+    };
+    handling::store(connection, &row).await?;
+    match event {
+        Event::ComplaintReceived { standards, .. } if newly_received => {
+            performance::record_allegations(connection, &row, standards).await
+        }
+        Event::FindingsRecorded { findings, .. } => {
+            performance::record_findings(connection, &row, findings).await
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, ProjectionError> {
@@ -200,5 +268,63 @@ impl ReadModel {
         after: Option<&PageCursor>,
     ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
         complaint_list::list(self.database.pool(), filter, page_size, after).await
+    }
+
+    /// One contractor from the registry.
+    pub async fn contractor(
+        &self,
+        contractor_id: &str,
+    ) -> Result<Option<ContractorRow>, ProjectionError> {
+        contractors::get(self.database.pool(), contractor_id).await
+    }
+
+    /// One page of the registry in contractor id order, optionally only one status.
+    pub async fn list_contractors(
+        &self,
+        status: Option<ContractorStatus>,
+        page_size: u32,
+        after: Option<&ContractorCursor>,
+    ) -> Result<(Vec<ContractorRow>, Option<ContractorCursor>), ProjectionError> {
+        contractors::list(self.database.pool(), status, page_size, after).await
+    }
+
+    /// Contractors whose legal name or a trading name (case, spacing and punctuation aside) or
+    /// phone number (digits only) is `query`, in contractor id order. Empty: nobody by that name
+    /// or number is registered.
+    pub async fn verify_contractor(
+        &self,
+        query: &str,
+    ) -> Result<Vec<ContractorRow>, ProjectionError> {
+        contractors::verify(self.database.pool(), query).await
+    }
+
+    /// One contractor's figures for the months `from..=to`.
+    pub async fn contractor_performance(
+        &self,
+        contractor_id: &str,
+        from: Month,
+        to: Month,
+    ) -> Result<ContractorFigures, ProjectionError> {
+        performance::contractor_performance(self.database.pool(), contractor_id, from, to).await
+    }
+
+    /// Every registered contractor, and every other contractor with visits or complaints in
+    /// `from..=to`, with its totals for those months, in contractor id order.
+    pub async fn programme_performance(
+        &self,
+        from: Month,
+        to: Month,
+    ) -> Result<Vec<ContractorTotals>, ProjectionError> {
+        performance::programme_performance(self.database.pool(), from, to).await
+    }
+
+    /// Each stage's received and responded counts for dates `from..=to` in England: CH01 and
+    /// CH02 for a reporting year are this over 1 April to 31 March.
+    pub async fn handling_report(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<HandlingCounts, ProjectionError> {
+        handling::report(self.database.pool(), from, to).await
     }
 }

@@ -1,5 +1,8 @@
-//! The complaint list projection against a real SQLite event store: it equals the state replayed
-//! from each stream, and a rebuild from position 0 gives the same rows.
+//! The complaint list projection against a real event store on every backend: it equals the
+//! state replayed from each stream, and a rebuild from position 0 gives the same rows.
+
+#[macro_use]
+mod support;
 
 use std::sync::Arc;
 
@@ -13,20 +16,10 @@ use doorstep_domain::input::{
     ResidentReference, ShortText, SourceSystem, Uprn,
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
-use doorstep_projections::{ComplaintFilter, ComplaintRow, ProjectionRunner, ReadModelDatabase};
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StreamId,
-};
+use doorstep_projections::{ComplaintFilter, ComplaintRow};
+use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
-
-fn sqlite_url(directory: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", directory.path().join("log.db").display())
-}
-
-fn valid<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
-}
+use support::{Kind, TestBackend, append, valid};
 
 fn log(id: ComplaintId, contractor: &str, received_at: DateTime<Utc>) -> Command {
     Command::Log(Box::new(LogComplaint {
@@ -131,21 +124,18 @@ async fn write_histories(store: &Arc<dyn EventStore>, histories: &[Vec<u8>]) -> 
             let Ok(events) = handle(state.as_ref(), command, &context) else {
                 continue;
             };
-            let new_events: Vec<NewEvent> = events
-                .iter()
-                .map(|event: &Event| NewEvent {
-                    event_id: uuid::Uuid::now_v7(),
-                    event_type: event.event_type().to_owned(),
-                    schema_version: event.schema_version(),
-                    payload: event.to_payload(),
-                    metadata: EventMetadata::default(),
-                })
-                .collect();
-            valid(
-                store
-                    .append(&stream, ExpectedVersion::Any, new_events)
-                    .await,
-            );
+            append(
+                store,
+                &stream,
+                events.iter().map(|event: &Event| {
+                    (
+                        event.event_type(),
+                        event.schema_version(),
+                        event.to_payload(),
+                    )
+                }),
+            )
+            .await;
             for event in &events {
                 state = apply(state, event);
             }
@@ -166,46 +156,65 @@ async fn all_rows(read_model: &doorstep_projections::ReadModel) -> Vec<Complaint
     rows
 }
 
+/// One random history on one backend: the projection equals the replayed state, and a rebuild
+/// from position 0 gives the same rows.
+fn projection_equals_replay_and_its_rebuild(kind: Kind, histories: &[Vec<u8>]) {
+    let runtime = valid(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    );
+    runtime.block_on(async {
+        let Some(backend) = TestBackend::open(kind).await else {
+            return;
+        };
+        let expected = write_histories(&backend.store, histories).await;
+
+        let (runner, read_model, _) = backend.projections().await;
+        let head = valid(backend.store.head_position().await);
+        assert_eq!(valid(runner.catch_up().await), head);
+        assert_eq!(read_model.position(), head);
+        let projected = all_rows(&read_model).await;
+        assert_eq!(
+            projected, expected,
+            "the projection equals the replayed state"
+        );
+
+        valid(runner.reset().await);
+        assert!(all_rows(&read_model).await.is_empty());
+        valid(runner.catch_up().await);
+        assert_eq!(
+            all_rows(&read_model).await,
+            projected,
+            "a rebuild gives the same rows"
+        );
+        backend.close().await;
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
     #[test]
-    fn projection_equals_replay_and_its_rebuild(
+    fn projection_equals_replay_and_its_rebuild_on_sqlite(
         histories in prop::collection::vec(prop::collection::vec(0u8..8, 0..12), 1..12)
     ) {
-        let runtime = valid(tokio::runtime::Builder::new_current_thread().enable_all().build());
-        runtime.block_on(async {
-            let directory = valid(tempfile::tempdir());
-            let sqlite = valid(SqliteEventStore::open(SqliteSettings::new(directory.path().join("log.db"))).await);
-            let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
-            let expected = write_histories(&store, &histories).await;
+        projection_equals_replay_and_its_rebuild(Kind::Sqlite, &histories);
+    }
 
-            let database = valid(ReadModelDatabase::open(&sqlite_url(&directory)).await);
-            let (runner, read_model) = valid(ProjectionRunner::open(store.clone(), database).await);
-            let head = valid(store.head_position().await);
-            assert_eq!(valid(runner.catch_up().await), head);
-            assert_eq!(read_model.position(), head);
-            let projected = all_rows(&read_model).await;
-            assert_eq!(projected, expected, "the projection equals the replayed state");
-
-            valid(runner.reset().await);
-            assert!(all_rows(&read_model).await.is_empty());
-            valid(runner.catch_up().await);
-            assert_eq!(all_rows(&read_model).await, projected, "a rebuild gives the same rows");
-            sqlite.close().await;
-        });
+    #[test]
+    fn projection_equals_replay_and_its_rebuild_on_postgres(
+        histories in prop::collection::vec(prop::collection::vec(0u8..8, 0..12), 1..12)
+    ) {
+        projection_equals_replay_and_its_rebuild(Kind::Postgres, &histories);
     }
 }
 
-#[tokio::test]
-async fn filters_and_pages() {
-    let directory = valid(tempfile::tempdir());
-    let sqlite =
-        valid(SqliteEventStore::open(SqliteSettings::new(directory.path().join("log.db"))).await);
-    let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
-    let expected = write_histories(&store, &vec![vec![]; 7]).await;
-    let database = valid(ReadModelDatabase::open(&sqlite_url(&directory)).await);
-    let (runner, read_model) = valid(ProjectionRunner::open(store, database).await);
+on_every_backend!(filters_and_pages);
+
+async fn filters_and_pages(backend: TestBackend) {
+    let expected = write_histories(&backend.store, &vec![vec![]; 7]).await;
+    let (runner, read_model, _) = backend.projections().await;
     valid(runner.catch_up().await);
 
     let mut seen = Vec::new();
@@ -249,5 +258,5 @@ async fn filters_and_pages() {
     };
     let (rows, _) = valid(read_model.list_complaints(&not_yet, 50, None).await);
     assert!(rows.is_empty());
-    sqlite.close().await;
+    backend.close().await;
 }

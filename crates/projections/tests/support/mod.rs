@@ -1,0 +1,213 @@
+//! What every read-model test needs: an event store and a read-model database on one backend
+//! (SQLite, or PostgreSQL when one is available), writing domain events through the real store,
+//! and full dumps of the read-model tables.
+//!
+//! Each test is written once as `async fn name(backend: TestBackend)` and instantiated for both
+//! backends with `on_every_backend!(name)`; without PostgreSQL its PostgreSQL instance returns at
+//! once, after `doorstep_test_postgres` has said so loudly.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code, unused_macros)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use doorstep_projections::{ProjectionRunner, ReadModel, ReadModelDatabase};
+use doorstep_store::{
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresSettings,
+    SqliteEventStore, SqliteSettings, StreamId,
+};
+use sqlx::Row;
+
+/// Every read-model table, with the columns that order its rows.
+pub const TABLES: [(&str, &str); 9] = [
+    ("complaint_list", "complaint_id"),
+    ("contractors", "contractor_id"),
+    ("contractor_lookup", "key, contractor_id"),
+    ("visits", "visit_id"),
+    ("contractor_month_visits", "contractor_id, month"),
+    (
+        "contractor_month_standard",
+        "contractor_id, month, standard",
+    ),
+    ("complaint_findings", "complaint_id, standard"),
+    ("complaint_handling", "complaint_id"),
+    ("projection_checkpoints", "projection"),
+];
+
+pub fn valid<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// An event store and the URL of the read-model database beside it.
+pub struct TestBackend {
+    pub kind: Kind,
+    pub store: Arc<dyn EventStore>,
+    pub url: String,
+    sqlite: Option<SqliteEventStore>,
+    postgres: Option<PostgresEventStore>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+impl TestBackend {
+    /// A fresh, empty backend; None when `kind` is PostgreSQL and none is available.
+    pub async fn open(kind: Kind) -> Option<Self> {
+        match kind {
+            Kind::Sqlite => {
+                let directory = valid(tempfile::tempdir());
+                let path = directory.path().join("log.db");
+                let sqlite = valid(SqliteEventStore::open(SqliteSettings::new(&path)).await);
+                Some(Self {
+                    kind,
+                    store: Arc::new(sqlite.clone()),
+                    url: format!("sqlite://{}", path.display()),
+                    sqlite: Some(sqlite),
+                    postgres: None,
+                    _directory: Some(directory),
+                })
+            }
+            Kind::Postgres => {
+                let database = doorstep_test_postgres::fresh_database().await?;
+                let url = database.url().to_owned();
+                let postgres =
+                    valid(PostgresEventStore::open(PostgresSettings::new(url.as_str())).await);
+                Some(Self {
+                    kind,
+                    store: Arc::new(postgres.clone()),
+                    url,
+                    sqlite: None,
+                    postgres: Some(postgres),
+                    _directory: None,
+                })
+            }
+        }
+    }
+
+    /// Opens the read models on this backend's database.
+    pub async fn projections(&self) -> (ProjectionRunner, ReadModel, ReadModelDatabase) {
+        let database = valid(ReadModelDatabase::open(&self.url).await);
+        let (runner, read_model) =
+            valid(ProjectionRunner::open(self.store.clone(), database.clone()).await);
+        (runner, read_model, database)
+    }
+
+    pub async fn close(self) {
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.close().await;
+        }
+        if let Some(postgres) = &self.postgres {
+            postgres.close().await;
+        }
+    }
+}
+
+/// Appends already-decided events to a stream, as the service does after `handle`.
+pub async fn append(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamId,
+    events: impl IntoIterator<Item = (&'static str, u32, serde_json::Value)>,
+) {
+    let new_events: Vec<NewEvent> = events
+        .into_iter()
+        .map(|(event_type, schema_version, payload)| NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version,
+            payload,
+            metadata: EventMetadata::default(),
+        })
+        .collect();
+    if new_events.is_empty() {
+        return;
+    }
+    valid(store.append(stream, ExpectedVersion::Any, new_events).await);
+}
+
+/// Every row of every read-model table, each value as text (NULL as None), in key order.
+pub async fn dump_tables(
+    database: &ReadModelDatabase,
+) -> BTreeMap<&'static str, Vec<Vec<Option<String>>>> {
+    let mut dump = BTreeMap::new();
+    for (table, order) in TABLES {
+        let columns = table_columns(database, table).await;
+        let select: Vec<String> = columns
+            .iter()
+            .map(|column| format!("CAST({column} AS TEXT) AS {column}"))
+            .collect();
+        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", select.join(", "));
+        let rows = valid(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(database.pool())
+                .await,
+        );
+        let rows = rows
+            .iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .map(|column| valid(row.try_get::<Option<String>, _>(column.as_str())))
+                    .collect()
+            })
+            .collect();
+        dump.insert(table, rows);
+    }
+    dump
+}
+
+async fn table_columns(database: &ReadModelDatabase, table: &str) -> Vec<String> {
+    let sql = match database.backend() {
+        doorstep_projections::Backend::Sqlite => {
+            format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid")
+        }
+        doorstep_projections::Backend::Postgres => format!(
+            "SELECT CAST(column_name AS TEXT) AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{table}' \
+             ORDER BY ordinal_position"
+        ),
+    };
+    let rows = valid(
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(database.pool())
+            .await,
+    );
+    let columns: Vec<String> = rows
+        .iter()
+        .map(|row| valid(row.try_get::<String, _>("name")))
+        .collect();
+    assert!(!columns.is_empty(), "table {table} has columns");
+    columns
+}
+
+/// Instantiates `async fn name(backend: TestBackend)` once per backend, as `name::sqlite` and
+/// `name::postgres`.
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(backend) =
+                        $crate::support::TestBackend::open($crate::support::Kind::Sqlite).await
+                    {
+                        super::$name(backend).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(backend) =
+                        $crate::support::TestBackend::open($crate::support::Kind::Postgres).await
+                    {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )+
+    };
+}
