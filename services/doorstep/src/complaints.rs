@@ -2,7 +2,6 @@
 //! the read model, and answers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_server::ComplaintService;
@@ -23,12 +22,10 @@ use crate::contractors::is_registered;
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
-use crate::request::command_origin;
+use crate::request::{command_origin, wait_for_read_model};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
-/// The longest a `ListComplaints` call waits for the read model to reach `min_position`.
-const MAX_READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(10);
 
 pub struct ComplaintApi {
     log: ComplaintLog,
@@ -431,15 +428,7 @@ impl ComplaintService for ComplaintApi {
         } else {
             Some(PageCursor::decode(&body.page_token).map_err(ApiError::from)?)
         };
-        if let Some(position) = body.min_position {
-            let reached = self
-                .read_model
-                .wait_for(position, MAX_READ_YOUR_WRITES_WAIT)
-                .await;
-            if !reached {
-                return Err(ApiError::ReadModelBehind(position).into());
-            }
-        }
+        wait_for_read_model(&self.read_model, body.min_position).await?;
         let read_model_position = self.read_model.position();
         let (rows, next) = self
             .read_model

@@ -14,6 +14,7 @@ use doorstep_domain::contractor::{
 };
 use doorstep_domain::input::{ContractorId, OptionalText, ShortText};
 use doorstep_domain::{DomainError, InvalidInput, england_date};
+use doorstep_projections::{ContractorCursor, ContractorRow, ReadModel};
 use doorstep_store::{EventStore, ExpectedVersion, StoreError, StreamId};
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
@@ -24,7 +25,7 @@ use crate::clock::Clock;
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
-use crate::request::command_origin;
+use crate::request::{command_origin, wait_for_read_model};
 
 /// The contractor registry's rules.
 pub struct ContractorRules;
@@ -76,13 +77,18 @@ pub async fn is_registered(
 
 pub struct ContractorApi {
     log: ContractorLog,
+    read_model: ReadModel,
     clock: Arc<dyn Clock>,
 }
 
+const DEFAULT_CONTRACTOR_PAGE: u32 = 100;
+const MAX_CONTRACTOR_PAGE: u32 = 500;
+
 impl ContractorApi {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, read_model: ReadModel, clock: Arc<dyn Clock>) -> Self {
         Self {
             log: AggregateLog::new(store, ContractorRules),
+            read_model,
             clock,
         }
     }
@@ -273,16 +279,86 @@ impl ContractorService for ContractorApi {
 
     async fn list_contractors(
         &self,
-        _request: Request<v1::ListContractorsRequest>,
+        request: Request<v1::ListContractorsRequest>,
     ) -> Result<Response<v1::ListContractorsResponse>, Status> {
-        Err(Status::unimplemented("ListContractors is being built"))
+        let body = request.into_inner();
+        let status = match v1::ContractorStatus::try_from(body.status) {
+            Ok(v1::ContractorStatus::Unspecified) => None,
+            Ok(v1::ContractorStatus::Active) => Some(ContractorStatus::Active),
+            Ok(v1::ContractorStatus::Suspended) => Some(ContractorStatus::Suspended),
+            Err(_) => {
+                return Err(
+                    ApiError::from(InvalidInput::new("status", "is not a known status")).into(),
+                );
+            }
+        };
+        let page_size = match body.page_size {
+            0 => DEFAULT_CONTRACTOR_PAGE,
+            size if size <= MAX_CONTRACTOR_PAGE => size,
+            _ => {
+                return Err(ApiError::from(InvalidInput::new(
+                    "page_size",
+                    format!("may be at most {MAX_CONTRACTOR_PAGE}"),
+                ))
+                .into());
+            }
+        };
+        let cursor = if body.page_token.is_empty() {
+            None
+        } else {
+            Some(ContractorCursor::decode(&body.page_token).map_err(ApiError::from)?)
+        };
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let (rows, next) = self
+            .read_model
+            .list_contractors(status, page_size, cursor.as_ref())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::ListContractorsResponse {
+            contractors: rows.iter().map(contractor_summary).collect(),
+            next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
+        }))
     }
 
     async fn verify_contractor(
         &self,
-        _request: Request<v1::VerifyContractorRequest>,
+        request: Request<v1::VerifyContractorRequest>,
     ) -> Result<Response<v1::VerifyContractorResponse>, Status> {
-        Err(Status::unimplemented("VerifyContractor is being built"))
+        let query = request.into_inner().query;
+        let query = query.trim();
+        if query.is_empty() || query.chars().count() > 200 {
+            return Err(ApiError::from(InvalidInput::new(
+                "query",
+                "must be a name or phone number of 1 to 200 characters",
+            ))
+            .into());
+        }
+        let matches = self
+            .read_model
+            .verify_contractor(query)
+            .await
+            .map_err(ApiError::from)?;
+        let advice = match (matches.is_empty(), matches.iter().any(|m| m.is_active())) {
+            (true, _) => "Not a registered contractor: the resident should not let the caller in, and should report it.".to_owned(),
+            (false, true) => "A registered contractor: the resident can check the caller by ringing the public number given.".to_owned(),
+            (false, false) => "Registered but suspended: it should not be working in homes now; the resident should not let the caller in.".to_owned(),
+        };
+        Ok(Response::new(v1::VerifyContractorResponse {
+            registered: !matches.is_empty(),
+            matches: matches
+                .iter()
+                .map(|row| v1::VerifiedContractor {
+                    contractor_id: row.contractor_id.clone(),
+                    legal_name: row.legal_name.clone(),
+                    trading_names: row.trading_names.clone(),
+                    logo_url: row.logo_url.clone(),
+                    public_contact_name: row.public_contact_name.clone(),
+                    public_phone: row.public_phone.clone(),
+                    active: row.is_active(),
+                })
+                .collect(),
+            advice,
+        }))
     }
 }
 
@@ -424,6 +500,28 @@ fn rejected(index: usize, visit_id: &str, field: String, reason: String) -> v1::
         visit_id: visit_id.to_owned(),
         field,
         reason,
+    }
+}
+
+fn contractor_summary(row: &ContractorRow) -> v1::ContractorSummary {
+    v1::ContractorSummary {
+        contractor_id: row.contractor_id.clone(),
+        legal_name: row.legal_name.clone(),
+        trading_names: row.trading_names.clone(),
+        status: status(row.status) as i32,
+        public_contact_name: row.public_contact_name.clone(),
+        public_phone: row.public_phone.clone(),
+        latest_audit_outcome: row
+            .latest_audit
+            .as_ref()
+            .map_or(v1::AuditOutcome::Unspecified, |audit| {
+                convert::audit_outcome(audit.outcome)
+            }) as i32,
+        latest_audit_date: row
+            .latest_audit
+            .as_ref()
+            .map(|audit| audit.audit_date.to_string())
+            .unwrap_or_default(),
     }
 }
 

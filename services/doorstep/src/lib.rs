@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 mod events;
 mod parse;
+mod performance;
 pub mod report;
 mod request;
 pub mod settings;

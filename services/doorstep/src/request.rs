@@ -32,3 +32,25 @@ pub fn command_origin<T: Message>(
         fingerprint: format!("{:x}", Sha256::digest(request.get_ref().encode_to_vec())),
     }
 }
+
+/// The longest a query waits for the read models to reach a caller's `min_position`.
+const MAX_READ_YOUR_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read-your-writes: waits until the read models have applied `min_position` (the position a
+/// write returned), or answers DEADLINE_EXCEEDED after a bounded wait.
+pub async fn wait_for_read_model(
+    read_model: &doorstep_projections::ReadModel,
+    min_position: Option<u64>,
+) -> Result<(), crate::error::ApiError> {
+    let Some(position) = min_position else {
+        return Ok(());
+    };
+    if read_model
+        .wait_for(position, MAX_READ_YOUR_WRITES_WAIT)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::ReadModelBehind(position))
+    }
+}

@@ -21,6 +21,25 @@ pub struct Settings {
     pub code: CodeSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub report: ReportSettings,
+}
+
+/// How the regulator's measures are counted where the guidance is still to be confirmed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReportSettings {
+    /// Whether a response inside an agreed extension counts as within the Code's timescales
+    /// (CH02 and contractors' "answered within the Code").
+    pub extensions_count_as_within_code: bool,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        Self {
+            extensions_count_as_within_code: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +164,7 @@ impl Settings {
             calendar: CalendarSettings::default(),
             code: CodeSettings::default(),
             log: LogSettings::default(),
+            report: ReportSettings::default(),
         }
     }
 }

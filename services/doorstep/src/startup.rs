@@ -8,6 +8,7 @@ use std::time::Duration;
 use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
 use doorstep_api::v1::contractor_service_server::ContractorServiceServer;
 use doorstep_api::v1::event_service_server::EventServiceServer;
+use doorstep_api::v1::performance_service_server::PerformanceServiceServer;
 use doorstep_api::v1::visit_service_server::VisitServiceServer;
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
@@ -23,11 +24,13 @@ use crate::complaint_log::complaint_log;
 use crate::complaints::ComplaintApi;
 use crate::contractors::{ContractorApi, VisitApi};
 use crate::events::EventApi;
+use crate::performance::PerformanceApi;
 use crate::settings::Settings;
 
 /// Every Doorstep service, as health checks name them.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     <ComplaintServiceServer<ComplaintApi> as NamedService>::NAME,
+    <PerformanceServiceServer<PerformanceApi> as NamedService>::NAME,
     <ContractorServiceServer<ContractorApi> as NamedService>::NAME,
     <VisitServiceServer<VisitApi> as NamedService>::NAME,
     <EventServiceServer<EventApi> as NamedService>::NAME,
@@ -72,6 +75,7 @@ pub struct Application {
     complaint_api: ComplaintApi,
     contractor_api: ContractorApi,
     visit_api: VisitApi,
+    performance_api: PerformanceApi,
     event_api: EventApi,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
@@ -122,8 +126,14 @@ impl Application {
             calendar.clone(),
             settings.code.timescales(),
         );
-        let complaint_api = ComplaintApi::new(log, read_model, clock.clone());
-        let contractor_api = ContractorApi::new(shared_store.clone(), clock.clone());
+        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone());
+        let contractor_api =
+            ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
+        let performance_api = PerformanceApi::new(
+            read_model,
+            calendar.clone(),
+            settings.report.extensions_count_as_within_code,
+        );
         let visit_api = VisitApi::new(shared_store.clone(), clock);
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
         let event_api = EventApi::new(shared_store, subscriptions_stopped);
@@ -151,6 +161,7 @@ impl Application {
             complaint_api,
             contractor_api,
             visit_api,
+            performance_api,
             event_api,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
@@ -205,6 +216,7 @@ impl Application {
             .add_service(ComplaintServiceServer::new(self.complaint_api))
             .add_service(ContractorServiceServer::new(self.contractor_api))
             .add_service(VisitServiceServer::new(self.visit_api))
+            .add_service(PerformanceServiceServer::new(self.performance_api))
             .add_service(EventServiceServer::new(self.event_api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), graceful);
         tokio::pin!(server);

@@ -1,0 +1,396 @@
+//! `doorstep.v1.PerformanceService`: contractor performance and the regulator's complaint
+//! measures, from the read models, with honest uncertainty.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use doorstep_api::v1;
+use doorstep_api::v1::performance_service_server::PerformanceService;
+use doorstep_domain::statistics::{
+    self, CONFIDENCE_95, Estimate, FunnelStatus, funnel_limits, funnel_status, poisson_rate,
+    wilson_proportion,
+};
+use doorstep_domain::{InvalidInput, WorkingDayCalendar};
+use doorstep_projections::{ContractorFigures, HandlingRow, Month, ReadModel, StageClock};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::error::ApiError;
+use crate::request::wait_for_read_model;
+
+/// Rates are per 100 visits.
+const PER_VISITS: f64 = 100.0;
+/// The longest range one report may cover.
+const MAX_MONTHS: u32 = 120;
+
+pub struct PerformanceApi {
+    read_model: ReadModel,
+    calendar: Arc<WorkingDayCalendar>,
+    /// Whether a response inside an agreed extension counts as within the Code's timescales.
+    extensions_count_as_within_code: bool,
+}
+
+impl PerformanceApi {
+    pub fn new(
+        read_model: ReadModel,
+        calendar: Arc<WorkingDayCalendar>,
+        extensions_count_as_within_code: bool,
+    ) -> Self {
+        Self {
+            read_model,
+            calendar,
+            extensions_count_as_within_code,
+        }
+    }
+
+    /// Whether a stage's response kept the Code's timescale; None until it has a response.
+    fn within_code(&self, clock: &StageClock) -> Option<bool> {
+        if self.extensions_count_as_within_code {
+            clock.responded_within_extended_due()
+        } else {
+            clock.responded_within_original_due()
+        }
+    }
+}
+
+fn month_range(from: &str, to: &str) -> Result<(Month, Month), InvalidInput> {
+    let from =
+        Month::parse(from).map_err(|_| InvalidInput::new("from_month", "must be YYYY-MM"))?;
+    let to = Month::parse(to).map_err(|_| InvalidInput::new("to_month", "must be YYYY-MM"))?;
+    if to < from {
+        return Err(InvalidInput::new(
+            "to_month",
+            "must not be before from_month",
+        ));
+    }
+    let span = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
+    if span > MAX_MONTHS as i32 {
+        return Err(InvalidInput::new(
+            "to_month",
+            format!("a report may cover at most {MAX_MONTHS} months"),
+        ));
+    }
+    Ok((from, to))
+}
+
+fn rate(estimate: Option<Estimate>) -> v1::Rate {
+    estimate.map_or_else(v1::Rate::default, |estimate| v1::Rate {
+        value: estimate.value,
+        lower: estimate.lower,
+        upper: estimate.upper,
+        defined: true,
+    })
+}
+
+fn proportion(count: u64, total: u64) -> v1::Proportion {
+    match wilson_proportion(count, total, CONFIDENCE_95) {
+        Some(estimate) => v1::Proportion {
+            count,
+            total,
+            value: estimate.value,
+            lower: estimate.lower,
+            upper: estimate.upper,
+            defined: true,
+        },
+        None => v1::Proportion {
+            count,
+            total,
+            ..Default::default()
+        },
+    }
+}
+
+fn per_hundred_visits(count: u64, visits: u64) -> v1::Rate {
+    rate(poisson_rate(
+        count,
+        visits as f64,
+        PER_VISITS,
+        CONFIDENCE_95,
+    ))
+}
+
+fn funnel(status: FunnelStatus) -> v1::FunnelStatus {
+    match status {
+        FunnelStatus::Within => v1::FunnelStatus::Within,
+        FunnelStatus::AlertHigh => v1::FunnelStatus::AlertHigh,
+        FunnelStatus::AlertLow => v1::FunnelStatus::AlertLow,
+        FunnelStatus::AlarmHigh => v1::FunnelStatus::AlarmHigh,
+        FunnelStatus::AlarmLow => v1::FunnelStatus::AlarmLow,
+    }
+}
+
+impl PerformanceApi {
+    /// Every answered stage of the complaints: (answered, answered within the Code).
+    fn answered(&self, handling: &[HandlingRow]) -> (u64, u64) {
+        let clocks = handling
+            .iter()
+            .flat_map(|row| std::iter::once(&row.stage_one).chain(row.stage_two.as_ref()));
+        clocks.fold((0, 0), |(answered, within), clock| {
+            match self.within_code(clock) {
+                Some(true) => (answered + 1, within + 1),
+                Some(false) => (answered + 1, within),
+                None => (answered, within),
+            }
+        })
+    }
+
+    /// Median working days from a stage's start to its acknowledgement, and to its response.
+    fn medians(&self, handling: &[HandlingRow]) -> (Option<f64>, Option<f64>) {
+        let days = |from: NaiveDate, to: NaiveDate| {
+            self.calendar.working_days_between(from, to).max(0) as f64
+        };
+        let clocks: Vec<&StageClock> = handling
+            .iter()
+            .flat_map(|row| std::iter::once(&row.stage_one).chain(row.stage_two.as_ref()))
+            .collect();
+        let mut to_acknowledge: Vec<f64> = clocks
+            .iter()
+            .filter_map(|clock| clock.acknowledged.map(|at| days(clock.started, at)))
+            .collect();
+        let mut to_respond: Vec<f64> = clocks
+            .iter()
+            .filter_map(|clock| clock.responded.map(|at| days(clock.started, at)))
+            .collect();
+        (
+            statistics::median(&mut to_acknowledge),
+            statistics::median(&mut to_respond),
+        )
+    }
+
+    fn contractor_response(
+        &self,
+        figures: &ContractorFigures,
+        legal_name: String,
+        audit: v1::EqualityAuditStatus,
+    ) -> v1::GetContractorPerformanceResponse {
+        let (answered, within) = self.answered(&figures.handling);
+        let (to_acknowledge, to_respond) = self.medians(&figures.handling);
+        v1::GetContractorPerformanceResponse {
+            contractor_id: figures.contractor_id.clone(),
+            legal_name,
+            from_month: figures.from_month.to_string(),
+            to_month: figures.to_month.to_string(),
+            visits: figures.visits,
+            complaints: figures.complaints,
+            reported_breaches: figures.reported_breaches(),
+            upheld_breaches: figures.upheld_breaches(),
+            reported_per_100_visits: Some(per_hundred_visits(
+                figures.reported_breaches(),
+                figures.visits,
+            )),
+            upheld_per_100_visits: Some(per_hundred_visits(
+                figures.upheld_breaches(),
+                figures.visits,
+            )),
+            standards: figures
+                .standards
+                .iter()
+                .map(|standard| v1::StandardPerformance {
+                    standard: convert::standard(standard.standard) as i32,
+                    reported: standard.reported,
+                    upheld: standard.upheld,
+                    partly_upheld: standard.partly_upheld,
+                    not_upheld: standard.not_upheld,
+                    pending: standard.pending(),
+                    upheld_per_100_visits: Some(per_hundred_visits(
+                        standard.upheld_breaches(),
+                        figures.visits,
+                    )),
+                })
+                .collect(),
+            visits_with_upheld_breach: Some(proportion(
+                figures.visits_with_upheld_breach,
+                figures.visits,
+            )),
+            answered_within_code: Some(proportion(within, answered)),
+            median_working_days_to_acknowledge: to_acknowledge,
+            median_working_days_to_respond: to_respond,
+            escalations_to_stage_two: figures.escalations,
+            reopened: figures.reopened,
+            equality_audit: Some(audit),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PerformanceService for PerformanceApi {
+    async fn get_contractor_performance(
+        &self,
+        request: Request<v1::GetContractorPerformanceRequest>,
+    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
+        let body = request.into_inner();
+        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)
+            .map_err(ApiError::from)?;
+        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let registered = self
+            .read_model
+            .contractor(contractor_id.as_str())
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("no contractor has this id".to_owned()))?;
+        let figures = self
+            .read_model
+            .contractor_performance(contractor_id.as_str(), from, to)
+            .await
+            .map_err(ApiError::from)?;
+        let audit = match &registered.latest_audit {
+            Some(audit) => v1::EqualityAuditStatus {
+                audited: true,
+                latest_audit_date: audit.audit_date.to_string(),
+                latest_outcome: convert::audit_outcome(audit.outcome) as i32,
+                requirements_not_met: audit.requirements_not_met.clone(),
+            },
+            None => v1::EqualityAuditStatus::default(),
+        };
+        Ok(Response::new(self.contractor_response(
+            &figures,
+            registered.legal_name.clone(),
+            audit,
+        )))
+    }
+
+    async fn list_contractor_performance(
+        &self,
+        request: Request<v1::ListContractorPerformanceRequest>,
+    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
+        let body = request.into_inner();
+        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let totals = self
+            .read_model
+            .programme_performance(from, to)
+            .await
+            .map_err(ApiError::from)?;
+        let programme_visits: u64 = totals.iter().map(|t| t.visits).sum();
+        // Only breaches with exposure behind them make up the average every rate is held to.
+        let programme_upheld: u64 = totals
+            .iter()
+            .filter(|t| t.visits > 0)
+            .map(|t| t.upheld_breaches)
+            .sum();
+        let target = if programme_visits > 0 {
+            programme_upheld as f64 / programme_visits as f64
+        } else {
+            0.0
+        };
+        let mut standings: Vec<v1::ContractorStanding> = totals
+            .iter()
+            .map(|totals| {
+                let visits = totals.visits as f64;
+                let limits = funnel_limits(target, visits, PER_VISITS);
+                let status = if totals.visits == 0 {
+                    v1::FunnelStatus::NoExposure
+                } else {
+                    funnel(funnel_status(totals.upheld_breaches, visits, target))
+                };
+                v1::ContractorStanding {
+                    contractor_id: totals.contractor_id.clone(),
+                    legal_name: totals.legal_name.clone(),
+                    visits: totals.visits,
+                    upheld_breaches: totals.upheld_breaches,
+                    upheld_per_100_visits: Some(per_hundred_visits(
+                        totals.upheld_breaches,
+                        totals.visits,
+                    )),
+                    funnel_status: status as i32,
+                    alert_lower: limits.map_or(0.0, |l| l.alert_lower),
+                    alert_upper: limits.map_or(0.0, |l| l.alert_upper),
+                    alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
+                    alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
+                    rank: 0,
+                }
+            })
+            .collect();
+        let rate_of = |standing: &v1::ContractorStanding| {
+            standing.upheld_breaches as f64 / standing.visits.max(1) as f64
+        };
+        let min_visits = body.min_visits.max(1);
+        let mut ranked: Vec<&mut v1::ContractorStanding> = standings
+            .iter_mut()
+            .filter(|standing| standing.visits >= min_visits)
+            .collect();
+        ranked.sort_by(|a, b| {
+            rate_of(a)
+                .total_cmp(&rate_of(b))
+                .then_with(|| a.contractor_id.cmp(&b.contractor_id))
+        });
+        for (index, standing) in ranked.into_iter().enumerate() {
+            standing.rank = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        }
+        standings.sort_by(|a, b| match (a.rank, b.rank) {
+            (0, 0) => b
+                .visits
+                .cmp(&a.visits)
+                .then_with(|| a.contractor_id.cmp(&b.contractor_id)),
+            (0, _) => std::cmp::Ordering::Greater,
+            (_, 0) => std::cmp::Ordering::Less,
+            (a_rank, b_rank) => a_rank.cmp(&b_rank),
+        });
+        Ok(Response::new(v1::ListContractorPerformanceResponse {
+            programme_visits,
+            programme_upheld_breaches: programme_upheld,
+            programme_upheld_per_100_visits: Some(per_hundred_visits(
+                programme_upheld,
+                programme_visits,
+            )),
+            contractors: standings,
+        }))
+    }
+
+    async fn get_complaint_handling_report(
+        &self,
+        request: Request<v1::GetComplaintHandlingReportRequest>,
+    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
+        let body = request.into_inner();
+        if body.homes == 0 {
+            return Err(ApiError::from(InvalidInput::new(
+                "homes",
+                "must be the number of homes owned, at least 1",
+            ))
+            .into());
+        }
+        let year = i32::try_from(body.reporting_year).unwrap_or(0);
+        let (Some(from), Some(to)) = (
+            NaiveDate::from_ymd_opt(year, 4, 1).filter(|_| (2000..=2100).contains(&year)),
+            NaiveDate::from_ymd_opt(year + 1, 3, 31),
+        ) else {
+            return Err(ApiError::from(InvalidInput::new(
+                "reporting_year",
+                "must be a year from 2000 to 2100",
+            ))
+            .into());
+        };
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let counts = self
+            .read_model
+            .handling_report(from, to)
+            .await
+            .map_err(ApiError::from)?;
+        let stage = |stage: v1::Stage, counts: doorstep_projections::StageCounts| {
+            let within = if self.extensions_count_as_within_code {
+                counts.responded_within_extended_due
+            } else {
+                counts.responded_within_original_due
+            };
+            v1::StageHandling {
+                stage: stage as i32,
+                received: counts.received,
+                per_1000_homes: counts.received as f64 / body.homes as f64 * 1_000.0,
+                responded: counts.responded,
+                responded_within_code: within,
+                percent_within_code: (counts.responded > 0)
+                    .then(|| within as f64 / counts.responded as f64 * 100.0),
+            }
+        };
+        Ok(Response::new(v1::GetComplaintHandlingReportResponse {
+            reporting_year: body.reporting_year,
+            from_date: from.to_string(),
+            to_date: to.to_string(),
+            homes: body.homes,
+            stage_one: Some(stage(v1::Stage::One, counts.stage_one)),
+            stage_two: Some(stage(v1::Stage::Two, counts.stage_two)),
+            extensions_count_as_within_code: self.extensions_count_as_within_code,
+        }))
+    }
+}
