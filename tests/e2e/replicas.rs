@@ -88,14 +88,19 @@ async fn two_replicas_share_one_log_without_lost_updates() {
     let mut fresh = 0;
     for call in futures::future::join_all(calls).await {
         let (n, _, response) = call.expect("task");
-        let response = response.expect("intake succeeds on either replica").into_inner();
+        let response = response
+            .expect("intake succeeds on either replica")
+            .into_inner();
         if !response.duplicate {
             fresh += 1;
         }
         by_key.entry(n).or_default().insert(response.complaint_id);
     }
     assert_eq!(fresh, 40, "each key created exactly one complaint");
-    assert!(by_key.values().all(|ids| ids.len() == 1), "both replicas answered with the same complaint");
+    assert!(
+        by_key.values().all(|ids| ids.len() == 1),
+        "both replicas answered with the same complaint"
+    );
 
     // The same command on the same complaint through both replicas at once, with the version
     // each caller read: one wins, the other is ABORTED, and nothing is lost.
@@ -110,16 +115,19 @@ async fn two_replicas_share_one_log_without_lost_updates() {
                 text: format!("note from replica {replica}"),
                 ..Default::default()
             };
-            races.push(tokio::spawn(async move { (index, client.add_note(request).await) }));
+            races.push(tokio::spawn(async move {
+                (index, client.add_note(request).await)
+            }));
         }
     }
     let mut outcomes: HashMap<usize, Vec<Result<u64, Code>>> = HashMap::new();
     for race in futures::future::join_all(races).await {
         let (index, result) = race.expect("task");
-        outcomes
-            .entry(index)
-            .or_default()
-            .push(result.map(|r| r.into_inner().version).map_err(|status| status.code()));
+        outcomes.entry(index).or_default().push(
+            result
+                .map(|r| r.into_inner().version)
+                .map_err(|status| status.code()),
+        );
     }
     for (index, results) in &outcomes {
         let winners = results.iter().filter(|r| r.is_ok()).count();
@@ -129,14 +137,24 @@ async fn two_replicas_share_one_log_without_lost_updates() {
 
     // Every accepted command is in the log exactly once.
     let log = whole_log(&first).await;
-    let received = log.iter().filter(|e| e.event_type == "ComplaintReceived").count();
+    let received = log
+        .iter()
+        .filter(|e| e.event_type == "ComplaintReceived")
+        .count();
     let notes = log.iter().filter(|e| e.event_type == "NoteAdded").count();
     assert_eq!((received, notes), (40, 20));
     let ids: HashSet<&str> = log.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), log.len(), "no event twice");
-    assert!(log.windows(2).all(|pair| pair[0].position < pair[1].position));
+    assert!(
+        log.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
     let head = log.last().map(|e| e.position).expect("a non-empty log");
-    assert_eq!(whole_log(&second).await, log, "both replicas read the same log");
+    assert_eq!(
+        whole_log(&second).await,
+        log,
+        "both replicas read the same log"
+    );
 
     // Both read models converge on the same rows.
     let mut first_rows = list_all(&first, head).await;
@@ -145,7 +163,10 @@ async fn two_replicas_share_one_log_without_lost_updates() {
     second_rows.sort();
     assert_eq!(first_rows.len(), 40);
     assert_eq!(first_rows, second_rows);
-    let noted = first_rows.iter().filter(|(_, _, version)| *version == 2).count();
+    let noted = first_rows
+        .iter()
+        .filter(|(_, _, version)| *version == 2)
+        .count();
     assert_eq!(noted, 20);
 }
 

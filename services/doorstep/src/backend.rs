@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use doorstep_projections::ReadModelDatabase;
-use doorstep_store::{EventStore, SqliteEventStore, SqliteSettings};
+use doorstep_store::{
+    EventStore, PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings,
+};
 
 use crate::settings::DatabaseSettings;
 use crate::startup::StartupError;
@@ -13,11 +15,17 @@ use crate::startup::StartupError;
 #[derive(Clone)]
 pub enum OpenedStore {
     Sqlite(SqliteEventStore),
+    Postgres(PostgresEventStore),
 }
 
 impl OpenedStore {
     /// Opens the store the URL names and applies its migrations.
     pub async fn open(database: &DatabaseSettings) -> Result<Self, StartupError> {
+        if database.is_postgres() {
+            return Ok(Self::Postgres(
+                PostgresEventStore::open(PostgresSettings::new(database.url.clone())).await?,
+            ));
+        }
         let path = database.sqlite_path().map_err(StartupError::Settings)?;
         Ok(Self::Sqlite(
             SqliteEventStore::open(SqliteSettings::new(path)).await?,
@@ -27,6 +35,7 @@ impl OpenedStore {
     pub fn shared(&self) -> Arc<dyn EventStore> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
         }
     }
 
@@ -34,6 +43,7 @@ impl OpenedStore {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
         }
     }
 }

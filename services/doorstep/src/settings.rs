@@ -55,7 +55,8 @@ pub struct ServerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
-    /// `sqlite://path/to/file.db` (relative or absolute). PostgreSQL comes later.
+    /// `sqlite://path/to/file.db` (relative or absolute), the embedded default, or
+    /// `postgres://user:password@host/database` for several replicas on one database.
     pub url: String,
 }
 
@@ -170,6 +171,10 @@ impl Settings {
 }
 
 impl DatabaseSettings {
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+    }
+
     /// The SQLite file the URL names.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
         self.url
@@ -179,7 +184,7 @@ impl DatabaseSettings {
             .map(PathBuf::from)
             .ok_or_else(|| {
                 format!(
-                    "database.url `{}` is not supported: use sqlite://path/to/file.db",
+                    "database.url `{}` is not supported: use sqlite://path/to/file.db or postgres://…",
                     self.url
                 )
             })
