@@ -248,3 +248,68 @@ async fn shutdown_reports_not_serving_before_it_stops() {
         .await
         .expect("the acknowledged write survived the shutdown");
 }
+
+#[tokio::test]
+async fn read_models_rebuilt_from_the_log_are_the_same() {
+    let mut app = spawn_app().await;
+    let mut client = app.client.clone();
+    let mut last = 0;
+    for n in 0..20 {
+        let logged = client
+            .log_complaint(gate_left_open(
+                &format!("rebuild-{n}"),
+                "2026-04-02T10:00:00Z",
+            ))
+            .await
+            .expect("logged")
+            .into_inner();
+        last = logged.position;
+        if n % 3 == 0 {
+            last = client
+                .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+                    complaint_id: logged.complaint_id,
+                    stage: v1::Stage::One as i32,
+                    handler: "Officer One".to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .expect("acknowledged")
+                .into_inner()
+                .position;
+        }
+    }
+    let list = |mut client: doorstep_api::v1::complaint_service_client::ComplaintServiceClient<
+        tonic::transport::Channel,
+    >| async move {
+        client
+            .list_complaints(v1::ListComplaintsRequest {
+                page_size: 500,
+                min_position: Some(last),
+                ..Default::default()
+            })
+            .await
+            .expect("listed")
+            .into_inner()
+            .complaints
+    };
+    let before = list(client.clone()).await;
+    assert_eq!(before.len(), 20);
+    app.stop().await;
+
+    let mut length = None;
+    let mut reported = 0;
+    let applied = doorstep_server::startup::rebuild_read_models(
+        app.settings(),
+        |events| length = Some(events),
+        |events, _| reported += events,
+    )
+    .await
+    .expect("the read models rebuild");
+    // 2 contractors registered, 20 complaints received, 7 acknowledged.
+    assert_eq!(applied, 29);
+    assert_eq!(length, Some(29));
+    assert_eq!(reported, 29);
+
+    let app = app.restart().await;
+    assert_eq!(list(app.client.clone()).await, before);
+}

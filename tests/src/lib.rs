@@ -159,6 +159,11 @@ impl TestApp {
         start_with(self.data_dir.clone(), self.settings.clone()).await
     }
 
+    /// The settings the server was started with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
     }

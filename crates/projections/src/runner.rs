@@ -88,11 +88,22 @@ impl ProjectionRunner {
 
     /// Applies every event up to the head of the log, then returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        self.catch_up_reporting(|_, _| {}).await
+    }
+
+    /// As [`ProjectionRunner::catch_up`], telling `progress` after every batch how many events it
+    /// applied and the position reached.
+    pub async fn catch_up_reporting(
+        &self,
+        mut progress: impl FnMut(usize, u64),
+    ) -> Result<u64, ProjectionError> {
         loop {
             let applied = self.apply_next_batch().await?;
+            let position = *self.position.borrow();
             if applied == 0 {
-                return Ok(*self.position.borrow());
+                return Ok(position);
             }
+            progress(applied, position);
         }
     }
 

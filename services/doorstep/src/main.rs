@@ -28,6 +28,11 @@ enum Action {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Read-model maintenance.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Performance reports from a running server.
     Report {
         /// The server to ask.
@@ -43,6 +48,13 @@ enum Action {
         #[command(subcommand)]
         report: ReportKind,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Drop every read model and rebuild it from the event log. Run it with the servers on this
+    /// database stopped.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Action::Serve) {
         Action::Report { .. } => {}
+        Action::Projections {
+            action: ProjectionsAction::Rebuild,
+        } => rebuild(&settings).await?,
         Action::Migrate => {
             startup::migrate(&settings).await?;
             tracing::info!("database is up to date");
@@ -125,6 +140,39 @@ async fn main() -> anyhow::Result<()> {
             application.run_until_stopped(shutdown_signal()).await?;
         }
     }
+    Ok(())
+}
+
+/// Rebuilds the read models with a progress bar on stderr.
+async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
+        )?
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    // The bar counts events; where the log's length is not known cheaply it grows as it goes.
+    let applied = startup::rebuild_read_models(
+        settings,
+        |length| bar.set_length(length),
+        |events, _| {
+            bar.inc(events as u64);
+            if bar.length() < Some(bar.position()) {
+                bar.set_length(bar.position());
+            }
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        events = applied,
+        seconds,
+        events_per_second = applied as f64 / seconds.max(1e-9),
+        "read models rebuilt"
+    );
     Ok(())
 }
 

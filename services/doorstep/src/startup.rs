@@ -106,6 +106,35 @@ fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
     Ok(calendar.with_closure_days(settings.calendar.closure_days.iter().copied()))
 }
 
+/// Drops every read model and rebuilds it from position 0 of the log, with the server stopped.
+/// `on_length` hears the number of events in the log when the backend knows it cheaply (SQLite's
+/// positions are gap-free, so its head is the count); `progress` hears, after every batch, the
+/// events applied and the position reached. Returns the events applied.
+pub async fn rebuild_read_models(
+    settings: &Settings,
+    mut on_length: impl FnMut(u64),
+    mut progress: impl FnMut(usize, u64),
+) -> Result<u64, StartupError> {
+    let store = OpenedStore::open(&settings.database).await?;
+    let read_models = open_read_models(&settings.database).await?;
+    let shared = store.shared();
+    if let OpenedStore::Sqlite(_) = store {
+        on_length(shared.head_position().await?);
+    }
+    let (runner, _) = ProjectionRunner::open(shared, read_models.clone()).await?;
+    runner.reset().await?;
+    let mut applied = 0_u64;
+    runner
+        .catch_up_reporting(|events, position| {
+            applied += events as u64;
+            progress(events, position);
+        })
+        .await?;
+    read_models.close().await;
+    store.close().await;
+    Ok(applied)
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
