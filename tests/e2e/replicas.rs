@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use doorstep_api::v1;
 use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::subscribe_all_response::Message;
 use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database};
 use tokio_stream::StreamExt;

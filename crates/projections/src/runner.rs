@@ -142,6 +142,20 @@ impl ProjectionRunner {
             return Ok(0);
         };
         let mut transaction = self.database.pool().begin().await?;
+        // Replicas on one PostgreSQL database share these tables: the batch applies only if the
+        // stored checkpoint is still the one these events were read after. Otherwise another
+        // runner got there first, and this one takes up from where that one left off.
+        let stored = claim_checkpoint(&mut transaction, self.database.backend()).await?;
+        if stored != checkpoint {
+            transaction.rollback().await?;
+            self.position.send_replace(stored);
+            tracing::debug!(
+                stored,
+                checkpoint,
+                "another runner moved the checkpoint; following it"
+            );
+            return Ok(usize::from(stored > checkpoint));
+        }
         for recorded in &events {
             apply_event(&mut transaction, recorded).await?;
         }
@@ -162,6 +176,34 @@ impl ProjectionRunner {
         );
         Ok(events.len())
     }
+}
+
+/// Reads the stored checkpoint inside the batch transaction, locking it on PostgreSQL so that two
+/// runners cannot both apply the batch after it. (SQLite has one writer at a time already.)
+async fn claim_checkpoint(
+    connection: &mut AnyConnection,
+    backend: crate::database::Backend,
+) -> Result<u64, ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) \
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(COMPLAINT_LIST)
+    .execute(&mut *connection)
+    .await?;
+    let select = match backend {
+        crate::database::Backend::Postgres => {
+            "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE"
+        }
+        crate::database::Backend::Sqlite => {
+            "SELECT position FROM projection_checkpoints WHERE projection = $1"
+        }
+    };
+    let position: i64 = sqlx::query_scalar(select)
+        .bind(COMPLAINT_LIST)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(u64::try_from(position).unwrap_or(0))
 }
 
 /// Applies one event to every read model its stream category feeds.
