@@ -1,68 +1,14 @@
 //! The real `doorstep` binary, configured only through the environment as an operator would:
 //! it migrates, serves on the port it logs, stops cleanly on SIGTERM and keeps what it accepted.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use doorstep_api::v1;
-use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 
-struct RunningBinary {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for RunningBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn doorstep(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep"));
-    command
-        .env("DOORSTEP__SERVER__PORT", "0")
-        .env("DOORSTEP__DATABASE__URL", database_url)
-        .env("RUST_LOG", "info")
-        .env_remove("DOORSTEP_CONFIG");
-    command
-}
-
-/// Starts `doorstep serve` and reads the port it logs.
-fn serve(database_url: &str) -> RunningBinary {
-    let mut child = doorstep(database_url)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (port_found, port_received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("port="))
-                .and_then(|port| port.parse::<u16>().ok())
-            {
-                let _ = port_found.send(port);
-            }
-        }
-    });
-    let port = port_received
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the binary logs the port it listens on");
-    RunningBinary { child, port }
-}
-
-async fn client(port: u16) -> ComplaintServiceClient<tonic::transport::Channel> {
-    ComplaintServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("the binary accepts connections")
-}
+use support::{client, doorstep, register_contractor, serve};
 
 fn complaint() -> v1::LogComplaintRequest {
     v1::LogComplaintRequest {
@@ -101,6 +47,7 @@ async fn migrates_serves_and_stops_cleanly_on_sigterm() {
     assert!(migrated.success());
 
     let mut running = serve(&database_url);
+    register_contractor(running.port, "acme-retrofit").await;
     let logged = client(running.port)
         .await
         .log_complaint(complaint())

@@ -1,0 +1,190 @@
+//! Running the real `doorstep` binary from a test, configured only through the environment as an
+//! operator would: start it on port 0, read the port it logs, and stop it gracefully (SIGTERM)
+//! or kill it (SIGKILL). The workspace forbids unsafe code, so signals go through `kill(1)` and
+//! `Child::kill`, not libc.
+
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Lines of the binary's stderr kept to explain a failure.
+const STDERR_TAIL_LINES: usize = 200;
+/// How long the binary may take to start listening, on a busy machine.
+const STARTUP_LIMIT: Duration = Duration::from_secs(60);
+/// How long a graceful stop may take.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+/// Longest any one call may take; a call still running then has hung.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// A `doorstep serve` process. Dropping it kills the process, so a failing test leaves none
+/// behind.
+pub struct RunningBinary {
+    pub child: Child,
+    pub port: u16,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary, set up to use `database_url`, port 0 and nothing from the working directory.
+pub fn doorstep(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep"));
+    command
+        .env("DOORSTEP__SERVER__PORT", "0")
+        .env("DOORSTEP__DATABASE__URL", database_url)
+        .env("RUST_LOG", "info")
+        .env_remove("DOORSTEP_CONFIG");
+    command
+}
+
+/// Starts `doorstep serve` and reads the port it logs. Panics with the end of its stderr when it
+/// exits or stays silent instead.
+pub fn serve(database_url: &str) -> RunningBinary {
+    let mut child = doorstep(database_url)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+    let (port_found, port_received) = mpsc::channel();
+    let tail = Arc::clone(&stderr_tail);
+    let echo = std::env::var_os("TEST_LOG").is_some();
+    // The thread reads until the process exits: a pipe nobody drains would stall its logging.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("doorstep: {line}");
+            }
+            if let Some(port) = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("port="))
+                .and_then(|port| port.parse::<u16>().ok())
+            {
+                let _ = port_found.send(port);
+            }
+            let mut tail = tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+    let mut running = RunningBinary {
+        child,
+        port: 0,
+        stderr_tail,
+    };
+    match port_received.recv_timeout(STARTUP_LIMIT) {
+        Ok(port) => running.port = port,
+        Err(_) => {
+            let exit = running.child.try_wait().ok().flatten();
+            panic!(
+                "the binary did not log the port it listens on (exit: {exit:?}); its stderr ended:\n{}",
+                running.stderr_tail()
+            );
+        }
+    }
+    running
+}
+
+impl RunningBinary {
+    /// The last lines the process wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tail.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends SIGKILL (which is what `Child::kill` sends on Unix) and waits for the process to
+    /// be gone.
+    pub fn kill_now(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child
+            .wait()
+            .expect("the killed child can be waited for")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit. Panics if it is still running after
+    /// [`STOP_LIMIT`].
+    pub async fn stop_gracefully(&mut self) -> ExitStatus {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(terminated.success(), "kill -TERM failed");
+        let started = std::time::Instant::now();
+        while started.elapsed() < STOP_LIMIT {
+            if let Some(status) = self.child.try_wait().expect("the child can be polled") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the binary did not stop within {STOP_LIMIT:?} of SIGTERM; its stderr ended:\n{}",
+            self.stderr_tail()
+        );
+    }
+}
+
+/// A channel to a local port. The binary binds before it logs its port, so the connection is
+/// accepted at once.
+pub async fn channel(port: u16) -> Channel {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a valid endpoint")
+        .timeout(CALL_LIMIT)
+        .connect()
+        .await
+        .expect("the binary accepts connections")
+}
+
+pub async fn client(port: u16) -> ComplaintServiceClient<Channel> {
+    ComplaintServiceClient::new(channel(port).await)
+}
+
+/// Registers a contractor, so that complaints may name it. The request id follows from the
+/// contractor id, so registering again is an idempotent retry.
+pub async fn register_contractor(port: u16, contractor_id: &str) -> v1::RegisterContractorResponse {
+    ContractorServiceClient::new(channel(port).await)
+        .register_contractor(v1::RegisterContractorRequest {
+            contractor_id: contractor_id.to_owned(),
+            profile: Some(v1::ContractorProfile {
+                legal_name: format!("{contractor_id} Ltd"),
+                trading_names: vec![format!("{contractor_id} Warm Homes")],
+                logo_url: format!("https://example.org/logos/{contractor_id}.png"),
+                public_contact_name: "Sam Site".to_owned(),
+                public_phone: "0113 496 0000".to_owned(),
+                contracts: vec![v1::ContractTerms {
+                    reference: "RETRO-2026-01".to_owned(),
+                    standards: (1..=9).collect(),
+                }],
+            }),
+            request_id: format!("register-{contractor_id}"),
+        })
+        .await
+        .expect("the contractor is registered")
+        .into_inner()
+}
