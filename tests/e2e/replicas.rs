@@ -169,6 +169,21 @@ async fn two_replicas_share_one_log_without_lost_updates() {
         .filter(|(_, _, version)| *version == 2)
         .count();
     assert_eq!(noted, 20);
+
+    // Counters are shared by both replicas' runners: each event counts once, not once per replica.
+    for app in [&first, &second] {
+        let figures = PerformanceServiceClient::new(app.channel.clone())
+            .get_contractor_performance(v1::GetContractorPerformanceRequest {
+                contractor_id: "acme-retrofit".to_owned(),
+                from_month: "2026-04".to_owned(),
+                to_month: "2026-04".to_owned(),
+                min_position: Some(head),
+            })
+            .await
+            .expect("performance")
+            .into_inner();
+        assert_eq!((figures.complaints, figures.reported_breaches), (40, 40));
+    }
 }
 
 #[tokio::test]
