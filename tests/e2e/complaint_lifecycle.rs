@@ -345,19 +345,59 @@ async fn refused_steps_answer_with_the_right_status() {
             "{status:?}"
         );
     }
-    let listed = client
-        .list_complaints(v1::ListComplaintsRequest {
-            min_position: Some(1),
+    let log = doorstep_tests::whole_log(&app.channel).await;
+    let received: Vec<&str> = log
+        .iter()
+        .filter(|event| event.event_type == "ComplaintReceived")
+        .map(|event| event.stream_id.as_str())
+        .collect();
+    assert_eq!(
+        received,
+        [format!("complaint-{id}")],
+        "nothing invalid reached the log"
+    );
+
+    // A request id reused for another call with the same body shape is not a retry of it.
+    client
+        .withdraw_complaint(v1::WithdrawComplaintRequest {
+            complaint_id: id.clone(),
+            request_id: "r-1".to_owned(),
+            reason: "x".to_owned(),
             ..Default::default()
         })
         .await
-        .expect("the list answers")
-        .into_inner();
-    assert_eq!(
-        listed.complaints.len(),
-        1,
-        "nothing invalid reached the log"
-    );
+        .expect("withdrawn");
+    let reused = client
+        .reopen_complaint(v1::ReopenComplaintRequest {
+            complaint_id: id.clone(),
+            request_id: "r-1".to_owned(),
+            reason: "x".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the request id belongs to the withdrawal");
+    assert_eq!(reused.code(), Code::AlreadyExists);
+
+    // A complaint about a recorded visit must name the contractor that made it.
+    doorstep_api::v1::visit_service_client::VisitServiceClient::new(app.channel.clone())
+        .record_visits(v1::RecordVisitsRequest {
+            visits: vec![v1::Visit {
+                visit_id: "V-brick-1".to_owned(),
+                contractor_id: "brick-and-co".to_owned(),
+                uprn: "100023336956".to_owned(),
+                work_order_reference: "WO-1".to_owned(),
+                visit_date: "2026-04-01".to_owned(),
+            }],
+        })
+        .await
+        .expect("visit recorded");
+    let mut wrong_visit = gate_left_open("wrong-visit", "2026-04-02T10:00:00Z");
+    wrong_visit.visit_id = Some("V-brick-1".to_owned());
+    let status = client
+        .log_complaint(wrong_visit)
+        .await
+        .expect_err("the visit is brick-and-co's, the complaint names acme-retrofit");
+    assert_eq!(violated_field(&status).as_deref(), Some("visit_id"));
 }
 
 #[tokio::test]

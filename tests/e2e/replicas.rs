@@ -3,38 +3,15 @@
 //! for the loser, and both replicas' read models converge.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use doorstep_api::v1;
-use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
-use doorstep_api::v1::subscribe_all_response::Message;
 use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database};
-use tokio_stream::StreamExt;
 use tonic::Code;
 
 /// Every event in the log, read through one replica until it reports it has caught up.
 async fn whole_log(app: &TestApp) -> Vec<v1::RecordedEvent> {
-    let mut events = EventServiceClient::new(app.channel.clone());
-    let mut stream = events
-        .subscribe_all(v1::SubscribeAllRequest::default())
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let mut log = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("the subscription answers")
-            .expect("open")
-            .expect("no error")
-            .message
-            .expect("a body");
-        match message {
-            Message::Event(event) => log.push(event),
-            Message::CaughtUp(_) => return log,
-        }
-    }
+    doorstep_tests::whole_log(&app.channel).await
 }
 
 async fn list_all(app: &TestApp, min_position: u64) -> Vec<(String, i32, u64)> {

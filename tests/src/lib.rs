@@ -222,3 +222,27 @@ pub fn violated_field(status: &tonic::Status) -> Option<String> {
             .map(|v| v.field.clone())
     })
 }
+
+/// Every event in the log, read with `SubscribeAll` until the server reports it has caught up.
+pub async fn whole_log(channel: &Channel) -> Vec<v1::RecordedEvent> {
+    use doorstep_api::v1::subscribe_all_response::Message;
+    let mut stream =
+        doorstep_api::v1::event_service_client::EventServiceClient::new(channel.clone())
+            .subscribe_all(v1::SubscribeAllRequest::default())
+            .await
+            .expect("subscribed")
+            .into_inner();
+    let mut log = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("the subscription answers")
+            .expect("no error")
+            .and_then(|response| response.message)
+            .expect("the subscription stays open until caught up");
+        match message {
+            Message::Event(event) => log.push(event),
+            Message::CaughtUp(_) => return log,
+        }
+    }
+}

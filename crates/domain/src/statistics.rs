@@ -152,18 +152,18 @@ pub fn funnel_status(count: u64, exposure: f64, target_rate: f64) -> FunnelStatu
     }
 }
 
-/// The central `coverage` range of counts under Poisson(`expected`), as continuous limits
-/// (the usual exact Garwood-style limits of the funnel).
+/// The funnel's limits as counts: under Poisson(`expected`), a count below `lower` or above
+/// `upper` has less than the limit's tail probability, which is exactly when [`funnel_status`]
+/// flags it, so a point drawn outside a line is always the point labelled outside it.
 fn poisson_limits(expected: f64, coverage: f64) -> (f64, f64) {
-    if expected <= 0.0 {
+    let Ok(poisson) = Poisson::new(expected) else {
         return (0.0, 0.0);
-    }
+    };
     let tail = (1.0 - coverage) / 2.0;
-    // Inverting the Garwood relation gives continuous limits that are smooth in exposure,
-    // which is what a drawn funnel needs.
-    let lower = chi_squared_quantile(2.0 * expected, tail) / 2.0;
-    let upper = chi_squared_quantile(2.0 * expected + 2.0, 1.0 - tail) / 2.0;
-    (lower, upper)
+    // The smallest count not flagged low, and the largest count not flagged high.
+    let lower = poisson.inverse_cdf(tail);
+    let upper = poisson.inverse_cdf(1.0 - tail);
+    (lower as f64, upper as f64)
 }
 
 fn chi_squared_quantile(degrees_of_freedom: f64, probability: f64) -> f64 {
@@ -257,6 +257,10 @@ mod tests {
         assert!(small.alert_upper > large.alert_upper);
         assert!(small.alarm_upper > small.alert_upper && small.alarm_lower <= small.alert_lower);
         assert!(large.alert_lower < 2.0 && 2.0 < large.alert_upper);
+        // 30 in 1,000 against 20 expected is flagged, and lies above the drawn alert line.
+        let limits = funnel_limits(target, 1_000.0, 100.0).unwrap_or_else(|| panic!("limits"));
+        assert_eq!(funnel_status(30, 1_000.0, target), FunnelStatus::AlertHigh);
+        assert!(3.0 > limits.alert_upper, "{limits:?}");
         // 1 breach in 1 visit: expected 0.02, P(X >= 1) ≈ 0.0198 < 0.025 → alert, not alarm.
         assert_eq!(funnel_status(1, 1.0, target), FunnelStatus::AlertHigh);
         // 100 breaches in 1,000 visits (expected 20) is far outside: alarm.
@@ -265,6 +269,37 @@ mod tests {
         assert_eq!(funnel_status(20, 1_000.0, target), FunnelStatus::Within);
         // None in 1,000 when 20 were expected is unusually good.
         assert_eq!(funnel_status(0, 1_000.0, target), FunnelStatus::AlarmLow);
+    }
+
+    #[test]
+    fn the_drawn_lines_agree_with_the_status() {
+        let target = 0.03;
+        for visits in [10.0, 80.0, 400.0, 2_500.0] {
+            let limits = funnel_limits(target, visits, 1.0).unwrap_or_else(|| panic!("limits"));
+            for count in 0..(visits as u64 / 5 + 5) {
+                let rate = count as f64 / visits;
+                let status = funnel_status(count, visits, target);
+                let flagged_high =
+                    matches!(status, FunnelStatus::AlertHigh | FunnelStatus::AlarmHigh);
+                let flagged_low = matches!(status, FunnelStatus::AlertLow | FunnelStatus::AlarmLow);
+                assert_eq!(
+                    flagged_high,
+                    rate > limits.alert_upper,
+                    "{count}/{visits}: {limits:?}"
+                );
+                assert_eq!(
+                    flagged_low,
+                    rate < limits.alert_lower,
+                    "{count}/{visits}: {limits:?}"
+                );
+                let alarm_high = status == FunnelStatus::AlarmHigh;
+                assert_eq!(
+                    alarm_high,
+                    rate > limits.alarm_upper,
+                    "{count}/{visits}: {limits:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum ProjectionError {
         key: String,
         reason: String,
     },
+    #[error("the event at position {position} cannot be read by this build: {reason}")]
+    UndecodableEvent { position: u64, reason: String },
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
     #[error("page token is not one this service issued")]

@@ -214,16 +214,12 @@ async fn apply_event(
     let stream = recorded.stream_id.as_str();
     match recorded.stream_id.category() {
         "complaint" => {
-            let Some(event) = decode(recorded, Event::from_payload) else {
-                return Ok(());
-            };
+            let event = decode(recorded, Event::from_payload)?;
             let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
             apply_complaint_event(connection, complaint_id, &event, recorded).await
         }
         "contractor" => {
-            let Some(event) = decode(recorded, ContractorEvent::from_payload) else {
-                return Ok(());
-            };
+            let event = decode(recorded, ContractorEvent::from_payload)?;
             let contractor_id = stream.strip_prefix("contractor-").unwrap_or_default();
             let current = contractors::load(connection, contractor_id).await?;
             match contractors::next_row(current, contractor_id, &event, recorded.version) {
@@ -231,34 +227,32 @@ async fn apply_event(
                 None => Ok(()),
             }
         }
-        "visit" => match decode(recorded, VisitEvent::from_payload) {
-            Some(VisitEvent::VisitRecorded { visit }) => {
+        "visit" => match decode(recorded, VisitEvent::from_payload)? {
+            VisitEvent::VisitRecorded { visit } => {
                 performance::record_visit(connection, &visit).await
             }
-            None => Ok(()),
         },
         _ => Ok(()),
     }
 }
 
-/// Decodes a stored event, or says why not and skips it. The log is the source of truth; an
-/// event this build cannot read is skipped loudly rather than stopping every read model behind
-/// it.
+/// Decodes a stored event. An event this build cannot read stops the read models at it (the
+/// runner retries, logging each time) rather than being skipped: skipping would advance the
+/// checkpoint that every replica shares, so a newer event met by an older replica during a
+/// rolling upgrade would be lost from the read models for good.
 fn decode<T, E: std::fmt::Display>(
     recorded: &RecordedEvent,
     from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
-) -> Option<T> {
-    match from_payload(
+) -> Result<T, ProjectionError> {
+    from_payload(
         &recorded.event_type,
         recorded.schema_version,
         &recorded.payload,
-    ) {
-        Ok(event) => Some(event),
-        Err(error) => {
-            tracing::error!(position = recorded.position, error = %error, "skipping undecodable event");
-            None
-        }
-    }
+    )
+    .map_err(|error| ProjectionError::UndecodableEvent {
+        position: recorded.position,
+        reason: error.to_string(),
+    })
 }
 
 async fn apply_complaint_event(

@@ -176,7 +176,7 @@ impl ComplaintWriter {
         .await;
         for event in &events {
             self.state = apply(self.state.take(), event);
-            self.follow_clocks();
+            self.follow_clocks(matches!(event, Event::DeadlineExtended { .. }));
         }
         Ok(())
     }
@@ -191,12 +191,12 @@ impl ComplaintWriter {
         valid(self.run(store, context, command).await);
     }
 
-    fn follow_clocks(&mut self) {
+    fn follow_clocks(&mut self, extended: bool) {
         let Some(state) = &self.state else { return };
         let stages = [Some(&state.stage_one), state.stage_two.as_ref()];
         for (clock, progress) in self.clocks.iter_mut().zip(stages) {
             let Some(progress) = progress else { continue };
-            follow_clock(clock, progress);
+            follow_clock(clock, progress, extended);
         }
     }
 
@@ -227,7 +227,7 @@ impl ComplaintWriter {
     }
 }
 
-fn follow_clock(clock: &mut Option<StageClock>, progress: &StageProgress) {
+fn follow_clock(clock: &mut Option<StageClock>, progress: &StageProgress, extended: bool) {
     let clock = clock.get_or_insert_with(|| StageClock {
         started: england_date(progress.started_at),
         acknowledgement_due: progress.acknowledgement_due,
@@ -241,11 +241,11 @@ fn follow_clock(clock: &mut Option<StageClock>, progress: &StageProgress) {
     }
     clock.acknowledgement_due = progress.acknowledgement_due;
     clock.acknowledged = progress.acknowledged_at.map(england_date);
-    clock.response_due = progress.response_due;
-    // With no extension granted on the current clock, its deadline is the original one.
-    if progress.extension_working_days == 0 {
+    // A deadline set by anything but an extension (acknowledgement, reopening) is an original one.
+    if !extended && clock.response_due != progress.response_due {
         clock.response_due_original = progress.response_due;
     }
+    clock.response_due = progress.response_due;
     clock.responded = progress.responded_at.map(england_date);
 }
 

@@ -209,7 +209,7 @@ impl<A: Aggregate> AggregateLog<A> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(ApiError::Unavailable)
+        Err(ApiError::Contention)
     }
 }
 

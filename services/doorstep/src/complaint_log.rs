@@ -86,13 +86,19 @@ pub fn complaint_log(
 pub async fn log_new(
     log: &ComplaintLog,
     origin: &CommandOrigin,
+    source_system: &str,
     build: impl Fn(ComplaintId) -> Command,
 ) -> Result<(ComplaintId, WriteResult), ApiError> {
     let key = origin
         .request_id
         .as_ref()
         .ok_or_else(|| ApiError::internal(std::io::Error::other("intake without a key")))?;
-    let intake_event_id = Uuid::new_v5(&REQUEST_NAMESPACE, format!("intake/{key}").as_bytes());
+    // Keys are scoped by the calling system, so two systems that both number their calls 1, 2,
+    // 3 never collide.
+    let intake_event_id = Uuid::new_v5(
+        &REQUEST_NAMESPACE,
+        format!("intake/{source_system}/{key}").as_bytes(),
+    );
     // Append first and look for an earlier call only when the store says the key's event id is
     // taken: a first call, by far the commonest, then costs no extra read.
     let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());

@@ -118,8 +118,12 @@ impl ComplaintService for ComplaintApi {
             ))
             .into());
         }
+        if let Some(visit_id) = &parsed.visit_id {
+            check_visit_belongs(self.log.store(), visit_id, &parsed.contractor_id).await?;
+        }
         let origin = command_origin(&request, Some(key), &parsed.channel);
-        let (complaint_id, result) = log_new(&self.log, &origin, |complaint_id| {
+        let source_system = parsed.source_system.as_str().to_owned();
+        let (complaint_id, result) = log_new(&self.log, &origin, &source_system, |complaint_id| {
             let mut log = parsed.clone();
             log.complaint_id = complaint_id;
             Command::Log(Box::new(log))
@@ -444,6 +448,38 @@ impl ComplaintService for ComplaintApi {
             read_model_position,
         }))
     }
+}
+
+/// A complaint about a recorded visit must name the contractor that made it: otherwise its
+/// breaches would count against another contractor's visits. A visit not recorded yet is
+/// accepted (work-order systems may send visits late).
+async fn check_visit_belongs(
+    store: &std::sync::Arc<dyn doorstep_store::EventStore>,
+    visit_id: &doorstep_domain::input::VisitId,
+    contractor_id: &doorstep_domain::input::ContractorId,
+) -> Result<(), ApiError> {
+    let stream = doorstep_store::StreamId::new("visit", visit_id);
+    let Some(recorded) = store.read_stream(&stream, 1, 1).await?.into_iter().next() else {
+        return Ok(());
+    };
+    let doorstep_domain::contractor::VisitEvent::VisitRecorded { visit } =
+        doorstep_domain::contractor::VisitEvent::from_payload(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .map_err(ApiError::internal)?;
+    if &visit.contractor_id != contractor_id {
+        return Err(InvalidInput::new(
+            "visit_id",
+            format!(
+                "is a visit by {}, not by {contractor_id}",
+                visit.contractor_id
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn list_filter(

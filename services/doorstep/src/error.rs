@@ -18,8 +18,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
-    #[error("the complaint is at version {actual}, not the expected {expected}")]
+    #[error("the record is at version {actual}, not the expected {expected}")]
     VersionConflict { expected: u64, actual: u64 },
+    /// Other writers kept changing the record while this command was being decided.
+    #[error("the record kept changing while this command was decided; retry it")]
+    Contention,
     #[error("the read model has not reached position {0} yet")]
     ReadModelBehind(u64),
     #[error("the service is shutting down")]
@@ -77,7 +80,9 @@ impl From<ApiError> for Status {
             ApiError::NotAllowed(message) => Status::failed_precondition(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
-            error @ ApiError::VersionConflict { .. } => Status::aborted(error.to_string()),
+            error @ (ApiError::VersionConflict { .. } | ApiError::Contention) => {
+                Status::aborted(error.to_string())
+            }
             error @ ApiError::ReadModelBehind(_) => Status::deadline_exceeded(error.to_string()),
             ApiError::Unavailable => Status::unavailable("the service is shutting down"),
             ApiError::Internal(source) => {

@@ -350,10 +350,12 @@ impl PerformanceService for PerformanceApi {
             ))
             .into());
         }
-        let year = i32::try_from(body.reporting_year).unwrap_or(0);
+        let year = i32::try_from(body.reporting_year)
+            .ok()
+            .filter(|year| (2000..=2100).contains(year));
         let (Some(from), Some(to)) = (
-            NaiveDate::from_ymd_opt(year, 4, 1).filter(|_| (2000..=2100).contains(&year)),
-            NaiveDate::from_ymd_opt(year + 1, 3, 31),
+            year.and_then(|year| NaiveDate::from_ymd_opt(year, 4, 1)),
+            year.and_then(|year| NaiveDate::from_ymd_opt(year + 1, 3, 31)),
         ) else {
             return Err(ApiError::from(InvalidInput::new(
                 "reporting_year",

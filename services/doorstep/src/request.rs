@@ -10,8 +10,10 @@ use crate::aggregate_log::CommandOrigin;
 /// The gRPC metadata key that names the caller until authentication lands.
 pub const ACTOR_HEADER: &str = "doorstep-actor";
 
-/// Who sent the request, how, with which request id, and a digest of its body that tells a
-/// retry from a different request reusing the id.
+/// Who sent the request, how, with which request id, and a digest of the method and body that
+/// tells a retry from a different request reusing the id. The method is part of the digest
+/// because several calls share a body shape: a close and a reopen with the same id, request id and
+/// reason are different requests.
 pub fn command_origin<T: Message>(
     request: &Request<T>,
     request_id: Option<RequestKey>,
@@ -29,7 +31,7 @@ pub fn command_origin<T: Message>(
         actor,
         source_channel: source_channel.to_owned(),
         request_id,
-        fingerprint: format!("{:x}", Sha256::digest(request.get_ref().encode_to_vec())),
+        fingerprint: fingerprint(request),
     }
 }
 
@@ -53,4 +55,16 @@ pub async fn wait_for_read_model(
     } else {
         Err(crate::error::ApiError::ReadModelBehind(position))
     }
+}
+
+fn fingerprint<T: Message>(request: &Request<T>) -> String {
+    let method = request.extensions().get::<tonic::GrpcMethod>().map_or_else(
+        || std::any::type_name::<T>().to_owned(),
+        |method| format!("{}/{}", method.service(), method.method()),
+    );
+    let mut digest = Sha256::new();
+    digest.update(method.as_bytes());
+    digest.update([0]);
+    digest.update(request.get_ref().encode_to_vec());
+    format!("{:x}", digest.finalize())
 }

@@ -96,6 +96,27 @@ impl Default for CodeSettings {
 }
 
 impl CodeSettings {
+    /// Every clock must run at least one working day, or a deadline could fall on the day of
+    /// receipt, a weekend included.
+    pub fn validate(&self) -> Result<(), String> {
+        let clocks = [
+            (
+                "code.stage_one_acknowledgement_days",
+                self.stage_one_acknowledgement_days,
+            ),
+            ("code.stage_one_response_days", self.stage_one_response_days),
+            (
+                "code.stage_two_acknowledgement_days",
+                self.stage_two_acknowledgement_days,
+            ),
+            ("code.stage_two_response_days", self.stage_two_response_days),
+        ];
+        match clocks.iter().find(|(_, days)| *days == 0) {
+            Some((key, _)) => Err(format!("{key} must be at least 1 working day")),
+            None => Ok(()),
+        }
+    }
+
     pub fn timescales(&self) -> CodeTimescales {
         CodeTimescales {
             stage_one_acknowledgement: self.stage_one_acknowledgement_days,

@@ -144,6 +144,7 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        settings.code.validate().map_err(StartupError::Settings)?;
         let calendar = Arc::new(calendar(&settings)?);
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();

@@ -152,6 +152,12 @@ pub fn handle(
             }
             let stage = complaint.stage;
             let progress = complaint.current_stage();
+            not_before(
+                at,
+                progress.acknowledged_at.unwrap_or(progress.started_at),
+                "extended",
+                "acknowledged",
+            )?;
             let cap = context.timescales.extension_cap(stage);
             let total = progress.extension_working_days.saturating_add(working_days);
             if total > cap {
@@ -253,17 +259,30 @@ pub fn handle(
                     complaint.stage
                 )));
             }
+            let responded_at = complaint
+                .current_stage()
+                .responded_at
+                .unwrap_or(complaint.received_at);
+            not_before(at, responded_at, "closed", "answered")?;
             Ok(vec![Event::ComplaintClosed {
                 stage: complaint.stage,
                 reason,
                 closed_at: at,
             }])
         }
-        Command::Withdraw { reason, at } => Ok(vec![Event::ComplaintWithdrawn {
-            stage: complaint.stage,
-            reason,
-            withdrawn_at: at,
-        }]),
+        Command::Withdraw { reason, at } => {
+            not_before(
+                at,
+                complaint.current_stage().started_at,
+                "withdrawn",
+                "received",
+            )?;
+            Ok(vec![Event::ComplaintWithdrawn {
+                stage: complaint.stage,
+                reason,
+                withdrawn_at: at,
+            }])
+        }
         Command::AddNote { text, at } => Ok(vec![Event::NoteAdded { text, added_at: at }]),
     }
 }

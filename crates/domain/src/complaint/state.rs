@@ -265,7 +265,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             stage.responded_at = None;
             stage.decision = None;
             stage.remedy = OptionalText::default();
-            stage.extension_working_days = 0;
+            // Extensions already granted still count against the stage's cap.
             if let Some(due) = acknowledgement_due {
                 stage.acknowledgement_due = *due;
             }
