@@ -1,0 +1,223 @@
+//! The intake measurement: the real server in this process, and many concurrent clients calling
+//! `LogComplaint` over a few HTTP/2 connections for a fixed time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+use doorstep_server::{ACTOR_HEADER, Application, Settings, StartupError};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::latency::LatencyRecorder;
+use crate::machine::{CpuSnapshot, CpuUsage};
+use crate::workload::{BENCH_ACTOR, ComplaintTemplate};
+
+/// A call that takes longer than this counts as an error.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Distinct error messages kept for the report; the count covers them all.
+const KEPT_ERROR_SAMPLES: usize = 5;
+
+/// The server, serving on a loopback port until [`RunningServer::stop`].
+pub struct RunningServer {
+    port: u16,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), StartupError>>,
+}
+
+impl RunningServer {
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        let application = Application::build(settings)
+            .await
+            .context("building the Doorstep application")?;
+        let port = application.port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(application.run_until_stopped(async {
+            // A dropped sender stops the server as well.
+            let _ = stopped.await;
+        }));
+        Ok(Self { port, stop, task })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Shuts down gracefully: in-flight calls finish and the store commits its last appends.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        // An error means the server already ended; the join below reports why.
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .context("the server task panicked")?
+            .context("the server failed")
+    }
+}
+
+/// Opens `count` separate HTTP/2 connections: tonic multiplexes every call on one
+/// connection per `Channel`, so clients are spread over several channels.
+pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .context("building the server's endpoint")?
+        .timeout(CALL_TIMEOUT)
+        .tcp_nodelay(true);
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the server on port {port}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// What the clients of one phase achieved.
+#[derive(Debug)]
+pub struct PhaseTally {
+    pub completed: u64,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub latency: LatencyRecorder,
+    /// From the start of the phase until the last client's last call returned.
+    pub elapsed: Duration,
+    pub cpu: Option<CpuUsage>,
+}
+
+impl PhaseTally {
+    pub fn empty() -> anyhow::Result<Self> {
+        Ok(Self {
+            completed: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            latency: LatencyRecorder::new()?,
+            elapsed: Duration::ZERO,
+            cpu: None,
+        })
+    }
+
+    pub fn absorb(&mut self, other: Self) -> anyhow::Result<()> {
+        self.completed += other.completed;
+        self.errors += other.errors;
+        for sample in other.error_samples {
+            keep_error_sample(&mut self.error_samples, sample);
+        }
+        self.latency.merge(&other.latency)
+    }
+
+    pub fn per_second(&self) -> f64 {
+        per_second(self.completed, self.elapsed)
+    }
+}
+
+pub fn per_second(count: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Keeps the first few distinct error messages.
+pub fn keep_error_sample(samples: &mut Vec<String>, sample: String) {
+    if samples.len() < KEPT_ERROR_SAMPLES && !samples.contains(&sample) {
+        samples.push(sample);
+    }
+}
+
+/// One labelled batch of calls: `phase` goes into every idempotency key, so a warm-up and the
+/// measurement never reuse each other's keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub name: &'static str,
+    pub clients: usize,
+    pub duration: Duration,
+}
+
+/// Runs `phase.clients` clients, spread round-robin over `channels`, each calling
+/// `LogComplaint` back to back until the phase's time is up. A call started before the end is
+/// waited for and counted.
+pub async fn drive(
+    channels: &[Channel],
+    template: &Arc<ComplaintTemplate>,
+    phase: Phase,
+) -> anyhow::Result<PhaseTally> {
+    if channels.is_empty() {
+        bail!("no connection to drive the server through");
+    }
+    let cpu_at_start = CpuSnapshot::now();
+    let started = Instant::now();
+    let deadline = started + phase.duration;
+    let mut clients = JoinSet::new();
+    for client_index in 0..phase.clients {
+        let channel = channels[client_index % channels.len()].clone();
+        let template = Arc::clone(template);
+        clients.spawn(run_client(
+            ComplaintServiceClient::new(channel),
+            template,
+            format!("{}-{client_index}", phase.name),
+            deadline,
+        ));
+    }
+    let mut tally = PhaseTally::empty()?;
+    while let Some(joined) = clients.join_next().await {
+        let client_tally = joined.map_err(|error| anyhow!("a client task failed: {error}"))??;
+        tally.absorb(client_tally)?;
+    }
+    tally.elapsed = started.elapsed();
+    tally.cpu = CpuSnapshot::usage_since(&cpu_at_start);
+    Ok(tally)
+}
+
+async fn run_client(
+    mut client: ComplaintServiceClient<Channel>,
+    template: Arc<ComplaintTemplate>,
+    key_prefix: String,
+    deadline: Instant,
+) -> anyhow::Result<PhaseTally> {
+    let mut tally = PhaseTally::empty()?;
+    let mut sequence: u64 = 0;
+    while Instant::now() < deadline {
+        sequence += 1;
+        let request = log_complaint_request(&template, format!("bench-{key_prefix}-{sequence}"));
+        let call_started = Instant::now();
+        let outcome = client.log_complaint(request).await;
+        let latency = call_started.elapsed();
+        match outcome {
+            Ok(response) if response.get_ref().duplicate => {
+                tally.errors += 1;
+                keep_error_sample(
+                    &mut tally.error_samples,
+                    "a fresh idempotency key was answered as a duplicate".to_owned(),
+                );
+            }
+            Ok(_) => {
+                tally.completed += 1;
+                tally.latency.record(latency);
+            }
+            Err(status) => {
+                tally.errors += 1;
+                keep_error_sample(
+                    &mut tally.error_samples,
+                    format!("{:?}: {}", status.code(), status.message()),
+                );
+            }
+        }
+    }
+    Ok(tally)
+}
+
+pub fn log_complaint_request(
+    template: &ComplaintTemplate,
+    idempotency_key: String,
+) -> tonic::Request<doorstep_api::v1::LogComplaintRequest> {
+    let mut request = tonic::Request::new(template.request(idempotency_key));
+    request
+        .metadata_mut()
+        .insert(ACTOR_HEADER, MetadataValue::from_static(BENCH_ACTOR));
+    request
+}

@@ -1,0 +1,154 @@
+//! What the benchmark sends: one valid complaint, sent again and again under fresh idempotency
+//! keys, and the stored event it becomes, which the baseline appends straight to the store.
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use doorstep_api::v1;
+use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_store::{EventMetadata, NewEvent};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+/// The actor every benchmark call names in the `doorstep-actor` header.
+pub const BENCH_ACTOR: &str = "doorstep-bench";
+
+/// The contractor every benchmark complaint is about.
+pub const CONTRACTOR_ID: &str = "acme-retrofit";
+
+/// Registers [`CONTRACTOR_ID`]: the server refuses complaints about unknown contractors.
+pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
+    ContractorServiceClient::new(channel)
+        .register_contractor(v1::RegisterContractorRequest {
+            contractor_id: CONTRACTOR_ID.to_owned(),
+            profile: Some(v1::ContractorProfile {
+                legal_name: "Acme Retrofit Ltd".to_owned(),
+                trading_names: vec!["Acme Warm Homes".to_owned()],
+                logo_url: "https://example.org/logos/acme-retrofit.png".to_owned(),
+                public_contact_name: "Sam Site".to_owned(),
+                public_phone: "0113 496 0000".to_owned(),
+                contracts: vec![v1::ContractTerms {
+                    reference: "RETRO-2026-01".to_owned(),
+                    standards: vec![v1::ServiceStandard::GatesSecured as i32],
+                }],
+            }),
+            request_id: format!("register-{CONTRACTOR_ID}"),
+        })
+        .await
+        .with_context(|| format!("registering the contractor {CONTRACTOR_ID}"))?;
+    Ok(())
+}
+
+/// The complaint every intake call logs; only the idempotency key changes from call to call.
+#[derive(Debug, Clone)]
+pub struct ComplaintTemplate {
+    request: v1::LogComplaintRequest,
+}
+
+impl ComplaintTemplate {
+    /// A gate left open, received a minute before `now` (the server refuses times in the future).
+    pub fn gate_left_open(now: DateTime<Utc>) -> Self {
+        let received_at = prost_types::Timestamp {
+            seconds: now.timestamp() - 60,
+            nanos: 0,
+        };
+        let request = v1::LogComplaintRequest {
+            idempotency_key: String::new(),
+            channel: v1::Channel::Phone as i32,
+            source_system: "call-centre".to_owned(),
+            resident: Some(v1::Resident {
+                reference: "T-1001".to_owned(),
+                name: "Ada Resident".to_owned(),
+                phone: "07700 900123".to_owned(),
+                email: "ada@example.org".to_owned(),
+            }),
+            property: Some(v1::Property {
+                uprn: "100023336956".to_owned(),
+                address: "1 Example Road, Leeds".to_owned(),
+            }),
+            contractor_id: CONTRACTOR_ID.to_owned(),
+            visit_id: Some("V-2026-0001".to_owned()),
+            standards: vec![v1::ServiceStandard::GatesSecured as i32],
+            description: "The side gate was left open during loft insulation work and the dog \
+                          got out onto the main road; the resident had asked twice that it be \
+                          kept shut."
+                .to_owned(),
+            occurred_at: Some(received_at),
+            received_at: Some(received_at),
+            outcome_sought: "An apology and the gate kept shut on every visit".to_owned(),
+            reasonable_adjustments: "Large print letters".to_owned(),
+        };
+        Self { request }
+    }
+
+    pub fn request(&self, idempotency_key: String) -> v1::LogComplaintRequest {
+        v1::LogComplaintRequest {
+            idempotency_key,
+            ..self.request.clone()
+        }
+    }
+}
+
+/// A stored intake event, copied from the server's own log so that the baseline appends the
+/// same bytes the server does.
+#[derive(Debug, Clone)]
+pub struct EventTemplate {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    /// The payload and metadata as stored JSON, in bytes.
+    pub stored_bytes: usize,
+}
+
+impl EventTemplate {
+    /// Reads the first event of `stream_id` back through the server's `EventService`.
+    pub async fn read_from_server(channel: Channel, stream_id: String) -> anyhow::Result<Self> {
+        let mut events = EventServiceClient::new(channel);
+        let response = events
+            .read_stream(v1::ReadStreamRequest {
+                stream_id: stream_id.clone(),
+                from_version: 1,
+                max_count: 1,
+            })
+            .await
+            .with_context(|| format!("reading {stream_id} back from the server"))?
+            .into_inner();
+        let Some(recorded) = response.events.into_iter().next() else {
+            bail!("the server returned no event for {stream_id}");
+        };
+        let payload: serde_json::Value = serde_json::from_str(&recorded.payload_json)
+            .context("the intake event's payload is not JSON")?;
+        let delivered = recorded.metadata.unwrap_or_default();
+        // The service does not deliver the command fingerprint; a SHA-256 in hex has this length.
+        let metadata = EventMetadata {
+            actor: delivered.actor,
+            causation_id: None,
+            correlation_id: Some(Uuid::now_v7()),
+            request_id: Some(delivered.request_id),
+            source_channel: delivered.source_channel,
+            command_fingerprint: Some("0".repeat(64)),
+        };
+        let metadata_bytes = serde_json::to_vec(&metadata)
+            .context("encoding the event metadata")?
+            .len();
+        Ok(Self {
+            event_type: recorded.event_type,
+            schema_version: recorded.schema_version,
+            stored_bytes: recorded.payload_json.len() + metadata_bytes,
+            payload,
+            metadata,
+        })
+    }
+
+    /// A new event with this content and a fresh id.
+    pub fn new_event(&self) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            payload: self.payload.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
