@@ -42,6 +42,13 @@ impl ReadModelDatabase {
             .max_connections(max_connections)
             .connect(url)
             .await?;
+        if backend == Backend::Sqlite {
+            // Write-ahead logging lets queries read while the runner writes; the mode is kept in
+            // the file, so setting it once per open is enough.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
         let database = Self { pool, backend };
         database.migrate().await?;
         Ok(database)

@@ -36,6 +36,10 @@ const RESET: [&str; 9] = [
 ];
 /// Events applied per transaction.
 const BATCH_SIZE: usize = 500;
+/// Events applied per transaction while following the live log on SQLite. SQLite has one write
+/// lock, shared with the event store's writer: short batches keep intake from waiting behind the
+/// read models. Catching up (start, rebuild) uses full batches.
+const LIVE_BATCH_SIZE_SQLITE: usize = 32;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -98,7 +102,7 @@ impl ProjectionRunner {
         mut progress: impl FnMut(usize, u64),
     ) -> Result<u64, ProjectionError> {
         loop {
-            let applied = self.apply_next_batch().await?;
+            let applied = self.apply_next_batch(BATCH_SIZE).await?;
             let position = *self.position.borrow();
             if applied == 0 {
                 return Ok(position);
@@ -111,11 +115,15 @@ impl ProjectionRunner {
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut head = self.store.watch_head();
+            let live_batch = match self.database.backend() {
+                crate::database::Backend::Sqlite => LIVE_BATCH_SIZE_SQLITE,
+                crate::database::Backend::Postgres => BATCH_SIZE,
+            };
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
-                match self.apply_next_batch().await {
+                match self.apply_next_batch(live_batch).await {
                     Ok(0) => {
                         tokio::select! {
                             changed = head.changed() => if changed.is_err() { return },
@@ -135,9 +143,9 @@ impl ProjectionRunner {
         })
     }
 
-    async fn apply_next_batch(&self) -> Result<usize, ProjectionError> {
+    async fn apply_next_batch(&self, limit: usize) -> Result<usize, ProjectionError> {
         let checkpoint = *self.position.borrow();
-        let events = self.store.read_all(checkpoint + 1, BATCH_SIZE).await?;
+        let events = self.store.read_all(checkpoint + 1, limit).await?;
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };

@@ -52,5 +52,6 @@ impl OpenedStore {
 pub async fn open_read_models(
     database: &DatabaseSettings,
 ) -> Result<ReadModelDatabase, StartupError> {
-    Ok(ReadModelDatabase::open(&database.url).await?)
+    let url = database.read_model_url().map_err(StartupError::Settings)?;
+    Ok(ReadModelDatabase::open(&url).await?)
 }

@@ -9,7 +9,8 @@ use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::england_date;
 use doorstep_domain::input::{
-    ComplaintId, Handler, LongText, OptionalText, RequestKey, ResidentReference, ShortText, Uprn,
+    ComplaintId, ContractorId, Handler, LongText, OptionalText, RequestKey, ResidentReference,
+    ShortText, Uprn,
 };
 use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
 use prost::Message;
@@ -31,6 +32,9 @@ pub struct ComplaintApi {
     log: ComplaintLog,
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
+    /// Contractors known to be registered. Registration is never undone, so a contractor once
+    /// seen here needs no further read of its stream.
+    registered_contractors: std::sync::RwLock<std::collections::HashSet<ContractorId>>,
 }
 
 impl ComplaintApi {
@@ -39,7 +43,26 @@ impl ComplaintApi {
             log,
             read_model,
             clock,
+            registered_contractors: Default::default(),
         }
+    }
+
+    async fn contractor_is_registered(
+        &self,
+        contractor_id: &ContractorId,
+    ) -> Result<bool, ApiError> {
+        let known = self
+            .registered_contractors
+            .read()
+            .is_ok_and(|known| known.contains(contractor_id));
+        if known {
+            return Ok(true);
+        }
+        let registered = is_registered(self.log.store(), contractor_id).await?;
+        if registered && let Ok(mut known) = self.registered_contractors.write() {
+            known.insert(contractor_id.clone());
+        }
+        Ok(registered)
     }
 
     /// Runs a command on an existing complaint with the fields every mutating call shares.
@@ -111,7 +134,7 @@ impl ComplaintService for ComplaintApi {
             self.clock.now(),
         )
         .map_err(ApiError::from)?;
-        if !is_registered(self.log.store(), &parsed.contractor_id).await? {
+        if !self.contractor_is_registered(&parsed.contractor_id).await? {
             return Err(ApiError::from(InvalidInput::new(
                 "contractor_id",
                 "is not a registered contractor",

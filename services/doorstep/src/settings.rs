@@ -196,6 +196,26 @@ impl DatabaseSettings {
         self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
     }
 
+    /// Where the read models live. PostgreSQL: the same database, shared by every replica.
+    /// SQLite: a file beside the event log (`doorstep.db` → `doorstep.read-models.db`), because
+    /// SQLite has one write lock per file and the read models' batches would otherwise hold up
+    /// intake. Each read-model batch and its checkpoint still commit together in that file.
+    pub fn read_model_url(&self) -> Result<String, String> {
+        if self.is_postgres() {
+            return Ok(self.url.clone());
+        }
+        let path = self.sqlite_path()?;
+        let stem = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or("doorstep");
+        Ok(format!(
+            "sqlite://{}?mode=rwc",
+            path.with_file_name(format!("{stem}.read-models.db"))
+                .display()
+        ))
+    }
+
     /// The SQLite file the URL names.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
         self.url
@@ -271,5 +291,13 @@ mod tests {
             Ok(PathBuf::from("/var/lib/doorstep/doorstep.db"))
         );
         assert!(settings("mysql://x").sqlite_path().is_err());
+        assert_eq!(
+            settings("sqlite:///var/lib/doorstep/doorstep.db").read_model_url(),
+            Ok("sqlite:///var/lib/doorstep/doorstep.read-models.db?mode=rwc".to_owned())
+        );
+        assert_eq!(
+            settings("postgres://db/doorstep").read_model_url(),
+            Ok("postgres://db/doorstep".to_owned())
+        );
     }
 }

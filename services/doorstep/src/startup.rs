@@ -14,8 +14,8 @@ use doorstep_domain::WorkingDayCalendar;
 use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::backend::{OpenedStore, open_read_models};
@@ -240,6 +240,8 @@ impl Application {
             let _ = drain_started.send(true);
         };
 
+        // Small gRPC responses must not wait for Nagle's algorithm (about 40 ms a call).
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -248,7 +250,7 @@ impl Application {
             .add_service(VisitServiceServer::new(self.visit_api))
             .add_service(PerformanceServiceServer::new(self.performance_api))
             .add_service(EventServiceServer::new(self.event_api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), graceful);
+            .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
 
         // In-flight calls get the grace period once shutdown starts; then the server is dropped.
