@@ -1,5 +1,5 @@
-//! The database that holds the read models: the event log's own SQLite file or PostgreSQL
-//! database, reached through sqlx's `Any` driver so every query is written once.
+//! The database that holds the read models: a SQLite file beside the event log's, or the log's
+//! own PostgreSQL database, reached through sqlx's `Any` driver so every query is written once.
 //!
 //! Queries use `$1, $2, …` placeholders, which both SQLite and PostgreSQL accept.
 

@@ -1,5 +1,6 @@
 //! The storage backend the settings select: the event store and the read-model database,
-//! both in the same SQLite file or PostgreSQL database.
+//! in one PostgreSQL database, or in two SQLite files side by side (see
+//! `DatabaseSettings::read_model_url`).
 
 use std::sync::Arc;
 
