@@ -163,10 +163,6 @@ impl TestApp {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
-
-    pub fn data_dir(&self) -> &std::path::Path {
-        self.data_dir.path()
-    }
 }
 
 impl Drop for TestApp {

@@ -23,12 +23,6 @@ pub struct ComplaintRules {
     timescales: CodeTimescales,
 }
 
-impl ComplaintRules {
-    pub fn calendar(&self) -> &WorkingDayCalendar {
-        &self.calendar
-    }
-}
-
 impl Aggregate for ComplaintRules {
     type State = Complaint;
     type Command = Command;

@@ -99,12 +99,15 @@ impl ContractorApi {
         contractor_id: &str,
         expected_version: Option<u64>,
         request_id: &str,
-        command: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Result<ContractorCommand, InvalidInput>,
+        command: impl FnOnce(
+            &ContractorId,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<ContractorCommand, InvalidInput>,
     ) -> Result<(ContractorId, WriteResult), Status> {
         let contractor_id =
             parse::contractor_id("contractor_id", contractor_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
-        let command = command(self.clock.now()).map_err(ApiError::from)?;
+        let command = command(&contractor_id, self.clock.now()).map_err(ApiError::from)?;
         let origin = command_origin(request, request_id, "grpc");
         let (result, _) = self
             .log
@@ -139,9 +142,9 @@ impl ContractorService for ContractorApi {
                 &body.contractor_id,
                 Some(0),
                 &body.request_id,
-                |now| {
+                |contractor_id, now| {
                     Ok(ContractorCommand::Register {
-                        contractor_id: parse::contractor_id("contractor_id", &body.contractor_id)?,
+                        contractor_id: contractor_id.clone(),
                         profile: parse::contractor_profile(body.profile.as_ref())?,
                         at: now,
                     })
@@ -173,7 +176,7 @@ impl ContractorService for ContractorApi {
                 &body.contractor_id,
                 body.expected_version,
                 &body.request_id,
-                |now| {
+                |_, now| {
                     Ok(ContractorCommand::Update {
                         profile: parse::contractor_profile(body.profile.as_ref())?,
                         at: now,
@@ -198,7 +201,7 @@ impl ContractorService for ContractorApi {
                 &body.contractor_id,
                 body.expected_version,
                 &body.request_id,
-                |now| {
+                |_, now| {
                     Ok(ContractorCommand::Suspend {
                         reason: ShortText::parse("reason", &body.reason)?,
                         at: now,
@@ -223,7 +226,7 @@ impl ContractorService for ContractorApi {
                 &body.contractor_id,
                 body.expected_version,
                 &body.request_id,
-                |now| {
+                |_, now| {
                     Ok(ContractorCommand::Reinstate {
                         reason: OptionalText::parse("reason", &body.reason)?,
                         at: now,
@@ -248,7 +251,7 @@ impl ContractorService for ContractorApi {
                 &body.contractor_id,
                 body.expected_version,
                 &body.request_id,
-                |now| {
+                |_, now| {
                     Ok(ContractorCommand::RecordEqualityAudit {
                         audit: parse::equality_audit(body.audit.as_ref(), england_date(now))?,
                         at: now,
