@@ -7,6 +7,7 @@
 pub mod calendar;
 pub mod complaint;
 pub mod contractor;
+pub mod escalation;
 pub mod input;
 mod payload;
 pub mod standard;

@@ -5,6 +5,7 @@ use doorstep_domain::complaint::{
     Command, Complaint, FindingInput, FindingOutcome, HandlingContext, LogComplaint, PropertyInput,
     ResidentInput, Stage, Status, apply, handle, replay,
 };
+use doorstep_domain::escalation::clock_after;
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName,
     ResidentReference, ShortText, SourceSystem, Uprn,
@@ -500,6 +501,9 @@ proptest! {
             // The caps hold for each stage whatever happened since, reopenings included.
             prop_assert!(after.stage_one.extension_working_days <= 10);
         }
+        // The running clock a read model keeps event by event agrees with the aggregate's.
+        let folded = journey.events.iter().fold(None, clock_after);
+        prop_assert_eq!(folded, journey.state().running_clock());
         // Replaying the events gives exactly the state that handling produced.
         let replayed = replay(&journey.events);
         prop_assert_eq!(replayed.as_ref(), journey.state.as_ref());

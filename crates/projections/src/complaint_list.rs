@@ -79,7 +79,9 @@ pub fn next_row(row: Option<ComplaintRow>, event: &Event, version: u64) -> Optio
     match event {
         Event::ComplaintReceived { .. }
         | Event::FindingsRecorded { .. }
-        | Event::NoteAdded { .. } => {}
+        | Event::NoteAdded { .. }
+        | Event::EscalationRaised { .. }
+        | Event::EscalationAcknowledged { .. } => {}
         Event::ComplaintAcknowledged { response_due, .. } => {
             row.status = Status::UnderInvestigation;
             row.next_deadline = Some(*response_due);

@@ -116,7 +116,9 @@ pub fn next_row(row: Option<HandlingRow>, event: &Event, version: u64) -> Option
         | Event::FindingsRecorded { .. }
         | Event::ComplaintClosed { .. }
         | Event::ComplaintWithdrawn { .. }
-        | Event::NoteAdded { .. } => {}
+        | Event::NoteAdded { .. }
+        | Event::EscalationRaised { .. }
+        | Event::EscalationAcknowledged { .. } => {}
         Event::ComplaintAcknowledged {
             stage,
             acknowledged_at,

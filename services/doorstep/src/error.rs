@@ -44,6 +44,9 @@ impl From<DomainError> for ApiError {
             DomainError::NotAllowed(message) => Self::NotAllowed(message),
             DomainError::InvalidInput(input) => Self::InvalidInput(input),
             DomainError::NotFound => Self::NotFound("no complaint has this id".to_owned()),
+            DomainError::EscalationNotFound => {
+                Self::NotFound("the complaint has no escalation with this id".to_owned())
+            }
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
 use super::{FindingOutcome, Stage};
+use crate::escalation::PlannedEscalation;
 use crate::input::{
     Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
     PhoneNumber, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
@@ -93,6 +96,17 @@ pub enum Command {
     },
     AddNote {
         text: LongText,
+        at: DateTime<Utc>,
+    },
+    /// Raised by the notifier's scheduler, never by a caller.
+    RaiseEscalation {
+        escalation: Box<PlannedEscalation>,
+        at: DateTime<Utc>,
+    },
+    AcknowledgeEscalation {
+        escalation_id: Uuid,
+        by: Handler,
+        note: OptionalText,
         at: DateTime<Utc>,
     },
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::event::{Property, Resident};
 use super::{Command, Complaint, DomainError, Event, Finding, Stage, Status};
 use crate::calendar::{WorkingDayCalendar, england_date};
+use crate::escalation::PlannedEscalation;
 use crate::input::InvalidInput;
 use crate::standard::ServiceStandard;
 
@@ -87,6 +88,14 @@ pub fn handle(
             "this complaint has already been logged",
         )),
         Command::Reopen { reason, at } => reopen(complaint, reason, at, context),
+        // An escalation may be taken on after the complaint has ended: somebody still owns the
+        // lateness it recorded.
+        Command::AcknowledgeEscalation {
+            escalation_id,
+            by,
+            note,
+            at,
+        } => acknowledge_escalation(complaint, escalation_id, by, note, at),
         _ if complaint.status.is_ended() => Err(DomainError::not_allowed(format!(
             "the complaint is {}; reopen it before taking any other step",
             if complaint.status == Status::Closed {
@@ -284,7 +293,87 @@ pub fn handle(
             }])
         }
         Command::AddNote { text, at } => Ok(vec![Event::NoteAdded { text, added_at: at }]),
+        Command::RaiseEscalation { escalation, at } => raise_escalation(complaint, *escalation, at),
     }
+}
+
+/// Raises one step of the running clock's ladder. Refused when that clock is no longer running
+/// (the step was taken, extended past, or the complaint ended), when the step is not yet due, or
+/// when this level was already raised for this clock.
+fn raise_escalation(
+    complaint: &Complaint,
+    escalation: PlannedEscalation,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let Some(clock) = complaint.running_clock() else {
+        return Err(DomainError::not_allowed(
+            "no Code deadline is running on this complaint",
+        ));
+    };
+    if clock.deadline != escalation.deadline || clock.started_at != escalation.clock_started_at {
+        return Err(DomainError::not_allowed(format!(
+            "the {} clock that started at {} is no longer running",
+            escalation.deadline, escalation.clock_started_at
+        )));
+    }
+    if clock.due != escalation.deadline_date {
+        return Err(DomainError::not_allowed(format!(
+            "the {} deadline has moved to {}",
+            escalation.deadline, clock.due
+        )));
+    }
+    if escalation.due_at > at {
+        return Err(DomainError::not_allowed(format!(
+            "the `{}` escalation is not due until {}",
+            escalation.level, escalation.due_at
+        )));
+    }
+    let already_raised = complaint.escalations.iter().any(|raised| {
+        raised.escalation_id == escalation.escalation_id
+            || (raised.deadline == escalation.deadline
+                && raised.level == escalation.level
+                && raised.clock_started_at == escalation.clock_started_at)
+    });
+    if already_raised {
+        return Err(DomainError::not_allowed(format!(
+            "the `{}` escalation has already been raised for this {} clock",
+            escalation.level, escalation.deadline
+        )));
+    }
+    Ok(vec![Event::EscalationRaised {
+        escalation_id: escalation.escalation_id,
+        deadline: escalation.deadline,
+        level: escalation.level,
+        deadline_date: escalation.deadline_date,
+        clock_started_at: escalation.clock_started_at,
+        due_at: escalation.due_at,
+        raised_at: at,
+        recipients: escalation.recipients,
+    }])
+}
+
+fn acknowledge_escalation(
+    complaint: &Complaint,
+    escalation_id: uuid::Uuid,
+    by: crate::input::Handler,
+    note: crate::input::OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let escalation = complaint
+        .escalation(escalation_id)
+        .ok_or(DomainError::EscalationNotFound)?;
+    if let Some(by_whom) = &escalation.acknowledged_by {
+        return Err(DomainError::not_allowed(format!(
+            "this escalation has already been acknowledged by {by_whom}"
+        )));
+    }
+    not_before(at, escalation.raised_at, "acknowledged", "escalated")?;
+    Ok(vec![Event::EscalationAcknowledged {
+        escalation_id,
+        acknowledged_by: by,
+        note,
+        acknowledged_at: at,
+    }])
 }
 
 fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Event {

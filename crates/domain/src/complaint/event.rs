@@ -4,7 +4,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use super::Stage;
+use crate::escalation::{Deadline, EscalationLevel};
 use crate::input::{
     Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
     PhoneNumber, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
@@ -134,6 +137,28 @@ pub enum Event {
         text: LongText,
         added_at: DateTime<Utc>,
     },
+    /// A step of a deadline's escalation ladder fell due while the deadline's clock was running.
+    /// Its event id is `escalation_id`, derived from (complaint, deadline, level, clock start).
+    EscalationRaised {
+        escalation_id: Uuid,
+        deadline: Deadline,
+        level: EscalationLevel,
+        /// The deadline's date when the step fell due.
+        deadline_date: NaiveDate,
+        /// When the deadline's clock (re)started: receipt, acknowledgement or reopening.
+        clock_started_at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        raised_at: DateTime<Utc>,
+        /// Everyone told, from the policy in force when it was raised.
+        recipients: Vec<EmailAddress>,
+    },
+    /// Somebody took ownership of a raised escalation.
+    EscalationAcknowledged {
+        escalation_id: Uuid,
+        acknowledged_by: Handler,
+        note: OptionalText,
+        acknowledged_at: DateTime<Utc>,
+    },
 }
 
 /// Why a stored event could not be read back.
@@ -164,6 +189,8 @@ impl Event {
             Self::ComplaintReopened { .. } => "ComplaintReopened",
             Self::ComplaintWithdrawn { .. } => "ComplaintWithdrawn",
             Self::NoteAdded { .. } => "NoteAdded",
+            Self::EscalationRaised { .. } => "EscalationRaised",
+            Self::EscalationAcknowledged { .. } => "EscalationAcknowledged",
         }
     }
 
@@ -243,6 +270,25 @@ impl Event {
             Self::ComplaintReopened { stage, .. } => format!("Reopened at {stage}"),
             Self::ComplaintWithdrawn { stage, .. } => format!("Withdrawn at {stage}"),
             Self::NoteAdded { .. } => "Note added".to_owned(),
+            Self::EscalationRaised {
+                deadline,
+                level,
+                deadline_date,
+                recipients,
+                ..
+            } => format!(
+                "Escalation `{level}` raised for the {deadline} due {deadline_date}; {} told",
+                match recipients.len() {
+                    0 => "nobody by email".to_owned(),
+                    1 => "1 person".to_owned(),
+                    count => format!("{count} people"),
+                }
+            ),
+            Self::EscalationAcknowledged {
+                escalation_id,
+                acknowledged_by,
+                ..
+            } => format!("Escalation {escalation_id} acknowledged by {acknowledged_by}"),
         }
     }
 }

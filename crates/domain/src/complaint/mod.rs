@@ -13,7 +13,7 @@ mod upcast;
 pub use command::{Command, FindingInput, LogComplaint, PropertyInput, ResidentInput};
 pub use decide::{CodeTimescales, HandlingContext, handle};
 pub use event::{Event, EventDecodeError, Finding, FindingOutcome};
-pub use state::{Complaint, StageProgress, Status, apply, replay};
+pub use state::{Complaint, RaisedEscalation, StageProgress, Status, apply, replay};
 pub use upcast::{current_schema_version, upcast};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,9 @@ pub enum DomainError {
     /// The command needs a complaint that has not been logged.
     #[error("no such complaint")]
     NotFound,
+    /// The complaint has no escalation with this id.
+    #[error("the complaint has no escalation with this id")]
+    EscalationNotFound,
 }
 
 impl DomainError {

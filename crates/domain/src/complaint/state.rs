@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use uuid::Uuid;
+
 use super::event::{Property, Resident};
 use super::{Event, Finding, Stage};
+use crate::escalation::{Deadline, EscalationLevel, RunningClock};
 use crate::input::{
     ComplaintId, ContractorId, Handler, LongText, OptionalText, ShortText, SourceSystem, VisitId,
 };
@@ -55,6 +58,9 @@ impl Status {
 pub struct StageProgress {
     /// Receipt (stage 1) or the escalation request (stage 2).
     pub started_at: DateTime<Utc>,
+    /// When the clock now running started: the stage's start, its acknowledgement, or the latest
+    /// reopening. Escalations are raised once per level per clock.
+    pub clock_started_at: DateTime<Utc>,
     pub acknowledgement_due: NaiveDate,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub handler: Option<Handler>,
@@ -71,6 +77,7 @@ impl StageProgress {
     fn started(started_at: DateTime<Utc>, acknowledgement_due: NaiveDate) -> Self {
         Self {
             started_at,
+            clock_started_at: started_at,
             acknowledgement_due,
             acknowledged_at: None,
             handler: None,
@@ -121,6 +128,8 @@ pub struct Complaint {
     pub findings: BTreeMap<ServiceStandard, Finding>,
     pub reopen_count: u32,
     pub note_count: u32,
+    /// Every escalation raised, in the order raised.
+    pub escalations: Vec<RaisedEscalation>,
     /// How many events have been applied: the stream version.
     pub version: u64,
 }
@@ -147,6 +156,44 @@ impl Complaint {
         }
         self.current_stage().pending_deadline()
     }
+
+    /// The Code deadline whose clock is running, if any.
+    pub fn running_clock(&self) -> Option<RunningClock> {
+        if self.status.is_ended() {
+            return None;
+        }
+        let progress = self.current_stage();
+        let deadline = if progress.acknowledged_at.is_none() {
+            Deadline::acknowledgement(self.stage)
+        } else if progress.responded_at.is_none() {
+            Deadline::response(self.stage)
+        } else {
+            return None;
+        };
+        Some(RunningClock {
+            deadline,
+            due: progress.pending_deadline()?,
+            started_at: progress.clock_started_at,
+        })
+    }
+
+    pub fn escalation(&self, escalation_id: Uuid) -> Option<&RaisedEscalation> {
+        self.escalations
+            .iter()
+            .find(|escalation| escalation.escalation_id == escalation_id)
+    }
+}
+
+/// An escalation raised on the complaint, and who took it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedEscalation {
+    pub escalation_id: Uuid,
+    pub deadline: Deadline,
+    pub level: EscalationLevel,
+    pub clock_started_at: DateTime<Utc>,
+    pub raised_at: DateTime<Utc>,
+    pub acknowledged_by: Option<Handler>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 /// Folds one event into the state. An event that cannot follow the state (only a corrupt stream
@@ -195,6 +242,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             findings: BTreeMap::new(),
             reopen_count: 0,
             note_count: 0,
+            escalations: Vec::new(),
             version: 1,
         });
     }
@@ -216,6 +264,7 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             stage.complaint_definition = complaint_definition.clone();
             stage.outcome_sought = outcome_sought.clone();
             stage.response_due = Some(*response_due);
+            stage.clock_started_at = *acknowledged_at;
             complaint.status = Status::UnderInvestigation;
         }
         Event::DeadlineExtended {
@@ -258,10 +307,12 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
         Event::ComplaintReopened {
             acknowledgement_due,
             response_due,
+            reopened_at,
             ..
         } => {
             complaint.reopen_count += 1;
             let stage = complaint.current_stage_mut();
+            stage.clock_started_at = *reopened_at;
             stage.responded_at = None;
             stage.decision = None;
             stage.remedy = OptionalText::default();
@@ -277,6 +328,37 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             };
         }
         Event::NoteAdded { .. } => complaint.note_count += 1,
+        Event::EscalationRaised {
+            escalation_id,
+            deadline,
+            level,
+            clock_started_at,
+            raised_at,
+            ..
+        } => complaint.escalations.push(RaisedEscalation {
+            escalation_id: *escalation_id,
+            deadline: *deadline,
+            level: level.clone(),
+            clock_started_at: *clock_started_at,
+            raised_at: *raised_at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }),
+        Event::EscalationAcknowledged {
+            escalation_id,
+            acknowledged_by,
+            acknowledged_at,
+            ..
+        } => {
+            if let Some(escalation) = complaint
+                .escalations
+                .iter_mut()
+                .find(|escalation| escalation.escalation_id == *escalation_id)
+            {
+                escalation.acknowledged_by = Some(acknowledged_by.clone());
+                escalation.acknowledged_at = Some(*acknowledged_at);
+            }
+        }
     }
     Some(complaint)
 }

@@ -1,0 +1,475 @@
+//! The escalation ladder in simulated days: when each level falls due around bank holidays, and
+//! that a complaint left alone raises every level exactly once while a handled one stops.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use doorstep_domain::complaint::{
+    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, apply, handle,
+};
+use doorstep_domain::escalation::{
+    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
+    ladder_due_times, plan, shift_working_days, working_days_late,
+};
+use doorstep_domain::input::{
+    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
+    ResidentReference, ShortText, SourceSystem, Uprn,
+};
+use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
+use proptest::prelude::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse()
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+fn date(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+fn parsed<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
+}
+
+fn level(name: &str) -> EscalationLevel {
+    parsed(EscalationLevel::parse("level", name))
+}
+
+fn email(address: &str) -> EmailAddress {
+    parsed(EmailAddress::parse("email", address))
+}
+
+fn default_steps() -> Vec<LadderStep> {
+    default_ladder()
+        .into_iter()
+        .map(|(name, offset)| LadderStep {
+            level: level(&name),
+            offset_working_days: offset,
+        })
+        .collect()
+}
+
+fn policy() -> EscalationPolicy {
+    let ladders = Deadline::ALL
+        .into_iter()
+        .map(|deadline| (deadline, default_steps()))
+        .collect();
+    let recipients = BTreeMap::from([
+        (level("breach"), vec![email("liaison@landlord.example")]),
+        (
+            level("head_of_service"),
+            vec![email("head@landlord.example")],
+        ),
+    ]);
+    let contractor = BTreeMap::from([(
+        "acme-retrofit".to_owned(),
+        BTreeMap::from([(
+            level("contract_manager"),
+            vec![email("complaints@acme.example")],
+        )]),
+    )]);
+    parsed(EscalationPolicy::new(ladders, recipients, contractor))
+}
+
+fn log_command(received_at: DateTime<Utc>) -> Command {
+    Command::Log(Box::new(LogComplaint {
+        complaint_id: ComplaintId::from_uuid(uuid::Uuid::nil()),
+        channel: "PHONE".to_owned(),
+        source_system: parsed(SourceSystem::parse("source_system", "call-centre")),
+        resident: ResidentInput {
+            reference: parsed(ResidentReference::parse("resident.reference", "T-1001")),
+            name: parsed(PersonName::parse("resident.name", "Ada Resident")),
+            phone: None,
+            email: None,
+        },
+        property: PropertyInput {
+            uprn: parsed(Uprn::parse("property.uprn", "100023336956")),
+            address: parsed(Address::parse("property.address", "1 Example Road")),
+        },
+        contractor_id: parsed(ContractorId::parse("contractor_id", "acme-retrofit")),
+        visit_id: None,
+        standards: vec![ServiceStandard::GatesSecured],
+        description: parsed(LongText::parse("description", "Left the side gate open")),
+        occurred_at: None,
+        received_at,
+        outcome_sought: OptionalText::default(),
+        reasonable_adjustments: OptionalText::default(),
+    }))
+}
+
+/// A complaint and a scheduler that wakes every simulated hour and raises whatever is due.
+struct Simulation {
+    calendar: WorkingDayCalendar,
+    policy: EscalationPolicy,
+    state: Option<Complaint>,
+    now: DateTime<Utc>,
+    raised: Vec<Event>,
+}
+
+impl Simulation {
+    fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            calendar: WorkingDayCalendar::england_and_wales(),
+            policy: policy(),
+            state: None,
+            now: start,
+            raised: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
+        let context = HandlingContext {
+            calendar: &self.calendar,
+            timescales: Default::default(),
+        };
+        let events = handle(self.state.as_ref(), command, &context)?;
+        for event in &events {
+            self.state = apply(self.state.take(), event);
+        }
+        Ok(events)
+    }
+
+    fn complaint(&self) -> &Complaint {
+        self.state
+            .as_ref()
+            .unwrap_or_else(|| panic!("complaint not logged"))
+    }
+
+    /// What the scheduler does on each tick: every due step of the running clock, raised
+    /// through the aggregate (which refuses one already raised).
+    fn tick(&mut self) {
+        let complaint = self.complaint().clone();
+        let Some(clock) = complaint.running_clock() else {
+            return;
+        };
+        for step in plan(
+            &complaint.id,
+            &complaint.contractor_id,
+            &clock,
+            &self.policy,
+            &self.calendar,
+        ) {
+            if step.due_at > self.now {
+                continue;
+            }
+            let command = Command::RaiseEscalation {
+                escalation: Box::new(step),
+                at: self.now,
+            };
+            // A second attempt at the same step is refused by the aggregate itself.
+            if let Ok(events) = self.run(command.clone()) {
+                assert!(self.run(command).is_err(), "a step can be raised only once");
+                self.raised.extend(events);
+            }
+        }
+    }
+
+    fn advance_to(&mut self, until: DateTime<Utc>) {
+        while self.now < until {
+            self.now += Duration::hours(1);
+            self.tick();
+        }
+    }
+
+    /// (deadline, level, day raised in England) of every escalation so far.
+    fn raised_days(&self) -> Vec<(Deadline, String, NaiveDate)> {
+        self.raised
+            .iter()
+            .filter_map(|event| match event {
+                Event::EscalationRaised {
+                    deadline,
+                    level,
+                    raised_at,
+                    ..
+                } => Some((*deadline, level.to_string(), england_date(*raised_at))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn due_times_skip_easter_and_fall_at_midnight_in_england() {
+    let calendar = WorkingDayCalendar::england_and_wales();
+    // A deadline on Tuesday 7 April 2026: Good Friday (3rd) and Easter Monday (6th) are bank
+    // holidays, so the working day before it is Thursday 2 April.
+    let due = ladder_due_times(date("2026-04-07"), &default_steps(), &calendar);
+    let times: Vec<(String, DateTime<Utc>)> = due
+        .into_iter()
+        .map(|step| (step.level.to_string(), step.due_at))
+        .collect();
+    assert_eq!(
+        times,
+        vec![
+            // British Summer Time: midnight in London is 23:00 UTC.
+            ("warning".to_owned(), at("2026-04-02T23:00:00Z")),
+            ("breach".to_owned(), at("2026-04-07T23:00:00Z")),
+            ("liaison_officer".to_owned(), at("2026-04-09T23:00:00Z")),
+            ("contract_manager".to_owned(), at("2026-04-14T23:00:00Z")),
+            ("head_of_service".to_owned(), at("2026-04-21T23:00:00Z")),
+        ]
+    );
+    // In winter midnight in London is midnight UTC; Christmas and Boxing Day (observed Monday
+    // 28 December 2026) are skipped.
+    assert_eq!(
+        end_of_england_day(shift_working_days(&calendar, date("2026-12-24"), 1)),
+        at("2026-12-30T00:00:00Z")
+    );
+    assert_eq!(
+        shift_working_days(&calendar, date("2026-12-29"), -1),
+        date("2026-12-24")
+    );
+}
+
+#[test]
+fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
+    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
+    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
+    simulation
+        .run(log_command(simulation.now))
+        .unwrap_or_else(|error| panic!("{error}"));
+    simulation.advance_to(at("2026-05-15T00:00:00Z"));
+    let ack = Deadline::StageOneAcknowledgement;
+    assert_eq!(
+        simulation.raised_days(),
+        vec![
+            // The working day before Monday 13 April is Friday 10 April; it ends at midnight,
+            // which is Saturday 11 April in England.
+            (ack, "warning".to_owned(), date("2026-04-11")),
+            (ack, "breach".to_owned(), date("2026-04-14")),
+            (ack, "liaison_officer".to_owned(), date("2026-04-16")),
+            (ack, "contract_manager".to_owned(), date("2026-04-21")),
+            (ack, "head_of_service".to_owned(), date("2026-04-28")),
+        ]
+    );
+    // Recipients: the level's own, plus the contractor's for its contract manager.
+    let recipients: Vec<Vec<String>> = simulation
+        .raised
+        .iter()
+        .filter_map(|event| match event {
+            Event::EscalationRaised { recipients, .. } => Some(
+                recipients
+                    .iter()
+                    .map(|address| address.as_str().to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recipients[1], vec!["liaison@landlord.example".to_owned()]);
+    assert_eq!(recipients[3], vec!["complaints@acme.example".to_owned()]);
+    // The head of service sees how late it is: ten working days.
+    assert_eq!(
+        working_days_late(
+            &simulation.calendar,
+            date("2026-04-13"),
+            at("2026-04-28T09:00:00Z")
+        ),
+        10
+    );
+}
+
+#[test]
+fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() {
+    let handler = parsed(Handler::parse("handler", "Ann Officer"));
+    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
+    simulation
+        .run(log_command(simulation.now))
+        .unwrap_or_else(|error| panic!("{error}"));
+    // Acknowledged late on Wednesday 15 April: warning and breach raised, nothing more.
+    simulation.advance_to(at("2026-04-15T10:00:00Z"));
+    simulation
+        .run(Command::Acknowledge {
+            stage: doorstep_domain::Stage::One,
+            handler: handler.clone(),
+            complaint_definition: OptionalText::default(),
+            outcome_sought: OptionalText::default(),
+            at: simulation.now,
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    // Response due ten working days after 15 April: Wednesday 29 April. Extended by five on
+    // the morning of 29 April, after the warning, to Thursday 7 May (Monday 4 May is the early
+    // May bank holiday).
+    simulation.advance_to(at("2026-04-29T10:00:00Z"));
+    let extended = simulation
+        .run(Command::ExtendDeadline {
+            reason: parsed(ShortText::parse("reason", "Waiting for the contractor")),
+            working_days: 5,
+            ombudsman_details_given: true,
+            at: simulation.now,
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(matches!(
+        extended.as_slice(),
+        [Event::DeadlineExtended { response_due, .. }] if *response_due == date("2026-05-07")
+    ));
+    simulation.advance_to(at("2026-05-08T10:00:00Z"));
+    let days = simulation.raised_days();
+    let ack = Deadline::StageOneAcknowledgement;
+    let response = Deadline::StageOneResponse;
+    assert_eq!(
+        days,
+        vec![
+            (ack, "warning".to_owned(), date("2026-04-11")),
+            (ack, "breach".to_owned(), date("2026-04-14")),
+            // The warning for the old date (as 28 April ended) was raised before the extension…
+            (response, "warning".to_owned(), date("2026-04-29")),
+            // …and is not raised again for the new one; the breach follows the new date.
+            (response, "breach".to_owned(), date("2026-05-08")),
+        ]
+    );
+    // Closing stops everything; reopening starts the response clock again, with new ids.
+    simulation
+        .run(Command::AddNote {
+            text: LongText::default(),
+            at: simulation.now,
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    let first_ids: Vec<uuid::Uuid> = simulation
+        .raised
+        .iter()
+        .filter_map(|event| match event {
+            Event::EscalationRaised { escalation_id, .. } => Some(*escalation_id),
+            _ => None,
+        })
+        .collect();
+    simulation
+        .run(Command::Withdraw {
+            reason: OptionalText::default(),
+            at: simulation.now,
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    simulation.advance_to(at("2026-06-01T10:00:00Z"));
+    assert_eq!(
+        simulation.raised.len(),
+        4,
+        "a withdrawn complaint escalates nothing"
+    );
+    simulation
+        .run(Command::Reopen {
+            reason: parsed(ShortText::parse("reason", "Resident came back")),
+            at: simulation.now,
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    simulation.advance_to(at("2026-06-30T10:00:00Z"));
+    let after_reopen: Vec<&Event> = simulation.raised[4..].iter().collect();
+    assert_eq!(
+        after_reopen.len(),
+        5,
+        "the whole ladder again for the new clock"
+    );
+    for event in after_reopen {
+        let Event::EscalationRaised {
+            escalation_id,
+            deadline,
+            clock_started_at,
+            ..
+        } = event
+        else {
+            panic!("not an escalation");
+        };
+        assert_eq!(*deadline, response);
+        assert_eq!(*clock_started_at, at("2026-06-01T10:00:00Z"));
+        assert!(!first_ids.contains(escalation_id));
+    }
+}
+
+#[test]
+fn escalations_are_acknowledged_once() {
+    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
+    simulation
+        .run(log_command(simulation.now))
+        .unwrap_or_else(|error| panic!("{error}"));
+    simulation.advance_to(at("2026-04-15T00:00:00Z"));
+    let Some(Event::EscalationRaised { escalation_id, .. }) = simulation.raised.get(1).cloned()
+    else {
+        panic!("the breach was raised");
+    };
+    let acknowledge = |id| Command::AcknowledgeEscalation {
+        escalation_id: id,
+        by: parsed(Handler::parse("by", "Head of Service")),
+        note: OptionalText::default(),
+        at: at("2026-04-15T09:00:00Z"),
+    };
+    simulation
+        .run(acknowledge(escalation_id))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(matches!(
+        simulation.run(acknowledge(escalation_id)),
+        Err(DomainError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        simulation.run(acknowledge(uuid::Uuid::nil())),
+        Err(DomainError::EscalationNotFound)
+    ));
+    let escalation = simulation
+        .complaint()
+        .escalation(escalation_id)
+        .unwrap_or_else(|| panic!("known"));
+    assert_eq!(
+        escalation.acknowledged_by.as_ref().map(Handler::as_str),
+        Some("Head of Service")
+    );
+}
+
+#[test]
+fn policies_that_cannot_work_are_refused_naming_the_key() {
+    let backwards = vec![
+        LadderStep {
+            level: level("breach"),
+            offset_working_days: 0,
+        },
+        LadderStep {
+            level: level("warning"),
+            offset_working_days: -1,
+        },
+    ];
+    let error = EscalationPolicy::new(
+        BTreeMap::from([(Deadline::StageOneResponse, backwards)]),
+        BTreeMap::new(),
+        BTreeMap::new(),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("refused"));
+    assert_eq!(error.key, "escalation.ladders.stage_one_response[1]");
+    let error = EscalationPolicy::new(
+        BTreeMap::from([(Deadline::StageOneResponse, default_steps())]),
+        BTreeMap::from([(level("head_of_servcie"), vec![email("a@b.example")])]),
+        BTreeMap::new(),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("refused"));
+    assert_eq!(error.key, "escalation.recipients.head_of_servcie");
+}
+
+proptest! {
+    #[test]
+    fn steps_fall_due_in_order_at_the_end_of_a_working_day(
+        offset in 0i64..(10 * 365),
+        mut offsets in prop::collection::btree_set(-15i32..40, 1..8),
+    ) {
+        let calendar = WorkingDayCalendar::england_and_wales();
+        let deadline = calendar.add_working_days(date("2020-01-01") + Duration::days(offset), 5);
+        let steps: Vec<LadderStep> = std::mem::take(&mut offsets)
+            .into_iter()
+            .enumerate()
+            .map(|(index, offset)| LadderStep { level: level(&format!("level_{index}")), offset_working_days: offset })
+            .collect();
+        let due = ladder_due_times(deadline, &steps, &calendar);
+        for pair in due.windows(2) {
+            prop_assert!(pair[0].due_at < pair[1].due_at);
+        }
+        for step in &due {
+            // The step fires as a working day ends: the instant before it is in that day.
+            let day = england_date(step.due_at - Duration::seconds(1));
+            prop_assert!(calendar.is_working_day(day));
+            prop_assert_eq!(calendar.working_days_between(deadline, day), i64::from(step.offset_working_days));
+            if step.offset_working_days >= 0 {
+                prop_assert_eq!(
+                    working_days_late(&calendar, deadline, step.due_at),
+                    step.offset_working_days.unsigned_abs()
+                );
+            }
+        }
+    }
+}
