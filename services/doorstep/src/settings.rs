@@ -4,8 +4,15 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use doorstep_domain::CodeTimescales;
+use doorstep_domain::escalation::{
+    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
+};
+use doorstep_domain::input::EmailAddress;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The documented default port.
@@ -23,6 +30,10 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub report: ReportSettings,
+    #[serde(default)]
+    pub escalation: EscalationSettings,
+    #[serde(default)]
+    pub notifier: NotifierSettings,
 }
 
 /// How the regulator's measures are counted where the guidance is still to be confirmed.
@@ -51,6 +62,238 @@ pub struct ServerSettings {
     /// How long in-flight calls may take to finish after a shutdown signal.
     #[serde(default = "default_shutdown_grace_seconds")]
     pub shutdown_grace_seconds: u64,
+    /// What this process does: `all` (the default), `api` or `notifier`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What one process runs. Every role follows the log into the read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The gRPC API and the notifier in one process: the embedded default.
+    #[default]
+    All,
+    /// The gRPC API without the notifier, for replicas beside a notifier replica.
+    Api,
+    /// Only the notifier (scheduler and deliveries), serving gRPC health and nothing else.
+    Notifier,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+
+    pub fn runs_notifier(self) -> bool {
+        matches!(self, Self::All | Self::Notifier)
+    }
+}
+
+/// The escalation ladder of each Code deadline and who each level tells.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EscalationSettings {
+    /// Per deadline (`stage_one_acknowledgement`, `stage_one_response`,
+    /// `stage_two_acknowledgement`, `stage_two_response`), the ladder's steps in firing order.
+    /// A deadline left out gets the default ladder; an empty list escalates nothing.
+    pub ladders: BTreeMap<String, Vec<LadderStepSettings>>,
+    /// Email addresses told at each level, by level name.
+    pub recipients: BTreeMap<String, Vec<String>>,
+    /// Extra addresses per contractor id and level, e.g. the contractor's own complaints lead.
+    pub contractor_recipients: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LadderStepSettings {
+    pub level: String,
+    /// Working days from the deadline: negative before it, 0 the breach, positive after it.
+    pub working_days: i32,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        Self {
+            ladders: Deadline::ALL
+                .into_iter()
+                .map(|deadline| (deadline.key().to_owned(), default_ladder_settings()))
+                .collect(),
+            recipients: BTreeMap::new(),
+            contractor_recipients: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_ladder_settings() -> Vec<LadderStepSettings> {
+    default_ladder()
+        .into_iter()
+        .map(|(level, working_days)| LadderStepSettings {
+            level,
+            working_days,
+        })
+        .collect()
+}
+
+impl EscalationSettings {
+    /// The policy these settings describe, or the first key that is wrong.
+    pub fn policy(&self) -> Result<EscalationPolicy, String> {
+        let mut ladders = BTreeMap::new();
+        for key in self.ladders.keys() {
+            if !Deadline::ALL.iter().any(|deadline| deadline.key() == key) {
+                return Err(format!(
+                    "escalation.ladders.{key}: not a deadline; use stage_one_acknowledgement, \
+                     stage_one_response, stage_two_acknowledgement or stage_two_response"
+                ));
+            }
+        }
+        for deadline in Deadline::ALL {
+            let key = format!("escalation.ladders.{}", deadline.key());
+            let steps = match self.ladders.get(deadline.key()) {
+                Some(steps) => steps.clone(),
+                None => default_ladder_settings(),
+            };
+            let steps = steps
+                .iter()
+                .enumerate()
+                .map(|(index, step)| {
+                    Ok(LadderStep {
+                        level: EscalationLevel::parse(
+                            &format!("{key}[{index}].level"),
+                            &step.level,
+                        )
+                        .map_err(|error| error.to_string())?,
+                        offset_working_days: step.working_days,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            ladders.insert(deadline, steps);
+        }
+        let addresses = |key: &str, values: &[String]| -> Result<Vec<EmailAddress>, String> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| {
+                    EmailAddress::parse(&format!("{key}[{index}]"), value)
+                        .map_err(|error| error.to_string())
+                })
+                .collect()
+        };
+        let level = |key: &str, name: &str| {
+            EscalationLevel::parse(key, name).map_err(|error| error.to_string())
+        };
+        let mut recipients = BTreeMap::new();
+        for (name, values) in &self.recipients {
+            let key = format!("escalation.recipients.{name}");
+            recipients.insert(level(&key, name)?, addresses(&key, values)?);
+        }
+        let mut contractor_recipients = BTreeMap::new();
+        for (contractor, levels) in &self.contractor_recipients {
+            let mut per_level = BTreeMap::new();
+            for (name, values) in levels {
+                let key = format!("escalation.contractor_recipients.{contractor}.{name}");
+                per_level.insert(level(&key, name)?, addresses(&key, values)?);
+            }
+            contractor_recipients.insert(contractor.clone(), per_level);
+        }
+        EscalationPolicy::new(ladders, recipients, contractor_recipients)
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// How the notifier finds due escalations and delivers them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct NotifierSettings {
+    /// How often the scheduler asks the read model for due escalations, and the delivery worker
+    /// for due deliveries.
+    pub poll_interval_ms: u64,
+    /// Webhooks told of every escalation.
+    pub webhooks: Vec<WebhookSettings>,
+    /// Email to each escalation's recipients; off when absent.
+    pub email: Option<EmailSettings>,
+    /// Tries per delivery before it is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait after the first failed try; each later wait doubles, up to `max_backoff_ms`, with
+    /// up to half of it added at random so that receivers coming back are not hit all at once.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How long one HTTP or SMTP attempt may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1_000,
+            webhooks: Vec::new(),
+            email: None,
+            max_attempts: 12,
+            initial_backoff_ms: 5_000,
+            max_backoff_ms: 3_600_000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Where to POST: `https://…` (or `http://` on a private network or loopback).
+    pub url: String,
+    /// The shared secret the receiver checks `Doorstep-Signature` with.
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    /// The SMTP relay: plain SMTP, e.g. the local MTA on localhost:25.
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    /// The sender, e.g. `Doorstep <complaints@landlord.example>`.
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+impl NotifierSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.poll_interval_ms == 0 {
+            return Err("notifier.poll_interval_ms must be at least 1".to_owned());
+        }
+        if self.max_attempts == 0 {
+            return Err("notifier.max_attempts must be at least 1".to_owned());
+        }
+        if self.initial_backoff_ms == 0 || self.max_backoff_ms < self.initial_backoff_ms {
+            return Err(
+                "notifier.initial_backoff_ms must be at least 1 and at most notifier.max_backoff_ms"
+                    .to_owned(),
+            );
+        }
+        for (index, webhook) in self.webhooks.iter().enumerate() {
+            let url = webhook.url.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!(
+                    "notifier.webhooks[{index}].url must be an http:// or https:// URL"
+                ));
+            }
+            if webhook.secret.expose_secret().len() < 16 {
+                return Err(format!(
+                    "notifier.webhooks[{index}].secret must be at least 16 characters"
+                ));
+            }
+        }
+        if let Some(email) = &self.email {
+            if email.smtp_host.trim().is_empty() {
+                return Err("notifier.email.smtp_host is required".to_owned());
+            }
+            if !email.from.contains('@') {
+                return Err("notifier.email.from must hold an email address".to_owned());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +422,7 @@ impl Settings {
                 host: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 0,
                 shutdown_grace_seconds: 5,
+                role: Role::All,
             },
             database: DatabaseSettings {
                 url: format!("sqlite://{}", data_dir.join("doorstep.db").display()),
@@ -187,6 +431,11 @@ impl Settings {
             code: CodeSettings::default(),
             log: LogSettings::default(),
             report: ReportSettings::default(),
+            escalation: EscalationSettings::default(),
+            notifier: NotifierSettings {
+                poll_interval_ms: 50,
+                ..NotifierSettings::default()
+            },
         }
     }
 }
@@ -245,6 +494,50 @@ mod tests {
         assert_eq!(settings.server.port, DEFAULT_PORT);
         assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(settings.code.timescales(), CodeTimescales::default());
+        assert_eq!(settings.server.role, Role::All);
+        let policy = settings
+            .escalation
+            .policy()
+            .unwrap_or_else(|error| panic!("the example policy is valid: {error}"));
+        assert_eq!(
+            policy.ladder(Deadline::StageOneResponse).len(),
+            5,
+            "the example spells out the default ladder"
+        );
+        let breach = EscalationLevel::parse("level", "breach").unwrap_or_else(|e| panic!("{e}"));
+        let acme = doorstep_domain::input::ContractorId::parse("id", "acme-retrofit")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!policy.recipients(&breach, &acme).is_empty());
+        settings
+            .notifier
+            .validate()
+            .unwrap_or_else(|error| panic!("the example notifier settings are valid: {error}"));
+    }
+
+    #[test]
+    fn escalation_settings_name_the_key_at_fault() {
+        let mut escalation = EscalationSettings::default();
+        escalation
+            .recipients
+            .insert("breach".to_owned(), vec!["not-an-address".to_owned()]);
+        assert_eq!(
+            escalation.policy().err().as_deref(),
+            Some("escalation.recipients.breach[0]: must be an email address")
+        );
+        let mut escalation = EscalationSettings::default();
+        escalation
+            .ladders
+            .insert("stage_three_response".to_owned(), default_ladder_settings());
+        assert!(
+            escalation
+                .policy()
+                .err()
+                .is_some_and(|error| error.starts_with("escalation.ladders.stage_three_response"))
+        );
+        let defaults = Settings::load_with_environment(None, Some(config::Map::new()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(defaults.escalation.policy().is_ok());
+        assert!(defaults.notifier.validate().is_ok());
     }
 
     #[test]

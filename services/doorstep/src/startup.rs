@@ -145,6 +145,14 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         settings.code.validate().map_err(StartupError::Settings)?;
+        settings
+            .notifier
+            .validate()
+            .map_err(StartupError::Settings)?;
+        let _policy = settings
+            .escalation
+            .policy()
+            .map_err(StartupError::Settings)?;
         let calendar = Arc::new(calendar(&settings)?);
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
