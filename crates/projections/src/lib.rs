@@ -6,14 +6,18 @@
 //! from position 0 gives the same rows.
 //!
 //! The models: the complaint list (`complaint_list`), the contractor registry with its lookup
-//! keys (`contractors`), each complaint's handling clock (`handling`) and the contractor
-//! performance counters (`performance`).
+//! keys (`contractors`), each complaint's handling clock (`handling`), the contractor
+//! performance counters (`performance`), and the notifier's escalation schedule and escalations
+//! (`escalations`). The delivery outbox (`outbox`) lives beside them, written in the same
+//! transaction as the escalation it delivers, but it is delivery state: a rebuild keeps it.
 
 mod complaint_list;
 mod contractors;
 mod database;
+mod escalations;
 mod handling;
 mod month;
+mod outbox;
 mod performance;
 mod runner;
 
@@ -22,8 +26,10 @@ pub use contractors::{
     AuditSummary, ContractorCursor, ContractorRow, normalise_name, phone_key, query_key,
 };
 pub use database::{Backend, ReadModelDatabase};
+pub use escalations::{DueEscalation, EscalationFilter, EscalationPlanner, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use month::{InvalidMonth, Month};
+pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
 };

@@ -338,6 +338,11 @@ pub struct ContractorFigures {
     pub escalations: u64,
     /// Complaints received in the range that were reopened at least once.
     pub reopened: u64,
+    /// Notifier escalations raised in the range (by month raised): every ladder step, warnings
+    /// included. Not the same as `escalations`, which are residents' requests for stage 2.
+    pub escalations_raised: u64,
+    /// Of those, the steps raised once a deadline had passed (the breach and later levels).
+    pub escalations_past_deadline: u64,
     /// The handling of each complaint received in the range, oldest first, for working-day
     /// medians and in-time shares computed with the caller's calendar.
     pub handling: Vec<HandlingRow>,
@@ -422,6 +427,8 @@ pub(crate) async fn contractor_performance(
     standards.sort_by_key(|figures| figures.standard);
     let (complaints, escalations, reopened) =
         handling::complaint_counts(pool, contractor_id, from, to).await?;
+    let (escalations_raised, escalations_past_deadline) =
+        crate::escalations::raised_count(pool, contractor_id, from, to).await?;
     Ok(ContractorFigures {
         contractor_id: contractor_id.to_owned(),
         from_month: from,
@@ -432,6 +439,8 @@ pub(crate) async fn contractor_performance(
         standards,
         escalations,
         reopened,
+        escalations_raised,
+        escalations_past_deadline,
         handling: handling::rows_for_contractor(pool, contractor_id, from, to).await?,
     })
 }

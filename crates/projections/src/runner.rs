@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
 use doorstep_store::{EventStore, RecordedEvent};
@@ -15,15 +15,17 @@ use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
+use crate::escalations::{self, DueEscalation, EscalationFilter, EscalationPlanner, EscalationRow};
 use crate::handling::{self, HandlingCounts};
 use crate::month::Month;
+use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 9] = [
+const RESET: [&str; 12] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -32,6 +34,9 @@ const RESET: [&str; 9] = [
     "DELETE FROM contractor_month_standard",
     "DELETE FROM complaint_findings",
     "DELETE FROM complaint_handling",
+    "DELETE FROM escalation_clocks",
+    "DELETE FROM escalation_schedule",
+    "DELETE FROM escalations",
     "DELETE FROM projection_checkpoints",
 ];
 /// Events applied per transaction.
@@ -48,6 +53,7 @@ pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     database: ReadModelDatabase,
     position: watch::Sender<u64>,
+    escalations: Arc<EscalationPlanner>,
 }
 
 /// The query side of the read models, with the position they have reached.
@@ -74,9 +80,17 @@ impl ProjectionRunner {
                 store,
                 database,
                 position,
+                escalations: Arc::new(EscalationPlanner::default()),
             },
             read_model,
         ))
+    }
+
+    /// Schedules escalations with `planner` (the policy and calendar in force, and where
+    /// deliveries go) instead of the default policy, which tells nobody.
+    pub fn with_escalations(mut self, planner: EscalationPlanner) -> Self {
+        self.escalations = Arc::new(planner);
+        self
     }
 
     /// Empties every read model and its checkpoint, so the next run replays from position 0.
@@ -165,7 +179,7 @@ impl ProjectionRunner {
             return Ok(usize::from(stored > checkpoint));
         }
         for recorded in &events {
-            apply_event(&mut transaction, recorded).await?;
+            apply_event(&mut transaction, &self.escalations, recorded).await?;
         }
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
@@ -217,6 +231,7 @@ async fn claim_checkpoint(
 /// Applies one event to every read model its stream category feeds.
 async fn apply_event(
     connection: &mut AnyConnection,
+    escalations: &EscalationPlanner,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
     let stream = recorded.stream_id.as_str();
@@ -224,6 +239,7 @@ async fn apply_event(
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
             let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
+            escalations::apply(connection, escalations, complaint_id, &event, recorded).await?;
             apply_complaint_event(connection, complaint_id, &event, recorded).await
         }
         "contractor" => {
@@ -371,6 +387,96 @@ impl ReadModel {
         to: Month,
     ) -> Result<Vec<ContractorTotals>, ProjectionError> {
         performance::programme_performance(self.database.pool(), from, to).await
+    }
+
+    /// Ladder steps whose time has come at `now`, earliest first.
+    pub async fn due_escalations(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueEscalation>, ProjectionError> {
+        escalations::due(self.database.pool(), now, limit).await
+    }
+
+    /// One page of raised escalations in the order raised, after log position `after`.
+    pub async fn list_escalations(
+        &self,
+        filter: &EscalationFilter,
+        page_size: u32,
+        after: u64,
+    ) -> Result<Vec<EscalationRow>, ProjectionError> {
+        escalations::list(self.database.pool(), filter, page_size, after).await
+    }
+
+    pub async fn escalation(
+        &self,
+        escalation_id: uuid::Uuid,
+    ) -> Result<Option<EscalationRow>, ProjectionError> {
+        escalations::get(self.database.pool(), escalation_id).await
+    }
+
+    /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
+    /// this one tries.
+    pub async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, ProjectionError> {
+        outbox::claim_due(self.database.pool(), now, lease, limit).await
+    }
+
+    pub async fn mark_delivered(
+        &self,
+        delivery_id: uuid::Uuid,
+        attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        outbox::mark_delivered(self.database.pool(), delivery_id, attempts, now).await
+    }
+
+    /// Records a failed try: tried again at `next_attempt_at`, or dead-lettered when `None`.
+    pub async fn mark_failed(
+        &self,
+        delivery_id: uuid::Uuid,
+        attempts: u32,
+        error: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), ProjectionError> {
+        outbox::mark_failed(
+            self.database.pool(),
+            delivery_id,
+            attempts,
+            error,
+            next_attempt_at,
+        )
+        .await
+    }
+
+    /// Dead-lettered deliveries, oldest first, after (created_at, delivery_id).
+    pub async fn dead_letters(
+        &self,
+        page_size: u32,
+        after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    ) -> Result<Vec<Delivery>, ProjectionError> {
+        outbox::dead_letters(self.database.pool(), page_size, after).await
+    }
+
+    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`), if it exists.
+    pub async fn delivery_state(
+        &self,
+        delivery_id: uuid::Uuid,
+    ) -> Result<Option<String>, ProjectionError> {
+        outbox::state(self.database.pool(), delivery_id).await
+    }
+
+    /// Queues a dead-lettered delivery again; false when it is not dead-lettered.
+    pub async fn retry_dead_letter(
+        &self,
+        delivery_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        outbox::retry_dead(self.database.pool(), delivery_id, now).await
     }
 
     /// Each stage's received and responded counts for dates `from..=to` in England: CH01 and

@@ -747,6 +747,9 @@ impl Written {
             standards: standards.into_values().collect(),
             escalations: handling.iter().filter(|row| row.escalated).count() as u64,
             reopened: handling.iter().filter(|row| row.reopen_count > 0).count() as u64,
+            // This model's histories raise no notifier escalations (tests/escalations.rs does).
+            escalations_raised: 0,
+            escalations_past_deadline: 0,
             handling,
         }
     }

@@ -20,7 +20,7 @@ use doorstep_store::{
 use sqlx::Row;
 
 /// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 9] = [
+pub const TABLES: [(&str, &str); 12] = [
     ("complaint_list", "complaint_id"),
     ("contractors", "contractor_id"),
     ("contractor_lookup", "key, contractor_id"),
@@ -32,6 +32,9 @@ pub const TABLES: [(&str, &str); 9] = [
     ),
     ("complaint_findings", "complaint_id, standard"),
     ("complaint_handling", "complaint_id"),
+    ("escalation_clocks", "complaint_id"),
+    ("escalation_schedule", "escalation_id"),
+    ("escalations", "escalation_id"),
     ("projection_checkpoints", "projection"),
 ];
 

@@ -1,0 +1,285 @@
+//! The delivery outbox: what each raised escalation owes each webhook and each email recipient.
+//!
+//! Rows are inserted by the projection runner in the transaction that records the escalation, so
+//! an escalation in the log always has its deliveries; they are then moved by the delivery worker
+//! (claimed, delivered, retried, dead-lettered). It is delivery state, not a read model: a
+//! rebuild leaves it alone, and re-inserting a delivery id does nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use uuid::Uuid;
+
+use crate::ProjectionError;
+use crate::escalations::{EscalationPlanner, EscalationRow, from_millis, millis};
+
+/// Namespace of delivery ids.
+const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x9b1c_07d3_5e4a_4f82_a6c1_2d8e_7f30_b4c5);
+
+/// How a delivery reaches its receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryChannel {
+    Webhook,
+    Email,
+}
+
+impl DeliveryChannel {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Webhook => "WEBHOOK",
+            Self::Email => "EMAIL",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "WEBHOOK" => Some(Self::Webhook),
+            "EMAIL" => Some(Self::Email),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery as the worker and the dead-letter RPCs see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivery_id: Uuid,
+    pub escalation_id: Uuid,
+    pub channel: DeliveryChannel,
+    /// The URL or the email address.
+    pub target: String,
+    /// The escalation as JSON.
+    pub body: serde_json::Value,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The id a receiver deduplicates on: the same escalation and target always give the same id.
+pub fn delivery_id(escalation_id: Uuid, channel: DeliveryChannel, target: &str) -> Uuid {
+    Uuid::new_v5(
+        &DELIVERY_NAMESPACE,
+        format!("{escalation_id}/{}/{target}", channel.code()).as_bytes(),
+    )
+}
+
+/// The JSON document every delivery of an escalation is made from (the webhook body).
+pub fn escalation_document(row: &EscalationRow) -> serde_json::Value {
+    serde_json::json!({
+        "type": "escalation.raised",
+        "escalation_id": row.escalation_id.to_string(),
+        "complaint_id": row.complaint_id,
+        "contractor_id": row.contractor_id,
+        "deadline": row.deadline.code(),
+        "level": row.level.as_str(),
+        "deadline_date": row.deadline_date.to_string(),
+        "clock_started_at": row.clock_started_at.to_rfc3339(),
+        "due_at": row.due_at.to_rfc3339(),
+        "raised_at": row.raised_at.to_rfc3339(),
+        "recipients": row.recipients,
+        "position": row.position,
+    })
+}
+
+pub(crate) async fn enqueue(
+    connection: &mut AnyConnection,
+    planner: &EscalationPlanner,
+    row: &EscalationRow,
+) -> Result<(), ProjectionError> {
+    let body = escalation_document(row).to_string();
+    let webhooks = planner
+        .webhook_urls
+        .iter()
+        .map(|url| (DeliveryChannel::Webhook, url.as_str()));
+    let emails = row
+        .recipients
+        .iter()
+        .filter(|_| planner.email)
+        .map(|address| (DeliveryChannel::Email, address.as_str()));
+    for (channel, target) in webhooks.chain(emails) {
+        sqlx::query(
+            "INSERT INTO escalation_deliveries (delivery_id, escalation_id, channel, target, \
+             body, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, $7) \
+             ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .bind(delivery_id(row.escalation_id, channel, target).to_string())
+        .bind(row.escalation_id.to_string())
+        .bind(channel.code())
+        .bind(target)
+        .bind(body.as_str())
+        .bind(millis(row.raised_at))
+        .bind(millis(row.raised_at))
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "delivery_id, escalation_id, channel, target, body, attempts, last_error, \
+     created_at, next_attempt_at";
+
+fn decode(row: &AnyRow) -> Result<Delivery, ProjectionError> {
+    let id: String = row.try_get("delivery_id")?;
+    let corrupt = |reason: &str| ProjectionError::CorruptRecord {
+        table: "escalation_deliveries",
+        key: id.clone(),
+        reason: reason.to_owned(),
+    };
+    let escalation: String = row.try_get("escalation_id")?;
+    let channel: String = row.try_get("channel")?;
+    let body: String = row.try_get("body")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Delivery {
+        delivery_id: Uuid::parse_str(&id).map_err(|_| corrupt("invalid delivery id"))?,
+        escalation_id: Uuid::parse_str(&escalation)
+            .map_err(|_| corrupt("invalid escalation id"))?,
+        channel: DeliveryChannel::from_code(&channel).ok_or_else(|| corrupt("unknown channel"))?,
+        target: row.try_get("target")?,
+        body: serde_json::from_str(&body).map_err(|_| corrupt("body is not JSON"))?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        last_error: row.try_get("last_error")?,
+        created_at: from_millis(row.try_get("created_at")?, &id)?,
+        next_attempt_at: from_millis(row.try_get("next_attempt_at")?, &id)?,
+    })
+}
+
+/// Claims up to `limit` pending deliveries due at `now` for `lease`; a delivery claimed by
+/// another worker (another replica) whose lease has not run out is left to it.
+pub(crate) async fn claim_due(
+    pool: &AnyPool,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: u32,
+) -> Result<Vec<Delivery>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM escalation_deliveries WHERE state = 'PENDING' \
+         AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $2) \
+         ORDER BY next_attempt_at LIMIT $3"
+    );
+    let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    let mut claimed = Vec::with_capacity(candidates.len());
+    for row in &candidates {
+        let delivery = decode(row)?;
+        let result = sqlx::query(
+            "UPDATE escalation_deliveries SET lease_until = $1 WHERE delivery_id = $2 \
+             AND state = 'PENDING' AND (lease_until IS NULL OR lease_until <= $3)",
+        )
+        .bind(millis(now + lease))
+        .bind(delivery.delivery_id.to_string())
+        .bind(millis(now))
+        .execute(pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            claimed.push(delivery);
+        }
+    }
+    Ok(claimed)
+}
+
+pub(crate) async fn mark_delivered(
+    pool: &AnyPool,
+    delivery_id: Uuid,
+    attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE escalation_deliveries SET state = 'DELIVERED', attempts = $1, delivered_at = $2, \
+         lease_until = NULL, last_error = NULL WHERE delivery_id = $3",
+    )
+    .bind(i64::from(attempts))
+    .bind(millis(now))
+    .bind(delivery_id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed try: pending again at `next_attempt_at`, or dead when `None`.
+pub(crate) async fn mark_failed(
+    pool: &AnyPool,
+    delivery_id: Uuid,
+    attempts: u32,
+    error: &str,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> Result<(), ProjectionError> {
+    let (state, next) = match next_attempt_at {
+        Some(at) => ("PENDING", millis(at)),
+        None => ("DEAD", 0),
+    };
+    sqlx::query(
+        "UPDATE escalation_deliveries SET state = $1, attempts = $2, last_error = $3, \
+         next_attempt_at = CASE WHEN $4 = 0 THEN next_attempt_at ELSE $5 END, lease_until = NULL \
+         WHERE delivery_id = $6",
+    )
+    .bind(state)
+    .bind(i64::from(attempts))
+    .bind(error)
+    .bind(next)
+    .bind(next)
+    .bind(delivery_id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Dead-lettered deliveries, oldest first, after `after` (a delivery id; empty for the start).
+pub(crate) async fn dead_letters(
+    pool: &AnyPool,
+    page_size: u32,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<Vec<Delivery>, ProjectionError> {
+    let (after_at, after_id) = after.map_or((i64::MIN, String::new()), |(at, id)| {
+        (millis(at), id.to_string())
+    });
+    let sql = format!(
+        "SELECT {COLUMNS} FROM escalation_deliveries WHERE state = 'DEAD' \
+         AND (created_at > $1 OR (created_at = $2 AND delivery_id > $3)) \
+         ORDER BY created_at, delivery_id LIMIT $4"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(page_size))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// Whether a delivery exists, and if so whether it is dead-lettered.
+pub(crate) async fn state(
+    pool: &AnyPool,
+    delivery_id: Uuid,
+) -> Result<Option<String>, ProjectionError> {
+    Ok(
+        sqlx::query_scalar("SELECT state FROM escalation_deliveries WHERE delivery_id = $1")
+            .bind(delivery_id.to_string())
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Puts a dead-lettered delivery back in the queue with its tries reset; returns false when it
+/// is not dead-lettered (any more).
+pub(crate) async fn retry_dead(
+    pool: &AnyPool,
+    delivery_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, ProjectionError> {
+    let result = sqlx::query(
+        "UPDATE escalation_deliveries SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+         lease_until = NULL WHERE delivery_id = $2 AND state = 'DEAD'",
+    )
+    .bind(millis(now))
+    .bind(delivery_id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}

@@ -1,0 +1,308 @@
+//! The escalation schedule, the escalations raised and the delivery outbox against a real event
+//! store on every backend: the schedule holds the running clock's ladder less what was raised,
+//! moves with the clock, and a rebuild gives the same rows without queueing any delivery twice.
+
+#[macro_use]
+mod support;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use doorstep_domain::complaint::{
+    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, Stage, apply,
+    handle,
+};
+use doorstep_domain::escalation::{
+    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, plan,
+};
+use doorstep_domain::input::{
+    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
+    ResidentReference, SourceSystem, Uprn,
+};
+use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
+use doorstep_projections::{EscalationFilter, EscalationPlanner, Month, ProjectionRunner};
+use doorstep_store::StreamId;
+use support::{TestBackend, append, dump_tables, valid};
+
+fn at(text: &str) -> DateTime<Utc> {
+    valid(text.parse())
+}
+
+fn planner() -> EscalationPlanner {
+    let level = |name: &str| valid(EscalationLevel::parse("level", name));
+    let steps: Vec<LadderStep> = default_ladder()
+        .into_iter()
+        .map(|(name, offset)| LadderStep {
+            level: level(&name),
+            offset_working_days: offset,
+        })
+        .collect();
+    let policy = valid(EscalationPolicy::new(
+        Deadline::ALL
+            .into_iter()
+            .map(|d| (d, steps.clone()))
+            .collect(),
+        BTreeMap::from([(
+            level("breach"),
+            vec![
+                valid(EmailAddress::parse("e", "liaison@landlord.example")),
+                valid(EmailAddress::parse("e", "team@landlord.example")),
+            ],
+        )]),
+        BTreeMap::new(),
+    ));
+    EscalationPlanner {
+        policy,
+        calendar: WorkingDayCalendar::england_and_wales(),
+        webhook_urls: vec!["http://127.0.0.1:9/hook".to_owned()],
+        email: true,
+    }
+}
+
+/// A complaint written through the real store, decided by the real rules.
+struct Written {
+    id: ComplaintId,
+    state: Option<Complaint>,
+    calendar: WorkingDayCalendar,
+}
+
+impl Written {
+    async fn run(&mut self, backend: &TestBackend, command: Command) -> Vec<Event> {
+        let context = HandlingContext {
+            calendar: &self.calendar,
+            timescales: Default::default(),
+        };
+        let events = valid(handle(self.state.as_ref(), command, &context));
+        for event in &events {
+            self.state = apply(self.state.take(), event);
+        }
+        append(
+            &backend.store,
+            &StreamId::new("complaint", self.id),
+            events.iter().map(|event| {
+                (
+                    event.event_type(),
+                    event.schema_version(),
+                    event.to_payload(),
+                )
+            }),
+        )
+        .await;
+        events
+    }
+
+    fn complaint(&self) -> &Complaint {
+        self.state.as_ref().unwrap_or_else(|| panic!("logged"))
+    }
+}
+
+fn log(id: ComplaintId, received_at: DateTime<Utc>) -> Command {
+    Command::Log(Box::new(LogComplaint {
+        complaint_id: id,
+        channel: "WEB".to_owned(),
+        source_system: valid(SourceSystem::parse("source_system", "portal")),
+        resident: ResidentInput {
+            reference: valid(ResidentReference::parse("r", "T-1")),
+            name: valid(PersonName::parse("n", "A Resident")),
+            phone: None,
+            email: None,
+        },
+        property: PropertyInput {
+            uprn: valid(Uprn::parse("u", "123456")),
+            address: valid(Address::parse("a", "1 Road")),
+        },
+        contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
+        visit_id: None,
+        standards: vec![ServiceStandard::Tidiness],
+        description: LongText::default(),
+        occurred_at: None,
+        received_at,
+        outcome_sought: OptionalText::default(),
+        reasonable_adjustments: OptionalText::default(),
+    }))
+}
+
+async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
+    let (runner, read_model, database) = backend.projections().await;
+    let runner = runner.with_escalations(planner());
+    let mut complaint = Written {
+        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
+        state: None,
+        calendar: WorkingDayCalendar::england_and_wales(),
+    };
+    // Received Thursday 2 April 2026: acknowledgement due Monday 13 April (Easter between).
+    complaint
+        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
+        .await;
+    valid(runner.catch_up().await);
+    assert!(
+        valid(
+            read_model
+                .due_escalations(at("2026-04-10T12:00:00Z"), 10)
+                .await
+        )
+        .is_empty()
+    );
+    let due = valid(
+        read_model
+            .due_escalations(at("2026-04-14T08:00:00Z"), 10)
+            .await,
+    );
+    let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
+    assert_eq!(levels, vec!["warning", "breach"]);
+    assert!(
+        due.iter()
+            .all(|step| step.deadline == Deadline::StageOneAcknowledgement)
+    );
+
+    // The scheduler raises the breach: it leaves the schedule, joins the escalations, and owes
+    // one webhook delivery and one email per recipient.
+    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
+    let breach = plan(
+        &complaint.id,
+        &complaint.complaint().contractor_id,
+        &clock,
+        &planner().policy,
+        &complaint.calendar,
+    )
+    .into_iter()
+    .find(|step| step.level.as_str() == "breach")
+    .unwrap_or_else(|| panic!("a breach step"));
+    let breach_id = breach.escalation_id;
+    complaint
+        .run(
+            &backend,
+            Command::RaiseEscalation {
+                escalation: Box::new(breach),
+                at: at("2026-04-14T08:00:00Z"),
+            },
+        )
+        .await;
+    valid(runner.catch_up().await);
+    let due = valid(
+        read_model
+            .due_escalations(at("2026-04-14T08:00:00Z"), 10)
+            .await,
+    );
+    assert_eq!(due.len(), 1, "only the warning is still due");
+    let raised = valid(
+        read_model
+            .list_escalations(&EscalationFilter::default(), 10, 0)
+            .await,
+    );
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0].escalation_id, breach_id);
+    assert_eq!(raised[0].recipients.len(), 2);
+    let deliveries = valid(
+        read_model
+            .claim_due_deliveries(at("2026-04-14T09:00:00Z"), Duration::seconds(30), 10)
+            .await,
+    );
+    assert_eq!(deliveries.len(), 3, "one webhook and two emails");
+    // A second worker finds them all leased.
+    assert!(
+        valid(
+            read_model
+                .claim_due_deliveries(at("2026-04-14T09:00:01Z"), Duration::seconds(30), 10)
+                .await
+        )
+        .is_empty()
+    );
+    for delivery in &deliveries {
+        valid(
+            read_model
+                .mark_delivered(delivery.delivery_id, 1, at("2026-04-14T09:00:02Z"))
+                .await,
+        );
+    }
+    let figures = valid(
+        read_model
+            .contractor_performance(
+                "acme-retrofit",
+                valid(Month::parse("2026-04")),
+                valid(Month::parse("2026-04")),
+            )
+            .await,
+    );
+    assert_eq!(
+        (
+            figures.escalations_raised,
+            figures.escalations_past_deadline
+        ),
+        (1, 1)
+    );
+    assert_eq!(figures.escalations, 0, "no resident asked for stage 2");
+
+    // Acknowledging stops the acknowledgement clock and starts the response clock.
+    complaint
+        .run(
+            &backend,
+            Command::Acknowledge {
+                stage: Stage::One,
+                handler: valid(Handler::parse("h", "Ann")),
+                complaint_definition: OptionalText::default(),
+                outcome_sought: OptionalText::default(),
+                at: at("2026-04-14T10:00:00Z"),
+            },
+        )
+        .await;
+    valid(runner.catch_up().await);
+    assert!(
+        valid(
+            read_model
+                .due_escalations(at("2026-04-20T00:00:00Z"), 10)
+                .await
+        )
+        .is_empty()
+    );
+    let due = valid(
+        read_model
+            .due_escalations(at("2026-06-01T00:00:00Z"), 10)
+            .await,
+    );
+    assert_eq!(due.len(), 5);
+    assert!(
+        due.iter()
+            .all(|step| step.deadline == Deadline::StageOneResponse)
+    );
+
+    // Acknowledging the escalation shows in the list; "open" leaves it out.
+    complaint
+        .run(
+            &backend,
+            Command::AcknowledgeEscalation {
+                escalation_id: breach_id,
+                by: valid(Handler::parse("by", "Head of Service")),
+                note: OptionalText::default(),
+                at: at("2026-04-14T11:00:00Z"),
+            },
+        )
+        .await;
+    valid(runner.catch_up().await);
+    let open = EscalationFilter {
+        open_only: true,
+        ..EscalationFilter::default()
+    };
+    assert!(valid(read_model.list_escalations(&open, 10, 0).await).is_empty());
+
+    // A rebuild gives the same rows and queues no delivery again.
+    let before = dump_tables(&database).await;
+    valid(runner.reset().await);
+    valid(runner.catch_up().await);
+    assert_eq!(dump_tables(&database).await, before);
+    assert!(
+        valid(
+            read_model
+                .claim_due_deliveries(at("2026-04-15T00:00:00Z"), Duration::seconds(30), 10)
+                .await
+        )
+        .is_empty()
+    );
+    // A fresh runner on the same database continues from the checkpoint.
+    let (again, _) = valid(ProjectionRunner::open(backend.store.clone(), database.clone()).await);
+    assert_eq!(valid(again.catch_up().await), read_model.position());
+    database.close().await;
+    backend.close().await;
+}
+
+on_every_backend!(schedule_follows_the_clock_and_rebuilds);
