@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "doorstep/v1/complaints.proto",
         "doorstep/v1/contractors.proto",
+        "doorstep/v1/escalations.proto",
         "doorstep/v1/events.proto",
         "doorstep/v1/performance.proto",
     ];

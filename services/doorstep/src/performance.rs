@@ -206,6 +206,8 @@ impl PerformanceApi {
             median_working_days_to_acknowledge: to_acknowledge,
             median_working_days_to_respond: to_respond,
             escalations_to_stage_two: figures.escalations,
+            notifier_escalations_raised: figures.escalations_raised,
+            notifier_escalations_past_deadline: figures.escalations_past_deadline,
             reopened: figures.reopened,
             equality_audit: Some(audit),
         }

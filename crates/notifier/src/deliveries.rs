@@ -1,0 +1,198 @@
+//! The delivery worker: claims due deliveries from the outbox, tries each, and records the
+//! outcome: delivered, tried again later with exponential back-off and jitter, or dead-lettered
+//! after the last try. Delivery times are the machine's real time (they are about receivers
+//! coming back), unlike escalations, whose time comes from the service's clock.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::{DeliveryError, EmailSender, WebhookSender};
+
+/// Deliveries claimed per round.
+const BATCH: u32 = 32;
+
+/// How often and how long a delivery is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries before the delivery is dead-lettered.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long one try may take.
+    pub timeout: Duration,
+}
+
+/// The wait after failed try number `attempt` (1 for the first): the initial back-off doubled
+/// for each earlier failure, capped, plus up to half of that again chosen by `jitter` (0 to 1),
+/// so that many deliveries failing together do not all come back at once.
+pub fn retry_delay(policy: &RetryPolicy, attempt: u32, jitter: f64) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    let base = policy
+        .initial_backoff
+        .saturating_mul(1_u32 << doublings)
+        .min(policy.max_backoff);
+    base + base.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Sends what the outbox owes, until told to stop.
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    read_model: ReadModel,
+    webhook: WebhookSender,
+    email: Option<EmailSender>,
+    policy: RetryPolicy,
+    poll_interval: Duration,
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        read_model: ReadModel,
+        webhook: WebhookSender,
+        email: Option<EmailSender>,
+        policy: RetryPolicy,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            read_model,
+            webhook,
+            email,
+            policy,
+            poll_interval,
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                match self.deliver_due().await {
+                    // A full batch: there may be more waiting.
+                    Ok(claimed) if claimed == BATCH as usize => continue,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(error = ?error, "delivery round failed; retrying");
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+
+    /// One round: claims the due deliveries and tries each at once. Returns how many it claimed.
+    pub async fn deliver_due(&self) -> Result<usize, ProjectionError> {
+        // A claim outlives every try it covers, so no other worker takes a delivery mid-try.
+        let lease = chrono::Duration::from_std(self.policy.timeout * 2 + Duration::from_secs(5))
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let claimed = self
+            .read_model
+            .claim_due_deliveries(Utc::now(), lease, BATCH)
+            .await?;
+        let count = claimed.len();
+        let mut tries = JoinSet::new();
+        for delivery in claimed {
+            let worker = self.clone();
+            tries.spawn(async move { worker.try_once(delivery).await });
+        }
+        while let Some(result) = tries.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(error = ?error, "cannot record a delivery"),
+                Err(error) => tracing::error!(%error, "a delivery task failed"),
+            }
+        }
+        Ok(count)
+    }
+
+    async fn try_once(&self, delivery: Delivery) -> Result<(), ProjectionError> {
+        let attempt = delivery.attempts.saturating_add(1);
+        let outcome = match delivery.channel {
+            DeliveryChannel::Webhook => self.webhook.send(&delivery).await,
+            DeliveryChannel::Email => match &self.email {
+                Some(email) => email.send(&delivery).await,
+                None => Err(DeliveryError::NotConfigured("email".to_owned())),
+            },
+        };
+        let now = Utc::now();
+        match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    delivery_id = %delivery.delivery_id,
+                    escalation_id = %delivery.escalation_id,
+                    channel = delivery.channel.code(),
+                    target = delivery.target,
+                    attempt,
+                    "escalation delivered"
+                );
+                self.read_model
+                    .mark_delivered(delivery.delivery_id, attempt, now)
+                    .await
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let next = (attempt < self.policy.max_attempts).then(|| {
+                    let delay = retry_delay(&self.policy, attempt, fastrand::f64());
+                    now + chrono::Duration::from_std(delay)
+                        .unwrap_or_else(|_| chrono::Duration::hours(1))
+                });
+                match next {
+                    Some(at) => tracing::warn!(
+                        delivery_id = %delivery.delivery_id,
+                        target = delivery.target,
+                        attempt,
+                        error = message,
+                        next_attempt_at = %at,
+                        "delivery failed; will retry"
+                    ),
+                    None => tracing::error!(
+                        delivery_id = %delivery.delivery_id,
+                        target = delivery.target,
+                        attempt,
+                        error = message,
+                        "delivery failed for the last time; dead-lettered"
+                    ),
+                }
+                self.read_model
+                    .mark_failed(delivery.delivery_id, attempt, &message, next)
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_the_cap_with_at_most_half_again_of_jitter() {
+        let policy = policy();
+        assert_eq!(retry_delay(&policy, 1, 0.0), Duration::from_secs(5));
+        assert_eq!(retry_delay(&policy, 2, 0.0), Duration::from_secs(10));
+        assert_eq!(retry_delay(&policy, 4, 0.0), Duration::from_secs(40));
+        assert_eq!(retry_delay(&policy, 4, 1.0), Duration::from_secs(60));
+        assert_eq!(retry_delay(&policy, 20, 0.0), Duration::from_secs(3600));
+        assert_eq!(
+            retry_delay(&policy, u32::MAX, 0.5),
+            Duration::from_secs(4500)
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! The scheduler: asks the escalation schedule for the steps due now and has each raised.
+//!
+//! It never scans complaints: the schedule is a read model indexed by due time. Raising goes
+//! through the complaint aggregate (the service implements [`EscalationRaiser`]), which refuses a
+//! step whose clock has stopped or moved since the read model saw it, and the event id derived
+//! from (complaint, deadline, level, clock start) makes a second raise, by a retry, a restart or
+//! another replica, a no-op in the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use doorstep_projections::{DueEscalation, ProjectionError, ReadModel};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Steps read from the schedule per round.
+const BATCH: u32 = 100;
+
+/// What became of one attempt to raise a due step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiseOutcome {
+    Raised,
+    /// Already raised, by this process earlier or by another replica.
+    AlreadyRaised,
+    /// The clock stopped or moved since the schedule was written; the read model will catch up.
+    Stale,
+}
+
+/// Raises one due step on its complaint.
+#[async_trait::async_trait]
+pub trait EscalationRaiser: Send + Sync + 'static {
+    async fn raise(
+        &self,
+        due: &DueEscalation,
+        now: DateTime<Utc>,
+    ) -> Result<RaiseOutcome, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Finds due steps and raises them, until told to stop.
+pub struct Scheduler {
+    read_model: ReadModel,
+    raiser: Arc<dyn EscalationRaiser>,
+    now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    poll_interval: Duration,
+}
+
+impl Scheduler {
+    /// `now` is the service's clock, so tests decide what time it is.
+    pub fn new(
+        read_model: ReadModel,
+        raiser: Arc<dyn EscalationRaiser>,
+        now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            read_model,
+            raiser,
+            now,
+            poll_interval,
+        }
+    }
+
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if let Err(error) = self.raise_due().await {
+                    tracing::error!(error = ?error, "escalation round failed; retrying");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+
+    /// One round: raises every step due now (in batches). Returns how many it raised.
+    pub async fn raise_due(&self) -> Result<usize, ProjectionError> {
+        let now = (self.now)();
+        let due = self.read_model.due_escalations(now, BATCH).await?;
+        let mut raised = 0;
+        for step in &due {
+            match self.raiser.raise(step, now).await {
+                Ok(RaiseOutcome::Raised) => {
+                    raised += 1;
+                    tracing::info!(
+                        escalation_id = %step.escalation_id,
+                        complaint_id = step.complaint_id,
+                        deadline = step.deadline.code(),
+                        level = step.level.as_str(),
+                        "escalation raised"
+                    );
+                }
+                Ok(outcome) => tracing::debug!(
+                    escalation_id = %step.escalation_id,
+                    ?outcome,
+                    "due step not raised"
+                ),
+                Err(error) => tracing::error!(
+                    escalation_id = %step.escalation_id,
+                    complaint_id = step.complaint_id,
+                    error = %error,
+                    "cannot raise an escalation; will try again"
+                ),
+            }
+        }
+        Ok(raised)
+    }
+}
