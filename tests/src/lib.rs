@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+use doorstep_server::clock::{Clock, SystemClock};
 use doorstep_server::{Application, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -22,6 +23,7 @@ pub struct TestApp {
     pub channel: Channel,
     data_dir: Arc<TempDir>,
     settings: Settings,
+    clock: Arc<dyn Clock>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -97,13 +99,84 @@ pub fn database_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("doorstep.db")
 }
 
+/// Starts a server on a fresh SQLite file with settings the test adjusts (the notifier's role,
+/// policy and receivers) and a clock the test controls, with [`REGISTERED_CONTRACTORS`]
+/// registered.
+pub async fn spawn_app_with(
+    configure: impl FnOnce(&mut Settings, &std::path::Path),
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let mut settings = Settings::for_tests(data_dir.path());
+    configure(&mut settings, data_dir.path());
+    let app = start_with_clock(data_dir, settings, clock).await;
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
+}
+
+/// As [`spawn_app_on_database`], with settings the test adjusts and a clock it controls.
+pub async fn spawn_app_on_database_with(
+    database_url: &str,
+    configure: impl FnOnce(&mut Settings),
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let mut settings = Settings::for_tests(data_dir.path());
+    settings.database.url = database_url.to_owned();
+    configure(&mut settings);
+    let app = start_with_clock(data_dir, settings, clock).await;
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
+}
+
+/// A clock the test sets and moves; it stands still between moves.
+#[derive(Debug)]
+pub struct TestClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn at(text: &str) -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(
+            text.parse().expect("an RFC 3339 time"),
+        )))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().expect("the clock's lock") = at;
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().expect("the clock's lock");
+        *now += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("the clock's lock")
+    }
+}
+
 async fn start(data_dir: Arc<TempDir>) -> TestApp {
     let settings = Settings::for_tests(data_dir.path());
     start_with(data_dir, settings).await
 }
 
 async fn start_with(data_dir: Arc<TempDir>, settings: Settings) -> TestApp {
-    let application = Application::build(settings.clone())
+    start_with_clock(data_dir, settings, Arc::new(SystemClock)).await
+}
+
+async fn start_with_clock(
+    data_dir: Arc<TempDir>,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let application = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("the application builds");
     let port = application.port();
@@ -123,6 +196,7 @@ async fn start_with(data_dir: Arc<TempDir>, settings: Settings) -> TestApp {
         channel,
         data_dir,
         settings,
+        clock,
         stop: Some(stop),
         server: Some(server),
     }
@@ -156,7 +230,12 @@ impl TestApp {
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        start_with(self.data_dir.clone(), self.settings.clone()).await
+        start_with_clock(
+            self.data_dir.clone(),
+            self.settings.clone(),
+            self.clock.clone(),
+        )
+        .await
     }
 
     /// The settings the server was started with.

@@ -435,6 +435,7 @@ pub fn clock_after(current: Option<RunningClock>, event: &Event) -> Option<Runni
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedEscalation {
     pub escalation_id: Uuid,
+    pub contractor_id: ContractorId,
     pub deadline: Deadline,
     pub level: EscalationLevel,
     pub deadline_date: NaiveDate,
@@ -460,6 +461,7 @@ pub fn plan(
                 &step.level,
                 clock.started_at,
             ),
+            contractor_id: contractor_id.clone(),
             deadline: clock.deadline,
             recipients: policy.recipients(&step.level, contractor_id),
             level: step.level,

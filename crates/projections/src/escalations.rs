@@ -123,6 +123,7 @@ pub(crate) async fn apply(
     match event {
         Event::EscalationRaised {
             escalation_id,
+            contractor_id: _,
             deadline,
             level,
             deadline_date,

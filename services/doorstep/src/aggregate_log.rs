@@ -115,6 +115,15 @@ impl<A: Aggregate> AggregateLog<A> {
         &self.aggregate
     }
 
+    /// What the aggregate's rules decide for `command` on `state`, without writing anything.
+    pub fn aggregate_decide(
+        &self,
+        state: &A::State,
+        command: A::Command,
+    ) -> Result<Vec<A::Event>, DomainError> {
+        self.aggregate.decide(Some(state), command)
+    }
+
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }

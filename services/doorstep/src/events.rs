@@ -171,31 +171,69 @@ impl EventService for EventApi {
     ) -> Result<Response<Self::SubscribeAllStream>, Status> {
         let body = request.into_inner();
         let filter = SubscriptionFilter::parse(&body).map_err(ApiError::from)?;
-        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        let subscription = Subscription {
-            store: self.store.clone(),
-            filter,
-            next_position: body.from_position.max(1),
-            sender,
-            shutdown: self.shutdown.clone(),
-        };
-        tokio::spawn(subscription.run());
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        let message: EventMessage<v1::SubscribeAllResponse> = Box::new(move |event| {
+            filter.admits(event).then(|| {
+                recorded_event(event)
+                    .map(|event| v1::SubscribeAllResponse {
+                        message: Some(v1::subscribe_all_response::Message::Event(event)),
+                    })
+                    .map_err(Status::from)
+            })
+        });
+        Ok(Response::new(follow_log(
+            self.store.clone(),
+            body.from_position,
+            self.shutdown.clone(),
+            message,
+            |position| v1::SubscribeAllResponse {
+                message: Some(v1::subscribe_all_response::Message::CaughtUp(
+                    v1::CaughtUp { position },
+                )),
+            },
+        )))
     }
+}
+
+/// A message a log follower sends for one stored event; `None` skips the event.
+pub(crate) type EventMessage<M> =
+    Box<dyn Fn(&RecordedEvent) -> Option<Result<M, Status>> + Send + Sync>;
+
+/// Follows the log from `from_position` for one subscriber: what `SubscribeAll` and
+/// `EscalationService.WatchEscalations` both stream. `message` turns each event into the
+/// subscriber's message (or skips it); `caught_up` is sent once, when the catch-up is done.
+pub(crate) fn follow_log<M: Send + 'static>(
+    store: Arc<dyn EventStore>,
+    from_position: u64,
+    shutdown: watch::Receiver<bool>,
+    message: EventMessage<M>,
+    caught_up: fn(u64) -> M,
+) -> ReceiverStream<Result<M, Status>> {
+    let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+    let subscription = Subscription {
+        store,
+        next_position: from_position.max(1),
+        sender,
+        shutdown,
+        message,
+        caught_up,
+    };
+    tokio::spawn(subscription.run());
+    ReceiverStream::new(receiver)
 }
 
 /// One subscriber's reader: catches up from the log, then waits for commits and reads on.
 /// It always reads the log by position, so there is no separate live buffer and nothing can be
 /// skipped or delivered twice when it switches from catching up to live.
-struct Subscription {
+struct Subscription<M> {
     store: Arc<dyn EventStore>,
-    filter: SubscriptionFilter,
     next_position: u64,
-    sender: mpsc::Sender<Result<v1::SubscribeAllResponse, Status>>,
+    sender: mpsc::Sender<Result<M, Status>>,
     shutdown: watch::Receiver<bool>,
+    message: EventMessage<M>,
+    caught_up: fn(u64) -> M,
 }
 
-impl Subscription {
+impl<M: Send + 'static> Subscription<M> {
     async fn run(mut self) {
         let mut head = self.store.watch_head();
         let mut caught_up_sent = false;
@@ -220,14 +258,9 @@ impl Subscription {
             };
             for event in &batch {
                 self.next_position = event.position + 1;
-                if !self.filter.admits(event) {
+                let Some(message) = (self.message)(event) else {
                     continue;
-                }
-                let message = recorded_event(event)
-                    .map(|event| v1::SubscribeAllResponse {
-                        message: Some(v1::subscribe_all_response::Message::Event(event)),
-                    })
-                    .map_err(Status::from);
+                };
                 // Waiting here is the back-pressure: a slow subscriber holds only its buffer.
                 if self.sender.send(message).await.is_err() {
                     return;
@@ -238,13 +271,7 @@ impl Subscription {
             }
             if !caught_up_sent {
                 caught_up_sent = true;
-                let caught_up = v1::SubscribeAllResponse {
-                    message: Some(v1::subscribe_all_response::Message::CaughtUp(
-                        v1::CaughtUp {
-                            position: self.next_position.saturating_sub(1),
-                        },
-                    )),
-                };
+                let caught_up = (self.caught_up)(self.next_position.saturating_sub(1));
                 if self.sender.send(Ok(caught_up)).await.is_err() {
                     return;
                 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doorstep_server::report::{self, ReportFormat};
+use doorstep_server::settings::Role;
 use doorstep_server::{Application, Settings, startup};
 use doorstep_telemetry::LogFormat;
 
@@ -25,7 +26,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Action {
     /// Run the gRPC server (the default).
-    Serve,
+    Serve {
+        /// What this process runs: the API and the notifier (`all`, the default), the API
+        /// only (`api`), or the notifier only (`notifier`). Overrides `server.role`.
+        #[arg(long, value_enum)]
+        role: Option<Role>,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Read-model maintenance.
@@ -118,7 +124,10 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let settings = Settings::load(cli.config.as_deref()).context("cannot load settings")?;
+    let mut settings = Settings::load(cli.config.as_deref()).context("cannot load settings")?;
+    if let Some(Action::Serve { role: Some(role) }) = &cli.command {
+        settings.server.role = *role;
+    }
     let format = if settings.log.json {
         LogFormat::Json
     } else {
@@ -126,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     };
     doorstep_telemetry::init(format, "info,sqlx=warn");
 
-    match cli.command.unwrap_or(Action::Serve) {
+    match cli.command.unwrap_or(Action::Serve { role: None }) {
         Action::Report { .. } => {}
         Action::Projections {
             action: ProjectionsAction::Rebuild,
@@ -135,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             startup::migrate(&settings).await?;
             tracing::info!("database is up to date");
         }
-        Action::Serve => {
+        Action::Serve { .. } => {
             let application = Application::build(settings).await?;
             application.run_until_stopped(shutdown_signal()).await?;
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
 use doorstep_api::v1::contractor_service_server::ContractorServiceServer;
+use doorstep_api::v1::escalation_service_server::EscalationServiceServer;
 use doorstep_api::v1::event_service_server::EventServiceServer;
 use doorstep_api::v1::performance_service_server::PerformanceServiceServer;
 use doorstep_api::v1::visit_service_server::VisitServiceServer;
@@ -23,17 +24,20 @@ use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::complaint_log;
 use crate::complaints::ComplaintApi;
 use crate::contractors::{ContractorApi, VisitApi};
+use crate::escalations::EscalationApi;
 use crate::events::EventApi;
+use crate::notifier::Notifier;
 use crate::performance::PerformanceApi;
-use crate::settings::Settings;
+use crate::settings::{Role, Settings};
 
 /// Every Doorstep service, as health checks name them.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     <ComplaintServiceServer<ComplaintApi> as NamedService>::NAME,
     <PerformanceServiceServer<PerformanceApi> as NamedService>::NAME,
     <ContractorServiceServer<ContractorApi> as NamedService>::NAME,
     <VisitServiceServer<VisitApi> as NamedService>::NAME,
     <EventServiceServer<EventApi> as NamedService>::NAME,
+    <EscalationServiceServer<EscalationApi> as NamedService>::NAME,
 ];
 
 /// Why the service could not start.
@@ -63,6 +67,8 @@ pub enum StartupError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    #[error("cannot set up the notifier's deliveries")]
+    Notifier(#[from] doorstep_notifier::DeliveryError),
 }
 
 /// A built service, bound to its port and ready to run.
@@ -77,6 +83,9 @@ pub struct Application {
     visit_api: VisitApi,
     performance_api: PerformanceApi,
     event_api: EventApi,
+    escalation_api: EscalationApi,
+    notifier: Option<Notifier>,
+    role: Role,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
@@ -121,7 +130,13 @@ pub async fn rebuild_read_models(
     if let OpenedStore::Sqlite(_) = store {
         on_length(shared.head_position().await?);
     }
+    let policy = settings
+        .escalation
+        .policy()
+        .map_err(StartupError::Settings)?;
+    let planner = crate::notifier::planner(settings, policy, calendar(settings)?);
     let (runner, _) = ProjectionRunner::open(shared, read_models.clone()).await?;
+    let runner = runner.with_escalations(planner);
     runner.reset().await?;
     let mut applied = 0_u64;
     runner
@@ -149,7 +164,7 @@ impl Application {
             .notifier
             .validate()
             .map_err(StartupError::Settings)?;
-        let _policy = settings
+        let policy = settings
             .escalation
             .policy()
             .map_err(StartupError::Settings)?;
@@ -157,8 +172,29 @@ impl Application {
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
         let read_models = open_read_models(&settings.database).await?;
+        // Every role schedules with the same policy: replicas share the schedule's tables.
+        let planner =
+            crate::notifier::planner(&settings, policy.clone(), calendar.as_ref().clone());
         let (projection_runner, read_model) =
             ProjectionRunner::open(shared_store.clone(), read_models.clone()).await?;
+        let projection_runner = projection_runner.with_escalations(planner);
+        let role = settings.server.role;
+        let notifier = if role.runs_notifier() {
+            Some(Notifier::build(
+                &settings,
+                complaint_log(
+                    shared_store.clone(),
+                    calendar.clone(),
+                    settings.code.timescales(),
+                ),
+                policy,
+                calendar.as_ref().clone(),
+                read_model.clone(),
+                clock.clone(),
+            )?)
+        } else {
+            None
+        };
         let log = complaint_log(
             shared_store.clone(),
             calendar.clone(),
@@ -168,12 +204,22 @@ impl Application {
         let contractor_api =
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
         let performance_api = PerformanceApi::new(
-            read_model,
+            read_model.clone(),
             calendar.clone(),
             settings.report.extensions_count_as_within_code,
         );
-        let visit_api = VisitApi::new(shared_store.clone(), clock);
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
+        let escalation_api = EscalationApi::new(
+            complaint_log(
+                shared_store.clone(),
+                calendar.clone(),
+                settings.code.timescales(),
+            ),
+            read_model.clone(),
+            clock.clone(),
+            subscriptions_stopped.clone(),
+        );
+        let visit_api = VisitApi::new(shared_store.clone(), clock);
         let event_api = EventApi::new(shared_store, subscriptions_stopped);
 
         let address = SocketAddr::new(settings.server.host, settings.server.port);
@@ -188,6 +234,7 @@ impl Application {
             %address,
             port,
             calendar = calendar.version(),
+            role = ?role,
             "doorstep is listening"
         );
         Ok(Self {
@@ -201,6 +248,9 @@ impl Application {
             visit_api,
             performance_api,
             event_api,
+            escalation_api,
+            notifier,
+            role,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
@@ -219,10 +269,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        for service in SERVICES {
-            health_reporter
-                .set_service_status(service, ServingStatus::Serving)
-                .await;
+        let serves_api = self.role.serves_api();
+        if serves_api {
+            for service in SERVICES {
+                health_reporter
+                    .set_service_status(service, ServingStatus::Serving)
+                    .await;
+            }
         }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
@@ -230,7 +283,14 @@ impl Application {
             .build_v1()?;
 
         let (stop_projections, projections_stopped) = watch::channel(false);
-        let projections = self.projection_runner.spawn(projections_stopped);
+        let projections = self.projection_runner.spawn(projections_stopped.clone());
+        // The notifier stops with the read models, after the API has drained.
+        let notifier_tasks = self.notifier.map(|notifier| {
+            [
+                notifier.scheduler.spawn(projections_stopped.clone()),
+                notifier.deliveries.spawn(projections_stopped),
+            ]
+        });
 
         let (drain_started, mut drain_signal) = watch::channel(false);
         let reporter = health_reporter.clone();
@@ -250,14 +310,31 @@ impl Application {
 
         // Small gRPC responses must not wait for Nagle's algorithm (about 40 ms a call).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        // A notifier-only replica answers health checks and nothing else.
+        fn api<S>(serves_api: bool, service: S) -> Option<S> {
+            serves_api.then_some(service)
+        }
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(ComplaintServiceServer::new(self.complaint_api))
-            .add_service(ContractorServiceServer::new(self.contractor_api))
-            .add_service(VisitServiceServer::new(self.visit_api))
-            .add_service(PerformanceServiceServer::new(self.performance_api))
-            .add_service(EventServiceServer::new(self.event_api))
+            .add_optional_service(api(
+                serves_api,
+                ComplaintServiceServer::new(self.complaint_api),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                ContractorServiceServer::new(self.contractor_api),
+            ))
+            .add_optional_service(api(serves_api, VisitServiceServer::new(self.visit_api)))
+            .add_optional_service(api(
+                serves_api,
+                PerformanceServiceServer::new(self.performance_api),
+            ))
+            .add_optional_service(api(serves_api, EventServiceServer::new(self.event_api)))
+            .add_optional_service(api(
+                serves_api,
+                EscalationServiceServer::new(self.escalation_api),
+            ))
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
 
@@ -276,6 +353,9 @@ impl Application {
 
         let _ = stop_projections.send(true);
         let _ = projections.await;
+        for task in notifier_tasks.into_iter().flatten() {
+            let _ = task.await;
+        }
         self.read_models.close().await;
         self.store.close().await;
         tracing::info!("doorstep stopped");

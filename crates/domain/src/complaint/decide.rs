@@ -340,8 +340,14 @@ fn raise_escalation(
             escalation.level, escalation.deadline
         )));
     }
+    if escalation.contractor_id != complaint.contractor_id {
+        return Err(DomainError::not_allowed(
+            "the escalation names another contractor than the complaint's",
+        ));
+    }
     Ok(vec![Event::EscalationRaised {
         escalation_id: escalation.escalation_id,
+        contractor_id: escalation.contractor_id,
         deadline: escalation.deadline,
         level: escalation.level,
         deadline_date: escalation.deadline_date,

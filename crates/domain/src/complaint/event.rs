@@ -141,6 +141,9 @@ pub enum Event {
     /// Its event id is `escalation_id`, derived from (complaint, deadline, level, clock start).
     EscalationRaised {
         escalation_id: Uuid,
+        /// The complaint's contractor, so a subscriber can route the escalation without reading
+        /// the complaint.
+        contractor_id: ContractorId,
         deadline: Deadline,
         level: EscalationLevel,
         /// The deadline's date when the step fell due.

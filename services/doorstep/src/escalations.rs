@@ -1,0 +1,389 @@
+//! `doorstep.v1.EscalationService`: escalations raised by the notifier, their acknowledgement,
+//! and deliveries that were dead-lettered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorstep_api::v1;
+use doorstep_api::v1::escalation_service_server::EscalationService;
+use doorstep_domain::InvalidInput;
+use doorstep_domain::complaint::{Command, Event};
+use doorstep_domain::escalation::{Deadline, EscalationLevel};
+use doorstep_domain::input::{ComplaintId, Handler, OptionalText};
+use doorstep_projections::{Delivery, DeliveryChannel, EscalationFilter, EscalationRow, ReadModel};
+use doorstep_store::{EventStore, RecordedEvent};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::complaint_log::ComplaintLog;
+use crate::convert;
+use crate::error::ApiError;
+use crate::events::{EventMessage, follow_log};
+use crate::parse;
+use crate::request::command_origin;
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 500;
+/// How long an acknowledgement waits for the read model to show it before answering.
+const READ_BACK_WAIT: Duration = Duration::from_secs(10);
+
+pub struct EscalationApi {
+    log: ComplaintLog,
+    read_model: ReadModel,
+    store: Arc<dyn EventStore>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl EscalationApi {
+    pub fn new(
+        log: ComplaintLog,
+        read_model: ReadModel,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let store = log.store().clone();
+        Self {
+            log,
+            read_model,
+            store,
+            clock,
+            shutdown,
+        }
+    }
+}
+
+fn page_size(value: u32) -> Result<u32, InvalidInput> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        size if size <= MAX_PAGE_SIZE => Ok(size),
+        _ => Err(InvalidInput::new(
+            "page_size",
+            format!("may be at most {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+fn uuid(field: &str, value: &str) -> Result<Uuid, InvalidInput> {
+    Uuid::parse_str(value.trim()).map_err(|_| InvalidInput::new(field, "must be a UUID"))
+}
+
+fn deadline(deadline: Deadline) -> v1::Deadline {
+    match deadline {
+        Deadline::StageOneAcknowledgement => v1::Deadline::StageOneAcknowledgement,
+        Deadline::StageOneResponse => v1::Deadline::StageOneResponse,
+        Deadline::StageTwoAcknowledgement => v1::Deadline::StageTwoAcknowledgement,
+        Deadline::StageTwoResponse => v1::Deadline::StageTwoResponse,
+    }
+}
+
+fn escalation(row: &EscalationRow) -> v1::Escalation {
+    v1::Escalation {
+        escalation_id: row.escalation_id.to_string(),
+        complaint_id: row.complaint_id.clone(),
+        contractor_id: row.contractor_id.clone(),
+        deadline: deadline(row.deadline) as i32,
+        level: row.level.to_string(),
+        deadline_date: row.deadline_date.to_string(),
+        clock_started_at: Some(convert::timestamp(row.clock_started_at)),
+        due_at: Some(convert::timestamp(row.due_at)),
+        raised_at: Some(convert::timestamp(row.raised_at)),
+        recipients: row.recipients.clone(),
+        acknowledged_by: row.acknowledged_by.clone().unwrap_or_default(),
+        acknowledged_at: row.acknowledged_at.map(convert::timestamp),
+        position: row.position,
+    }
+}
+
+fn dead_letter(delivery: &Delivery) -> v1::DeadLetter {
+    v1::DeadLetter {
+        delivery_id: delivery.delivery_id.to_string(),
+        escalation_id: delivery.escalation_id.to_string(),
+        channel: match delivery.channel {
+            DeliveryChannel::Webhook => v1::DeliveryChannel::Webhook,
+            DeliveryChannel::Email => v1::DeliveryChannel::Email,
+        } as i32,
+        target: delivery.target.clone(),
+        attempts: delivery.attempts,
+        last_error: delivery.last_error.clone().unwrap_or_default(),
+        created_at: Some(convert::timestamp(delivery.created_at)),
+    }
+}
+
+/// The watch message for one stored event: escalations raised and acknowledged, nothing else.
+fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalationsResponse, Status>> {
+    use v1::watch_escalations_response::Message;
+    if recorded.stream_id.category() != "complaint"
+        || !matches!(
+            recorded.event_type.as_str(),
+            "EscalationRaised" | "EscalationAcknowledged"
+        )
+    {
+        return None;
+    }
+    let complaint_id = recorded
+        .stream_id
+        .as_str()
+        .strip_prefix("complaint-")
+        .unwrap_or_default()
+        .to_owned();
+    let event = match Event::from_payload(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.payload,
+    ) {
+        Ok(event) => event,
+        Err(error) => return Some(Err(ApiError::internal(error).into())),
+    };
+    let message = match event {
+        Event::EscalationRaised {
+            escalation_id,
+            contractor_id,
+            deadline: raised_deadline,
+            level,
+            deadline_date,
+            clock_started_at,
+            due_at,
+            raised_at,
+            recipients,
+        } => Message::Raised(escalation(&EscalationRow {
+            escalation_id,
+            complaint_id,
+            contractor_id: contractor_id.as_str().to_owned(),
+            deadline: raised_deadline,
+            level,
+            deadline_date,
+            clock_started_at,
+            due_at,
+            raised_at,
+            recipients: recipients
+                .iter()
+                .map(|address| address.as_str().to_owned())
+                .collect(),
+            acknowledged_by: None,
+            acknowledged_at: None,
+            position: recorded.position,
+        })),
+        Event::EscalationAcknowledged {
+            escalation_id,
+            acknowledged_by,
+            note,
+            acknowledged_at,
+        } => Message::Acknowledged(v1::EscalationAcknowledgement {
+            escalation_id: escalation_id.to_string(),
+            complaint_id,
+            acknowledged_by: acknowledged_by.as_str().to_owned(),
+            note: note.as_str().to_owned(),
+            acknowledged_at: Some(convert::timestamp(acknowledged_at)),
+            position: recorded.position,
+        }),
+        _ => return None,
+    };
+    Some(Ok(v1::WatchEscalationsResponse {
+        message: Some(message),
+    }))
+}
+
+#[tonic::async_trait]
+impl EscalationService for EscalationApi {
+    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
+
+    async fn watch_escalations(
+        &self,
+        request: Request<v1::WatchEscalationsRequest>,
+    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        let body = request.into_inner();
+        let message: EventMessage<v1::WatchEscalationsResponse> = Box::new(watch_message);
+        Ok(Response::new(follow_log(
+            self.store.clone(),
+            body.from_position,
+            self.shutdown.clone(),
+            message,
+            |position| v1::WatchEscalationsResponse {
+                message: Some(v1::watch_escalations_response::Message::CaughtUp(
+                    v1::EscalationsCaughtUp { position },
+                )),
+            },
+        )))
+    }
+
+    async fn list_escalations(
+        &self,
+        request: Request<v1::ListEscalationsRequest>,
+    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
+        let body = request.into_inner();
+        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        let level = match body.level.trim() {
+            "" => None,
+            level => Some(
+                EscalationLevel::parse("level", level)
+                    .map_err(ApiError::from)?
+                    .to_string(),
+            ),
+        };
+        let contractor_id = match body.contractor_id.trim() {
+            "" => None,
+            id => Some(
+                parse::contractor_id("contractor_id", id)
+                    .map_err(ApiError::from)?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
+        let after = match body.page_token.trim() {
+            "" => 0,
+            token => token.parse::<u64>().map_err(|_| {
+                ApiError::from(InvalidInput::new(
+                    "page_token",
+                    "is not a token this service issued",
+                ))
+            })?,
+        };
+        let filter = EscalationFilter {
+            open_only: body.open_only,
+            level,
+            contractor_id,
+        };
+        let rows = self
+            .read_model
+            .list_escalations(&filter, page_size, after)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = if rows.len() == page_size as usize {
+            rows.last()
+                .map(|row| row.position.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ListEscalationsResponse {
+            escalations: rows.iter().map(escalation).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn acknowledge_escalation(
+        &self,
+        request: Request<v1::AcknowledgeEscalationRequest>,
+    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
+        let body = request.get_ref();
+        let escalation_id = uuid("escalation_id", &body.escalation_id).map_err(ApiError::from)?;
+        let by =
+            Handler::parse("acknowledged_by", &body.acknowledged_by).map_err(ApiError::from)?;
+        let note = OptionalText::parse("note", &body.note).map_err(ApiError::from)?;
+        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
+        let row = self
+            .read_model
+            .escalation(escalation_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("no escalation has this id".to_owned()))?;
+        let complaint_id =
+            ComplaintId::parse("complaint_id", &row.complaint_id).map_err(ApiError::internal)?;
+        let origin = command_origin(&request, request_id, "grpc");
+        let command = Command::AcknowledgeEscalation {
+            escalation_id,
+            by,
+            note,
+            at: self.clock.now(),
+        };
+        let (result, _) = self
+            .log
+            .execute(&complaint_id, None, &origin, command)
+            .await?;
+        // Answer with the escalation as lists will show it.
+        let acknowledged = if self
+            .read_model
+            .wait_for(result.position, READ_BACK_WAIT)
+            .await
+        {
+            self.read_model
+                .escalation(escalation_id)
+                .await
+                .map_err(ApiError::from)?
+                .unwrap_or(row)
+        } else {
+            row
+        };
+        Ok(Response::new(v1::AcknowledgeEscalationResponse {
+            escalation: Some(escalation(&acknowledged)),
+            version: result.version,
+            duplicate: result.duplicate,
+        }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        let body = request.into_inner();
+        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        let invalid_token = || {
+            ApiError::from(InvalidInput::new(
+                "page_token",
+                "is not a token this service issued",
+            ))
+        };
+        let after = match body.page_token.trim() {
+            "" => None,
+            token => {
+                let (millis, id) = token.split_once('/').ok_or_else(invalid_token)?;
+                let at = millis
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .ok_or_else(invalid_token)?;
+                Some((at, Uuid::parse_str(id).map_err(|_| invalid_token())?))
+            }
+        };
+        let dead = self
+            .read_model
+            .dead_letters(page_size, after)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = match dead.last() {
+            Some(last) if dead.len() == page_size as usize => format!(
+                "{}/{}",
+                last.created_at.timestamp_millis(),
+                last.delivery_id
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListDeadLettersResponse {
+            dead_letters: dead.iter().map(dead_letter).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        request: Request<v1::RetryDeadLetterRequest>,
+    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
+        let body = request.into_inner();
+        let delivery_id = uuid("delivery_id", &body.delivery_id).map_err(ApiError::from)?;
+        let state = self
+            .read_model
+            .delivery_state(delivery_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("no delivery has this id".to_owned()))?;
+        // Real time, like every delivery time: it is about the receiver, not the Code's clock.
+        let retried = state == "DEAD"
+            && self
+                .read_model
+                .retry_dead_letter(delivery_id, chrono::Utc::now())
+                .await
+                .map_err(ApiError::from)?;
+        if !retried {
+            return Err(ApiError::NotAllowed(format!(
+                "the delivery is {}, not dead-lettered",
+                state.to_lowercase()
+            ))
+            .into());
+        }
+        Ok(Response::new(v1::RetryDeadLetterResponse {}))
+    }
+}
