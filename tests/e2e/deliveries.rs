@@ -1,0 +1,391 @@
+//! Deliveries end to end against real receivers started by the test: an HTTP server on
+//! 127.0.0.1 that checks every webhook's HMAC-SHA256 signature the way the README tells
+//! receivers to, and a real SMTP server (Python's aiosmtpd) whose mailbox the test reads back.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use doorstep_api::v1;
+use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
+use doorstep_server::settings::{EmailSettings, Role, Settings, WebhookSettings};
+use doorstep_tests::{TestApp, TestClock, gate_left_open, spawn_app_with, violated_field};
+use hmac::{Hmac, Mac};
+use secrecy::SecretString;
+use sha2::Sha256;
+use tonic::Code;
+
+const SECRET: &str = "whsec_doorstep_test_secret";
+
+/// One webhook call as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Received {
+    delivery_id: String,
+    body: serde_json::Value,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    accepted: Arc<Mutex<Vec<Received>>>,
+    refused_signatures: Arc<Mutex<usize>>,
+    /// Answers 503 while true, as a receiver in trouble does.
+    failing: Arc<Mutex<bool>>,
+}
+
+/// What a receiver does with `Doorstep-Signature: t=<seconds>,v1=<hex>`: recompute HMAC-SHA256
+/// over `<t>.<body>` with the shared secret, and refuse a stale timestamp.
+fn signature_is_valid(headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(header) = headers
+        .get("doorstep-signature")
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let parts: BTreeMap<&str, &str> = header
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .collect();
+    let (Some(timestamp), Some(signature)) = (parts.get("t"), parts.get("v1")) else {
+        return false;
+    };
+    let Ok(seconds) = timestamp.parse::<i64>() else {
+        return false;
+    };
+    if (chrono::Utc::now().timestamp() - seconds).abs() > 300 {
+        return false;
+    }
+    let Ok(expected) = hex::decode(signature) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()) else {
+        return false;
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !signature_is_valid(&headers, &body) {
+        *receiver.refused_signatures.lock().expect("lock") += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    if *receiver.failing.lock().expect("lock") {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let delivery_id = headers
+        .get("doorstep-delivery")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    receiver
+        .accepted
+        .lock()
+        .expect("lock")
+        .push(Received { delivery_id, body });
+    StatusCode::NO_CONTENT
+}
+
+/// Serves the receiver on `address` until the returned handle is aborted.
+async fn serve_receiver(receiver: Receiver, address: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("the receiver binds");
+    let app = axum::Router::new()
+        .route("/hooks/doorstep", axum::routing::post(receive))
+        .with_state(receiver);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// A loopback address nothing listens on yet.
+fn free_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address")
+}
+
+fn webhook_to(settings: &mut Settings, address: SocketAddr, max_attempts: u32) {
+    settings.server.role = Role::All;
+    settings.notifier.poll_interval_ms = 20;
+    settings.notifier.max_attempts = max_attempts;
+    settings.notifier.initial_backoff_ms = 50;
+    settings.notifier.max_backoff_ms = 200;
+    settings.notifier.timeout_ms = 2_000;
+    settings.notifier.webhooks = vec![WebhookSettings {
+        url: format!("http://{address}/hooks/doorstep"),
+        secret: SecretString::from(SECRET.to_owned()),
+    }];
+}
+
+/// Logs a complaint received on 2 April 2026 with the clock at 14 April: its warning and its
+/// breach are due at once.
+async fn overdue_complaint(app: &TestApp, key: &str) -> String {
+    app.client
+        .clone()
+        .log_complaint(gate_left_open(key, "2026-04-02T09:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner()
+        .complaint_id
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn dead_letters(app: &TestApp) -> Vec<v1::DeadLetter> {
+    EscalationServiceClient::new(app.channel.clone())
+        .list_dead_letters(v1::ListDeadLettersRequest::default())
+        .await
+        .expect("listed")
+        .into_inner()
+        .dead_letters
+}
+
+#[tokio::test]
+async fn a_receiver_that_keeps_failing_gets_dead_letters_that_can_be_retried() {
+    let address = free_address();
+    let receiver = Receiver::default();
+    *receiver.failing.lock().expect("lock") = true;
+    let _server = serve_receiver(receiver.clone(), address).await;
+    let clock = TestClock::at("2026-04-14T08:00:00Z");
+    let app = spawn_app_with(|settings, _| webhook_to(settings, address, 3), clock).await;
+    let complaint_id = overdue_complaint(&app, "dead-1").await;
+
+    // Warning and breach: two deliveries, each tried three times, then dead-lettered.
+    wait_until("both deliveries are dead-lettered", async || {
+        dead_letters(&app).await.len() == 2
+    })
+    .await;
+    let dead = dead_letters(&app).await;
+    assert!(dead.iter().all(|letter| letter.attempts == 3));
+    assert!(
+        dead.iter()
+            .all(|letter| letter.last_error == "the receiver answered HTTP 503")
+    );
+    assert!(
+        dead.iter()
+            .all(|letter| letter.channel == v1::DeliveryChannel::Webhook as i32)
+    );
+    assert!(receiver.accepted.lock().expect("lock").is_empty());
+    assert_eq!(*receiver.refused_signatures.lock().expect("lock"), 0);
+
+    // The receiver recovers; retrying through the API delivers with the same delivery ids.
+    *receiver.failing.lock().expect("lock") = false;
+    let mut client = EscalationServiceClient::new(app.channel.clone());
+    for letter in &dead {
+        client
+            .retry_dead_letter(v1::RetryDeadLetterRequest {
+                delivery_id: letter.delivery_id.clone(),
+            })
+            .await
+            .expect("retried");
+    }
+    wait_until("both are delivered", async || {
+        receiver.accepted.lock().expect("lock").len() == 2
+    })
+    .await;
+    assert!(dead_letters(&app).await.is_empty());
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    let mut delivered: Vec<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
+    let mut expected: Vec<&str> = dead.iter().map(|l| l.delivery_id.as_str()).collect();
+    delivered.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(delivered, expected);
+    for received in &accepted {
+        assert_eq!(received.body["type"], "escalation.raised");
+        assert_eq!(received.body["complaint_id"], complaint_id.as_str());
+        assert_eq!(received.body["contractor_id"], "acme-retrofit");
+        assert_eq!(received.body["deadline"], "STAGE_ONE_ACKNOWLEDGEMENT");
+        assert_eq!(received.body["deadline_date"], "2026-04-13");
+        assert_eq!(received.body["delivery_id"], received.delivery_id.as_str());
+    }
+
+    // A delivered one is no longer a dead letter; unknown and malformed ids say so.
+    let again = client
+        .retry_dead_letter(v1::RetryDeadLetterRequest {
+            delivery_id: dead[0].delivery_id.clone(),
+        })
+        .await
+        .expect_err("not dead any more");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let unknown = client
+        .retry_dead_letter(v1::RetryDeadLetterRequest {
+            delivery_id: uuid::Uuid::nil().to_string(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let malformed = client
+        .retry_dead_letter(v1::RetryDeadLetterRequest {
+            delivery_id: "nope".to_owned(),
+        })
+        .await
+        .expect_err("malformed");
+    assert_eq!(violated_field(&malformed).as_deref(), Some("delivery_id"));
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_gets_everything_when_it_comes_back_even_across_a_restart() {
+    // Nothing listens on the receiver's address yet.
+    let address = free_address();
+    let clock = TestClock::at("2026-04-14T08:00:00Z");
+    let app = spawn_app_with(|settings, _| webhook_to(settings, address, 1_000), clock).await;
+    overdue_complaint(&app, "down-1").await;
+    // Let the deliveries fail a few times, then stop the server with them still owed.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let app = app.restart().await;
+    overdue_complaint(&app, "down-2").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let receiver = Receiver::default();
+    let _server = serve_receiver(receiver.clone(), address).await;
+    // Two complaints, warning and breach each: four deliveries, each accepted once (a receiver
+    // may see one twice only as a retry with the same delivery id; here none was accepted before).
+    wait_until("all four are delivered", async || {
+        receiver.accepted.lock().expect("lock").len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    assert_eq!(accepted.len(), 4, "nothing is sent twice: {accepted:?}");
+    let mut ids: Vec<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert!(dead_letters(&app).await.is_empty());
+}
+
+/// A real SMTP server: Python's aiosmtpd writing every message it accepts into a Maildir.
+struct SmtpServer {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl SmtpServer {
+    async fn start(maildir: &Path) -> Self {
+        let port = free_address().port();
+        let child = tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(maildir)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs (aiosmtpd is needed: pip install aiosmtpd)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self { child, port };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("aiosmtpd did not start on port {port}; is it installed (pip install aiosmtpd)?");
+    }
+}
+
+fn messages_in(maildir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(maildir.join("new")) else {
+        return Vec::new();
+    };
+    let mut messages: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .collect();
+    messages.sort();
+    messages
+}
+
+#[tokio::test]
+async fn escalations_are_emailed_to_each_recipient_as_plain_text_a_person_can_act_on() {
+    let directory = tempfile::tempdir().expect("a directory");
+    // aiosmtpd creates the Maildir (cur, new, tmp) only where nothing exists yet.
+    let maildir = directory.path().join("mail");
+    let mut smtp = SmtpServer::start(&maildir).await;
+    let clock = TestClock::at("2026-04-14T08:00:00Z");
+    let port = smtp.port;
+    let app = spawn_app_with(
+        |settings, _| {
+            settings.server.role = Role::All;
+            settings.notifier.poll_interval_ms = 20;
+            settings.notifier.email = Some(EmailSettings {
+                smtp_host: "127.0.0.1".to_owned(),
+                smtp_port: port,
+                from: "Doorstep <complaints@landlord.example>".to_owned(),
+            });
+            settings.escalation.recipients.insert(
+                "breach".to_owned(),
+                vec!["complaints-team@landlord.example".to_owned()],
+            );
+            settings
+                .escalation
+                .contractor_recipients
+                .entry("acme-retrofit".to_owned())
+                .or_default()
+                .insert(
+                    "breach".to_owned(),
+                    vec!["complaints@acme.example".to_owned()],
+                );
+        },
+        clock,
+    )
+    .await;
+    let complaint_id = overdue_complaint(&app, "email-1").await;
+    // The breach tells the landlord's team and the contractor; the warning has no recipients.
+    wait_until("two messages arrive", async || {
+        messages_in(&maildir).len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let messages = messages_in(&maildir);
+    assert_eq!(messages.len(), 2);
+    let unfolded: Vec<String> = messages
+        .iter()
+        .map(|message| message.replace("\r\n ", " ").replace("\n ", " "))
+        .collect();
+    let to_team = unfolded
+        .iter()
+        .find(|m| m.contains("To: complaints-team@landlord.example"))
+        .expect("one to the landlord's team");
+    assert!(
+        unfolded
+            .iter()
+            .any(|m| m.contains("To: complaints@acme.example"))
+    );
+    for message in &unfolded {
+        assert!(message.contains("Content-Type: text/plain"));
+        assert!(message.contains("From: Doorstep <complaints@landlord.example>"));
+        assert!(message.contains("Message-ID: <"));
+        assert!(message.contains(&format!("Complaint:      {complaint_id}")));
+        assert!(message.contains("Contractor:     acme-retrofit"));
+        assert!(message.contains("Deadline:       stage 1 acknowledgement, due 2026-04-13"));
+        assert!(message.contains("How late:       missed: the deadline day has ended"));
+        assert!(message.contains("AcknowledgeEscalation"));
+    }
+    assert!(to_team.contains(&format!(
+        "Subject: [Doorstep] breach: stage 1 acknowledgement for complaint {complaint_id}"
+    )));
+    let _ = smtp.child.kill().await;
+}

@@ -1,0 +1,389 @@
+//! The escalation ladder end to end: a real server whose clock the test moves through simulated
+//! days (Easter 2026 included), raising each level exactly when it falls due; escalations in
+//! GetComplaint's history, in ListEscalations, in WatchEscalations and in the contractor's
+//! figures; acknowledging them; and once with the real clock and a policy that is already due.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use doorstep_api::v1;
+use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
+use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_server::clock::SystemClock;
+use doorstep_server::settings::{LadderStepSettings, Role, Settings};
+use doorstep_tests::{TestApp, TestClock, gate_left_open, spawn_app_with, violated_field};
+use tonic::Code;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("an RFC 3339 time")
+}
+
+fn with_notifier(settings: &mut Settings) {
+    settings.server.role = Role::All;
+    settings.notifier.poll_interval_ms = 20;
+    settings.escalation.recipients.insert(
+        "breach".to_owned(),
+        vec!["complaints-team@landlord.example".to_owned()],
+    );
+    settings
+        .escalation
+        .contractor_recipients
+        .entry("acme-retrofit".to_owned())
+        .or_default()
+        .insert(
+            "contract_manager".to_owned(),
+            vec!["complaints@acme.example".to_owned()],
+        );
+}
+
+async fn escalations(app: &TestApp, request: v1::ListEscalationsRequest) -> Vec<v1::Escalation> {
+    EscalationServiceClient::new(app.channel.clone())
+        .list_escalations(request)
+        .await
+        .expect("listed")
+        .into_inner()
+        .escalations
+}
+
+async fn all_escalations(app: &TestApp) -> Vec<v1::Escalation> {
+    escalations(app, v1::ListEscalationsRequest::default()).await
+}
+
+/// Waits until `count` escalations are listed, for at most ten seconds.
+async fn wait_for_count(app: &TestApp, count: usize) -> Vec<v1::Escalation> {
+    for _ in 0..500 {
+        let listed = all_escalations(app).await;
+        if listed.len() >= count {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{count} escalations were never listed");
+}
+
+#[tokio::test]
+async fn the_ladder_climbs_in_simulated_days_across_easter() {
+    let clock = TestClock::at("2026-04-02T09:00:00Z");
+    let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
+    let mut client = app.client.clone();
+    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
+    let logged = client
+        .log_complaint(gate_left_open("ladder-1", "2026-04-02T09:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner();
+
+    // Each level is raised at its due time and not a minute before (UK midnight is 23:00 UTC in
+    // summer time). Good Friday and Easter Monday are not working days.
+    let ladder = [
+        ("warning", "2026-04-10T23:00:00Z"),
+        ("breach", "2026-04-13T23:00:00Z"),
+        ("liaison_officer", "2026-04-15T23:00:00Z"),
+        ("contract_manager", "2026-04-20T23:00:00Z"),
+        ("head_of_service", "2026-04-27T23:00:00Z"),
+    ];
+    for (raised_so_far, (level, due)) in ladder.iter().enumerate() {
+        clock.set(at(due) - chrono::Duration::minutes(1));
+        // Several scheduler rounds pass: nothing new falls due a minute early.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            all_escalations(&app).await.len(),
+            raised_so_far,
+            "{level} is not raised before {due}"
+        );
+        clock.set(at(due));
+        let listed = wait_for_count(&app, raised_so_far + 1).await;
+        let raised = &listed[raised_so_far];
+        assert_eq!(raised.level, *level);
+        assert_eq!(
+            raised.deadline,
+            v1::Deadline::StageOneAcknowledgement as i32
+        );
+        assert_eq!(raised.deadline_date, "2026-04-13");
+        assert_eq!(raised.complaint_id, logged.complaint_id);
+        assert_eq!(raised.contractor_id, "acme-retrofit");
+        assert_eq!(
+            raised.due_at.as_ref().map(|t| t.seconds),
+            Some(at(due).timestamp())
+        );
+    }
+    // Weeks later nothing more is raised: each level once.
+    clock.set(at("2026-06-30T12:00:00Z"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let listed = all_escalations(&app).await;
+    assert_eq!(listed.len(), 5);
+    assert_eq!(
+        listed[1].recipients,
+        vec!["complaints-team@landlord.example".to_owned()]
+    );
+    assert_eq!(
+        listed[3].recipients,
+        vec!["complaints@acme.example".to_owned()]
+    );
+
+    // The complaint's history shows them, in the words a person reads.
+    let history = client
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .history;
+    let raised: Vec<&str> = history
+        .iter()
+        .filter(|entry| entry.event_type == "EscalationRaised")
+        .map(|entry| entry.summary.as_str())
+        .collect();
+    assert_eq!(raised.len(), 5);
+    assert_eq!(
+        raised[1],
+        "Escalation `breach` raised for the stage 1 acknowledgement due 2026-04-13; 1 person told"
+    );
+    assert!(
+        history
+            .iter()
+            .filter(|entry| entry.event_type == "EscalationRaised")
+            .all(|entry| entry.actor == "doorstep-notifier")
+    );
+
+    // Filters: by level, by contractor, open only.
+    let breach_only = escalations(
+        &app,
+        v1::ListEscalationsRequest {
+            level: "breach".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(breach_only.len(), 1);
+    let other_contractor = escalations(
+        &app,
+        v1::ListEscalationsRequest {
+            contractor_id: "brick-and-co".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(other_contractor.is_empty());
+
+    // Acknowledging an escalation takes it out of the open list, once.
+    let mut escalation_client = EscalationServiceClient::new(app.channel.clone());
+    let acknowledged = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: breach_only[0].escalation_id.clone(),
+            acknowledged_by: "Head of Service".to_owned(),
+            note: "Calling the resident today".to_owned(),
+            request_id: "ack-breach-1".to_owned(),
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner();
+    assert_eq!(
+        acknowledged
+            .escalation
+            .as_ref()
+            .map(|e| e.acknowledged_by.as_str()),
+        Some("Head of Service")
+    );
+    let retried = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: breach_only[0].escalation_id.clone(),
+            acknowledged_by: "Head of Service".to_owned(),
+            note: "Calling the resident today".to_owned(),
+            request_id: "ack-breach-1".to_owned(),
+        })
+        .await
+        .expect("a retry answers the first result")
+        .into_inner();
+    assert!(retried.duplicate);
+    let twice = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: breach_only[0].escalation_id.clone(),
+            acknowledged_by: "Someone Else".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("already acknowledged");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    let unknown = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: uuid::Uuid::nil().to_string(),
+            acknowledged_by: "Someone".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown escalation");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let malformed = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: "not-a-uuid".to_owned(),
+            acknowledged_by: "Someone".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("malformed id");
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert_eq!(violated_field(&malformed).as_deref(), Some("escalation_id"));
+    let nobody = escalation_client
+        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
+            escalation_id: breach_only[0].escalation_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("nobody named");
+    assert_eq!(violated_field(&nobody).as_deref(), Some("acknowledged_by"));
+    let open = escalations(
+        &app,
+        v1::ListEscalationsRequest {
+            open_only: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(open.len(), 4);
+    let bad_level = escalation_client
+        .list_escalations(v1::ListEscalationsRequest {
+            level: "Head Of Service!".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad level");
+    assert_eq!(violated_field(&bad_level).as_deref(), Some("level"));
+
+    // WatchEscalations replays them from the start, then says it has caught up.
+    let mut watch = escalation_client
+        .watch_escalations(v1::WatchEscalationsRequest { from_position: 0 })
+        .await
+        .expect("watching")
+        .into_inner();
+    let mut seen = (0, 0);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("the watch answers")
+            .expect("no error")
+            .and_then(|response| response.message)
+            .expect("open until caught up");
+        match message {
+            v1::watch_escalations_response::Message::Raised(_) => seen.0 += 1,
+            v1::watch_escalations_response::Message::Acknowledged(_) => seen.1 += 1,
+            v1::watch_escalations_response::Message::CaughtUp(_) => break,
+        }
+    }
+    assert_eq!(seen, (5, 1));
+
+    // The contractor's figures count escalations apart from stage 2 requests.
+    let figures = PerformanceServiceClient::new(app.channel.clone())
+        .get_contractor_performance(v1::GetContractorPerformanceRequest {
+            contractor_id: "acme-retrofit".to_owned(),
+            from_month: "2026-04".to_owned(),
+            to_month: "2026-04".to_owned(),
+            min_position: None,
+        })
+        .await
+        .expect("figures")
+        .into_inner();
+    assert_eq!(figures.notifier_escalations_raised, 5);
+    assert_eq!(figures.notifier_escalations_past_deadline, 4);
+    assert_eq!(figures.escalations_to_stage_two, 0);
+}
+
+#[tokio::test]
+async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
+    let clock = TestClock::at("2026-04-02T09:00:00Z");
+    let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
+    let mut client = app.client.clone();
+    let logged = client
+        .log_complaint(gate_left_open("ladder-2", "2026-04-02T09:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner();
+    // Acknowledged on time on Friday 10 April: the acknowledgement ladder never fires, and the
+    // response is due ten working days later, Friday 24 April.
+    clock.set(at("2026-04-10T10:00:00Z"));
+    client
+        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+            stage: v1::Stage::One as i32,
+            handler: "Ann Officer".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("acknowledged");
+    clock.set(at("2026-04-23T22:59:00Z"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(all_escalations(&app).await.is_empty());
+    // The response warning falls due when Thursday 23 April ends.
+    clock.set(at("2026-04-23T23:00:00Z"));
+    let listed = wait_for_count(&app, 1).await;
+    assert_eq!(listed[0].deadline, v1::Deadline::StageOneResponse as i32);
+    assert_eq!(listed[0].level, "warning");
+
+    // Withdrawn: the clock stops; nothing more however long we wait.
+    client
+        .withdraw_complaint(v1::WithdrawComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+            reason: "Resident moved away".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("withdrawn");
+    clock.set(at("2026-06-01T10:00:00Z"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(all_escalations(&app).await.len(), 1);
+
+    // Reopened: the response clock restarts, and its ladder, warning included, fires again with
+    // new escalation ids.
+    client
+        .reopen_complaint(v1::ReopenComplaintRequest {
+            complaint_id: logged.complaint_id.clone(),
+            reason: "Resident came back".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("reopened");
+    clock.set(at("2026-07-01T10:00:00Z"));
+    let listed = wait_for_count(&app, 6).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(all_escalations(&app).await.len(), 6);
+    assert_ne!(listed[0].escalation_id, listed[1].escalation_id);
+    assert_eq!(listed[1].level, "warning");
+    assert!(
+        listed[1..]
+            .iter()
+            .all(|e| e.clock_started_at.as_ref().map(|t| t.seconds)
+                == Some(at("2026-06-01T10:00:00Z").timestamp()))
+    );
+}
+
+#[tokio::test]
+async fn with_the_real_clock_a_short_policy_escalates_within_seconds() {
+    // The machine's clock, and a ladder whose first step is due the moment a deadline is ten
+    // working days away: a complaint received now escalates within a scheduler round or two.
+    let app = spawn_app_with(
+        |settings, _| {
+            with_notifier(settings);
+            settings.notifier.poll_interval_ms = 200;
+            settings.escalation.ladders.insert(
+                "stage_one_acknowledgement".to_owned(),
+                vec![LadderStepSettings {
+                    level: "early_notice".to_owned(),
+                    working_days: -10,
+                }],
+            );
+        },
+        std::sync::Arc::new(SystemClock),
+    )
+    .await;
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let started = std::time::Instant::now();
+    app.client
+        .clone()
+        .log_complaint(gate_left_open("real-time-1", &now))
+        .await
+        .expect("logged");
+    let listed = wait_for_count(&app, 1).await;
+    assert_eq!(listed[0].level, "early_notice");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
