@@ -229,3 +229,113 @@ async fn the_complaint_lifecycle_runs_on_postgres() {
         .into_inner();
     assert_eq!(view.history.len(), 2);
 }
+
+/// Two replicas that both run the notifier, on one PostgreSQL database with one clock, race to
+/// raise the same escalations: the log holds exactly one `EscalationRaised` per complaint,
+/// deadline and level. A third replica runs as `--role notifier` and serves no API.
+#[tokio::test]
+async fn replicas_raise_each_escalation_exactly_once() {
+    use doorstep_server::settings::Role;
+    use doorstep_tests::{TestClock, spawn_app_on_database_with};
+
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let clock = TestClock::at("2026-04-02T09:00:00Z");
+    let both = |settings: &mut doorstep_server::Settings| {
+        settings.server.role = Role::All;
+        settings.notifier.poll_interval_ms = 10;
+    };
+    let first = spawn_app_on_database_with(database.url(), both, clock.clone()).await;
+    let second = spawn_app_on_database_with(database.url(), both, clock.clone()).await;
+    let notifier_only = spawn_app_on_database_with(
+        database.url(),
+        |settings| {
+            settings.server.role = Role::Notifier;
+            settings.notifier.poll_interval_ms = 10;
+        },
+        clock.clone(),
+    )
+    .await;
+    let refused = notifier_only
+        .client
+        .clone()
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: uuid::Uuid::nil().to_string(),
+        })
+        .await
+        .expect_err("a notifier replica serves no API");
+    assert_eq!(refused.code(), Code::Unimplemented);
+
+    let mut last = 0;
+    for n in 0..12 {
+        let client = if n % 2 == 0 { &first } else { &second };
+        last = client
+            .client
+            .clone()
+            .log_complaint(gate_left_open(
+                &format!("escalate-{n}"),
+                "2026-04-02T09:00:00Z",
+            ))
+            .await
+            .expect("logged")
+            .into_inner()
+            .position;
+    }
+    // Every replica's read model has the schedule before the clock jumps past every level.
+    for app in [&first, &second] {
+        app.client
+            .clone()
+            .list_complaints(v1::ListComplaintsRequest {
+                min_position: Some(last),
+                ..Default::default()
+            })
+            .await
+            .expect("caught up");
+    }
+    clock.set("2026-05-15T09:00:00Z".parse().expect("a time"));
+
+    // 12 complaints × 5 levels of the acknowledgement ladder.
+    let expected = 12 * 5;
+    for _ in 0..500 {
+        let raised = whole_log(&first)
+            .await
+            .iter()
+            .filter(|event| event.event_type == "EscalationRaised")
+            .count();
+        if raised >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Let every replica try a few more rounds; nothing more may appear.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let raised: Vec<v1::RecordedEvent> = whole_log(&second)
+        .await
+        .into_iter()
+        .filter(|event| event.event_type == "EscalationRaised")
+        .collect();
+    let mut per_step: HashMap<(String, String, String), usize> = HashMap::new();
+    for event in &raised {
+        let payload: serde_json::Value =
+            serde_json::from_str(&event.payload_json).expect("JSON payload");
+        let key = (
+            event.stream_id.clone(),
+            payload["deadline"].as_str().unwrap_or_default().to_owned(),
+            payload["level"].as_str().unwrap_or_default().to_owned(),
+        );
+        *per_step.entry(key).or_default() += 1;
+        // The event id is the escalation id, derived from the complaint, deadline and level.
+        assert_eq!(
+            payload["escalation_id"].as_str(),
+            Some(event.event_id.as_str())
+        );
+    }
+    assert_eq!(
+        raised.len(),
+        expected,
+        "exactly one per complaint and level"
+    );
+    assert_eq!(per_step.len(), expected);
+    assert!(per_step.values().all(|count| *count == 1));
+}

@@ -128,9 +128,13 @@ pub async fn spawn_app_on_database_with(
     let mut settings = Settings::for_tests(data_dir.path());
     settings.database.url = database_url.to_owned();
     configure(&mut settings);
+    let serves_api = settings.server.role.serves_api();
     let app = start_with_clock(data_dir, settings, clock).await;
-    for contractor_id in REGISTERED_CONTRACTORS {
-        register_contractor(&app.channel, contractor_id).await;
+    // A notifier-only replica has no API to register through.
+    if serves_api {
+        for contractor_id in REGISTERED_CONTRACTORS {
+            register_contractor(&app.channel, contractor_id).await;
+        }
     }
     app
 }
