@@ -85,3 +85,41 @@ async fn migrates_serves_and_stops_cleanly_on_sigterm() {
         Some("acme-retrofit".to_owned())
     );
 }
+
+/// `doorstep serve --role notifier`: a replica that runs the scheduler and the deliveries,
+/// answers health checks, and serves none of the API.
+#[tokio::test]
+async fn serves_as_a_notifier_replica_with_role_notifier() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("doorstep.db").display()
+    );
+    let mut running = support::serve_with(&database_url, &["--role", "notifier"]);
+    let channel = support::channel(running.port).await;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let refused = client(running.port)
+        .await
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: "01a21775-9c5e-73bc-847e-b660f68f00f9".to_owned(),
+        })
+        .await
+        .expect_err("no API on a notifier replica");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(
+        running.stderr_tail().contains("Notifier"),
+        "{}",
+        running.stderr_tail()
+    );
+    running.kill_now();
+}
