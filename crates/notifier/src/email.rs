@@ -80,8 +80,10 @@ impl EmailSender {
         };
         let subject =
             format!("[Doorstep] {level}: {deadline} for complaint {complaint_id} ({lateness})");
+        // Lines stay short so the message travels as plain 7-bit text, readable even raw.
         let body = format!(
-            "A complaint about contractor {contractor_id} has reached escalation level \"{level}\".\n\
+            "A complaint about contractor {contractor_id} has reached\n\
+             escalation level \"{level}\".\n\
              \n\
              Complaint:      {complaint_id}\n\
              Contractor:     {contractor_id}\n\
@@ -90,13 +92,14 @@ impl EmailSender {
              Raised:         {raised}\n\
              Escalation id:  {escalation_id}\n\
              \n\
-             What to do: open the complaint in Doorstep (GetComplaint {complaint_id}) and take \
-             the step that is due under the Complaint Handling Code. Then acknowledge this \
-             escalation (AcknowledgeEscalation with the escalation id above) so that everyone \
-             told knows it is in hand.\n\
+             What to do: open the complaint in Doorstep\n\
+             (GetComplaint {complaint_id})\n\
+             and take the step that is due under the Complaint Handling Code.\n\
+             Then acknowledge this escalation (AcknowledgeEscalation with the\n\
+             escalation id above) so that everyone told knows it is in hand.\n\
              \n\
-             This message is sent at least once; a copy with the same Message-ID is the same \
-             message.\n\
+             This message is sent at least once: a copy with the same\n\
+             Message-ID is the same message.\n\
              Delivery id: {delivery_id}\n",
             raised = raised_at.map_or_else(
                 || text("raised_at"),
@@ -137,4 +140,68 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 fn chrono_tz_london() -> chrono_tz::Tz {
     chrono_tz::Europe::London
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(level: &str, raised_at: &str) -> Delivery {
+        Delivery {
+            delivery_id: uuid::Uuid::nil(),
+            escalation_id: uuid::Uuid::nil(),
+            channel: doorstep_projections::DeliveryChannel::Email,
+            target: "head-of-service@landlord.example".to_owned(),
+            body: serde_json::json!({
+                "type": "escalation.raised",
+                "escalation_id": "5f0c2d9e-0000-5000-8000-000000000001",
+                "complaint_id": "01a216ae-0000-7000-8000-000000000001",
+                "contractor_id": "acme-retrofit",
+                "deadline": "STAGE_ONE_RESPONSE",
+                "level": level,
+                "deadline_date": "2026-04-13",
+                "raised_at": raised_at,
+            }),
+            attempts: 0,
+            last_error: None,
+            created_at: Utc::now(),
+            next_attempt_at: Utc::now(),
+        }
+    }
+
+    fn text(level: &str, raised_at: &str) -> String {
+        let sender = EmailSender::new(
+            "localhost",
+            25,
+            "Doorstep <complaints@landlord.example>",
+            Duration::from_secs(1),
+            WorkingDayCalendar::england_and_wales(),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let message = sender
+            .message(&delivery(level, raised_at))
+            .unwrap_or_else(|error| panic!("{error}"));
+        String::from_utf8_lossy(&message.formatted()).replace("\r\n", "\n")
+    }
+
+    #[test]
+    fn the_message_says_what_is_late_by_how_much_and_what_to_do() {
+        // Raised as Monday 27 April ended: 10 working days after Monday 13 April.
+        let message = text("head_of_service", "2026-04-27T23:00:00Z");
+        let unfolded = message.replace("\n ", " ");
+        assert!(unfolded.contains(
+            "Subject: [Doorstep] head_of_service: stage 1 response for complaint \
+             01a216ae-0000-7000-8000-000000000001 (10 working days late)"
+        ));
+        assert!(message.contains("Content-Transfer-Encoding: 7bit"));
+        assert!(message.contains("(GetComplaint 01a216ae-0000-7000-8000-000000000001)\n"));
+        assert!(message.contains("Contractor:     acme-retrofit\n"));
+        assert!(message.contains("Deadline:       stage 1 response, due 2026-04-13\n"));
+        assert!(message.contains("How late:       10 working days late\n"));
+        assert!(message.contains("Raised:         Tuesday 28 April 2026 at 00:00 (UK time)\n"));
+        assert!(message.contains("Message-ID: <00000000-0000-0000-0000-000000000000@doorstep>"));
+        // A warning says it is not late yet.
+        let warning = text("warning", "2026-04-10T23:00:00Z");
+        assert!(warning.contains("How late:       not yet missed: this is a warning\n"));
+    }
 }
