@@ -305,4 +305,138 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
     backend.close().await;
 }
 
-on_every_backend!(schedule_follows_the_clock_and_rebuilds);
+async fn deliveries_are_retried_dead_lettered_and_retried_again(backend: TestBackend) {
+    let (runner, read_model, database) = backend.projections().await;
+    let runner = runner.with_escalations(planner());
+    let mut complaint = Written {
+        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
+        state: None,
+        calendar: WorkingDayCalendar::england_and_wales(),
+    };
+    complaint
+        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
+        .await;
+    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
+    for step in plan(
+        &complaint.id,
+        &complaint.complaint().contractor_id,
+        &clock,
+        &planner().policy,
+        &complaint.calendar,
+    )
+    .into_iter()
+    .filter(|step| step.level.as_str() == "warning")
+    {
+        complaint
+            .run(
+                &backend,
+                Command::RaiseEscalation {
+                    escalation: Box::new(step),
+                    at: at("2026-04-14T08:00:00Z"),
+                },
+            )
+            .await;
+    }
+    valid(runner.catch_up().await);
+    // The warning has no email recipients: one webhook delivery only.
+    let lease = Duration::seconds(30);
+    let claimed = valid(
+        read_model
+            .claim_due_deliveries(at("2026-04-14T09:00:00Z"), lease, 10)
+            .await,
+    );
+    assert_eq!(claimed.len(), 1);
+    let delivery = claimed[0].clone();
+    assert_eq!(delivery.target, "http://127.0.0.1:9/hook");
+    assert_eq!(delivery.body["level"], "warning");
+
+    // A failed try with a retry time: not claimable before it, claimable after.
+    valid(
+        read_model
+            .mark_failed(
+                delivery.delivery_id,
+                1,
+                "connection refused",
+                Some(at("2026-04-14T09:05:00Z")),
+            )
+            .await,
+    );
+    assert!(
+        valid(
+            read_model
+                .claim_due_deliveries(at("2026-04-14T09:04:59Z"), lease, 10)
+                .await
+        )
+        .is_empty()
+    );
+    let again = valid(
+        read_model
+            .claim_due_deliveries(at("2026-04-14T09:05:00Z"), lease, 10)
+            .await,
+    );
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
+
+    // The last try: dead-lettered, listed, and never claimed again until retried.
+    valid(
+        read_model
+            .mark_failed(delivery.delivery_id, 2, "HTTP 503", None)
+            .await,
+    );
+    assert!(
+        valid(
+            read_model
+                .claim_due_deliveries(at("2026-05-01T00:00:00Z"), lease, 10)
+                .await
+        )
+        .is_empty()
+    );
+    let dead = valid(read_model.dead_letters(10, None).await);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 503"));
+    let after_last = Some((dead[0].created_at, dead[0].delivery_id));
+    assert!(valid(read_model.dead_letters(10, after_last).await).is_empty());
+    assert_eq!(
+        valid(read_model.delivery_state(delivery.delivery_id).await).as_deref(),
+        Some("DEAD")
+    );
+    assert!(valid(
+        read_model
+            .retry_dead_letter(delivery.delivery_id, at("2026-05-01T00:00:00Z"))
+            .await
+    ));
+    assert!(
+        !valid(
+            read_model
+                .retry_dead_letter(delivery.delivery_id, at("2026-05-01T00:00:00Z"))
+                .await
+        ),
+        "only a dead letter can be retried"
+    );
+    let retried = valid(
+        read_model
+            .claim_due_deliveries(at("2026-05-01T00:00:00Z"), lease, 10)
+            .await,
+    );
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].delivery_id, delivery.delivery_id);
+    assert_eq!(retried[0].attempts, 0);
+    valid(
+        read_model
+            .mark_delivered(delivery.delivery_id, 1, at("2026-05-01T00:00:01Z"))
+            .await,
+    );
+    assert_eq!(
+        valid(read_model.delivery_state(delivery.delivery_id).await).as_deref(),
+        Some("DELIVERED")
+    );
+    database.close().await;
+    backend.close().await;
+}
+
+on_every_backend!(
+    schedule_follows_the_clock_and_rebuilds,
+    deliveries_are_retried_dead_lettered_and_retried_again
+);
