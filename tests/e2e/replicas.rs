@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use doorstep_api::v1;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
-use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database};
+use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database, webhook};
 use tonic::Code;
 
 /// Every event in the log, read through one replica until it reports it has caught up.
@@ -232,7 +232,8 @@ async fn the_complaint_lifecycle_runs_on_postgres() {
 
 /// Two replicas that both run the notifier, on one PostgreSQL database with one clock, race to
 /// raise the same escalations: the log holds exactly one `EscalationRaised` per complaint,
-/// deadline and level. A third replica runs as `--role notifier` and serves no API.
+/// deadline and level, and the webhook receiver gets each delivery once although three delivery
+/// workers share the outbox. A third replica runs as `--role notifier` and serves no API.
 #[tokio::test]
 async fn replicas_raise_each_escalation_exactly_once() {
     use doorstep_server::settings::Role;
@@ -241,19 +242,24 @@ async fn replicas_raise_each_escalation_exactly_once() {
     let Some(database) = doorstep_test_postgres::fresh_database().await else {
         return;
     };
+    let address = webhook::free_address();
+    let receiver = webhook::Receiver::default();
+    let _receiver = webhook::serve_receiver(receiver.clone(), address).await;
     let clock = TestClock::at("2026-04-02T09:00:00Z");
-    let both = |settings: &mut doorstep_server::Settings| {
-        settings.server.role = Role::All;
+    let notifier = move |settings: &mut doorstep_server::Settings, role: Role| {
+        settings.server.role = role;
         settings.notifier.poll_interval_ms = 10;
+        settings.notifier.webhooks = vec![doorstep_server::settings::WebhookSettings {
+            url: format!("http://{address}/hooks/doorstep"),
+            secret: secrecy::SecretString::from(webhook::SECRET.to_owned()),
+        }];
     };
+    let both = |settings: &mut doorstep_server::Settings| notifier(settings, Role::All);
     let first = spawn_app_on_database_with(database.url(), both, clock.clone()).await;
     let second = spawn_app_on_database_with(database.url(), both, clock.clone()).await;
     let notifier_only = spawn_app_on_database_with(
         database.url(),
-        |settings| {
-            settings.server.role = Role::Notifier;
-            settings.notifier.poll_interval_ms = 10;
-        },
+        |settings| notifier(settings, Role::Notifier),
         clock.clone(),
     )
     .await;

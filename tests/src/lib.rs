@@ -16,6 +16,8 @@ use tonic::transport::Channel;
 
 pub use doorstep_server::ACTOR_HEADER;
 
+pub mod webhook;
+
 /// A running server and a client connected to it.
 pub struct TestApp {
     pub port: u16,
