@@ -237,6 +237,7 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
         &app,
         v1::ListEscalationsRequest {
             open_only: true,
+            min_position: Some(acknowledged.position),
             ..Default::default()
         },
     )

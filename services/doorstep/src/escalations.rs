@@ -23,7 +23,7 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::events::{EventMessage, follow_log};
 use crate::parse;
-use crate::request::command_origin;
+use crate::request::{command_origin, wait_for_read_model};
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 500;
@@ -216,6 +216,7 @@ impl EscalationService for EscalationApi {
     ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
         let body = request.into_inner();
         let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        wait_for_read_model(&self.read_model, body.min_position).await?;
         let level = match body.level.trim() {
             "" => None,
             level => Some(
@@ -312,6 +313,7 @@ impl EscalationService for EscalationApi {
             escalation: Some(escalation(&acknowledged)),
             version: result.version,
             duplicate: result.duplicate,
+            position: result.position,
         }))
     }
 

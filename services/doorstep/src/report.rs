@@ -307,6 +307,10 @@ pub async fn contractor(
                 "Escalated to stage 2: {}; reopened: {}",
                 answer.escalations_to_stage_two, answer.reopened
             ),
+            format!(
+                "Deadline escalations raised: {} ({} after a deadline had passed)",
+                answer.notifier_escalations_raised, answer.notifier_escalations_past_deadline
+            ),
             audit_line,
         ],
     };
