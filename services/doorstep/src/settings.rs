@@ -278,6 +278,13 @@ impl NotifierSettings {
                     "notifier.webhooks[{index}].url must be an http:// or https:// URL"
                 ));
             }
+            if self.webhooks[..index]
+                .iter()
+                .any(|earlier| earlier.url.trim() == url)
+            {
+                // Deliveries are keyed by URL: two entries for one URL would share their ids.
+                return Err(format!("notifier.webhooks[{index}].url is listed twice"));
+            }
             if webhook.secret.expose_secret().len() < 16 {
                 return Err(format!(
                     "notifier.webhooks[{index}].secret must be at least 16 characters"
@@ -536,6 +543,34 @@ mod tests {
                 .policy()
                 .err()
                 .is_some_and(|error| error.starts_with("escalation.ladders.stage_three_response"))
+        );
+        let webhook = |url: &str, secret: &str| WebhookSettings {
+            url: url.to_owned(),
+            secret: SecretString::from(secret.to_owned()),
+        };
+        let mut notifier = NotifierSettings {
+            webhooks: vec![webhook("ftp://x", "0123456789abcdef")],
+            ..NotifierSettings::default()
+        };
+        assert!(
+            notifier
+                .validate()
+                .is_err_and(|e| e.contains("webhooks[0].url"))
+        );
+        notifier.webhooks = vec![webhook("https://hooks.example/a", "short")];
+        assert!(
+            notifier
+                .validate()
+                .is_err_and(|e| e.contains("webhooks[0].secret"))
+        );
+        notifier.webhooks = vec![
+            webhook("https://hooks.example/a", "0123456789abcdef"),
+            webhook("https://hooks.example/a", "fedcba9876543210"),
+        ];
+        assert!(
+            notifier
+                .validate()
+                .is_err_and(|e| e.contains("webhooks[1].url is listed twice"))
         );
         let defaults = Settings::load_with_environment(None, Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("{error}"));
