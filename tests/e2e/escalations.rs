@@ -1,7 +1,7 @@
 //! The escalation ladder end to end: a real server whose clock the test moves through simulated
 //! days (Easter 2026 included), raising each level exactly when it falls due; escalations in
 //! GetComplaint's history, in ListEscalations, in WatchEscalations and in the contractor's
-//! figures; acknowledging them; and once with the real clock and a policy that is already due.
+//! figures; acknowledging them; and once in real time, with the machine's clock running.
 
 use std::time::Duration;
 
@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
-use doorstep_server::clock::SystemClock;
-use doorstep_server::settings::{LadderStepSettings, Role, Settings};
+use std::sync::Arc;
+
+use doorstep_server::clock::{Clock, SystemClock};
+use doorstep_server::settings::{Role, Settings};
 use doorstep_tests::{TestApp, TestClock, gate_left_open, spawn_app_with, violated_field};
 use tonic::Code;
 
@@ -359,32 +361,66 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
 }
 
 #[tokio::test]
-async fn with_the_real_clock_a_short_policy_escalates_within_seconds() {
-    // The machine's clock, and a ladder whose first step is due the moment a deadline is ten
-    // working days away: a complaint received now escalates within a scheduler round or two.
+async fn in_real_time_a_breach_is_raised_when_the_deadline_day_ends() {
+    // The machine's clock, shifted so that the acknowledgement deadline of a complaint received on
+    // Thursday 2 April 2026 (Monday 13 April) ends two seconds from now; time then runs on by
+    // itself. The breach must appear once those seconds have passed, and not before.
+    let breach_due = at("2026-04-13T23:00:00Z");
+    let clock = Arc::new(OffsetClock::ending_in(breach_due, Duration::from_secs(2)));
     let app = spawn_app_with(
         |settings, _| {
             with_notifier(settings);
-            settings.notifier.poll_interval_ms = 200;
-            settings.escalation.ladders.insert(
-                "stage_one_acknowledgement".to_owned(),
-                vec![LadderStepSettings {
-                    level: "early_notice".to_owned(),
-                    working_days: -10,
-                }],
-            );
+            settings.notifier.poll_interval_ms = 100;
         },
-        std::sync::Arc::new(SystemClock),
+        clock.clone(),
     )
     .await;
-    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let started = std::time::Instant::now();
     app.client
         .clone()
-        .log_complaint(gate_left_open("real-time-1", &now))
+        .log_complaint(gate_left_open("real-time-1", "2026-04-02T09:00:00Z"))
         .await
         .expect("logged");
+    // The warning is long due: raised at once.
     let listed = wait_for_count(&app, 1).await;
-    assert_eq!(listed[0].level, "early_notice");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(listed[0].level, "warning");
+    assert!(clock.now() < breach_due);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        all_escalations(&app).await.len(),
+        1,
+        "no breach before the day ends"
+    );
+    let listed = wait_for_count(&app, 2).await;
+    assert_eq!(listed[1].level, "breach");
+    let raised_at = listed[1]
+        .raised_at
+        .as_ref()
+        .map(|t| t.seconds)
+        .unwrap_or_default();
+    assert!(raised_at >= breach_due.timestamp());
+    assert!(
+        raised_at - breach_due.timestamp() <= 2,
+        "raised within a scheduler round or two of the deadline"
+    );
+}
+
+/// The machine's clock, moved by a fixed offset: real time passes, at a chosen moment.
+struct OffsetClock {
+    offset: chrono::Duration,
+}
+
+impl OffsetClock {
+    /// A clock that reaches `moment` after `after` of real time.
+    fn ending_in(moment: DateTime<Utc>, after: Duration) -> Self {
+        let after = chrono::Duration::from_std(after).expect("a short duration");
+        Self {
+            offset: moment - after - Utc::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + self.offset
+    }
 }
