@@ -29,6 +29,8 @@ impl WebhookSender {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("doorstep/", env!("CARGO_PKG_VERSION")))
+            // A signed body goes only to the configured URL: a redirect is a failed try.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| DeliveryError::Http(error.to_string()))?;
         Ok(Self {
