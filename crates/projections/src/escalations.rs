@@ -112,7 +112,12 @@ pub(crate) async fn apply(
     event: &Event,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    let stored = load_clock(connection, complaint_id).await?;
+    // A stream's first event has no clock to load: skipping the read matters at intake.
+    let stored = if recorded.version == 1 {
+        None
+    } else {
+        load_clock(connection, complaint_id).await?
+    };
     let contractor_id = match (event, &stored) {
         (Event::ComplaintReceived { contractor_id, .. }, _) => contractor_id.as_str().to_owned(),
         (_, Some((contractor_id, _))) => contractor_id.clone(),
@@ -182,10 +187,12 @@ pub(crate) async fn apply(
         return Ok(());
     }
     store_clock(connection, complaint_id, &contractor_id, next.as_ref()).await?;
-    sqlx::query("DELETE FROM escalation_schedule WHERE complaint_id = $1")
-        .bind(complaint_id)
-        .execute(&mut *connection)
-        .await?;
+    if current.is_some() {
+        sqlx::query("DELETE FROM escalation_schedule WHERE complaint_id = $1")
+            .bind(complaint_id)
+            .execute(&mut *connection)
+            .await?;
+    }
     let Some(clock) = next else {
         return Ok(());
     };
@@ -198,33 +205,69 @@ pub(crate) async fn apply(
             "complaint or contractor id is invalid",
         ));
     };
-    for step in plan(
+    let steps = plan(
         &complaint,
         &contractor,
         &clock,
         &planner.policy,
         &planner.calendar,
-    ) {
-        // A step already raised for this clock (before an extension moved the deadline) stays
-        // raised: it is not scheduled again.
-        sqlx::query(
-            "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
-             deadline, level, deadline_date, clock_started_at, due_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE NOT EXISTS (SELECT 1 FROM escalations WHERE escalation_id = $9)",
-        )
-        .bind(step.escalation_id.to_string())
-        .bind(complaint_id)
-        .bind(contractor_id.as_str())
-        .bind(step.deadline.code())
-        .bind(step.level.as_str())
-        .bind(step.deadline_date.to_string())
-        .bind(exact(step.clock_started_at))
-        .bind(millis(step.due_at))
-        .bind(step.escalation_id.to_string())
-        .execute(&mut *connection)
-        .await?;
+    );
+    if steps.is_empty() {
+        return Ok(());
     }
+    // Only a clock that kept its start (an extension moved its deadline) can have steps raised
+    // already; those stay raised and are not scheduled again. A new clock's ids are all new.
+    let same_clock = current
+        .as_ref()
+        .is_some_and(|old| old.deadline == clock.deadline && old.started_at == clock.started_at);
+    if same_clock {
+        for step in &steps {
+            sqlx::query(
+                "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
+                 deadline, level, deadline_date, clock_started_at, due_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                 WHERE NOT EXISTS (SELECT 1 FROM escalations WHERE escalation_id = $9)",
+            )
+            .bind(step.escalation_id.to_string())
+            .bind(complaint_id)
+            .bind(contractor_id.as_str())
+            .bind(step.deadline.code())
+            .bind(step.level.as_str())
+            .bind(step.deadline_date.to_string())
+            .bind(exact(step.clock_started_at))
+            .bind(millis(step.due_at))
+            .bind(step.escalation_id.to_string())
+            .execute(&mut *connection)
+            .await?;
+        }
+        return Ok(());
+    }
+    // One statement for the whole ladder.
+    let rows: Vec<String> = (0..steps.len())
+        .map(|index| {
+            let first = index * 8;
+            let placeholders: Vec<String> = (1..=8).map(|n| format!("${}", first + n)).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, deadline, \
+         level, deadline_date, clock_started_at, due_at) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for step in &steps {
+        insert = insert
+            .bind(step.escalation_id.to_string())
+            .bind(complaint_id.to_owned())
+            .bind(contractor_id.clone())
+            .bind(step.deadline.code())
+            .bind(step.level.as_str().to_owned())
+            .bind(step.deadline_date.to_string())
+            .bind(exact(step.clock_started_at))
+            .bind(millis(step.due_at));
+    }
+    insert.execute(&mut *connection).await?;
     Ok(())
 }
 

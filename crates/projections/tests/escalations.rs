@@ -17,7 +17,7 @@ use doorstep_domain::escalation::{
 };
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, SourceSystem, Uprn,
+    ResidentReference, ShortText, SourceSystem, Uprn,
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
 use doorstep_projections::{EscalationFilter, EscalationPlanner, Month, ProjectionRunner};
@@ -266,6 +266,63 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
             .all(|step| step.deadline == Deadline::StageOneResponse)
     );
 
+    // The response warning is raised; then an extension moves the deadline. The warning stays
+    // raised and is not scheduled again; the other steps follow the new date.
+    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
+    let warning = plan(
+        &complaint.id,
+        &complaint.complaint().contractor_id,
+        &clock,
+        &planner().policy,
+        &complaint.calendar,
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| panic!("a warning step"));
+    let warning_due = warning.due_at;
+    complaint
+        .run(
+            &backend,
+            Command::RaiseEscalation {
+                escalation: Box::new(warning),
+                at: warning_due,
+            },
+        )
+        .await;
+    complaint
+        .run(
+            &backend,
+            Command::ExtendDeadline {
+                reason: valid(ShortText::parse("reason", "Waiting for the contractor")),
+                working_days: 5,
+                ombudsman_details_given: true,
+                at: warning_due,
+            },
+        )
+        .await;
+    valid(runner.catch_up().await);
+    let due = valid(
+        read_model
+            .due_escalations(at("2026-06-01T00:00:00Z"), 10)
+            .await,
+    );
+    let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
+    assert_eq!(
+        levels,
+        vec![
+            "breach",
+            "liaison_officer",
+            "contract_manager",
+            "head_of_service"
+        ]
+    );
+    let extended_to = complaint
+        .complaint()
+        .current_stage()
+        .response_due
+        .unwrap_or_else(|| panic!("a response deadline"));
+    assert!(due.iter().all(|step| step.deadline_date == extended_to));
+
     // Acknowledging the escalation shows in the list; "open" leaves it out.
     complaint
         .run(
@@ -283,7 +340,9 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         open_only: true,
         ..EscalationFilter::default()
     };
-    assert!(valid(read_model.list_escalations(&open, 10, 0).await).is_empty());
+    let still_open = valid(read_model.list_escalations(&open, 10, 0).await);
+    assert_eq!(still_open.len(), 1, "the response warning is still open");
+    assert_eq!(still_open[0].level.as_str(), "warning");
 
     // A rebuild gives the same rows and queues no delivery again.
     let before = dump_tables(&database).await;
