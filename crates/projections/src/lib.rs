@@ -9,6 +9,7 @@
 //! keys (`contractors`), each complaint's handling clock (`handling`) and the contractor
 //! performance counters (`performance`).
 
+mod batch;
 mod complaint_list;
 mod contractors;
 mod database;
