@@ -7,6 +7,8 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
+use crate::batch::MultiRowUpsert;
+use sqlx::query::Query;
 
 /// One complaint as the list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,34 +233,36 @@ pub(crate) async fn load(
     row.map(|row| decode(&row)).transpose()
 }
 
-pub(crate) async fn store(
-    connection: &mut AnyConnection,
+/// Writes list rows; bound by [`bind`].
+pub(crate) const UPSERT: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO complaint_list (complaint_id, status, stage, contractor_id, uprn, \
+             resident_reference, received_at_micros, standards, next_deadline, version, \
+             last_position)",
+    width: 11,
+    on_conflict: "ON CONFLICT (complaint_id) DO UPDATE SET status = excluded.status, \
+                  stage = excluded.stage, next_deadline = excluded.next_deadline, \
+                  version = excluded.version, last_position = excluded.last_position",
+};
+
+/// Binds one row of [`UPSERT`]: the row and the position of the last event that changed it.
+pub(crate) fn bind<'q>(
+    query: Query<'q, Any, AnyArguments>,
     row: &ComplaintRow,
     position: u64,
-) -> Result<(), ProjectionError> {
+) -> Query<'q, Any, AnyArguments> {
     let standards: Vec<&str> = row.standards.iter().map(|s| s.code()).collect();
-    sqlx::query(
-        "INSERT INTO complaint_list (complaint_id, status, stage, contractor_id, uprn, \
-         resident_reference, received_at_micros, standards, next_deadline, version, last_position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (complaint_id) DO UPDATE SET status = excluded.status, stage = excluded.stage, \
-         next_deadline = excluded.next_deadline, version = excluded.version, \
-         last_position = excluded.last_position",
-    )
-    .bind(row.complaint_id.as_str())
-    .bind(row.status.code())
-    .bind(i64::from(row.stage.number()))
-    .bind(row.contractor_id.as_str())
-    .bind(row.uprn.as_str())
-    .bind(row.resident_reference.as_str())
-    .bind(row.received_at.timestamp_micros())
-    .bind(standards.join(","))
-    .bind(row.next_deadline.map(|date| date.to_string()))
-    .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
-    .bind(i64::try_from(position).unwrap_or(i64::MAX))
-    .execute(connection)
-    .await?;
-    Ok(())
+    query
+        .bind(row.complaint_id.clone())
+        .bind(row.status.code())
+        .bind(i64::from(row.stage.number()))
+        .bind(row.contractor_id.clone())
+        .bind(row.uprn.clone())
+        .bind(row.resident_reference.clone())
+        .bind(row.received_at.timestamp_micros())
+        .bind(standards.join(","))
+        .bind(row.next_deadline.map(|date| date.to_string()))
+        .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
 }
 
 /// One page of the list, newest first, and the cursor of the page after it.

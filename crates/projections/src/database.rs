@@ -40,6 +40,19 @@ impl ReadModelDatabase {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Read models can be rebuilt from the log, and each batch commits with
+                        // its checkpoint, so a commit lost in a power cut is simply applied
+                        // again: they need no fsync per commit. (WAL keeps the file consistent.)
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         if backend == Backend::Sqlite {

@@ -9,10 +9,12 @@
 use chrono::NaiveDate;
 use doorstep_domain::complaint::{Event, Stage};
 use doorstep_domain::england_date;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
+use crate::batch::MultiRowUpsert;
 use crate::month::Month;
 
 /// One stage's clock, as dates in England.
@@ -236,21 +238,16 @@ fn date_text(date: Option<NaiveDate>) -> Option<String> {
     date.map(|date| date.to_string())
 }
 
-pub(crate) async fn store(
-    connection: &mut AnyConnection,
-    row: &HandlingRow,
-) -> Result<(), ProjectionError> {
-    let two = row.stage_two.as_ref();
-    sqlx::query(
-        "INSERT INTO complaint_handling (complaint_id, contractor_id, month, visit_id, \
-         received_date, stage_one_started, stage_one_acknowledgement_due, stage_one_acknowledged, \
-         stage_one_response_due_original, stage_one_response_due, stage_one_responded, \
-         stage_two_started, stage_two_acknowledgement_due, stage_two_acknowledged, \
-         stage_two_response_due_original, stage_two_response_due, stage_two_responded, \
-         escalated, reopen_count, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20) \
-         ON CONFLICT (complaint_id) DO UPDATE SET \
+/// Writes handling rows; bound by [`bind`].
+pub(crate) const UPSERT: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO complaint_handling (complaint_id, contractor_id, month, visit_id, \
+             received_date, stage_one_started, stage_one_acknowledgement_due, \
+             stage_one_acknowledged, stage_one_response_due_original, stage_one_response_due, \
+             stage_one_responded, stage_two_started, stage_two_acknowledgement_due, \
+             stage_two_acknowledged, stage_two_response_due_original, stage_two_response_due, \
+             stage_two_responded, escalated, reopen_count, version)",
+    width: 20,
+    on_conflict: "ON CONFLICT (complaint_id) DO UPDATE SET \
          stage_one_acknowledgement_due = excluded.stage_one_acknowledgement_due, \
          stage_one_acknowledged = excluded.stage_one_acknowledged, \
          stage_one_response_due_original = excluded.stage_one_response_due_original, \
@@ -264,30 +261,35 @@ pub(crate) async fn store(
          stage_two_responded = excluded.stage_two_responded, \
          escalated = excluded.escalated, reopen_count = excluded.reopen_count, \
          version = excluded.version",
-    )
-    .bind(row.complaint_id.as_str())
-    .bind(row.contractor_id.as_str())
-    .bind(row.month.to_string())
-    .bind(row.visit_id.clone())
-    .bind(row.received_date.to_string())
-    .bind(row.stage_one.started.to_string())
-    .bind(row.stage_one.acknowledgement_due.to_string())
-    .bind(date_text(row.stage_one.acknowledged))
-    .bind(date_text(row.stage_one.response_due_original))
-    .bind(date_text(row.stage_one.response_due))
-    .bind(date_text(row.stage_one.responded))
-    .bind(date_text(two.map(|clock| clock.started)))
-    .bind(date_text(two.map(|clock| clock.acknowledgement_due)))
-    .bind(date_text(two.and_then(|clock| clock.acknowledged)))
-    .bind(date_text(two.and_then(|clock| clock.response_due_original)))
-    .bind(date_text(two.and_then(|clock| clock.response_due)))
-    .bind(date_text(two.and_then(|clock| clock.responded)))
-    .bind(i64::from(row.escalated))
-    .bind(i64::from(row.reopen_count))
-    .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
-    .execute(connection)
-    .await?;
-    Ok(())
+};
+
+/// Binds one row of [`UPSERT`].
+pub(crate) fn bind<'q>(
+    query: Query<'q, Any, AnyArguments>,
+    row: &HandlingRow,
+) -> Query<'q, Any, AnyArguments> {
+    let two = row.stage_two.as_ref();
+    query
+        .bind(row.complaint_id.clone())
+        .bind(row.contractor_id.clone())
+        .bind(row.month.to_string())
+        .bind(row.visit_id.clone())
+        .bind(row.received_date.to_string())
+        .bind(row.stage_one.started.to_string())
+        .bind(row.stage_one.acknowledgement_due.to_string())
+        .bind(date_text(row.stage_one.acknowledged))
+        .bind(date_text(row.stage_one.response_due_original))
+        .bind(date_text(row.stage_one.response_due))
+        .bind(date_text(row.stage_one.responded))
+        .bind(date_text(two.map(|clock| clock.started)))
+        .bind(date_text(two.map(|clock| clock.acknowledgement_due)))
+        .bind(date_text(two.and_then(|clock| clock.acknowledged)))
+        .bind(date_text(two.and_then(|clock| clock.response_due_original)))
+        .bind(date_text(two.and_then(|clock| clock.response_due)))
+        .bind(date_text(two.and_then(|clock| clock.responded)))
+        .bind(i64::from(row.escalated))
+        .bind(i64::from(row.reopen_count))
+        .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
 }
 
 /// The handling rows of one contractor's complaints received in `from..=to`, oldest first.

@@ -11,6 +11,7 @@
 //! (`escalations`). The delivery outbox (`outbox`) lives beside them, written in the same
 //! transaction as the escalation it delivers, but it is delivery state: a rebuild keeps it.
 
+mod batch;
 mod complaint_list;
 mod contractors;
 mod database;

@@ -19,9 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use doorstep_domain::ServiceStandard;
 use doorstep_domain::complaint::{Finding, FindingOutcome};
 use doorstep_domain::contractor::Visit;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
+use crate::batch::{BatchChanges, MultiRowUpsert};
 use crate::handling::{self, HandlingRow, count};
 use crate::month::Month;
 
@@ -61,7 +64,7 @@ impl StandardDelta {
         }
     }
 
-    fn plus(self, other: Self) -> Self {
+    pub(crate) fn plus(self, other: Self) -> Self {
         Self {
             reported: self.reported + other.reported,
             upheld: self.upheld + other.upheld,
@@ -89,26 +92,31 @@ pub fn finding_change(
 }
 
 /// Counts the standards a newly received complaint alleges, in its contractor and month.
-pub(crate) async fn record_allegations(
-    connection: &mut AnyConnection,
+pub(crate) fn record_allegations(
+    changes: &mut BatchChanges,
     complaint: &HandlingRow,
     standards: &[ServiceStandard],
-) -> Result<(), ProjectionError> {
+) {
     let alleged: BTreeSet<ServiceStandard> = standards.iter().copied().collect();
     for standard in alleged {
         let delta = StandardDelta {
             reported: 1,
             ..StandardDelta::default()
         };
-        add_to_standard(connection, complaint, standard, delta).await?;
+        changes.add_to_standard(
+            &complaint.contractor_id,
+            complaint.month.to_string(),
+            standard,
+            delta,
+        );
     }
-    Ok(())
 }
 
 /// Applies findings in the order given (a later finding on the same standard wins, as in the
 /// aggregate), moving counts from each standard's previous outcome to its new one.
 pub(crate) async fn record_findings(
     connection: &mut AnyConnection,
+    changes: &mut BatchChanges,
     complaint: &HandlingRow,
     findings: &[Finding],
 ) -> Result<(), ProjectionError> {
@@ -141,48 +149,55 @@ pub(crate) async fn record_findings(
         .bind(finding.outcome.code())
         .execute(&mut *connection)
         .await?;
-        add_to_standard(connection, complaint, finding.standard, standard_delta).await?;
+        changes.add_to_standard(
+            &complaint.contractor_id,
+            complaint.month.to_string(),
+            finding.standard,
+            standard_delta,
+        );
         if let Some(visit_id) = &complaint.visit_id
             && visit_delta != 0
         {
-            add_upheld_breaches(connection, visit_id, visit_delta).await?;
+            add_upheld_breaches(connection, changes, visit_id, visit_delta).await?;
         }
     }
     Ok(())
 }
 
-async fn add_to_standard(
-    connection: &mut AnyConnection,
-    complaint: &HandlingRow,
-    standard: ServiceStandard,
-    delta: StandardDelta,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO contractor_month_standard \
-         (contractor_id, month, standard, reported, upheld, partly_upheld, not_upheld) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (contractor_id, month, standard) DO UPDATE SET \
+/// Adds standard deltas to `contractor_month_standard`; bound by [`bind_standard_delta`].
+pub(crate) const ADD_TO_STANDARD: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO contractor_month_standard \
+             (contractor_id, month, standard, reported, upheld, partly_upheld, not_upheld)",
+    width: 7,
+    on_conflict: "ON CONFLICT (contractor_id, month, standard) DO UPDATE SET \
          reported = contractor_month_standard.reported + excluded.reported, \
          upheld = contractor_month_standard.upheld + excluded.upheld, \
          partly_upheld = contractor_month_standard.partly_upheld + excluded.partly_upheld, \
          not_upheld = contractor_month_standard.not_upheld + excluded.not_upheld",
-    )
-    .bind(complaint.contractor_id.as_str())
-    .bind(complaint.month.to_string())
-    .bind(standard.code())
-    .bind(delta.reported)
-    .bind(delta.upheld)
-    .bind(delta.partly_upheld)
-    .bind(delta.not_upheld)
-    .execute(connection)
-    .await?;
-    Ok(())
+};
+
+pub(crate) fn bind_standard_delta<'q>(
+    query: Query<'q, Any, AnyArguments>,
+    contractor_id: &str,
+    month: &str,
+    standard: ServiceStandard,
+    delta: &StandardDelta,
+) -> Query<'q, Any, AnyArguments> {
+    query
+        .bind(contractor_id.to_owned())
+        .bind(month.to_owned())
+        .bind(standard.code())
+        .bind(delta.reported)
+        .bind(delta.upheld)
+        .bind(delta.partly_upheld)
+        .bind(delta.not_upheld)
 }
 
 /// Adds `delta` to a visit's upheld breaches and, when the visit is recorded and crosses
 /// between none and some, to its contractor-month's visits with an upheld breach.
 async fn add_upheld_breaches(
     connection: &mut AnyConnection,
+    changes: &mut BatchChanges,
     visit_id: &str,
     delta: i64,
 ) -> Result<(), ProjectionError> {
@@ -214,7 +229,7 @@ async fn add_upheld_breaches(
     if let Some((contractor_id, month)) = recorded
         && crossed != 0
     {
-        add_to_month_visits(connection, &contractor_id, &month, 0, crossed).await?;
+        changes.add_to_month_visits(&contractor_id, &month, 0, crossed);
     }
     Ok(())
 }
@@ -223,6 +238,7 @@ async fn add_upheld_breaches(
 /// found on it. A visit recorded twice counts once; the first record stands.
 pub(crate) async fn record_visit(
     connection: &mut AnyConnection,
+    changes: &mut BatchChanges,
     visit: &Visit,
 ) -> Result<(), ProjectionError> {
     let current =
@@ -254,39 +270,26 @@ pub(crate) async fn record_visit(
     .bind(upheld_breaches)
     .execute(&mut *connection)
     .await?;
-    add_to_month_visits(
-        connection,
+    changes.add_to_month_visits(
         visit.contractor_id.as_str(),
         &month,
         1,
         i64::from(upheld_breaches > 0),
-    )
-    .await
+    );
+    Ok(())
 }
 
-async fn add_to_month_visits(
-    connection: &mut AnyConnection,
-    contractor_id: &str,
-    month: &str,
-    visits: i64,
-    with_upheld_breach: i64,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO contractor_month_visits \
-         (contractor_id, month, visits, visits_with_upheld_breach) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (contractor_id, month) DO UPDATE SET \
+/// Adds visit deltas to `contractor_month_visits`: contractor, month, visits, visits with an
+/// upheld breach.
+pub(crate) const ADD_TO_MONTH_VISITS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO contractor_month_visits \
+             (contractor_id, month, visits, visits_with_upheld_breach)",
+    width: 4,
+    on_conflict: "ON CONFLICT (contractor_id, month) DO UPDATE SET \
          visits = contractor_month_visits.visits + excluded.visits, \
          visits_with_upheld_breach = \
          contractor_month_visits.visits_with_upheld_breach + excluded.visits_with_upheld_breach",
-    )
-    .bind(contractor_id)
-    .bind(month)
-    .bind(visits)
-    .bind(with_upheld_breach)
-    .execute(connection)
-    .await?;
-    Ok(())
-}
+};
 
 fn outcome_from_code(code: &str) -> Option<FindingOutcome> {
     [

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ProjectionError;
+use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
@@ -39,12 +40,9 @@ const RESET: [&str; 12] = [
     "DELETE FROM escalations",
     "DELETE FROM projection_checkpoints",
 ];
-/// Events applied per transaction.
+/// Events applied per transaction, catching up or following the live log. (SQLite read models
+/// live in a file of their own, so a long batch holds no lock the event writer needs.)
 const BATCH_SIZE: usize = 500;
-/// Events applied per transaction while following the live log on SQLite. SQLite has one write
-/// lock, shared with the event store's writer: short batches keep intake from waiting behind the
-/// read models. Catching up (start, rebuild) uses full batches.
-const LIVE_BATCH_SIZE_SQLITE: usize = 32;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -129,15 +127,11 @@ impl ProjectionRunner {
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut head = self.store.watch_head();
-            let live_batch = match self.database.backend() {
-                crate::database::Backend::Sqlite => LIVE_BATCH_SIZE_SQLITE,
-                crate::database::Backend::Postgres => BATCH_SIZE,
-            };
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
-                match self.apply_next_batch(live_batch).await {
+                match self.apply_next_batch(BATCH_SIZE).await {
                     Ok(0) => {
                         tokio::select! {
                             changed = head.changed() => if changed.is_err() { return },
@@ -178,9 +172,11 @@ impl ProjectionRunner {
             );
             return Ok(usize::from(stored > checkpoint));
         }
+        let mut changes = BatchChanges::default();
         for recorded in &events {
-            apply_event(&mut transaction, &self.escalations, recorded).await?;
+            apply_event(&mut transaction, &mut changes, &self.escalations, recorded).await?;
         }
+        changes.flush(&mut transaction).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
@@ -231,6 +227,7 @@ async fn claim_checkpoint(
 /// Applies one event to every read model its stream category feeds.
 async fn apply_event(
     connection: &mut AnyConnection,
+    changes: &mut BatchChanges,
     escalations: &EscalationPlanner,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
@@ -239,8 +236,10 @@ async fn apply_event(
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
             let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
+            // The escalation tables are read and written event by event (a clock depends on the
+            // batch's earlier events), like the registry and the findings.
             escalations::apply(connection, escalations, complaint_id, &event, recorded).await?;
-            apply_complaint_event(connection, complaint_id, &event, recorded).await
+            apply_complaint_event(connection, changes, complaint_id, &event, recorded).await
         }
         "contractor" => {
             let event = decode(recorded, ContractorEvent::from_payload)?;
@@ -253,7 +252,7 @@ async fn apply_event(
         }
         "visit" => match decode(recorded, VisitEvent::from_payload)? {
             VisitEvent::VisitRecorded { visit } => {
-                performance::record_visit(connection, &visit).await
+                performance::record_visit(connection, changes, &visit).await
             }
         },
         _ => Ok(()),
@@ -281,30 +280,44 @@ fn decode<T, E: std::fmt::Display>(
 
 async fn apply_complaint_event(
     connection: &mut AnyConnection,
+    changes: &mut BatchChanges,
     complaint_id: &str,
     event: &Event,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    let current = complaint_list::load(connection, complaint_id).await?;
+    // A stream's first event starts its rows: each event is applied exactly once (batch and
+    // checkpoint commit together), so there is nothing to load for it. Skipping the two reads
+    // matters at intake, where nearly every event is a first one.
+    let first_event = recorded.version == 1;
+    let current = if first_event {
+        None
+    } else {
+        changes.complaint_row(connection, complaint_id).await?
+    };
     if let Some(row) = complaint_list::next_row(current, event, recorded.version) {
-        complaint_list::store(connection, &row, recorded.position).await?;
+        changes.put_complaint_row(row, recorded.position);
     }
 
-    let current = handling::load(connection, complaint_id).await?;
+    let current = if first_event {
+        None
+    } else {
+        changes.handling_row(connection, complaint_id).await?
+    };
     let newly_received = current.is_none();
     let Some(row) = handling::next_row(current, event, recorded.version) else {
         return Ok(());
     };
-    handling::store(connection, &row).await?;
     match event {
         Event::ComplaintReceived { standards, .. } if newly_received => {
-            performance::record_allegations(connection, &row, standards).await
+            performance::record_allegations(changes, &row, standards);
         }
         Event::FindingsRecorded { findings, .. } => {
-            performance::record_findings(connection, &row, findings).await
+            performance::record_findings(connection, changes, &row, findings).await?;
         }
-        _ => Ok(()),
+        _ => {}
     }
+    changes.put_handling_row(row);
+    Ok(())
 }
 
 async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, ProjectionError> {

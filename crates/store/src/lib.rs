@@ -6,9 +6,11 @@
 //! gap-free positions; the PostgreSQL implementation ([`PostgresEventStore`]) lets several server
 //! processes share one database, and its positions have gaps but never reorder.
 
+mod batch_plan;
 mod postgres;
 mod precheck;
 mod sqlite;
+mod writer_queue;
 
 /// The guarantees every backend must keep, as checks each backend's tests run.
 #[cfg(feature = "conformance")]

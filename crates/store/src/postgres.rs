@@ -24,11 +24,12 @@ use uuid::Uuid;
 use self::batch::too_many_events;
 use self::head::{EVENTS_PER_TRANSACTION, HeadTracker, NOTIFICATION_CHANNEL, readable_limit};
 use self::rows::{
-    EncodedEvent, bound_to_sql, decode_recorded_event, decode_recorded_events, limit_to_sql,
-    select_events, stored_count,
+    bound_to_sql, decode_recorded_event, decode_recorded_events, limit_to_sql, select_events,
+    stored_count,
 };
-use self::writer::{AppendRequest, Writer, WriterMessage, writer_process_id};
+use self::writer::{Writer, writer_process_id};
 use crate::precheck::validate_append;
+use crate::writer_queue::{AppendRequest, EncodedEvent, WriterMessage, run_writer};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -137,20 +138,16 @@ impl PostgresEventStore {
         );
         // The task is not joined: `close()` waits for its acknowledgement instead, and when every
         // store handle is dropped the queue closes and the task ends by itself.
-        tokio::spawn(
-            Writer {
-                connection: Some(writer_connection),
-                connect_options,
-                requests: append_receiver,
-                max_batch_events,
-                head: head_sender,
-                commits: Arc::clone(&commits),
-                pending_answers: pending_sender,
-                head_tracker,
-                writer_process_id,
-            }
-            .run(),
-        );
+        let writer = Writer {
+            connection: Some(writer_connection),
+            connect_options,
+            head: head_sender,
+            commits: Arc::clone(&commits),
+            pending_answers: pending_sender,
+            head_tracker,
+            writer_process_id,
+        };
+        tokio::spawn(run_writer(writer, append_receiver, max_batch_events));
         tracing::debug!(head_position, "opened the PostgreSQL event store");
 
         Ok(Self {
@@ -202,6 +199,17 @@ fn validate_postgres_append(events: &[NewEvent]) -> Result<(), StoreError> {
     validate_append(events)?;
     if u64::try_from(events.len()).unwrap_or(u64::MAX) > EVENTS_PER_TRANSACTION {
         return Err(StoreError::Database(too_many_events()));
+    }
+    for event in events {
+        if i32::try_from(event.schema_version).is_err() {
+            return Err(StoreError::Database(sqlx::Error::Encode(
+                format!(
+                    "schema_version {} does not fit PostgreSQL's INTEGER",
+                    event.schema_version
+                )
+                .into(),
+            )));
+        }
     }
     Ok(())
 }

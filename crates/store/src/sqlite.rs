@@ -20,11 +20,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use self::rows::{
-    EncodedEvent, bound_to_sql, decode_recorded_event, decode_recorded_events, event_id_to_text,
-    limit_to_sql, select_events, stored_count,
+    bound_to_sql, decode_recorded_event, decode_recorded_events, event_id_to_text, limit_to_sql,
+    select_events, stored_count,
 };
-use self::writer::{AppendRequest, Writer, WriterMessage, load_next_position};
+use self::writer::{Writer, load_next_position};
 use crate::precheck::validate_append;
+use crate::writer_queue::{AppendRequest, EncodedEvent, WriterMessage, run_writer};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -102,14 +103,19 @@ impl SqliteEventStore {
         let (head_sender, head_receiver) = watch::channel(head_position);
         let (append_sender, append_receiver) = mpsc::channel(QUEUED_APPENDS_LIMIT);
         let commits = Arc::new(AtomicU64::new(0));
-        spawn_writer(Writer {
+        let writer = Writer {
             connection: writer_connection,
-            requests: append_receiver,
             next_position,
-            max_batch_events: settings.max_batch_events.max(1),
             head: head_sender,
             commits: Arc::clone(&commits),
-        });
+        };
+        // The task is not joined: `close()` waits for its acknowledgement instead, and when every
+        // store handle is dropped the queue closes and the task ends by itself.
+        tokio::spawn(run_writer(
+            writer,
+            append_receiver,
+            settings.max_batch_events.max(1),
+        ));
         tracing::debug!(
             path = %settings.path.display(),
             head_position,
@@ -180,12 +186,6 @@ async fn create_parent_directory(path: &Path) -> Result<(), StoreError> {
     tokio::fs::create_dir_all(parent)
         .await
         .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))
-}
-
-fn spawn_writer(writer: Writer) {
-    // The task is not joined: `close()` waits for its acknowledgement instead, and when every
-    // store handle is dropped the queue closes and the task ends by itself.
-    tokio::spawn(writer.run());
 }
 
 /// A pool that was closed by `close()` means the store is shutting down, not that the database

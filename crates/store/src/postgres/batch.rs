@@ -17,16 +17,14 @@
 //! append is deferred to the writer's next transaction, whose id is younger than every commit it
 //! could have seen.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::head::{EVENTS_PER_TRANSACTION, NOTIFICATION_CHANNEL, parse_transaction_id};
-use super::rows::{EncodedEvent, stored_count};
-use super::writer::AppendRequest;
-use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
+use crate::batch_plan::{AppendPlan, KnownLog, StoredEventSummary, lookup_keys, written_outcome};
+use crate::writer_queue::AppendRequest;
+use crate::{AppendOutcome, StoreError};
 
 /// How often one append is decided again after its insert clashed with another writer's commit.
 /// After a clash the other commit is visible, so an `Exact` or `NoStream` append is settled by its
@@ -108,32 +106,6 @@ pub(super) struct BatchFailure {
     pub(super) connection_usable: bool,
 }
 
-/// The columns needed to tell a retry from a clash.
-struct StoredEventSummary {
-    position: i64,
-    stream_id: String,
-    version: i64,
-    event_type: String,
-    schema_version: i32,
-    payload: serde_json::Value,
-}
-
-/// What the batch knows of the log: read before the transaction, kept up to date with the
-/// batch's own writes, and read again for one append when its insert clashed.
-#[derive(Default)]
-struct KnownLog {
-    stream_versions: HashMap<String, i64>,
-    stored_events: HashMap<Uuid, StoredEventSummary>,
-}
-
-/// What to do with one append.
-enum AppendPlan {
-    /// Every event is already stored with the same content: answer where they landed.
-    AlreadyStored(AppendOutcome),
-    /// Write the events after `current_version`.
-    Write { current_version: i64 },
-}
-
 /// How an insert failed.
 enum InsertFailure {
     /// A unique index found another writer's commit: decide the append again.
@@ -165,17 +137,8 @@ pub(super) async fn write_batch(
     recorded_at: DateTime<Utc>,
 ) -> Result<WrittenBatch, BatchFailure> {
     let mut known = KnownLog::default();
-    let all_event_ids: Vec<Uuid> = requests
-        .iter()
-        .flat_map(|request| request.events.iter().map(|event| event.event_id))
-        .collect();
-    let mut streams: Vec<&str> = requests
-        .iter()
-        .map(|request| request.stream.as_str())
-        .collect();
-    streams.sort_unstable();
-    streams.dedup();
-    if let Err(error) = known.read(connection, &all_event_ids, &streams).await {
+    let (all_event_ids, streams) = lookup_keys(requests);
+    if let Err(error) = read_known(&mut known, connection, &all_event_ids, &streams).await {
         return Err(BatchFailure {
             retryable: false,
             connection_usable: connection_survives(&error),
@@ -200,150 +163,38 @@ pub(super) async fn write_batch(
     transaction.finish(results).await
 }
 
-impl KnownLog {
-    /// Reads the stored events among `event_ids` and the versions of `streams`.
-    async fn read(
-        &mut self,
-        connection: &mut PgConnection,
-        event_ids: &[Uuid],
-        streams: &[&str],
-    ) -> Result<(), sqlx::Error> {
-        let stored_rows = sqlx::query(STORED_EVENTS)
-            .bind(event_ids)
-            .fetch_all(&mut *connection)
-            .await?;
-        for row in stored_rows {
-            let event_id: Uuid = row.try_get("event_id")?;
-            let summary = StoredEventSummary {
-                position: row.try_get("position")?,
-                stream_id: row.try_get("stream_id")?,
-                version: row.try_get("version")?,
-                event_type: row.try_get("event_type")?,
-                schema_version: row.try_get("schema_version")?,
-                payload: row.try_get("payload")?,
-            };
-            self.stored_events.insert(event_id, summary);
-        }
-        let versions: Vec<(String, i64)> = sqlx::query_as(STREAM_VERSIONS)
-            .bind(streams)
-            .fetch_all(&mut *connection)
-            .await?;
-        self.stream_versions.extend(versions);
-        Ok(())
-    }
-
-    /// Decides an append as the SQLite writer does: idempotency first, then the version check.
-    fn plan(&self, request: &AppendRequest) -> Result<AppendPlan, StoreError> {
-        if let Some(earlier_outcome) = self.identical_earlier_append(request)? {
-            return Ok(AppendPlan::AlreadyStored(earlier_outcome));
-        }
-        let current_version = self
-            .stream_versions
-            .get(request.stream.as_str())
-            .copied()
-            .unwrap_or(0);
-        check_expected_version(&request.stream, request.expected, current_version)?;
-        Ok(AppendPlan::Write { current_version })
-    }
-
-    /// Recognises a retry of an append that was already written.
-    ///
-    /// Returns the earlier outcome when every event is stored with the same stream, type, schema
-    /// version and payload; `None` when none is stored; and `DuplicateEventId` when only some
-    /// are, or when one is stored with other content or in another stream.
-    fn identical_earlier_append(
-        &self,
-        request: &AppendRequest,
-    ) -> Result<Option<AppendOutcome>, StoreError> {
-        let mut last_stored: Option<&StoredEventSummary> = None;
-        let mut first_stored_event_id = None;
-        let mut some_event_is_new = false;
-        for event in &request.events {
-            match self.stored_events.get(&event.event_id) {
-                Some(stored) => {
-                    if !is_same_event(stored, &request.stream, event) {
-                        return Err(StoreError::DuplicateEventId {
-                            event_id: event.event_id,
-                        });
-                    }
-                    first_stored_event_id.get_or_insert(event.event_id);
-                    last_stored = Some(stored);
-                }
-                None => some_event_is_new = true,
-            }
-        }
-        let (Some(last_stored), Some(first_stored_event_id)) = (last_stored, first_stored_event_id)
-        else {
-            return Ok(None);
+/// Reads the stored events among `event_ids` and the versions of `streams` into `known`.
+async fn read_known(
+    known: &mut KnownLog,
+    connection: &mut PgConnection,
+    event_ids: &[Uuid],
+    streams: &[&str],
+) -> Result<(), sqlx::Error> {
+    let stored_rows = sqlx::query(STORED_EVENTS)
+        .bind(event_ids)
+        .fetch_all(&mut *connection)
+        .await?;
+    for row in stored_rows {
+        let event_id: Uuid = row.try_get("event_id")?;
+        let schema_version: i32 = row.try_get("schema_version")?;
+        let summary = StoredEventSummary {
+            position: row.try_get("position")?,
+            stream_id: row.try_get("stream_id")?,
+            version: row.try_get("version")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: i64::from(schema_version),
+            payload: row.try_get("payload")?,
         };
-        if some_event_is_new {
-            return Err(StoreError::DuplicateEventId {
-                event_id: first_stored_event_id,
-            });
-        }
-        let position = stored_count(last_stored.position, 0, "position")?;
-        Ok(Some(AppendOutcome {
-            version: stored_count(last_stored.version, position, "version")?,
-            position,
-            already_stored: true,
-        }))
+        known.remember_stored(event_id, summary);
     }
-
-    /// Remembers an append this batch has just written, for the appends after it.
-    fn record_written(
-        &mut self,
-        request: &AppendRequest,
-        current_version: i64,
-        first_position: i64,
-    ) {
-        let mut version = current_version;
-        for (position, event) in (first_position..).zip(&request.events) {
-            version += 1;
-            self.stored_events.insert(
-                event.event_id,
-                StoredEventSummary {
-                    position,
-                    stream_id: request.stream.as_str().to_owned(),
-                    version,
-                    event_type: event.event_type.clone(),
-                    schema_version: event.schema_version,
-                    payload: event.payload.clone(),
-                },
-            );
-        }
-        self.stream_versions
-            .insert(request.stream.as_str().to_owned(), version);
+    let versions: Vec<(String, i64)> = sqlx::query_as(STREAM_VERSIONS)
+        .bind(streams)
+        .fetch_all(&mut *connection)
+        .await?;
+    for (stream, version) in versions {
+        known.remember_version(stream, version);
     }
-}
-
-/// Payloads are compared as parsed JSON, so key order and spacing (which JSONB changes) do not
-/// matter.
-fn is_same_event(stored: &StoredEventSummary, stream: &StreamId, event: &EncodedEvent) -> bool {
-    stored.stream_id == stream.as_str()
-        && stored.event_type == event.event_type
-        && stored.schema_version == event.schema_version
-        && stored.payload == event.payload
-}
-
-fn check_expected_version(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    current_version: i64,
-) -> Result<(), StoreError> {
-    let actual = u64::try_from(current_version).unwrap_or(0);
-    let matches = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual == 0,
-        ExpectedVersion::Exact(expected_version) => actual == expected_version,
-    };
-    if matches {
-        return Ok(());
-    }
-    Err(StoreError::VersionConflict {
-        stream: stream.clone(),
-        expected,
-        actual,
-    })
+    Ok(())
 }
 
 impl BatchTransaction<'_> {
@@ -379,10 +230,14 @@ impl BatchTransaction<'_> {
                     self.rollback_savepoint().await?;
                     let event_ids: Vec<Uuid> =
                         request.events.iter().map(|event| event.event_id).collect();
-                    known
-                        .read(self.connection, &event_ids, &[request.stream.as_str()])
-                        .await
-                        .map_err(InsertFailure::Fatal)?;
+                    read_known(
+                        known,
+                        self.connection,
+                        &event_ids,
+                        &[request.stream.as_str()],
+                    )
+                    .await
+                    .map_err(InsertFailure::Fatal)?;
                 }
                 Err(InsertFailure::Refused(error)) => {
                     self.rollback_savepoint().await?;
@@ -441,7 +296,11 @@ impl BatchTransaction<'_> {
             .iter()
             .map(|event| event.event_type.as_str())
             .collect();
-        let schema_versions: Vec<i32> = events.iter().map(|event| event.schema_version).collect();
+        let schema_versions = events
+            .iter()
+            .map(|event| i32::try_from(event.schema_version))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|error| InsertFailure::Refused(sqlx::Error::Encode(Box::new(error))))?;
         let payloads: Vec<&str> = events
             .iter()
             .map(|event| event.payload_json.as_str())
@@ -543,24 +402,6 @@ impl BatchTransaction<'_> {
             connection_usable,
         }
     }
-}
-
-fn written_outcome(
-    current_version: i64,
-    request: &AppendRequest,
-    last_position: i64,
-) -> Result<AppendOutcome, StoreError> {
-    let event_count = i64::try_from(request.events.len()).unwrap_or(i64::MAX);
-    let position = stored_count(last_position, 0, "position")?;
-    Ok(AppendOutcome {
-        version: stored_count(
-            current_version.saturating_add(event_count),
-            position,
-            "version",
-        )?,
-        position,
-        already_stored: false,
-    })
 }
 
 /// Sorts a failed statement into what it means for the append and the batch.

@@ -9,7 +9,8 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamId};
+pub(super) use crate::batch_plan::stored_count;
+use crate::{EventMetadata, RecordedEvent, StoreError, StreamId};
 
 /// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
 /// followed by the pieces of `$tail`. A macro rather than a function so the statement stays a `&'static str`,
@@ -25,42 +26,6 @@ macro_rules! select_events {
 }
 pub(super) use select_events;
 
-/// A [`NewEvent`] already serialised for its row, so the writer task only talks to the database.
-#[derive(Debug, Clone)]
-pub(super) struct EncodedEvent {
-    pub(super) event_id: Uuid,
-    pub(super) event_type: String,
-    pub(super) schema_version: i32,
-    /// Kept parsed to compare with a stored payload when the same event id is appended again.
-    pub(super) payload: serde_json::Value,
-    pub(super) payload_json: String,
-    pub(super) metadata_json: String,
-}
-
-impl EncodedEvent {
-    pub(super) fn encode(event: NewEvent) -> Result<Self, StoreError> {
-        let metadata_json = serde_json::to_string(&event.metadata)
-            .map_err(|error| StoreError::Database(sqlx::Error::Encode(Box::new(error))))?;
-        let schema_version = i32::try_from(event.schema_version).map_err(|error| {
-            StoreError::Database(sqlx::Error::Encode(
-                format!(
-                    "schema_version {} does not fit PostgreSQL's INTEGER: {error}",
-                    event.schema_version
-                )
-                .into(),
-            ))
-        })?;
-        Ok(Self {
-            event_id: event.event_id,
-            event_type: event.event_type,
-            schema_version,
-            payload_json: event.payload.to_string(),
-            payload: event.payload,
-            metadata_json,
-        })
-    }
-}
-
 /// The time every event of one batch is recorded at, truncated to the microseconds PostgreSQL
 /// keeps, so that what an append writes is exactly what a read returns.
 pub(super) fn recorded_at_now() -> DateTime<Utc> {
@@ -75,14 +40,6 @@ pub(super) fn bound_to_sql(bound: u64) -> i64 {
 
 pub(super) fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// Converts a stored integer that must not be negative, such as a version or a position.
-pub(super) fn stored_count(value: i64, position: u64, column: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        position,
-        reason: format!("{column} is negative: {value}"),
-    })
 }
 
 /// Decodes a row selected with [`select_events!`].

@@ -17,13 +17,14 @@ use std::time::Instant;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::batch::{AppendResult, BatchFailure, WrittenBatch, write_batch};
 use super::head::{PendingAnswer, publish_head, writing_transaction};
-use super::rows::{EncodedEvent, recorded_at_now};
-use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
+use super::rows::recorded_at_now;
+use crate::StoreError;
+use crate::writer_queue::{AppendRequest, BatchWriter, batch_failed};
 
 /// How many transactions one batch may take. Another is needed for appends deferred because a
 /// younger transaction extended their stream first (the next transaction is younger than that
@@ -32,33 +33,11 @@ use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
 /// streams, so running out of attempts takes sustained contention.
 const TRANSACTION_ATTEMPTS: usize = 10;
 
-/// One caller's append, waiting for the writer.
-#[derive(Debug)]
-pub(super) struct AppendRequest {
-    pub(super) stream: StreamId,
-    pub(super) expected: ExpectedVersion,
-    pub(super) events: Vec<EncodedEvent>,
-    pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
-
-#[derive(Debug)]
-pub(super) enum WriterMessage {
-    Append(AppendRequest),
-    /// Sent by `close()`: everything queued before it is still written and answered; the writer
-    /// then stops and acknowledges once its connection is closed and the head tracker has
-    /// stopped.
-    Shutdown {
-        acknowledge: oneshot::Sender<()>,
-    },
-}
-
-/// What the writer needs to start; see [`Writer::run`].
+/// The PostgreSQL side of the writer task; the queue in front of it is [`crate::writer_queue`].
 pub(super) struct Writer {
     /// `None` after the connection broke; the next batch connects again.
     pub(super) connection: Option<PgConnection>,
     pub(super) connect_options: PgConnectOptions,
-    pub(super) requests: mpsc::Receiver<WriterMessage>,
-    pub(super) max_batch_events: usize,
     pub(super) head: Arc<watch::Sender<u64>>,
     pub(super) commits: Arc<AtomicU64>,
     /// Where answers go that must wait until their events are readable.
@@ -67,88 +46,24 @@ pub(super) struct Writer {
     pub(super) writer_process_id: Arc<AtomicU32>,
 }
 
-/// Appends taken from the queue to be committed together.
-struct Batch {
-    requests: Vec<AppendRequest>,
-    event_count: usize,
-}
+impl BatchWriter for Writer {
+    async fn write_batch(&mut self, batch: Vec<AppendRequest>) {
+        self.commit_batch(batch).await;
+    }
 
-/// What the writer found while filling a batch, besides the batch itself.
-struct CollectedBatch {
-    batch: Batch,
-    /// An append that would have made the batch too large; it starts the next batch.
-    held_back: Option<AppendRequest>,
-    /// A shutdown request that arrived behind the batch.
-    shutdown: Option<oneshot::Sender<()>>,
+    async fn close(self) {
+        self.shut_down().await;
+    }
 }
 
 impl Writer {
-    /// Writes batches until `close()` asks it to stop or every store handle is dropped.
-    pub(super) async fn run(mut self) {
-        let mut held_back: Option<AppendRequest> = None;
-        let mut shutdown_acknowledgements = Vec::new();
-        loop {
-            let first_request = match held_back.take() {
-                Some(request) => request,
-                None => match self.requests.recv().await {
-                    Some(WriterMessage::Append(request)) => request,
-                    Some(WriterMessage::Shutdown { acknowledge }) => {
-                        shutdown_acknowledgements.push(acknowledge);
-                        break;
-                    }
-                    None => break,
-                },
-            };
-            let collected = self.collect_batch(first_request);
-            held_back = collected.held_back;
-            self.commit_batch(collected.batch).await;
-            if let Some(acknowledge) = collected.shutdown {
-                shutdown_acknowledgements.push(acknowledge);
-                break;
-            }
-        }
-        self.shut_down(held_back, shutdown_acknowledgements).await;
-    }
-
-    /// Takes whatever else is already queued, without waiting, up to `max_batch_events` events.
-    /// The first append is always taken, even when it alone is larger than the limit.
-    fn collect_batch(&mut self, first_request: AppendRequest) -> CollectedBatch {
-        let mut batch = Batch {
-            event_count: first_request.events.len(),
-            requests: vec![first_request],
-        };
-        let mut held_back = None;
-        let mut shutdown = None;
-        while batch.event_count < self.max_batch_events {
-            match self.requests.try_recv() {
-                Ok(WriterMessage::Append(request)) => {
-                    if batch.event_count + request.events.len() > self.max_batch_events {
-                        held_back = Some(request);
-                        break;
-                    }
-                    batch.event_count += request.events.len();
-                    batch.requests.push(request);
-                }
-                Ok(WriterMessage::Shutdown { acknowledge }) => {
-                    shutdown = Some(acknowledge);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        CollectedBatch {
-            batch,
-            held_back,
-            shutdown,
-        }
-    }
-
     /// Writes one batch, in one transaction unless it must be retried, and answers every caller
     /// in it.
-    async fn commit_batch(&mut self, batch: Batch) {
+    async fn commit_batch(&mut self, batch: Vec<AppendRequest>) {
         let started = Instant::now();
-        let batch_appends = batch.requests.len();
-        let mut remaining = batch.requests;
+        let batch_appends = batch.len();
+        let batch_events: usize = batch.iter().map(|request| request.events.len()).sum();
+        let mut remaining = batch;
         // Every writer inserts a batch's streams in the same order, so two processes' batches
         // waiting on each other's `(stream_id, version)` entries cannot form a cycle (a deadlock,
         // which PostgreSQL only breaks after a second). The order of appends that were waiting
@@ -195,7 +110,7 @@ impl Writer {
         }
         tracing::debug!(
             batch_appends,
-            batch_events = batch.event_count,
+            batch_events,
             transactions = attempts,
             elapsed_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "wrote a batch of appends"
@@ -277,34 +192,14 @@ impl Writer {
         deferred
     }
 
-    /// Refuses whatever is still queued, lets the head tracker give its last answers, closes the
-    /// connection, then lets `close()` return.
-    async fn shut_down(
-        self,
-        held_back: Option<AppendRequest>,
-        mut shutdown_acknowledgements: Vec<oneshot::Sender<()>>,
-    ) {
+    /// Lets the head tracker give its last answers, then closes the connection.
+    async fn shut_down(self) {
         let Self {
             connection,
-            mut requests,
             pending_answers,
             head_tracker,
             ..
         } = self;
-        requests.close();
-        if let Some(request) = held_back {
-            let _ = request.reply.send(Err(StoreError::Closed));
-        }
-        while let Ok(message) = requests.try_recv() {
-            match message {
-                WriterMessage::Append(request) => {
-                    let _ = request.reply.send(Err(StoreError::Closed));
-                }
-                WriterMessage::Shutdown { acknowledge } => {
-                    shutdown_acknowledgements.push(acknowledge);
-                }
-            }
-        }
         // Closing the channel tells the tracker to stop once it has answered everyone.
         drop(pending_answers);
         if let Err(error) = head_tracker.await {
@@ -315,10 +210,6 @@ impl Writer {
         {
             tracing::warn!(error = %error, "closing the writer connection failed");
         }
-        tracing::debug!("event store writer stopped");
-        for acknowledge in shutdown_acknowledgements {
-            let _ = acknowledge.send(());
-        }
     }
 }
 
@@ -328,12 +219,4 @@ pub(super) async fn writer_process_id(connection: &mut PgConnection) -> Result<u
         .fetch_one(connection)
         .await?;
     Ok(u32::try_from(process_id).unwrap_or(0))
-}
-
-/// The error every caller of a failed batch gets. `sqlx::Error` cannot be cloned, so each caller
-/// gets its own copy of the message; the full error is logged once by the writer.
-fn batch_failed(error: &sqlx::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
-        "the batch holding this append was rolled back: {error}"
-    ))))
 }

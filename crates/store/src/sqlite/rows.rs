@@ -8,7 +8,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use crate::{EventMetadata, NewEvent, RecordedEvent, StoreError, StreamId};
+pub(super) use crate::batch_plan::stored_count;
+use crate::{EventMetadata, RecordedEvent, StoreError, StreamId};
 
 /// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
 /// followed by `$tail`. A macro rather than a function so the statement stays a `&'static str`,
@@ -23,35 +24,6 @@ macro_rules! select_events {
     };
 }
 pub(super) use select_events;
-
-/// A [`NewEvent`] already serialised for its row, so the writer task only talks to the database.
-#[derive(Debug, Clone)]
-pub(super) struct EncodedEvent {
-    pub(super) event_id: Uuid,
-    pub(super) event_id_text: String,
-    pub(super) event_type: String,
-    pub(super) schema_version: i64,
-    /// Kept parsed to compare with a stored payload when the same event id is appended again.
-    pub(super) payload: serde_json::Value,
-    pub(super) payload_json: String,
-    pub(super) metadata_json: String,
-}
-
-impl EncodedEvent {
-    pub(super) fn encode(event: NewEvent) -> Result<Self, StoreError> {
-        let metadata_json = serde_json::to_string(&event.metadata)
-            .map_err(|error| StoreError::Database(sqlx::Error::Encode(Box::new(error))))?;
-        Ok(Self {
-            event_id: event.event_id,
-            event_id_text: event_id_to_text(event.event_id),
-            event_type: event.event_type,
-            schema_version: i64::from(event.schema_version),
-            payload_json: event.payload.to_string(),
-            payload: event.payload,
-            metadata_json,
-        })
-    }
-}
 
 /// Event ids are stored as lowercase hyphenated text, the form every SQLite tool can read.
 pub(super) fn event_id_to_text(event_id: Uuid) -> String {
@@ -74,14 +46,6 @@ pub(super) fn bound_to_sql(bound: u64) -> i64 {
 
 pub(super) fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// Converts a stored integer that must not be negative, such as a version or a position.
-pub(super) fn stored_count(value: i64, position: u64, column: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        position,
-        reason: format!("{column} is negative: {value}"),
-    })
 }
 
 /// Decodes a row selected with [`select_events!`].

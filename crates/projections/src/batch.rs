@@ -1,0 +1,207 @@
+//! What one projection batch changes, gathered in memory and written once per row at its end.
+//!
+//! Applying events one statement at a time cost several round trips per event, and on SQLite
+//! each round trip is a hop to sqlx's worker thread and back. Within a batch, the rows a complaint
+//! event changes (its list row, its handling row) are read at most once and written once, however
+//! many of the batch's events concern them; counters are summed per key and added once. The
+//! writes go out as multi-row statements at the end of the batch, inside its transaction, so the
+//! batch is still applied with its checkpoint or not at all.
+//!
+//! Tables that an event both reads and writes in ways that depend on earlier events of the same
+//! batch (`visits`, `complaint_findings`, the registry, the notifier's escalation clocks,
+//! schedule, escalations and outbox) are still written as each event is applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use doorstep_domain::ServiceStandard;
+use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+use crate::ProjectionError;
+use crate::complaint_list::{self, ComplaintRow};
+use crate::handling::{self, HandlingRow};
+use crate::performance::{self, StandardDelta};
+
+/// Rows per multi-row statement: few enough statement shapes to stay in sqlx's statement cache,
+/// and far below SQLite's and PostgreSQL's limits on bound values.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// A complaint-list row and the position of the last event that changed it.
+type ListEntry = (ComplaintRow, u64);
+
+#[derive(Debug, Default)]
+pub(crate) struct BatchChanges {
+    complaint_rows: HashMap<String, ListEntry>,
+    handling_rows: HashMap<String, HandlingRow>,
+    standard_deltas: BTreeMap<(String, String, ServiceStandard), StandardDelta>,
+    month_visit_deltas: BTreeMap<(String, String), (i64, i64)>,
+}
+
+impl BatchChanges {
+    /// A complaint's list row as the batch has left it so far.
+    pub(crate) async fn complaint_row(
+        &self,
+        connection: &mut AnyConnection,
+        complaint_id: &str,
+    ) -> Result<Option<ComplaintRow>, ProjectionError> {
+        match self.complaint_rows.get(complaint_id) {
+            Some((row, _)) => Ok(Some(row.clone())),
+            None => complaint_list::load(connection, complaint_id).await,
+        }
+    }
+
+    pub(crate) fn put_complaint_row(&mut self, row: ComplaintRow, position: u64) {
+        self.complaint_rows
+            .insert(row.complaint_id.clone(), (row, position));
+    }
+
+    /// A complaint's handling row as the batch has left it so far.
+    pub(crate) async fn handling_row(
+        &self,
+        connection: &mut AnyConnection,
+        complaint_id: &str,
+    ) -> Result<Option<HandlingRow>, ProjectionError> {
+        match self.handling_rows.get(complaint_id) {
+            Some(row) => Ok(Some(row.clone())),
+            None => handling::load(connection, complaint_id).await,
+        }
+    }
+
+    pub(crate) fn put_handling_row(&mut self, row: HandlingRow) {
+        self.handling_rows.insert(row.complaint_id.clone(), row);
+    }
+
+    /// Adds to one standard's counters of one contractor and month.
+    pub(crate) fn add_to_standard(
+        &mut self,
+        contractor_id: &str,
+        month: String,
+        standard: ServiceStandard,
+        delta: StandardDelta,
+    ) {
+        let total = self
+            .standard_deltas
+            .entry((contractor_id.to_owned(), month, standard))
+            .or_default();
+        *total = total.plus(delta);
+    }
+
+    /// Adds to one contractor-month's visits and visits with an upheld breach.
+    pub(crate) fn add_to_month_visits(
+        &mut self,
+        contractor_id: &str,
+        month: &str,
+        visits: i64,
+        with_upheld_breach: i64,
+    ) {
+        let total = self
+            .month_visit_deltas
+            .entry((contractor_id.to_owned(), month.to_owned()))
+            .or_default();
+        total.0 += visits;
+        total.1 += with_upheld_breach;
+    }
+
+    /// Writes everything gathered, in the batch's transaction.
+    pub(crate) async fn flush(self, connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+        let complaint_rows: Vec<ListEntry> = self.complaint_rows.into_values().collect();
+        write_rows(
+            connection,
+            &complaint_list::UPSERT,
+            &complaint_rows,
+            |query, (row, position)| complaint_list::bind(query, row, *position),
+        )
+        .await?;
+        let handling_rows: Vec<HandlingRow> = self.handling_rows.into_values().collect();
+        write_rows(
+            connection,
+            &handling::UPSERT,
+            &handling_rows,
+            handling::bind,
+        )
+        .await?;
+        let standard_deltas: Vec<_> = self
+            .standard_deltas
+            .into_iter()
+            .filter(|(_, delta)| *delta != StandardDelta::default())
+            .collect();
+        write_rows(
+            connection,
+            &performance::ADD_TO_STANDARD,
+            &standard_deltas,
+            |query, ((contractor_id, month, standard), delta)| {
+                performance::bind_standard_delta(query, contractor_id, month, *standard, delta)
+            },
+        )
+        .await?;
+        let month_visit_deltas: Vec<_> = self
+            .month_visit_deltas
+            .into_iter()
+            .filter(|(_, delta)| *delta != (0, 0))
+            .collect();
+        write_rows(
+            connection,
+            &performance::ADD_TO_MONTH_VISITS,
+            &month_visit_deltas,
+            |query, ((contractor_id, month), (visits, with_upheld_breach))| {
+                query
+                    .bind(contractor_id.clone())
+                    .bind(month.clone())
+                    .bind(*visits)
+                    .bind(*with_upheld_breach)
+            },
+        )
+        .await
+    }
+}
+
+/// A multi-row `INSERT … VALUES (…), (…) ON CONFLICT …` written once, for any number of rows.
+pub(crate) struct MultiRowUpsert {
+    /// `INSERT INTO table (columns)`.
+    pub(crate) insert: &'static str,
+    /// Values per row.
+    pub(crate) width: usize,
+    /// `ON CONFLICT … DO UPDATE …`.
+    pub(crate) on_conflict: &'static str,
+}
+
+impl MultiRowUpsert {
+    fn statement(&self, rows: usize) -> String {
+        let mut sql = format!("{} VALUES ", self.insert);
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for column in 0..self.width {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", row * self.width + column + 1));
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(self.on_conflict);
+        sql
+    }
+}
+
+type AnyQuery<'q> = Query<'q, sqlx::Any, AnyArguments>;
+
+async fn write_rows<R>(
+    connection: &mut AnyConnection,
+    upsert: &MultiRowUpsert,
+    rows: &[R],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &R) -> AnyQuery<'q>,
+) -> Result<(), ProjectionError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let statement = upsert.statement(chunk.len());
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(statement)), &bind);
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
