@@ -8,8 +8,8 @@
 //! batch is still applied with its checkpoint or not at all.
 //!
 //! Tables that an event both reads and writes in ways that depend on earlier events of the same
-//! batch (`visits`, `complaint_findings`, the registry, the notifier's escalation clocks,
-//! schedule, escalations and outbox) are still written as each event is applied.
+//! batch (`visits`, `complaint_findings`, the registry) are still written as each event is
+//! applied. The notifier's clocks and schedule gather their own batch (`escalations.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -5,6 +5,8 @@
 //! The runner keeps the clock with the pure [`clock_after`] step and, whenever the clock changes,
 //! replaces the complaint's schedule with the new clock's ladder less the steps already raised.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
@@ -104,9 +106,194 @@ fn corrupt(key: &str, reason: impl Into<String>) -> ProjectionError {
     }
 }
 
+/// Rows per multi-row statement when a batch's schedule changes are written.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// A complaint's contractor and running clock, as stored in `escalation_clocks`.
+type StoredClock = (String, Option<RunningClock>);
+
+/// One row of `escalation_schedule`.
+#[derive(Debug, Clone)]
+struct ScheduleRow {
+    escalation_id: Uuid,
+    complaint_id: String,
+    contractor_id: String,
+    deadline: Deadline,
+    level: EscalationLevel,
+    deadline_date: NaiveDate,
+    clock_started_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+}
+
+/// What a complaint's schedule becomes at the end of the batch.
+#[derive(Debug, Default)]
+struct PendingSchedule {
+    /// Delete the complaint's stored rows first (its clock changed since they were written).
+    replace_stored: bool,
+    /// Stored rows to delete (raised in this batch).
+    remove_stored: BTreeSet<Uuid>,
+    /// Rows to insert.
+    insert: BTreeMap<Uuid, ScheduleRow>,
+}
+
+/// The clock and schedule changes of one projection batch, gathered in memory and written once
+/// at its end: intake changes every complaint's clock and schedule, and statements per event
+/// would dominate the batch. Escalations raised and acknowledged (rare) and the outbox are
+/// written as each event is applied.
+#[derive(Debug, Default)]
+pub(crate) struct EscalationBatch {
+    clocks: HashMap<String, StoredClock>,
+    changed_clocks: BTreeSet<String>,
+    schedules: BTreeMap<String, PendingSchedule>,
+}
+
+impl EscalationBatch {
+    async fn clock(
+        &self,
+        connection: &mut AnyConnection,
+        complaint_id: &str,
+    ) -> Result<Option<StoredClock>, ProjectionError> {
+        match self.clocks.get(complaint_id) {
+            Some(stored) => Ok(Some(stored.clone())),
+            None => load_clock(connection, complaint_id).await,
+        }
+    }
+
+    fn put_clock(&mut self, complaint_id: &str, stored: StoredClock) {
+        self.clocks.insert(complaint_id.to_owned(), stored);
+        self.changed_clocks.insert(complaint_id.to_owned());
+    }
+
+    /// The complaint's schedule is now `rows`; `had_clock` says whether stored rows may exist.
+    fn replace_schedule(&mut self, complaint_id: &str, had_clock: bool, rows: Vec<ScheduleRow>) {
+        let pending = self.schedules.entry(complaint_id.to_owned()).or_default();
+        pending.replace_stored |= had_clock;
+        pending.insert = rows
+            .into_iter()
+            .map(|row| (row.escalation_id, row))
+            .collect();
+    }
+
+    /// A step was raised: it leaves the schedule.
+    fn remove_step(&mut self, complaint_id: &str, escalation_id: Uuid) {
+        let pending = self.schedules.entry(complaint_id.to_owned()).or_default();
+        if pending.insert.remove(&escalation_id).is_none() {
+            pending.remove_stored.insert(escalation_id);
+        }
+    }
+
+    /// Writes the batch's clocks and schedule changes, inside the batch's transaction: stored
+    /// rows are deleted before new ones are inserted.
+    pub(crate) async fn flush(self, connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+        let clocks: Vec<(&String, &StoredClock)> = self
+            .changed_clocks
+            .iter()
+            .filter_map(|id| self.clocks.get(id).map(|stored| (id, stored)))
+            .collect();
+        for chunk in clocks.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO escalation_clocks (complaint_id, contractor_id, deadline, \
+                 deadline_date, clock_started_at) VALUES {} \
+                 ON CONFLICT (complaint_id) DO UPDATE SET deadline = excluded.deadline, \
+                 deadline_date = excluded.deadline_date, \
+                 clock_started_at = excluded.clock_started_at",
+                values(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (complaint_id, (contractor_id, clock)) in chunk {
+                query = query
+                    .bind((*complaint_id).clone())
+                    .bind(contractor_id.clone())
+                    .bind(clock.as_ref().map(|clock| clock.deadline.code()))
+                    .bind(clock.as_ref().map(|clock| clock.due.to_string()))
+                    .bind(clock.as_ref().map(|clock| exact(clock.started_at)));
+            }
+            query.execute(&mut *connection).await?;
+        }
+        let replaced: Vec<String> = self
+            .schedules
+            .iter()
+            .filter(|(_, pending)| pending.replace_stored)
+            .map(|(complaint_id, _)| complaint_id.clone())
+            .collect();
+        delete_where_in(connection, "complaint_id", &replaced).await?;
+        let removed: Vec<String> = self
+            .schedules
+            .values()
+            .filter(|pending| !pending.replace_stored)
+            .flat_map(|pending| pending.remove_stored.iter().map(Uuid::to_string))
+            .collect();
+        delete_where_in(connection, "escalation_id", &removed).await?;
+        let rows: Vec<&ScheduleRow> = self
+            .schedules
+            .values()
+            .flat_map(|pending| pending.insert.values())
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
+                 deadline, level, deadline_date, clock_started_at, due_at) VALUES {}",
+                values(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(row.escalation_id.to_string())
+                    .bind(row.complaint_id.clone())
+                    .bind(row.contractor_id.clone())
+                    .bind(row.deadline.code())
+                    .bind(row.level.as_str().to_owned())
+                    .bind(row.deadline_date.to_string())
+                    .bind(exact(row.clock_started_at))
+                    .bind(millis(row.due_at));
+            }
+            query.execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the schedule rows whose `column` (`complaint_id` or `escalation_id`) is in `keys`.
+async fn delete_where_in(
+    connection: &mut AnyConnection,
+    column: &'static str,
+    keys: &[String],
+) -> Result<(), ProjectionError> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM escalation_schedule WHERE {column} IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, key| {
+                query.bind(key.clone())
+            });
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $width), ($width+1, …), …` for `rows` rows.
+fn values(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(row * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Applies one complaint event to the clock, the schedule, the escalations and the outbox.
 pub(crate) async fn apply(
     connection: &mut AnyConnection,
+    batch: &mut EscalationBatch,
     planner: &EscalationPlanner,
     complaint_id: &str,
     event: &Event,
@@ -116,7 +303,7 @@ pub(crate) async fn apply(
     let stored = if recorded.version == 1 {
         None
     } else {
-        load_clock(connection, complaint_id).await?
+        batch.clock(connection, complaint_id).await?
     };
     let contractor_id = match (event, &stored) {
         (Event::ComplaintReceived { contractor_id, .. }, _) => contractor_id.as_str().to_owned(),
@@ -157,10 +344,7 @@ pub(crate) async fn apply(
                 position: recorded.position,
             };
             store_escalation(connection, &row).await?;
-            sqlx::query("DELETE FROM escalation_schedule WHERE escalation_id = $1")
-                .bind(escalation_id.to_string())
-                .execute(&mut *connection)
-                .await?;
+            batch.remove_step(complaint_id, *escalation_id);
             crate::outbox::enqueue(connection, planner, &row).await?;
         }
         Event::EscalationAcknowledged {
@@ -186,14 +370,9 @@ pub(crate) async fn apply(
     if next == current && !is_new_complaint {
         return Ok(());
     }
-    store_clock(connection, complaint_id, &contractor_id, next.as_ref()).await?;
-    if current.is_some() {
-        sqlx::query("DELETE FROM escalation_schedule WHERE complaint_id = $1")
-            .bind(complaint_id)
-            .execute(&mut *connection)
-            .await?;
-    }
+    batch.put_clock(complaint_id, (contractor_id.clone(), next.clone()));
     let Some(clock) = next else {
+        batch.replace_schedule(complaint_id, current.is_some(), Vec::new());
         return Ok(());
     };
     let (Ok(complaint), Ok(contractor)) = (
@@ -205,73 +384,42 @@ pub(crate) async fn apply(
             "complaint or contractor id is invalid",
         ));
     };
-    let steps = plan(
+    let mut steps = plan(
         &complaint,
         &contractor,
         &clock,
         &planner.policy,
         &planner.calendar,
     );
-    if steps.is_empty() {
-        return Ok(());
-    }
     // Only a clock that kept its start (an extension moved its deadline) can have steps raised
     // already; those stay raised and are not scheduled again. A new clock's ids are all new.
     let same_clock = current
         .as_ref()
         .is_some_and(|old| old.deadline == clock.deadline && old.started_at == clock.started_at);
-    if same_clock {
-        for step in &steps {
-            sqlx::query(
-                "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
-                 deadline, level, deadline_date, clock_started_at, due_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                 WHERE NOT EXISTS (SELECT 1 FROM escalations WHERE escalation_id = $9)",
-            )
-            .bind(step.escalation_id.to_string())
-            .bind(complaint_id)
-            .bind(contractor_id.as_str())
-            .bind(step.deadline.code())
-            .bind(step.level.as_str())
-            .bind(step.deadline_date.to_string())
-            .bind(exact(step.clock_started_at))
-            .bind(millis(step.due_at))
-            .bind(step.escalation_id.to_string())
-            .execute(&mut *connection)
-            .await?;
-        }
-        return Ok(());
+    if same_clock && !steps.is_empty() {
+        let raised: Vec<String> =
+            sqlx::query_scalar("SELECT escalation_id FROM escalations WHERE complaint_id = $1")
+                .bind(complaint_id)
+                .fetch_all(&mut *connection)
+                .await?;
+        steps.retain(|step| !raised.contains(&step.escalation_id.to_string()));
     }
-    // One statement for the whole ladder.
-    let rows: Vec<String> = (0..steps.len())
-        .map(|index| {
-            let first = index * 8;
-            let placeholders: Vec<String> = (1..=8).map(|n| format!("${}", first + n)).collect();
-            format!("({})", placeholders.join(", "))
+    let rows = steps
+        .into_iter()
+        .map(|step| ScheduleRow {
+            escalation_id: step.escalation_id,
+            complaint_id: complaint_id.to_owned(),
+            contractor_id: contractor_id.clone(),
+            deadline: step.deadline,
+            level: step.level,
+            deadline_date: step.deadline_date,
+            clock_started_at: step.clock_started_at,
+            due_at: step.due_at,
         })
         .collect();
-    let sql = format!(
-        "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, deadline, \
-         level, deadline_date, clock_started_at, due_at) VALUES {}",
-        rows.join(", ")
-    );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for step in &steps {
-        insert = insert
-            .bind(step.escalation_id.to_string())
-            .bind(complaint_id.to_owned())
-            .bind(contractor_id.clone())
-            .bind(step.deadline.code())
-            .bind(step.level.as_str().to_owned())
-            .bind(step.deadline_date.to_string())
-            .bind(exact(step.clock_started_at))
-            .bind(millis(step.due_at));
-    }
-    insert.execute(&mut *connection).await?;
+    batch.replace_schedule(complaint_id, current.is_some(), rows);
     Ok(())
 }
-
-type StoredClock = (String, Option<RunningClock>);
 
 async fn load_clock(
     connection: &mut AnyConnection,
@@ -300,28 +448,6 @@ async fn load_clock(
         started_at: parse_exact(started.as_deref().unwrap_or_default(), complaint_id)?,
     };
     Ok(Some((contractor_id, Some(clock))))
-}
-
-async fn store_clock(
-    connection: &mut AnyConnection,
-    complaint_id: &str,
-    contractor_id: &str,
-    clock: Option<&RunningClock>,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO escalation_clocks (complaint_id, contractor_id, deadline, deadline_date, \
-         clock_started_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (complaint_id) DO UPDATE SET deadline = excluded.deadline, \
-         deadline_date = excluded.deadline_date, clock_started_at = excluded.clock_started_at",
-    )
-    .bind(complaint_id)
-    .bind(contractor_id)
-    .bind(clock.map(|clock| clock.deadline.code()))
-    .bind(clock.map(|clock| clock.due.to_string()))
-    .bind(clock.map(|clock| exact(clock.started_at)))
-    .execute(connection)
-    .await?;
-    Ok(())
 }
 
 async fn store_escalation(

@@ -16,7 +16,9 @@ use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
-use crate::escalations::{self, DueEscalation, EscalationFilter, EscalationPlanner, EscalationRow};
+use crate::escalations::{
+    self, DueEscalation, EscalationBatch, EscalationFilter, EscalationPlanner, EscalationRow,
+};
 use crate::handling::{self, HandlingCounts};
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
@@ -173,10 +175,19 @@ impl ProjectionRunner {
             return Ok(usize::from(stored > checkpoint));
         }
         let mut changes = BatchChanges::default();
+        let mut escalation_changes = EscalationBatch::default();
         for recorded in &events {
-            apply_event(&mut transaction, &mut changes, &self.escalations, recorded).await?;
+            apply_event(
+                &mut transaction,
+                &mut changes,
+                &mut escalation_changes,
+                &self.escalations,
+                recorded,
+            )
+            .await?;
         }
         changes.flush(&mut transaction).await?;
+        escalation_changes.flush(&mut transaction).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
@@ -228,6 +239,7 @@ async fn claim_checkpoint(
 async fn apply_event(
     connection: &mut AnyConnection,
     changes: &mut BatchChanges,
+    escalation_changes: &mut EscalationBatch,
     escalations: &EscalationPlanner,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
@@ -236,9 +248,15 @@ async fn apply_event(
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
             let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
-            // The escalation tables are read and written event by event (a clock depends on the
-            // batch's earlier events), like the registry and the findings.
-            escalations::apply(connection, escalations, complaint_id, &event, recorded).await?;
+            escalations::apply(
+                connection,
+                escalation_changes,
+                escalations,
+                complaint_id,
+                &event,
+                recorded,
+            )
+            .await?;
             apply_complaint_event(connection, changes, complaint_id, &event, recorded).await
         }
         "contractor" => {
