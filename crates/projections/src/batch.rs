@@ -9,7 +9,7 @@
 //!
 //! Tables that an event both reads and writes in ways that depend on earlier events of the same
 //! batch (`visits`, `complaint_findings`, the registry) are still written as each event is
-//! applied. The notifier's clocks and schedule gather their own batch (`escalations.rs`).
+//! applied.
 
 use std::collections::{BTreeMap, HashMap};
 
