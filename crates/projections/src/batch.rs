@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use doorstep_domain::ServiceStandard;
+use doorstep_domain::{ServiceStandard, WorkingDayCalendar};
 use sqlx::AnyConnection;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -21,6 +21,7 @@ use sqlx::query::Query;
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintRow};
 use crate::handling::{self, HandlingRow};
+use crate::handling_counters;
 use crate::performance::{self, StandardDelta};
 
 /// Rows per multi-row statement: few enough statement shapes to stay in sqlx's statement cache,
@@ -34,6 +35,9 @@ type ListEntry = (ComplaintRow, u64);
 pub(crate) struct BatchChanges {
     complaint_rows: HashMap<String, ListEntry>,
     handling_rows: HashMap<String, HandlingRow>,
+    /// Each changed handling row as it was before the batch (None: new), so the handling
+    /// counters can move by the difference.
+    handling_before: HashMap<String, Option<HandlingRow>>,
     standard_deltas: BTreeMap<(String, String, ServiceStandard), StandardDelta>,
     month_visit_deltas: BTreeMap<(String, String), (i64, i64)>,
 }
@@ -58,17 +62,24 @@ impl BatchChanges {
 
     /// A complaint's handling row as the batch has left it so far.
     pub(crate) async fn handling_row(
-        &self,
+        &mut self,
         connection: &mut AnyConnection,
         complaint_id: &str,
     ) -> Result<Option<HandlingRow>, ProjectionError> {
-        match self.handling_rows.get(complaint_id) {
-            Some(row) => Ok(Some(row.clone())),
-            None => handling::load(connection, complaint_id).await,
+        if let Some(row) = self.handling_rows.get(complaint_id) {
+            return Ok(Some(row.clone()));
         }
+        let stored = handling::load(connection, complaint_id).await?;
+        self.handling_before
+            .insert(complaint_id.to_owned(), stored.clone());
+        Ok(stored)
     }
 
     pub(crate) fn put_handling_row(&mut self, row: HandlingRow) {
+        // A row never loaded is one the batch started.
+        self.handling_before
+            .entry(row.complaint_id.clone())
+            .or_insert(None);
         self.handling_rows.insert(row.complaint_id.clone(), row);
     }
 
@@ -103,8 +114,32 @@ impl BatchChanges {
         total.1 += with_upheld_breach;
     }
 
-    /// Writes everything gathered, in the batch's transaction.
-    pub(crate) async fn flush(self, connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+    /// Writes everything gathered, in the batch's transaction. The calendar counts the working
+    /// days behind the handling counters.
+    pub(crate) async fn flush(
+        self,
+        connection: &mut AnyConnection,
+        calendar: &WorkingDayCalendar,
+    ) -> Result<(), ProjectionError> {
+        let mut counter_deltas = BTreeMap::new();
+        for (complaint_id, after) in &self.handling_rows {
+            let before = self
+                .handling_before
+                .get(complaint_id)
+                .and_then(Option::as_ref);
+            handling_counters::add_change(&mut counter_deltas, before, after, calendar);
+        }
+        let counter_deltas: Vec<_> = counter_deltas
+            .into_iter()
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        write_rows(
+            connection,
+            &handling_counters::UPSERT,
+            &counter_deltas,
+            handling_counters::bind,
+        )
+        .await?;
         let complaint_rows: Vec<ListEntry> = self.complaint_rows.into_values().collect();
         write_rows(
             connection,

@@ -14,6 +14,7 @@ mod complaint_list;
 mod contractors;
 mod database;
 mod handling;
+mod handling_counters;
 mod month;
 mod performance;
 mod runner;
@@ -24,6 +25,7 @@ pub use contractors::{
 };
 pub use database::{Backend, ReadModelDatabase};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
+pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,

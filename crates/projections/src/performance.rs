@@ -25,7 +25,8 @@ use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
 use crate::batch::{BatchChanges, MultiRowUpsert};
-use crate::handling::{self, HandlingRow, count};
+use crate::handling::{HandlingRow, count};
+use crate::handling_counters::{self, HandlingSummary};
 use crate::month::Month;
 
 /// Whether a finding makes the standard a breach: only upheld findings count, partly upheld
@@ -341,9 +342,9 @@ pub struct ContractorFigures {
     pub escalations: u64,
     /// Complaints received in the range that were reopened at least once.
     pub reopened: u64,
-    /// The handling of each complaint received in the range, oldest first, for working-day
-    /// medians and in-time shares computed with the caller's calendar.
-    pub handling: Vec<HandlingRow>,
+    /// How the complaints received in the range were handled: answered stages, in time or not,
+    /// and working days to acknowledge and to respond.
+    pub handling: HandlingSummary,
 }
 
 impl ContractorFigures {
@@ -423,19 +424,18 @@ pub(crate) async fn contractor_performance(
         }
     }
     standards.sort_by_key(|figures| figures.standard);
-    let (complaints, escalations, reopened) =
-        handling::complaint_counts(pool, contractor_id, from, to).await?;
+    let handling = handling_counters::contractor_summary(pool, contractor_id, from, to).await?;
     Ok(ContractorFigures {
         contractor_id: contractor_id.to_owned(),
         from_month: from,
         to_month: to,
         visits: count(&visits, "visits")?,
         visits_with_upheld_breach: count(&visits, "with_breach")?,
-        complaints,
+        complaints: handling.complaints,
         standards,
-        escalations,
-        reopened,
-        handling: handling::rows_for_contractor(pool, contractor_id, from, to).await?,
+        escalations: handling.escalations,
+        reopened: handling.reopened,
+        handling,
     })
 }
 

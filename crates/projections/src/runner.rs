@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
 use doorstep_store::{EventStore, RecordedEvent};
@@ -16,7 +16,8 @@ use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
-use crate::handling::{self, HandlingCounts};
+use crate::handling::{self, HandlingCounts, HandlingRow};
+use crate::handling_counters;
 use crate::month::Month;
 use crate::performance::{self, ContractorFigures, ContractorTotals};
 
@@ -24,7 +25,7 @@ use crate::performance::{self, ContractorFigures, ContractorTotals};
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 9] = [
+const RESET: [&str; 10] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -33,6 +34,7 @@ const RESET: [&str; 9] = [
     "DELETE FROM contractor_month_standard",
     "DELETE FROM complaint_findings",
     "DELETE FROM complaint_handling",
+    "DELETE FROM handling_counters",
     "DELETE FROM projection_checkpoints",
 ];
 /// Events applied per transaction, catching up or following the live log. (SQLite read models
@@ -45,6 +47,9 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     database: ReadModelDatabase,
+    /// Counts the working days behind the handling counters; a changed calendar needs a
+    /// rebuild to recount them.
+    calendar: Arc<WorkingDayCalendar>,
     position: watch::Sender<u64>,
 }
 
@@ -60,6 +65,7 @@ impl ProjectionRunner {
     pub async fn open(
         store: Arc<dyn EventStore>,
         database: ReadModelDatabase,
+        calendar: Arc<WorkingDayCalendar>,
     ) -> Result<(Self, ReadModel), ProjectionError> {
         let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
@@ -71,6 +77,7 @@ impl ProjectionRunner {
             Self {
                 store,
                 database,
+                calendar,
                 position,
             },
             read_model,
@@ -162,7 +169,7 @@ impl ProjectionRunner {
         for recorded in &events {
             apply_event(&mut transaction, &mut changes, recorded).await?;
         }
-        changes.flush(&mut transaction).await?;
+        changes.flush(&mut transaction, &self.calendar).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
@@ -384,13 +391,22 @@ impl ReadModel {
         performance::programme_performance(self.database.pool(), from, to).await
     }
 
-    /// Each stage's received and responded counts for dates `from..=to` in England: CH01 and
-    /// CH02 for a reporting year are this over 1 April to 31 March.
+    /// Each stage's received and responded counts for the months `from..=to` (in England): CH01
+    /// and CH02 for a reporting year are this over April to March.
     pub async fn handling_report(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        from: Month,
+        to: Month,
     ) -> Result<HandlingCounts, ProjectionError> {
-        handling::report(self.database.pool(), from, to).await
+        handling_counters::report(self.database.pool(), from, to).await
+    }
+
+    /// One complaint's handling row: its stage clocks as the read model holds them.
+    pub async fn complaint_handling(
+        &self,
+        complaint_id: &str,
+    ) -> Result<Option<HandlingRow>, ProjectionError> {
+        let mut connection = self.database.pool().acquire().await?;
+        handling::load(&mut connection, complaint_id).await
     }
 }

@@ -121,7 +121,8 @@ pub async fn rebuild_read_models(
     if let OpenedStore::Sqlite(_) = store {
         on_length(shared.head_position().await?);
     }
-    let (runner, _) = ProjectionRunner::open(shared, read_models.clone()).await?;
+    let calendar = Arc::new(calendar(settings)?);
+    let (runner, _) = ProjectionRunner::open(shared, read_models.clone(), calendar).await?;
     runner.reset().await?;
     let mut applied = 0_u64;
     runner
@@ -150,7 +151,8 @@ impl Application {
         let shared_store = store.shared();
         let read_models = open_read_models(&settings.database).await?;
         let (projection_runner, read_model) =
-            ProjectionRunner::open(shared_store.clone(), read_models.clone()).await?;
+            ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
+                .await?;
         let log = complaint_log(
             shared_store.clone(),
             calendar.clone(),
@@ -159,11 +161,8 @@ impl Application {
         let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone());
         let contractor_api =
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
-        let performance_api = PerformanceApi::new(
-            read_model,
-            calendar.clone(),
-            settings.report.extensions_count_as_within_code,
-        );
+        let performance_api =
+            PerformanceApi::new(read_model, settings.report.extensions_count_as_within_code);
         let visit_api = VisitApi::new(shared_store.clone(), clock);
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
         let event_api = EventApi::new(shared_store, subscriptions_stopped);
