@@ -202,36 +202,19 @@ async fn add_upheld_breaches(
     visit_id: &str,
     delta: i64,
 ) -> Result<(), ProjectionError> {
-    let current =
-        sqlx::query("SELECT contractor_id, month, upheld_breaches FROM visits WHERE visit_id = $1")
-            .bind(visit_id)
-            .fetch_optional(&mut *connection)
-            .await?;
-    let (recorded, before) = match &current {
-        Some(row) => {
-            let contractor_id: Option<String> = row.try_get("contractor_id")?;
-            let month: Option<String> = row.try_get("month")?;
-            let before: i64 = row.try_get("upheld_breaches")?;
-            (contractor_id.zip(month), before)
-        }
-        None => (None, 0),
-    };
-    let after = before + delta;
-    sqlx::query(
-        "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches) \
-         VALUES ($1, NULL, NULL, $2) \
-         ON CONFLICT (visit_id) DO UPDATE SET upheld_breaches = excluded.upheld_breaches",
-    )
-    .bind(visit_id)
-    .bind(after)
-    .execute(&mut *connection)
-    .await?;
-    let crossed = i64::from(after > 0) - i64::from(before > 0);
-    if let Some((contractor_id, month)) = recorded
+    let mut visit = changes
+        .visit(connection, visit_id)
+        .await?
+        .unwrap_or_default();
+    let before = visit.upheld_breaches;
+    visit.upheld_breaches += delta;
+    let crossed = i64::from(visit.upheld_breaches > 0) - i64::from(before > 0);
+    if let (Some(contractor_id), Some(month)) = (&visit.contractor_id, &visit.month)
         && crossed != 0
     {
-        changes.add_to_month_visits(&contractor_id, &month, 0, crossed);
+        changes.add_to_month_visits(contractor_id, month, 0, crossed);
     }
+    changes.put_visit(visit_id, visit);
     Ok(())
 }
 
@@ -242,41 +225,24 @@ pub(crate) async fn record_visit(
     changes: &mut BatchChanges,
     visit: &Visit,
 ) -> Result<(), ProjectionError> {
-    let current =
-        sqlx::query("SELECT contractor_id, upheld_breaches FROM visits WHERE visit_id = $1")
-            .bind(visit.visit_id.as_str())
-            .fetch_optional(&mut *connection)
-            .await?;
-    let upheld_breaches = match &current {
-        Some(row) => {
-            let contractor_id: Option<String> = row.try_get("contractor_id")?;
-            if contractor_id.is_some() {
-                tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
-                return Ok(());
-            }
-            row.try_get::<i64, _>("upheld_breaches")?
-        }
-        None => 0,
-    };
+    let mut row = changes
+        .visit(connection, visit.visit_id.as_str())
+        .await?
+        .unwrap_or_default();
+    if row.contractor_id.is_some() {
+        tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
+        return Ok(());
+    }
     let month = Month::of(visit.visit_date).to_string();
-    sqlx::query(
-        "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (visit_id) DO UPDATE SET contractor_id = excluded.contractor_id, \
-         month = excluded.month",
-    )
-    .bind(visit.visit_id.as_str())
-    .bind(visit.contractor_id.as_str())
-    .bind(month.as_str())
-    .bind(upheld_breaches)
-    .execute(&mut *connection)
-    .await?;
     changes.add_to_month_visits(
         visit.contractor_id.as_str(),
         &month,
         1,
-        i64::from(upheld_breaches > 0),
+        i64::from(row.upheld_breaches > 0),
     );
+    row.contractor_id = Some(visit.contractor_id.as_str().to_owned());
+    row.month = Some(month);
+    changes.put_visit(visit.visit_id.as_str(), row);
     Ok(())
 }
 

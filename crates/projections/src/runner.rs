@@ -166,6 +166,13 @@ impl ProjectionRunner {
             return Ok(usize::from(stored > checkpoint));
         }
         let mut changes = BatchChanges::default();
+        let visit_ids: Vec<&str> = events
+            .iter()
+            .filter_map(|recorded| recorded.stream_id.as_str().strip_prefix("visit-"))
+            .collect();
+        changes
+            .prefetch_visits(&mut transaction, &visit_ids)
+            .await?;
         for recorded in &events {
             apply_event(&mut transaction, &mut changes, recorded).await?;
         }
