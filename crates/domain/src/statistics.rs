@@ -193,9 +193,59 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The median of integer values given as a histogram of `(value, how many)` in ascending order
+/// of value: the same as [`median`] of the values listed out, without listing them.
+pub fn median_of_counts(histogram: &[(i64, u64)]) -> Option<f64> {
+    let total: u64 = histogram.iter().map(|(_, count)| count).sum();
+    if total == 0 {
+        return None;
+    }
+    // The values at 0-based ranks `lower` and `upper` of the sorted list (equal when odd).
+    let upper = total / 2;
+    let lower = if total.is_multiple_of(2) {
+        upper - 1
+    } else {
+        upper
+    };
+    let value_at = |rank: u64| {
+        let mut seen = 0;
+        for (value, count) in histogram {
+            seen += count;
+            if rank < seen {
+                return *value as f64;
+            }
+        }
+        f64::NAN
+    };
+    Some((value_at(lower) + value_at(upper)) / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_counts_is_the_median_of_the_values_listed_out() {
+        let histograms: [&[(i64, u64)]; 6] = [
+            &[],
+            &[(3, 1)],
+            &[(1, 1), (4, 1)],
+            &[(0, 2), (2, 1), (9, 4)],
+            &[(0, 3), (5, 0), (7, 3)],
+            &[(-1, 1), (2, 2), (3, 1), (10, 1)],
+        ];
+        for histogram in histograms {
+            let mut listed: Vec<f64> = histogram
+                .iter()
+                .flat_map(|(value, count)| std::iter::repeat_n(*value as f64, *count as usize))
+                .collect();
+            assert_eq!(
+                median_of_counts(histogram),
+                median(&mut listed),
+                "{histogram:?}"
+            );
+        }
+    }
 
     fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
         (actual - expected).abs() <= tolerance

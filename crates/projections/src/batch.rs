@@ -7,20 +7,21 @@
 //! writes go out as multi-row statements at the end of the batch, inside its transaction, so the
 //! batch is still applied with its checkpoint or not at all.
 //!
-//! Tables that an event both reads and writes in ways that depend on earlier events of the same
-//! batch (`visits`, `complaint_findings`, the registry) are still written as each event is
-//! applied.
+//! Visit rows are read for a whole batch in a few statements before it is applied. Tables that an
+//! event both reads and writes rarely (`complaint_findings`, the registry) are still written as
+//! each event is applied.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use doorstep_domain::ServiceStandard;
-use sqlx::AnyConnection;
+use doorstep_domain::{ServiceStandard, WorkingDayCalendar};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
+use sqlx::{AnyConnection, Row};
 
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintRow};
 use crate::handling::{self, HandlingRow};
+use crate::handling_counters;
 use crate::performance::{self, StandardDelta};
 
 /// Rows per multi-row statement: few enough statement shapes to stay in sqlx's statement cache,
@@ -34,8 +35,22 @@ type ListEntry = (ComplaintRow, u64);
 pub(crate) struct BatchChanges {
     complaint_rows: HashMap<String, ListEntry>,
     handling_rows: HashMap<String, HandlingRow>,
+    /// Each changed handling row as it was before the batch (None: new), so the handling
+    /// counters can move by the difference.
+    handling_before: HashMap<String, Option<HandlingRow>>,
     standard_deltas: BTreeMap<(String, String, ServiceStandard), StandardDelta>,
     month_visit_deltas: BTreeMap<(String, String), (i64, i64)>,
+    /// Visit rows read or changed by the batch (None: no row), and which of them changed.
+    visits: HashMap<String, Option<VisitRow>>,
+    changed_visits: BTreeSet<String>,
+}
+
+/// A row of `visits`: `contractor_id` and `month` stay empty until the visit itself is recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct VisitRow {
+    pub(crate) contractor_id: Option<String>,
+    pub(crate) month: Option<String>,
+    pub(crate) upheld_breaches: i64,
 }
 
 impl BatchChanges {
@@ -58,18 +73,82 @@ impl BatchChanges {
 
     /// A complaint's handling row as the batch has left it so far.
     pub(crate) async fn handling_row(
-        &self,
+        &mut self,
         connection: &mut AnyConnection,
         complaint_id: &str,
     ) -> Result<Option<HandlingRow>, ProjectionError> {
-        match self.handling_rows.get(complaint_id) {
-            Some(row) => Ok(Some(row.clone())),
-            None => handling::load(connection, complaint_id).await,
+        if let Some(row) = self.handling_rows.get(complaint_id) {
+            return Ok(Some(row.clone()));
         }
+        let stored = handling::load(connection, complaint_id).await?;
+        self.handling_before
+            .insert(complaint_id.to_owned(), stored.clone());
+        Ok(stored)
     }
 
     pub(crate) fn put_handling_row(&mut self, row: HandlingRow) {
+        // A row never loaded is one the batch started.
+        self.handling_before
+            .entry(row.complaint_id.clone())
+            .or_insert(None);
         self.handling_rows.insert(row.complaint_id.clone(), row);
+    }
+
+    /// Reads the visit rows of `visit_ids` in a few statements, so that recording a batch of
+    /// visits does not read them one by one.
+    pub(crate) async fn prefetch_visits(
+        &mut self,
+        connection: &mut AnyConnection,
+        visit_ids: &[&str],
+    ) -> Result<(), ProjectionError> {
+        let missing: Vec<&str> = visit_ids
+            .iter()
+            .copied()
+            .filter(|visit_id| !self.visits.contains_key(*visit_id))
+            .collect();
+        for chunk in missing.chunks(ROWS_PER_STATEMENT) {
+            let placeholders: Vec<String> =
+                (1..=chunk.len()).map(|index| format!("${index}")).collect();
+            let statement = format!(
+                "SELECT visit_id, contractor_id, month, upheld_breaches FROM visits \
+                 WHERE visit_id IN ({})",
+                placeholders.join(", ")
+            );
+            let query = chunk.iter().fold(
+                sqlx::query(sqlx::AssertSqlSafe(statement)),
+                |query, visit_id| query.bind(visit_id.to_string()),
+            );
+            for visit_id in chunk {
+                self.visits.insert((*visit_id).to_owned(), None);
+            }
+            for row in query.fetch_all(&mut *connection).await? {
+                let visit_id: String = row.try_get("visit_id")?;
+                let visit = VisitRow {
+                    contractor_id: row.try_get("contractor_id")?,
+                    month: row.try_get("month")?,
+                    upheld_breaches: row.try_get("upheld_breaches")?,
+                };
+                self.visits.insert(visit_id, Some(visit));
+            }
+        }
+        Ok(())
+    }
+
+    /// A visit's row as the batch has left it so far.
+    pub(crate) async fn visit(
+        &mut self,
+        connection: &mut AnyConnection,
+        visit_id: &str,
+    ) -> Result<Option<VisitRow>, ProjectionError> {
+        if !self.visits.contains_key(visit_id) {
+            self.prefetch_visits(connection, &[visit_id]).await?;
+        }
+        Ok(self.visits.get(visit_id).cloned().flatten())
+    }
+
+    pub(crate) fn put_visit(&mut self, visit_id: &str, row: VisitRow) {
+        self.visits.insert(visit_id.to_owned(), Some(row));
+        self.changed_visits.insert(visit_id.to_owned());
     }
 
     /// Adds to one standard's counters of one contractor and month.
@@ -103,8 +182,53 @@ impl BatchChanges {
         total.1 += with_upheld_breach;
     }
 
-    /// Writes everything gathered, in the batch's transaction.
-    pub(crate) async fn flush(self, connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+    /// Writes everything gathered, in the batch's transaction. The calendar counts the working
+    /// days behind the handling counters.
+    pub(crate) async fn flush(
+        self,
+        connection: &mut AnyConnection,
+        calendar: &WorkingDayCalendar,
+    ) -> Result<(), ProjectionError> {
+        let mut counter_deltas = BTreeMap::new();
+        for (complaint_id, after) in &self.handling_rows {
+            let before = self
+                .handling_before
+                .get(complaint_id)
+                .and_then(Option::as_ref);
+            handling_counters::add_change(&mut counter_deltas, before, after, calendar);
+        }
+        let counter_deltas: Vec<_> = counter_deltas
+            .into_iter()
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        write_rows(
+            connection,
+            &handling_counters::UPSERT,
+            &counter_deltas,
+            handling_counters::bind,
+        )
+        .await?;
+        let visits: Vec<(String, VisitRow)> = self
+            .changed_visits
+            .iter()
+            .filter_map(|visit_id| {
+                let row = self.visits.get(visit_id).cloned().flatten()?;
+                Some((visit_id.clone(), row))
+            })
+            .collect();
+        write_rows(
+            connection,
+            &UPSERT_VISITS,
+            &visits,
+            |query, (visit_id, row)| {
+                query
+                    .bind(visit_id.clone())
+                    .bind(row.contractor_id.clone())
+                    .bind(row.month.clone())
+                    .bind(row.upheld_breaches)
+            },
+        )
+        .await?;
         let complaint_rows: Vec<ListEntry> = self.complaint_rows.into_values().collect();
         write_rows(
             connection,
@@ -155,6 +279,13 @@ impl BatchChanges {
         .await
     }
 }
+
+const UPSERT_VISITS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches)",
+    width: 4,
+    on_conflict: "ON CONFLICT (visit_id) DO UPDATE SET contractor_id = excluded.contractor_id, \
+                  month = excluded.month, upheld_breaches = excluded.upheld_breaches",
+};
 
 /// A multi-row `INSERT … VALUES (…), (…) ON CONFLICT …` written once, for any number of rows.
 pub(crate) struct MultiRowUpsert {

@@ -17,6 +17,7 @@ mod contractors;
 mod database;
 mod escalations;
 mod handling;
+mod handling_counters;
 mod month;
 mod outbox;
 mod performance;
@@ -29,6 +30,7 @@ pub use contractors::{
 pub use database::{Backend, ReadModelDatabase};
 pub use escalations::{DueEscalation, EscalationFilter, EscalationPlanner, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
+pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{

@@ -25,7 +25,8 @@ use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
 use crate::batch::{BatchChanges, MultiRowUpsert};
-use crate::handling::{self, HandlingRow, count};
+use crate::handling::{HandlingRow, count};
+use crate::handling_counters::{self, HandlingSummary};
 use crate::month::Month;
 
 /// Whether a finding makes the standard a breach: only upheld findings count, partly upheld
@@ -201,36 +202,19 @@ async fn add_upheld_breaches(
     visit_id: &str,
     delta: i64,
 ) -> Result<(), ProjectionError> {
-    let current =
-        sqlx::query("SELECT contractor_id, month, upheld_breaches FROM visits WHERE visit_id = $1")
-            .bind(visit_id)
-            .fetch_optional(&mut *connection)
-            .await?;
-    let (recorded, before) = match &current {
-        Some(row) => {
-            let contractor_id: Option<String> = row.try_get("contractor_id")?;
-            let month: Option<String> = row.try_get("month")?;
-            let before: i64 = row.try_get("upheld_breaches")?;
-            (contractor_id.zip(month), before)
-        }
-        None => (None, 0),
-    };
-    let after = before + delta;
-    sqlx::query(
-        "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches) \
-         VALUES ($1, NULL, NULL, $2) \
-         ON CONFLICT (visit_id) DO UPDATE SET upheld_breaches = excluded.upheld_breaches",
-    )
-    .bind(visit_id)
-    .bind(after)
-    .execute(&mut *connection)
-    .await?;
-    let crossed = i64::from(after > 0) - i64::from(before > 0);
-    if let Some((contractor_id, month)) = recorded
+    let mut visit = changes
+        .visit(connection, visit_id)
+        .await?
+        .unwrap_or_default();
+    let before = visit.upheld_breaches;
+    visit.upheld_breaches += delta;
+    let crossed = i64::from(visit.upheld_breaches > 0) - i64::from(before > 0);
+    if let (Some(contractor_id), Some(month)) = (&visit.contractor_id, &visit.month)
         && crossed != 0
     {
-        changes.add_to_month_visits(&contractor_id, &month, 0, crossed);
+        changes.add_to_month_visits(contractor_id, month, 0, crossed);
     }
+    changes.put_visit(visit_id, visit);
     Ok(())
 }
 
@@ -241,41 +225,24 @@ pub(crate) async fn record_visit(
     changes: &mut BatchChanges,
     visit: &Visit,
 ) -> Result<(), ProjectionError> {
-    let current =
-        sqlx::query("SELECT contractor_id, upheld_breaches FROM visits WHERE visit_id = $1")
-            .bind(visit.visit_id.as_str())
-            .fetch_optional(&mut *connection)
-            .await?;
-    let upheld_breaches = match &current {
-        Some(row) => {
-            let contractor_id: Option<String> = row.try_get("contractor_id")?;
-            if contractor_id.is_some() {
-                tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
-                return Ok(());
-            }
-            row.try_get::<i64, _>("upheld_breaches")?
-        }
-        None => 0,
-    };
+    let mut row = changes
+        .visit(connection, visit.visit_id.as_str())
+        .await?
+        .unwrap_or_default();
+    if row.contractor_id.is_some() {
+        tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
+        return Ok(());
+    }
     let month = Month::of(visit.visit_date).to_string();
-    sqlx::query(
-        "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (visit_id) DO UPDATE SET contractor_id = excluded.contractor_id, \
-         month = excluded.month",
-    )
-    .bind(visit.visit_id.as_str())
-    .bind(visit.contractor_id.as_str())
-    .bind(month.as_str())
-    .bind(upheld_breaches)
-    .execute(&mut *connection)
-    .await?;
     changes.add_to_month_visits(
         visit.contractor_id.as_str(),
         &month,
         1,
-        i64::from(upheld_breaches > 0),
+        i64::from(row.upheld_breaches > 0),
     );
+    row.contractor_id = Some(visit.contractor_id.as_str().to_owned());
+    row.month = Some(month);
+    changes.put_visit(visit.visit_id.as_str(), row);
     Ok(())
 }
 
@@ -346,9 +313,9 @@ pub struct ContractorFigures {
     pub escalations_raised: u64,
     /// Of those, the steps raised once a deadline had passed (the breach and later levels).
     pub escalations_past_deadline: u64,
-    /// The handling of each complaint received in the range, oldest first, for working-day
-    /// medians and in-time shares computed with the caller's calendar.
-    pub handling: Vec<HandlingRow>,
+    /// How the complaints received in the range were handled: answered stages, in time or not,
+    /// and working days to acknowledge and to respond.
+    pub handling: HandlingSummary,
 }
 
 impl ContractorFigures {
@@ -428,8 +395,7 @@ pub(crate) async fn contractor_performance(
         }
     }
     standards.sort_by_key(|figures| figures.standard);
-    let (complaints, escalations, reopened) =
-        handling::complaint_counts(pool, contractor_id, from, to).await?;
+    let handling = handling_counters::contractor_summary(pool, contractor_id, from, to).await?;
     let (escalations_raised, escalations_past_deadline) =
         crate::escalations::raised_count(pool, contractor_id, from, to).await?;
     Ok(ContractorFigures {
@@ -438,13 +404,13 @@ pub(crate) async fn contractor_performance(
         to_month: to,
         visits: count(&visits, "visits")?,
         visits_with_upheld_breach: count(&visits, "with_breach")?,
-        complaints,
+        complaints: handling.complaints,
         standards,
-        escalations,
-        reopened,
+        escalations: handling.escalations,
+        reopened: handling.reopened,
         escalations_raised,
         escalations_past_deadline,
-        handling: handling::rows_for_contractor(pool, contractor_id, from, to).await?,
+        handling,
     })
 }
 

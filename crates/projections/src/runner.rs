@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
+use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
 use doorstep_store::{EventStore, RecordedEvent};
@@ -19,7 +20,8 @@ use crate::database::ReadModelDatabase;
 use crate::escalations::{
     self, DueEscalation, EscalationBatch, EscalationFilter, EscalationPlanner, EscalationRow,
 };
-use crate::handling::{self, HandlingCounts};
+use crate::handling::{self, HandlingCounts, HandlingRow};
+use crate::handling_counters;
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
@@ -28,7 +30,7 @@ use crate::performance::{self, ContractorFigures, ContractorTotals};
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 12] = [
+const RESET: [&str; 13] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -37,6 +39,7 @@ const RESET: [&str; 12] = [
     "DELETE FROM contractor_month_standard",
     "DELETE FROM complaint_findings",
     "DELETE FROM complaint_handling",
+    "DELETE FROM handling_counters",
     "DELETE FROM escalation_clocks",
     "DELETE FROM escalation_schedule",
     "DELETE FROM escalations",
@@ -52,6 +55,9 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     database: ReadModelDatabase,
+    /// Counts the working days behind the handling counters; a changed calendar needs a
+    /// rebuild to recount them.
+    calendar: Arc<WorkingDayCalendar>,
     position: watch::Sender<u64>,
     escalations: Arc<EscalationPlanner>,
 }
@@ -68,6 +74,7 @@ impl ProjectionRunner {
     pub async fn open(
         store: Arc<dyn EventStore>,
         database: ReadModelDatabase,
+        calendar: Arc<WorkingDayCalendar>,
     ) -> Result<(Self, ReadModel), ProjectionError> {
         let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
@@ -79,6 +86,7 @@ impl ProjectionRunner {
             Self {
                 store,
                 database,
+                calendar,
                 position,
                 escalations: Arc::new(EscalationPlanner::default()),
             },
@@ -176,6 +184,13 @@ impl ProjectionRunner {
         }
         let mut changes = BatchChanges::default();
         let mut escalation_changes = EscalationBatch::default();
+        let visit_ids: Vec<&str> = events
+            .iter()
+            .filter_map(|recorded| recorded.stream_id.as_str().strip_prefix("visit-"))
+            .collect();
+        changes
+            .prefetch_visits(&mut transaction, &visit_ids)
+            .await?;
         for recorded in &events {
             apply_event(
                 &mut transaction,
@@ -186,7 +201,7 @@ impl ProjectionRunner {
             )
             .await?;
         }
-        changes.flush(&mut transaction).await?;
+        changes.flush(&mut transaction, &self.calendar).await?;
         escalation_changes.flush(&mut transaction).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
@@ -510,13 +525,22 @@ impl ReadModel {
         outbox::retry_dead(self.database.pool(), delivery_id, now).await
     }
 
-    /// Each stage's received and responded counts for dates `from..=to` in England: CH01 and
-    /// CH02 for a reporting year are this over 1 April to 31 March.
+    /// Each stage's received and responded counts for the months `from..=to` (in England): CH01
+    /// and CH02 for a reporting year are this over April to March.
     pub async fn handling_report(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        from: Month,
+        to: Month,
     ) -> Result<HandlingCounts, ProjectionError> {
-        handling::report(self.database.pool(), from, to).await
+        handling_counters::report(self.database.pool(), from, to).await
+    }
+
+    /// One complaint's handling row: its stage clocks as the read model holds them.
+    pub async fn complaint_handling(
+        &self,
+        complaint_id: &str,
+    ) -> Result<Option<HandlingRow>, ProjectionError> {
+        let mut connection = self.database.pool().acquire().await?;
+        handling::load(&mut connection, complaint_id).await
     }
 }

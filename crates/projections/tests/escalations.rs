@@ -358,7 +358,9 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         .is_empty()
     );
     // A fresh runner on the same database continues from the checkpoint.
-    let (again, _) = valid(ProjectionRunner::open(backend.store.clone(), database.clone()).await);
+    let (again, _) = valid(
+        ProjectionRunner::open(backend.store.clone(), database.clone(), support::calendar()).await,
+    );
     assert_eq!(valid(again.catch_up().await), read_model.position());
     database.close().await;
     backend.close().await;

@@ -27,8 +27,8 @@ use doorstep_domain::input::{
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar, england_date};
 use doorstep_projections::{
-    ContractorFigures, ContractorRow, ContractorTotals, HandlingCounts, HandlingRow, Month,
-    ReadModel, StageClock, StageCounts, StandardFigures, is_breach,
+    ContractorFigures, ContractorRow, ContractorTotals, HandlingCounts, HandlingRow,
+    HandlingSummary, Month, ReadModel, StageClock, StageCounts, StandardFigures, is_breach,
 };
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
@@ -701,15 +701,12 @@ impl Written {
                     && in_months(Month::of(visit.visit_date), from, to)
             })
             .collect();
-        let mut handling: Vec<HandlingRow> = self
+        let handling: Vec<HandlingRow> = self
             .complaints
             .iter()
             .map(ComplaintWriter::expected_handling)
             .filter(|row| row.contractor_id == contractor && in_months(row.month, from, to))
             .collect();
-        handling.sort_by(|a, b| {
-            (a.received_date, &a.complaint_id).cmp(&(b.received_date, &b.complaint_id))
-        });
         let mut standards: BTreeMap<ServiceStandard, StandardFigures> = BTreeMap::new();
         for complaint in &self.complaints {
             let state = complaint.state();
@@ -750,7 +747,7 @@ impl Written {
             // This model's histories raise no notifier escalations (tests/escalations.rs does).
             escalations_raised: 0,
             escalations_past_deadline: 0,
-            handling,
+            handling: expected_summary(&handling),
         }
     }
 
@@ -788,13 +785,14 @@ impl Written {
             .collect()
     }
 
-    fn expected_report(&self, from: NaiveDate, to: NaiveDate) -> HandlingCounts {
+    fn expected_report(&self, from: Month, to: Month) -> HandlingCounts {
         let rows: Vec<HandlingRow> = self
             .complaints
             .iter()
             .map(ComplaintWriter::expected_handling)
             .collect();
-        let in_dates = |value: Option<NaiveDate>| value.is_some_and(|d| from <= d && d <= to);
+        let in_dates =
+            |value: Option<NaiveDate>| value.is_some_and(|d| in_months(Month::of(d), from, to));
         let counts = |clocks: Vec<&StageClock>| {
             let responded: Vec<&&StageClock> =
                 clocks.iter().filter(|c| in_dates(c.responded)).collect();
@@ -820,6 +818,40 @@ impl Written {
             ),
         }
     }
+}
+
+/// The handling summary of some complaints' rows, counted one by one: the oracle for the
+/// counters the read model keeps.
+fn expected_summary(rows: &[HandlingRow]) -> HandlingSummary {
+    let calendar = WorkingDayCalendar::england_and_wales();
+    let mut summary = HandlingSummary {
+        complaints: rows.len() as u64,
+        escalations: rows.iter().filter(|row| row.escalated).count() as u64,
+        reopened: rows.iter().filter(|row| row.reopen_count > 0).count() as u64,
+        ..HandlingSummary::default()
+    };
+    let mut to_acknowledge = BTreeMap::<i64, u64>::new();
+    let mut to_respond = BTreeMap::<i64, u64>::new();
+    for clock in rows
+        .iter()
+        .flat_map(|row| std::iter::once(&row.stage_one).chain(row.stage_two.as_ref()))
+    {
+        let days = |to: NaiveDate| calendar.working_days_between(clock.started, to).max(0);
+        if let Some(acknowledged) = clock.acknowledged {
+            *to_acknowledge.entry(days(acknowledged)).or_default() += 1;
+        }
+        if let Some(responded) = clock.responded {
+            *to_respond.entry(days(responded)).or_default() += 1;
+            summary.answered += 1;
+            summary.answered_within_original_due +=
+                u64::from(clock.responded_within_original_due() == Some(true));
+            summary.answered_within_extended_due +=
+                u64::from(clock.responded_within_extended_due() == Some(true));
+        }
+    }
+    summary.days_to_acknowledge = to_acknowledge.into_iter().collect();
+    summary.days_to_respond = to_respond.into_iter().collect();
+    summary
 }
 
 async fn all_contractors(
@@ -871,11 +903,11 @@ async fn check_against_domain(read_model: &ReadModel, written: &Written) {
         );
     }
     for (from, to) in [
-        ("2026-01-01", "2026-03-31"),
-        ("2026-04-01", "2027-03-31"),
-        ("2026-03-15", "2026-05-10"),
+        ("2026-01", "2026-03"),
+        ("2026-04", "2027-03"),
+        ("2026-03", "2026-05"),
     ] {
-        let (from, to) = (date(from), date(to));
+        let (from, to) = (month(from), month(to));
         assert_eq!(
             valid(read_model.handling_report(from, to).await),
             written.expected_report(from, to),
@@ -1180,7 +1212,7 @@ async fn a_reporting_year_counts_as_worked_by_hand(backend: TestBackend) {
 
     let year = valid(
         read_model
-            .handling_report(date("2026-04-01"), date("2027-03-31"))
+            .handling_report(month("2026-04"), month("2027-03"))
             .await,
     );
     assert_eq!(
@@ -1203,7 +1235,7 @@ async fn a_reporting_year_counts_as_worked_by_hand(backend: TestBackend) {
     );
     let year_before = valid(
         read_model
-            .handling_report(date("2025-04-01"), date("2026-03-31"))
+            .handling_report(month("2025-04"), month("2026-03"))
             .await,
     );
     assert_eq!(
@@ -1228,14 +1260,13 @@ async fn a_reporting_year_counts_as_worked_by_hand(backend: TestBackend) {
             .contractor_performance("acme", month("2026-04"), month("2027-03"))
             .await,
     );
-    let row = |writer: &ComplaintWriter| {
-        figures
-            .handling
-            .iter()
-            .find(|row| row.complaint_id == writer.id.to_string())
-            .cloned()
-            .unwrap_or_else(|| panic!("complaint {} is in the year", writer.id))
-    };
+    let mut rows = BTreeMap::new();
+    for writer in [&b, &c, &d] {
+        let row = valid(read_model.complaint_handling(&writer.id.to_string()).await)
+            .unwrap_or_else(|| panic!("complaint {} has a handling row", writer.id));
+        rows.insert(writer.id, row);
+    }
+    let row = |writer: &ComplaintWriter| rows[&writer.id].clone();
     let b_row = row(&b);
     assert_eq!(b_row.received_date, date("2026-04-01"));
     assert_eq!(b_row.month, month("2026-04"));

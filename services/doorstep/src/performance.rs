@@ -1,17 +1,15 @@
 //! `doorstep.v1.PerformanceService`: contractor performance and the regulator's complaint
 //! measures, from the read models, with honest uncertainty.
 
-use std::sync::Arc;
-
 use chrono::NaiveDate;
 use doorstep_api::v1;
 use doorstep_api::v1::performance_service_server::PerformanceService;
+use doorstep_domain::InvalidInput;
 use doorstep_domain::statistics::{
     self, CONFIDENCE_95, Estimate, FunnelStatus, funnel_limits, funnel_status, poisson_rate,
     wilson_proportion,
 };
-use doorstep_domain::{InvalidInput, WorkingDayCalendar};
-use doorstep_projections::{ContractorFigures, HandlingRow, Month, ReadModel, StageClock};
+use doorstep_projections::{ContractorFigures, HandlingSummary, Month, ReadModel};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -25,30 +23,15 @@ const MAX_MONTHS: u32 = 120;
 
 pub struct PerformanceApi {
     read_model: ReadModel,
-    calendar: Arc<WorkingDayCalendar>,
     /// Whether a response inside an agreed extension counts as within the Code's timescales.
     extensions_count_as_within_code: bool,
 }
 
 impl PerformanceApi {
-    pub fn new(
-        read_model: ReadModel,
-        calendar: Arc<WorkingDayCalendar>,
-        extensions_count_as_within_code: bool,
-    ) -> Self {
+    pub fn new(read_model: ReadModel, extensions_count_as_within_code: bool) -> Self {
         Self {
             read_model,
-            calendar,
             extensions_count_as_within_code,
-        }
-    }
-
-    /// Whether a stage's response kept the Code's timescale; None until it has a response.
-    fn within_code(&self, clock: &StageClock) -> Option<bool> {
-        if self.extensions_count_as_within_code {
-            clock.responded_within_extended_due()
-        } else {
-            clock.responded_within_original_due()
         }
     }
 }
@@ -120,41 +103,14 @@ fn funnel(status: FunnelStatus) -> v1::FunnelStatus {
 }
 
 impl PerformanceApi {
-    /// Every answered stage of the complaints: (answered, answered within the Code).
-    fn answered(&self, handling: &[HandlingRow]) -> (u64, u64) {
-        let clocks = handling
-            .iter()
-            .flat_map(|row| std::iter::once(&row.stage_one).chain(row.stage_two.as_ref()));
-        clocks.fold((0, 0), |(answered, within), clock| {
-            match self.within_code(clock) {
-                Some(true) => (answered + 1, within + 1),
-                Some(false) => (answered + 1, within),
-                None => (answered, within),
-            }
-        })
-    }
-
-    /// Median working days from a stage's start to its acknowledgement, and to its response.
-    fn medians(&self, handling: &[HandlingRow]) -> (Option<f64>, Option<f64>) {
-        let days = |from: NaiveDate, to: NaiveDate| {
-            self.calendar.working_days_between(from, to).max(0) as f64
+    /// Answered stages of the complaints: (answered, answered within the Code).
+    fn answered(&self, handling: &HandlingSummary) -> (u64, u64) {
+        let within = if self.extensions_count_as_within_code {
+            handling.answered_within_extended_due
+        } else {
+            handling.answered_within_original_due
         };
-        let clocks: Vec<&StageClock> = handling
-            .iter()
-            .flat_map(|row| std::iter::once(&row.stage_one).chain(row.stage_two.as_ref()))
-            .collect();
-        let mut to_acknowledge: Vec<f64> = clocks
-            .iter()
-            .filter_map(|clock| clock.acknowledged.map(|at| days(clock.started, at)))
-            .collect();
-        let mut to_respond: Vec<f64> = clocks
-            .iter()
-            .filter_map(|clock| clock.responded.map(|at| days(clock.started, at)))
-            .collect();
-        (
-            statistics::median(&mut to_acknowledge),
-            statistics::median(&mut to_respond),
-        )
+        (handling.answered, within)
     }
 
     fn contractor_response(
@@ -164,7 +120,8 @@ impl PerformanceApi {
         audit: v1::EqualityAuditStatus,
     ) -> v1::GetContractorPerformanceResponse {
         let (answered, within) = self.answered(&figures.handling);
-        let (to_acknowledge, to_respond) = self.medians(&figures.handling);
+        let to_acknowledge = statistics::median_of_counts(&figures.handling.days_to_acknowledge);
+        let to_respond = statistics::median_of_counts(&figures.handling.days_to_respond);
         v1::GetContractorPerformanceResponse {
             contractor_id: figures.contractor_id.clone(),
             legal_name,
@@ -368,7 +325,7 @@ impl PerformanceService for PerformanceApi {
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let counts = self
             .read_model
-            .handling_report(from, to)
+            .handling_report(Month::of(from), Month::of(to))
             .await
             .map_err(ApiError::from)?;
         let stage = |stage: v1::Stage, counts: doorstep_projections::StageCounts| {

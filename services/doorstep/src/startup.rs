@@ -134,8 +134,9 @@ pub async fn rebuild_read_models(
         .escalation
         .policy()
         .map_err(StartupError::Settings)?;
-    let planner = crate::notifier::planner(settings, policy, calendar(settings)?);
-    let (runner, _) = ProjectionRunner::open(shared, read_models.clone()).await?;
+    let calendar = Arc::new(calendar(settings)?);
+    let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
+    let (runner, _) = ProjectionRunner::open(shared, read_models.clone(), calendar).await?;
     let runner = runner.with_escalations(planner);
     runner.reset().await?;
     let mut applied = 0_u64;
@@ -176,7 +177,8 @@ impl Application {
         let planner =
             crate::notifier::planner(&settings, policy.clone(), calendar.as_ref().clone());
         let (projection_runner, read_model) =
-            ProjectionRunner::open(shared_store.clone(), read_models.clone()).await?;
+            ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
+                .await?;
         let projection_runner = projection_runner.with_escalations(planner);
         let role = settings.server.role;
         let notifier = if role.runs_notifier() {
@@ -205,7 +207,6 @@ impl Application {
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
         let performance_api = PerformanceApi::new(
             read_model.clone(),
-            calendar.clone(),
             settings.report.extensions_count_as_within_code,
         );
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);

@@ -849,7 +849,8 @@ async fn reset_read_models(url: &str, store: Arc<dyn EventStore>) {
     let read_models = ReadModelDatabase::open(url)
         .await
         .expect("the read-model database opens");
-    let (runner, _) = ProjectionRunner::open(store, read_models.clone())
+    let calendar = Arc::new(doorstep_domain::WorkingDayCalendar::england_and_wales());
+    let (runner, _) = ProjectionRunner::open(store, read_models.clone(), calendar)
         .await
         .expect("the projection runner opens");
     runner.reset().await.expect("the read models are emptied");

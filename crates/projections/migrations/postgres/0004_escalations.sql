@@ -4,7 +4,7 @@
 -- text with every fraction digit, because escalation ids are derived from them exactly.
 
 -- The schedule needs the whole log: forget the shared checkpoint and the rows it covers, so the
--- runner rebuilds every read model from position 0 (as 0002 did).
+-- runner rebuilds every read model from position 0 (as 0002 and 0003 did).
 DELETE FROM complaint_list;
 DELETE FROM contractors;
 DELETE FROM contractor_lookup;
@@ -13,6 +13,7 @@ DELETE FROM contractor_month_visits;
 DELETE FROM contractor_month_standard;
 DELETE FROM complaint_findings;
 DELETE FROM complaint_handling;
+DELETE FROM handling_counters;
 DELETE FROM projection_checkpoints;
 
 -- The Code deadline each complaint is waiting on; deadline is NULL when no clock runs.

@@ -92,11 +92,12 @@ impl TestBackend {
         }
     }
 
-    /// Opens the read models on this backend's database.
+    /// Opens the read models on this backend's database, counting working days in England and
+    /// Wales.
     pub async fn projections(&self) -> (ProjectionRunner, ReadModel, ReadModelDatabase) {
         let database = valid(ReadModelDatabase::open(&self.url).await);
         let (runner, read_model) =
-            valid(ProjectionRunner::open(self.store.clone(), database.clone()).await);
+            valid(ProjectionRunner::open(self.store.clone(), database.clone(), calendar()).await);
         (runner, read_model, database)
     }
 
@@ -213,4 +214,9 @@ macro_rules! on_every_backend {
             }
         )+
     };
+}
+
+/// The calendar the projections count working days with in these tests.
+pub fn calendar() -> Arc<doorstep_domain::WorkingDayCalendar> {
+    Arc::new(doorstep_domain::WorkingDayCalendar::england_and_wales())
 }
