@@ -276,12 +276,25 @@ impl EscalationService for EscalationApi {
             Handler::parse("acknowledged_by", &body.acknowledged_by).map_err(ApiError::from)?;
         let note = OptionalText::parse("note", &body.note).map_err(ApiError::from)?;
         let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
-        let row = self
+        let row = match self
             .read_model
             .escalation(escalation_id)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound("no escalation has this id".to_owned()))?;
+        {
+            Some(row) => row,
+            None => {
+                // It may have been raised a moment ago: give the read model the time to apply
+                // everything committed so far before saying it does not exist.
+                let head = self.store.head_position().await.map_err(ApiError::from)?;
+                self.read_model.wait_for(head, READ_BACK_WAIT).await;
+                self.read_model
+                    .escalation(escalation_id)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| ApiError::NotFound("no escalation has this id".to_owned()))?
+            }
+        };
         let complaint_id =
             ComplaintId::parse("complaint_id", &row.complaint_id).map_err(ApiError::internal)?;
         let origin = command_origin(&request, request_id, "grpc");
