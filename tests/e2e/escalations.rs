@@ -336,6 +336,27 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(all_escalations(&app).await.len(), 1);
 
+    // A watcher from here on sees nothing until the new escalations are raised, live.
+    let mut watch = EscalationServiceClient::new(app.channel.clone())
+        .watch_escalations(v1::WatchEscalationsRequest {
+            from_position: listed[0].position + 1,
+        })
+        .await
+        .expect("watching")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the watch answers")
+        .expect("no error")
+        .and_then(|response| response.message);
+    assert!(
+        matches!(
+            first,
+            Some(v1::watch_escalations_response::Message::CaughtUp(_))
+        ),
+        "nothing was raised after the warning: {first:?}"
+    );
+
     // Reopened: the response clock restarts, and its ladder, warning included, fires again with
     // new escalation ids.
     client
@@ -351,6 +372,25 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(all_escalations(&app).await.len(), 6);
     assert_ne!(listed[0].escalation_id, listed[1].escalation_id);
+    let mut live = Vec::new();
+    while live.len() < 5 {
+        let message = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("the watch streams live")
+            .expect("no error")
+            .and_then(|response| response.message);
+        if let Some(v1::watch_escalations_response::Message::Raised(raised)) = message {
+            live.push(raised.escalation_id);
+        }
+    }
+    let listed_ids: Vec<String> = listed[1..]
+        .iter()
+        .map(|e| e.escalation_id.clone())
+        .collect();
+    assert_eq!(
+        live, listed_ids,
+        "the watcher saw the new ladder live, in order"
+    );
     assert_eq!(listed[1].level, "warning");
     assert!(
         listed[1..]
