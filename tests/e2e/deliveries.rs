@@ -40,7 +40,7 @@ async fn overdue_complaint(app: &TestApp, key: &str) -> String {
 }
 
 async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
+    for _ in 0..1_500 {
         if done().await {
             return;
         }

@@ -303,7 +303,7 @@ async fn replicas_raise_each_escalation_exactly_once() {
 
     // 12 complaints × 5 levels of the acknowledgement ladder.
     let expected = 12 * 5;
-    for _ in 0..500 {
+    for _ in 0..1_500 {
         let raised = whole_log(&first)
             .await
             .iter()
@@ -344,4 +344,19 @@ async fn replicas_raise_each_escalation_exactly_once() {
     );
     assert_eq!(per_step.len(), expected);
     assert!(per_step.values().all(|count| *count == 1));
+
+    // One webhook delivery per escalation, each received once, although three delivery workers
+    // share the outbox.
+    for _ in 0..1_500 {
+        if receiver.accepted.lock().expect("lock").len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    let distinct: HashSet<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
+    assert_eq!(distinct.len(), expected);
+    assert_eq!(accepted.len(), expected, "no delivery was sent twice");
+    assert_eq!(*receiver.refused_signatures.lock().expect("lock"), 0);
 }
