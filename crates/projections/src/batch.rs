@@ -20,6 +20,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintRow};
+use crate::database::{placeholders, row_values};
 use crate::handling::{self, HandlingRow};
 use crate::handling_counters;
 use crate::performance::{self, StandardDelta};
@@ -107,12 +108,10 @@ impl BatchChanges {
             .filter(|visit_id| !self.visits.contains_key(*visit_id))
             .collect();
         for chunk in missing.chunks(ROWS_PER_STATEMENT) {
-            let placeholders: Vec<String> =
-                (1..=chunk.len()).map(|index| format!("${index}")).collect();
             let statement = format!(
                 "SELECT visit_id, contractor_id, month, upheld_breaches FROM visits \
                  WHERE visit_id IN ({})",
-                placeholders.join(", ")
+                placeholders(connection, 1, chunk.len())
             );
             let query = chunk.iter().fold(
                 sqlx::query(sqlx::AssertSqlSafe(statement)),
@@ -298,24 +297,13 @@ pub(crate) struct MultiRowUpsert {
 }
 
 impl MultiRowUpsert {
-    fn statement(&self, rows: usize) -> String {
-        let mut sql = format!("{} VALUES ", self.insert);
-        for row in 0..rows {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for column in 0..self.width {
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", row * self.width + column + 1));
-            }
-            sql.push(')');
-        }
-        sql.push(' ');
-        sql.push_str(self.on_conflict);
-        sql
+    fn statement(&self, connection: &AnyConnection, rows: usize) -> String {
+        format!(
+            "{} VALUES {} {}",
+            self.insert,
+            row_values(connection, rows, self.width),
+            self.on_conflict
+        )
     }
 }
 
@@ -328,7 +316,7 @@ async fn write_rows<R>(
     bind: impl for<'q> Fn(AnyQuery<'q>, &R) -> AnyQuery<'q>,
 ) -> Result<(), ProjectionError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let statement = upsert.statement(chunk.len());
+        let statement = upsert.statement(connection, chunk.len());
         let query = chunk
             .iter()
             .fold(sqlx::query(sqlx::AssertSqlSafe(statement)), &bind);

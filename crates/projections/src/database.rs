@@ -3,8 +3,8 @@
 //!
 //! Queries use `$1, $2, …` placeholders, which both SQLite and PostgreSQL accept.
 
-use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::ProjectionError;
 
@@ -90,4 +90,30 @@ impl ReadModelDatabase {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Bound-value markers for `count` values numbered from `first`, comma-separated: `?` on SQLite,
+/// `$n` on PostgreSQL. SQLite finds a named marker's index by a linear scan, and sqlx asks for
+/// every value it binds, so a multi-row statement with hundreds of `$n` markers costs time
+/// quadratic in its size to bind; anonymous `?` markers are bound by position.
+pub(crate) fn placeholders(connection: &AnyConnection, first: usize, count: usize) -> String {
+    let sqlite = connection.backend_name() == "SQLite";
+    (first..first + count)
+        .map(|n| {
+            if sqlite {
+                "?".to_owned()
+            } else {
+                format!("${n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(…), (…)` for `rows` rows of `width` values, numbered from 1; see [`placeholders`].
+pub(crate) fn row_values(connection: &AnyConnection, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(connection, row * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -21,6 +21,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use crate::ProjectionError;
+use crate::database::{placeholders, row_values};
 use crate::month::Month;
 
 /// What the runner needs to schedule escalations and fill the outbox: the ladder policy, the
@@ -197,7 +198,7 @@ impl EscalationBatch {
                  ON CONFLICT (complaint_id) DO UPDATE SET deadline = excluded.deadline, \
                  deadline_date = excluded.deadline_date, \
                  clock_started_at = excluded.clock_started_at",
-                values(chunk.len(), 5)
+                row_values(connection, chunk.len(), 5)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (complaint_id, (contractor_id, clock)) in chunk {
@@ -233,7 +234,7 @@ impl EscalationBatch {
             let sql = format!(
                 "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
                  deadline, level, deadline_date, clock_started_at, due_at) VALUES {}",
-                values(chunk.len(), 8)
+                row_values(connection, chunk.len(), 8)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {
@@ -262,7 +263,7 @@ async fn delete_where_in(
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "DELETE FROM escalation_schedule WHERE {column} IN ({})",
-            placeholders(1, chunk.len())
+            placeholders(connection, 1, chunk.len())
         );
         let query = chunk
             .iter()
@@ -272,22 +273,6 @@ async fn delete_where_in(
         query.execute(&mut *connection).await?;
     }
     Ok(())
-}
-
-/// `$first, $first+1, …` for `count` values.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, …, $width), ($width+1, …), …` for `rows` rows.
-fn values(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|row| format!("({})", placeholders(row * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Applies one complaint event to the clock, the schedule, the escalations and the outbox.
