@@ -77,7 +77,7 @@ impl ComplaintApi {
         let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
         let command = command(self.clock.now()).map_err(ApiError::from)?;
-        let origin = command_origin(request, request_id, "grpc");
+        let origin = command_origin(request, request_id, "grpc")?;
         let (result, complaint) = self
             .log
             .execute(&complaint_id, expected_version, &origin, command)
@@ -144,7 +144,7 @@ impl ComplaintService for ComplaintApi {
         if let Some(visit_id) = &parsed.visit_id {
             check_visit_belongs(self.log.store(), visit_id, &parsed.contractor_id).await?;
         }
-        let origin = command_origin(&request, Some(key), &parsed.channel);
+        let origin = command_origin(&request, Some(key), &parsed.channel)?;
         let source_system = parsed.source_system.as_str().to_owned();
         let (complaint_id, result) = log_new(&self.log, &origin, &source_system, |complaint_id| {
             let mut log = parsed.clone();
@@ -415,15 +415,26 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::GetComplaintRequest>,
     ) -> Result<Response<v1::GetComplaintResponse>, Status> {
+        let principal = crate::auth::principal(&request)?;
         let complaint_id =
             parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
         let loaded = self.log.load(&complaint_id).await?;
-        let Some(complaint) = loaded.state.as_ref() else {
+        // Another contractor's complaint answers exactly as a complaint that does not exist, so
+        // a contractor cannot even learn which ids are in use.
+        let Some(complaint) = loaded
+            .state
+            .as_ref()
+            .filter(|complaint| principal.may_see_contractor(&complaint.contractor_id))
+        else {
             return Err(ApiError::NotFound("no complaint has this id".to_owned()).into());
         };
         let today = england_date(self.clock.now());
+        let mut view = convert::complaint(complaint, today);
+        if principal.contractor_scope().is_some() {
+            convert::withhold_resident_contact(&mut view);
+        }
         Ok(Response::new(v1::GetComplaintResponse {
-            complaint: Some(convert::complaint(complaint, today)),
+            complaint: Some(view),
             history: loaded
                 .events
                 .iter()
@@ -436,9 +447,21 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::ListComplaintsRequest>,
     ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
+        let principal = crate::auth::principal(&request)?;
         let body = request.get_ref();
         let today = england_date(self.clock.now());
-        let filter = list_filter(body, today).map_err(ApiError::from)?;
+        let mut filter = list_filter(body, today).map_err(ApiError::from)?;
+        if let Some(own) = principal.contractor_scope() {
+            match &filter.contractor_id {
+                Some(asked) if asked != own.as_str() => {
+                    return Err(ApiError::PermissionDenied(
+                        "a contractor may list only its own complaints".to_owned(),
+                    )
+                    .into());
+                }
+                _ => filter.contractor_id = Some(own.as_str().to_owned()),
+            }
+        }
         let page_size = match body.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size if size <= MAX_PAGE_SIZE => size,

@@ -183,6 +183,21 @@ pub fn complaint(complaint: &Complaint, today: NaiveDate) -> v1::Complaint {
     }
 }
 
+/// Blanks what a contractor must not see of a resident: how to reach them and where they live
+/// (the UPRN stays, so the contractor can match its own work orders), and the adjustments they
+/// asked for, which can reveal health or disability.
+pub fn withhold_resident_contact(complaint: &mut v1::Complaint) {
+    if let Some(resident) = complaint.resident.as_mut() {
+        resident.name.clear();
+        resident.phone.clear();
+        resident.email.clear();
+    }
+    if let Some(property) = complaint.property.as_mut() {
+        property.address.clear();
+    }
+    complaint.reasonable_adjustments.clear();
+}
+
 pub fn history_entry(recorded: &RecordedEvent, event: &Event) -> v1::HistoryEntry {
     v1::HistoryEntry {
         position: recorded.position,

@@ -27,6 +27,12 @@ pub enum ApiError {
     ReadModelBehind(u64),
     #[error("the service is shutting down")]
     Unavailable,
+    /// No credential, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid credential whose roles do not allow the call.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Anything the caller cannot fix; logged with its cause chain, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -85,6 +91,8 @@ impl From<ApiError> for Status {
             }
             error @ ApiError::ReadModelBehind(_) => Status::deadline_exceeded(error.to_string()),
             ApiError::Unavailable => Status::unavailable("the service is shutting down"),
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::Internal(source) => {
                 tracing::error!(error = %ErrorChain(source.as_ref()), "internal error");
                 Status::internal("internal error")

@@ -2,6 +2,7 @@
 //! line; tests build the same [`Application`] on port 0.
 
 pub mod aggregate_log;
+pub mod auth;
 mod backend;
 pub mod clock;
 pub mod complaint_log;
@@ -17,6 +18,5 @@ mod request;
 pub mod settings;
 pub mod startup;
 
-pub use request::ACTOR_HEADER;
 pub use settings::Settings;
 pub use startup::{Application, StartupError};

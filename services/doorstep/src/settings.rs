@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use doorstep_domain::CodeTimescales;
+use secrecy::SecretString;
 use serde::Deserialize;
+
+/// The HS256 secret of [`Settings::for_tests`]; tests and benchmarks sign their tokens with it.
+pub const TEST_JWT_SECRET: &str = "doorstep test secret: never use it outside tests";
 
 /// The documented default port.
 pub const DEFAULT_PORT: u16 = 50051;
@@ -23,6 +27,39 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub report: ReportSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+/// How callers prove who they are. See the README's security section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// The shared secret of HS256 JWTs (at least 32 bytes); never printed.
+    pub jwt_hs256_secret: Option<SecretString>,
+    /// PEM public keys of an identity provider: RSA keys verify RS256 tokens, EC P-256 keys ES256.
+    pub jwt_public_key_files: Vec<PathBuf>,
+    /// When set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// The API keys, hashed (`doorstep api-keys create` adds to it).
+    pub api_keys_file: PathBuf,
+    /// On the first start (no key file yet), create an admin key beside the key file.
+    pub create_first_admin_key: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_hs256_secret: None,
+            jwt_public_key_files: Vec::new(),
+            jwt_issuer: None,
+            jwt_audience: None,
+            api_keys_file: PathBuf::from("data/api-keys.json"),
+            create_first_admin_key: true,
+        }
+    }
 }
 
 /// How the regulator's measures are counted where the guidance is still to be confirmed.
@@ -53,7 +90,8 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` hides the password of a PostgreSQL URL, so settings can be logged.
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (relative or absolute), the embedded default, or
     /// `postgres://user:password@host/database` for several replicas on one database.
@@ -172,7 +210,8 @@ impl Settings {
             .try_deserialize()
     }
 
-    /// Settings for one test: a free loopback port and a database in `data_dir`.
+    /// Settings for one test: a free loopback port, a database and API keys in `data_dir`, and
+    /// JWTs signed with [`TEST_JWT_SECRET`].
     pub fn for_tests(data_dir: &std::path::Path) -> Self {
         Self {
             server: ServerSettings {
@@ -187,7 +226,35 @@ impl Settings {
             code: CodeSettings::default(),
             log: LogSettings::default(),
             report: ReportSettings::default(),
+            auth: AuthSettings {
+                jwt_hs256_secret: Some(SecretString::from(TEST_JWT_SECRET)),
+                api_keys_file: data_dir.join("api-keys.json"),
+                ..AuthSettings::default()
+            },
         }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &without_password(&self.url))
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -245,6 +312,33 @@ mod tests {
         assert_eq!(settings.server.port, DEFAULT_PORT);
         assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(settings.code.timescales(), CodeTimescales::default());
+        assert_eq!(
+            settings.auth.api_keys_file,
+            AuthSettings::default().api_keys_file
+        );
+    }
+
+    #[test]
+    fn database_passwords_never_print() {
+        let settings = DatabaseSettings {
+            url: "postgres://doorstep:s3cret@db.internal:5432/doorstep".to_owned(),
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("postgres://doorstep:***@db.internal:5432/doorstep"));
+        assert_eq!(without_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let environment = config::Map::from([(
+            "DOORSTEP__AUTH__JWT_HS256_SECRET".to_owned(),
+            "hunter2-hunter2-hunter2-hunter2-hunter2".to_owned(),
+        )]);
+        let settings = Settings::load_with_environment(None, Some(environment))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(settings.auth.jwt_hs256_secret.is_some());
+        assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
     #[test]
@@ -275,6 +369,11 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(settings.database.url, "sqlite://data/doorstep.db");
         assert_eq!(settings.server.port, DEFAULT_PORT);
+        // Safe by default: reachable from this machine only, with an admin key made on first
+        // start and no JWT secret built in.
+        assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(settings.auth.create_first_admin_key);
+        assert!(settings.auth.jwt_hs256_secret.is_none());
     }
 
     #[test]

@@ -18,6 +18,9 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::api_keys::{self, ApiKeyStore};
+use crate::auth::guard::{AuthLayer, Authenticator};
+use crate::auth::jwt::JwtVerifier;
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::complaint_log;
@@ -61,6 +64,10 @@ pub enum StartupError {
     },
     #[error("cannot build gRPC reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("invalid JWT settings")]
+    Jwt(#[from] crate::auth::jwt::JwtSetupError),
+    #[error("cannot prepare the API keys")]
+    ApiKeys(#[from] api_keys::ApiKeyError),
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -77,6 +84,7 @@ pub struct Application {
     visit_api: VisitApi,
     performance_api: PerformanceApi,
     event_api: EventApi,
+    authenticator: Arc<Authenticator>,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
@@ -135,6 +143,27 @@ pub async fn rebuild_read_models(
     Ok(applied)
 }
 
+/// The credentials the server accepts. On the first start of an installation without any key,
+/// an admin key is created for the owner of the data directory to begin with: there is no
+/// built-in password.
+fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
+    let jwt = JwtVerifier::from_settings(&settings.auth)?;
+    let keys_file = &settings.auth.api_keys_file;
+    if settings.auth.create_first_admin_key
+        && let Some(written) = api_keys::ensure_first_admin_key(keys_file)?
+    {
+        tracing::warn!(
+            path = %written.display(),
+            "created the first admin API key; it is readable by this user only. Create the keys \
+             you need with `doorstep api-keys create`, then delete this file"
+        );
+    }
+    if jwt.is_none() {
+        tracing::info!("no JWT key is configured: only API keys are accepted");
+    }
+    Ok(Authenticator::new(jwt, ApiKeyStore::new(keys_file.clone())))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -145,6 +174,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         settings.code.validate().map_err(StartupError::Settings)?;
+        let authenticator = Arc::new(authenticator(&settings)?);
         let calendar = Arc::new(calendar(&settings)?);
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
@@ -193,6 +223,7 @@ impl Application {
             visit_api,
             performance_api,
             event_api,
+            authenticator,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
@@ -243,6 +274,7 @@ impl Application {
         // Small gRPC responses must not wait for Nagle's algorithm (about 40 ms a call).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ComplaintServiceServer::new(self.complaint_api))
