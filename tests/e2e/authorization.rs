@@ -39,6 +39,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "doorstep.v1.ComplaintService/ListComplaints",
         &["intake", "officer", "manager", "contractor"],
     ),
+    ("doorstep.v1.ComplaintService/ForgetResident", &["admin"]),
     (
         "doorstep.v1.ContractorService/RegisterContractor",
         &["admin"],

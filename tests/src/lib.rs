@@ -81,6 +81,9 @@ pub async fn register_contractor(channel: &AuthenticatedChannel, contractor_id: 
         .expect("the contractor is registered");
 }
 
+/// The master key every replica on a shared database is given: base64 of 32 bytes.
+const REPLICAS_MASTER_KEY: &str = "ZG9vcnN0ZXAgcmVwbGljYXMgc2hhcmUgdGhpcyBrZXk=";
+
 /// Starts a server whose event log and read models live in `database_url` (e.g. a PostgreSQL
 /// database shared with other replicas).
 pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
@@ -88,6 +91,8 @@ pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut settings = Settings::for_tests(data_dir.path());
     settings.database.url = database_url.to_owned();
+    // Replicas must share the master key that wraps residents' keys, as in production.
+    settings.privacy.master_key = Some(REPLICAS_MASTER_KEY.into());
     let app = start_with(data_dir, settings).await;
     // Replicas share one registry: registering again with the same request id is a no-op.
     for contractor_id in REGISTERED_CONTRACTORS {

@@ -9,6 +9,7 @@ pub mod complaint;
 pub mod contractor;
 pub mod input;
 mod payload;
+pub mod resident;
 pub mod standard;
 pub mod statistics;
 

@@ -40,6 +40,16 @@ impl OpenedStore {
         }
     }
 
+    /// The store's database, where the resident keys live.
+    pub fn key_database(&self) -> crate::privacy::keys::KeyDatabase {
+        match self {
+            Self::Sqlite(store) => crate::privacy::keys::KeyDatabase::Sqlite(store.pool().clone()),
+            Self::Postgres(store) => {
+                crate::privacy::keys::KeyDatabase::Postgres(store.pool().clone())
+            }
+        }
+    }
+
     /// Lets in-flight appends finish, then closes the store.
     pub async fn close(&self) {
         match self {

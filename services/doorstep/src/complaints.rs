@@ -12,6 +12,7 @@ use doorstep_domain::input::{
     ComplaintId, ContractorId, Handler, LongText, OptionalText, RequestKey, ResidentReference,
     ShortText, Uprn,
 };
+use doorstep_domain::resident::ResidentEvent;
 use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -23,6 +24,7 @@ use crate::contractors::is_registered;
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
+use crate::privacy::{self, ResidentVault};
 use crate::request::{command_origin, wait_for_read_model};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -32,17 +34,24 @@ pub struct ComplaintApi {
     log: ComplaintLog,
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
+    vault: Arc<ResidentVault>,
     /// Contractors known to be registered. Registration is never undone, so a contractor once
     /// seen here needs no further read of its stream.
     registered_contractors: std::sync::RwLock<std::collections::HashSet<ContractorId>>,
 }
 
 impl ComplaintApi {
-    pub fn new(log: ComplaintLog, read_model: ReadModel, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        log: ComplaintLog,
+        read_model: ReadModel,
+        clock: Arc<dyn Clock>,
+        vault: Arc<ResidentVault>,
+    ) -> Self {
         Self {
             log,
             read_model,
             clock,
+            vault,
             registered_contractors: Default::default(),
         }
     }
@@ -146,11 +155,17 @@ impl ComplaintService for ComplaintApi {
         }
         let origin = command_origin(&request, Some(key), &parsed.channel)?;
         let source_system = parsed.source_system.as_str().to_owned();
-        let (complaint_id, result) = log_new(&self.log, &origin, &source_system, |complaint_id| {
-            let mut log = parsed.clone();
-            log.complaint_id = complaint_id;
-            Command::Log(Box::new(log))
-        })
+        let (complaint_id, result) = log_new(
+            &self.log,
+            &self.vault,
+            &origin,
+            &source_system,
+            |complaint_id| {
+                let mut log = parsed.clone();
+                log.complaint_id = complaint_id;
+                Command::Log(Box::new(log))
+            },
+        )
         .await?;
         Ok(Response::new(v1::LogComplaintResponse {
             complaint_id: complaint_id.to_string(),
@@ -432,6 +447,17 @@ impl ComplaintService for ComplaintApi {
         let mut view = convert::complaint(complaint, today);
         if principal.contractor_scope().is_some() {
             convert::withhold_resident_contact(&mut view);
+        } else if let Some((intake, _)) = loaded
+            .events
+            .iter()
+            .find(|(recorded, _)| recorded.event_type == "ComplaintReceived")
+        {
+            let personal = self
+                .vault
+                .open(&intake.payload)
+                .await
+                .map_err(ApiError::internal)?;
+            privacy::show(&mut view, personal);
         }
         Ok(Response::new(v1::GetComplaintResponse {
             complaint: Some(view),
@@ -440,6 +466,47 @@ impl ComplaintService for ComplaintApi {
                 .iter()
                 .map(|(recorded, event)| convert::history_entry(recorded, event))
                 .collect(),
+        }))
+    }
+
+    async fn forget_resident(
+        &self,
+        request: Request<v1::ForgetResidentRequest>,
+    ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
+        let body = request.get_ref();
+        let reference = ResidentReference::parse("resident_reference", &body.resident_reference)
+            .map_err(ApiError::from)?;
+        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
+        let reason = OptionalText::parse("reason", &body.reason).map_err(ApiError::from)?;
+        let origin = command_origin(&request, request_id, "grpc")?;
+        // The key goes first: erasure must not wait on the record of it. A retry destroys
+        // nothing more and finds the first record.
+        let key_destroyed = self
+            .vault
+            .forget(reference.as_str())
+            .await
+            .map_err(ApiError::internal)?;
+        let event = ResidentEvent::ResidentForgotten {
+            resident_reference: reference.clone(),
+            reason,
+            forgotten_at: self.clock.now(),
+        };
+        let result = crate::aggregate_log::append_once(
+            self.log.store(),
+            &doorstep_store::StreamId::new("resident", reference.as_str()),
+            &event,
+            &origin,
+        )
+        .await?;
+        tracing::info!(
+            position = result.position,
+            key_destroyed,
+            "a resident's personal data was erased"
+        );
+        Ok(Response::new(v1::ForgetResidentResponse {
+            position: result.position,
+            key_destroyed,
+            duplicate: result.duplicate,
         }))
     }
 

@@ -180,6 +180,7 @@ pub fn complaint(complaint: &Complaint, today: NaiveDate) -> v1::Complaint {
         version: complaint.version,
         calendar_version: complaint.calendar_version.clone(),
         reasonable_adjustments: complaint.reasonable_adjustments.as_str().to_owned(),
+        personal_data_erased: false,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 mod parse;
 mod performance;
+pub mod privacy;
 pub mod report;
 mod request;
 pub mod settings;

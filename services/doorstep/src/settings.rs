@@ -29,6 +29,28 @@ pub struct Settings {
     pub report: ReportSettings,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+}
+
+/// Where the master key that wraps every resident's data key comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PrivacySettings {
+    /// The master key itself, base64 of 32 bytes (e.g. `DOORSTEP__PRIVACY__MASTER_KEY` injected
+    /// from a secret store or KMS); never printed. Every replica needs the same one.
+    pub master_key: Option<SecretString>,
+    /// Otherwise this file, created (mode 0600) on the first start.
+    pub master_key_file: PathBuf,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            master_key_file: PathBuf::from("data/master.key"),
+        }
+    }
 }
 
 /// How callers prove who they are. See the README's security section.
@@ -230,6 +252,10 @@ impl Settings {
                 jwt_hs256_secret: Some(SecretString::from(TEST_JWT_SECRET)),
                 api_keys_file: data_dir.join("api-keys.json"),
                 ..AuthSettings::default()
+            },
+            privacy: PrivacySettings {
+                master_key: None,
+                master_key_file: data_dir.join("master.key"),
             },
         }
     }

@@ -28,6 +28,7 @@ use crate::complaints::ComplaintApi;
 use crate::contractors::{ContractorApi, VisitApi};
 use crate::events::EventApi;
 use crate::performance::PerformanceApi;
+use crate::privacy::ResidentVault;
 use crate::settings::Settings;
 
 /// Every Doorstep service, as health checks name them.
@@ -68,6 +69,8 @@ pub enum StartupError {
     Jwt(#[from] crate::auth::jwt::JwtSetupError),
     #[error("cannot prepare the API keys")]
     ApiKeys(#[from] api_keys::ApiKeyError),
+    #[error("cannot open the resident key vault")]
+    Vault(#[from] crate::privacy::VaultSetupError),
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -186,7 +189,8 @@ impl Application {
             calendar.clone(),
             settings.code.timescales(),
         );
-        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone());
+        let vault = Arc::new(ResidentVault::load(&settings.privacy, store.key_database()).await?);
+        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone(), vault);
         let contractor_api =
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
         let performance_api = PerformanceApi::new(

@@ -54,6 +54,7 @@ pub const POLICY: &[(&str, &[Role])] = &[
         "doorstep.v1.ComplaintService/ListComplaints",
         READERS_OF_COMPLAINTS,
     ),
+    ("doorstep.v1.ComplaintService/ForgetResident", &[Admin]),
     ("doorstep.v1.ContractorService/RegisterContractor", &[Admin]),
     ("doorstep.v1.ContractorService/UpdateContractor", &[Admin]),
     ("doorstep.v1.ContractorService/SuspendContractor", &[Admin]),
