@@ -116,6 +116,20 @@ pub fn database_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("doorstep.db")
 }
 
+/// Starts a server on a fresh SQLite file with settings the test adjusts (limits, for example),
+/// with [`REGISTERED_CONTRACTORS`] registered.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    doorstep_telemetry::init_for_tests();
+    let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let mut settings = Settings::for_tests(data_dir.path());
+    configure(&mut settings);
+    let app = start_with(data_dir, settings).await;
+    for contractor_id in REGISTERED_CONTRACTORS {
+        register_contractor(&app.channel, contractor_id).await;
+    }
+    app
+}
+
 async fn start(data_dir: Arc<TempDir>) -> TestApp {
     let settings = Settings::for_tests(data_dir.path());
     start_with(data_dir, settings).await

@@ -15,11 +15,12 @@ use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 
 use crate::auth::api_keys::{self, ApiKeyStore};
-use crate::auth::guard::{AuthLayer, Authenticator};
+use crate::auth::guard::{AuthLayer, Authenticator, PrincipalRateLimit};
 use crate::auth::jwt::JwtVerifier;
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
@@ -29,7 +30,7 @@ use crate::contractors::{ContractorApi, VisitApi};
 use crate::events::EventApi;
 use crate::performance::PerformanceApi;
 use crate::privacy::ResidentVault;
-use crate::settings::Settings;
+use crate::settings::{Settings, TlsSettings};
 
 /// Every Doorstep service, as health checks name them.
 const SERVICES: [&str; 5] = [
@@ -71,6 +72,12 @@ pub enum StartupError {
     ApiKeys(#[from] api_keys::ApiKeyError),
     #[error("cannot open the resident key vault")]
     Vault(#[from] crate::privacy::VaultSetupError),
+    #[error("cannot read the TLS file {path}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -88,6 +95,8 @@ pub struct Application {
     performance_api: PerformanceApi,
     event_api: EventApi,
     authenticator: Arc<Authenticator>,
+    tls: Option<ServerTlsConfig>,
+    max_message_bytes: usize,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
@@ -146,6 +155,34 @@ pub async fn rebuild_read_models(
     Ok(applied)
 }
 
+/// TLS when a certificate and key are configured, with client certificates checked against
+/// `client_ca_file` when that is set (mutual TLS).
+fn tls_config(settings: &TlsSettings) -> Result<Option<ServerTlsConfig>, StartupError> {
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| StartupError::TlsFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let (cert_file, key_file) = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(StartupError::Settings(
+                "tls.cert_file and tls.key_file go together".to_owned(),
+            ));
+        }
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(cert_file)?, read(key_file)?));
+    if let Some(ca_file) = &settings.client_ca_file {
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca_file)?))
+            .client_auth_optional(settings.client_certificate_optional);
+    }
+    Ok(Some(config))
+}
+
 /// The credentials the server accepts. On the first start of an installation without any key,
 /// an admin key is created for the owner of the data directory to begin with: there is no
 /// built-in password.
@@ -164,7 +201,13 @@ fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
     if jwt.is_none() {
         tracing::info!("no JWT key is configured: only API keys are accepted");
     }
-    Ok(Authenticator::new(jwt, ApiKeyStore::new(keys_file.clone())))
+    let rate_limit =
+        PrincipalRateLimit::new(settings.limits.requests_per_second, settings.limits.burst);
+    Ok(Authenticator::new(
+        jwt,
+        ApiKeyStore::new(keys_file.clone()),
+        rate_limit,
+    ))
 }
 
 impl Application {
@@ -178,6 +221,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         settings.code.validate().map_err(StartupError::Settings)?;
         let authenticator = Arc::new(authenticator(&settings)?);
+        let tls = tls_config(&settings.tls)?;
         let calendar = Arc::new(calendar(&settings)?);
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
@@ -228,6 +272,8 @@ impl Application {
             performance_api,
             event_api,
             authenticator,
+            tls,
+            max_message_bytes: settings.limits.max_message_bytes,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
@@ -277,15 +323,28 @@ impl Application {
 
         // Small gRPC responses must not wait for Nagle's algorithm (about 40 ms a call).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        // Larger messages are refused before they are decoded (OUT_OF_RANGE).
+        let limit = self.max_message_bytes;
+        let server = builder
             .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(ComplaintServiceServer::new(self.complaint_api))
-            .add_service(ContractorServiceServer::new(self.contractor_api))
-            .add_service(VisitServiceServer::new(self.visit_api))
-            .add_service(PerformanceServiceServer::new(self.performance_api))
-            .add_service(EventServiceServer::new(self.event_api))
+            .add_service(
+                ComplaintServiceServer::new(self.complaint_api).max_decoding_message_size(limit),
+            )
+            .add_service(
+                ContractorServiceServer::new(self.contractor_api).max_decoding_message_size(limit),
+            )
+            .add_service(VisitServiceServer::new(self.visit_api).max_decoding_message_size(limit))
+            .add_service(
+                PerformanceServiceServer::new(self.performance_api)
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(EventServiceServer::new(self.event_api).max_decoding_message_size(limit))
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
 

@@ -18,15 +18,48 @@ use crate::error::ApiError;
 /// The header integrations may send their API key in (`authorization: ApiKey …` works too).
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// Each principal's share of the server: calls per second on average, and a burst above it.
+pub struct PrincipalRateLimit {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+}
+
+impl PrincipalRateLimit {
+    /// `None` when `requests_per_second` is 0 (no limit).
+    pub fn new(requests_per_second: u32, burst: u32) -> Option<Self> {
+        let rate = std::num::NonZeroU32::new(requests_per_second)?;
+        let burst = std::num::NonZeroU32::new(burst.max(requests_per_second)).unwrap_or(rate);
+        Some(Self {
+            limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ),
+        })
+    }
+
+    fn check(&self, principal: &Principal) -> Result<(), ApiError> {
+        self.limiter
+            .check_key(&principal.subject)
+            .map_err(|_| ApiError::RateLimited)
+    }
+}
+
 /// Turns request headers into a principal.
 pub struct Authenticator {
     jwt: Option<JwtVerifier>,
     api_keys: ApiKeyStore,
+    rate_limit: Option<PrincipalRateLimit>,
 }
 
 impl Authenticator {
-    pub fn new(jwt: Option<JwtVerifier>, api_keys: ApiKeyStore) -> Self {
-        Self { jwt, api_keys }
+    pub fn new(
+        jwt: Option<JwtVerifier>,
+        api_keys: ApiKeyStore,
+        rate_limit: Option<PrincipalRateLimit>,
+    ) -> Self {
+        Self {
+            jwt,
+            api_keys,
+            rate_limit,
+        }
     }
 
     /// Who sent these headers. Every failure is UNAUTHENTICATED with a message that says what
@@ -77,6 +110,10 @@ impl Authenticator {
             return Ok(None);
         }
         let principal = self.authenticate(headers).await?;
+        // Counted per principal, so one caller's flood exhausts only its own share.
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit.check(&principal)?;
+        }
         let allowed = match access {
             Some(Access::Public | Access::Authenticated) => true,
             Some(Access::Roles(roles)) => principal.has_any(roles),
