@@ -307,3 +307,32 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
     );
     assert_eq!(masked.description, "Dust sheets left behind");
 }
+
+/// Losing the master key must not be papered over: with residents' keys stored, a server whose
+/// master key file has gone refuses to start instead of making a new key that opens nothing.
+#[tokio::test]
+async fn a_missing_master_key_stops_the_server_from_starting() {
+    let mut app = spawn_app().await;
+    ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(gate_left_open("master-1", "2026-11-02T10:00:00Z"))
+        .await
+        .expect("logged");
+    app.stop().await;
+    let master_key = app.settings().privacy.master_key_file.clone();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&master_key)
+            .expect("the master key file was created")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::remove_file(&master_key).expect("the master key file is removed");
+    let refused = doorstep_server::Application::build(app.settings().clone()).await;
+    assert!(
+        matches!(refused, Err(doorstep_server::StartupError::Vault(_))),
+        "the server must not start without its master key"
+    );
+    assert!(!master_key.exists(), "no new master key was made");
+}
