@@ -90,7 +90,12 @@ pub enum CredentialError {
     UnknownRole,
     #[error("a contractor credential must name its contractor and carry no other role")]
     ContractorScope,
+    #[error("the credential's subject is empty, too long or holds control characters")]
+    Subject,
 }
+
+/// The longest subject recorded as an actor; a longer one is refused, not cut.
+const MAX_SUBJECT_CHARS: usize = 200;
 
 impl Principal {
     /// Builds a principal from a credential's subject, role names and contractor id, refusing
@@ -100,6 +105,15 @@ impl Principal {
         role_names: &[String],
         contractor_id: Option<&str>,
     ) -> Result<Self, CredentialError> {
+        let name = subject
+            .split_once(':')
+            .map_or(subject.as_str(), |(_, name)| name);
+        if name.trim().is_empty()
+            || subject.chars().count() > MAX_SUBJECT_CHARS
+            || subject.chars().any(char::is_control)
+        {
+            return Err(CredentialError::Subject);
+        }
         let roles = role_names
             .iter()
             .map(|name| Role::parse(name.trim()).ok_or(CredentialError::UnknownRole))
@@ -179,6 +193,24 @@ mod tests {
             Principal::new("jwt:m".to_owned(), &names(&["manager"]), Some("acme")),
             Err(CredentialError::ContractorScope)
         );
+    }
+
+    #[test]
+    fn subjects_are_bounded() {
+        let officer = names(&["officer"]);
+        assert_eq!(
+            Principal::new("jwt:".to_owned(), &officer, None),
+            Err(CredentialError::Subject)
+        );
+        assert_eq!(
+            Principal::new(format!("jwt:{}", "a".repeat(300)), &officer, None),
+            Err(CredentialError::Subject)
+        );
+        assert_eq!(
+            Principal::new("jwt:a\nb".to_owned(), &officer, None),
+            Err(CredentialError::Subject)
+        );
+        assert!(Principal::new("jwt:alice".to_owned(), &officer, None).is_ok());
     }
 
     #[test]
