@@ -11,7 +11,8 @@ mod contractors;
 mod convert;
 pub mod error;
 mod events;
-mod parse;
+/// Public for the fuzz targets in `fuzz/`; nothing else outside the crate uses it.
+pub mod parse;
 mod performance;
 pub mod privacy;
 pub mod report;
