@@ -274,6 +274,7 @@ async fn contractors_are_compared_per_visit_with_honest_uncertainty() {
             secrecy::ExposeSecret::expose_secret(&manager_key.key),
         )
         .expect("a sendable key"),
+        ca_certificate: None,
     };
     let mut output = Vec::new();
     doorstep_server::report::contractors(

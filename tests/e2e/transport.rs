@@ -96,6 +96,24 @@ async fn tls_serves_trusting_clients_and_refuses_plaintext() {
         .expect("a TLS client");
     assert_eq!(list_contractors(trusting).await.ok(), Some(Code::Ok));
 
+    // The manager's report command reaches a TLS server given its CA.
+    let server = doorstep_server::report::ReportServer {
+        address: format!("https://localhost:{port}"),
+        credential: credential_for("contract-manager", &["manager"], None),
+        ca_certificate: Some(ca.pem.clone().into_bytes()),
+    };
+    let mut report = Vec::new();
+    doorstep_server::report::handling(
+        &server,
+        2026,
+        12_000,
+        doorstep_server::report::ReportFormat::Csv,
+        &mut report,
+    )
+    .await
+    .expect("the report is produced over TLS");
+    assert!(!report.is_empty());
+
     let plaintext = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("an endpoint");
     let refused = list_contractors(plaintext).await;
     assert!(

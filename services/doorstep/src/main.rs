@@ -60,6 +60,9 @@ enum Action {
         /// A JWT with the manager role (instead of an API key).
         #[arg(long, global = true, env = "DOORSTEP_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// For an https:// server: the CA certificate (PEM) its certificate chains to.
+        #[arg(long, global = true, env = "DOORSTEP_CA_FILE")]
+        ca_file: Option<PathBuf>,
         #[command(subcommand)]
         report: ReportKind,
     },
@@ -133,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         format,
         api_key,
         token,
+        ca_file,
         report,
     }) = &cli.command
     {
@@ -145,9 +149,16 @@ async fn main() -> anyhow::Result<()> {
                  (DOORSTEP_TOKEN)"
             ),
         };
+        let ca_certificate = ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            })
+            .transpose()?;
         let server = &report::ReportServer {
             address: server.clone(),
             credential,
+            ca_certificate,
         };
         let mut out = std::io::stdout().lock();
         match report {

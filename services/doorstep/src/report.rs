@@ -95,8 +95,11 @@ impl Report {
 /// The server a report asks, and the credential it asks with (a manager's).
 #[derive(Debug, Clone)]
 pub struct ReportServer {
+    /// `http://…`, or `https://…` for a server with TLS.
     pub address: String,
     pub credential: CallerCredential,
+    /// The CA certificate (PEM) an `https://` server's certificate chains to.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 async fn client(
@@ -106,11 +109,17 @@ async fn client(
         address: server.address.clone(),
         source,
     };
-    let channel = tonic::transport::Endpoint::from_shared(server.address.clone())
-        .map_err(connect_error)?
-        .connect()
-        .await
-        .map_err(connect_error)?;
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(server.address.clone()).map_err(connect_error)?;
+    if let Some(ca) = &server.ca_certificate {
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )
+            .map_err(connect_error)?;
+    }
+    let channel = endpoint.connect().await.map_err(connect_error)?;
     Ok(PerformanceServiceClient::new(
         server.credential.clone().attach(channel),
     ))
