@@ -90,7 +90,7 @@ pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
     doorstep_telemetry::init_for_tests();
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut settings = Settings::for_tests(data_dir.path());
-    settings.database.url = database_url.to_owned();
+    settings.database = doorstep_server::settings::DatabaseSettings::new(database_url);
     // Replicas must share the master key that wraps residents' keys, as in production.
     settings.privacy.master_key = Some(REPLICAS_MASTER_KEY.into());
     let app = start_with(data_dir, settings).await;

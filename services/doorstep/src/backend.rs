@@ -24,7 +24,7 @@ impl OpenedStore {
     pub async fn open(database: &DatabaseSettings) -> Result<Self, StartupError> {
         if database.is_postgres() {
             return Ok(Self::Postgres(
-                PostgresEventStore::open(PostgresSettings::new(database.url.clone())).await?,
+                PostgresEventStore::open(PostgresSettings::new(database.url().to_owned())).await?,
             ));
         }
         let path = database.sqlite_path().map_err(StartupError::Settings)?;

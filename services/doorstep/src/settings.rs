@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use doorstep_domain::CodeTimescales;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The HS256 secret of [`Settings::for_tests`]; tests and benchmarks sign their tokens with it.
@@ -154,12 +154,12 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
 }
 
-/// `Debug` hides the password of a PostgreSQL URL, so settings can be logged.
+/// The URL is a secret (it may hold a password): `Debug` shows it with the password masked.
 #[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (relative or absolute), the embedded default, or
     /// `postgres://user:password@host/database` for several replicas on one database.
-    pub url: String,
+    url: SecretString,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -283,9 +283,10 @@ impl Settings {
                 port: 0,
                 shutdown_grace_seconds: 5,
             },
-            database: DatabaseSettings {
-                url: format!("sqlite://{}", data_dir.join("doorstep.db").display()),
-            },
+            database: DatabaseSettings::new(&format!(
+                "sqlite://{}",
+                data_dir.join("doorstep.db").display()
+            )),
             calendar: CalendarSettings::default(),
             code: CodeSettings::default(),
             log: LogSettings::default(),
@@ -313,7 +314,7 @@ impl Settings {
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("url", &without_password(&self.url))
+            .field("url", &without_password(self.url()))
             .finish()
     }
 }
@@ -334,8 +335,19 @@ pub fn without_password(url: &str) -> String {
 }
 
 impl DatabaseSettings {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: SecretString::from(url),
+        }
+    }
+
+    /// The URL itself, password included: for opening connections only, never for logs.
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+
     pub fn is_postgres(&self) -> bool {
-        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+        self.url().starts_with("postgres://") || self.url().starts_with("postgresql://")
     }
 
     /// Where the read models live. PostgreSQL: the same database, shared by every replica.
@@ -344,7 +356,7 @@ impl DatabaseSettings {
     /// intake. Each read-model batch and its checkpoint still commit together in that file.
     pub fn read_model_url(&self) -> Result<String, String> {
         if self.is_postgres() {
-            return Ok(self.url.clone());
+            return Ok(self.url().to_owned());
         }
         let path = self.sqlite_path()?;
         let stem = path
@@ -360,15 +372,15 @@ impl DatabaseSettings {
 
     /// The SQLite file the URL names.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
-        self.url
+        self.url()
             .strip_prefix("sqlite://")
-            .or_else(|| self.url.strip_prefix("sqlite:"))
+            .or_else(|| self.url().strip_prefix("sqlite:"))
             .filter(|path| !path.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| {
                 format!(
                     "database.url `{}` is not supported: use sqlite://path/to/file.db or postgres://…",
-                    self.url
+                    without_password(self.url())
                 )
             })
     }
@@ -395,9 +407,8 @@ mod tests {
 
     #[test]
     fn database_passwords_never_print() {
-        let settings = DatabaseSettings {
-            url: "postgres://doorstep:s3cret@db.internal:5432/doorstep".to_owned(),
-        };
+        let settings =
+            DatabaseSettings::new("postgres://doorstep:s3cret@db.internal:5432/doorstep");
         let printed = format!("{settings:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("postgres://doorstep:***@db.internal:5432/doorstep"));
@@ -434,7 +445,7 @@ mod tests {
         let settings = Settings::load_with_environment(Some(&example), Some(environment))
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(settings.server.port, 6001);
-        assert_eq!(settings.database.url, "sqlite:///tmp/x.db");
+        assert_eq!(settings.database.url(), "sqlite:///tmp/x.db");
         assert_eq!(settings.code.timescales().stage_two_extension_cap, 15);
     }
 
@@ -442,7 +453,7 @@ mod tests {
     fn defaults_need_no_file() {
         let settings = Settings::load_with_environment(None, Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_eq!(settings.database.url, "sqlite://data/doorstep.db");
+        assert_eq!(settings.database.url(), "sqlite://data/doorstep.db");
         assert_eq!(settings.server.port, DEFAULT_PORT);
         // Safe by default: reachable from this machine only, with an admin key made on first
         // start and no JWT secret built in.
@@ -453,9 +464,7 @@ mod tests {
 
     #[test]
     fn sqlite_urls() {
-        let settings = |url: &str| DatabaseSettings {
-            url: url.to_owned(),
-        };
+        let settings = DatabaseSettings::new;
         assert_eq!(
             settings("sqlite://data/doorstep.db").sqlite_path(),
             Ok(PathBuf::from("data/doorstep.db"))
