@@ -267,3 +267,46 @@ async fn a_flood_from_one_caller_is_limited_without_starving_another() {
         .await
         .expect("the flooder is served again once its share refills");
 }
+
+/// Guessing API keys from one address stops being checked after a few misses, so argon2 work
+/// is not the guesser's to spend; a key already in use from that address keeps working.
+#[tokio::test]
+async fn guessing_api_keys_is_throttled_while_keys_in_use_keep_working() {
+    use doorstep_server::auth::api_keys;
+    use doorstep_server::auth::client::CallerCredential;
+    use secrecy::ExposeSecret;
+
+    let app = spawn_app_with(|settings| settings.limits.failed_api_keys_per_minute = 5).await;
+    let keys_file = app.settings().auth.api_keys_file.clone();
+    let role = [doorstep_server::auth::Role::Intake];
+    let in_use = api_keys::create(&keys_file, "call-centre", &role, None).expect("a key");
+    let unused = api_keys::create(&keys_file, "work-orders", &role, None).expect("a key");
+    let call = |key: String| {
+        let channel = CallerCredential::api_key(&key)
+            .expect("sendable")
+            .attach(app.anonymous_channel.clone());
+        async move {
+            ContractorServiceClient::new(channel)
+                .list_contractors(v1::ListContractorsRequest::default())
+                .await
+                .map_or_else(|status| status.code(), |_| Code::Ok)
+        }
+    };
+    assert_eq!(call(in_use.key.expose_secret().to_owned()).await, Code::Ok);
+    for guess in 0..5 {
+        let wrong = format!("dsk_{}_wrong-secret-{guess}", unused.id);
+        assert_eq!(call(wrong).await, Code::Unauthenticated);
+    }
+    let wrong = format!("dsk_{}_wrong-secret-again", unused.id);
+    assert_eq!(call(wrong).await, Code::ResourceExhausted);
+    assert_eq!(
+        call(unused.key.expose_secret().to_owned()).await,
+        Code::ResourceExhausted,
+        "from this address, a key not seen before is not checked for now"
+    );
+    assert_eq!(
+        call(in_use.key.expose_secret().to_owned()).await,
+        Code::Ok,
+        "the integration already using its key is not locked out"
+    );
+}

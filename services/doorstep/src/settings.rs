@@ -62,6 +62,9 @@ pub struct LimitSettings {
     pub requests_per_second: u32,
     /// Calls a principal may make at once above the average.
     pub burst: u32,
+    /// Bad API keys one address may present in a minute before keys not already verified are
+    /// refused unchecked (RESOURCE_EXHAUSTED); 0 turns the limit off.
+    pub failed_api_keys_per_minute: u32,
 }
 
 impl Default for LimitSettings {
@@ -71,6 +74,7 @@ impl Default for LimitSettings {
             max_message_bytes: 4 * 1024 * 1024,
             requests_per_second: 50,
             burst: 100,
+            failed_api_keys_per_minute: 20,
         }
     }
 }

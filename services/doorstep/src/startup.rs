@@ -20,7 +20,7 @@ use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 
 use crate::auth::api_keys::{self, ApiKeyStore};
-use crate::auth::guard::{AuthLayer, Authenticator, PrincipalRateLimit};
+use crate::auth::guard::{AuthLayer, Authenticator, FailedKeyLimit, PrincipalRateLimit};
 use crate::auth::jwt::JwtVerifier;
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
@@ -207,6 +207,7 @@ fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
         jwt,
         ApiKeyStore::new(keys_file.clone()),
         rate_limit,
+        FailedKeyLimit::new(settings.limits.failed_api_keys_per_minute),
     ))
 }
 

@@ -72,6 +72,8 @@ pub enum KeyRejection {
     Mismatch,
     #[error("the key store cannot be read")]
     Store(#[source] ApiKeyError),
+    #[error("too many bad keys from this address; a key not seen before is not checked")]
+    Throttled,
 }
 
 /// A key just created: the only time its secret exists outside the caller's hands.
@@ -223,8 +225,10 @@ impl ApiKeyStore {
         }
     }
 
-    /// The principal a presented key stands for.
-    pub async fn verify(&self, presented: &str) -> Result<Principal, KeyRejection> {
+    /// The principal a presented key stands for. With `may_hash` false (the caller's address
+    /// has presented too many bad keys), only keys already verified are accepted: a guess costs
+    /// no argon2.
+    pub async fn verify(&self, presented: &str, may_hash: bool) -> Result<Principal, KeyRejection> {
         let (id, secret) = presented
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('_'))
@@ -236,6 +240,9 @@ impl ApiKeyStore {
             self.refresh(&mut state).map_err(KeyRejection::Store)?;
             if let Some(principal) = state.verified.get(&digest) {
                 return Ok(principal.clone());
+            }
+            if !may_hash {
+                return Err(KeyRejection::Throttled);
             }
             state.keys.get(id).cloned().ok_or(KeyRejection::Unknown)?
         };
@@ -300,21 +307,31 @@ mod tests {
         let store = ApiKeyStore::new(path.clone());
         let key = created.key.expose_secret().to_owned();
         let principal = store
-            .verify(&key)
+            .verify(&key, true)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(principal.subject, "api-key:call-centre");
         assert!(principal.has_any(&[Role::Intake]));
-        assert!(store.verify(&format!("{key}x")).await.is_err());
-        assert!(store.verify("dsk_nothing_here").await.is_err());
-        assert!(store.verify("Bearer whatever").await.is_err());
+        assert!(
+            store.verify(&key, false).await.is_ok(),
+            "a key already verified needs no hashing"
+        );
+        let unseen = create(&path, "work-orders", &[Role::Intake], None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(matches!(
+            store.verify(unseen.key.expose_secret(), false).await,
+            Err(KeyRejection::Throttled)
+        ));
+        assert!(store.verify(&format!("{key}x"), true).await.is_err());
+        assert!(store.verify("dsk_nothing_here", true).await.is_err());
+        assert!(store.verify("Bearer whatever", true).await.is_err());
         let stored = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));
         assert!(!stored.contains(key.split('_').next_back().unwrap_or("?")));
 
         // The modification time has a granularity; make sure the revocation is seen as a change.
         std::thread::sleep(std::time::Duration::from_millis(20));
         revoke(&path, &created.id).unwrap_or_else(|error| panic!("{error}"));
-        assert!(store.verify(&key).await.is_err());
+        assert!(store.verify(&key, true).await.is_err());
     }
 
     #[cfg(unix)]

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use tonic::body::Body;
 
 use super::Principal;
-use super::api_keys::ApiKeyStore;
+use super::api_keys::{ApiKeyStore, KeyRejection};
 use super::jwt::JwtVerifier;
 use super::policy::{self, Access};
 use crate::error::ApiError;
@@ -42,11 +42,67 @@ impl PrincipalRateLimit {
     }
 }
 
+/// Bad API keys per caller address: past the limit, within the minute, keys not already
+/// verified are refused without running argon2, so guessing costs the guesser and not the
+/// server. Integrations whose keys were verified before keep working from the same address.
+pub struct FailedKeyLimit {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, FailureWindow>>,
+}
+
+struct FailureWindow {
+    started: std::time::Instant,
+    failures: u32,
+}
+
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Addresses remembered at most; past it, expired windows are dropped.
+const MAX_REMEMBERED_ADDRESSES: usize = 10_000;
+
+impl FailedKeyLimit {
+    /// `None` when `per_minute` is 0 (no limit).
+    pub fn new(per_minute: u32) -> Option<Self> {
+        (per_minute > 0).then(|| Self {
+            per_minute,
+            windows: Default::default(),
+        })
+    }
+
+    fn is_exhausted(&self, address: std::net::IpAddr) -> bool {
+        self.windows.lock().is_ok_and(|windows| {
+            windows.get(&address).is_some_and(|window| {
+                window.started.elapsed() < FAILURE_WINDOW && window.failures >= self.per_minute
+            })
+        })
+    }
+
+    fn record_failure(&self, address: std::net::IpAddr) {
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        if windows.len() >= MAX_REMEMBERED_ADDRESSES {
+            windows.retain(|_, window| window.started.elapsed() < FAILURE_WINDOW);
+        }
+        let window = windows.entry(address).or_insert(FailureWindow {
+            started: std::time::Instant::now(),
+            failures: 0,
+        });
+        if window.started.elapsed() >= FAILURE_WINDOW {
+            *window = FailureWindow {
+                started: std::time::Instant::now(),
+                failures: 0,
+            };
+        }
+        window.failures = window.failures.saturating_add(1);
+    }
+}
+
 /// Turns request headers into a principal.
 pub struct Authenticator {
     jwt: Option<JwtVerifier>,
     api_keys: ApiKeyStore,
     rate_limit: Option<PrincipalRateLimit>,
+    failed_keys: Option<FailedKeyLimit>,
 }
 
 impl Authenticator {
@@ -54,17 +110,23 @@ impl Authenticator {
         jwt: Option<JwtVerifier>,
         api_keys: ApiKeyStore,
         rate_limit: Option<PrincipalRateLimit>,
+        failed_keys: Option<FailedKeyLimit>,
     ) -> Self {
         Self {
             jwt,
             api_keys,
             rate_limit,
+            failed_keys,
         }
     }
 
     /// Who sent these headers. Every failure is UNAUTHENTICATED with a message that says what
     /// to send, never why a particular credential failed (that is logged at debug level).
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Principal, ApiError> {
         let refused = || {
             ApiError::Unauthenticated(
                 "the credential is not valid; send `authorization: Bearer <JWT>` or an API key in \
@@ -83,10 +145,21 @@ impl Authenticator {
                     refused()
                 })
             }
-            Presented::ApiKey(key) => self.api_keys.verify(key).await.map_err(|error| {
-                tracing::debug!(%error, "API key refused");
-                refused()
-            }),
+            Presented::ApiKey(key) => {
+                let limit = self.failed_keys.as_ref().zip(peer);
+                let may_hash = limit.is_none_or(|(limit, peer)| !limit.is_exhausted(peer));
+                match self.api_keys.verify(key, may_hash).await {
+                    Ok(principal) => Ok(principal),
+                    Err(KeyRejection::Throttled) => Err(ApiError::RateLimited),
+                    Err(error) => {
+                        tracing::debug!(%error, "API key refused");
+                        if let Some((limit, peer)) = limit {
+                            limit.record_failure(peer);
+                        }
+                        Err(refused())
+                    }
+                }
+            }
             Presented::Nothing => Err(ApiError::Unauthenticated(
                 "a credential is required: `authorization: Bearer <JWT>` or an API key in \
                  `x-api-key`"
@@ -104,12 +177,13 @@ impl Authenticator {
         &self,
         path: &str,
         headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<Option<Principal>, ApiError> {
         let access = policy::access(path);
         if access == Some(Access::Public) {
             return Ok(None);
         }
-        let principal = self.authenticate(headers).await?;
+        let principal = self.authenticate(headers, peer).await?;
         // Counted per principal, so one caller's flood exhausts only its own share.
         if let Some(rate_limit) = &self.rate_limit {
             rate_limit.check(&principal)?;
@@ -215,8 +289,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         Box::pin(async move {
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+                .map(|address| address.ip());
             let admitted = authenticator
-                .admit(request.uri().path(), request.headers())
+                .admit(request.uri().path(), request.headers(), peer)
                 .await;
             match admitted {
                 Ok(principal) => {
