@@ -62,7 +62,7 @@ async fn read_stream_returns_a_complaints_events_in_order() {
     assert_eq!(types, ["ComplaintReceived", "NoteAdded"]);
     assert_eq!(read.next_version, 3);
     let received = &read.events[0];
-    assert_eq!(received.schema_version, 2);
+    assert_eq!(received.schema_version, 3);
     assert_eq!(
         received.metadata.as_ref().map(|m| m.request_id.as_str()),
         Some("events-1")
@@ -248,7 +248,7 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
         .expect("read")
         .into_inner();
     let upcast = &read.events[0];
-    assert_eq!(upcast.schema_version, 2, "delivered in the current version");
+    assert_eq!(upcast.schema_version, 3, "delivered in the current version");
     let payload: serde_json::Value = serde_json::from_str(&upcast.payload_json).expect("JSON");
     assert_eq!(payload["reasonable_adjustments"], "");
     let listed = complaints

@@ -259,10 +259,26 @@ async fn contractors_are_compared_per_visit_with_honest_uncertainty() {
         .into_inner();
     assert_eq!(other_year.stage_one.map(|s| s.received), Some(0));
 
-    // The manager's report command's code, against the real server.
+    // The manager's report command's code, against the real server, with a manager's API key
+    // created as `doorstep api-keys create` does.
+    let manager_key = doorstep_server::auth::api_keys::create(
+        &app.settings().auth.api_keys_file,
+        "contract-manager",
+        &[doorstep_server::auth::Role::Manager],
+        None,
+    )
+    .expect("an API key is created");
+    let server = doorstep_server::report::ReportServer {
+        address: format!("http://127.0.0.1:{}", app.port),
+        credential: doorstep_server::auth::client::CallerCredential::api_key(
+            secrecy::ExposeSecret::expose_secret(&manager_key.key),
+        )
+        .expect("a sendable key"),
+        ca_certificate: None,
+    };
     let mut output = Vec::new();
     doorstep_server::report::contractors(
-        &format!("http://127.0.0.1:{}", app.port),
+        &server,
         "2026-04",
         "2027-03",
         100,

@@ -279,7 +279,7 @@ async fn read_models_rebuilt_from_the_log_are_the_same() {
         }
     }
     let list = |mut client: doorstep_api::v1::complaint_service_client::ComplaintServiceClient<
-        tonic::transport::Channel,
+        doorstep_tests::AuthenticatedChannel,
     >| async move {
         client
             .list_complaints(v1::ListComplaintsRequest {

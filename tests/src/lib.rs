@@ -7,22 +7,36 @@ use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+use doorstep_server::auth::client::CallerCredential;
+use doorstep_server::auth::jwt::{TokenClaims, issue_hs256};
 use doorstep_server::clock::{Clock, SystemClock};
+use doorstep_server::settings::TEST_JWT_SECRET;
 use doorstep_server::{Application, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-pub use doorstep_server::ACTOR_HEADER;
+pub use doorstep_server::auth::client::AuthenticatedChannel;
 
 pub mod webhook;
 
-/// A running server and a client connected to it.
+/// Every role but `contractor` (which is bound to one contractor and excludes the others): what
+/// `TestApp::channel` holds, so tests about behaviour need not care about permissions.
+pub const STAFF_ROLES: [&str; 5] = ["intake", "officer", "manager", "admin", "auditor"];
+
+/// The subject of the tokens `TestApp::channel` sends; events it causes name `jwt:<this>`.
+pub const TEST_SUBJECT: &str = "test-staff";
+
+/// A running server and clients connected to it.
 pub struct TestApp {
     pub port: u16,
-    pub client: ComplaintServiceClient<Channel>,
-    pub channel: Channel,
+    /// Sends a token with every [`STAFF_ROLES`] role.
+    pub client: ComplaintServiceClient<AuthenticatedChannel>,
+    /// Sends a token with every [`STAFF_ROLES`] role.
+    pub channel: AuthenticatedChannel,
+    /// The same connection without any credential.
+    pub anonymous_channel: Channel,
     data_dir: Arc<TempDir>,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -60,7 +74,7 @@ pub fn contractor_profile(contractor_id: &str) -> v1::ContractorProfile {
 }
 
 /// Registers a contractor through the real API.
-pub async fn register_contractor(channel: &Channel, contractor_id: &str) {
+pub async fn register_contractor(channel: &AuthenticatedChannel, contractor_id: &str) {
     ContractorServiceClient::new(channel.clone())
         .register_contractor(v1::RegisterContractorRequest {
             contractor_id: contractor_id.to_owned(),
@@ -71,13 +85,18 @@ pub async fn register_contractor(channel: &Channel, contractor_id: &str) {
         .expect("the contractor is registered");
 }
 
+/// The master key every replica on a shared database is given: base64 of 32 bytes.
+const REPLICAS_MASTER_KEY: &str = "ZG9vcnN0ZXAgcmVwbGljYXMgc2hhcmUgdGhpcyBrZXk=";
+
 /// Starts a server whose event log and read models live in `database_url` (e.g. a PostgreSQL
 /// database shared with other replicas).
 pub async fn spawn_app_on_database(database_url: &str) -> TestApp {
     doorstep_telemetry::init_for_tests();
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut settings = Settings::for_tests(data_dir.path());
-    settings.database.url = database_url.to_owned();
+    settings.database = doorstep_server::settings::DatabaseSettings::new(database_url);
+    // Replicas must share the master key that wraps residents' keys, as in production.
+    settings.privacy.master_key = Some(REPLICAS_MASTER_KEY.into());
     let app = start_with(data_dir, settings).await;
     // Replicas share one registry: registering again with the same request id is a no-op.
     for contractor_id in REGISTERED_CONTRACTORS {
@@ -119,6 +138,12 @@ pub async fn spawn_app_with(
     app
 }
 
+/// Starts a server on a fresh SQLite file with settings the test adjusts (limits, for example),
+/// on the machine's clock, with [`REGISTERED_CONTRACTORS`] registered.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|settings, _| configure(settings), Arc::new(SystemClock)).await
+}
+
 /// As [`spawn_app_on_database`], with settings the test adjusts and a clock it controls.
 pub async fn spawn_app_on_database_with(
     database_url: &str,
@@ -128,7 +153,9 @@ pub async fn spawn_app_on_database_with(
     doorstep_telemetry::init_for_tests();
     let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut settings = Settings::for_tests(data_dir.path());
-    settings.database.url = database_url.to_owned();
+    settings.database = doorstep_server::settings::DatabaseSettings::new(database_url);
+    // Replicas must share the master key that wraps residents' keys, as in production.
+    settings.privacy.master_key = Some(REPLICAS_MASTER_KEY.into());
     configure(&mut settings);
     let serves_api = settings.server.role.serves_api();
     let app = start_with_clock(data_dir, settings, clock).await;
@@ -195,11 +222,14 @@ async fn start_with_clock(
             .await
             .expect("the server runs until stopped");
     });
-    let channel = connect(port).await;
+    let anonymous_channel = connect(port).await;
+    let channel =
+        credential_for(TEST_SUBJECT, &STAFF_ROLES, None).attach(anonymous_channel.clone());
     TestApp {
         port,
         client: ComplaintServiceClient::new(channel.clone()),
         channel,
+        anonymous_channel,
         data_dir,
         settings,
         clock,
@@ -222,7 +252,43 @@ pub async fn connect(port: u16) -> Channel {
     panic!("the server on port {port} never accepted a connection");
 }
 
+/// An HS256 token, valid for an hour, signed with the test servers' secret.
+pub fn token(subject: &str, roles: &[&str], contractor_id: Option<&str>) -> String {
+    let mut claims = TokenClaims::new(subject, roles, Duration::from_secs(3_600));
+    claims.contractor_id = contractor_id.map(str::to_owned);
+    issue_hs256(TEST_JWT_SECRET.as_bytes(), &claims).expect("a token is signed")
+}
+
+/// A bearer credential for `subject` with `roles` (and the contractor a contractor is bound to).
+pub fn credential_for(
+    subject: &str,
+    roles: &[&str],
+    contractor_id: Option<&str>,
+) -> CallerCredential {
+    CallerCredential::bearer(&token(subject, roles, contractor_id)).expect("a sendable token")
+}
+
 impl TestApp {
+    /// The server's connection, sending a token with exactly `roles`.
+    pub fn channel_as(&self, roles: &[&str]) -> AuthenticatedChannel {
+        credential_for(&roles.join("+"), roles, None).attach(self.anonymous_channel.clone())
+    }
+
+    /// The server's connection, sending a contractor's token bound to `contractor_id`.
+    pub fn channel_for_contractor(&self, contractor_id: &str) -> AuthenticatedChannel {
+        credential_for(
+            &format!("contractor-{contractor_id}"),
+            &["contractor"],
+            Some(contractor_id),
+        )
+        .attach(self.anonymous_channel.clone())
+    }
+
+    /// The data directory the server keeps its files in.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
     /// Stops the server gracefully and waits for it to finish.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -305,7 +371,7 @@ pub fn violated_field(status: &tonic::Status) -> Option<String> {
 }
 
 /// Every event in the log, read with `SubscribeAll` until the server reports it has caught up.
-pub async fn whole_log(channel: &Channel) -> Vec<v1::RecordedEvent> {
+pub async fn whole_log(channel: &AuthenticatedChannel) -> Vec<v1::RecordedEvent> {
     use doorstep_api::v1::subscribe_all_response::Message;
     let mut stream =
         doorstep_api::v1::event_service_client::EventServiceClient::new(channel.clone())

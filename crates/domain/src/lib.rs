@@ -10,6 +10,7 @@ pub mod contractor;
 pub mod escalation;
 pub mod input;
 mod payload;
+pub mod resident;
 pub mod standard;
 pub mod statistics;
 

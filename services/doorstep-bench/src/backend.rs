@@ -101,7 +101,7 @@ impl Storage {
             Self::Sqlite { dir } => Settings::for_tests(dir.path()),
             Self::Postgres { url, .. } => {
                 let mut settings = Settings::for_tests(scratch_dir);
-                settings.database.url = url.clone();
+                settings.database = doorstep_server::settings::DatabaseSettings::new(url);
                 settings
             }
         }

@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
-use doorstep_server::{ACTOR_HEADER, Application, Settings, StartupError};
+use doorstep_server::auth::client::AuthenticatedChannel;
+use doorstep_server::{Application, Settings, StartupError};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::latency::LatencyRecorder;
 use crate::machine::{CpuSnapshot, CpuUsage};
-use crate::workload::{BENCH_ACTOR, ComplaintTemplate};
+use crate::workload::{ComplaintTemplate, bench_credential};
 
 /// A call that takes longer than this counts as an error.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,7 +59,7 @@ impl RunningServer {
 
 /// Opens `count` separate HTTP/2 connections: tonic multiplexes every call on one
 /// connection per `Channel`, so clients are spread over several channels.
-pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<Channel>> {
+pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<AuthenticatedChannel>> {
     let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .context("building the server's endpoint")?
         .timeout(CALL_TIMEOUT)
@@ -70,7 +70,7 @@ pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<Channel>> {
             .connect()
             .await
             .with_context(|| format!("connecting to the server on port {port}"))?;
-        channels.push(channel);
+        channels.push(bench_credential()?.attach(channel));
     }
     Ok(channels)
 }
@@ -142,7 +142,7 @@ pub struct Phase {
 /// `LogComplaint` back to back until the phase's time is up. A call started before the end is
 /// waited for and counted.
 pub async fn drive(
-    channels: &[Channel],
+    channels: &[AuthenticatedChannel],
     template: &Arc<ComplaintTemplate>,
     phase: Phase,
 ) -> anyhow::Result<PhaseTally> {
@@ -174,7 +174,7 @@ pub async fn drive(
 }
 
 async fn run_client(
-    mut client: ComplaintServiceClient<Channel>,
+    mut client: ComplaintServiceClient<AuthenticatedChannel>,
     template: Arc<ComplaintTemplate>,
     key_prefix: String,
     deadline: Instant,
@@ -215,9 +215,6 @@ pub fn log_complaint_request(
     template: &ComplaintTemplate,
     idempotency_key: String,
 ) -> tonic::Request<doorstep_api::v1::LogComplaintRequest> {
-    let mut request = tonic::Request::new(template.request(idempotency_key));
-    request
-        .metadata_mut()
-        .insert(ACTOR_HEADER, MetadataValue::from_static(BENCH_ACTOR));
-    request
+    // The actor recorded is the principal the bench's token names.
+    tonic::Request::new(template.request(idempotency_key))
 }

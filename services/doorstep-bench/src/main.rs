@@ -307,7 +307,7 @@ async fn measure_store(
 /// proves the request is valid before any clock starts and gives the store phases the server's
 /// own event to append.
 async fn first_intake_event(
-    channels: &[tonic::transport::Channel],
+    channels: &[doorstep_server::auth::client::AuthenticatedChannel],
     complaint: &ComplaintTemplate,
 ) -> anyhow::Result<EventTemplate> {
     let channel = channels.first().context("no connection to the server")?;

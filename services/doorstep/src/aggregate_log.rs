@@ -73,6 +73,7 @@ macro_rules! stored_event {
 
 stored_event!(
     doorstep_domain::Event,
+    doorstep_domain::resident::ResidentEvent,
     doorstep_domain::contractor::ContractorEvent,
     doorstep_domain::contractor::VisitEvent
 );
@@ -251,6 +252,48 @@ pub fn new_events<E: StoredEvent>(
             },
         })
         .collect()
+}
+
+/// Appends one event that needs no aggregate to decide it (a fact recorded as it happens, such as
+/// an erasure), idempotently: with a request id, its event id is derived from the stream and the
+/// request id, so a retry finds the first event instead of writing a second.
+pub async fn append_once<E: StoredEvent>(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamId,
+    event: &E,
+    origin: &CommandOrigin,
+) -> Result<WriteResult, ApiError> {
+    let derived_id = origin.request_id.as_ref().map(|request_id| {
+        Uuid::new_v5(
+            &REQUEST_NAMESPACE,
+            format!("{stream}/{request_id}/0").as_bytes(),
+        )
+    });
+    if let Some(first_id) = derived_id
+        && let Some(first) = store.find_event(first_id).await?
+    {
+        return retry_result(&first, origin, "request_id");
+    }
+    let events = new_events(std::slice::from_ref(event), origin, |_| derived_id);
+    match store.append(stream, ExpectedVersion::Any, events).await {
+        Ok(outcome) => Ok(WriteResult {
+            version: outcome.version,
+            position: outcome.position,
+            duplicate: outcome.already_stored,
+        }),
+        // A concurrent retry stored it first.
+        Err(StoreError::DuplicateEventId { .. }) => {
+            let first = match derived_id {
+                Some(id) => store.find_event(id).await?,
+                None => None,
+            };
+            let first = first.ok_or_else(|| {
+                ApiError::internal(std::io::Error::other("a duplicate event cannot be found"))
+            })?;
+            retry_result(&first, origin, "request_id")
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The answer to a retried command: the first result if it was the same command.

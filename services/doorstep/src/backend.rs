@@ -24,7 +24,7 @@ impl OpenedStore {
     pub async fn open(database: &DatabaseSettings) -> Result<Self, StartupError> {
         if database.is_postgres() {
             return Ok(Self::Postgres(
-                PostgresEventStore::open(PostgresSettings::new(database.url.clone())).await?,
+                PostgresEventStore::open(PostgresSettings::new(database.url().to_owned())).await?,
             ));
         }
         let path = database.sqlite_path().map_err(StartupError::Settings)?;
@@ -37,6 +37,16 @@ impl OpenedStore {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The store's database, where the resident keys live.
+    pub fn key_database(&self) -> crate::privacy::keys::KeyDatabase {
+        match self {
+            Self::Sqlite(store) => crate::privacy::keys::KeyDatabase::Sqlite(store.pool().clone()),
+            Self::Postgres(store) => {
+                crate::privacy::keys::KeyDatabase::Postgres(store.pool().clone())
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use crate::aggregate_log::{
     retry_result,
 };
 use crate::error::ApiError;
+use crate::privacy::ResidentVault;
 
 /// The complaint rules with the calendar and timescales in force.
 pub struct ComplaintRules {
@@ -79,6 +80,7 @@ pub fn complaint_log(
 /// finds the first complaint instead of creating a second.
 pub async fn log_new(
     log: &ComplaintLog,
+    vault: &ResidentVault,
     origin: &CommandOrigin,
     source_system: &str,
     build: impl Fn(ComplaintId) -> Command,
@@ -97,9 +99,19 @@ pub async fn log_new(
     // taken: a first call, by far the commonest, then costs no extra read.
     let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());
     let events = log.aggregate().decide(None, build(complaint_id))?;
-    let new_events = new_events(&events, origin, |index| {
+    let mut new_events = new_events(&events, origin, |index| {
         (index == 0).then_some(intake_event_id)
     });
+    // Personal data never reaches the log in the clear.
+    for event in new_events
+        .iter_mut()
+        .filter(|event| event.event_type == "ComplaintReceived")
+    {
+        vault
+            .seal_intake(&mut event.payload)
+            .await
+            .map_err(ApiError::internal)?;
+    }
     let stream = ComplaintLog::stream_of(&complaint_id);
     match log
         .store()

@@ -12,6 +12,7 @@ use doorstep_domain::input::{
     ComplaintId, ContractorId, Handler, LongText, OptionalText, RequestKey, ResidentReference,
     ShortText, Uprn,
 };
+use doorstep_domain::resident::ResidentEvent;
 use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -23,6 +24,7 @@ use crate::contractors::is_registered;
 use crate::convert;
 use crate::error::ApiError;
 use crate::parse;
+use crate::privacy::{self, ResidentVault};
 use crate::request::{command_origin, wait_for_read_model};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -32,17 +34,24 @@ pub struct ComplaintApi {
     log: ComplaintLog,
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
+    vault: Arc<ResidentVault>,
     /// Contractors known to be registered. Registration is never undone, so a contractor once
     /// seen here needs no further read of its stream.
     registered_contractors: std::sync::RwLock<std::collections::HashSet<ContractorId>>,
 }
 
 impl ComplaintApi {
-    pub fn new(log: ComplaintLog, read_model: ReadModel, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        log: ComplaintLog,
+        read_model: ReadModel,
+        clock: Arc<dyn Clock>,
+        vault: Arc<ResidentVault>,
+    ) -> Self {
         Self {
             log,
             read_model,
             clock,
+            vault,
             registered_contractors: Default::default(),
         }
     }
@@ -77,7 +86,7 @@ impl ComplaintApi {
         let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
         let command = command(self.clock.now()).map_err(ApiError::from)?;
-        let origin = command_origin(request, request_id, "grpc");
+        let origin = command_origin(request, request_id, "grpc")?;
         let (result, complaint) = self
             .log
             .execute(&complaint_id, expected_version, &origin, command)
@@ -144,13 +153,19 @@ impl ComplaintService for ComplaintApi {
         if let Some(visit_id) = &parsed.visit_id {
             check_visit_belongs(self.log.store(), visit_id, &parsed.contractor_id).await?;
         }
-        let origin = command_origin(&request, Some(key), &parsed.channel);
+        let origin = command_origin(&request, Some(key), &parsed.channel)?;
         let source_system = parsed.source_system.as_str().to_owned();
-        let (complaint_id, result) = log_new(&self.log, &origin, &source_system, |complaint_id| {
-            let mut log = parsed.clone();
-            log.complaint_id = complaint_id;
-            Command::Log(Box::new(log))
-        })
+        let (complaint_id, result) = log_new(
+            &self.log,
+            &self.vault,
+            &origin,
+            &source_system,
+            |complaint_id| {
+                let mut log = parsed.clone();
+                log.complaint_id = complaint_id;
+                Command::Log(Box::new(log))
+            },
+        )
         .await?;
         Ok(Response::new(v1::LogComplaintResponse {
             complaint_id: complaint_id.to_string(),
@@ -415,15 +430,37 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::GetComplaintRequest>,
     ) -> Result<Response<v1::GetComplaintResponse>, Status> {
+        let principal = crate::auth::principal(&request)?;
         let complaint_id =
             parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
         let loaded = self.log.load(&complaint_id).await?;
-        let Some(complaint) = loaded.state.as_ref() else {
+        // Another contractor's complaint answers exactly as a complaint that does not exist, so
+        // a contractor cannot even learn which ids are in use.
+        let Some(complaint) = loaded
+            .state
+            .as_ref()
+            .filter(|complaint| principal.may_see_contractor(&complaint.contractor_id))
+        else {
             return Err(ApiError::NotFound("no complaint has this id".to_owned()).into());
         };
         let today = england_date(self.clock.now());
+        let mut view = convert::complaint(complaint, today);
+        if principal.contractor_scope().is_some() {
+            convert::withhold_resident_contact(&mut view);
+        } else if let Some((intake, _)) = loaded
+            .events
+            .iter()
+            .find(|(recorded, _)| recorded.event_type == "ComplaintReceived")
+        {
+            let personal = self
+                .vault
+                .open(&intake.payload)
+                .await
+                .map_err(ApiError::internal)?;
+            privacy::show(&mut view, personal);
+        }
         Ok(Response::new(v1::GetComplaintResponse {
-            complaint: Some(convert::complaint(complaint, today)),
+            complaint: Some(view),
             history: loaded
                 .events
                 .iter()
@@ -432,13 +469,66 @@ impl ComplaintService for ComplaintApi {
         }))
     }
 
+    async fn forget_resident(
+        &self,
+        request: Request<v1::ForgetResidentRequest>,
+    ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
+        let body = request.get_ref();
+        let reference = ResidentReference::parse("resident_reference", &body.resident_reference)
+            .map_err(ApiError::from)?;
+        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
+        let reason = OptionalText::parse("reason", &body.reason).map_err(ApiError::from)?;
+        let origin = command_origin(&request, request_id, "grpc")?;
+        // The key goes first: erasure must not wait on the record of it. A retry destroys
+        // nothing more and finds the first record.
+        let key_destroyed = self
+            .vault
+            .forget(reference.as_str())
+            .await
+            .map_err(ApiError::internal)?;
+        let event = ResidentEvent::ResidentForgotten {
+            resident_reference: reference.clone(),
+            reason,
+            forgotten_at: self.clock.now(),
+        };
+        let result = crate::aggregate_log::append_once(
+            self.log.store(),
+            &doorstep_store::StreamId::new("resident", reference.as_str()),
+            &event,
+            &origin,
+        )
+        .await?;
+        tracing::info!(
+            position = result.position,
+            key_destroyed,
+            "a resident's personal data was erased"
+        );
+        Ok(Response::new(v1::ForgetResidentResponse {
+            position: result.position,
+            key_destroyed,
+            duplicate: result.duplicate,
+        }))
+    }
+
     async fn list_complaints(
         &self,
         request: Request<v1::ListComplaintsRequest>,
     ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
+        let principal = crate::auth::principal(&request)?;
         let body = request.get_ref();
         let today = england_date(self.clock.now());
-        let filter = list_filter(body, today).map_err(ApiError::from)?;
+        let mut filter = list_filter(body, today).map_err(ApiError::from)?;
+        if let Some(own) = principal.contractor_scope() {
+            match &filter.contractor_id {
+                Some(asked) if asked != own.as_str() => {
+                    return Err(ApiError::PermissionDenied(
+                        "a contractor may list only its own complaints".to_owned(),
+                    )
+                    .into());
+                }
+                _ => filter.contractor_id = Some(own.as_str().to_owned()),
+            }
+        }
         let page_size = match body.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size if size <= MAX_PAGE_SIZE => size,

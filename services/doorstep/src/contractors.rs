@@ -108,7 +108,7 @@ impl ContractorApi {
             parse::contractor_id("contractor_id", contractor_id).map_err(ApiError::from)?;
         let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
         let command = command(&contractor_id, self.clock.now()).map_err(ApiError::from)?;
-        let origin = command_origin(request, request_id, "grpc");
+        let origin = command_origin(request, request_id, "grpc")?;
         let (result, _) = self
             .log
             .execute(&contractor_id, expected_version, &origin, command)
@@ -403,7 +403,7 @@ impl VisitService for VisitApi {
             .into());
         }
         let today = england_date(self.clock.now());
-        let origin = command_origin(&request, None, "grpc");
+        let origin = command_origin(&request, None, "grpc")?;
         let mut outcomes = Vec::with_capacity(count);
         let mut parsed = Vec::with_capacity(count);
         for (index, visit) in request.get_ref().visits.iter().enumerate() {

@@ -180,7 +180,23 @@ pub fn complaint(complaint: &Complaint, today: NaiveDate) -> v1::Complaint {
         version: complaint.version,
         calendar_version: complaint.calendar_version.clone(),
         reasonable_adjustments: complaint.reasonable_adjustments.as_str().to_owned(),
+        personal_data_erased: false,
     }
+}
+
+/// Blanks what a contractor must not see of a resident: how to reach them and where they live
+/// (the UPRN stays, so the contractor can match its own work orders), and the adjustments they
+/// asked for, which can reveal health or disability.
+pub fn withhold_resident_contact(complaint: &mut v1::Complaint) {
+    if let Some(resident) = complaint.resident.as_mut() {
+        resident.name.clear();
+        resident.phone.clear();
+        resident.email.clear();
+    }
+    if let Some(property) = complaint.property.as_mut() {
+        property.address.clear();
+    }
+    complaint.reasonable_adjustments.clear();
 }
 
 pub fn history_entry(recorded: &RecordedEvent, event: &Event) -> v1::HistoryEntry {

@@ -27,6 +27,15 @@ pub enum ApiError {
     ReadModelBehind(u64),
     #[error("the service is shutting down")]
     Unavailable,
+    /// No credential, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid credential whose roles do not allow the call.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller has used up its share of calls for now.
+    #[error("too many calls from this credential; slow down and retry")]
+    RateLimited,
     /// Anything the caller cannot fix; logged with its cause chain, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -88,6 +97,9 @@ impl From<ApiError> for Status {
             }
             error @ ApiError::ReadModelBehind(_) => Status::deadline_exceeded(error.to_string()),
             ApiError::Unavailable => Status::unavailable("the service is shutting down"),
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            error @ ApiError::RateLimited => Status::resource_exhausted(error.to_string()),
             ApiError::Internal(source) => {
                 tracing::error!(error = %ErrorChain(source.as_ref()), "internal error");
                 Status::internal("internal error")

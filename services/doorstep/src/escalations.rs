@@ -297,7 +297,7 @@ impl EscalationService for EscalationApi {
         };
         let complaint_id =
             ComplaintId::parse("complaint_id", &row.complaint_id).map_err(ApiError::internal)?;
-        let origin = command_origin(&request, request_id, "grpc");
+        let origin = command_origin(&request, request_id, "grpc")?;
         let command = Command::AcknowledgeEscalation {
             escalation_id,
             by,

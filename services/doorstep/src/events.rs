@@ -88,6 +88,8 @@ fn recorded_event(event: &RecordedEvent) -> Result<v1::RecordedEvent, ApiError> 
         event.payload.clone(),
     )
     .map_err(ApiError::internal)?;
+    let mut payload = payload;
+    crate::privacy::withhold(&event.event_type, &mut payload);
     let metadata = &event.metadata;
     Ok(v1::RecordedEvent {
         position: event.position,

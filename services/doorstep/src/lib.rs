@@ -2,6 +2,7 @@
 //! line; tests build the same [`Application`] on port 0.
 
 pub mod aggregate_log;
+pub mod auth;
 mod backend;
 pub mod clock;
 pub mod complaint_log;
@@ -12,13 +13,14 @@ pub mod error;
 mod escalations;
 mod events;
 pub mod notifier;
-mod parse;
+/// Public for the fuzz targets in `fuzz/`; nothing else outside the crate uses it.
+pub mod parse;
 mod performance;
+pub mod privacy;
 pub mod report;
 mod request;
 pub mod settings;
 pub mod startup;
 
-pub use request::ACTOR_HEADER;
 pub use settings::Settings;
 pub use startup::{Application, StartupError};

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use doorstep_server::auth::Role;
+use doorstep_server::auth::api_keys;
+use doorstep_server::auth::client::CallerCredential;
 use doorstep_server::report::{self, ReportFormat};
-use doorstep_server::settings::Role;
+use doorstep_server::settings::Role as ServerRole;
 use doorstep_server::{Application, Settings, startup};
 use doorstep_telemetry::LogFormat;
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +34,7 @@ enum Action {
         /// What this process runs: the API and the notifier (`all`, the default), the API
         /// only (`api`), or the notifier only (`notifier`). Overrides `server.role`.
         #[arg(long, value_enum)]
-        role: Option<Role>,
+        role: Option<ServerRole>,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -38,6 +42,11 @@ enum Action {
     Projections {
         #[command(subcommand)]
         action: ProjectionsAction,
+    },
+    /// API keys for integrations, stored hashed in `auth.api_keys_file`.
+    ApiKeys {
+        #[command(subcommand)]
+        action: ApiKeysAction,
     },
     /// Performance reports from a running server.
     Report {
@@ -51,6 +60,15 @@ enum Action {
         server: String,
         #[arg(long, global = true, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// An API key with the manager role.
+        #[arg(long, global = true, env = "DOORSTEP_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// A JWT with the manager role (instead of an API key).
+        #[arg(long, global = true, env = "DOORSTEP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// For an https:// server: the CA certificate (PEM) its certificate chains to.
+        #[arg(long, global = true, env = "DOORSTEP_CA_FILE")]
+        ca_file: Option<PathBuf>,
         #[command(subcommand)]
         report: ReportKind,
     },
@@ -61,6 +79,26 @@ enum ProjectionsAction {
     /// Drop every read model and rebuild it from the event log. Run it with the servers on this
     /// database stopped.
     Rebuild,
+}
+
+#[derive(Subcommand)]
+enum ApiKeysAction {
+    /// Create a key and print it once: it is stored only as a hash.
+    Create {
+        /// intake, officer, manager, contractor, admin or auditor; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Who the key is for; recorded as the actor (`api-key:<name>`) of what it does.
+        #[arg(long)]
+        name: String,
+        /// The contractor a contractor key is bound to.
+        #[arg(long)]
+        contractor: Option<String>,
+    },
+    /// List keys (ids, names, roles; never secrets).
+    List,
+    /// Revoke a key by id; running servers stop accepting it at once.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -102,10 +140,32 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Action::Report {
         server,
         format,
+        api_key,
+        token,
+        ca_file,
         report,
     }) = &cli.command
     {
         // Reports talk to a server; they need no settings or database of their own.
+        let credential = match (api_key, token) {
+            (Some(key), _) => CallerCredential::api_key(key)?,
+            (None, Some(token)) => CallerCredential::bearer(token)?,
+            (None, None) => anyhow::bail!(
+                "reports need a manager's credential: --api-key (DOORSTEP_API_KEY) or --token \
+                 (DOORSTEP_TOKEN)"
+            ),
+        };
+        let ca_certificate = ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            })
+            .transpose()?;
+        let server = &report::ReportServer {
+            address: server.clone(),
+            credential,
+            ca_certificate,
+        };
         let mut out = std::io::stdout().lock();
         match report {
             ReportKind::Contractors {
@@ -137,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Action::Serve { role: None }) {
         Action::Report { .. } => {}
+        Action::ApiKeys { action } => api_keys_command(&settings, action)?,
         Action::Projections {
             action: ProjectionsAction::Rebuild,
         } => rebuild(&settings).await?,
@@ -147,6 +208,48 @@ async fn main() -> anyhow::Result<()> {
         Action::Serve { .. } => {
             let application = Application::build(settings).await?;
             application.run_until_stopped(shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn api_keys_command(settings: &Settings, action: ApiKeysAction) -> anyhow::Result<()> {
+    let path = &settings.auth.api_keys_file;
+    match action {
+        ApiKeysAction::Create {
+            roles,
+            name,
+            contractor,
+        } => {
+            let roles = roles
+                .iter()
+                .map(|role| {
+                    Role::parse(role).with_context(|| format!("`{role}` is not a Doorstep role"))
+                })
+                .collect::<anyhow::Result<Vec<Role>>>()?;
+            let created = api_keys::create(path, &name, &roles, contractor.as_deref())?;
+            eprintln!(
+                "created API key {} for {name}; it is shown once and stored only as a hash in {}",
+                created.id,
+                path.display()
+            );
+            println!("{}", created.key.expose_secret());
+        }
+        ApiKeysAction::List => {
+            for key in api_keys::list(path)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.name,
+                    key.roles.join(","),
+                    key.contractor_id.unwrap_or_default(),
+                    key.created_at.to_rfc3339()
+                );
+            }
+        }
+        ApiKeysAction::Revoke { id } => {
+            api_keys::revoke(path, &id)?;
+            eprintln!("revoked API key {id}");
         }
     }
     Ok(())

@@ -261,6 +261,9 @@ pub fn findings(values: &[v1::Finding]) -> Result<Vec<FindingInput>, InvalidInpu
 
 /// The most trading names, contracts and standards per contract one profile may hold.
 const MAX_PROFILE_ITEMS: usize = 50;
+/// More than the catalogue holds, so a contract may list each standard once or twice, not a
+/// million times.
+const MAX_CONTRACT_STANDARDS: usize = 32;
 
 pub fn contractor_id(field: &str, value: &str) -> Result<ContractorId, InvalidInput> {
     ContractorId::parse(field, value)
@@ -320,10 +323,12 @@ pub fn contractor_profile(
             .enumerate()
             .map(|(index, contract)| {
                 let field = format!("profile.contracts[{index}]");
-                if contract.standards.is_empty() {
+                if contract.standards.is_empty()
+                    || contract.standards.len() > MAX_CONTRACT_STANDARDS
+                {
                     return Err(InvalidInput::new(
                         format!("{field}.standards"),
-                        "must name at least one standard",
+                        format!("must name 1 to {MAX_CONTRACT_STANDARDS} standards"),
                     ));
                 }
                 let mut standards = Vec::new();

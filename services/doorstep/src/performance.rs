@@ -177,9 +177,16 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<v1::GetContractorPerformanceRequest>,
     ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
+        let principal = crate::auth::principal(&request)?.clone();
         let body = request.into_inner();
         let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)
             .map_err(ApiError::from)?;
+        if !principal.may_see_contractor(&contractor_id) {
+            return Err(ApiError::PermissionDenied(
+                "a contractor may see only its own figures".to_owned(),
+            )
+            .into());
+        }
         let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let registered = self

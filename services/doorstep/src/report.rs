@@ -5,6 +5,8 @@ use doorstep_api::v1;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use serde::Serialize;
 
+use crate::auth::client::{AuthenticatedChannel, CallerCredential};
+
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -90,15 +92,37 @@ impl Report {
     }
 }
 
+/// The server a report asks, and the credential it asks with (a manager's).
+#[derive(Debug, Clone)]
+pub struct ReportServer {
+    /// `http://…`, or `https://…` for a server with TLS.
+    pub address: String,
+    pub credential: CallerCredential,
+    /// The CA certificate (PEM) an `https://` server's certificate chains to.
+    pub ca_certificate: Option<Vec<u8>>,
+}
+
 async fn client(
-    server: &str,
-) -> Result<PerformanceServiceClient<tonic::transport::Channel>, ReportError> {
-    PerformanceServiceClient::connect(server.to_owned())
-        .await
-        .map_err(|source| ReportError::Connect {
-            address: server.to_owned(),
-            source,
-        })
+    server: &ReportServer,
+) -> Result<PerformanceServiceClient<AuthenticatedChannel>, ReportError> {
+    let connect_error = |source| ReportError::Connect {
+        address: server.address.clone(),
+        source,
+    };
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(server.address.clone()).map_err(connect_error)?;
+    if let Some(ca) = &server.ca_certificate {
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )
+            .map_err(connect_error)?;
+    }
+    let channel = endpoint.connect().await.map_err(connect_error)?;
+    Ok(PerformanceServiceClient::new(
+        server.credential.clone().attach(channel),
+    ))
 }
 
 fn rate(rate: Option<&v1::Rate>) -> [String; 2] {
@@ -148,7 +172,7 @@ fn standard_name(value: i32) -> String {
 
 /// Every contractor against the programme average.
 pub async fn contractors(
-    server: &str,
+    server: &ReportServer,
     from_month: &str,
     to_month: &str,
     min_visits: u64,
@@ -211,7 +235,7 @@ pub async fn contractors(
 
 /// One contractor in detail.
 pub async fn contractor(
-    server: &str,
+    server: &ReportServer,
     contractor_id: &str,
     from_month: &str,
     to_month: &str,
@@ -319,7 +343,7 @@ pub async fn contractor(
 
 /// The regulator's CH01 and CH02 for a reporting year.
 pub async fn handling(
-    server: &str,
+    server: &ReportServer,
     reporting_year: u32,
     homes: u64,
     format: ReportFormat,

@@ -6,33 +6,27 @@ use sha2::{Digest, Sha256};
 use tonic::Request;
 
 use crate::aggregate_log::CommandOrigin;
-
-/// The gRPC metadata key that names the caller until authentication lands.
-pub const ACTOR_HEADER: &str = "doorstep-actor";
+use crate::error::ApiError;
 
 /// Who sent the request, how, with which request id, and a digest of the method and body that
 /// tells a retry from a different request reusing the id. The method is part of the digest
 /// because several calls share a body shape: a close and a reopen with the same id, request id and
 /// reason are different requests.
+///
+/// The actor is the authenticated principal the guard resolved, never anything the caller wrote
+/// in the request.
 pub fn command_origin<T: Message>(
     request: &Request<T>,
     request_id: Option<RequestKey>,
     source_channel: &str,
-) -> CommandOrigin {
-    let actor = request
-        .metadata()
-        .get(ACTOR_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty() && value.len() <= 128)
-        .unwrap_or("anonymous")
-        .to_owned();
-    CommandOrigin {
+) -> Result<CommandOrigin, ApiError> {
+    let actor = crate::auth::principal(request)?.subject.clone();
+    Ok(CommandOrigin {
         actor,
         source_channel: source_channel.to_owned(),
         request_id,
         fingerprint: fingerprint(request),
-    }
+    })
 }
 
 /// The longest a query waits for the read models to reach a caller's `min_position`.

@@ -15,6 +15,9 @@ use doorstep_domain::input::EmailAddress;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+/// The HS256 secret of [`Settings::for_tests`]; tests and benchmarks sign their tokens with it.
+pub const TEST_JWT_SECRET: &str = "doorstep test secret: never use it outside tests";
+
 /// The documented default port.
 pub const DEFAULT_PORT: u16 = 50051;
 
@@ -34,6 +37,107 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     #[serde(default)]
     pub notifier: NotifierSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+/// TLS for the gRPC port: on when a certificate and key are given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to: turns on mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`, also accept clients without a certificate (they still need a
+    /// credential); by default a client certificate is required.
+    pub client_certificate_optional: bool,
+}
+
+/// Bounds on what one caller can ask of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// The largest request message accepted, in bytes (larger is refused before decoding).
+    pub max_message_bytes: usize,
+    /// Calls per second each principal may make on average; 0 turns the limit off.
+    pub requests_per_second: u32,
+    /// Calls a principal may make at once above the average.
+    pub burst: u32,
+    /// Bad API keys one address may present in a minute before keys not already verified are
+    /// refused unchecked (RESOURCE_EXHAUSTED); 0 turns the limit off.
+    pub failed_api_keys_per_minute: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            // 10,000 visits of a RecordVisits batch take about 1.5 MB.
+            max_message_bytes: 4 * 1024 * 1024,
+            requests_per_second: 50,
+            burst: 100,
+            failed_api_keys_per_minute: 20,
+        }
+    }
+}
+
+/// Where the master key that wraps every resident's data key comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PrivacySettings {
+    /// The master key itself, base64 of 32 bytes (e.g. `DOORSTEP__PRIVACY__MASTER_KEY` injected
+    /// from a secret store or KMS); never printed. Every replica needs the same one.
+    pub master_key: Option<SecretString>,
+    /// Otherwise this file, created (mode 0600) on the first start.
+    pub master_key_file: PathBuf,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            master_key: None,
+            master_key_file: PathBuf::from("data/master.key"),
+        }
+    }
+}
+
+/// How callers prove who they are. See the README's security section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// The shared secret of HS256 JWTs (at least 32 bytes); never printed.
+    pub jwt_hs256_secret: Option<SecretString>,
+    /// PEM public keys of an identity provider: RSA keys verify RS256 tokens, EC P-256 keys ES256.
+    pub jwt_public_key_files: Vec<PathBuf>,
+    /// When set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// The API keys, hashed (`doorstep api-keys create` adds to it).
+    pub api_keys_file: PathBuf,
+    /// On the first start (no key file yet), create an admin key beside the key file.
+    pub create_first_admin_key: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_hs256_secret: None,
+            jwt_public_key_files: Vec::new(),
+            jwt_issuer: None,
+            jwt_audience: None,
+            api_keys_file: PathBuf::from("data/api-keys.json"),
+            create_first_admin_key: true,
+        }
+    }
 }
 
 /// How the regulator's measures are counted where the guidance is still to be confirmed.
@@ -303,11 +407,12 @@ impl NotifierSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The URL is a secret (it may hold a password): `Debug` shows it with the password masked.
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (relative or absolute), the embedded default, or
     /// `postgres://user:password@host/database` for several replicas on one database.
-    pub url: String,
+    url: SecretString,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -422,7 +527,8 @@ impl Settings {
             .try_deserialize()
     }
 
-    /// Settings for one test: a free loopback port and a database in `data_dir`.
+    /// Settings for one test: a free loopback port, a database and API keys in `data_dir`, and
+    /// JWTs signed with [`TEST_JWT_SECRET`].
     pub fn for_tests(data_dir: &std::path::Path) -> Self {
         Self {
             server: ServerSettings {
@@ -434,9 +540,10 @@ impl Settings {
                 // tests count.
                 role: Role::Api,
             },
-            database: DatabaseSettings {
-                url: format!("sqlite://{}", data_dir.join("doorstep.db").display()),
-            },
+            database: DatabaseSettings::new(&format!(
+                "sqlite://{}",
+                data_dir.join("doorstep.db").display()
+            )),
             calendar: CalendarSettings::default(),
             code: CodeSettings::default(),
             log: LogSettings::default(),
@@ -446,13 +553,63 @@ impl Settings {
                 poll_interval_ms: 50,
                 ..NotifierSettings::default()
             },
+            auth: AuthSettings {
+                jwt_hs256_secret: Some(SecretString::from(TEST_JWT_SECRET)),
+                api_keys_file: data_dir.join("api-keys.json"),
+                ..AuthSettings::default()
+            },
+            privacy: PrivacySettings {
+                master_key: None,
+                master_key_file: data_dir.join("master.key"),
+            },
+            tls: TlsSettings::default(),
+            // Tests and benchmarks drive one principal hard; the rate limit's own test turns it
+            // on.
+            limits: LimitSettings {
+                requests_per_second: 0,
+                ..LimitSettings::default()
+            },
         }
     }
 }
 
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &without_password(self.url()))
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl DatabaseSettings {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: SecretString::from(url),
+        }
+    }
+
+    /// The URL itself, password included: for opening connections only, never for logs.
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+
     pub fn is_postgres(&self) -> bool {
-        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+        self.url().starts_with("postgres://") || self.url().starts_with("postgresql://")
     }
 
     /// Where the read models live. PostgreSQL: the same database, shared by every replica.
@@ -461,7 +618,7 @@ impl DatabaseSettings {
     /// intake. Each read-model batch and its checkpoint still commit together in that file.
     pub fn read_model_url(&self) -> Result<String, String> {
         if self.is_postgres() {
-            return Ok(self.url.clone());
+            return Ok(self.url().to_owned());
         }
         let path = self.sqlite_path()?;
         let stem = path
@@ -477,15 +634,15 @@ impl DatabaseSettings {
 
     /// The SQLite file the URL names.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
-        self.url
+        self.url()
             .strip_prefix("sqlite://")
-            .or_else(|| self.url.strip_prefix("sqlite:"))
+            .or_else(|| self.url().strip_prefix("sqlite:"))
             .filter(|path| !path.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| {
                 format!(
                     "database.url `{}` is not supported: use sqlite://path/to/file.db or postgres://…",
-                    self.url
+                    without_password(self.url())
                 )
             })
     }
@@ -504,6 +661,10 @@ mod tests {
         assert_eq!(settings.server.port, DEFAULT_PORT);
         assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(settings.code.timescales(), CodeTimescales::default());
+        assert_eq!(
+            settings.auth.api_keys_file,
+            AuthSettings::default().api_keys_file
+        );
         assert_eq!(settings.server.role, Role::All);
         let policy = settings
             .escalation
@@ -579,6 +740,28 @@ mod tests {
     }
 
     #[test]
+    fn database_passwords_never_print() {
+        let settings =
+            DatabaseSettings::new("postgres://doorstep:s3cret@db.internal:5432/doorstep");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("postgres://doorstep:***@db.internal:5432/doorstep"));
+        assert_eq!(without_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let environment = config::Map::from([(
+            "DOORSTEP__AUTH__JWT_HS256_SECRET".to_owned(),
+            "hunter2-hunter2-hunter2-hunter2-hunter2".to_owned(),
+        )]);
+        let settings = Settings::load_with_environment(None, Some(environment))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(settings.auth.jwt_hs256_secret.is_some());
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let environment = config::Map::from([
             ("DOORSTEP__SERVER__PORT".to_owned(), "6001".to_owned()),
@@ -596,7 +779,7 @@ mod tests {
         let settings = Settings::load_with_environment(Some(&example), Some(environment))
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(settings.server.port, 6001);
-        assert_eq!(settings.database.url, "sqlite:///tmp/x.db");
+        assert_eq!(settings.database.url(), "sqlite:///tmp/x.db");
         assert_eq!(settings.code.timescales().stage_two_extension_cap, 15);
     }
 
@@ -604,15 +787,18 @@ mod tests {
     fn defaults_need_no_file() {
         let settings = Settings::load_with_environment(None, Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_eq!(settings.database.url, "sqlite://data/doorstep.db");
+        assert_eq!(settings.database.url(), "sqlite://data/doorstep.db");
         assert_eq!(settings.server.port, DEFAULT_PORT);
+        // Safe by default: reachable from this machine only, with an admin key made on first
+        // start and no JWT secret built in.
+        assert_eq!(settings.server.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(settings.auth.create_first_admin_key);
+        assert!(settings.auth.jwt_hs256_secret.is_none());
     }
 
     #[test]
     fn sqlite_urls() {
-        let settings = |url: &str| DatabaseSettings {
-            url: url.to_owned(),
-        };
+        let settings = DatabaseSettings::new;
         assert_eq!(
             settings("sqlite://data/doorstep.db").sqlite_path(),
             Ok(PathBuf::from("data/doorstep.db"))

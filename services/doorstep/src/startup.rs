@@ -16,9 +16,13 @@ use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 
+use crate::auth::api_keys::{self, ApiKeyStore};
+use crate::auth::guard::{AuthLayer, Authenticator, FailedKeyLimit, PrincipalRateLimit};
+use crate::auth::jwt::JwtVerifier;
 use crate::backend::{OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::complaint_log;
@@ -28,7 +32,8 @@ use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::notifier::Notifier;
 use crate::performance::PerformanceApi;
-use crate::settings::{Role, Settings};
+use crate::privacy::ResidentVault;
+use crate::settings::{Role, Settings, TlsSettings};
 
 /// Every Doorstep service, as health checks name them.
 const SERVICES: [&str; 6] = [
@@ -65,6 +70,18 @@ pub enum StartupError {
     },
     #[error("cannot build gRPC reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("invalid JWT settings")]
+    Jwt(#[from] crate::auth::jwt::JwtSetupError),
+    #[error("cannot prepare the API keys")]
+    ApiKeys(#[from] api_keys::ApiKeyError),
+    #[error("cannot open the resident key vault")]
+    Vault(#[from] crate::privacy::VaultSetupError),
+    #[error("cannot read the TLS file {path}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
     #[error("cannot set up the notifier's deliveries")]
@@ -86,6 +103,9 @@ pub struct Application {
     escalation_api: EscalationApi,
     notifier: Option<Notifier>,
     role: Role,
+    authenticator: Arc<Authenticator>,
+    tls: Option<ServerTlsConfig>,
+    max_message_bytes: usize,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
 }
@@ -151,6 +171,62 @@ pub async fn rebuild_read_models(
     Ok(applied)
 }
 
+/// TLS when a certificate and key are configured, with client certificates checked against
+/// `client_ca_file` when that is set (mutual TLS).
+fn tls_config(settings: &TlsSettings) -> Result<Option<ServerTlsConfig>, StartupError> {
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| StartupError::TlsFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let (cert_file, key_file) = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(StartupError::Settings(
+                "tls.cert_file and tls.key_file go together".to_owned(),
+            ));
+        }
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(cert_file)?, read(key_file)?));
+    if let Some(ca_file) = &settings.client_ca_file {
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca_file)?))
+            .client_auth_optional(settings.client_certificate_optional);
+    }
+    Ok(Some(config))
+}
+
+/// The credentials the server accepts. On the first start of an installation without any key,
+/// an admin key is created for the owner of the data directory to begin with: there is no
+/// built-in password.
+fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
+    let jwt = JwtVerifier::from_settings(&settings.auth)?;
+    let keys_file = &settings.auth.api_keys_file;
+    if settings.auth.create_first_admin_key
+        && let Some(written) = api_keys::ensure_first_admin_key(keys_file)?
+    {
+        tracing::warn!(
+            path = %written.display(),
+            "created the first admin API key; it is readable by this user only. Create the keys \
+             you need with `doorstep api-keys create`, then delete this file"
+        );
+    }
+    if jwt.is_none() {
+        tracing::info!("no JWT key is configured: only API keys are accepted");
+    }
+    let rate_limit =
+        PrincipalRateLimit::new(settings.limits.requests_per_second, settings.limits.burst);
+    Ok(Authenticator::new(
+        jwt,
+        ApiKeyStore::new(keys_file.clone()),
+        rate_limit,
+        FailedKeyLimit::new(settings.limits.failed_api_keys_per_minute),
+    ))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -169,6 +245,8 @@ impl Application {
             .escalation
             .policy()
             .map_err(StartupError::Settings)?;
+        let authenticator = Arc::new(authenticator(&settings)?);
+        let tls = tls_config(&settings.tls)?;
         let calendar = Arc::new(calendar(&settings)?);
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
@@ -202,7 +280,8 @@ impl Application {
             calendar.clone(),
             settings.code.timescales(),
         );
-        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone());
+        let vault = Arc::new(ResidentVault::load(&settings.privacy, store.key_database()).await?);
+        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone(), vault);
         let contractor_api =
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
         let performance_api = PerformanceApi::new(
@@ -252,6 +331,9 @@ impl Application {
             escalation_api,
             notifier,
             role,
+            authenticator,
+            tls,
+            max_message_bytes: settings.limits.max_message_bytes,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
@@ -315,26 +397,40 @@ impl Application {
         fn api<S>(serves_api: bool, service: S) -> Option<S> {
             serves_api.then_some(service)
         }
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        // Larger messages are refused before they are decoded (OUT_OF_RANGE).
+        let limit = self.max_message_bytes;
+        let server = builder
+            .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
             .add_service(reflection)
             .add_optional_service(api(
                 serves_api,
-                ComplaintServiceServer::new(self.complaint_api),
+                ComplaintServiceServer::new(self.complaint_api).max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
-                ContractorServiceServer::new(self.contractor_api),
+                ContractorServiceServer::new(self.contractor_api).max_decoding_message_size(limit),
             ))
-            .add_optional_service(api(serves_api, VisitServiceServer::new(self.visit_api)))
             .add_optional_service(api(
                 serves_api,
-                PerformanceServiceServer::new(self.performance_api),
+                VisitServiceServer::new(self.visit_api).max_decoding_message_size(limit),
             ))
-            .add_optional_service(api(serves_api, EventServiceServer::new(self.event_api)))
             .add_optional_service(api(
                 serves_api,
-                EscalationServiceServer::new(self.escalation_api),
+                PerformanceServiceServer::new(self.performance_api)
+                    .max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                EventServiceServer::new(self.event_api).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                EscalationServiceServer::new(self.escalation_api).max_decoding_message_size(limit),
             ))
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);

@@ -123,3 +123,100 @@ async fn serves_as_a_notifier_replica_with_role_notifier() {
     );
     running.kill_now();
 }
+
+/// Safe by default: the first start creates an admin key readable by its owner alone and says
+/// where; nothing answers without a credential; `doorstep api-keys create` adds a key the running
+/// server accepts at once; and what a key does is recorded under the key's name.
+#[tokio::test]
+async fn the_first_start_creates_an_admin_key_and_nothing_answers_without_a_credential() {
+    use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+    use doorstep_api::v1::event_service_client::EventServiceClient;
+    use doorstep_server::auth::client::CallerCredential;
+
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("data/doorstep.db").display()
+    );
+    let running = serve(&database_url);
+    let admin_key_file = directory.path().join("data/admin.api-key");
+    assert!(
+        running
+            .stderr_tail()
+            .contains(&admin_key_file.display().to_string()),
+        "the log says where the admin key is:\n{}",
+        running.stderr_tail()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&admin_key_file)
+            .expect("the admin key file exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let admin_key = std::fs::read_to_string(&admin_key_file).expect("the admin key is readable");
+    assert!(
+        !running.stderr_tail().contains(admin_key.trim()),
+        "the key itself is never logged"
+    );
+
+    let connection =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", running.port))
+            .expect("a valid endpoint")
+            .connect()
+            .await
+            .expect("the binary accepts connections");
+    let anonymous = ContractorServiceClient::new(connection.clone())
+        .list_contractors(v1::ListContractorsRequest::default())
+        .await
+        .expect_err("no credential, no answer");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    let admin = CallerCredential::api_key(&admin_key).expect("a sendable key");
+    ContractorServiceClient::new(admin.attach(connection.clone()))
+        .register_contractor(v1::RegisterContractorRequest {
+            contractor_id: "acme-retrofit".to_owned(),
+            profile: Some(v1::ContractorProfile {
+                legal_name: "Acme Retrofit Ltd".to_owned(),
+                public_contact_name: "Sam Site".to_owned(),
+                public_phone: "0113 496 0000".to_owned(),
+                ..Default::default()
+            }),
+            request_id: "register-acme".to_owned(),
+        })
+        .await
+        .expect("the admin key registers a contractor");
+
+    let created = doorstep(&database_url)
+        .args([
+            "api-keys",
+            "create",
+            "--role",
+            "auditor",
+            "--name",
+            "audit-team",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("api-keys create runs");
+    assert!(created.status.success());
+    let auditor_key = String::from_utf8(created.stdout).expect("the key is printed as text");
+    let auditor = CallerCredential::api_key(auditor_key.trim()).expect("a sendable key");
+    let stream = EventServiceClient::new(auditor.attach(connection))
+        .read_stream(v1::ReadStreamRequest {
+            stream_id: "contractor-acme-retrofit".to_owned(),
+            from_version: 1,
+            max_count: 10,
+        })
+        .await
+        .expect("the new auditor key reads the log without a restart")
+        .into_inner();
+    let actor = stream
+        .events
+        .first()
+        .and_then(|event| event.metadata.as_ref())
+        .map(|metadata| metadata.actor.clone());
+    assert_eq!(actor.as_deref(), Some("api-key:first-admin"));
+}

@@ -53,11 +53,12 @@ use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::subscribe_all_response::Message;
 use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
+use doorstep_server::auth::client::AuthenticatedChannel as Channel;
 use doorstep_store::{
     EventStore, PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings,
 };
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use support::{RunningBinary, channel, serve};
 
@@ -357,11 +358,12 @@ fn kill(running: &mut RunningBinary, cycle: usize) {
 
 /// A channel that connects on first use, one HTTP/2 connection per client.
 fn lazy_channel(port: u16) -> Channel {
-    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("a valid endpoint")
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
-        .connect_lazy()
+        .connect_lazy();
+    support::staff_credential().attach(channel)
 }
 
 /// Retries the keys earlier crashes cut off, then logs new complaints, until a call fails.

@@ -36,6 +36,7 @@ use doorstep_domain::input::{
     ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::standard::ServiceStandard;
+use doorstep_server::auth::client::AuthenticatedChannel as Channel;
 use doorstep_server::{Application, Settings, StartupError};
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
@@ -43,10 +44,27 @@ use doorstep_store::{
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use uuid::Uuid;
 
 const ACTOR: &str = "doorstep-bench";
+
+/// A token for every staff role, signed with the secret of the servers this bench starts
+/// (`Settings::for_tests`), naming [`ACTOR`].
+fn bench_credential() -> anyhow::Result<doorstep_server::auth::client::CallerCredential> {
+    let claims = doorstep_server::auth::jwt::TokenClaims::new(
+        ACTOR,
+        &["intake", "officer", "manager", "admin", "auditor"],
+        Duration::from_secs(24 * 3_600),
+    );
+    let token = doorstep_server::auth::jwt::issue_hs256(
+        doorstep_server::settings::TEST_JWT_SECRET.as_bytes(),
+        &claims,
+    )?;
+    Ok(doorstep_server::auth::client::CallerCredential::bearer(
+        &token,
+    )?)
+}
 /// The reporting window queried: a full reporting year inside the generated 24 months.
 const FROM_MONTH: &str = "2025-04";
 const TO_MONTH: &str = "2026-03";
@@ -153,13 +171,14 @@ impl RunningServer {
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {
-        Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
             .context("building the server's endpoint")?
             .timeout(Duration::from_secs(600))
             .tcp_nodelay(true)
             .connect()
             .await
-            .context("connecting to the server")
+            .context("connecting to the server")?;
+        Ok(bench_credential()?.attach(channel))
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -172,12 +191,8 @@ impl RunningServer {
 }
 
 fn with_actor<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "doorstep-actor",
-        tonic::metadata::MetadataValue::from_static(ACTOR),
-    );
-    request
+    // The actor recorded is the principal the bench's token names, not a header.
+    tonic::Request::new(message)
 }
 
 fn contractor_name(index: u32) -> String {

@@ -15,7 +15,10 @@ use std::time::Duration;
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use doorstep_server::auth::client::{AuthenticatedChannel, CallerCredential};
+use doorstep_server::auth::jwt::{TokenClaims, issue_hs256};
+use doorstep_server::settings::TEST_JWT_SECRET;
+use tonic::transport::Endpoint;
 
 /// Lines of the binary's stderr kept to explain a failure.
 const STDERR_TAIL_LINES: usize = 200;
@@ -41,7 +44,32 @@ impl Drop for RunningBinary {
     }
 }
 
-/// The binary, set up to use `database_url`, port 0 and nothing from the working directory.
+/// The API key file of a test server on `database_url`: beside a SQLite file, or in the
+/// temporary directory for a PostgreSQL database (named after the database, which is unique).
+fn api_keys_file(database_url: &str) -> std::path::PathBuf {
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => std::path::Path::new(path).with_file_name("api-keys.json"),
+        None => std::env::temp_dir().join(format!(
+            "doorstep-test-api-keys-{}.json",
+            database_url.rsplit('/').next().unwrap_or("db")
+        )),
+    }
+}
+
+/// Every role but `contractor`, as a bearer token signed with the secret [`doorstep`] gives the
+/// binary.
+pub fn staff_credential() -> CallerCredential {
+    let claims = TokenClaims::new(
+        "test-staff",
+        &["intake", "officer", "manager", "admin", "auditor"],
+        Duration::from_secs(3_600),
+    );
+    let token = issue_hs256(TEST_JWT_SECRET.as_bytes(), &claims).expect("a token is signed");
+    CallerCredential::bearer(&token).expect("a sendable token")
+}
+
+/// The binary, set up to use `database_url`, port 0, the test JWT secret, no rate limit and
+/// nothing from the working directory.
 pub fn doorstep(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep"));
     command
@@ -50,6 +78,11 @@ pub fn doorstep(database_url: &str) -> Command {
         // These tests log back-dated complaints and count their events; the notifier, on the
         // machine's clock, would escalate them. Tests of the notifier pass `--role`.
         .env("DOORSTEP__SERVER__ROLE", "api")
+        .env("DOORSTEP__AUTH__JWT_HS256_SECRET", TEST_JWT_SECRET)
+        .env("DOORSTEP__AUTH__API_KEYS_FILE", api_keys_file(database_url))
+        // These tests drive one principal as hard as the binary goes (the crash test); the rate
+        // limit has its own test.
+        .env("DOORSTEP__LIMITS__REQUESTS_PER_SECOND", "0")
         .env("RUST_LOG", "info")
         .env_remove("DOORSTEP_CONFIG");
     command
@@ -161,16 +194,17 @@ impl RunningBinary {
 
 /// A channel to a local port. The binary binds before it logs its port, so the connection is
 /// accepted at once.
-pub async fn channel(port: u16) -> Channel {
-    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+pub async fn channel(port: u16) -> AuthenticatedChannel {
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("a valid endpoint")
         .timeout(CALL_LIMIT)
         .connect()
         .await
-        .expect("the binary accepts connections")
+        .expect("the binary accepts connections");
+    staff_credential().attach(channel)
 }
 
-pub async fn client(port: u16) -> ComplaintServiceClient<Channel> {
+pub async fn client(port: u16) -> ComplaintServiceClient<AuthenticatedChannel> {
     ComplaintServiceClient::new(channel(port).await)
 }
 

@@ -1,0 +1,184 @@
+//! The one policy table: which roles may call which method.
+//!
+//! A method missing from the table is refused to everyone (after authentication), so an RPC added
+//! without a policy line is closed, not open; a test enumerates every method in the API's
+//! descriptor set and fails on any without a line here.
+
+use super::Role::{self, Admin, Auditor, Contractor, Intake, Manager, Officer};
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential needed: health checks, for load balancers and orchestrators.
+    Public,
+    /// Any authenticated caller, whatever its roles: gRPC reflection, which describes the API's
+    /// shape (public in `proto/` anyway) and nothing of its data.
+    Authenticated,
+    /// Callers holding at least one of these roles.
+    Roles(&'static [Role]),
+}
+
+/// Services every caller may reach as a whole, by gRPC service name.
+const OPEN_SERVICES: &[(&str, Access)] = &[
+    ("grpc.health.v1.Health", Access::Public),
+    ("grpc.reflection.v1.ServerReflection", Access::Authenticated),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        Access::Authenticated,
+    ),
+];
+
+const READERS_OF_COMPLAINTS: &[Role] = &[Intake, Officer, Manager, Contractor];
+
+/// Doorstep's own methods, by `service/method`. Contractor callers are further confined to their
+/// own records by the handlers (see `ARCHITECTURE.md`, "Who may see what").
+pub const POLICY: &[(&str, &[Role])] = &[
+    ("doorstep.v1.ComplaintService/LogComplaint", &[Intake]),
+    (
+        "doorstep.v1.ComplaintService/AcknowledgeComplaint",
+        &[Officer],
+    ),
+    ("doorstep.v1.ComplaintService/ExtendDeadline", &[Officer]),
+    ("doorstep.v1.ComplaintService/RecordFindings", &[Officer]),
+    ("doorstep.v1.ComplaintService/IssueResponse", &[Officer]),
+    ("doorstep.v1.ComplaintService/RequestStageTwo", &[Officer]),
+    ("doorstep.v1.ComplaintService/CloseComplaint", &[Officer]),
+    ("doorstep.v1.ComplaintService/ReopenComplaint", &[Officer]),
+    ("doorstep.v1.ComplaintService/WithdrawComplaint", &[Officer]),
+    ("doorstep.v1.ComplaintService/AddNote", &[Officer]),
+    (
+        "doorstep.v1.ComplaintService/GetComplaint",
+        READERS_OF_COMPLAINTS,
+    ),
+    (
+        "doorstep.v1.ComplaintService/ListComplaints",
+        READERS_OF_COMPLAINTS,
+    ),
+    ("doorstep.v1.ComplaintService/ForgetResident", &[Admin]),
+    ("doorstep.v1.ContractorService/RegisterContractor", &[Admin]),
+    ("doorstep.v1.ContractorService/UpdateContractor", &[Admin]),
+    ("doorstep.v1.ContractorService/SuspendContractor", &[Admin]),
+    (
+        "doorstep.v1.ContractorService/ReinstateContractor",
+        &[Admin],
+    ),
+    (
+        "doorstep.v1.ContractorService/RecordEqualityAudit",
+        &[Admin],
+    ),
+    (
+        "doorstep.v1.ContractorService/GetContractor",
+        &[Intake, Officer, Manager, Admin],
+    ),
+    (
+        "doorstep.v1.ContractorService/ListContractors",
+        &[Intake, Officer, Manager, Admin],
+    ),
+    (
+        "doorstep.v1.ContractorService/VerifyContractor",
+        &[Intake, Officer, Admin],
+    ),
+    ("doorstep.v1.VisitService/RecordVisits", &[Intake]),
+    // Escalations are for the people the ladder tells: liaison officers act on them, managers
+    // (contract manager, head of service) follow and acknowledge theirs; failed deliveries are
+    // the administrator's to retry.
+    (
+        "doorstep.v1.EscalationService/WatchEscalations",
+        &[Officer, Manager],
+    ),
+    (
+        "doorstep.v1.EscalationService/ListEscalations",
+        &[Officer, Manager],
+    ),
+    (
+        "doorstep.v1.EscalationService/AcknowledgeEscalation",
+        &[Officer, Manager],
+    ),
+    ("doorstep.v1.EscalationService/ListDeadLetters", &[Admin]),
+    ("doorstep.v1.EscalationService/RetryDeadLetter", &[Admin]),
+    ("doorstep.v1.EventService/ReadStream", &[Auditor]),
+    ("doorstep.v1.EventService/SubscribeAll", &[Auditor]),
+    (
+        "doorstep.v1.PerformanceService/GetContractorPerformance",
+        &[Manager, Contractor],
+    ),
+    (
+        "doorstep.v1.PerformanceService/ListContractorPerformance",
+        &[Manager],
+    ),
+    (
+        "doorstep.v1.PerformanceService/GetComplaintHandlingReport",
+        &[Manager],
+    ),
+];
+
+/// The access rule for a request path `/<service>/<method>`. `None` is a path with no rule:
+/// refused to everyone.
+pub fn access(path: &str) -> Option<Access> {
+    let path = path.strip_prefix('/')?;
+    let (service, _) = path.split_once('/')?;
+    if let Some((_, access)) = OPEN_SERVICES.iter().find(|(open, _)| *open == service) {
+        return Some(*access);
+    }
+    POLICY
+        .iter()
+        .find(|(method, _)| *method == path)
+        .map(|(_, roles)| Access::Roles(roles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// Every method of every Doorstep service, as `service/method`, from the API's own
+    /// descriptor set: a method added to `proto/` shows up here without anyone listing it.
+    fn every_api_method() -> Vec<String> {
+        let set = prost_types::FileDescriptorSet::decode(doorstep_api::FILE_DESCRIPTOR_SET)
+            .unwrap_or_else(|error| panic!("the descriptor set decodes: {error}"));
+        set.file
+            .iter()
+            .flat_map(|file| {
+                let package = file.package().to_owned();
+                file.service.iter().flat_map(move |service| {
+                    let service_name = format!("{package}.{}", service.name());
+                    service
+                        .method
+                        .iter()
+                        .map(move |method| format!("{service_name}/{}", method.name()))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_method_of_the_api_has_a_policy_line() {
+        let methods = every_api_method();
+        assert!(methods.len() >= 26, "found only {methods:?}");
+        let missing: Vec<&String> = methods
+            .iter()
+            .filter(|method| !POLICY.iter().any(|(line, _)| line == method))
+            .collect();
+        assert!(missing.is_empty(), "no policy line for {missing:?}");
+    }
+
+    #[test]
+    fn every_policy_line_names_a_method_that_exists() {
+        let methods = every_api_method();
+        for (line, roles) in POLICY {
+            assert!(methods.iter().any(|method| method == line), "{line}");
+            assert!(!roles.is_empty(), "{line} names no role");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_have_no_rule_and_health_is_public() {
+        assert_eq!(access("/doorstep.v1.ComplaintService/DropTables"), None);
+        assert_eq!(access("no-slash"), None);
+        assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
+        assert_eq!(
+            access("/doorstep.v1.EventService/ReadStream"),
+            Some(Access::Roles(&[Auditor]))
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! Residents' personal data at rest: a resident's name, phone, email and address are sealed in
+//! the `ComplaintReceived` event with a data key of their own, and each data key is stored
+//! wrapped by the master key in the event store's database. Forgetting a resident deletes their
+//! key: the events stay, and what it sealed reads as erased from then on.
+//!
+//! Only `GetComplaint` opens sealed data. The read models never see it (the stored payload
+//! holds the fields blank), and the event log delivers every `ComplaintReceived` with them
+//! withheld, so an auditor's copy of the log holds no contact details.
+//!
+//! The master key comes from `privacy.master_key` (base64, e.g. from the environment or a KMS
+//! that injects it) or from `privacy.master_key_file`, which the first start creates (0600).
+
+pub mod crypto;
+pub mod keys;
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use doorstep_api::v1;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::settings::PrivacySettings;
+use crypto::{SealError, SecretKey};
+use keys::KeyDatabase;
+
+/// What replaces a name or an address that was erased.
+pub const ERASED: &str = "[erased]";
+
+/// The personal fields of a complaint, as sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalData {
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: String,
+}
+
+/// What a read finds of a complaint's personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Personal {
+    /// Logged before sealing, and not forgotten: the plain fields in the event stand.
+    Plain,
+    Opened(PersonalData),
+    /// The resident was forgotten.
+    Erased,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("the resident key store failed")]
+    Database(#[from] sqlx::Error),
+    #[error("a stored resident key does not open with the master key")]
+    WrongMasterKey,
+    #[error("the intake event has no resident reference")]
+    NoReference,
+    #[error("cannot seal the personal data")]
+    Seal(#[from] SealError),
+    #[error("cannot encode the personal data")]
+    Encode(#[from] serde_json::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultSetupError {
+    #[error("privacy.master_key is not base64 of 32 bytes")]
+    MasterKeyFormat,
+    #[error(
+        "resident keys exist but the master key file {0} does not: restore it or set \
+         privacy.master_key; a new master key would make every resident's data unreadable"
+    )]
+    MissingMasterKey(std::path::PathBuf),
+    #[error("cannot read or write the master key file")]
+    File(#[from] crate::auth::api_keys::ApiKeyError),
+    #[error("cannot read the master key file {path}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the resident key store failed")]
+    Database(#[from] sqlx::Error),
+}
+
+fn associated(purpose: &str, reference: &str) -> Vec<u8> {
+    format!("doorstep {purpose} v1\0{reference}").into_bytes()
+}
+
+/// Seals and opens residents' personal data.
+pub struct ResidentVault {
+    master: SecretKey,
+    keys: KeyDatabase,
+}
+
+impl ResidentVault {
+    /// The vault with the master key the settings name, creating the key file on the first
+    /// start of an installation that has sealed nothing yet.
+    pub async fn load(
+        settings: &PrivacySettings,
+        keys: KeyDatabase,
+    ) -> Result<Self, VaultSetupError> {
+        let master = match &settings.master_key {
+            Some(key) => decode_master_key(key.expose_secret())?,
+            None => master_key_from_file(&settings.master_key_file, &keys).await?,
+        };
+        Ok(Self { master, keys })
+    }
+
+    async fn data_key(
+        &self,
+        reference: &str,
+        create: bool,
+    ) -> Result<Option<SecretKey>, PrivacyError> {
+        let mut wrapped = self.keys.wrapped_key(reference).await?;
+        if wrapped.is_none() && create {
+            let wrapped_new = self.master.seal(
+                SecretKey::generate().as_bytes(),
+                &associated("resident key", reference),
+            )?;
+            self.keys
+                .insert_key(reference, &BASE64.encode(wrapped_new))
+                .await?;
+            // Read back: a concurrent first complaint of the same resident may have stored its
+            // key first, and everything must be sealed under the one that stays.
+            wrapped = self.keys.wrapped_key(reference).await?;
+        }
+        let Some(wrapped) = wrapped else {
+            return Ok(None);
+        };
+        let key = BASE64
+            .decode(wrapped.as_bytes())
+            .ok()
+            .and_then(|bytes| {
+                self.master
+                    .open(&bytes, &associated("resident key", reference))
+                    .ok()
+            })
+            .and_then(|bytes| SecretKey::from_bytes(&bytes))
+            .ok_or(PrivacyError::WrongMasterKey)?;
+        Ok(Some(key))
+    }
+
+    /// Seals the personal fields of a `ComplaintReceived` payload in place: they are blanked and
+    /// stored encrypted in `personal_data`.
+    pub async fn seal_intake(&self, payload: &mut Value) -> Result<(), PrivacyError> {
+        let reference = resident_reference(payload)
+            .ok_or(PrivacyError::NoReference)?
+            .to_owned();
+        let personal = take_personal_data(payload);
+        let key = self
+            .data_key(&reference, true)
+            .await?
+            .ok_or(PrivacyError::NoReference)?;
+        let sealed = key.seal(
+            &serde_json::to_vec(&personal)?,
+            &associated("personal data", &reference),
+        )?;
+        if let Some(object) = payload.as_object_mut() {
+            object.insert(
+                "personal_data".to_owned(),
+                serde_json::json!({ "sealed": BASE64.encode(sealed) }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The personal data of a stored `ComplaintReceived` payload, as a read may show it.
+    pub async fn open(&self, payload: &Value) -> Result<Personal, PrivacyError> {
+        let Some(reference) = resident_reference(payload) else {
+            return Ok(Personal::Erased);
+        };
+        let sealed = payload
+            .get("personal_data")
+            .and_then(|data| data.get("sealed"))
+            .and_then(Value::as_str);
+        let Some(sealed) = sealed else {
+            return Ok(if self.keys.is_forgotten(reference).await? {
+                Personal::Erased
+            } else {
+                Personal::Plain
+            });
+        };
+        let Some(key) = self.data_key(reference, false).await? else {
+            return Ok(Personal::Erased);
+        };
+        // A key made after the resident was forgotten (a later complaint) does not open what
+        // the destroyed key sealed: that too is erased.
+        let opened = BASE64
+            .decode(sealed.as_bytes())
+            .ok()
+            .and_then(|bytes| {
+                key.open(&bytes, &associated("personal data", reference))
+                    .ok()
+            })
+            .and_then(|plain| serde_json::from_slice::<PersonalData>(&plain).ok());
+        Ok(opened.map_or(Personal::Erased, Personal::Opened))
+    }
+
+    /// Destroys the resident's key. Returns whether there was one.
+    pub async fn forget(&self, reference: &str) -> Result<bool, PrivacyError> {
+        Ok(self.keys.forget(reference).await?)
+    }
+}
+
+fn decode_master_key(text: &str) -> Result<SecretKey, VaultSetupError> {
+    BASE64
+        .decode(text.trim().as_bytes())
+        .ok()
+        .and_then(|bytes| SecretKey::from_bytes(&bytes))
+        .ok_or(VaultSetupError::MasterKeyFormat)
+}
+
+async fn master_key_from_file(
+    path: &Path,
+    keys: &KeyDatabase,
+) -> Result<SecretKey, VaultSetupError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_master_key(&text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if keys.key_count().await? > 0 {
+                return Err(VaultSetupError::MissingMasterKey(path.to_owned()));
+            }
+            let key = SecretKey::generate();
+            let mut text = BASE64.encode(key.as_bytes()).into_bytes();
+            text.push(b'\n');
+            crate::auth::api_keys::write_private_file(path, &text)?;
+            tracing::warn!(
+                path = %path.display(),
+                "created the master key that protects residents' personal data; back it up \
+                 apart from the database, or move it to a secret store and set \
+                 privacy.master_key"
+            );
+            Ok(key)
+        }
+        Err(source) => Err(VaultSetupError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn resident_reference(payload: &Value) -> Option<&str> {
+    payload
+        .get("resident")
+        .and_then(|resident| resident.get("reference"))
+        .and_then(Value::as_str)
+}
+
+/// Takes the personal fields out of a `ComplaintReceived` payload, leaving them blank.
+fn take_personal_data(payload: &mut Value) -> PersonalData {
+    let mut take_text = |pointer: &str, blank: Value| -> Option<String> {
+        let slot = payload.pointer_mut(pointer)?;
+        let value = std::mem::replace(slot, blank);
+        value.as_str().map(str::to_owned)
+    };
+    PersonalData {
+        name: take_text("/resident/name", Value::from("")).unwrap_or_default(),
+        phone: take_text("/resident/phone", Value::Null),
+        email: take_text("/resident/email", Value::Null),
+        address: take_text("/property/address", Value::from("")).unwrap_or_default(),
+    }
+}
+
+/// The event log's copy of a `ComplaintReceived` payload: personal fields withheld, sealed or
+/// not, so no reader of the log (auditors, followers) holds contact details.
+pub fn withhold(event_type: &str, payload: &mut Value) {
+    if event_type != "ComplaintReceived" {
+        return;
+    }
+    let _ = take_personal_data(payload);
+    if let Some(object) = payload.as_object_mut() {
+        object.remove("personal_data");
+        object.insert("personal_data_withheld".to_owned(), Value::Bool(true));
+    }
+}
+
+/// Puts what the vault found into a complaint as the API shows it.
+pub fn show(view: &mut v1::Complaint, personal: Personal) {
+    match personal {
+        Personal::Plain => {}
+        Personal::Opened(data) => {
+            if let Some(resident) = view.resident.as_mut() {
+                resident.name = data.name;
+                resident.phone = data.phone.unwrap_or_default();
+                resident.email = data.email.unwrap_or_default();
+            }
+            if let Some(property) = view.property.as_mut() {
+                property.address = data.address;
+            }
+        }
+        Personal::Erased => {
+            if let Some(resident) = view.resident.as_mut() {
+                resident.name = ERASED.to_owned();
+                resident.phone.clear();
+                resident.email.clear();
+            }
+            if let Some(property) = view.property.as_mut() {
+                property.address = ERASED.to_owned();
+            }
+            view.personal_data_erased = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intake() -> Value {
+        serde_json::json!({
+            "resident": {"reference": "T-1", "name": "Ada Resident", "phone": "07700 900123",
+                         "email": "ada@example.org"},
+            "property": {"uprn": "100", "address": "1 Example Road"},
+            "description": "gate"
+        })
+    }
+
+    #[test]
+    fn the_event_log_copy_withholds_every_personal_field() {
+        let mut payload = intake();
+        withhold("ComplaintReceived", &mut payload);
+        let text = payload.to_string();
+        for personal in ["Ada", "07700", "ada@", "Example Road"] {
+            assert!(!text.contains(personal), "{text}");
+        }
+        assert_eq!(payload["resident"]["reference"], "T-1");
+        assert_eq!(payload["description"], "gate");
+        let mut note = serde_json::json!({"text": "Ada called"});
+        withhold("NoteAdded", &mut note);
+        assert_eq!(note["text"], "Ada called");
+    }
+
+    #[test]
+    fn taking_the_personal_data_leaves_a_payload_the_domain_still_reads() {
+        let mut payload = intake();
+        let taken = take_personal_data(&mut payload);
+        assert_eq!(taken.name, "Ada Resident");
+        assert_eq!(taken.phone.as_deref(), Some("07700 900123"));
+        assert_eq!(taken.address, "1 Example Road");
+        assert_eq!(payload["resident"]["name"], "");
+        assert_eq!(payload["resident"]["phone"], Value::Null);
+    }
+}

@@ -1,0 +1,338 @@
+//! Residents' personal data: sealed at rest, opened only for those who may see it, and erased
+//! for good when the resident is forgotten, with counts, rates and a rebuild unchanged.
+
+use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
+use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_store::{
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
+    StreamId,
+};
+use doorstep_tests::{TestApp, database_path, gate_left_open, spawn_app, spawn_app_in, whole_log};
+
+const NAME: &str = "Ada Resident";
+const PHONE: &str = "07700 900123";
+const EMAIL: &str = "ada@example.org";
+const ADDRESS: &str = "1 Example Road, Leeds";
+
+/// Every byte Doorstep keeps on disk for this server: the event log, its WAL and the read models.
+fn bytes_on_disk(app: &TestApp) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.data_dir()).expect("the data directory lists") {
+        let path = entry.expect("an entry").path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(&path).expect("a readable file"));
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+async fn get(app: &TestApp, complaint_id: &str) -> v1::Complaint {
+    ComplaintServiceClient::new(app.channel_as(&["officer"]))
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: complaint_id.to_owned(),
+        })
+        .await
+        .expect("the complaint reads")
+        .into_inner()
+        .complaint
+        .expect("a complaint")
+}
+
+async fn figures(app: &TestApp) -> v1::GetContractorPerformanceResponse {
+    PerformanceServiceClient::new(app.channel_as(&["manager"]))
+        .get_contractor_performance(v1::GetContractorPerformanceRequest {
+            contractor_id: "acme-retrofit".to_owned(),
+            from_month: "2026-04".to_owned(),
+            to_month: "2027-03".to_owned(),
+            min_position: None,
+        })
+        .await
+        .expect("figures")
+        .into_inner()
+}
+
+async fn listed(app: &TestApp, min_position: u64) -> Vec<v1::ComplaintSummary> {
+    ComplaintServiceClient::new(app.channel_as(&["officer"]))
+        .list_complaints(v1::ListComplaintsRequest {
+            min_position: Some(min_position),
+            ..Default::default()
+        })
+        .await
+        .expect("listed")
+        .into_inner()
+        .complaints
+}
+
+#[tokio::test]
+async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erased() {
+    let app = spawn_app().await;
+    let mut officer = ComplaintServiceClient::new(app.channel_as(&["officer"]));
+    let logged = ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(gate_left_open("privacy-1", "2026-11-02T10:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner();
+    let id = logged.complaint_id.clone();
+    officer
+        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+            complaint_id: id.clone(),
+            stage: v1::Stage::One as i32,
+            handler: "Officer One".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("acknowledged");
+    let last = officer
+        .record_findings(v1::RecordFindingsRequest {
+            complaint_id: id.clone(),
+            findings: vec![v1::Finding {
+                standard: v1::ServiceStandard::GatesSecured as i32,
+                outcome: v1::FindingOutcome::Upheld as i32,
+                summary: "The gate was left open".to_owned(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("findings")
+        .into_inner()
+        .position;
+
+    // Those who may see the resident's details see them…
+    let seen = get(&app, &id).await;
+    let resident = seen.resident.clone().expect("a resident");
+    assert_eq!(
+        (
+            resident.name.as_str(),
+            resident.phone.as_str(),
+            resident.email.as_str()
+        ),
+        (NAME, PHONE, EMAIL)
+    );
+    assert_eq!(
+        seen.property.clone().map(|p| p.address),
+        Some(ADDRESS.to_owned())
+    );
+    assert!(!seen.personal_data_erased);
+
+    // …but nothing on disk holds them in the clear, and neither does the event log.
+    let disk = bytes_on_disk(&app);
+    for personal in [NAME, PHONE, EMAIL, ADDRESS] {
+        assert!(
+            !contains(&disk, personal),
+            "{personal} is on disk in the clear"
+        );
+    }
+    let log_text: String = whole_log(&app.channel)
+        .await
+        .iter()
+        .map(|event| event.payload_json.clone())
+        .collect();
+    for personal in [NAME, PHONE, EMAIL, ADDRESS] {
+        assert!(
+            !log_text.contains(personal),
+            "{personal} is in the event log"
+        );
+    }
+
+    let list_before = listed(&app, last).await;
+    let figures_before = figures(&app).await;
+
+    let mut admin = ComplaintServiceClient::new(app.channel_as(&["admin"]));
+    let forget = v1::ForgetResidentRequest {
+        resident_reference: "T-1001".to_owned(),
+        request_id: "erasure-2026-11-20".to_owned(),
+        reason: "Erasure request received 2026-11-20".to_owned(),
+    };
+    let forgotten = admin
+        .forget_resident(forget.clone())
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(forgotten.key_destroyed);
+    assert!(!forgotten.duplicate);
+    let retried = admin
+        .forget_resident(forget)
+        .await
+        .expect("a retry is accepted")
+        .into_inner();
+    assert!(retried.duplicate);
+    assert_eq!(retried.position, forgotten.position);
+
+    let erased = get(&app, &id).await;
+    assert!(erased.personal_data_erased);
+    let resident = erased.resident.clone().expect("a resident");
+    assert_eq!(
+        (
+            resident.name.as_str(),
+            resident.phone.as_str(),
+            resident.email.as_str()
+        ),
+        ("[erased]", "", "")
+    );
+    assert_eq!(resident.reference, "T-1001");
+    assert_eq!(
+        erased.property.clone().map(|p| p.address),
+        Some("[erased]".to_owned())
+    );
+    assert_eq!(
+        erased.status, seen.status,
+        "the complaint itself is untouched"
+    );
+    assert_eq!(erased.findings, seen.findings);
+    assert_eq!(listed(&app, forgotten.position).await, list_before);
+    assert_eq!(
+        figures(&app).await,
+        figures_before,
+        "counts and rates are unchanged"
+    );
+
+    // The erasure is itself on record, under the admin who asked for it.
+    let record = EventServiceClient::new(app.channel_as(&["auditor"]))
+        .read_stream(v1::ReadStreamRequest {
+            stream_id: "resident-T-1001".to_owned(),
+            from_version: 1,
+            max_count: 10,
+        })
+        .await
+        .expect("the erasure stream reads")
+        .into_inner();
+    assert_eq!(record.events.len(), 1);
+    assert_eq!(record.events[0].event_type, "ResidentForgotten");
+    assert_eq!(
+        record.events[0].metadata.as_ref().map(|m| m.actor.as_str()),
+        Some("jwt:admin")
+    );
+
+    // A rebuild of every read model from the log gives the same answers.
+    let mut app = app;
+    app.stop().await;
+    doorstep_server::startup::rebuild_read_models(app.settings(), |_| {}, |_, _| {})
+        .await
+        .expect("the read models rebuild");
+    let app = app.restart().await;
+    assert_eq!(listed(&app, forgotten.position).await, list_before);
+    assert_eq!(figures(&app).await, figures_before);
+    assert!(get(&app, &id).await.personal_data_erased);
+
+    // A later complaint by the same resident is sealed under a new key and reads normally,
+    // while the earlier one stays erased.
+    let again = ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(gate_left_open("privacy-2", "2026-11-23T10:00:00Z"))
+        .await
+        .expect("logged")
+        .into_inner();
+    assert_eq!(
+        get(&app, &again.complaint_id)
+            .await
+            .resident
+            .map(|r| r.name),
+        Some(NAME.to_owned())
+    );
+    assert!(get(&app, &id).await.personal_data_erased);
+}
+
+#[tokio::test]
+async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgotten() {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let complaint_id = uuid::Uuid::now_v7();
+    let version_two = serde_json::json!({
+        "complaint_id": complaint_id,
+        "channel": "LETTER",
+        "source_system": "post-room",
+        "resident": {"reference": "T-77", "name": "Old Resident", "phone": "0113 496 0777",
+                     "email": null},
+        "property": {"uprn": "4242", "address": "7 Old Street"},
+        "contractor_id": "acme-retrofit",
+        "visit_id": null,
+        "standards": ["TIDINESS"],
+        "description": "Dust sheets left behind",
+        "occurred_at": null,
+        "received_at": "2026-03-02T09:00:00Z",
+        "outcome_sought": "",
+        "reasonable_adjustments": "",
+        "acknowledgement_due": "2026-03-09",
+        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
+    });
+    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir.path())))
+        .await
+        .expect("the store opens");
+    store
+        .append(
+            &StreamId::new("complaint", complaint_id),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "ComplaintReceived".to_owned(),
+                schema_version: 2,
+                payload: version_two,
+                metadata: EventMetadata {
+                    actor: "legacy-import".to_owned(),
+                    source_channel: "LETTER".to_owned(),
+                    ..Default::default()
+                },
+            }],
+        )
+        .await
+        .expect("the old event is stored");
+    store.close().await;
+
+    let app = spawn_app_in(data_dir).await;
+    let old = get(&app, &complaint_id.to_string()).await;
+    assert_eq!(
+        old.resident.map(|r| r.name),
+        Some("Old Resident".to_owned())
+    );
+    let forgotten = ComplaintServiceClient::new(app.channel_as(&["admin"]))
+        .forget_resident(v1::ForgetResidentRequest {
+            resident_reference: "T-77".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(!forgotten.key_destroyed, "nothing of theirs was sealed");
+    let masked = get(&app, &complaint_id.to_string()).await;
+    assert!(masked.personal_data_erased);
+    assert_eq!(
+        masked.resident.map(|r| (r.name, r.phone)),
+        Some(("[erased]".to_owned(), String::new()))
+    );
+    assert_eq!(masked.description, "Dust sheets left behind");
+}
+
+/// Losing the master key must not be papered over: with residents' keys stored, a server whose
+/// master key file has gone refuses to start instead of making a new key that opens nothing.
+#[tokio::test]
+async fn a_missing_master_key_stops_the_server_from_starting() {
+    let mut app = spawn_app().await;
+    ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(gate_left_open("master-1", "2026-11-02T10:00:00Z"))
+        .await
+        .expect("logged");
+    app.stop().await;
+    let master_key = app.settings().privacy.master_key_file.clone();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&master_key)
+            .expect("the master key file was created")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::remove_file(&master_key).expect("the master key file is removed");
+    let refused = doorstep_server::Application::build(app.settings().clone()).await;
+    assert!(
+        matches!(refused, Err(doorstep_server::StartupError::Vault(_))),
+        "the server must not start without its master key"
+    );
+    assert!(!master_key.exists(), "no new master key was made");
+}
