@@ -12,7 +12,7 @@ use doorstep_server::settings::TEST_JWT_SECRET;
 use doorstep_store::{EventMetadata, NewEvent};
 use uuid::Uuid;
 
-/// The actor every benchmark call names in the `doorstep-actor` header.
+/// The subject of the benchmark's token: the actor its events record (`jwt:doorstep-bench`).
 pub const BENCH_ACTOR: &str = "doorstep-bench";
 
 /// A token for every staff role, signed with the secret of the servers the bench starts
