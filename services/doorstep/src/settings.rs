@@ -45,6 +45,33 @@ pub struct Settings {
     pub tls: TlsSettings,
     #[serde(default)]
     pub limits: LimitSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// The default port of the Prometheus scrape endpoint (OpenTelemetry's convention).
+pub const DEFAULT_METRICS_PORT: u16 = 9464;
+
+/// The Prometheus scrape endpoint (`GET /metrics`), on a port of its own so that it can be
+/// exposed to a scraper without exposing the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Loopback by default, as the API is.
+    pub host: IpAddr,
+    /// 0 picks a free port (tests do this).
+    pub port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_METRICS_PORT,
+        }
+    }
 }
 
 /// TLS for the gRPC port: on when a certificate and key are given.
@@ -569,6 +596,10 @@ impl Settings {
                 requests_per_second: 0,
                 ..LimitSettings::default()
             },
+            metrics: MetricsSettings {
+                port: 0,
+                ..MetricsSettings::default()
+            },
         }
     }
 }
@@ -666,6 +697,8 @@ mod tests {
             AuthSettings::default().api_keys_file
         );
         assert_eq!(settings.server.role, Role::All);
+        assert_eq!(settings.metrics.port, DEFAULT_METRICS_PORT);
+        assert!(settings.metrics.enabled);
         let policy = settings
             .escalation
             .policy()

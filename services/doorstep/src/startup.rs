@@ -45,6 +45,12 @@ const SERVICES: [&str; 6] = [
     <EscalationServiceServer<EscalationApi> as NamedService>::NAME,
 ];
 
+/// The health check name for liveness: SERVING for as long as the process runs, whatever the
+/// database does, so an orchestrator restarts only a process that has stopped answering. The
+/// overall status (the empty name) is readiness: NOT_SERVING while the database is unreachable
+/// and while shutting down.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -353,6 +359,9 @@ impl Application {
     ) -> Result<(), StartupError> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let serves_api = self.role.serves_api();
+        health_reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         if serves_api {
             for service in SERVICES {
                 health_reporter
