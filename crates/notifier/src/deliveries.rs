@@ -10,6 +10,9 @@ use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use tracing::Instrument as _;
+
+use crate::metrics::{DeliveryOutcome, NotifierMetrics};
 use crate::{DeliveryError, EmailSender, WebhookSender};
 
 /// Deliveries claimed per round.
@@ -46,6 +49,7 @@ pub struct DeliveryWorker {
     email: Option<EmailSender>,
     policy: RetryPolicy,
     poll_interval: Duration,
+    metrics: NotifierMetrics,
 }
 
 impl DeliveryWorker {
@@ -62,6 +66,7 @@ impl DeliveryWorker {
             email,
             policy,
             poll_interval,
+            metrics: NotifierMetrics::new(),
         }
     }
 
@@ -101,7 +106,17 @@ impl DeliveryWorker {
         let mut tries = JoinSet::new();
         for delivery in claimed {
             let worker = self.clone();
-            tries.spawn(async move { worker.try_once(delivery).await });
+            let span = tracing::info_span!(
+                "notifier.deliver",
+                delivery_id = %delivery.delivery_id,
+                escalation_id = %delivery.escalation_id,
+                channel = delivery.channel.code(),
+                attempt = delivery.attempts.saturating_add(1),
+                outcome = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            );
+            doorstep_telemetry::record_trace_id(&span);
+            tries.spawn(async move { worker.try_once(delivery).await }.instrument(span));
         }
         while let Some(result) = tries.join_next().await {
             match result {
@@ -111,6 +126,11 @@ impl DeliveryWorker {
             }
         }
         Ok(count)
+    }
+
+    fn observe(&self, delivery: &Delivery, outcome: DeliveryOutcome) {
+        self.metrics.delivery(delivery.channel.code(), outcome);
+        tracing::Span::current().record("outcome", format!("{outcome:?}"));
     }
 
     async fn try_once(&self, delivery: Delivery) -> Result<(), ProjectionError> {
@@ -125,6 +145,7 @@ impl DeliveryWorker {
         let now = Utc::now();
         match outcome {
             Ok(()) => {
+                self.observe(&delivery, DeliveryOutcome::Delivered);
                 tracing::info!(
                     delivery_id = %delivery.delivery_id,
                     escalation_id = %delivery.escalation_id,
@@ -144,6 +165,13 @@ impl DeliveryWorker {
                     now + chrono::Duration::from_std(delay)
                         .unwrap_or_else(|_| chrono::Duration::hours(1))
                 });
+                self.observe(
+                    &delivery,
+                    match next {
+                        Some(_) => DeliveryOutcome::Failed,
+                        None => DeliveryOutcome::DeadLettered,
+                    },
+                );
                 match next {
                     Some(at) => tracing::warn!(
                         delivery_id = %delivery.delivery_id,

@@ -13,6 +13,7 @@
 
 pub mod deliveries;
 pub mod email;
+mod metrics;
 pub mod scheduler;
 pub mod signature;
 pub mod webhook;

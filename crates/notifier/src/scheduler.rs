@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use doorstep_projections::{DueEscalation, ProjectionError, ReadModel};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use crate::metrics::NotifierMetrics;
 
 /// Steps read from the schedule per round.
 const BATCH: u32 = 100;
@@ -43,6 +46,7 @@ pub struct Scheduler {
     raiser: Arc<dyn EscalationRaiser>,
     now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     poll_interval: Duration,
+    metrics: NotifierMetrics,
 }
 
 impl Scheduler {
@@ -58,6 +62,7 @@ impl Scheduler {
             raiser,
             now,
             poll_interval,
+            metrics: NotifierMetrics::new(),
         }
     }
 
@@ -84,9 +89,22 @@ impl Scheduler {
         let due = self.read_model.due_escalations(now, BATCH).await?;
         let mut raised = 0;
         for step in &due {
-            match self.raiser.raise(step, now).await {
+            // Each raise is a trace of its own, which the EscalationRaised event records.
+            let span = tracing::info_span!(
+                "notifier.raise_escalation",
+                escalation_id = %step.escalation_id,
+                complaint_id = step.complaint_id,
+                deadline = step.deadline.code(),
+                level = step.level.as_str(),
+                trace_id = tracing::field::Empty,
+            );
+            doorstep_telemetry::record_trace_id(&span);
+            let outcome = self.raiser.raise(step, now).instrument(span).await;
+            match outcome {
                 Ok(RaiseOutcome::Raised) => {
                     raised += 1;
+                    self.metrics
+                        .escalation_raised(step.deadline.code(), step.level.as_str());
                     tracing::info!(
                         escalation_id = %step.escalation_id,
                         complaint_id = step.complaint_id,

@@ -395,3 +395,28 @@ fn decode(row: &AnyRow) -> Result<ComplaintRow, ProjectionError> {
         version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
     })
 }
+
+/// Complaints not closed or withdrawn, counted by status and stage.
+pub(crate) async fn open_counts(
+    pool: &sqlx::AnyPool,
+) -> Result<Vec<(Status, u32, u64)>, ProjectionError> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, stage, count(*) FROM complaint_list \
+         WHERE status NOT IN ('CLOSED', 'WITHDRAWN') GROUP BY status, stage",
+    )
+    .fetch_all(pool)
+    .await?;
+    let corrupt = |reason: &str| ProjectionError::CorruptRow {
+        complaint_id: "(open complaint counts)".to_owned(),
+        reason: reason.to_owned(),
+    };
+    rows.into_iter()
+        .map(|(status, stage, count)| {
+            Ok((
+                Status::from_code(&status).ok_or_else(|| corrupt("unknown status"))?,
+                u32::try_from(stage).map_err(|_| corrupt("stage out of range"))?,
+                u64::try_from(count).unwrap_or(0),
+            ))
+        })
+        .collect()
+}

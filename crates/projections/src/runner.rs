@@ -11,6 +11,7 @@ use doorstep_store::{EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::ProjectionError;
 use crate::batch::BatchChanges;
@@ -167,6 +168,25 @@ impl ProjectionRunner {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
+        let span = tracing::info_span!(
+            "projection.batch",
+            events = events.len(),
+            from_position = checkpoint + 1,
+            to_position = last,
+            trace_id = tracing::field::Empty,
+        );
+        doorstep_telemetry::record_trace_id(&span);
+        self.apply_batch(checkpoint, &events, last)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_batch(
+        &self,
+        checkpoint: u64,
+        events: &[RecordedEvent],
+        last: u64,
+    ) -> Result<usize, ProjectionError> {
         let mut transaction = self.database.pool().begin().await?;
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
         // stored checkpoint is still the one these events were read after. Otherwise another
@@ -191,7 +211,7 @@ impl ProjectionRunner {
         changes
             .prefetch_visits(&mut transaction, &visit_ids)
             .await?;
-        for recorded in &events {
+        for recorded in events {
             apply_event(
                 &mut transaction,
                 &mut changes,
@@ -375,6 +395,13 @@ impl ReadModel {
         tokio::time::timeout(timeout, receiver.wait_for(|reached| *reached >= position))
             .await
             .is_ok_and(|result| result.is_ok())
+    }
+
+    /// Complaints not closed or withdrawn, by status and stage, for the open-complaints gauge.
+    pub async fn open_complaint_counts(
+        &self,
+    ) -> Result<Vec<(doorstep_domain::complaint::Status, u32, u64)>, ProjectionError> {
+        complaint_list::open_counts(self.database.pool()).await
     }
 
     /// One page of complaints, newest first.

@@ -65,6 +65,7 @@ macro_rules! event_store_conformance_tests {
             read_all_is_in_position_order,
             find_event_returns_the_recorded_event,
             head_position_and_watch_head_advance,
+            count_after_counts_the_readable_events_past_a_position,
             concurrent_appends_are_each_stored_exactly_once,
             concurrent_exact_appends_have_one_winner_per_version,
             refused_appends_do_not_disturb_concurrent_ones,
@@ -800,6 +801,38 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
     );
 }
 
+/// A reader that has processed up to a position learns how many events it has still to read.
+pub async fn count_after_counts_the_readable_events_past_a_position(store: Arc<dyn EventStore>) {
+    let head_before = head(store.as_ref()).await;
+    let stream = fresh_stream("complaint");
+    let first = append_ok(
+        store.as_ref(),
+        &stream,
+        ExpectedVersion::Any,
+        numbered_events(3),
+    )
+    .await;
+    append_ok(
+        store.as_ref(),
+        &fresh_stream("complaint"),
+        ExpectedVersion::Any,
+        numbered_events(2),
+    )
+    .await;
+    let count = |position| {
+        let store = store.clone();
+        async move {
+            store
+                .count_after(position)
+                .await
+                .expect("count_after should answer")
+        }
+    };
+    assert_eq!(count(head_before).await, 5, "five events after the old head");
+    assert_eq!(count(first.position).await, 2, "two after the first append's last");
+    assert_eq!(count(head(store.as_ref()).await).await, 0, "none after the head");
+}
+
 /// Many tasks appending at once, some to one shared stream, lose nothing and store nothing
 /// twice, and the log stays in order.
 pub async fn concurrent_appends_are_each_stored_exactly_once(store: Arc<dyn EventStore>) {
@@ -1034,6 +1067,8 @@ pub async fn event_fields_round_trip(store: Arc<dyn EventStore>) {
         request_id: Some("req-42".to_owned()),
         source_channel: "phone".to_owned(),
         command_fingerprint: Some("sha256:0123abcd".to_owned()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        span_id: Some("00f067aa0ba902b7".to_owned()),
     };
     let rich_payload = json!({
         "summary": "Gate left open — dog escaped 🐕",

@@ -91,6 +91,13 @@ pub struct EventMetadata {
     /// A digest of the command that produced the event, to tell a retry from a different command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_fingerprint: Option<String>,
+    /// The W3C trace id (32 hex digits) of the request that caused the event, so that an event
+    /// can be followed back to its request's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The span (16 hex digits) within that trace that appended the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 /// An event to append.
@@ -223,6 +230,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// PostgreSQL it is the last event below the oldest running transaction (see `read_all`), so
     /// it can lag the newest commit while an older transaction is open.
     async fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// How many readable events lie after `position`: how far behind the log a reader that has
+    /// processed up to `position` is. (PostgreSQL's positions have gaps, so this is a count, not a
+    /// difference of positions.)
+    async fn count_after(&self, position: u64) -> Result<u64, StoreError>;
 
     /// A receiver that sees the head position (as [`EventStore::head_position`] defines it) as
     /// it advances, so followers can wait for new events instead of polling. It never goes

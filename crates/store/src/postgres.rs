@@ -29,7 +29,7 @@ use self::rows::{
 };
 use self::writer::{Writer, writer_process_id};
 use crate::precheck::validate_append;
-use crate::writer_queue::{AppendRequest, EncodedEvent, WriterMessage, run_writer};
+use crate::writer_queue::{EncodedEvent, WriterMessage, run_writer, submit};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -147,7 +147,12 @@ impl PostgresEventStore {
             head_tracker,
             writer_process_id,
         };
-        tokio::spawn(run_writer(writer, append_receiver, max_batch_events));
+        tokio::spawn(run_writer(
+            writer,
+            append_receiver,
+            max_batch_events,
+            "postgresql",
+        ));
         tracing::debug!(head_position, "opened the PostgreSQL event store");
 
         Ok(Self {
@@ -247,21 +252,7 @@ impl EventStore for PostgresEventStore {
             .into_iter()
             .map(EncodedEvent::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        let (reply, outcome) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events,
-            reply,
-        };
-        self.shared
-            .appends
-            .send(WriterMessage::Append(request))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        // The writer (or the head tracker) drops the reply sender only when it stops without
-        // answering.
-        outcome.await.map_err(|_| StoreError::Closed)?
+        submit(&self.shared.appends, "postgresql", stream, expected, events).await
     }
 
     async fn read_stream(
@@ -311,6 +302,18 @@ impl EventStore for PostgresEventStore {
 
     async fn head_position(&self) -> Result<u64, StoreError> {
         read_head_position(self.pool()).await
+    }
+
+    async fn count_after(&self, position: u64) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(concat!(
+            "SELECT count(*) FROM events WHERE position > $1 AND position <= ",
+            readable_limit!()
+        ))
+        .bind(bound_to_sql(position))
+        .fetch_one(self.pool())
+        .await
+        .map_err(read_error)?;
+        stored_count(count, 0, "count")
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

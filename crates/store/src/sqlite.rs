@@ -25,7 +25,7 @@ use self::rows::{
 };
 use self::writer::{Writer, load_next_position};
 use crate::precheck::validate_append;
-use crate::writer_queue::{AppendRequest, EncodedEvent, WriterMessage, run_writer};
+use crate::writer_queue::{EncodedEvent, WriterMessage, run_writer, submit};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -118,6 +118,7 @@ impl SqliteEventStore {
             writer,
             append_receiver,
             settings.max_batch_events.max(1),
+            "sqlite",
         ));
         tracing::debug!(
             path = %settings.path.display(),
@@ -217,20 +218,7 @@ impl EventStore for SqliteEventStore {
             .into_iter()
             .map(EncodedEvent::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        let (reply, outcome) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events,
-            reply,
-        };
-        self.shared
-            .appends
-            .send(WriterMessage::Append(request))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        // The writer drops the reply sender only when it stops without answering.
-        outcome.await.map_err(|_| StoreError::Closed)?
+        submit(&self.shared.appends, "sqlite", stream, expected, events).await
     }
 
     async fn read_stream(
@@ -282,6 +270,15 @@ impl EventStore for SqliteEventStore {
             .await
             .map_err(read_error)?;
         stored_count(head, 0, "position")
+    }
+
+    async fn count_after(&self, position: u64) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position > ?1")
+            .bind(bound_to_sql(position))
+            .fetch_one(self.pool())
+            .await
+            .map_err(read_error)?;
+        stored_count(count, 0, "count")
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

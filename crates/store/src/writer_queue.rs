@@ -7,8 +7,14 @@
 //! own [`BatchWriter`].
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamId};
@@ -47,6 +53,104 @@ pub(crate) struct AppendRequest {
     pub(crate) expected: ExpectedVersion,
     pub(crate) events: Vec<EncodedEvent>,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    /// Filled by the writer when it takes the append into a batch, for the caller's span.
+    pub(crate) batch: Arc<OnceLock<BatchNote>>,
+}
+
+/// The batch an append was committed in, as its caller's span reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchNote {
+    appends: usize,
+    events: usize,
+    /// When the writer began the batch: the caller's wait before it is time in the queue, after
+    /// it is the batch's time in the database.
+    started: Instant,
+}
+
+/// Queues an append for the writer task and waits for its answer, in a `store.append` span that
+/// tells how long it queued, how large a batch it was committed in, and how long that took.
+pub(crate) async fn submit(
+    queue: &mpsc::Sender<WriterMessage>,
+    system: &'static str,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<EncodedEvent>,
+) -> Result<AppendOutcome, StoreError> {
+    let span = tracing::info_span!(
+        "store.append",
+        db.system = system,
+        stream = %stream,
+        events = events.len(),
+        batch.appends = Empty,
+        batch.events = Empty,
+        queued_ms = Empty,
+        commit_ms = Empty,
+    );
+    async move {
+        let queued = Instant::now();
+        let (reply, outcome) = oneshot::channel();
+        let batch = Arc::new(OnceLock::new());
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+            batch: batch.clone(),
+        };
+        queue
+            .send(WriterMessage::Append(request))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // The writer drops the reply sender only when it stops without answering.
+        let outcome = outcome.await.map_err(|_| StoreError::Closed)?;
+        if let Some(note) = batch.get() {
+            let span = tracing::Span::current();
+            span.record("batch.appends", note.appends);
+            span.record("batch.events", note.events);
+            span.record("queued_ms", millis(note.started.duration_since(queued)));
+            span.record("commit_ms", millis(note.started.elapsed()));
+        }
+        outcome
+    }
+    .instrument(span)
+    .await
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// What the writer measures of every batch.
+struct BatchMetrics {
+    events: Histogram<u64>,
+    duration: Histogram<f64>,
+    attributes: [KeyValue; 1],
+}
+
+impl BatchMetrics {
+    fn new(system: &'static str) -> Self {
+        let meter = opentelemetry::global::meter("doorstep");
+        Self {
+            events: meter
+                .u64_histogram("doorstep.store.batch.events")
+                .with_unit("{event}")
+                .with_description("Events committed per append batch (group commit)")
+                .with_boundaries(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ])
+                .build(),
+            duration: meter
+                .f64_histogram("doorstep.store.batch.duration")
+                .with_unit("s")
+                .with_description("Time to write and commit one append batch")
+                .with_boundaries(vec![
+                    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0,
+                ])
+                .build(),
+            attributes: [KeyValue::new("db.system", system)],
+        }
+    }
 }
 
 impl AppendRequest {
@@ -82,7 +186,9 @@ pub(crate) async fn run_writer<W: BatchWriter>(
     mut writer: W,
     mut requests: mpsc::Receiver<WriterMessage>,
     max_batch_events: usize,
+    system: &'static str,
 ) {
+    let metrics = BatchMetrics::new(system);
     let mut held_back: Option<AppendRequest> = None;
     let mut shutdown_acknowledgements = Vec::new();
     loop {
@@ -99,7 +205,23 @@ pub(crate) async fn run_writer<W: BatchWriter>(
         };
         let collected = collect_batch(&mut requests, first_request, max_batch_events);
         held_back = collected.held_back;
+        let started = Instant::now();
+        let events: usize = collected.appends.iter().map(|a| a.events.len()).sum();
+        let note = BatchNote {
+            appends: collected.appends.len(),
+            events,
+            started,
+        };
+        for append in &collected.appends {
+            let _ = append.batch.set(note);
+        }
         writer.write_batch(collected.appends).await;
+        metrics
+            .events
+            .record(u64::try_from(events).unwrap_or(u64::MAX), &metrics.attributes);
+        metrics
+            .duration
+            .record(started.elapsed().as_secs_f64(), &metrics.attributes);
         if let Some(acknowledge) = collected.shutdown {
             shutdown_acknowledgements.push(acknowledge);
             break;

@@ -142,6 +142,7 @@ impl EventTemplate {
             request_id: Some(delivered.request_id),
             source_channel: delivered.source_channel,
             command_fingerprint: Some("0".repeat(64)),
+            ..EventMetadata::default()
         };
         let metadata_bytes = serde_json::to_vec(&metadata)
             .context("encoding the event metadata")?

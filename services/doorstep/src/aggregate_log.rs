@@ -231,6 +231,7 @@ pub fn new_events<E: StoredEvent>(
     derived_id: impl Fn(usize) -> Option<Uuid>,
 ) -> Vec<NewEvent> {
     let correlation_id = Uuid::now_v7();
+    let trace = doorstep_telemetry::current_trace();
     events
         .iter()
         .enumerate()
@@ -249,6 +250,8 @@ pub fn new_events<E: StoredEvent>(
                     .map(|key| key.as_str().to_owned()),
                 source_channel: origin.source_channel.clone(),
                 command_fingerprint: Some(origin.fingerprint.clone()),
+                trace_id: trace.as_ref().map(|ids| ids.trace_id.clone()),
+                span_id: trace.as_ref().map(|ids| ids.span_id.clone()),
             },
         })
         .collect()

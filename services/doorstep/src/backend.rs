@@ -50,6 +50,14 @@ impl OpenedStore {
         }
     }
 
+    /// Asks the store's database for an answer: for health checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(store) => sqlx::query("SELECT 1").execute(store.pool()).await.map(drop),
+            Self::Postgres(store) => sqlx::query("SELECT 1").execute(store.pool()).await.map(drop),
+        }
+    }
+
     /// Lets in-flight appends finish, then closes the store.
     pub async fn close(&self) {
         match self {

@@ -111,6 +111,8 @@ fn recorded_event(event: &RecordedEvent) -> Result<v1::RecordedEvent, ApiError> 
                 .unwrap_or_default(),
             request_id: metadata.request_id.clone().unwrap_or_default(),
             source_channel: metadata.source_channel.clone(),
+            trace_id: metadata.trace_id.clone().unwrap_or_default(),
+            span_id: metadata.span_id.clone().unwrap_or_default(),
         }),
         recorded_at: Some(convert::timestamp(event.recorded_at)),
     })

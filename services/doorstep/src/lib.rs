@@ -13,6 +13,7 @@ pub mod error;
 mod escalations;
 mod events;
 pub mod notifier;
+mod observability;
 /// Public for the fuzz targets in `fuzz/`; nothing else outside the crate uses it.
 pub mod parse;
 mod performance;

@@ -207,7 +207,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Action::Serve { .. } => {
             let application = Application::build(settings).await?;
-            application.run_until_stopped(shutdown_signal()).await?;
+            let served = application.run_until_stopped(shutdown_signal()).await;
+            // The last spans and metrics go out before the process ends.
+            doorstep_telemetry::shutdown();
+            served?;
         }
     }
     Ok(())

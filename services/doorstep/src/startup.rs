@@ -31,6 +31,10 @@ use crate::contractors::{ContractorApi, VisitApi};
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::notifier::Notifier;
+use crate::observability::gauges::GaugeSampler;
+use crate::observability::health::HealthMonitor;
+use crate::observability::rpc::RpcTelemetryLayer;
+use crate::observability::scrape::MetricsEndpoint;
 use crate::performance::PerformanceApi;
 use crate::privacy::ResidentVault;
 use crate::settings::{Role, Settings, TlsSettings};
@@ -68,6 +72,12 @@ pub enum StartupError {
     Store(#[from] doorstep_store::StoreError),
     #[error("cannot open the read models")]
     Projections(#[from] doorstep_projections::ProjectionError),
+    #[error("cannot listen for metrics scrapes on {address}")]
+    MetricsBind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
@@ -108,6 +118,8 @@ pub struct Application {
     event_api: EventApi,
     escalation_api: EscalationApi,
     notifier: Option<Notifier>,
+    gauges: Arc<GaugeSampler>,
+    metrics_endpoint: Option<MetricsEndpoint>,
     role: Role,
     authenticator: Arc<Authenticator>,
     tls: Option<ServerTlsConfig>,
@@ -242,6 +254,8 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        // Before anything makes an instrument: instruments made earlier would record nothing.
+        doorstep_telemetry::ensure_metrics();
         settings.code.validate().map_err(StartupError::Settings)?;
         settings
             .notifier
@@ -306,7 +320,19 @@ impl Application {
             subscriptions_stopped.clone(),
         );
         let visit_api = VisitApi::new(shared_store.clone(), clock);
+        let gauges = Arc::new(GaugeSampler::new(shared_store.clone(), read_model.clone()));
         let event_api = EventApi::new(shared_store, subscriptions_stopped);
+
+        let metrics_endpoint = if settings.metrics.enabled {
+            let address = SocketAddr::new(settings.metrics.host, settings.metrics.port);
+            let endpoint = MetricsEndpoint::bind(address)
+                .await
+                .map_err(|source| StartupError::MetricsBind { address, source })?;
+            tracing::info!(address = %endpoint.address(), "metrics are served at /metrics");
+            Some(endpoint)
+        } else {
+            None
+        };
 
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = TcpListener::bind(address)
@@ -336,6 +362,8 @@ impl Application {
             event_api,
             escalation_api,
             notifier,
+            gauges,
+            metrics_endpoint,
             role,
             authenticator,
             tls,
@@ -348,6 +376,11 @@ impl Application {
     /// The port the server listens on (useful when the settings asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where the Prometheus endpoint listens, when it is enabled.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.as_ref().map(MetricsEndpoint::address)
     }
 
     /// Serves until `shutdown` completes, then: health goes NOT_SERVING, new calls are refused,
@@ -384,12 +417,36 @@ impl Application {
             ]
         });
 
+        let (stop_monitoring, monitoring_stopped) = watch::channel(false);
+        let stop_monitoring = Arc::new(stop_monitoring);
+        let health_monitor = HealthMonitor {
+            store: self.store.clone(),
+            read_models: self.read_models.clone(),
+            reporter: health_reporter.clone(),
+            services: if serves_api { SERVICES.to_vec() } else { Vec::new() },
+        }
+        .spawn(monitoring_stopped.clone());
+        let gauge_sampler = self.gauges.clone().spawn(monitoring_stopped.clone());
+        let metrics_endpoint = self.metrics_endpoint.map(|endpoint| {
+            let mut stopped = monitoring_stopped.clone();
+            tokio::spawn(endpoint.serve(self.gauges.clone(), async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
+
         let (drain_started, mut drain_signal) = watch::channel(false);
         let reporter = health_reporter.clone();
         let stop_subscriptions = self.stop_subscriptions;
+        let stop_monitoring_first = stop_monitoring.clone();
         let graceful = async move {
             shutdown.await;
+            // The monitor must not turn health back to SERVING once draining has begun.
+            let _ = stop_monitoring_first.send(true);
+            let _ = health_monitor.await;
             tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             for service in SERVICES {
                 reporter
                     .set_service_status(service, ServingStatus::NotServing)
@@ -413,6 +470,7 @@ impl Application {
         // Larger messages are refused before they are decoded (OUT_OF_RANGE).
         let limit = self.max_message_bytes;
         let server = builder
+            .layer(RpcTelemetryLayer::new())
             .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
             .add_service(reflection)
@@ -458,9 +516,14 @@ impl Application {
         };
 
         let _ = stop_projections.send(true);
+        let _ = stop_monitoring.send(true);
         let _ = projections.await;
         for task in notifier_tasks.into_iter().flatten() {
             let _ = task.await;
+        }
+        let _ = gauge_sampler.await;
+        if let Some(endpoint) = metrics_endpoint {
+            let _ = endpoint.await;
         }
         self.read_models.close().await;
         self.store.close().await;

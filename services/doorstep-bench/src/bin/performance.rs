@@ -597,6 +597,7 @@ impl Generator {
             request_id: Some(request_id),
             source_channel: channel.to_owned(),
             command_fingerprint: Some("0".repeat(64)),
+            ..EventMetadata::default()
         }
     }
 

@@ -84,6 +84,8 @@ pub fn doorstep(database_url: &str) -> Command {
         // limit has its own test.
         .env("DOORSTEP__LIMITS__REQUESTS_PER_SECOND", "0")
         .env("RUST_LOG", "info")
+        // Test binaries run side by side: the metrics endpoint's fixed default port would clash.
+        .env("DOORSTEP__METRICS__PORT", "0")
         .env_remove("DOORSTEP_CONFIG");
     command
 }
@@ -96,7 +98,12 @@ pub fn serve(database_url: &str) -> RunningBinary {
 
 /// As [`serve`], with more arguments after `serve` (e.g. `--role notifier`).
 pub fn serve_with(database_url: &str, arguments: &[&str]) -> RunningBinary {
-    let mut child = doorstep(database_url)
+    serve_command(doorstep(database_url), arguments)
+}
+
+/// As [`serve_with`], from a [`doorstep`] command the test has configured further.
+pub fn serve_command(mut command: Command, arguments: &[&str]) -> RunningBinary {
+    let mut child = command
         .arg("serve")
         .args(arguments)
         .stderr(Stdio::piped())

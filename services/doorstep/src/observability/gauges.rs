@@ -1,0 +1,139 @@
+//! Gauges sampled from the log and the read models every few seconds, and read by the metrics
+//! exporters from the last sample: open complaints by status and stage, and how far the read
+//! models trail the log (in events and in seconds).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use doorstep_domain::complaint::Status;
+use doorstep_projections::ReadModel;
+use doorstep_store::EventStore;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::ObservableGauge;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the gauges are sampled.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct Sample {
+    open: Vec<(Status, u32, u64)>,
+    lag_events: u64,
+    lag_seconds: f64,
+}
+
+/// Samples the gauges; the instruments read the last sample.
+pub struct GaugeSampler {
+    store: Arc<dyn EventStore>,
+    read_model: ReadModel,
+    sample: Arc<Mutex<Sample>>,
+    _instruments: [ObservableGauge<u64>; 2],
+    _lag_seconds: ObservableGauge<f64>,
+}
+
+impl GaugeSampler {
+    pub fn new(store: Arc<dyn EventStore>, read_model: ReadModel) -> Self {
+        let meter = opentelemetry::global::meter(doorstep_telemetry::SCOPE);
+        let sample = Arc::new(Mutex::new(Sample::default()));
+        let open = {
+            let sample = sample.clone();
+            meter
+                .u64_observable_gauge("doorstep.complaints.open")
+                .with_unit("{complaint}")
+                .with_description("Complaints neither closed nor withdrawn, by status and stage")
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock() {
+                        for (status, stage, count) in &sample.open {
+                            observer.observe(
+                                *count,
+                                &[
+                                    KeyValue::new("status", status.code()),
+                                    KeyValue::new("stage", i64::from(*stage)),
+                                ],
+                            );
+                        }
+                    }
+                })
+                .build()
+        };
+        let lag_events = {
+            let sample = sample.clone();
+            meter
+                .u64_observable_gauge("doorstep.projection.lag.events")
+                .with_unit("{event}")
+                .with_description("Events in the log the read models have not applied yet")
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock() {
+                        observer.observe(sample.lag_events, &[]);
+                    }
+                })
+                .build()
+        };
+        let lag_seconds = {
+            let sample = sample.clone();
+            meter
+                .f64_observable_gauge("doorstep.projection.lag")
+                .with_unit("s")
+                .with_description(
+                    "Age of the oldest event the read models have not applied yet; 0 when they \
+                     are up to date",
+                )
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock() {
+                        observer.observe(sample.lag_seconds, &[]);
+                    }
+                })
+                .build()
+        };
+        Self {
+            store,
+            read_model,
+            sample,
+            _instruments: [open, lag_events],
+            _lag_seconds: lag_seconds,
+        }
+    }
+
+    /// Samples at once, then every few seconds until `stop` turns true (for exporters that read
+    /// the gauges on their own schedule, such as OTLP's).
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                self.refresh().await;
+                tokio::select! {
+                    () = tokio::time::sleep(SAMPLE_INTERVAL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }
+
+    /// Takes a new sample now. A failure (the database is away) leaves the last sample in place.
+    pub async fn refresh(&self) {
+        if let Err(error) = self.take_sample().await {
+            tracing::debug!(error = %error, "cannot sample the gauges");
+        }
+    }
+
+    async fn take_sample(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let open = self.read_model.open_complaint_counts().await?;
+        let applied = self.read_model.position();
+        let lag_events = self.store.count_after(applied).await?;
+        let lag_seconds = match self.store.read_all(applied + 1, 1).await?.first() {
+            // The store stamps events with the wall clock, so the age is taken on it too.
+            Some(oldest) => (chrono::Utc::now() - oldest.recorded_at)
+                .to_std()
+                .map_or(0.0, |age| age.as_secs_f64()),
+            None => 0.0,
+        };
+        if let Ok(mut sample) = self.sample.lock() {
+            *sample = Sample {
+                open,
+                lag_events,
+                lag_seconds,
+            };
+        }
+        Ok(())
+    }
+}

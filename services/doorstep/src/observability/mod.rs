@@ -1,0 +1,8 @@
+//! What the service tells its operators: a span and a measurement per call (`rpc`), health that
+//! follows the database (`health`), gauges sampled from the log and read models (`gauges`), and
+//! the Prometheus scrape endpoint on its own port (`scrape`).
+
+pub mod gauges;
+pub mod health;
+pub mod rpc;
+pub mod scrape;

@@ -1,0 +1,234 @@
+//! A span and a duration measurement per gRPC call, outermost of the server's layers, so refused
+//! calls are traced and counted too.
+//!
+//! The span is named after the method, continues the caller's trace when the request carries a
+//! W3C `traceparent`, and ends with the call's gRPC status. A unary error comes back in the
+//! response headers; a success, or any status of a streaming call, comes in the trailers at the end
+//! of the body, so the body is watched until then. A body dropped before its trailers (the caller
+//! went away) counts as CANCELLED.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use tonic::body::Body;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Adds [`RpcTelemetry`] in front of a service.
+#[derive(Clone)]
+pub struct RpcTelemetryLayer {
+    duration: Histogram<f64>,
+}
+
+impl RpcTelemetryLayer {
+    pub fn new() -> Self {
+        let duration = opentelemetry::global::meter(doorstep_telemetry::SCOPE)
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC calls, by service, method and gRPC status code")
+            .with_boundaries(vec![
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .build();
+        Self { duration }
+    }
+}
+
+impl<S> tower::Layer<S> for RpcTelemetryLayer {
+    type Service = RpcTelemetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcTelemetry {
+            inner,
+            duration: self.duration.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcTelemetry<S> {
+    inner: S,
+    duration: Histogram<f64>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for RpcTelemetry<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let call = Call::start(&request, self.duration.clone());
+        let span = call.span.clone();
+        Box::pin(
+            async move {
+                let response = inner.call(request).await;
+                let response = match response {
+                    Ok(response) => response,
+                    Err(error) => {
+                        call.finish(tonic::Code::Unknown);
+                        return Err(error);
+                    }
+                };
+                match grpc_status(response.headers()) {
+                    // Trailers-only: the call is over.
+                    Some(code) => {
+                        call.finish(code);
+                        Ok(response)
+                    }
+                    None => Ok(response.map(|body| {
+                        Body::new(WatchedBody {
+                            inner: body,
+                            call: Some(call),
+                        })
+                    })),
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// One call in flight: its span, when it started, and what it is, for the measurement.
+struct Call {
+    span: tracing::Span,
+    started: Instant,
+    duration: Histogram<f64>,
+    service: String,
+    method: String,
+}
+
+impl Call {
+    fn start(request: &http::Request<Body>, duration: Histogram<f64>) -> Self {
+        let path = request.uri().path().trim_start_matches('/');
+        let (service, method) = path.split_once('/').unwrap_or((path, ""));
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = path,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            trace_id = Empty,
+        );
+        let _ = span.set_parent(doorstep_telemetry::extract_parent(request.headers()));
+        doorstep_telemetry::record_trace_id(&span);
+        Self {
+            span,
+            started: Instant::now(),
+            duration,
+            service: service.to_owned(),
+            method: method.to_owned(),
+        }
+    }
+
+    fn finish(self, code: tonic::Code) {
+        let status = code as i64;
+        self.span.record("rpc.grpc.status_code", status);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        self.duration.record(
+            self.started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", self.service),
+                KeyValue::new("rpc.method", self.method),
+                KeyValue::new("rpc.grpc.status_code", status),
+            ],
+        );
+    }
+}
+
+/// The codes OpenTelemetry's conventions count as the server's failure; the others (NOT_FOUND,
+/// INVALID_ARGUMENT, …) are the caller's, and the span stays unset.
+fn is_server_error(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    )
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get("grpc-status")
+        .map(|value| tonic::Code::from_bytes(value.as_bytes()))
+}
+
+/// A response body that finishes its call when the trailers pass, the body ends, or it is dropped.
+struct WatchedBody {
+    inner: Body,
+    call: Option<Call>,
+}
+
+impl WatchedBody {
+    fn finish(&mut self, code: tonic::Code) {
+        if let Some(call) = self.call.take() {
+            call.finish(code);
+        }
+    }
+}
+
+impl HttpBody for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                    self.finish(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(tonic::Code::Internal),
+            // A body that ends without trailers has not said how the call went.
+            Poll::Ready(None) => self.finish(tonic::Code::Unknown),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for WatchedBody {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled);
+    }
+}

@@ -1,0 +1,63 @@
+//! The Prometheus scrape endpoint, `GET /metrics`, on a port of its own.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+
+use super::gauges::GaugeSampler;
+
+/// The content type of Prometheus' text exposition format.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A bound scrape endpoint, served by [`MetricsEndpoint::serve`].
+pub struct MetricsEndpoint {
+    listener: TcpListener,
+    address: SocketAddr,
+}
+
+impl MetricsEndpoint {
+    pub async fn bind(address: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        Ok(Self { listener, address })
+    }
+
+    /// Where it listens (the real port when the settings asked for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` completes. Each scrape samples the gauges first, so what it reads
+    /// is current.
+    pub async fn serve(
+        self,
+        gauges: Arc<GaugeSampler>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics))
+            .with_state(gauges);
+        if let Err(error) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    }
+}
+
+async fn metrics(State(gauges): State<Arc<GaugeSampler>>) -> impl IntoResponse {
+    gauges.refresh().await;
+    match doorstep_telemetry::prometheus_text() {
+        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
