@@ -828,9 +828,21 @@ pub async fn count_after_counts_the_readable_events_past_a_position(store: Arc<d
                 .expect("count_after should answer")
         }
     };
-    assert_eq!(count(head_before).await, 5, "five events after the old head");
-    assert_eq!(count(first.position).await, 2, "two after the first append's last");
-    assert_eq!(count(head(store.as_ref()).await).await, 0, "none after the head");
+    assert_eq!(
+        count(head_before).await,
+        5,
+        "five events after the old head"
+    );
+    assert_eq!(
+        count(first.position).await,
+        2,
+        "two after the first append's last"
+    );
+    assert_eq!(
+        count(head(store.as_ref()).await).await,
+        0,
+        "none after the head"
+    );
 }
 
 /// Many tasks appending at once, some to one shared stream, lose nothing and store nothing

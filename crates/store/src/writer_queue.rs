@@ -216,9 +216,10 @@ pub(crate) async fn run_writer<W: BatchWriter>(
             let _ = append.batch.set(note);
         }
         writer.write_batch(collected.appends).await;
-        metrics
-            .events
-            .record(u64::try_from(events).unwrap_or(u64::MAX), &metrics.attributes);
+        metrics.events.record(
+            u64::try_from(events).unwrap_or(u64::MAX),
+            &metrics.attributes,
+        );
         metrics
             .duration
             .record(started.elapsed().as_secs_f64(), &metrics.attributes);

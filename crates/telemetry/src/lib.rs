@@ -60,8 +60,9 @@ pub fn init(format: LogFormat, default_filter: &str) {
 /// `TEST_LOG` is set, so test output stays quiet by default.
 pub fn init_for_tests() {
     let logs = std::env::var_os("TEST_LOG").map(|_| {
-        log_layer(LogFormat::Text)
-            .with_filter(EnvFilter::new("debug,sqlx=warn,h2=warn,hyper=warn,tower=warn"))
+        log_layer(LogFormat::Text).with_filter(EnvFilter::new(
+            "debug,sqlx=warn,h2=warn,hyper=warn,tower=warn",
+        ))
     });
     install(logs, otlp::Otlp::disabled());
 }
@@ -76,8 +77,7 @@ pub fn shutdown() {
     metrics::shutdown();
 }
 
-type BoxedLayer =
-    Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
 
 fn log_layer(format: LogFormat) -> BoxedLayer {
     let layer = tracing_subscriber::fmt::layer()

@@ -56,7 +56,9 @@ impl Otlp {
             match SpanExporter::builder().with_tonic().build() {
                 Ok(exporter) => builder.with_batch_exporter(exporter),
                 Err(error) => {
-                    eprintln!("traces will not be exported: cannot build the OTLP exporter: {error}");
+                    eprintln!(
+                        "traces will not be exported: cannot build the OTLP exporter: {error}"
+                    );
                     builder
                 }
             }
@@ -85,10 +87,8 @@ impl Otlp {
 pub(crate) fn resource() -> Resource {
     let named_by_environment = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
-    let builder = Resource::builder().with_attribute(KeyValue::new(
-        "service.version",
-        env!("CARGO_PKG_VERSION"),
-    ));
+    let builder = Resource::builder()
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     if named_by_environment {
         builder.build()
     } else {

@@ -53,8 +53,14 @@ impl OpenedStore {
     /// Asks the store's database for an answer: for health checks.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
-            Self::Sqlite(store) => sqlx::query("SELECT 1").execute(store.pool()).await.map(drop),
-            Self::Postgres(store) => sqlx::query("SELECT 1").execute(store.pool()).await.map(drop),
+            Self::Sqlite(store) => sqlx::query("SELECT 1")
+                .execute(store.pool())
+                .await
+                .map(drop),
+            Self::Postgres(store) => sqlx::query("SELECT 1")
+                .execute(store.pool())
+                .await
+                .map(drop),
         }
     }
 

@@ -423,7 +423,11 @@ impl Application {
             store: self.store.clone(),
             read_models: self.read_models.clone(),
             reporter: health_reporter.clone(),
-            services: if serves_api { SERVICES.to_vec() } else { Vec::new() },
+            services: if serves_api {
+                SERVICES.to_vec()
+            } else {
+                Vec::new()
+            },
         }
         .spawn(monitoring_stopped.clone());
         let gauge_sampler = self.gauges.clone().spawn(monitoring_stopped.clone());

@@ -72,7 +72,9 @@ impl TraceService for Receiver {
     }
 }
 
-fn string_value(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Option<String> {
+fn string_value(
+    value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>,
+) -> Option<String> {
     match value?.value.as_ref()? {
         Value::StringValue(text) => Some(text.clone()),
         Value::IntValue(number) => Some(number.to_string()),
@@ -131,8 +133,15 @@ async fn scrape(port: u16) -> String {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .expect("an HTTP response has a head and a body");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     body.to_owned()
 }
 
@@ -163,7 +172,10 @@ async fn spans_of_trace(
     assert!(
         waited.is_ok(),
         "the receiver did not get spans named {names:?} in trace {TRACE_ID}; it got {:?}",
-        trace.iter().map(|s| s.span.name.clone()).collect::<Vec<_>>()
+        trace
+            .iter()
+            .map(|s| s.span.name.clone())
+            .collect::<Vec<_>>()
     );
     trace
 }

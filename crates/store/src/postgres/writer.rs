@@ -70,6 +70,7 @@ impl Writer {
         // together is arbitrary anyway; the stable sort keeps one stream's appends in queue order.
         remaining.sort_by(|left, right| left.stream.cmp(&right.stream));
         let mut attempts = 0;
+        let mut reconnected = false;
         while !remaining.is_empty() {
             attempts += 1;
             match self.write_once(&remaining).await {
@@ -94,6 +95,17 @@ impl Writer {
                         error = %failure.error,
                         attempts,
                         "a batch of appends met another writer; trying it again"
+                    );
+                }
+                // The connection broke (the database restarted, or the network dropped it
+                // while the writer was idle): try once more on a new one. Safe even if the
+                // first COMMIT went through unseen: the appends' event ids are then stored with
+                // the same content, and the retry answers where they landed.
+                Err(failure) if !failure.connection_usable && !reconnected => {
+                    reconnected = true;
+                    tracing::warn!(
+                        error = %failure.error,
+                        "the writer's connection broke; trying the batch on a new connection"
                     );
                 }
                 Err(failure) => {

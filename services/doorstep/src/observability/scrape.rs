@@ -4,8 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{StatusCode, header};
 use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 
