@@ -2,7 +2,8 @@
 //! Node client that @grpc/proto-loader builds from `proto/` at run time. Each drives one complaint
 //! through the real server (register a contractor, record a visit, log, acknowledge, read back,
 //! performance report) and prints what it saw as JSON; the test checks that against the server's
-//! own answers through the Rust client, and checks that a refused call fails the script.
+//! own answers through the Rust client, and checks that a refused call fails the script. The
+//! README's Python snippet is run as written, too.
 //!
 //! Without Python's grpcio-tools or the Node packages (`npm ci` in `tests/clients/node`) these tests
 //! say so loudly and skip, unless `DOORSTEP_REQUIRE_CLIENTS=1` (set by `.ci/run`, which installs
@@ -297,6 +298,65 @@ async fn a_python_client_generated_by_grpcio_tools_logs_acknowledges_reads_and_r
     )
     .await;
     assert_refused(&refused);
+}
+
+/// The Python snippet in the README's "Calling from other languages", as written there.
+fn readme_python_snippet() -> String {
+    let readme = std::fs::read_to_string(repository_root().join("README.md")).expect("README.md");
+    let (_, section) = readme
+        .split_once("## Calling from other languages")
+        .expect("the README has a section on calling from other languages");
+    let (_, from_snippet) = section
+        .split_once("```python\n")
+        .expect("that section shows Python");
+    let (snippet, _) = from_snippet
+        .split_once("\n```")
+        .expect("the Python snippet ends");
+    snippet.to_owned()
+}
+
+#[tokio::test]
+async fn the_readme_python_snippet_logs_a_complaint() {
+    let found = command_succeeds("python3", &["-c", "import grpc, grpc_tools"]);
+    let install = "python3 -m pip install -r tests/clients/python/requirements.txt";
+    if !installed("Python", found, install) {
+        return;
+    }
+    let app = spawn_app().await;
+    let generated = tempfile::tempdir().expect("a directory for the generated client");
+    generate_python_client(generated.path()).await;
+
+    let mut snippet = Command::new("python3");
+    snippet
+        .args(["-c", &readme_python_snippet()])
+        .env("PYTHONPATH", generated.path());
+    let output = run_journey(snippet, &app, "readme", &["intake"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the README's snippet failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let complaint = app
+        .client
+        .clone()
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: stdout.trim().to_owned(),
+        })
+        .await
+        .expect("the snippet printed the id of a complaint it logged")
+        .into_inner()
+        .complaint
+        .expect("a complaint");
+    assert_eq!(complaint.contractor_id, "acme-retrofit");
+    assert_eq!(
+        complaint.status(),
+        v1::ComplaintStatus::AwaitingAcknowledgement
+    );
+    assert_eq!(
+        complaint.resident.map(|resident| resident.name).as_deref(),
+        Some("Ada Resident")
+    );
 }
 
 fn node_journey() -> Command {
