@@ -58,8 +58,8 @@ fn command_succeeds(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// Runs a journey script against `app` with a token for `subject` holding `roles`.
-async fn run_journey(mut script: Command, app: &TestApp, subject: &str, roles: &[&str]) -> Output {
+/// Runs a client script against `app` with a token for `subject` holding `roles`.
+async fn run_script(mut script: Command, app: &TestApp, subject: &str, roles: &[&str]) -> Output {
     script
         .env("DOORSTEP_ADDRESS", format!("127.0.0.1:{}", app.port))
         .env("DOORSTEP_TOKEN", token(subject, roles, None))
@@ -67,8 +67,8 @@ async fn run_journey(mut script: Command, app: &TestApp, subject: &str, roles: &
         .kill_on_drop(true);
     tokio::time::timeout(SCRIPT_TIMEOUT, script.output())
         .await
-        .expect("the journey script finishes in time")
-        .expect("the journey script starts")
+        .expect("the script finishes in time")
+        .expect("the script starts")
 }
 
 /// What a successful journey printed, or a failure showing everything the script said.
@@ -281,7 +281,7 @@ async fn a_python_client_generated_by_grpcio_tools_logs_acknowledges_reads_and_r
     generate_python_client(generated.path()).await;
 
     let subject = "python-client";
-    let output = run_journey(
+    let output = run_script(
         python_journey(generated.path()),
         &app,
         subject,
@@ -290,7 +290,7 @@ async fn a_python_client_generated_by_grpcio_tools_logs_acknowledges_reads_and_r
     .await;
     check_journey(&app, &journey_output(&output), subject).await;
 
-    let refused = run_journey(
+    let refused = run_script(
         python_journey(generated.path()),
         &app,
         "auditor",
@@ -330,7 +330,7 @@ async fn the_readme_python_snippet_logs_a_complaint() {
     snippet
         .args(["-c", &readme_python_snippet()])
         .env("PYTHONPATH", generated.path());
-    let output = run_journey(snippet, &app, "readme", &["intake"]).await;
+    let output = run_script(snippet, &app, "readme", &["intake"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -379,9 +379,9 @@ async fn a_node_client_built_by_proto_loader_logs_acknowledges_reads_and_reports
     let app = spawn_app().await;
 
     let subject = "node-client";
-    let output = run_journey(node_journey(), &app, subject, &JOURNEY_ROLES).await;
+    let output = run_script(node_journey(), &app, subject, &JOURNEY_ROLES).await;
     check_journey(&app, &journey_output(&output), subject).await;
 
-    let refused = run_journey(node_journey(), &app, "auditor", &["auditor"]).await;
+    let refused = run_script(node_journey(), &app, "auditor", &["auditor"]).await;
     assert_refused(&refused);
 }
