@@ -22,6 +22,7 @@ pub const TEST_JWT_SECRET: &str = "doorstep test secret: never use it outside te
 pub const DEFAULT_PORT: u16 = 50051;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
@@ -55,7 +56,7 @@ pub const DEFAULT_METRICS_PORT: u16 = 9464;
 /// The Prometheus scrape endpoint (`GET /metrics`), on a port of its own so that it can be
 /// exposed to a scraper without exposing the API.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
     pub enabled: bool,
     /// Loopback by default, as the API is.
@@ -76,7 +77,7 @@ impl Default for MetricsSettings {
 
 /// TLS for the gRPC port: on when a certificate and key are given.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// The server's certificate chain, PEM.
     pub cert_file: Option<PathBuf>,
@@ -91,7 +92,7 @@ pub struct TlsSettings {
 
 /// Bounds on what one caller can ask of the server.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// The largest request message accepted, in bytes (larger is refused before decoding).
     pub max_message_bytes: usize,
@@ -118,7 +119,7 @@ impl Default for LimitSettings {
 
 /// Where the master key that wraps every resident's data key comes from.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PrivacySettings {
     /// The master key itself, base64 of 32 bytes (e.g. `DOORSTEP__PRIVACY__MASTER_KEY` injected
     /// from a secret store or KMS); never printed. Every replica needs the same one.
@@ -138,7 +139,7 @@ impl Default for PrivacySettings {
 
 /// How callers prove who they are. See the README's security section.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// The shared secret of HS256 JWTs (at least 32 bytes); never printed.
     pub jwt_hs256_secret: Option<SecretString>,
@@ -169,7 +170,7 @@ impl Default for AuthSettings {
 
 /// How the regulator's measures are counted where the guidance is still to be confirmed.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReportSettings {
     /// Whether a response inside an agreed extension counts as within the Code's timescales
     /// (CH02 and contractors' "answered within the Code").
@@ -185,6 +186,7 @@ impl Default for ReportSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Loopback by default: the embedded default is not reachable from other machines.
     pub host: IpAddr,
@@ -223,7 +225,7 @@ impl Role {
 
 /// The escalation ladder of each Code deadline and who each level tells.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EscalationSettings {
     /// Per deadline (`stage_one_acknowledgement`, `stage_one_response`,
     /// `stage_two_acknowledgement`, `stage_two_response`), the ladder's steps in firing order.
@@ -236,6 +238,7 @@ pub struct EscalationSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LadderStepSettings {
     pub level: String,
     /// Working days from the deadline: negative before it, 0 the breach, positive after it.
@@ -333,7 +336,7 @@ impl EscalationSettings {
 
 /// How the notifier finds due escalations and delivers them.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NotifierSettings {
     /// How often the scheduler asks the read model for due escalations, and the delivery worker
     /// for due deliveries.
@@ -367,6 +370,7 @@ impl Default for NotifierSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Where to POST: `https://…` (or `http://` on a private network or loopback).
     pub url: String,
@@ -375,6 +379,7 @@ pub struct WebhookSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EmailSettings {
     /// The SMTP relay: plain SMTP, e.g. the local MTA on localhost:25.
     pub smtp_host: String,
@@ -436,6 +441,7 @@ impl NotifierSettings {
 
 /// The URL is a secret (it may hold a password): `Debug` shows it with the password masked.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db` (relative or absolute), the embedded default, or
     /// `postgres://user:password@host/database` for several replicas on one database.
@@ -443,6 +449,7 @@ pub struct DatabaseSettings {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CalendarSettings {
     /// A GOV.UK `bank-holidays.json` file that replaces the holidays shipped with Doorstep.
     pub bank_holidays_file: Option<PathBuf>,
@@ -453,7 +460,7 @@ pub struct CalendarSettings {
 
 /// The Code's timescales in working days; defaults are the Code's own.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CodeSettings {
     pub stage_one_acknowledgement_days: u32,
     pub stage_one_response_days: u32,
@@ -512,6 +519,7 @@ impl CodeSettings {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// Write logs as JSON lines instead of text.
     #[serde(default)]
@@ -527,6 +535,15 @@ impl Settings {
     /// directory if present, then the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
         Self::load_with_environment(file, None)
+    }
+
+    /// As [`Settings::load`], reading the `DOORSTEP__…` variables of `environment` instead of the
+    /// process's: how a test checks the settings a deployment file gives the server.
+    pub fn load_from_environment(
+        file: Option<&std::path::Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, config::ConfigError> {
+        Self::load_with_environment(file, Some(environment.into_iter().collect()))
     }
 
     /// As [`Settings::load`], reading `environment` instead of the process's variables when given.
@@ -814,6 +831,48 @@ mod tests {
         assert_eq!(settings.server.port, 6001);
         assert_eq!(settings.database.url(), "sqlite:///tmp/x.db");
         assert_eq!(settings.code.timescales().stage_two_extension_cap, 15);
+    }
+
+    /// A misspelt key is an error, not a setting silently left at its default: the server
+    /// would otherwise run, say, on loopback in a container because of a typo.
+    #[test]
+    fn unknown_keys_are_refused() {
+        for (key, value) in [
+            ("DOORSTEP__SERVER__HOTS", "0.0.0.0"),
+            ("DOORSTEP__METRIC__PORT", "9464"),
+            ("DOORSTEP__PRIVACY__MASTERKEY", "x"),
+        ] {
+            let loaded =
+                Settings::load_from_environment(None, [(key.to_owned(), value.to_owned())]);
+            match loaded {
+                Err(error) => {
+                    assert!(
+                        error.to_string().contains("unknown field"),
+                        "{key}: {error}"
+                    );
+                }
+                Ok(_) => panic!("{key} was accepted"),
+            }
+        }
+        let file = tempfile_with("[server]\nport = 50051\nrole = \"api\"\n[log]\njosn = true\n");
+        let refused = Settings::load_with_environment(Some(file.path()), Some(config::Map::new()))
+            .err()
+            .map(|error| error.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|error| error.contains("josn")),
+            "{refused:?}"
+        );
+    }
+
+    fn tempfile_with(contents: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .unwrap_or_else(|e| panic!("a temporary file: {e}"));
+        std::fs::write(file.path(), contents).unwrap_or_else(|e| panic!("{e}"));
+        file
     }
 
     #[test]

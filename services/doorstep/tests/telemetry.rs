@@ -217,7 +217,8 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         // Export every 100 ms rather than every 5 s, so the test need not wait.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("DOORSTEP__METRICS__PORT", metrics_port.to_string());
-    let running = support::serve_command(command, &[]);
+    command.arg("serve");
+    let running = support::spawn(command);
     register_contractor(running.port, "acme-retrofit").await;
 
     let mut request = tonic::Request::new(complaint());

@@ -98,14 +98,16 @@ pub fn serve(database_url: &str) -> RunningBinary {
 
 /// As [`serve`], with more arguments after `serve` (e.g. `--role notifier`).
 pub fn serve_with(database_url: &str, arguments: &[&str]) -> RunningBinary {
-    serve_command(doorstep(database_url), arguments)
+    let mut command = doorstep(database_url);
+    command.arg("serve").args(arguments);
+    spawn(command)
 }
 
-/// As [`serve_with`], from a [`doorstep`] command the test has configured further.
-pub fn serve_command(mut command: Command, arguments: &[&str]) -> RunningBinary {
+/// Runs `command`, a `doorstep serve` set up by the caller, and reads the port it logs (as text,
+/// `port=…`, or as JSON, `"port":…`). Panics with the end of its stderr when it exits or stays
+/// silent instead.
+pub fn spawn(mut command: Command) -> RunningBinary {
     let mut child = command
-        .arg("serve")
-        .args(arguments)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -121,11 +123,7 @@ pub fn serve_command(mut command: Command, arguments: &[&str]) -> RunningBinary 
             if echo {
                 eprintln!("doorstep: {line}");
             }
-            if let Some(port) = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("port="))
-                .and_then(|port| port.parse::<u16>().ok())
-            {
+            if let Some(port) = logged_port(&line) {
                 let _ = port_found.send(port);
             }
             let mut tail = tail
@@ -153,6 +151,23 @@ pub fn serve_command(mut command: Command, arguments: &[&str]) -> RunningBinary 
         }
     }
     running
+}
+
+/// The gRPC port in the server's "listening" log line, text or JSON (other lines may name other
+/// ports, e.g. the metrics endpoint's).
+fn logged_port(line: &str) -> Option<u16> {
+    if !line.contains("doorstep is listening") {
+        return None;
+    }
+    let text = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("port="));
+    let json = line.split_once("\"port\":").map(|(_, rest)| rest);
+    let digits = text.or(json)?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 impl RunningBinary {
