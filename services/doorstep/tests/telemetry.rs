@@ -216,7 +216,10 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         .env("OTEL_SERVICE_NAME", SERVICE_NAME)
         // Export every 100 ms rather than every 5 s, so the test need not wait.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("DOORSTEP__METRICS__PORT", metrics_port.to_string());
+        .env("DOORSTEP__METRICS__PORT", metrics_port.to_string())
+        // JSON logs with the access log on: each call's line must carry its trace id.
+        .env("DOORSTEP__LOG__JSON", "true")
+        .env("RUST_LOG", "info,doorstep_server::observability=debug");
     command.arg("serve");
     let running = support::spawn(command);
     register_contractor(running.port, "acme-retrofit").await;
@@ -308,6 +311,29 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
             .any(|span| hex(&span.span.span_id) == metadata.span_id),
         "the event names a span of the trace: {}",
         metadata.span_id
+    );
+
+    // The access log line of the call, a JSON object, names the call's trace.
+    let access_line = running
+        .stderr_tail()
+        .lines()
+        .find(|line| line.contains("call finished") && line.contains("LogComplaint"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "an access log line for LogComplaint in:\n{}",
+                running.stderr_tail()
+            )
+        });
+    let access: serde_json::Value =
+        serde_json::from_str(&access_line).expect("log lines are JSON objects");
+    assert_eq!(access["grpc_status"], 0, "{access_line}");
+    let spans = access["spans"]
+        .as_array()
+        .expect("the line lists its spans");
+    assert!(
+        spans.iter().any(|span| span["trace_id"] == TRACE_ID),
+        "the line carries the trace id: {access_line}"
     );
 
     // A refused call is traced with its status too.

@@ -145,12 +145,22 @@ impl Call {
 
     fn finish(self, code: tonic::Code) {
         let status = code as i64;
+        let elapsed = self.started.elapsed();
         self.span.record("rpc.grpc.status_code", status);
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
         }
+        // An access log, off unless asked for (`RUST_LOG=…,doorstep_server::observability=debug`);
+        // inside the span, so it carries the call's trace id.
+        self.span.in_scope(|| {
+            tracing::debug!(
+                grpc_status = status,
+                elapsed_ms = elapsed.as_secs_f64() * 1_000.0,
+                "call finished"
+            );
+        });
         self.duration.record(
-            self.started.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
             &[
                 KeyValue::new("rpc.system", "grpc"),
                 KeyValue::new("rpc.service", self.service),
