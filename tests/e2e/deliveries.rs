@@ -10,7 +10,9 @@ use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{EmailSettings, Role, Settings, WebhookSettings};
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
-use doorstep_tests::{TestApp, TestClock, gate_left_open, spawn_app_with, violated_field};
+use doorstep_tests::{
+    TestApp, TestClock, gate_left_open, metric_value, spawn_app_with, violated_field,
+};
 use secrecy::SecretString;
 use tonic::Code;
 
@@ -102,6 +104,30 @@ async fn a_receiver_that_keeps_failing_gets_dead_letters_that_can_be_retried() {
     })
     .await;
     assert!(dead_letters(&app).await.is_empty());
+
+    // Operators see the same story in the metrics (at least: other tests of this binary share
+    // the process's counters).
+    let scraped = app.scrape_metrics().await;
+    let deliveries = |outcome| {
+        metric_value(
+            &scraped,
+            "doorstep_notifier_deliveries_total",
+            &[("channel", "WEBHOOK"), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        deliveries("failed") >= 4.0,
+        "two failures each before the last:\n{scraped}"
+    );
+    assert!(deliveries("dead_lettered") >= 2.0, "{scraped}");
+    assert!(deliveries("delivered") >= 2.0, "{scraped}");
+    let raised = metric_value(&scraped, "doorstep_escalations_raised_total", &[]).unwrap_or(0.0);
+    assert!(
+        raised >= 2.0,
+        "the warning and the breach were raised:\n{scraped}"
+    );
+
     let accepted = receiver.accepted.lock().expect("lock").clone();
     let mut delivered: Vec<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
     let mut expected: Vec<&str> = dead.iter().map(|l| l.delivery_id.as_str()).collect();

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub channel: AuthenticatedChannel,
     /// The same connection without any credential.
     pub anonymous_channel: Channel,
+    /// Where the Prometheus endpoint listens (port 0 in the test settings picks a free one).
+    pub metrics_address: Option<std::net::SocketAddr>,
     data_dir: Arc<TempDir>,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -213,6 +215,7 @@ async fn start_with_clock(
         .await
         .expect("the application builds");
     let port = application.port();
+    let metrics_address = application.metrics_address();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         application
@@ -230,6 +233,7 @@ async fn start_with_clock(
         client: ComplaintServiceClient::new(channel.clone()),
         channel,
         anonymous_channel,
+        metrics_address,
         data_dir,
         settings,
         clock,
@@ -392,4 +396,55 @@ pub async fn whole_log(channel: &AuthenticatedChannel) -> Vec<v1::RecordedEvent>
             Message::CaughtUp(_) => return log,
         }
     }
+}
+
+impl TestApp {
+    /// `GET /metrics` from the server's Prometheus endpoint, as a scraper sends it.
+    pub async fn scrape_metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let address = self
+            .metrics_address
+            .expect("the metrics endpoint is enabled");
+        let mut connection = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("the metrics endpoint accepts connections");
+        connection
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("the request is sent");
+        let mut response = String::new();
+        connection
+            .read_to_string(&mut response)
+            .await
+            .expect("the response is text");
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .expect("an HTTP response has a head and a body");
+        assert!(head.contains(" 200 "), "{head}");
+        body.to_owned()
+    }
+}
+
+/// The sum of the samples of `name` whose labels include every `labels` pair, in Prometheus'
+/// text format; `None` when there is no such sample.
+pub fn metric_value(scraped: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in scraped.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let Some((label_text, value)) = rest
+            .strip_prefix('{')
+            .and_then(|rest| rest.rsplit_once("} "))
+        else {
+            continue;
+        };
+        let matches = labels
+            .iter()
+            .all(|(key, value)| label_text.contains(&format!("{key}=\"{value}\"")));
+        if let (true, Ok(value)) = (matches, value.trim().parse::<f64>()) {
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
 }
