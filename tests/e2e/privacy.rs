@@ -336,3 +336,57 @@ async fn a_missing_master_key_stops_the_server_from_starting() {
     );
     assert!(!master_key.exists(), "no new master key was made");
 }
+
+/// First complaints arriving together, from many new residents and several times from one, share
+/// commits for their new keys; each resident ends with exactly one key, and every complaint opens
+/// with its own resident's details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_complaints_get_one_key_per_resident_and_all_open() {
+    let app = spawn_app().await;
+    let residents: Vec<String> = (0..24)
+        .map(|n| format!("R-{n}"))
+        .chain((0..16).map(|_| "R-SHARED".to_owned()))
+        .collect();
+    let mut calls = tokio::task::JoinSet::new();
+    for (n, reference) in residents.into_iter().enumerate() {
+        let mut client = ComplaintServiceClient::new(app.channel_as(&["intake"]));
+        let mut request = gate_left_open(&format!("together-{n}"), "2026-11-02T10:00:00Z");
+        let resident = request
+            .resident
+            .as_mut()
+            .expect("the template names a resident");
+        resident.name = format!("Resident {reference}");
+        resident.reference = reference.clone();
+        calls.spawn(async move {
+            let logged = client
+                .log_complaint(request)
+                .await
+                .expect("logged")
+                .into_inner();
+            (logged.complaint_id, format!("Resident {reference}"))
+        });
+    }
+    let logged = calls.join_all().await;
+    for (complaint_id, name) in &logged {
+        let seen = get(&app, complaint_id).await;
+        assert_eq!(
+            seen.resident.map(|r| r.name).as_deref(),
+            Some(name.as_str()),
+            "complaint {complaint_id} opens with its resident's name"
+        );
+    }
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        database_path(app.data_dir()).display()
+    ))
+    .await
+    .expect("the event store's file opens");
+    let keys: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT resident_reference, COUNT(*) FROM resident_keys GROUP BY resident_reference",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the keys are readable");
+    assert_eq!(keys.len(), 25, "24 residents and the shared one: {keys:?}");
+    assert!(keys.iter().all(|(_, count)| *count == 1));
+}

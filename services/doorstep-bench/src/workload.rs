@@ -95,11 +95,15 @@ impl ComplaintTemplate {
         Self { request }
     }
 
+    /// The template with its own idempotency key and its own resident: a call centre's
+    /// complaints come from many households, and each new resident gets a key of their own.
     pub fn request(&self, idempotency_key: String) -> v1::LogComplaintRequest {
-        v1::LogComplaintRequest {
-            idempotency_key,
-            ..self.request.clone()
+        let mut request = self.request.clone();
+        if let Some(resident) = request.resident.as_mut() {
+            resident.reference = format!("R-{idempotency_key}");
         }
+        request.idempotency_key = idempotency_key;
+        request
     }
 }
 

@@ -13,8 +13,6 @@ pub enum KeyDatabase {
 }
 
 const SELECT_KEY: &str = "SELECT wrapped_key FROM resident_keys WHERE resident_reference = $1";
-const INSERT_KEY: &str = "INSERT INTO resident_keys (resident_reference, wrapped_key, created_at) \
-                          VALUES ($1, $2, $3) ON CONFLICT (resident_reference) DO NOTHING";
 const DELETE_KEY: &str = "DELETE FROM resident_keys WHERE resident_reference = $1";
 const INSERT_FORGOTTEN: &str = "INSERT INTO forgotten_residents (resident_reference, forgotten_at) \
                                 VALUES ($1, $2) ON CONFLICT (resident_reference) DO NOTHING";
@@ -40,29 +38,44 @@ impl KeyDatabase {
         row.transpose()
     }
 
-    /// Stores `wrapped` as the resident's key unless they already have one (a concurrent first
-    /// complaint may have won); the caller reads back whichever key is stored.
-    pub async fn insert_key(&self, reference: &str, wrapped: &str) -> Result<(), sqlx::Error> {
+    /// Stores each `(reference, wrapped key)` unless the resident already has a key, in one
+    /// statement (so one commit), and returns the references whose row this call inserted. Of
+    /// two rows for one reference the first is the one stored.
+    pub async fn insert_keys(&self, rows: &[(String, String)]) -> Result<Vec<String>, sqlx::Error> {
         let now = Utc::now().to_rfc3339();
+        fn statement<DB: sqlx::Database>(
+            rows: &[(String, String)],
+            now: &str,
+        ) -> sqlx::QueryBuilder<DB>
+        where
+            for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        {
+            let mut builder = sqlx::QueryBuilder::new(
+                "INSERT INTO resident_keys (resident_reference, wrapped_key, created_at) ",
+            );
+            builder.push_values(rows, |mut row, (reference, wrapped)| {
+                row.push_bind(reference.clone())
+                    .push_bind(wrapped.clone())
+                    .push_bind(now.to_owned());
+            });
+            builder
+                .push(" ON CONFLICT (resident_reference) DO NOTHING RETURNING resident_reference");
+            builder
+        }
         match self {
             Self::Sqlite(pool) => {
-                sqlx::query(INSERT_KEY)
-                    .bind(reference)
-                    .bind(wrapped)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
+                statement::<sqlx::Sqlite>(rows, &now)
+                    .build_query_scalar()
+                    .fetch_all(pool)
+                    .await
             }
             Self::Postgres(pool) => {
-                sqlx::query(INSERT_KEY)
-                    .bind(reference)
-                    .bind(wrapped)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
+                statement::<sqlx::Postgres>(rows, &now)
+                    .build_query_scalar()
+                    .fetch_all(pool)
+                    .await
             }
         }
-        Ok(())
     }
 
     /// Destroys the resident's key and records that they were forgotten, in one transaction.

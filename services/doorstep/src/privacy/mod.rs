@@ -11,6 +11,7 @@
 //! that injects it) or from `privacy.master_key_file`, which the first start creates (0600).
 
 pub mod crypto;
+mod key_writer;
 pub mod keys;
 
 use std::path::Path;
@@ -91,6 +92,7 @@ fn associated(purpose: &str, reference: &str) -> Vec<u8> {
 pub struct ResidentVault {
     master: SecretKey,
     keys: KeyDatabase,
+    new_keys: key_writer::KeyWriter,
 }
 
 impl ResidentVault {
@@ -104,7 +106,12 @@ impl ResidentVault {
             Some(key) => decode_master_key(key.expose_secret())?,
             None => master_key_from_file(&settings.master_key_file, &keys).await?,
         };
-        Ok(Self { master, keys })
+        let new_keys = key_writer::KeyWriter::spawn(keys.clone());
+        Ok(Self {
+            master,
+            keys,
+            new_keys,
+        })
     }
 
     async fn data_key(
@@ -118,12 +125,14 @@ impl ResidentVault {
                 SecretKey::generate().as_bytes(),
                 &associated("resident key", reference),
             )?;
-            self.keys
-                .insert_key(reference, &BASE64.encode(wrapped_new))
-                .await?;
-            // Read back: a concurrent first complaint of the same resident may have stored its
-            // key first, and everything must be sealed under the one that stays.
-            wrapped = self.keys.wrapped_key(reference).await?;
+            let wrapped_new = BASE64.encode(wrapped_new);
+            wrapped = if self.new_keys.insert(reference, wrapped_new.clone()).await? {
+                Some(wrapped_new)
+            } else {
+                // A concurrent first complaint of the same resident stored its key first, and
+                // everything must be sealed under the one that stays.
+                self.keys.wrapped_key(reference).await?
+            };
         }
         let Some(wrapped) = wrapped else {
             return Ok(None);

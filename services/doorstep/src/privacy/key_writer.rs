@@ -1,0 +1,87 @@
+//! New resident keys, written in groups: every intake call that needs a key for a new resident
+//! hands it to one task, which stores whatever is waiting in one statement, so concurrent first
+//! complaints share one commit (and one flush to disk) as their events do in the event store.
+//! Without it each new resident cost a commit of its own, which held intake near the
+//! one-commit-per-event rate.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::KeyDatabase;
+
+/// The most keys one statement stores (three parameters each).
+const MAX_BATCH: usize = 500;
+
+/// A key waiting to be stored, and where to say whether it was.
+struct PendingKey {
+    reference: String,
+    wrapped: String,
+    /// True when this key is the one stored; false when the resident already had one.
+    reply: oneshot::Sender<Result<bool, String>>,
+}
+
+/// The queue in front of the key-writing task.
+pub struct KeyWriter {
+    queue: mpsc::Sender<PendingKey>,
+}
+
+impl KeyWriter {
+    /// Starts the task; it ends when the writer is dropped, after the keys already queued.
+    pub fn spawn(keys: KeyDatabase) -> Self {
+        let (queue, pending) = mpsc::channel(MAX_BATCH * 2);
+        tokio::spawn(run(keys, pending));
+        Self { queue }
+    }
+
+    /// Stores `wrapped` as the resident's key unless they have one already; returns whether this
+    /// key is the one stored. Returns once the key is committed.
+    pub async fn insert(&self, reference: &str, wrapped: String) -> Result<bool, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(PendingKey {
+                reference: reference.to_owned(),
+                wrapped,
+                reply,
+            })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?
+            .map_err(|message| sqlx::Error::Io(std::io::Error::other(message)))
+    }
+}
+
+async fn run(keys: KeyDatabase, mut pending: mpsc::Receiver<PendingKey>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(key) => batch.push(key),
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<(String, String)> = batch
+            .iter()
+            .map(|key| (key.reference.clone(), key.wrapped.clone()))
+            .collect();
+        match keys.insert_keys(&rows).await {
+            Ok(inserted) => {
+                let mut inserted: std::collections::HashSet<String> =
+                    inserted.into_iter().collect();
+                for key in batch {
+                    // Of two keys for one resident in the batch, the first was stored: the set
+                    // gives up the reference to the first that asks.
+                    let stored = inserted.remove(&key.reference);
+                    let _ = key.reply.send(Ok(stored));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, keys = batch.len(), "cannot store new resident keys");
+                let message = format!("the batch holding this resident key failed: {error}");
+                for key in batch {
+                    let _ = key.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
