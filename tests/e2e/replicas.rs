@@ -360,3 +360,35 @@ async fn replicas_raise_each_escalation_exactly_once() {
     assert_eq!(accepted.len(), expected, "no delivery was sent twice");
     assert_eq!(*receiver.refused_signatures.lock().expect("lock"), 0);
 }
+
+/// A replica on PostgreSQL never makes up the master key: replicas that each made their own would
+/// seal residents' data under keys the others cannot open. Without one it refuses to start, and
+/// says what to set.
+#[tokio::test]
+async fn a_replica_without_a_master_key_refuses_to_start_on_postgres() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = doorstep_server::Settings::for_tests(data_dir.path());
+    settings.database = doorstep_server::settings::DatabaseSettings::new(database.url());
+    settings.privacy.master_key = None;
+    let refused = doorstep_server::Application::build(settings)
+        .await
+        .err()
+        .expect("no master key, no server");
+    let chain = std::iter::successors(Some(&refused as &dyn std::error::Error), |error| {
+        error.source()
+    })
+    .map(ToString::to_string)
+    .collect::<Vec<_>>()
+    .join(": ");
+    assert!(
+        chain.contains("privacy.master_key") && chain.contains("DOORSTEP__PRIVACY__MASTER_KEY"),
+        "the refusal says what to set: {chain}"
+    );
+    assert!(
+        !data_dir.path().join("master.key").exists(),
+        "no key file was written"
+    );
+}

@@ -72,6 +72,12 @@ pub enum VaultSetupError {
          privacy.master_key; a new master key would make every resident's data unreadable"
     )]
     MissingMasterKey(std::path::PathBuf),
+    #[error(
+        "on PostgreSQL every replica must use the same master key: set privacy.master_key \
+         (DOORSTEP__PRIVACY__MASTER_KEY, base64 of 32 random bytes, e.g. `openssl rand -base64 \
+         32`) or provide the file {0}; Doorstep does not make one up on a shared database"
+    )]
+    MasterKeyRequired(std::path::PathBuf),
     #[error("cannot read or write the master key file")]
     File(#[from] crate::auth::api_keys::ApiKeyError),
     #[error("cannot read the master key file {path}")]
@@ -229,6 +235,11 @@ async fn master_key_from_file(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if keys.key_count().await? > 0 {
                 return Err(VaultSetupError::MissingMasterKey(path.to_owned()));
+            }
+            // Replicas that each made a key of their own would seal residents' data under keys
+            // the others cannot open; on a shared database the operator provides the one key.
+            if matches!(keys, KeyDatabase::Postgres(_)) {
+                return Err(VaultSetupError::MasterKeyRequired(path.to_owned()));
             }
             let key = SecretKey::generate();
             let mut text = BASE64.encode(key.as_bytes()).into_bytes();
