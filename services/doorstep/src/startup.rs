@@ -417,41 +417,39 @@ impl Application {
             ]
         });
 
+        // Health follows the databases until draining begins. The gauges and the scrape endpoint
+        // run until the server has stopped, so scrapes still answer while calls drain.
         let (stop_monitoring, monitoring_stopped) = watch::channel(false);
-        let stop_monitoring = Arc::new(stop_monitoring);
+        let health_services: Vec<&'static str> = if serves_api {
+            SERVICES.to_vec()
+        } else {
+            Vec::new()
+        };
         let health_monitor = HealthMonitor {
             store: self.store.clone(),
             read_models: self.read_models.clone(),
             reporter: health_reporter.clone(),
-            services: if serves_api {
-                SERVICES.to_vec()
-            } else {
-                Vec::new()
-            },
+            services: health_services.clone(),
         }
-        .spawn(monitoring_stopped.clone());
-        let gauge_sampler = self.gauges.clone().spawn(monitoring_stopped.clone());
-        let metrics_endpoint = self.metrics_endpoint.map(|endpoint| {
-            let mut stopped = monitoring_stopped.clone();
-            tokio::spawn(endpoint.serve(self.gauges.clone(), async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }))
-        });
+        .spawn(monitoring_stopped);
+        let gauge_sampler = self.gauges.clone().spawn();
+        let metrics_endpoint = self
+            .metrics_endpoint
+            .map(|endpoint| tokio::spawn(endpoint.serve(self.gauges.clone())));
 
         let (drain_started, mut drain_signal) = watch::channel(false);
         let reporter = health_reporter.clone();
         let stop_subscriptions = self.stop_subscriptions;
-        let stop_monitoring_first = stop_monitoring.clone();
         let graceful = async move {
             shutdown.await;
             // The monitor must not turn health back to SERVING once draining has begun.
-            let _ = stop_monitoring_first.send(true);
+            let _ = stop_monitoring.send(true);
             let _ = health_monitor.await;
             tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
             reporter
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
-            for service in SERVICES {
+            for service in health_services {
                 reporter
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;
@@ -520,14 +518,15 @@ impl Application {
         };
 
         let _ = stop_projections.send(true);
-        let _ = stop_monitoring.send(true);
+        // Neither holds anything that needs finishing; a scrape waiting on a database that has
+        // gone must not hold the process past its grace period.
+        gauge_sampler.abort();
+        if let Some(endpoint) = metrics_endpoint {
+            endpoint.abort();
+        }
         let _ = projections.await;
         for task in notifier_tasks.into_iter().flatten() {
             let _ = task.await;
-        }
-        let _ = gauge_sampler.await;
-        if let Some(endpoint) = metrics_endpoint {
-            let _ = endpoint.await;
         }
         self.read_models.close().await;
         self.store.close().await;

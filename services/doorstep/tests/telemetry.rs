@@ -346,6 +346,39 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         .expect_err("an invalid id is refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
+    // A path the server does not have is measured as `_OTHER`, so random paths cannot add
+    // series without bound.
+    let mut grpc = tonic::client::Grpc::new(support::channel(running.port).await);
+    grpc.ready().await.expect("the connection is ready");
+    let unknown: Result<tonic::Response<()>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/doorstep.v1.Nowhere/RandomPath"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    // The guard answers first: a method with no line in the policy is refused to everyone.
+    assert_eq!(
+        unknown.expect_err("no such method").code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // A stream the caller walks away from counts as CANCELLED once it is gone.
+    let mut subscription = EventServiceClient::new(support::channel(running.port).await)
+        .subscribe_all(v1::SubscribeAllRequest {
+            from_position: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("the subscription starts")
+        .into_inner();
+    subscription
+        .message()
+        .await
+        .expect("the stream delivers")
+        .expect("a first message");
+    drop(subscription);
+
     // Prometheus, on its own port, has measured both calls by method and status, once the read
     // models hold the complaint.
     client(running.port)
@@ -356,7 +389,14 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         })
         .await
         .expect("the read models reach the complaint");
-    let scraped = scrape(metrics_port).await;
+    let mut scraped = scrape(metrics_port).await;
+    for _ in 0..50 {
+        if scraped.contains("rpc_method=\"SubscribeAll\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        scraped = scrape(metrics_port).await;
+    }
     let count_line = |method: &str, code: u32| {
         scraped.lines().find(|line| {
             line.starts_with("rpc_server_call_duration_seconds_count{")
@@ -371,6 +411,14 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
     assert!(
         count_line("GetComplaint", 3).is_some(),
         "the refused call is counted with INVALID_ARGUMENT in:\n{scraped}"
+    );
+    assert!(
+        count_line("_OTHER", 7).is_some() && !scraped.contains("RandomPath"),
+        "an unknown path is counted as _OTHER, PERMISSION_DENIED, and never by its name:\n{scraped}"
+    );
+    assert!(
+        count_line("SubscribeAll", 1).is_some(),
+        "the abandoned stream is counted as CANCELLED:\n{scraped}"
     );
     assert!(
         scraped.contains("doorstep_store_batch_events_count{"),

@@ -33,6 +33,9 @@ use crate::writer_queue::{AppendRequest, BatchWriter, batch_failed};
 /// streams, so running out of attempts takes sustained contention.
 const TRANSACTION_ATTEMPTS: usize = 10;
 
+/// How long the writer waits for a new connection before failing the batch that needs it.
+const RECONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The PostgreSQL side of the writer task; the queue in front of it is [`crate::writer_queue`].
 pub(super) struct Writer {
     /// `None` after the connection broke; the next batch connects again.
@@ -73,6 +76,7 @@ impl Writer {
         let mut reconnected = false;
         while !remaining.is_empty() {
             attempts += 1;
+            let had_connection = self.connection.is_some();
             match self.write_once(&remaining).await {
                 Ok(written) => {
                     if written.committed {
@@ -101,7 +105,7 @@ impl Writer {
                 // while the writer was idle): try once more on a new one. Safe even if the
                 // first COMMIT went through unseen: the appends' event ids are then stored with
                 // the same content, and the retry answers where they landed.
-                Err(failure) if !failure.connection_usable && !reconnected => {
+                Err(failure) if had_connection && !failure.connection_usable && !reconnected => {
                     reconnected = true;
                     tracing::warn!(
                         error = %failure.error,
@@ -156,7 +160,11 @@ impl Writer {
     }
 
     async fn reconnect(&self) -> Result<PgConnection, sqlx::Error> {
-        let mut connection = self.connect_options.connect().await?;
+        // A partitioned network would otherwise hold the batch for a whole TCP connect timeout.
+        let mut connection =
+            tokio::time::timeout(RECONNECT_TIMEOUT, self.connect_options.connect())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
         let process_id = writer_process_id(&mut connection).await?;
         self.writer_process_id.store(process_id, Ordering::Relaxed);
         tracing::info!("the event store writer reconnected");

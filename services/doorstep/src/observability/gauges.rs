@@ -10,11 +10,13 @@ use doorstep_projections::ReadModel;
 use doorstep_store::EventStore;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::ObservableGauge;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How often the gauges are sampled.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+/// A sample that takes longer (the database is away) is given up, keeping the last one: a scrape
+/// must answer within Prometheus' timeout whatever the database does.
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Sample {
@@ -73,7 +75,7 @@ impl GaugeSampler {
         let lag_seconds = {
             let sample = sample.clone();
             meter
-                .f64_observable_gauge("doorstep.projection.lag")
+                .f64_observable_gauge("doorstep.projection.lag.age")
                 .with_unit("s")
                 .with_description(
                     "Age of the oldest event the read models have not applied yet; 0 when they \
@@ -95,24 +97,23 @@ impl GaugeSampler {
         }
     }
 
-    /// Samples at once, then every few seconds until `stop` turns true (for exporters that read
-    /// the gauges on their own schedule, such as OTLP's).
-    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    /// Samples at once, then every few seconds until the task is aborted (for exporters that
+    /// read the gauges on their own schedule, such as OTLP's).
+    pub fn spawn(self: Arc<Self>) -> JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 self.refresh().await;
-                tokio::select! {
-                    () = tokio::time::sleep(SAMPLE_INTERVAL) => {}
-                    _ = stop.changed() => return,
-                }
+                tokio::time::sleep(SAMPLE_INTERVAL).await;
             }
         })
     }
 
     /// Takes a new sample now. A failure (the database is away) leaves the last sample in place.
     pub async fn refresh(&self) {
-        if let Err(error) = self.take_sample().await {
-            tracing::debug!(error = %error, "cannot sample the gauges");
+        match tokio::time::timeout(SAMPLE_TIMEOUT, self.take_sample()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(error = %error, "cannot sample the gauges"),
+            Err(_) => tracing::debug!("sampling the gauges timed out; keeping the last sample"),
         }
     }
 

@@ -4,17 +4,25 @@
 //! The span is named after the method, continues the caller's trace when the request carries a
 //! W3C `traceparent`, and ends with the call's gRPC status. A unary error comes back in the
 //! response headers; a success, or any status of a streaming call, comes in the trailers at the end
-//! of the body, so the body is watched until then. A body dropped before its trailers (the caller
-//! went away) counts as CANCELLED.
+//! of the body, so the body is watched until then. A call dropped before it ends (the caller went
+//! away, its deadline passed, or shutdown cut it off) counts as CANCELLED.
+//!
+//! Method names come from outside: a path that is not one of the server's methods is recorded as
+//! `_OTHER` (OpenTelemetry's convention), with the path itself only on the span, so random paths
+//! cannot grow the metric's series without bound. Health checks are measured but not traced:
+//! probes every few seconds would bury the traces people look for.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
+use prost::Message as _;
 use tonic::body::Body;
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -77,7 +85,7 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let call = Call::start(&request, self.duration.clone());
+        let mut call = Call::start(&request, self.duration.clone());
         let span = call.span.clone();
         Box::pin(
             async move {
@@ -108,42 +116,95 @@ where
     }
 }
 
-/// One call in flight: its span, when it started, and what it is, for the measurement.
+/// The gRPC health service, probed by load balancers and orchestrators.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// What a method the server does not have is recorded as.
+const OTHER: &str = "_OTHER";
+
+/// Every `package.Service/Method` the server answers: the API's, health and reflection.
+fn known_methods() -> &'static HashSet<String> {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let mut known: HashSet<String> = [
+            "grpc.health.v1.Health/Check",
+            "grpc.health.v1.Health/Watch",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        if let Ok(set) = prost_types::FileDescriptorSet::decode(doorstep_api::FILE_DESCRIPTOR_SET) {
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!(
+                            "{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        known
+    })
+}
+
+/// One call in flight: its span, when it started, and what it is, for the measurement. Dropped
+/// before [`Call::finish`], it finishes as CANCELLED.
 struct Call {
     span: tracing::Span,
     started: Instant,
     duration: Histogram<f64>,
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
+    finished: bool,
 }
 
 impl Call {
     fn start(request: &http::Request<Body>, duration: Histogram<f64>) -> Self {
         let path = request.uri().path().trim_start_matches('/');
-        let (service, method) = path.split_once('/').unwrap_or((path, ""));
-        let span = tracing::info_span!(
-            "grpc",
-            otel.name = path,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-            trace_id = Empty,
-        );
+        let (service, method) = match known_methods().get(path) {
+            Some(known) => known.split_once('/').unwrap_or((known.as_str(), "")),
+            None => (OTHER, OTHER),
+        };
+        let span = if service == HEALTH_SERVICE {
+            tracing::debug_span!("grpc", trace_id = Empty)
+        } else {
+            tracing::info_span!(
+                "grpc",
+                otel.name = if service == OTHER { OTHER } else { path },
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.method_original = Empty,
+                rpc.grpc.status_code = Empty,
+                trace_id = Empty,
+            )
+        };
+        if service == OTHER {
+            span.record("rpc.method_original", path);
+        }
         let _ = span.set_parent(doorstep_telemetry::extract_parent(request.headers()));
         doorstep_telemetry::record_trace_id(&span);
         Self {
             span,
             started: Instant::now(),
             duration,
-            service: service.to_owned(),
-            method: method.to_owned(),
+            service,
+            method,
+            finished: false,
         }
     }
 
-    fn finish(self, code: tonic::Code) {
+    fn finish(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let status = code as i64;
         let elapsed = self.started.elapsed();
         self.span.record("rpc.grpc.status_code", status);
@@ -171,6 +232,12 @@ impl Call {
     }
 }
 
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled);
+    }
+}
+
 /// The codes OpenTelemetry's conventions count as the server's failure; the others (NOT_FOUND,
 /// INVALID_ARGUMENT, …) are the caller's, and the span stays unset.
 fn is_server_error(code: tonic::Code) -> bool {
@@ -191,7 +258,9 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
         .map(|value| tonic::Code::from_bytes(value.as_bytes()))
 }
 
-/// A response body that finishes its call when the trailers pass, the body ends, or it is dropped.
+/// A response body that finishes its call when the trailers pass or the body ends; dropped
+/// earlier, the call finishes as CANCELLED. Frames are made inside the call's span, so a stream's
+/// work carries its trace.
 struct WatchedBody {
     inner: Body,
     call: Option<Call>,
@@ -199,7 +268,7 @@ struct WatchedBody {
 
 impl WatchedBody {
     fn finish(&mut self, code: tonic::Code) {
-        if let Some(call) = self.call.take() {
+        if let Some(mut call) = self.call.take() {
             call.finish(code);
         }
     }
@@ -213,6 +282,8 @@ impl HttpBody for WatchedBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let span = self.call.as_ref().map(|call| call.span.clone());
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let polled = Pin::new(&mut self.inner).poll_frame(context);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -234,11 +305,5 @@ impl HttpBody for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for WatchedBody {
-    fn drop(&mut self) {
-        self.finish(tonic::Code::Cancelled);
     }
 }

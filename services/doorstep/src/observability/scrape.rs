@@ -1,6 +1,5 @@
 //! The Prometheus scrape endpoint, `GET /metrics`, on a port of its own.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -32,20 +31,13 @@ impl MetricsEndpoint {
         self.address
     }
 
-    /// Serves until `shutdown` completes. Each scrape samples the gauges first, so what it reads
+    /// Serves until the task is aborted. Each scrape samples the gauges first, so what it reads
     /// is current.
-    pub async fn serve(
-        self,
-        gauges: Arc<GaugeSampler>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
+    pub async fn serve(self, gauges: Arc<GaugeSampler>) {
         let app = axum::Router::new()
             .route("/metrics", axum::routing::get(metrics))
             .with_state(gauges);
-        if let Err(error) = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(error) = axum::serve(self.listener, app).await {
             tracing::error!(%error, "the metrics endpoint stopped");
         }
     }

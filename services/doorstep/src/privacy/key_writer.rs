@@ -66,12 +66,10 @@ async fn run(keys: KeyDatabase, mut pending: mpsc::Receiver<PendingKey>) {
             .collect();
         match keys.insert_keys(&rows).await {
             Ok(inserted) => {
-                let mut inserted: std::collections::HashSet<String> =
-                    inserted.into_iter().collect();
-                for key in batch {
-                    // Of two keys for one resident in the batch, the first was stored: the set
-                    // gives up the reference to the first that asks.
-                    let stored = inserted.remove(&key.reference);
+                let references: Vec<&str> =
+                    batch.iter().map(|key| key.reference.as_str()).collect();
+                let stored = stored_flags(&references, inserted);
+                for (key, stored) in batch.into_iter().zip(stored) {
                     let _ = key.reply.send(Ok(stored));
                 }
             }
@@ -83,5 +81,31 @@ async fn run(keys: KeyDatabase, mut pending: mpsc::Receiver<PendingKey>) {
                 }
             }
         }
+    }
+}
+
+/// Which of a batch's keys is the one stored, given the references the statement inserted: of two
+/// keys for one resident in a batch, the first row is the one stored.
+fn stored_flags(references: &[&str], inserted: Vec<String>) -> Vec<bool> {
+    let mut inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    references
+        .iter()
+        .map(|reference| inserted.remove(*reference))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_flags;
+
+    #[test]
+    fn only_the_first_key_of_a_resident_in_a_batch_is_the_stored_one() {
+        let references = ["a", "b", "a", "c", "b"];
+        // The statement stored a's first row and b's first row; c already had a key.
+        let inserted = vec!["b".to_owned(), "a".to_owned()];
+        assert_eq!(
+            stored_flags(&references, inserted),
+            [true, true, false, false, false]
+        );
     }
 }

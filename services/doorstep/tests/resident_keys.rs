@@ -1,0 +1,60 @@
+//! The resident key store's batch insert on both backends: one statement stores a batch of new
+//! keys, the first row of a resident wins over a later one in the same batch, a resident who has
+//! a key keeps it, and the statement says which rows it stored.
+
+use doorstep_server::privacy::keys::KeyDatabase;
+use doorstep_store::{PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings};
+
+fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(reference, key)| ((*reference).to_owned(), (*key).to_owned()))
+        .collect()
+}
+
+async fn first_row_wins_and_existing_keys_stay(keys: KeyDatabase) {
+    let mut inserted = keys
+        .insert_keys(&rows(&[("a", "key-a1"), ("b", "key-b"), ("a", "key-a2")]))
+        .await
+        .expect("the batch is stored");
+    inserted.sort();
+    assert_eq!(inserted, ["a", "b"], "each reference reported once");
+    assert_eq!(
+        keys.wrapped_key("a").await.expect("readable").as_deref(),
+        Some("key-a1"),
+        "the first row of a resident in the batch is the one stored"
+    );
+
+    let inserted = keys
+        .insert_keys(&rows(&[("a", "key-a3"), ("c", "key-c")]))
+        .await
+        .expect("the second batch is stored");
+    assert_eq!(inserted, ["c"], "a resident with a key keeps it");
+    assert_eq!(
+        keys.wrapped_key("a").await.expect("readable").as_deref(),
+        Some("key-a1")
+    );
+    assert_eq!(keys.key_count().await.expect("countable"), 3);
+}
+
+#[tokio::test]
+async fn sqlite_batch_inserts_keep_the_first_key_per_resident() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteEventStore::open(SqliteSettings::new(directory.path().join("log.db")))
+        .await
+        .expect("the store opens");
+    first_row_wins_and_existing_keys_stay(KeyDatabase::Sqlite(store.pool().clone())).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_batch_inserts_keep_the_first_key_per_resident() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let store = PostgresEventStore::open(PostgresSettings::new(database.url().to_owned()))
+        .await
+        .expect("the store opens");
+    first_row_wins_and_existing_keys_stay(KeyDatabase::Postgres(store.pool().clone())).await;
+    store.close().await;
+}
