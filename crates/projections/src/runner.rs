@@ -13,6 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+/// How many of a batch's appending calls its span links to.
+const MAX_LINKS_PER_BATCH: usize = 64;
+
 use crate::ProjectionError;
 use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
@@ -176,6 +179,16 @@ impl ProjectionRunner {
             trace_id = tracing::field::Empty,
         );
         doorstep_telemetry::record_trace_id(&span);
+        // The batch points back at the calls that appended its events (a few dozen at most).
+        let mut linked = std::collections::HashSet::new();
+        for metadata in events.iter().map(|event| &event.metadata) {
+            if let (Some(trace_id), Some(span_id)) = (&metadata.trace_id, &metadata.span_id)
+                && linked.len() < MAX_LINKS_PER_BATCH
+                && linked.insert(span_id.as_str())
+            {
+                doorstep_telemetry::link_to(&span, trace_id, span_id);
+            }
+        }
         self.apply_batch(checkpoint, &events, last)
             .instrument(span)
             .await

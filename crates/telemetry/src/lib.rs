@@ -31,7 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub use metrics::{MetricsError, ensure_metrics, prometheus_text};
-pub use propagation::{TraceIds, current_trace, extract_parent, record_trace_id};
+pub use propagation::{TraceIds, current_trace, extract_parent, link_to, record_trace_id};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

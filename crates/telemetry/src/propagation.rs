@@ -1,6 +1,8 @@
 //! W3C trace context in and out: the parent a request names, and the ids of the current span.
 
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry_http::HeaderExtractor;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -37,5 +39,20 @@ pub fn record_trace_id(span: &tracing::Span) {
     let trace_id = context.span().span_context().trace_id();
     if trace_id != opentelemetry::trace::TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));
+    }
+}
+
+/// Links `span` to the span that `trace_id` and `span_id` (hex, as events record them) name: a
+/// batch that applies events points at the requests that appended them. Ids that do not parse
+/// are ignored.
+pub fn link_to(span: &tracing::Span, trace_id: &str, span_id: &str) {
+    if let (Ok(trace_id), Ok(span_id)) = (TraceId::from_hex(trace_id), SpanId::from_hex(span_id)) {
+        span.add_link(SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ));
     }
 }

@@ -149,35 +149,37 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Waits until the spans received include every name in `names` within the test's trace.
-async fn spans_of_trace(
+/// Keeps every span received in `seen` until `done` holds for them, for up to 30 s.
+async fn wait_for_spans(
     received: &mut mpsc::UnboundedReceiver<Received>,
-    names: &[&str],
-) -> Vec<Received> {
-    let mut trace = Vec::new();
+    seen: &mut Vec<Received>,
+    what: &str,
+    done: impl Fn(&[Received]) -> bool,
+) {
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(span) = received.recv().await {
-            if hex(&span.span.trace_id) == TRACE_ID {
-                trace.push(span);
-            }
-            if names
-                .iter()
-                .all(|name| trace.iter().any(|span| span.span.name == *name))
-            {
-                return;
+        while !done(seen) {
+            match received.recv().await {
+                Some(span) => seen.push(span),
+                None => return,
             }
         }
     })
     .await;
     assert!(
-        waited.is_ok(),
-        "the receiver did not get spans named {names:?} in trace {TRACE_ID}; it got {:?}",
-        trace
-            .iter()
-            .map(|s| s.span.name.clone())
+        waited.is_ok() && done(seen),
+        "the receiver did not get {what}; it got {:?}",
+        seen.iter()
+            .map(|s| (s.span.name.clone(), hex(&s.span.trace_id)))
             .collect::<Vec<_>>()
     );
-    trace
+}
+
+/// The spans of the test's trace among `seen`.
+fn of_trace(seen: &[Received]) -> Vec<Received> {
+    seen.iter()
+        .filter(|span| hex(&span.span.trace_id) == TRACE_ID)
+        .cloned()
+        .collect()
 }
 
 fn complaint() -> v1::LogComplaintRequest {
@@ -238,11 +240,15 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         .expect("the complaint is logged")
         .into_inner();
 
-    let trace = spans_of_trace(
-        &mut received,
-        &["doorstep.v1.ComplaintService/LogComplaint", "store.append"],
-    )
+    let mut seen = Vec::new();
+    let names = ["doorstep.v1.ComplaintService/LogComplaint", "store.append"];
+    wait_for_spans(&mut received, &mut seen, "the call's spans", |seen| {
+        names
+            .iter()
+            .all(|name| of_trace(seen).iter().any(|span| span.span.name == *name))
+    })
     .await;
+    let trace = of_trace(&seen);
     let call = trace
         .iter()
         .find(|span| span.span.name == "doorstep.v1.ComplaintService/LogComplaint")
@@ -289,6 +295,22 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         append_attributes.contains_key("commit_ms"),
         "the append says how long its commit took: {append_attributes:?}"
     );
+
+    // The projection batch that applied the complaint links back to the call that logged it.
+    wait_for_spans(
+        &mut received,
+        &mut seen,
+        "a projection batch linked to the call",
+        |seen| {
+            seen.iter().any(|span| {
+                span.span.name == "projection.batch"
+                    && span.span.links.iter().any(|link| {
+                        hex(&link.trace_id) == TRACE_ID && link.span_id == call.span.span_id
+                    })
+            })
+        },
+    )
+    .await;
 
     // The event the call appended points back at the trace.
     let events = EventServiceClient::new(support::channel(running.port).await)
