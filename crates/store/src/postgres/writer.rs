@@ -233,8 +233,16 @@ impl Writer {
     }
 }
 
-/// The backend process behind the writer connection, whose notifications the tracker can skip.
+/// Readies a connection for the writer (time limits on lock waits and on idling in a transaction)
+/// and returns its backend process, whose notifications the tracker can skip.
 pub(super) async fn writer_process_id(connection: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    // A batch waiting on a lock for longer than this fails (its callers retry, idempotently)
+    // rather than hang behind a session whose process has gone; and PostgreSQL ends a writer
+    // session left idle inside a transaction (its process cut off mid-batch), releasing what it
+    // held, so other replicas' writers are not blocked by it for good.
+    sqlx::raw_sql("SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'")
+        .execute(&mut *connection)
+        .await?;
     let process_id: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(connection)
         .await?;
