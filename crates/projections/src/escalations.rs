@@ -3,7 +3,9 @@
 //! raised escalation owes.
 //!
 //! The runner keeps the clock with the pure [`clock_after`] step and, whenever the clock changes,
-//! replaces the complaint's schedule with the new clock's ladder less the steps already raised.
+//! replaces the complaint's schedule with the first step of the new clock's ladder not raised yet.
+//! When that step is raised, the next one takes its place. One row per running clock, not one
+//! per step: intake writes every complaint's schedule, and five rows each cost it about 15%.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -175,11 +177,15 @@ impl EscalationBatch {
             .collect();
     }
 
-    /// A step was raised: it leaves the schedule.
-    fn remove_step(&mut self, complaint_id: &str, escalation_id: Uuid) {
+    /// A step was raised: it leaves the schedule, and `next` (the clock's next step not raised
+    /// yet, if any) takes its place.
+    fn step_raised(&mut self, complaint_id: &str, escalation_id: Uuid, next: Option<ScheduleRow>) {
         let pending = self.schedules.entry(complaint_id.to_owned()).or_default();
         if pending.insert.remove(&escalation_id).is_none() {
             pending.remove_stored.insert(escalation_id);
+        }
+        if let Some(next) = next {
+            pending.insert.insert(next.escalation_id, next);
         }
     }
 
@@ -233,7 +239,8 @@ impl EscalationBatch {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
-                 deadline, level, deadline_date, clock_started_at, due_at) VALUES {}",
+                 deadline, level, deadline_date, clock_started_at, due_at) VALUES {} \
+                 ON CONFLICT (escalation_id) DO NOTHING",
                 row_values(connection, chunk.len(), 8)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -329,7 +336,16 @@ pub(crate) async fn apply(
                 position: recorded.position,
             };
             store_escalation(connection, &row).await?;
-            batch.remove_step(complaint_id, *escalation_id);
+            let next = match &current {
+                Some(clock)
+                    if clock.deadline == *deadline && clock.started_at == *clock_started_at =>
+                {
+                    next_step(connection, planner, complaint_id, &contractor_id, clock).await?
+                }
+                // A raise for a clock that has since stopped or moved schedules nothing more.
+                _ => None,
+            };
+            batch.step_raised(complaint_id, *escalation_id, next);
             crate::outbox::enqueue(connection, planner, &row).await?;
         }
         Event::EscalationAcknowledged {
@@ -360,50 +376,72 @@ pub(crate) async fn apply(
         batch.replace_schedule(complaint_id, current.is_some(), Vec::new());
         return Ok(());
     };
+    // Only a clock that kept its start (an extension moved its deadline) can have steps raised
+    // already; those stay raised and are not scheduled again. A new clock's ids are all new.
+    let same_clock = current
+        .as_ref()
+        .is_some_and(|old| old.deadline == clock.deadline && old.started_at == clock.started_at);
+    let row = if same_clock {
+        next_step(connection, planner, complaint_id, &contractor_id, &clock).await?
+    } else {
+        first_step(planner, complaint_id, &contractor_id, &clock, &[])?
+    };
+    batch.replace_schedule(complaint_id, current.is_some(), row.into_iter().collect());
+    Ok(())
+}
+
+/// The clock's next ladder step not raised yet (as the escalations model records them), if any.
+async fn next_step(
+    connection: &mut AnyConnection,
+    planner: &EscalationPlanner,
+    complaint_id: &str,
+    contractor_id: &str,
+    clock: &RunningClock,
+) -> Result<Option<ScheduleRow>, ProjectionError> {
+    let raised: Vec<String> =
+        sqlx::query_scalar("SELECT escalation_id FROM escalations WHERE complaint_id = $1")
+            .bind(complaint_id)
+            .fetch_all(&mut *connection)
+            .await?;
+    first_step(planner, complaint_id, contractor_id, clock, &raised)
+}
+
+/// The first step of the clock's ladder whose id is not in `raised`, as a schedule row.
+fn first_step(
+    planner: &EscalationPlanner,
+    complaint_id: &str,
+    contractor_id: &str,
+    clock: &RunningClock,
+    raised: &[String],
+) -> Result<Option<ScheduleRow>, ProjectionError> {
     let (Ok(complaint), Ok(contractor)) = (
         ComplaintId::parse("complaint_id", complaint_id),
-        ContractorId::parse("contractor_id", &contractor_id),
+        ContractorId::parse("contractor_id", contractor_id),
     ) else {
         return Err(corrupt(
             complaint_id,
             "complaint or contractor id is invalid",
         ));
     };
-    let mut steps = plan(
+    let step = plan(
         &complaint,
         &contractor,
-        &clock,
+        clock,
         &planner.policy,
         &planner.calendar,
-    );
-    // Only a clock that kept its start (an extension moved its deadline) can have steps raised
-    // already; those stay raised and are not scheduled again. A new clock's ids are all new.
-    let same_clock = current
-        .as_ref()
-        .is_some_and(|old| old.deadline == clock.deadline && old.started_at == clock.started_at);
-    if same_clock && !steps.is_empty() {
-        let raised: Vec<String> =
-            sqlx::query_scalar("SELECT escalation_id FROM escalations WHERE complaint_id = $1")
-                .bind(complaint_id)
-                .fetch_all(&mut *connection)
-                .await?;
-        steps.retain(|step| !raised.contains(&step.escalation_id.to_string()));
-    }
-    let rows = steps
-        .into_iter()
-        .map(|step| ScheduleRow {
-            escalation_id: step.escalation_id,
-            complaint_id: complaint_id.to_owned(),
-            contractor_id: contractor_id.clone(),
-            deadline: step.deadline,
-            level: step.level,
-            deadline_date: step.deadline_date,
-            clock_started_at: step.clock_started_at,
-            due_at: step.due_at,
-        })
-        .collect();
-    batch.replace_schedule(complaint_id, current.is_some(), rows);
-    Ok(())
+    )
+    .into_iter()
+    .find(|step| !raised.contains(&step.escalation_id.to_string()));
+    Ok(step.map(|step| ScheduleRow {
+        escalation_id: step.escalation_id,
+        complaint_id: complaint_id.to_owned(),
+        contractor_id: contractor_id.to_owned(),
+        deadline: step.deadline,
+        level: step.level,
+        deadline_date: step.deadline_date,
+        clock_started_at: step.clock_started_at,
+        due_at: step.due_at,
+    }))
 }
 
 async fn load_clock(
