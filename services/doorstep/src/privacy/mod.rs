@@ -125,21 +125,25 @@ impl ResidentVault {
         reference: &str,
         create: bool,
     ) -> Result<Option<SecretKey>, PrivacyError> {
-        let mut wrapped = self.keys.wrapped_key(reference).await?;
-        if wrapped.is_none() && create {
+        let wrapped = if create {
+            // Intake offers a new key first: most complaints come from residents without one,
+            // and the offer rides the key writer's shared commit, where a lookup first would
+            // cost every complaint a read of its own.
             let wrapped_new = self.master.seal(
                 SecretKey::generate().as_bytes(),
                 &associated("resident key", reference),
             )?;
             let wrapped_new = BASE64.encode(wrapped_new);
-            wrapped = if self.new_keys.insert(reference, wrapped_new.clone()).await? {
+            if self.new_keys.insert(reference, wrapped_new.clone()).await? {
                 Some(wrapped_new)
             } else {
-                // A concurrent first complaint of the same resident stored its key first, and
+                // The resident has a key (an earlier or concurrent complaint stored it), and
                 // everything must be sealed under the one that stays.
                 self.keys.wrapped_key(reference).await?
-            };
-        }
+            }
+        } else {
+            self.keys.wrapped_key(reference).await?
+        };
         let Some(wrapped) = wrapped else {
             return Ok(None);
         };
