@@ -3,13 +3,12 @@
 
 use std::str::FromStr;
 
-use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_api::{ApiMethod, v1};
 use doorstep_server::auth::client::CallerCredential;
 use doorstep_tests::{AuthenticatedChannel, gate_left_open, spawn_app};
-use prost::Message;
 use tonic::Code;
 
 /// Who the issue says may call each method. Written out here rather than read from the server's
@@ -109,34 +108,15 @@ const ROLES: [&str; 6] = [
     "auditor",
 ];
 
-/// One RPC of the API, as the descriptor set describes it.
-struct Method {
-    path: String,
-    server_streaming: bool,
-}
-
 /// Every method of every service in the API's descriptor set: an RPC added to `proto/` is
 /// tested here without anyone listing it, and fails until the expectations name it.
-fn every_method() -> Vec<Method> {
-    let set = prost_types::FileDescriptorSet::decode(doorstep_api::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set decodes");
-    let mut methods = Vec::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                methods.push(Method {
-                    path: format!("{}.{}/{}", file.package(), service.name(), method.name()),
-                    server_streaming: method.server_streaming(),
-                });
-            }
-        }
-    }
-    methods
+fn every_method() -> Vec<ApiMethod> {
+    doorstep_api::methods().expect("the descriptor set decodes")
 }
 
 /// Calls `method` with an empty request (every proto3 request decodes from no bytes) and
 /// returns the status code it answers with, `Ok` for a successful call.
-async fn call(channel: AuthenticatedChannel, method: &Method) -> Code {
+async fn call(channel: AuthenticatedChannel, method: &ApiMethod) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("the connection is ready");
     let path =

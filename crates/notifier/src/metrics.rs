@@ -31,7 +31,7 @@ pub(crate) struct NotifierMetrics {
 
 impl NotifierMetrics {
     pub(crate) fn new() -> Self {
-        let meter = opentelemetry::global::meter("doorstep");
+        let meter = opentelemetry::global::meter(doorstep_telemetry::SCOPE);
         Self {
             escalations_raised: meter
                 .u64_counter("doorstep.escalations.raised")

@@ -129,6 +129,8 @@ struct BatchMetrics {
 
 impl BatchMetrics {
     fn new(system: &'static str) -> Self {
+        // The scope every Doorstep instrument shares (`doorstep_telemetry::SCOPE`); the store
+        // records through the OpenTelemetry API only and does not depend on that crate.
         let meter = opentelemetry::global::meter("doorstep");
         Self {
             events: meter

@@ -22,7 +22,6 @@ use std::time::Instant;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
-use prost::Message as _;
 use tonic::body::Body;
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -134,20 +133,12 @@ fn known_methods() -> &'static HashSet<String> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-        if let Ok(set) = prost_types::FileDescriptorSet::decode(doorstep_api::FILE_DESCRIPTOR_SET) {
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        known.insert(format!(
-                            "{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        ));
-                    }
-                }
-            }
-        }
+        known.extend(
+            doorstep_api::methods()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|method| method.path),
+        );
         known
     })
 }
