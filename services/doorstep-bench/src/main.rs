@@ -16,6 +16,10 @@ mod machine;
 mod report;
 mod workload;
 
+// The server runs in this process, so it gets the same allocator as the `doorstep` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

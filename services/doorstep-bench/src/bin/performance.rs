@@ -11,6 +11,10 @@
 //! cargo run --release -p doorstep-bench --bin doorstep-bench-performance -- --events 1000000
 //! ```
 
+// The server runs in this process, so it gets the same allocator as the `doorstep` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
