@@ -49,6 +49,12 @@ impl ReadModelDatabase {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *connection)
                             .await?;
+                        // Every batch touches index pages all over the file (complaint, visit
+                        // and clock keys are random); SQLite's default 2 MB page cache would
+                        // re-read them from the OS on every batch once the read models grow.
+                        sqlx::query("PRAGMA cache_size = -65536")
+                            .execute(&mut *connection)
+                            .await?;
                     }
                     Ok(())
                 })
