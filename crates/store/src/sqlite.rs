@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use self::rows::{
@@ -82,6 +82,8 @@ struct Shared {
     pool: SqlitePool,
     head: watch::Receiver<u64>,
     commits: Arc<AtomicU64>,
+    /// Held by the writer for each batch's transaction; see [`SqliteEventStore::exclusive_write`].
+    write_gate: Arc<Mutex<()>>,
 }
 
 impl SqliteEventStore {
@@ -106,11 +108,13 @@ impl SqliteEventStore {
         let (head_sender, head_receiver) = watch::channel(head_position);
         let (append_sender, append_receiver) = mpsc::channel(QUEUED_APPENDS_LIMIT);
         let commits = Arc::new(AtomicU64::new(0));
+        let write_gate = Arc::new(Mutex::new(()));
         let writer = Writer {
             connection: writer_connection,
             next_position,
             head: head_sender,
             commits: Arc::clone(&commits),
+            write_gate: Arc::clone(&write_gate),
         };
         // The task is not joined: `close()` waits for its acknowledgement instead, and when every
         // store handle is dropped the queue closes and the task ends by itself.
@@ -132,6 +136,7 @@ impl SqliteEventStore {
                 pool,
                 head: head_receiver,
                 commits,
+                write_gate,
             }),
         })
     }
@@ -139,8 +144,20 @@ impl SqliteEventStore {
     /// The connection pool on the same file. Other crates keep their read-model tables here and
     /// may write through it: WAL mode and the busy timeout serialise them with the event writer.
     /// Rows of `events` cannot be updated or deleted through it; triggers refuse.
+    ///
+    /// A write through the pool should hold [`Self::exclusive_write`] for its transaction.
     pub fn pool(&self) -> &SqlitePool {
         &self.shared.pool
+    }
+
+    /// Waits until the event writer is between transactions and keeps it there while the guard
+    /// lives. SQLite has one write lock per file. A connection that finds it taken polls for it,
+    /// sleeping 1 ms, then 2, 5, 10 ms and more between tries, and the busy writer waits for
+    /// the poller in the same way; taking this first makes the two wait in a queue instead.
+    /// Hold it for one short transaction through [`Self::pool`] and do not append while holding
+    /// it: the append would wait for the writer, which waits for the guard.
+    pub async fn exclusive_write(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.shared.write_gate).lock_owned().await
     }
 
     /// How many transactions the writer has committed since `open`. Each holds one or more

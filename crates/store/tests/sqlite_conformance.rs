@@ -394,6 +394,38 @@ async fn the_pool_can_write_read_model_tables_alongside_appends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_write_holds_the_writer_between_transactions() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    sqlx::query("CREATE TABLE side_rows (value INTEGER)")
+        .execute(store.pool())
+        .await
+        .expect("creating a table through the pool should succeed");
+
+    let writing = store.exclusive_write().await;
+    let mut appends = spawn_appends(&store, 3);
+    // The pool writes without waiting on SQLite's lock, because the writer cannot take it.
+    sqlx::query("INSERT INTO side_rows VALUES (1)")
+        .execute(store.pool())
+        .await
+        .expect("a write under the guard should succeed");
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(300), appends.join_next()).await;
+    assert!(
+        waited.is_err(),
+        "an append must wait while another write holds the guard"
+    );
+    assert_eq!(store.head_position().await.expect("head"), 0);
+
+    drop(writing);
+    while let Some(joined) = appends.join_next().await {
+        let (_, result) = joined.expect("an appending task panicked");
+        result.expect("every append should succeed once the guard is dropped");
+    }
+    assert_eq!(store.head_position().await.expect("head"), 3);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_use_wal_full_sync_and_foreign_keys() {
     let (store, _directory) = fresh_sqlite_store().await;
 

@@ -43,7 +43,7 @@ impl OpenedStore {
     /// The store's database, where the resident keys live.
     pub fn key_database(&self) -> crate::privacy::keys::KeyDatabase {
         match self {
-            Self::Sqlite(store) => crate::privacy::keys::KeyDatabase::Sqlite(store.pool().clone()),
+            Self::Sqlite(store) => crate::privacy::keys::KeyDatabase::Sqlite(store.clone()),
             Self::Postgres(store) => {
                 crate::privacy::keys::KeyDatabase::Postgres(store.pool().clone())
             }

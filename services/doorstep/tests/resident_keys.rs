@@ -1,6 +1,7 @@
 //! The resident key store's batch insert on both backends: one statement stores a batch of new
 //! keys, the first row of a resident wins over a later one in the same batch, a resident who has
-//! a key keeps it, and the statement says which rows it stored.
+//! a key keeps it, and the statement says which rows it stored. On SQLite the batch commits
+//! without a flush of its own, and must leave the pool's connections flushing every commit.
 
 use doorstep_server::privacy::keys::KeyDatabase;
 use doorstep_store::{PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings};
@@ -43,7 +44,7 @@ async fn sqlite_batch_inserts_keep_the_first_key_per_resident() {
     let store = SqliteEventStore::open(SqliteSettings::new(directory.path().join("log.db")))
         .await
         .expect("the store opens");
-    first_row_wins_and_existing_keys_stay(KeyDatabase::Sqlite(store.pool().clone())).await;
+    first_row_wins_and_existing_keys_stay(KeyDatabase::Sqlite(store.clone())).await;
     store.close().await;
 }
 
@@ -56,5 +57,40 @@ async fn postgres_batch_inserts_keep_the_first_key_per_resident() {
         .await
         .expect("the store opens");
     first_row_wins_and_existing_keys_stay(KeyDatabase::Postgres(store.pool().clone())).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_key_batches_leave_every_pooled_connection_flushing_its_commits() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let settings = SqliteSettings::new(directory.path().join("log.db"));
+    let pool_size = settings.read_pool_size;
+    let store = SqliteEventStore::open(settings)
+        .await
+        .expect("the store opens");
+    let keys = KeyDatabase::Sqlite(store.clone());
+    let batches = (0..16).map(|batch| {
+        let keys = keys.clone();
+        async move {
+            let rows = rows(&[(&format!("resident-{batch}"), "wrapped")]);
+            keys.insert_keys(&rows).await.expect("the batch is stored")
+        }
+    });
+    let inserted = futures::future::join_all(batches).await;
+    assert_eq!(inserted.iter().map(Vec::len).sum::<usize>(), 16);
+
+    // Hold every pooled connection at once, so each one is checked.
+    let mut connections = Vec::new();
+    for _ in 0..pool_size {
+        connections.push(store.pool().acquire().await.expect("a pooled connection"));
+    }
+    for connection in &mut connections {
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **connection)
+            .await
+            .expect("synchronous is readable");
+        assert_eq!(synchronous, 2, "every pooled connection is back to FULL");
+    }
+    drop(connections);
     store.close().await;
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use super::rows::{event_id_to_text, recorded_at_now};
 use crate::batch_plan::{AppendPlan, KnownLog, StoredEventSummary, lookup_keys, written_outcome};
@@ -57,6 +57,9 @@ pub(super) struct Writer {
     pub(super) next_position: i64,
     pub(super) head: watch::Sender<u64>,
     pub(super) commits: Arc<AtomicU64>,
+    /// Held for each batch, so that other writes to the file through the pool queue behind the
+    /// batch instead of polling for SQLite's lock (`SqliteEventStore::exclusive_write`).
+    pub(super) write_gate: Arc<Mutex<()>>,
 }
 
 /// A batch that committed (or had nothing to write).
@@ -68,8 +71,10 @@ struct WrittenBatch {
 
 impl BatchWriter for Writer {
     async fn write_batch(&mut self, batch: Vec<AppendRequest>) {
+        let gate = self.write_gate.lock().await;
         let started = Instant::now();
         let written = write_batch(&mut self.connection, self.next_position, &batch).await;
+        drop(gate);
         let elapsed_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let batch_events: usize = batch.iter().map(|request| request.events.len()).sum();
         match written {
