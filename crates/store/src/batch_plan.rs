@@ -27,7 +27,7 @@ pub(crate) struct StoredEventSummary {
 
 /// What a batch knows of the log: read before deciding, and kept up to date with the batch's
 /// own writes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct KnownLog {
     stream_versions: HashMap<String, i64>,
     stored_events: HashMap<Uuid, StoredEventSummary>,

@@ -239,6 +239,58 @@ async fn group_commit_batches_concurrent_appends() {
     store.close().await;
 }
 
+/// A batch is normally inserted by one statement; a value PostgreSQL refuses (JSONB cannot hold
+/// the character U+0000) must fail its own append only, while the appends sharing its batch
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_postgres_refuses_fails_its_append_alone() {
+    const APPENDS: usize = 100;
+    let Some((store, _database)) = fresh_postgres_store().await else {
+        return;
+    };
+
+    let mut tasks = spawn_appends(&store, APPENDS);
+    let refused_stream = stream("complaint");
+    let mut refused_event = event(APPENDS);
+    refused_event.payload = json!({ "text": "before\u{0}after" });
+    let refused = store.append(
+        &refused_stream,
+        ExpectedVersion::NoStream,
+        vec![refused_event],
+    );
+    let refused = refused.await;
+    let mut stored_ids = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (event_id, result) = joined.expect("an appending task panicked");
+        result.expect("every other append should succeed");
+        stored_ids.push(event_id);
+    }
+
+    assert!(
+        matches!(refused, Err(StoreError::Database(_))),
+        "the refused value should fail its append, got {refused:?}"
+    );
+    let stored = store
+        .read_all(1, APPENDS * 2)
+        .await
+        .expect("read_all should succeed");
+    assert_eq!(stored.len(), APPENDS, "every other append is stored");
+    assert!(
+        stored
+            .iter()
+            .all(|event| stored_ids.contains(&event.event_id))
+    );
+    assert!(
+        store
+            .read_stream(&refused_stream, 1, 10)
+            .await
+            .expect("read_stream should succeed")
+            .is_empty(),
+        "nothing of the refused append is stored"
+    );
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_larger_than_the_batch_limit_commits_whole() {
     let Some(database) = fresh_database().await else {

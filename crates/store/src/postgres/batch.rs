@@ -1,8 +1,11 @@
-//! One batch of appends in one transaction, each append in its own savepoint.
+//! One batch of appends in one transaction.
 //!
 //! Before the transaction starts, one lookup reads every event id and every stream version the
 //! batch concerns, and the appends are decided against that in memory, in queue order, as if each
-//! saw the ones before it. Only appends that write open a savepoint and run one multi-row insert.
+//! saw the ones before it. Usually every event to write then goes in one insert
+//! ([`one_insert`]). When that insert cannot be used as it stands (see its documentation), the
+//! batch is written append by append, as described below: only appends that write open a
+//! savepoint and run one multi-row insert each.
 //!
 //! Other processes may write the same log, so what the lookup read can be stale by the time an
 //! insert runs. The unique indexes catch it: a clash on `(stream_id, version)` or on `event_id`
@@ -16,6 +19,8 @@
 //! versions would go backwards in position order. The insert refuses that case itself, and the
 //! append is deferred to the writer's next transaction, whose id is younger than every commit it
 //! could have seen.
+
+mod one_insert;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
@@ -144,6 +149,11 @@ pub(super) async fn write_batch(
             connection_usable: connection_survives(&error),
             error,
         });
+    }
+    if let Some(written) =
+        one_insert::write_with_one_insert(connection, &known, requests, recorded_at).await?
+    {
+        return Ok(written);
     }
 
     let mut transaction = BatchTransaction {
