@@ -40,6 +40,10 @@ impl ReadModelDatabase {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            // sqlx pings a connection before lending it, by default: on SQLite a round trip to
+            // the connection's thread on every query, for a local file that cannot have gone
+            // away. PostgreSQL keeps the check, which finds connections a restart has broken.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -101,6 +101,9 @@ impl SqliteEventStore {
 
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.read_pool_size.max(1))
+            // sqlx pings a connection before lending it, by default: a round trip to the
+            // connection's thread on every query, for a local file that cannot have gone away.
+            .test_before_acquire(false)
             .connect_with(connect_options)
             .await?;
 
