@@ -4,6 +4,7 @@
 //! through a small pool. SQLite runs in WAL mode, so readers never block the writer and the
 //! writer never blocks readers.
 
+mod checkpointer;
 mod rows;
 mod writer;
 
@@ -84,6 +85,8 @@ struct Shared {
     commits: Arc<AtomicU64>,
     /// Held by the writer for each batch's transaction; see [`SqliteEventStore::exclusive_write`].
     write_gate: Arc<Mutex<()>>,
+    /// The background checkpoint task (`checkpointer`), stopped by `close()`.
+    checkpointer: tokio::task::AbortHandle,
 }
 
 impl SqliteEventStore {
@@ -104,7 +107,7 @@ impl SqliteEventStore {
             // sqlx pings a connection before lending it, by default: a round trip to the
             // connection's thread on every query, for a local file that cannot have gone away.
             .test_before_acquire(false)
-            .connect_with(connect_options)
+            .connect_with(connect_options.clone())
             .await?;
 
         let head_position = u64::try_from(next_position - 1).unwrap_or(0);
@@ -127,6 +130,15 @@ impl SqliteEventStore {
             settings.max_batch_events.max(1),
             "sqlite",
         ));
+        // It ends by itself once the writer has stopped.
+        let checkpoint_connection = connect_options.connect().await?;
+        let checkpointer = tokio::spawn(checkpointer::run(
+            checkpoint_connection,
+            head_receiver.clone(),
+            append_sender.downgrade(),
+            Arc::clone(&write_gate),
+        ))
+        .abort_handle();
         tracing::debug!(
             path = %settings.path.display(),
             head_position,
@@ -140,6 +152,7 @@ impl SqliteEventStore {
                 head: head_receiver,
                 commits,
                 write_gate,
+                checkpointer,
             }),
         })
     }
@@ -179,6 +192,7 @@ impl SqliteEventStore {
             // An error here means the writer is already gone, which is what we wanted.
             let _ = acknowledged.await;
         }
+        self.shared.checkpointer.abort();
         self.shared.pool.close().await;
     }
 }
@@ -196,6 +210,8 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         // over the file; SQLite's default 2 MB page cache makes the writer re-read them from the
         // OS on every batch once the log has grown. Pages are allocated only as they are used.
         .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
+        // Commits never checkpoint; a background task does (see `checkpointer`).
+        .pragma("wal_autocheckpoint", "0")
 }
 
 fn migrator() -> Migrator {

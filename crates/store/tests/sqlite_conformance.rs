@@ -362,6 +362,49 @@ async fn open_creates_missing_parent_directories() {
     store.close().await;
 }
 
+/// Commits never checkpoint; a background task does, and it must also let SQLite start the WAL
+/// over while appends keep coming, or the WAL file grows without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_steady_appends() {
+    const APPENDERS: usize = 32;
+    const EVENTS_EACH: usize = 500;
+    let (store, directory) = fresh_sqlite_store().await;
+    let text = "x".repeat(4_000);
+
+    // 16,000 events of about 4 KB: 64 MB of pages written to the WAL.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..APPENDERS {
+        let store = store.clone();
+        let text = text.clone();
+        tasks.spawn(async move {
+            for index in 0..EVENTS_EACH {
+                let mut new_event = event(index);
+                new_event.payload = json!({ "index": index, "text": text });
+                store
+                    .append(&stream("bulk"), ExpectedVersion::NoStream, vec![new_event])
+                    .await
+                    .expect("every append should succeed");
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("an appending task panicked");
+    }
+
+    let wal = std::fs::metadata(format!("{}-wal", database_path(directory.path()).display()))
+        .expect("the WAL file exists while the store is open");
+    assert!(
+        wal.len() < 40 * 1024 * 1024,
+        "the WAL should be started over as it fills, but holds {} bytes",
+        wal.len()
+    );
+    assert_eq!(
+        store.head_position().await.expect("head"),
+        (APPENDERS * EVENTS_EACH) as u64
+    );
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_can_write_read_model_tables_alongside_appends() {
     let (store, _directory) = fresh_sqlite_store().await;
