@@ -16,9 +16,8 @@
 //! That pause is short, since the background checkpoints have already copied nearly all of it,
 //! and the writer's next transaction starts the WAL over.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::SqliteConnection;
 use tokio::sync::{Mutex, mpsc, watch};
