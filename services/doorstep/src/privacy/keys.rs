@@ -25,7 +25,7 @@ const COUNT_KEYS: &str = "SELECT COUNT(*) AS keys FROM resident_keys";
 /// See [`KeyDatabase::insert_keys`]: new keys commit without waiting for the disk.
 const SQLITE_COMMIT_WITHOUT_FLUSH: &str = "PRAGMA synchronous = NORMAL";
 const SQLITE_COMMIT_WITH_FLUSH: &str = "PRAGMA synchronous = FULL";
-const POSTGRES_COMMIT_WITHOUT_FLUSH: &str = "SET LOCAL synchronous_commit = off";
+const POSTGRES_BEGIN_WITHOUT_FLUSH: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 impl KeyDatabase {
     /// The wrapped key of a resident, if they have one.
@@ -98,10 +98,8 @@ impl KeyDatabase {
                 inserted
             }
             Self::Postgres(pool) => {
-                let mut transaction = pool.begin().await?;
-                sqlx::raw_sql(POSTGRES_COMMIT_WITHOUT_FLUSH)
-                    .execute(&mut *transaction)
-                    .await?;
+                // One round trip opens the transaction and sets it to commit without a flush.
+                let mut transaction = pool.begin_with(POSTGRES_BEGIN_WITHOUT_FLUSH).await?;
                 let inserted = statement::<sqlx::Postgres>(rows, &now)
                     .build_query_scalar()
                     .fetch_all(&mut *transaction)
