@@ -399,18 +399,35 @@ impl BatchTransaction<'_> {
                 false,
             ),
         };
-        let mut connection_usable = connection_survives(&error);
-        if connection_usable && self.began {
-            connection_usable = sqlx::raw_sql("ROLLBACK")
-                .execute(&mut *self.connection)
-                .await
-                .is_ok();
+        if self.began {
+            return roll_back(self.connection, error, retryable).await;
         }
         BatchFailure {
+            connection_usable: connection_survives(&error),
             error,
             retryable,
-            connection_usable,
         }
+    }
+}
+
+/// The whole batch failed with `error` inside its transaction: rolls the transaction back when
+/// the connection can still take it.
+async fn roll_back(
+    connection: &mut PgConnection,
+    error: sqlx::Error,
+    retryable: bool,
+) -> BatchFailure {
+    let mut connection_usable = connection_survives(&error);
+    if connection_usable {
+        connection_usable = sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *connection)
+            .await
+            .is_ok();
+    }
+    BatchFailure {
+        error,
+        retryable,
+        connection_usable,
     }
 }
 

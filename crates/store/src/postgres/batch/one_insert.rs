@@ -18,7 +18,9 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::super::head::{EVENTS_PER_TRANSACTION, parse_transaction_id};
-use super::{AppendResult, BatchFailure, BatchTransaction, WrittenBatch, connection_survives};
+use super::{
+    AppendResult, BatchFailure, BatchTransaction, WrittenBatch, connection_survives, roll_back,
+};
 use crate::batch_plan::{AppendPlan, KnownLog, written_outcome};
 use crate::writer_queue::AppendRequest;
 
@@ -113,7 +115,7 @@ pub(super) async fn write_with_one_insert(
 ) -> Result<Option<WrittenBatch>, BatchFailure> {
     let transaction_id = match begin(connection).await {
         Ok(transaction_id) => transaction_id,
-        Err(error) => return Err(failure_outside_insert(connection, error).await),
+        Err(error) => return Err(roll_back(connection, error, false).await),
     };
     // Beyond 2^43 transaction ids positions overflow; the other path reports it per append.
     let Some(younger_from) = i64::try_from(transaction_id.saturating_add(1))
@@ -168,7 +170,7 @@ pub(super) async fn write_with_one_insert(
             Ok(true) => Some(first_of_transaction + written_events - 1),
             Ok(false) => return give_up(connection).await,
             Err(error) if connection_survives(&error) => return give_up(connection).await,
-            Err(error) => return Err(failure_outside_insert(connection, error).await),
+            Err(error) => return Err(roll_back(connection, error, false).await),
         }
     };
     let transaction = BatchTransaction {
@@ -224,22 +226,5 @@ async fn give_up(connection: &mut PgConnection) -> Result<Option<WrittenBatch>, 
             retryable: false,
             error,
         }),
-    }
-}
-
-/// A failure that is not about the batch's values: the batch fails as a whole, as on the other
-/// path.
-async fn failure_outside_insert(connection: &mut PgConnection, error: sqlx::Error) -> BatchFailure {
-    let mut connection_usable = connection_survives(&error);
-    if connection_usable {
-        connection_usable = sqlx::raw_sql("ROLLBACK")
-            .execute(&mut *connection)
-            .await
-            .is_ok();
-    }
-    BatchFailure {
-        error,
-        retryable: false,
-        connection_usable,
     }
 }
