@@ -240,6 +240,19 @@ fn python_journey(generated: &Path) -> Command {
     command
 }
 
+/// A directory with the Python client generated in it, or `None` (after saying so, or failing
+/// under `DOORSTEP_REQUIRE_CLIENTS=1`) when grpcio-tools is not installed.
+async fn python_client() -> Option<tempfile::TempDir> {
+    let found = command_succeeds("python3", &["-c", "import grpc, grpc_tools"]);
+    let install = "python3 -m pip install -r tests/clients/python/requirements.txt";
+    if !installed("Python", found, install) {
+        return None;
+    }
+    let generated = tempfile::tempdir().expect("a directory for the generated client");
+    generate_python_client(generated.path()).await;
+    Some(generated)
+}
+
 /// Generates the Python client from `proto/` as a user would, with grpcio-tools' bundled protoc.
 async fn generate_python_client(into: &Path) {
     let root = repository_root();
@@ -271,14 +284,10 @@ async fn generate_python_client(into: &Path) {
 
 #[tokio::test]
 async fn a_python_client_generated_by_grpcio_tools_logs_acknowledges_reads_and_reports() {
-    let found = command_succeeds("python3", &["-c", "import grpc, grpc_tools"]);
-    let install = "python3 -m pip install -r tests/clients/python/requirements.txt";
-    if !installed("Python", found, install) {
+    let Some(generated) = python_client().await else {
         return;
-    }
+    };
     let app = spawn_app().await;
-    let generated = tempfile::tempdir().expect("a directory for the generated client");
-    generate_python_client(generated.path()).await;
 
     let subject = "python-client";
     let output = run_script(
@@ -317,14 +326,10 @@ fn readme_python_snippet() -> String {
 
 #[tokio::test]
 async fn the_readme_python_snippet_logs_a_complaint() {
-    let found = command_succeeds("python3", &["-c", "import grpc, grpc_tools"]);
-    let install = "python3 -m pip install -r tests/clients/python/requirements.txt";
-    if !installed("Python", found, install) {
+    let Some(generated) = python_client().await else {
         return;
-    }
+    };
     let app = spawn_app().await;
-    let generated = tempfile::tempdir().expect("a directory for the generated client");
-    generate_python_client(generated.path()).await;
 
     let mut snippet = Command::new("python3");
     snippet

@@ -28,8 +28,8 @@ use deploy::kubernetes::{
     Pod, container_port_named, kubernetes_objects, labels, of_kind, pods, selects,
 };
 use deploy::{
-    API_REPLICAS, SECRET_VARIABLES, assert_the_binary_accepts, at, get, host_and_port, load, port,
-    port_of, read, sequence, strings, text, yaml,
+    API_REPLICAS, SECRET_VARIABLES, assert_is_a_replica_on_postgres, assert_the_binary_accepts, at,
+    get, host_and_port, load, port, port_of, read, sequence, strings, text, yaml,
 };
 
 #[test]
@@ -153,22 +153,7 @@ fn compose_runs_two_api_replicas_and_a_notifier_on_real_settings() {
         let context = &service.name;
         assert_the_binary_accepts(&service.command, context);
         let settings = &service.settings;
-        assert!(
-            settings.database.is_postgres(),
-            "{context} runs on PostgreSQL"
-        );
-        assert!(
-            settings.privacy.master_key.is_some(),
-            "{context}: replicas sharing PostgreSQL must share privacy.master_key"
-        );
-        assert!(
-            settings.server.host.is_unspecified(),
-            "{context}: server.host"
-        );
-        assert!(
-            settings.metrics.host.is_unspecified(),
-            "{context}: metrics.host"
-        );
+        assert_is_a_replica_on_postgres(settings, context);
         assert_eq!(
             settings.auth.api_keys_file.parent(),
             Some(Path::new("data")),
@@ -339,22 +324,7 @@ fn kubernetes_runs_two_api_replicas_and_a_notifier_on_real_settings() {
         let settings = &pod.settings;
         let spec = at(pod.deployment, "spec.template.spec");
         assert_the_binary_accepts(&pod.arguments, context);
-        assert!(
-            settings.database.is_postgres(),
-            "{context} runs on PostgreSQL"
-        );
-        assert!(
-            settings.privacy.master_key.is_some(),
-            "{context}: replicas sharing PostgreSQL must share privacy.master_key"
-        );
-        assert!(
-            settings.server.host.is_unspecified(),
-            "{context}: server.host"
-        );
-        assert!(
-            settings.metrics.host.is_unspecified(),
-            "{context}: metrics.host"
-        );
+        assert_is_a_replica_on_postgres(settings, context);
         assert!(settings.metrics.enabled, "{context}: metrics");
 
         // Ports: the container's, the probes' and the scrape annotation's are the settings'.

@@ -154,6 +154,27 @@ pub fn assert_the_binary_accepts(arguments: &[String], context: &str) {
     );
 }
 
+/// What every container of a several-replica deployment needs, in Compose and Kubernetes alike:
+/// the shared PostgreSQL database, the shared master key, and ports reachable from outside it.
+pub fn assert_is_a_replica_on_postgres(settings: &Settings, context: &str) {
+    assert!(
+        settings.database.is_postgres(),
+        "{context} runs on PostgreSQL"
+    );
+    assert!(
+        settings.privacy.master_key.is_some(),
+        "{context}: replicas sharing PostgreSQL must share privacy.master_key"
+    );
+    assert!(
+        settings.server.host.is_unspecified(),
+        "{context}: server.host"
+    );
+    assert!(
+        settings.metrics.host.is_unspecified(),
+        "{context}: metrics.host"
+    );
+}
+
 pub fn port_of(node: &YamlOwned) -> u16 {
     port(at(node, "port"))
 }
