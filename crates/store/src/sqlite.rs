@@ -31,8 +31,9 @@ use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
 
-/// How long a connection waits for another connection's write lock before giving up. Other
-/// crates write read-model tables into the same file through [`SqliteEventStore::pool`].
+/// How long a connection waits for another connection's write lock before giving up. Writes
+/// through [`SqliteEventStore::pool`] take [`SqliteEventStore::exclusive_write`] first, so this
+/// covers other processes on the file (a `doorstep migrate`, an operator's `sqlite3`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The page cache of each connection, in KiB.
