@@ -112,6 +112,46 @@ pub const POLICY: &[(&str, &[Role])] = &[
     ),
 ];
 
+/// Who holds each role, for the README's role table.
+const HOLDERS: &[(Role, &str)] = &[
+    (Intake, "call centre, work-order systems"),
+    (Officer, "resident liaison officers"),
+    (Manager, "contract managers, head of service"),
+    (Contractor, "one contractor, confined to its own records"),
+    (Admin, "the service's administrator"),
+    (Auditor, "auditors of the event log"),
+];
+
+/// The README's "Who may call what" table, rendered from `POLICY` so the two cannot disagree: one
+/// row per role, the methods it may call grouped by service in the table's order.
+pub fn role_table_markdown() -> String {
+    let mut table = String::from("| role | held by | may call |\n|---|---|---|\n");
+    for (role, holders) in HOLDERS {
+        let mut services: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (path, roles) in POLICY {
+            if !roles.contains(role) {
+                continue;
+            }
+            let (service, method) = path.split_once('/').unwrap_or((path, ""));
+            let service = service.rsplit('.').next().unwrap_or(service);
+            match services.iter_mut().find(|(name, _)| *name == service) {
+                Some((_, methods)) => methods.push(method),
+                None => services.push((service, vec![method])),
+            }
+        }
+        let calls: Vec<String> = services
+            .iter()
+            .map(|(service, methods)| format!("{service}: `{}`", methods.join("`, `")))
+            .collect();
+        table.push_str(&format!(
+            "| `{}` | {holders} | {} |\n",
+            role.as_str(),
+            calls.join("; ")
+        ));
+    }
+    table
+}
+
 /// The access rule for a request path `/<service>/<method>`. `None` is a path with no rule:
 /// refused to everyone.
 pub fn access(path: &str) -> Option<Access> {
@@ -168,5 +208,35 @@ mod tests {
             access("/doorstep.v1.EventService/ReadStream"),
             Some(Access::Roles(&[Auditor]))
         );
+    }
+
+    /// The README's role table is `role_table_markdown()`, between its markers. Run with
+    /// `DOORSTEP_BLESS=1` to write the table into the README after changing `POLICY`.
+    #[test]
+    fn the_readme_role_table_is_the_policy() {
+        const START: &str = "<!-- role-table: generated from auth/policy.rs -->\n";
+        const END: &str = "<!-- role-table end -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("the README is readable");
+        let start = readme.find(START).expect("the README marks its role table") + START.len();
+        let end = start + readme[start..].find(END).expect("the role table's end marker");
+        let expected = role_table_markdown();
+        if readme[start..end] != expected && std::env::var_os("DOORSTEP_BLESS").is_some() {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
+            std::fs::write(path, updated).expect("the README is writable");
+            return;
+        }
+        assert_eq!(
+            readme[start..end],
+            expected,
+            "the README's role table differs from POLICY; run with DOORSTEP_BLESS=1 to rewrite it"
+        );
+    }
+
+    #[test]
+    fn every_role_has_holders_in_the_table() {
+        for role in Role::ALL {
+            assert!(HOLDERS.iter().any(|(held, _)| *held == role), "{role:?}");
+        }
     }
 }
