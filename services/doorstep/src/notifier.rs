@@ -10,8 +10,7 @@ use doorstep_domain::escalation::{EscalationPolicy, PlannedEscalation, escalatio
 use doorstep_domain::input::ComplaintId;
 use doorstep_domain::{DomainError, WorkingDayCalendar};
 use doorstep_notifier::{
-    DeliveryWorker, EmailSender, EscalationRaiser, RaiseOutcome, RetryPolicy, Scheduler,
-    WebhookSender,
+    DeliveryWorker, EmailSender, EscalationRaiser, RaiseOutcome, Scheduler, WebhookSender,
 };
 use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModel};
 use doorstep_store::{ExpectedVersion, StoreError};
@@ -182,13 +181,13 @@ impl Notifier {
                 )
             })
             .transpose()?;
-        let retry = RetryPolicy {
-            max_attempts: notifier.max_attempts,
-            initial_backoff: Duration::from_millis(notifier.initial_backoff_ms),
-            max_backoff: Duration::from_millis(notifier.max_backoff_ms),
-            timeout,
-        };
-        let deliveries = DeliveryWorker::new(read_model, webhook, email, retry, poll_interval);
+        let deliveries = DeliveryWorker::new(
+            read_model,
+            webhook,
+            email,
+            notifier.retry_policy(),
+            poll_interval,
+        );
         Ok(Self {
             scheduler,
             deliveries,

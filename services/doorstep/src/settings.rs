@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
 };
 use doorstep_domain::input::EmailAddress;
+use doorstep_notifier::{RetryPolicy, retry_delay};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -361,7 +363,9 @@ impl Default for NotifierSettings {
             poll_interval_ms: 1_000,
             webhooks: Vec::new(),
             email: None,
-            max_attempts: 12,
+            // 5 s doubling to an hour, then hourly: the last try comes 24 h 25 min after the first,
+            // so a receiver down overnight or for a whole day still gets everything.
+            max_attempts: 34,
             initial_backoff_ms: 5_000,
             max_backoff_ms: 3_600_000,
             timeout_ms: 10_000,
@@ -394,6 +398,25 @@ fn default_smtp_port() -> u16 {
 }
 
 impl NotifierSettings {
+    /// How often and how long the delivery worker tries each delivery.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+
+    /// How long after its first try a delivery's last try comes at the least (with no jitter,
+    /// which only lengthens the waits): the time a receiver may be down and still get it.
+    pub fn retry_horizon(&self) -> Duration {
+        let policy = self.retry_policy();
+        (1..self.max_attempts)
+            .map(|attempt| retry_delay(&policy, attempt, 0.0))
+            .sum()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.poll_interval_ms == 0 {
             return Err("notifier.poll_interval_ms must be at least 1".to_owned());
@@ -699,6 +722,33 @@ impl DatabaseSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// "24 h 25 min": how the README and the example file write a horizon.
+    fn in_hours_and_minutes(horizon: Duration) -> String {
+        let minutes = horizon.as_secs() / 60;
+        format!("{} h {} min", minutes / 60, minutes % 60)
+    }
+
+    #[test]
+    fn deliveries_are_tried_for_at_least_a_day_and_the_documents_say_for_how_long() {
+        let horizon = NotifierSettings::default().retry_horizon();
+        assert!(
+            horizon >= Duration::from_secs(24 * 3600),
+            "a receiver down for a day loses deliveries: horizon {horizon:?}"
+        );
+        // 5 s doubling to 2,560 s (ten waits, 5,115 s), then 23 waits of an hour.
+        assert_eq!(horizon, Duration::from_secs(5_115 + 23 * 3_600));
+        let said = in_hours_and_minutes(horizon);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for document in ["README.md", "deploy/doorstep.toml"] {
+            let text = std::fs::read_to_string(root.join(document))
+                .unwrap_or_else(|error| panic!("{document}: {error}"));
+            assert!(
+                text.contains(&said),
+                "{document} should give the default retry horizon, {said}"
+            );
+        }
+    }
 
     #[test]
     fn the_example_file_matches_these_settings() {

@@ -219,7 +219,10 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
         let readme = std::fs::read_to_string(path).expect("the README is readable");
         let start = readme.find(START).expect("the README marks its role table") + START.len();
-        let end = start + readme[start..].find(END).expect("the role table's end marker");
+        let end = start
+            + readme[start..]
+                .find(END)
+                .expect("the role table's end marker");
         let expected = role_table_markdown();
         if readme[start..end] != expected && std::env::var_os("DOORSTEP_BLESS").is_some() {
             let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
