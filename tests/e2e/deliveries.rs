@@ -11,7 +11,8 @@ use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{EmailSettings, Role, Settings, WebhookSettings};
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
 use doorstep_tests::{
-    TestApp, TestClock, gate_left_open, metric_value, spawn_app_with, violated_field,
+    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value, spawn_app_with,
+    violated_field,
 };
 use secrecy::SecretString;
 use tonic::Code;
@@ -167,28 +168,43 @@ async fn a_receiver_that_keeps_failing_gets_dead_letters_that_can_be_retried() {
     assert_eq!(violated_field(&malformed).as_deref(), Some("delivery_id"));
 }
 
+/// Rounds the test drives: with the receiver down, every delivery round fails.
+fn webhook_with_rounds_driven_by_the_test(settings: &mut Settings, address: SocketAddr) {
+    webhook_to(settings, address, 1_000);
+    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
+}
+
 #[tokio::test]
 async fn a_receiver_that_is_down_gets_everything_when_it_comes_back_even_across_a_restart() {
     // Nothing listens on the receiver's address yet.
     let address = free_address();
     let clock = TestClock::at("2026-04-14T08:00:00Z");
-    let app = spawn_app_with(|settings, _| webhook_to(settings, address, 1_000), clock).await;
+    let app = spawn_app_with(
+        |settings, _| webhook_with_rounds_driven_by_the_test(settings, address),
+        clock,
+    )
+    .await;
     overdue_complaint(&app, "down-1").await;
-    // Let the deliveries fail a few times, then stop the server with them still owed.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The warning and the breach are raised, and their deliveries fail; the server stops with
+    // them still owed.
+    assert_eq!(app.raise_all_due().await, 2);
+    assert_eq!(app.deliver_due().await, 2, "both were tried, and failed");
     let app = app.restart().await;
     overdue_complaint(&app, "down-2").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.raise_all_due().await, 2);
 
     let receiver = Receiver::default();
     let _server = serve_receiver(receiver.clone(), address).await;
     // Two complaints, warning and breach each: four deliveries, each accepted once (a receiver
     // may see one twice only as a retry with the same delivery id; here none was accepted before).
+    // The first two come back once their back-off (at most 200 ms) has passed.
     wait_until("all four are delivered", async || {
+        app.deliver_due().await;
         receiver.accepted.lock().expect("lock").len() >= 4
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every round has recorded what it sent: nothing is owed, and another round sends nothing.
+    assert_eq!(app.deliver_due().await, 0, "nothing is owed any more");
     let accepted = receiver.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 4, "nothing is sent twice: {accepted:?}");
     let mut ids: Vec<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
@@ -282,7 +298,7 @@ async fn escalations_are_emailed_to_each_recipient_as_plain_text_a_person_can_ac
     let app = spawn_app_with(
         |settings, _| {
             settings.server.role = Role::All;
-            settings.notifier.poll_interval_ms = 20;
+            settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
             settings.notifier.email = Some(EmailSettings {
                 smtp_host: "127.0.0.1".to_owned(),
                 smtp_port: port,
@@ -307,11 +323,9 @@ async fn escalations_are_emailed_to_each_recipient_as_plain_text_a_person_can_ac
     .await;
     let complaint_id = overdue_complaint(&app, "email-1").await;
     // The breach tells the landlord's team and the contractor; the warning has no recipients.
-    wait_until("two messages arrive", async || {
-        messages_in(&maildir).len() >= 2
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.raise_all_due().await, 2, "the warning and the breach");
+    assert_eq!(app.deliver_due().await, 2, "one message to each recipient");
+    assert_eq!(app.deliver_due().await, 0, "and nothing more");
     let messages = messages_in(&maildir);
     assert_eq!(messages.len(), 2);
     let unfolded: Vec<String> = messages

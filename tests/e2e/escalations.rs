@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use doorstep_server::clock::{Clock, SystemClock};
 use doorstep_server::settings::{Role, Settings};
-use doorstep_tests::{TestApp, TestClock, gate_left_open, spawn_app_with, violated_field};
+use doorstep_tests::{
+    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, spawn_app_with,
+    violated_field,
+};
 use tonic::Code;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -22,7 +25,8 @@ fn at(text: &str) -> DateTime<Utc> {
 
 fn with_notifier(settings: &mut Settings) {
     settings.server.role = Role::All;
-    settings.notifier.poll_interval_ms = 20;
+    // The test runs each scheduler round itself and asserts on what it raised.
+    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
     settings.escalation.recipients.insert(
         "breach".to_owned(),
         vec!["complaints-team@landlord.example".to_owned()],
@@ -84,16 +88,19 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
         ("contract_manager", "2026-04-20T23:00:00Z"),
         ("head_of_service", "2026-04-27T23:00:00Z"),
     ];
+    let mut applied = logged.position;
     for (raised_so_far, (level, due)) in ladder.iter().enumerate() {
+        // The schedule holds the last raise's next step before each round.
+        app.read_models_reach(applied).await;
         clock.set(at(due) - chrono::Duration::minutes(1));
-        // Several scheduler rounds pass: nothing new falls due a minute early.
-        tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(
-            all_escalations(&app).await.len(),
-            raised_so_far,
+            app.raise_due().await,
+            0,
             "{level} is not raised before {due}"
         );
+        assert_eq!(all_escalations(&app).await.len(), raised_so_far);
         clock.set(at(due));
+        assert_eq!(app.raise_due().await, 1, "{level} is raised at {due}");
         let listed = wait_for_count(&app, raised_so_far + 1).await;
         let raised = &listed[raised_so_far];
         assert_eq!(raised.level, *level);
@@ -108,10 +115,12 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
             raised.due_at.as_ref().map(|t| t.seconds),
             Some(at(due).timestamp())
         );
+        applied = raised.position;
     }
     // Weeks later nothing more is raised: each level once.
+    app.read_models_reach(applied).await;
     clock.set(at("2026-06-30T12:00:00Z"));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(app.raise_due().await, 0, "the ladder has no sixth step");
     let listed = all_escalations(&app).await;
     assert_eq!(listed.len(), 5);
     assert_eq!(
@@ -305,7 +314,7 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
     // Acknowledged on time on Friday 10 April: the acknowledgement ladder never fires, and the
     // response is due ten working days later, Friday 24 April.
     clock.set(at("2026-04-10T10:00:00Z"));
-    client
+    let acknowledged = client
         .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
             complaint_id: logged.complaint_id.clone(),
             stage: v1::Stage::One as i32,
@@ -313,27 +322,36 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
             ..Default::default()
         })
         .await
-        .expect("acknowledged");
+        .expect("acknowledged")
+        .into_inner();
+    app.read_models_reach(acknowledged.position).await;
     clock.set(at("2026-04-23T22:59:00Z"));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(app.raise_due().await, 0, "no response warning yet");
     assert!(all_escalations(&app).await.is_empty());
     // The response warning falls due when Thursday 23 April ends.
     clock.set(at("2026-04-23T23:00:00Z"));
+    assert_eq!(app.raise_due().await, 1, "the response warning is due");
     let listed = wait_for_count(&app, 1).await;
     assert_eq!(listed[0].deadline, v1::Deadline::StageOneResponse as i32);
     assert_eq!(listed[0].level, "warning");
 
     // Withdrawn: the clock stops; nothing more however long we wait.
-    client
+    let withdrawn = client
         .withdraw_complaint(v1::WithdrawComplaintRequest {
             complaint_id: logged.complaint_id.clone(),
             reason: "Resident moved away".to_owned(),
             ..Default::default()
         })
         .await
-        .expect("withdrawn");
+        .expect("withdrawn")
+        .into_inner();
+    app.read_models_reach(withdrawn.position).await;
     clock.set(at("2026-06-01T10:00:00Z"));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        app.raise_due().await,
+        0,
+        "a withdrawn complaint's clock has stopped"
+    );
     assert_eq!(all_escalations(&app).await.len(), 1);
 
     // A watcher from here on sees nothing until the new escalations are raised, live.
@@ -358,19 +376,31 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
     );
 
     // Reopened: the response clock restarts, and its ladder, warning included, fires again with
-    // new escalation ids.
-    client
+    // new escalation ids, one step a round.
+    let reopened = client
         .reopen_complaint(v1::ReopenComplaintRequest {
             complaint_id: logged.complaint_id.clone(),
             reason: "Resident came back".to_owned(),
             ..Default::default()
         })
         .await
-        .expect("reopened");
+        .expect("reopened")
+        .into_inner();
     clock.set(at("2026-07-01T10:00:00Z"));
-    let listed = wait_for_count(&app, 6).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(all_escalations(&app).await.len(), 6);
+    let mut applied = reopened.position;
+    for step in 2..=6 {
+        app.read_models_reach(applied).await;
+        assert_eq!(
+            app.raise_due().await,
+            1,
+            "one step of the new ladder a round"
+        );
+        applied = wait_for_count(&app, step).await[step - 1].position;
+    }
+    app.read_models_reach(applied).await;
+    assert_eq!(app.raise_due().await, 0, "the new ladder has five steps");
+    let listed = all_escalations(&app).await;
+    assert_eq!(listed.len(), 6);
     assert_ne!(listed[0].escalation_id, listed[1].escalation_id);
     let mut live = Vec::new();
     while live.len() < 5 {
@@ -404,8 +434,8 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
 async fn in_real_time_a_breach_is_raised_when_the_deadline_day_ends() {
     // The machine's clock, shifted: first to a day before the acknowledgement deadline of a
     // complaint received on Thursday 2 April 2026 (Monday 13 April) ends, then, once the server
-    // is up, to two seconds before it ends. Time then runs on by itself; the breach must appear
-    // once those seconds have passed, and not before.
+    // is up, to three seconds before it ends. Time then runs on by itself; a round run before
+    // then raises nothing, and the server's own rounds raise the breach once it has passed.
     let breach_due = at("2026-04-13T23:00:00Z");
     let clock = Arc::new(OffsetClock::default());
     clock.reach_in(breach_due - chrono::Duration::days(1), Duration::ZERO);
@@ -426,15 +456,14 @@ async fn in_real_time_a_breach_is_raised_when_the_deadline_day_ends() {
     let listed = wait_for_count(&app, 1).await;
     assert_eq!(listed[0].level, "warning");
 
-    clock.reach_in(breach_due, Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    if clock.now() < breach_due - chrono::Duration::milliseconds(300) {
-        assert_eq!(
-            all_escalations(&app).await.len(),
-            1,
-            "no breach before the day ends"
-        );
-    }
+    app.read_models_reach(listed[0].position).await;
+    clock.reach_in(breach_due, Duration::from_secs(3));
+    assert_eq!(app.raise_due().await, 0, "no breach before the day ends");
+    assert!(
+        clock.now() < breach_due,
+        "the round ran before the deadline (this machine stalled for seconds)"
+    );
+    assert_eq!(all_escalations(&app).await.len(), 1);
     let listed = wait_for_count(&app, 2).await;
     assert_eq!(listed[1].level, "breach");
     let raised_at = listed[1]

@@ -314,8 +314,19 @@ async fn replicas_raise_each_escalation_exactly_once() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // Let every replica try a few more rounds; nothing more may appear.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Once the shared read models hold every raise, a round on any replica raises nothing more.
+    let head = whole_log(&first)
+        .await
+        .last()
+        .map_or(0, |event| event.position);
+    first.read_models_reach(head).await;
+    for replica in [&first, &second, &notifier_only] {
+        assert_eq!(
+            replica.raise_due().await,
+            0,
+            "every step was raised already"
+        );
+    }
     let raised: Vec<v1::RecordedEvent> = whole_log(&second)
         .await
         .into_iter()
@@ -353,7 +364,10 @@ async fn replicas_raise_each_escalation_exactly_once() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Each delivery was recorded as delivered by the round that sent it: no replica owes any.
+    for replica in [&first, &second, &notifier_only] {
+        assert_eq!(replica.deliver_due().await, 0, "nothing is owed any more");
+    }
     let accepted = receiver.accepted.lock().expect("lock").clone();
     let distinct: HashSet<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
     assert_eq!(distinct.len(), expected);

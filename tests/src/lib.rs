@@ -39,6 +39,9 @@ pub struct TestApp {
     pub anonymous_channel: Channel,
     /// Where the Prometheus endpoint listens (port 0 in the test settings picks a free one).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// The server's scheduler and delivery worker (roles `all` and `notifier`), whose rounds a
+    /// test runs itself.
+    notifier: Option<doorstep_server::notifier::Notifier>,
     data_dir: Arc<TempDir>,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -170,6 +173,11 @@ pub async fn spawn_app_on_database_with(
     app
 }
 
+/// A notifier poll interval so long that, after the round every loop runs when it starts, the
+/// scheduler and delivery worker run only when the test drives them (`TestApp::raise_due`,
+/// `TestApp::deliver_due`): what a round did, or did not do, is then the test's to see.
+pub const ROUNDS_DRIVEN_BY_THE_TEST_MS: u64 = 24 * 3_600_000;
+
 /// A clock the test sets and moves; it stands still between moves.
 #[derive(Debug)]
 pub struct TestClock(std::sync::Mutex<DateTime<Utc>>);
@@ -216,6 +224,7 @@ async fn start_with_clock(
         .expect("the application builds");
     let port = application.port();
     let metrics_address = application.metrics_address();
+    let notifier = application.notifier();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         application
@@ -234,6 +243,7 @@ async fn start_with_clock(
         channel,
         anonymous_channel,
         metrics_address,
+        notifier,
         data_dir,
         settings,
         clock,
@@ -312,6 +322,58 @@ impl TestApp {
             self.clock.clone(),
         )
         .await
+    }
+
+    /// Runs one scheduler round now and returns how many escalations it raised.
+    pub async fn raise_due(&self) -> usize {
+        self.notifier
+            .as_ref()
+            .expect("the server runs the notifier (role all or notifier)")
+            .scheduler
+            .raise_due()
+            .await
+            .expect("a scheduler round runs")
+    }
+
+    /// Runs one delivery round now and returns how many deliveries it claimed and tried.
+    pub async fn deliver_due(&self) -> usize {
+        self.notifier
+            .as_ref()
+            .expect("the server runs the notifier (role all or notifier)")
+            .deliveries
+            .deliver_due()
+            .await
+            .expect("a delivery round runs")
+    }
+
+    /// Runs scheduler rounds until one raises nothing, letting the read models apply the whole
+    /// log before each (a raise puts the clock's next step in the schedule). Returns how many
+    /// escalations were raised.
+    pub async fn raise_all_due(&self) -> usize {
+        let mut raised = 0;
+        loop {
+            let head = whole_log(&self.channel)
+                .await
+                .last()
+                .map_or(0, |event| event.position);
+            self.read_models_reach(head).await;
+            match self.raise_due().await {
+                0 => return raised,
+                more => raised += more,
+            }
+        }
+    }
+
+    /// Waits until the read models have applied the log up to `position` (a write's answer).
+    pub async fn read_models_reach(&self, position: u64) {
+        ComplaintServiceClient::new(self.channel.clone())
+            .list_complaints(v1::ListComplaintsRequest {
+                min_position: Some(position),
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("the read models catch up");
     }
 
     /// The settings the server was started with.

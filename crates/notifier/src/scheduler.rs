@@ -40,7 +40,9 @@ pub trait EscalationRaiser: Send + Sync + 'static {
     ) -> Result<RaiseOutcome, Box<dyn std::error::Error + Send + Sync>>;
 }
 
-/// Finds due steps and raises them, until told to stop.
+/// Finds due steps and raises them, until told to stop. A clone shares the read model and the
+/// raiser, so a test or a tool can run one round of it (`raise_due`) beside the spawned loop.
+#[derive(Clone)]
 pub struct Scheduler {
     read_model: ReadModel,
     raiser: Arc<dyn EscalationRaiser>,

@@ -136,7 +136,9 @@ impl EscalationRaiser for ComplaintEscalations {
     }
 }
 
-/// The scheduler and the delivery worker, ready to spawn.
+/// The scheduler and the delivery worker, ready to spawn; a clone runs the same rounds on demand
+/// (`scheduler.raise_due()`, `deliveries.deliver_due()`), which is how tests drive them.
+#[derive(Clone)]
 pub struct Notifier {
     pub scheduler: Scheduler,
     pub deliveries: DeliveryWorker,

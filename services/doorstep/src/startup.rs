@@ -378,6 +378,13 @@ impl Application {
         self.port
     }
 
+    /// The notifier this server runs (roles `all` and `notifier`), for running one scheduler or
+    /// delivery round explicitly: a test that something did not happen drives a round and asserts
+    /// on what it did, rather than waiting for the background loop.
+    pub fn notifier(&self) -> Option<Notifier> {
+        self.notifier.clone()
+    }
+
     /// Where the Prometheus endpoint listens, when it is enabled.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_endpoint.as_ref().map(MetricsEndpoint::address)
