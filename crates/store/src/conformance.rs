@@ -14,6 +14,8 @@
 //! are, PostgreSQL's jump between transactions). The checks of gap-freedom are therefore separate,
 //! and a backend that promises it asks for them (see the macro).
 
+pub mod lifecycle;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

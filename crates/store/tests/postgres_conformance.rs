@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use doorstep_store::conformance::lifecycle::StoreHarness;
 use doorstep_store::{
     AppendOutcome, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresEventStore,
     PostgresSettings, RecordedEvent, StoreError, StreamId,
@@ -31,6 +32,51 @@ async fn fresh_store() -> Option<(Arc<dyn EventStore>, TestDatabase)> {
 }
 
 doorstep_store::event_store_conformance_tests!(fresh_store);
+doorstep_store::event_store_lifecycle_tests!(fresh_harness);
+
+/// One test database, opened as often as a check asks.
+struct PostgresHarness {
+    database: TestDatabase,
+}
+
+async fn fresh_harness() -> Option<PostgresHarness> {
+    let database = fresh_database().await?;
+    Some(PostgresHarness { database })
+}
+
+impl StoreHarness for PostgresHarness {
+    type Store = PostgresEventStore;
+
+    async fn open(&self, max_batch_events: Option<usize>) -> PostgresEventStore {
+        let defaults = PostgresSettings::new(self.database.url());
+        let settings = PostgresSettings {
+            max_batch_events: max_batch_events.unwrap_or(defaults.max_batch_events),
+            ..defaults
+        };
+        PostgresEventStore::open(settings)
+            .await
+            .expect("the store should open")
+    }
+
+    fn commits(store: &PostgresEventStore) -> u64 {
+        store.commits()
+    }
+
+    async fn close(store: &PostgresEventStore) {
+        store.close().await;
+    }
+
+    async fn insert_undecodable_row(store: &PostgresEventStore) {
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, version, event_id, event_type, \
+             schema_version, payload, metadata, recorded_at) \
+             VALUES (1, 'complaint-x', 1, gen_random_uuid(), 'Broken', 1, '{}', '{}', now())",
+        )
+        .execute(store.pool())
+        .await
+        .expect("a raw insert through the pool should succeed");
+    }
+}
 
 async fn fresh_postgres_store() -> Option<(PostgresEventStore, TestDatabase)> {
     let database = fresh_database().await?;
@@ -123,59 +169,6 @@ async fn wait_for_head(store: &PostgresEventStore, position: u64, who: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_survives_close_and_reopen() {
-    let Some(database) = fresh_database().await else {
-        return;
-    };
-    let complaint = stream("complaint");
-    let written = {
-        let store = open_store(&database).await;
-        store
-            .append(
-                &complaint,
-                ExpectedVersion::NoStream,
-                vec![event(0), event(1)],
-            )
-            .await
-            .expect("the append should succeed");
-        let written = store
-            .read_all(1, 100)
-            .await
-            .expect("read_all should succeed");
-        store.close().await;
-        written
-    };
-    let head_before = written.last().expect("two events were written").position;
-
-    let reopened = open_store(&database).await;
-    let read_back = reopened
-        .read_all(1, 100)
-        .await
-        .expect("read_all after reopening should succeed");
-    assert_eq!(
-        read_back, written,
-        "every event survives reopening unchanged"
-    );
-    assert_eq!(reopened.head_position().await.expect("head"), head_before);
-    assert_eq!(
-        *reopened.watch_head().borrow(),
-        head_before,
-        "watch_head starts at the stored head"
-    );
-
-    let outcome = reopened
-        .append(&complaint, ExpectedVersion::Exact(2), vec![event(2)])
-        .await
-        .expect("appending after reopening should succeed");
-    assert_eq!(outcome.version, 3, "versions continue where they stopped");
-    assert!(
-        outcome.position > head_before,
-        "positions continue past the stored head"
-    );
-    reopened.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_refuse_update_delete_and_truncate() {
     let Some((store, _database)) = fresh_postgres_store().await else {
         return;
@@ -210,32 +203,6 @@ async fn triggers_refuse_update_delete_and_truncate() {
         .expect("read_all should succeed");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_batches_concurrent_appends() {
-    const APPENDS: usize = 200;
-    let Some((store, _database)) = fresh_postgres_store().await else {
-        return;
-    };
-
-    let mut tasks = spawn_appends(&store, APPENDS);
-    while let Some(joined) = tasks.join_next().await {
-        let (_, result) = joined.expect("an appending task panicked");
-        result.expect("every append should succeed");
-    }
-
-    let stored = store
-        .read_all(1, APPENDS * 2)
-        .await
-        .expect("read_all should succeed");
-    assert_eq!(stored.len(), APPENDS);
-    let commits = store.commits();
-    assert!(
-        commits < APPENDS as u64,
-        "{APPENDS} concurrent appends should share transactions, but took {commits}"
-    );
     store.close().await;
 }
 
@@ -287,181 +254,6 @@ async fn a_value_postgres_refuses_fails_its_append_alone() {
             .expect("read_stream should succeed")
             .is_empty(),
         "nothing of the refused append is stored"
-    );
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_larger_than_the_batch_limit_commits_whole() {
-    let Some(database) = fresh_database().await else {
-        return;
-    };
-    let settings = PostgresSettings {
-        max_batch_events: 3,
-        ..PostgresSettings::new(database.url())
-    };
-    let store = PostgresEventStore::open(settings)
-        .await
-        .expect("the store should open");
-    let large = stream("programme");
-
-    let mut tasks = spawn_appends(&store, 20);
-    let outcome = store
-        .append(
-            &large,
-            ExpectedVersion::NoStream,
-            (0..10).map(event).collect(),
-        )
-        .await
-        .expect("an append larger than a batch should succeed");
-    while let Some(joined) = tasks.join_next().await {
-        let (_, result) = joined.expect("an appending task panicked");
-        result.expect("every small append should succeed");
-    }
-
-    assert_eq!(outcome.version, 10);
-    let stored = store
-        .read_stream(&large, 1, 100)
-        .await
-        .expect("read_stream");
-    let first = stored[0].position;
-    assert_eq!(
-        positions(&stored),
-        (first..first + 10).collect::<Vec<_>>(),
-        "one append's events are never split or interleaved"
-    );
-    let whole_log = store.read_all(1, 100).await.expect("read_all");
-    assert_eq!(whole_log.len(), 30);
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_identical_retries_write_once() {
-    let Some((store, _database)) = fresh_postgres_store().await else {
-        return;
-    };
-    let complaint = stream("complaint");
-    let events = vec![event(0), event(1)];
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..10 {
-        let store = store.clone();
-        let complaint = complaint.clone();
-        let events = events.clone();
-        tasks.spawn(async move {
-            store
-                .append(&complaint, ExpectedVersion::NoStream, events)
-                .await
-        });
-    }
-    let mut outcomes = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        outcomes.push(
-            joined
-                .expect("a retrying task panicked")
-                .expect("a retry should succeed"),
-        );
-    }
-
-    let fresh_writes: Vec<&AppendOutcome> = outcomes
-        .iter()
-        .filter(|outcome| !outcome.already_stored)
-        .collect();
-    assert_eq!(
-        fresh_writes.len(),
-        1,
-        "exactly one of the identical appends writes"
-    );
-    let written = *fresh_writes[0];
-    assert!(
-        outcomes
-            .iter()
-            .all(|outcome| (outcome.version, outcome.position)
-                == (written.version, written.position)),
-        "every caller hears where the events landed: {outcomes:?}"
-    );
-    assert_eq!(store.head_position().await.expect("head"), written.position);
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_lets_queued_appends_finish() {
-    let Some((store, database)) = fresh_postgres_store().await else {
-        return;
-    };
-
-    let mut tasks = spawn_appends(&store, 100);
-    tokio::task::yield_now().await;
-    store.close().await;
-    let mut accepted = Vec::new();
-    let mut refused = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("an appending task panicked") {
-            (event_id, Ok(_)) => accepted.push(event_id),
-            (event_id, Err(StoreError::Closed)) => refused.push(event_id),
-            (_, Err(error)) => panic!("an append should succeed or see Closed, got {error:?}"),
-        }
-    }
-
-    let reopened = open_store(&database).await;
-    for event_id in &accepted {
-        let found = reopened.find_event(*event_id).await.expect("find_event");
-        assert!(
-            found.is_some(),
-            "an append answered Ok before close is stored"
-        );
-    }
-    for event_id in &refused {
-        let found = reopened.find_event(*event_id).await.expect("find_event");
-        assert!(found.is_none(), "an append answered Closed is not stored");
-    }
-    let stored = reopened.read_all(1, 1000).await.expect("read_all");
-    assert_eq!(stored.len(), accepted.len());
-    reopened.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_and_reads_after_close_report_closed() {
-    let Some((store, _database)) = fresh_postgres_store().await else {
-        return;
-    };
-    let clone = store.clone();
-    store.close().await;
-    store.close().await;
-
-    let append = clone
-        .append(&stream("complaint"), ExpectedVersion::Any, vec![event(0)])
-        .await;
-    assert!(
-        matches!(append, Err(StoreError::Closed)),
-        "an append after close should be refused with Closed, got {append:?}"
-    );
-    let read = clone.read_all(1, 10).await;
-    assert!(
-        matches!(read, Err(StoreError::Closed)),
-        "a read after close should be refused with Closed, got {read:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undecodable_row_is_reported_as_corrupt() {
-    let Some((store, _database)) = fresh_postgres_store().await else {
-        return;
-    };
-    // Written behind the store's back, as a broken tool might: the metadata lacks its fields.
-    sqlx::query(
-        "INSERT INTO events (position, stream_id, version, event_id, event_type, \
-         schema_version, payload, metadata, recorded_at) \
-         VALUES (1, 'complaint-x', 1, gen_random_uuid(), 'Broken', 1, '{}', '{}', now())",
-    )
-    .execute(store.pool())
-    .await
-    .expect("a raw insert through the pool should succeed");
-
-    let read = store.read_all(1, 10).await;
-    assert!(
-        matches!(read, Err(StoreError::Corrupt { position: 1, .. })),
-        "an undecodable row should be reported as Corrupt at position 1, got {read:?}"
     );
     store.close().await;
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use doorstep_store::conformance::lifecycle::StoreHarness;
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
     StoreError, StreamId,
@@ -21,6 +22,51 @@ async fn fresh_store() -> Option<(Arc<dyn EventStore>, TempDir)> {
 }
 
 doorstep_store::event_store_conformance_tests!(fresh_store, gap_free_positions);
+doorstep_store::event_store_lifecycle_tests!(fresh_harness);
+
+/// One SQLite file in its own temporary directory, opened as often as a check asks.
+struct SqliteHarness {
+    directory: TempDir,
+}
+
+async fn fresh_harness() -> Option<SqliteHarness> {
+    let directory = TempDir::new().expect("a temporary directory should be creatable");
+    Some(SqliteHarness { directory })
+}
+
+impl StoreHarness for SqliteHarness {
+    type Store = SqliteEventStore;
+
+    async fn open(&self, max_batch_events: Option<usize>) -> SqliteEventStore {
+        let defaults = SqliteSettings::new(database_path(self.directory.path()));
+        let settings = SqliteSettings {
+            max_batch_events: max_batch_events.unwrap_or(defaults.max_batch_events),
+            ..defaults
+        };
+        SqliteEventStore::open(settings)
+            .await
+            .expect("the store should open")
+    }
+
+    fn commits(store: &SqliteEventStore) -> u64 {
+        store.commits()
+    }
+
+    async fn close(store: &SqliteEventStore) {
+        store.close().await;
+    }
+
+    async fn insert_undecodable_row(store: &SqliteEventStore) {
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, version, event_id, event_type, \
+             schema_version, payload, metadata, recorded_at) \
+             VALUES (1, 'complaint-x', 1, 'not-a-uuid', 'Broken', 1, '{}', '{}', 'yesterday')",
+        )
+        .execute(store.pool())
+        .await
+        .expect("a raw insert through the pool should succeed");
+    }
+}
 
 async fn fresh_sqlite_store() -> (SqliteEventStore, TempDir) {
     let directory = TempDir::new().expect("a temporary directory should be creatable");
@@ -81,56 +127,6 @@ fn spawn_appends(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_survives_close_and_reopen() {
-    let directory = TempDir::new().expect("a temporary directory should be creatable");
-    let complaint = stream("complaint");
-    let written = {
-        let store = open_store(directory.path()).await;
-        store
-            .append(
-                &complaint,
-                ExpectedVersion::NoStream,
-                vec![event(0), event(1)],
-            )
-            .await
-            .expect("the append should succeed");
-        let written = store
-            .read_all(1, 100)
-            .await
-            .expect("read_all should succeed");
-        store.close().await;
-        written
-    };
-
-    let reopened = open_store(directory.path()).await;
-    let read_back = reopened
-        .read_all(1, 100)
-        .await
-        .expect("read_all after reopening should succeed");
-    assert_eq!(
-        read_back, written,
-        "every event survives reopening unchanged"
-    );
-    assert_eq!(reopened.head_position().await.expect("head"), 2);
-    assert_eq!(
-        *reopened.watch_head().borrow(),
-        2,
-        "watch_head starts at the stored head"
-    );
-
-    let outcome = reopened
-        .append(&complaint, ExpectedVersion::Exact(2), vec![event(2)])
-        .await
-        .expect("appending after reopening should succeed");
-    assert_eq!(
-        (outcome.version, outcome.position),
-        (3, 3),
-        "versions and positions continue where they stopped"
-    );
-    reopened.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_refuse_update_and_delete_through_the_pool() {
     let (store, _directory) = fresh_sqlite_store().await;
     store
@@ -158,190 +154,6 @@ async fn triggers_refuse_update_and_delete_through_the_pool() {
         .expect("read_all should succeed");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_batches_concurrent_appends() {
-    const APPENDS: usize = 200;
-    let (store, _directory) = fresh_sqlite_store().await;
-
-    let mut tasks = spawn_appends(&store, APPENDS);
-    while let Some(joined) = tasks.join_next().await {
-        let (_, result) = joined.expect("an appending task panicked");
-        result.expect("every append should succeed");
-    }
-
-    assert_eq!(store.head_position().await.expect("head"), APPENDS as u64);
-    let commits = store.commits();
-    assert!(
-        commits < APPENDS as u64,
-        "{APPENDS} concurrent appends should share transactions, but took {commits}"
-    );
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_larger_than_the_batch_limit_commits_whole() {
-    let directory = TempDir::new().expect("a temporary directory should be creatable");
-    let settings = SqliteSettings {
-        max_batch_events: 3,
-        ..SqliteSettings::new(database_path(directory.path()))
-    };
-    let store = SqliteEventStore::open(settings)
-        .await
-        .expect("the store should open");
-    let large = stream("programme");
-
-    let mut tasks = spawn_appends(&store, 20);
-    let outcome = store
-        .append(
-            &large,
-            ExpectedVersion::NoStream,
-            (0..10).map(event).collect(),
-        )
-        .await
-        .expect("an append larger than a batch should succeed");
-    while let Some(joined) = tasks.join_next().await {
-        let (_, result) = joined.expect("an appending task panicked");
-        result.expect("every small append should succeed");
-    }
-
-    assert_eq!(outcome.version, 10);
-    let stored = store
-        .read_stream(&large, 1, 100)
-        .await
-        .expect("read_stream");
-    let positions: Vec<u64> = stored.iter().map(|event| event.position).collect();
-    let first = positions[0];
-    assert_eq!(
-        positions,
-        (first..first + 10).collect::<Vec<_>>(),
-        "one append's events are never split or interleaved"
-    );
-    assert_eq!(store.head_position().await.expect("head"), 30);
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_identical_retries_write_once() {
-    let (store, _directory) = fresh_sqlite_store().await;
-    let complaint = stream("complaint");
-    let events = vec![event(0), event(1)];
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..10 {
-        let store = store.clone();
-        let complaint = complaint.clone();
-        let events = events.clone();
-        tasks.spawn(async move {
-            store
-                .append(&complaint, ExpectedVersion::NoStream, events)
-                .await
-        });
-    }
-    let mut outcomes = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        outcomes.push(
-            joined
-                .expect("a retrying task panicked")
-                .expect("a retry should succeed"),
-        );
-    }
-
-    let fresh_writes = outcomes
-        .iter()
-        .filter(|outcome| !outcome.already_stored)
-        .count();
-    assert_eq!(
-        fresh_writes, 1,
-        "exactly one of the identical appends writes"
-    );
-    assert!(
-        outcomes
-            .iter()
-            .all(|outcome| (outcome.version, outcome.position) == (2, 2)),
-        "every caller hears where the events landed: {outcomes:?}"
-    );
-    assert_eq!(store.head_position().await.expect("head"), 2);
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_lets_queued_appends_finish() {
-    let (store, directory) = fresh_sqlite_store().await;
-
-    let mut tasks = spawn_appends(&store, 100);
-    tokio::task::yield_now().await;
-    store.close().await;
-    let mut accepted = Vec::new();
-    let mut refused = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("an appending task panicked") {
-            (event_id, Ok(_)) => accepted.push(event_id),
-            (event_id, Err(StoreError::Closed)) => refused.push(event_id),
-            (_, Err(error)) => panic!("an append should succeed or see Closed, got {error:?}"),
-        }
-    }
-
-    let reopened = open_store(directory.path()).await;
-    for event_id in &accepted {
-        let found = reopened.find_event(*event_id).await.expect("find_event");
-        assert!(
-            found.is_some(),
-            "an append answered Ok before close is stored"
-        );
-    }
-    for event_id in &refused {
-        let found = reopened.find_event(*event_id).await.expect("find_event");
-        assert!(found.is_none(), "an append answered Closed is not stored");
-    }
-    assert_eq!(
-        reopened.head_position().await.expect("head"),
-        accepted.len() as u64
-    );
-    reopened.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_and_reads_after_close_report_closed() {
-    let (store, _directory) = fresh_sqlite_store().await;
-    let clone = store.clone();
-    store.close().await;
-    store.close().await;
-
-    let append = clone
-        .append(&stream("complaint"), ExpectedVersion::Any, vec![event(0)])
-        .await;
-    assert!(
-        matches!(append, Err(StoreError::Closed)),
-        "an append after close should be refused with Closed, got {append:?}"
-    );
-    let read = clone.read_all(1, 10).await;
-    assert!(
-        matches!(read, Err(StoreError::Closed)),
-        "a read after close should be refused with Closed, got {read:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undecodable_row_is_reported_as_corrupt() {
-    let (store, _directory) = fresh_sqlite_store().await;
-    // Written behind the store's back, as a broken tool might: the metadata lacks its fields.
-    sqlx::query(
-        "INSERT INTO events (position, stream_id, version, event_id, event_type, \
-         schema_version, payload, metadata, recorded_at) \
-         VALUES (1, 'complaint-x', 1, 'not-a-uuid', 'Broken', 1, '{}', '{}', 'yesterday')",
-    )
-    .execute(store.pool())
-    .await
-    .expect("a raw insert through the pool should succeed");
-
-    let read = store.read_all(1, 10).await;
-    assert!(
-        matches!(read, Err(StoreError::Corrupt { position: 1, .. })),
-        "an undecodable row should be reported as Corrupt at position 1, got {read:?}"
-    );
     store.close().await;
 }
 
