@@ -437,6 +437,27 @@ async fn a_deadline_past_the_calendar_is_refused() {
     let mut client = app.client.clone();
     // Received Monday 21 December 2026: acknowledgement is due Tuesday 29 December, inside 2026.
     let id = log(&app, "late-2026", "2026-12-21T10:00:00Z").await;
+    let calendar_version = client
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: id.clone(),
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .complaint
+        .expect("a complaint")
+        .calendar_version;
+    // Operators see how long the calendar still covers: one day, on 30 December 2026.
+    let scraped = app.scrape_metrics().await;
+    assert_eq!(
+        doorstep_tests::metric_value(
+            &scraped,
+            "doorstep_calendar_coverage_remaining_days",
+            &[("calendar", &calendar_version)]
+        ),
+        Some(1.0),
+        "{scraped}"
+    );
     // Its response would be due in 2027, which the calendar does not know.
     let refused = client
         .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
