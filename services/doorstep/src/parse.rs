@@ -925,3 +925,46 @@ impl Limited for v1::GetComplaintHandlingReportRequest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64, nanos: i32) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds, nanos }
+    }
+
+    #[test]
+    fn timestamps_are_held_to_protobufs_range() {
+        let first = timestamp("received_at", Some(&at(MIN_TIMESTAMP_SECONDS, 0)));
+        assert_eq!(
+            first.ok().flatten().map(|t| t.to_rfc3339()),
+            Some("0001-01-01T00:00:00+00:00".to_owned())
+        );
+        let last = timestamp("received_at", Some(&at(MAX_TIMESTAMP_SECONDS, 999_999_999)));
+        assert!(last.is_ok());
+        for (seconds, nanos) in [
+            (MIN_TIMESTAMP_SECONDS - 1, 0),
+            (MAX_TIMESTAMP_SECONDS + 1, 0),
+            (-70_000_000_000, 0),
+            (0, 1_000_000_000),
+            (0, -1),
+        ] {
+            let refused = timestamp("received_at", Some(&at(seconds, nanos))).err();
+            assert_eq!(
+                refused.map(|error| error.field),
+                Some("received_at".to_owned()),
+                "{seconds}s {nanos}ns"
+            );
+        }
+    }
+
+    #[test]
+    fn a_time_just_ahead_of_our_clock_is_taken_as_now() {
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let ahead = at(now.timestamp() + 60, 0);
+        assert_eq!(effective_at("effective_at", Some(&ahead), now), Ok(now));
+        let future = at(now.timestamp() + 3_600, 0);
+        assert!(effective_at("effective_at", Some(&future), now).is_err());
+    }
+}
