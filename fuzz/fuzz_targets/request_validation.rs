@@ -1,5 +1,6 @@
 //! Request validation: any bytes a caller can send, decoded as the requests the server parses,
-//! must be either accepted or refused with a field named, never crash.
+//! must be either accepted or refused with a field named, never crash: both the limits every
+//! request is held to first (`parse::within_limits`) and the parsing after them.
 //!
 //! The first byte picks the request type; the rest is its protobuf encoding.
 
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     match selector % 6 {
         0 => {
             if let Ok(request) = v1::LogComplaintRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 refused_names_a_field(parse::log_complaint(
                     &request,
                     ComplaintId::from_uuid(Default::default()),
@@ -35,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(request) = v1::RecordFindingsRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 refused_names_a_field(parse::findings(&request.findings));
                 refused_names_a_field(parse::complaint_id(&request.complaint_id));
                 refused_names_a_field(parse::request_id(&request.request_id));
@@ -42,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             if let Ok(request) = v1::RegisterContractorRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 refused_names_a_field(parse::contractor_id(
                     "contractor_id",
                     &request.contractor_id,
@@ -51,11 +55,13 @@ fuzz_target!(|data: &[u8]| {
         }
         3 => {
             if let Ok(request) = v1::RecordEqualityAuditRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 refused_names_a_field(parse::equality_audit(request.audit.as_ref(), today));
             }
         }
         4 => {
             if let Ok(request) = v1::RecordVisitsRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 for (index, visit) in request.visits.iter().enumerate() {
                     refused_names_a_field(parse::visit(&format!("visits[{index}]"), visit, today));
                 }
@@ -63,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             if let Ok(request) = v1::AcknowledgeComplaintRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
                 refused_names_a_field(parse::stage("stage", request.stage));
                 refused_names_a_field(parse::effective_at(
                     "effective_at",

@@ -5,12 +5,14 @@
 //! and the next working day as day 1, and records which calendar version computed each deadline.
 
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::Deserialize;
 
-/// The bank holidays that ship with Doorstep, in GOV.UK's `bank-holidays.json` format.
-/// Years after GOV.UK's published range are projected from the usual rules.
+/// The bank holidays that ship with Doorstep, in GOV.UK's `bank-holidays.json` format: GOV.UK's
+/// published history from 2012, with the one-off holidays (jubilees, a state funeral, a
+/// coronation). Years after GOV.UK's published range are projected from the usual rules.
 const SHIPPED_BANK_HOLIDAYS: &str = include_str!("../data/bank-holidays.json");
 
 /// The GOV.UK division whose holidays apply to English landlords.
@@ -24,6 +26,8 @@ pub enum CalendarError {
     MissingDivision,
     #[error("bank holiday data has an invalid date `{0}` (expected YYYY-MM-DD)")]
     InvalidDate(String),
+    #[error("bank holiday data has no `{DIVISION}` holidays, so it covers no year")]
+    NoHolidays,
 }
 
 #[derive(Deserialize)]
@@ -36,16 +40,34 @@ struct GovUkEvent {
     date: String,
 }
 
+/// A count of working days the calendar cannot make: it starts or ends outside the years whose
+/// bank holidays it knows, so any answer could be wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "working days from {start} cannot be counted: the working-day calendar covers {} to {}",
+    covered.start(),
+    covered.end()
+)]
+pub struct OutsideCalendar {
+    /// The day the count starts from.
+    pub start: NaiveDate,
+    /// The days the calendar can count within.
+    pub covered: RangeInclusive<NaiveDate>,
+}
+
 /// Which days count as working days, and a name for the data that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkingDayCalendar {
     bank_holidays: BTreeSet<NaiveDate>,
     closure_days: BTreeSet<NaiveDate>,
+    /// From 1 January of the first year with a bank holiday to 31 December of the last: a year
+    /// the data mentions is taken to be complete, and no other year is known.
+    covered: RangeInclusive<NaiveDate>,
     version: String,
 }
 
 impl WorkingDayCalendar {
-    /// The England and Wales bank holidays shipped with this build (2020 to 2030).
+    /// The England and Wales bank holidays shipped with this build (2012 to 2030).
     pub fn england_and_wales() -> Self {
         // The shipped file is checked by a unit test, so failing here is a build defect, not input.
         #[allow(clippy::expect_used)]
@@ -69,9 +91,11 @@ impl WorkingDayCalendar {
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
         let version = Self::describe(&bank_holidays, &BTreeSet::new());
+        let covered = Self::covered_years(&bank_holidays)?;
         Ok(Self {
             bank_holidays,
             closure_days: BTreeSet::new(),
+            covered,
             version,
         })
     }
@@ -87,6 +111,33 @@ impl WorkingDayCalendar {
     /// The name changes whenever a holiday or closure day is added or removed.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The days this calendar can count working days within.
+    pub fn covered(&self) -> RangeInclusive<NaiveDate> {
+        self.covered.clone()
+    }
+
+    /// The date `working_days` working days after `start`, refused when `start` or the answer
+    /// lies outside the years whose bank holidays the calendar knows: a deadline counted over
+    /// unknown holidays would be silently wrong.
+    pub fn try_add_working_days(
+        &self,
+        start: NaiveDate,
+        working_days: u32,
+    ) -> Result<NaiveDate, OutsideCalendar> {
+        let outside = || OutsideCalendar {
+            start,
+            covered: self.covered(),
+        };
+        if !self.covered.contains(&start) {
+            return Err(outside());
+        }
+        let due = self.add_working_days(start, working_days);
+        if !self.covered.contains(&due) {
+            return Err(outside());
+        }
+        Ok(due)
     }
 
     pub fn is_working_day(&self, date: NaiveDate) -> bool {
@@ -124,6 +175,20 @@ impl WorkingDayCalendar {
             .filter(|date| self.is_working_day(*date))
             .count();
         sign * i64::try_from(count).unwrap_or(i64::MAX)
+    }
+
+    fn covered_years(
+        bank_holidays: &BTreeSet<NaiveDate>,
+    ) -> Result<RangeInclusive<NaiveDate>, CalendarError> {
+        let (Some(first), Some(last)) = (bank_holidays.first(), bank_holidays.last()) else {
+            return Err(CalendarError::NoHolidays);
+        };
+        let start = NaiveDate::from_ymd_opt(first.year(), 1, 1);
+        let end = NaiveDate::from_ymd_opt(last.year(), 12, 31);
+        match (start, end) {
+            (Some(start), Some(end)) => Ok(start..=end),
+            _ => Err(CalendarError::InvalidDate(last.to_string())),
+        }
     }
 
     fn describe(bank_holidays: &BTreeSet<NaiveDate>, closure_days: &BTreeSet<NaiveDate>) -> String {
@@ -175,6 +240,75 @@ mod tests {
         assert!(!calendar.is_working_day(date("2022-06-03")));
         assert!(!calendar.is_working_day(date("2022-09-19")));
         assert!(!calendar.is_working_day(date("2023-05-08")));
+    }
+
+    #[test]
+    fn shipped_data_covers_2012_with_its_one_off_holidays() {
+        let calendar = WorkingDayCalendar::england_and_wales();
+        assert_eq!(calendar.covered(), date("2012-01-01")..=date("2030-12-31"));
+        for year in 2012..=2019 {
+            let count = calendar
+                .bank_holidays
+                .iter()
+                .filter(|day| day.year() == year)
+                .count();
+            assert!(count >= 8, "{year} has only {count} bank holidays");
+        }
+        for holiday in [
+            "2012-01-02", // New Year's Day fell on a Sunday
+            "2012-06-04", // the spring bank holiday, moved for the Diamond Jubilee
+            "2012-06-05", // the Diamond Jubilee
+            "2015-12-28", // Boxing Day fell on a Saturday
+            "2016-12-27", // Christmas Day fell on a Sunday
+            "2017-01-02",
+            "2019-04-19", // Good Friday
+            "2019-04-22", // Easter Monday
+            "2020-05-08", // VE day, the early May bank holiday moved
+            "2022-06-02",
+            "2022-06-03",
+            "2022-09-19",
+            "2023-05-08",
+        ] {
+            assert!(!calendar.is_working_day(date(holiday)), "{holiday}");
+        }
+        // The usual days of the holidays that were moved are working days.
+        for moved in ["2012-05-28", "2020-05-04", "2022-05-30"] {
+            assert!(calendar.is_working_day(date(moved)), "{moved}");
+        }
+    }
+
+    #[test]
+    fn christmas_2019_counts_its_bank_holidays() {
+        // Received Tuesday 24 December 2019: 25 and 26 December and 1 January are holidays.
+        let calendar = WorkingDayCalendar::england_and_wales();
+        assert_eq!(
+            calendar.try_add_working_days(date("2019-12-24"), 5),
+            Ok(date("2020-01-03"))
+        );
+    }
+
+    #[test]
+    fn counts_outside_the_covered_years_are_refused() {
+        let calendar = WorkingDayCalendar::england_and_wales();
+        let before = calendar.try_add_working_days(date("2011-12-30"), 1);
+        assert_eq!(
+            before.as_ref().map_err(ToString::to_string).err(),
+            Some(
+                "working days from 2011-12-30 cannot be counted: the working-day calendar \
+                 covers 2012-01-01 to 2030-12-31"
+                    .to_owned()
+            )
+        );
+        // The start is covered, the deadline is not.
+        assert!(
+            calendar
+                .try_add_working_days(date("2030-12-20"), 10)
+                .is_err()
+        );
+        assert_eq!(
+            calendar.try_add_working_days(date("2030-12-20"), 3),
+            Ok(date("2030-12-27"))
+        );
     }
 
     #[test]

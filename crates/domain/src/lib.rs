@@ -14,7 +14,7 @@ pub mod resident;
 pub mod standard;
 pub mod statistics;
 
-pub use calendar::{CalendarError, WorkingDayCalendar, england_date};
+pub use calendar::{CalendarError, OutsideCalendar, WorkingDayCalendar, england_date};
 pub use complaint::{
     CodeTimescales, Command, Complaint, DomainError, Event, FindingOutcome, HandlingContext, Stage,
     Status, apply, handle, replay,

@@ -519,3 +519,147 @@ proptest! {
         }
     }
 }
+
+/// The effective time each dated step of the history records, in order (findings, notes and
+/// escalations are stamped by the server's clock and not dated by the caller).
+fn dated_steps(events: &[Event]) -> Vec<DateTime<Utc>> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::ComplaintReceived { received_at, .. } => Some(*received_at),
+            Event::ComplaintAcknowledged {
+                acknowledged_at, ..
+            } => Some(*acknowledged_at),
+            Event::DeadlineExtended { extended_at, .. } => Some(*extended_at),
+            Event::ResponseIssued { responded_at, .. } => Some(*responded_at),
+            Event::StageTwoRequested { requested_at, .. } => Some(*requested_at),
+            Event::ComplaintClosed { closed_at, .. } => Some(*closed_at),
+            Event::ComplaintWithdrawn { withdrawn_at, .. } => Some(*withdrawn_at),
+            Event::ComplaintReopened { reopened_at, .. } => Some(*reopened_at),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refused_field(result: Result<Vec<Event>, DomainError>) -> (String, String) {
+    match result {
+        Err(DomainError::InvalidInput(error)) => (error.field, error.reason),
+        Err(DomainError::OutsideCalendar { field, error }) => (field, error.to_string()),
+        other => panic!("expected a refused field, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_reopening_dated_before_the_withdrawal_is_refused() {
+    let mut journey = Journey::new();
+    journey.ok(log_command(
+        at("2026-04-02T10:00:00Z"),
+        vec![ServiceStandard::Parking],
+    ));
+    journey.ok(Command::Withdraw {
+        reason: OptionalText::default(),
+        at: at("2026-06-01T10:00:00Z"),
+    });
+    let backdated = journey.run(Command::Reopen {
+        reason: short("The resident changed their mind"),
+        at: at("2026-05-01T10:00:00Z"),
+    });
+    let (field, reason) = refused_field(backdated);
+    assert_eq!(field, "effective_at");
+    assert!(
+        reason.contains("withdrawn at 2026-06-01 10:00:00 UTC"),
+        "{reason}"
+    );
+    journey.ok(Command::Reopen {
+        reason: short("The resident changed their mind"),
+        at: at("2026-06-01T10:00:00Z"),
+    });
+    // The acknowledgement clock restarts from the reopening, not from a month before it.
+    assert_eq!(
+        journey.state().stage_one.acknowledgement_due,
+        date("2026-06-08")
+    );
+}
+
+#[test]
+fn a_complaint_received_before_2020_counts_the_christmas_2019_holidays() {
+    let mut journey = Journey::new();
+    journey.ok(log_command(
+        at("2019-12-24T10:00:00Z"),
+        vec![ServiceStandard::Parking],
+    ));
+    assert_eq!(
+        journey.state().stage_one.acknowledgement_due,
+        date("2020-01-03")
+    );
+}
+
+#[test]
+fn a_deadline_the_calendar_cannot_count_is_refused_naming_the_field() {
+    let mut journey = Journey::new();
+    let (field, reason) = refused_field(journey.run(log_command(
+        at("2011-12-20T10:00:00Z"),
+        vec![ServiceStandard::Parking],
+    )));
+    assert_eq!(field, "received_at");
+    assert!(
+        reason.contains("covers 2012-01-01 to 2030-12-31"),
+        "{reason}"
+    );
+
+    // A calendar that knows 2026 only: a complaint received in December is accepted, but the
+    // steps whose deadlines would fall in 2027 are refused, each naming its own field.
+    journey.calendar = parsed(WorkingDayCalendar::from_gov_uk_json(
+        r#"{"england-and-wales":{"events":[
+            {"date":"2026-01-01"},{"date":"2026-12-25"},{"date":"2026-12-28"}]}}"#,
+    ));
+    journey.ok(log_command(
+        at("2026-12-01T10:00:00Z"),
+        vec![ServiceStandard::Parking],
+    ));
+    let acknowledged_late = journey.run(Command::Acknowledge {
+        stage: Stage::One,
+        handler: handler("Officer One"),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-12-21T10:00:00Z"),
+    });
+    assert_eq!(refused_field(acknowledged_late).0, "effective_at");
+    journey.ok(Command::Acknowledge {
+        stage: Stage::One,
+        handler: handler("Officer One"),
+        complaint_definition: OptionalText::default(),
+        outcome_sought: OptionalText::default(),
+        at: at("2026-12-02T10:00:00Z"),
+    });
+    let long_extension = journey.run(Command::ExtendDeadline {
+        reason: short("Waiting for a survey"),
+        working_days: 10,
+        ombudsman_details_given: true,
+        at: at("2026-12-03T10:00:00Z"),
+    });
+    assert_eq!(refused_field(long_extension).0, "working_days");
+    // Nothing refused reached the history.
+    assert_eq!(journey.events.len(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn history_times_never_decrease(commands in prop::collection::vec(arbitrary_command(), 1..40)) {
+        let mut journey = Journey::new();
+        journey.ok(log_command(at("2026-03-02T09:00:00Z"), vec![ServiceStandard::Tidiness]));
+        for command in commands {
+            let before = journey.state().latest_step;
+            let Ok(events) = journey.run(command) else {
+                continue;
+            };
+            for at in dated_steps(&events) {
+                prop_assert!(at >= before.at, "{at} was accepted after {} at {}", before.step, before.at);
+            }
+        }
+        let times = dated_steps(&journey.events);
+        prop_assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    }
+}

@@ -133,6 +133,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::LogComplaintRequest>,
     ) -> Result<Response<v1::LogComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let key = RequestKey::parse("idempotency_key", &request.get_ref().idempotency_key)
             .map_err(ApiError::from)?;
         // Parse once, before touching the store, so bad input never costs a write; each attempt
@@ -179,6 +180,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::AcknowledgeComplaintRequest>,
     ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -215,6 +217,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::ExtendDeadlineRequest>,
     ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -247,6 +250,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::RecordFindingsRequest>,
     ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -272,6 +276,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::IssueResponseRequest>,
     ) -> Result<Response<v1::IssueResponseResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -298,6 +303,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::RequestStageTwoRequest>,
     ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -330,6 +336,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::CloseComplaintRequest>,
     ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -355,6 +362,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::ReopenComplaintRequest>,
     ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -382,6 +390,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::WithdrawComplaintRequest>,
     ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -407,6 +416,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::AddNoteRequest>,
     ) -> Result<Response<v1::AddNoteResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -430,6 +440,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::GetComplaintRequest>,
     ) -> Result<Response<v1::GetComplaintResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let principal = crate::auth::principal(&request)?;
         let complaint_id =
             parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
@@ -473,6 +484,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::ForgetResidentRequest>,
     ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let reference = ResidentReference::parse("resident_reference", &body.resident_reference)
             .map_err(ApiError::from)?;
@@ -514,6 +526,7 @@ impl ComplaintService for ComplaintApi {
         &self,
         request: Request<v1::ListComplaintsRequest>,
     ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let principal = crate::auth::principal(&request)?;
         let body = request.get_ref();
         let today = england_date(self.clock.now());

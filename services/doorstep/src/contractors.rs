@@ -135,6 +135,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::RegisterContractorRequest>,
     ) -> Result<Response<v1::RegisterContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -169,6 +170,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::UpdateContractorRequest>,
     ) -> Result<Response<v1::UpdateContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -194,6 +196,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::SuspendContractorRequest>,
     ) -> Result<Response<v1::SuspendContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -219,6 +222,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::ReinstateContractorRequest>,
     ) -> Result<Response<v1::ReinstateContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -244,6 +248,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::RecordEqualityAuditRequest>,
     ) -> Result<Response<v1::RecordEqualityAuditResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let written = self
             .run(
@@ -269,6 +274,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::GetContractorRequest>,
     ) -> Result<Response<v1::GetContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let contractor_id = parse::contractor_id("contractor_id", &request.get_ref().contractor_id)
             .map_err(ApiError::from)?;
         let loaded = self.log.load(&contractor_id).await?;
@@ -284,6 +290,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::ListContractorsRequest>,
     ) -> Result<Response<v1::ListContractorsResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let status = match v1::ContractorStatus::try_from(body.status) {
             Ok(v1::ContractorStatus::Unspecified) => None,
@@ -327,6 +334,7 @@ impl ContractorService for ContractorApi {
         &self,
         request: Request<v1::VerifyContractorRequest>,
     ) -> Result<Response<v1::VerifyContractorResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let query = request.into_inner().query;
         let query = query.trim();
         if query.is_empty() || query.chars().count() > 200 {
@@ -365,8 +373,6 @@ impl ContractorService for ContractorApi {
     }
 }
 
-/// The most visits one `RecordVisits` call may carry.
-const MAX_VISITS_PER_CALL: usize = 10_000;
 /// Visit appends in flight at once: enough for the store's group commit to fill its batches.
 const CONCURRENT_VISIT_APPENDS: usize = 512;
 
@@ -394,11 +400,12 @@ impl VisitService for VisitApi {
         &self,
         request: Request<v1::RecordVisitsRequest>,
     ) -> Result<Response<v1::RecordVisitsResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let count = request.get_ref().visits.len();
-        if count == 0 || count > MAX_VISITS_PER_CALL {
+        if count == 0 || count > parse::MAX_VISITS_PER_CALL {
             return Err(ApiError::from(InvalidInput::new(
                 "visits",
-                format!("must hold 1 to {MAX_VISITS_PER_CALL} visits"),
+                format!("must hold 1 to {} visits", parse::MAX_VISITS_PER_CALL),
             ))
             .into());
         }

@@ -56,6 +56,13 @@ impl From<DomainError> for ApiError {
             DomainError::EscalationNotFound => {
                 Self::NotFound("the complaint has no escalation with this id".to_owned())
             }
+            // The operator can fix this one, so the caller is told how.
+            DomainError::OutsideCalendar { field, error } => Self::InvalidInput(InvalidInput::new(
+                field,
+                format!(
+                    "{error}; a calendar that covers it is set with `calendar.bank_holidays_file`"
+                ),
+            )),
         }
     }
 }

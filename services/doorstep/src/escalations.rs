@@ -195,6 +195,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<v1::WatchEscalationsRequest>,
     ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let message: EventMessage<v1::WatchEscalationsResponse> = Box::new(watch_message);
         Ok(Response::new(follow_log(
@@ -214,6 +215,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<v1::ListEscalationsRequest>,
     ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let page_size = page_size(body.page_size).map_err(ApiError::from)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
@@ -270,6 +272,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<v1::AcknowledgeEscalationRequest>,
     ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.get_ref();
         let escalation_id = uuid("escalation_id", &body.escalation_id).map_err(ApiError::from)?;
         let by =
@@ -334,6 +337,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<v1::ListDeadLettersRequest>,
     ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let page_size = page_size(body.page_size).map_err(ApiError::from)?;
         let invalid_token = || {
@@ -377,6 +381,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<v1::RetryDeadLetterRequest>,
     ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let delivery_id = uuid("delivery_id", &body.delivery_id).map_err(ApiError::from)?;
         let state = self

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::ApiError;
+use crate::parse;
 
 const DEFAULT_READ_COUNT: u32 = 100;
 const MAX_READ_COUNT: u32 = 1_000;
@@ -22,7 +23,6 @@ const SUBSCRIPTION_READ_BATCH: usize = 256;
 /// Messages buffered per subscriber. A subscriber that reads slower than the log grows makes its
 /// own reader wait here, so the server's memory per subscriber stays bounded.
 const SUBSCRIPTION_BUFFER: usize = 64;
-const MAX_FILTER_VALUES: usize = 32;
 
 pub struct EventApi {
     store: Arc<dyn EventStore>,
@@ -47,10 +47,10 @@ struct SubscriptionFilter {
 impl SubscriptionFilter {
     fn parse(request: &v1::SubscribeAllRequest) -> Result<Self, InvalidInput> {
         let set = |field: &str, values: &[String]| -> Result<HashSet<String>, InvalidInput> {
-            if values.len() > MAX_FILTER_VALUES {
+            if values.len() > parse::MAX_FILTER_VALUES {
                 return Err(InvalidInput::new(
                     field,
-                    format!("may hold at most {MAX_FILTER_VALUES} values"),
+                    format!("may hold at most {} values", parse::MAX_FILTER_VALUES),
                 ));
             }
             values
@@ -124,6 +124,7 @@ impl EventService for EventApi {
         &self,
         request: Request<v1::ReadStreamRequest>,
     ) -> Result<Response<v1::ReadStreamResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let stream_id = body.stream_id.trim();
         if stream_id.is_empty() || stream_id.len() > 200 {
@@ -173,6 +174,7 @@ impl EventService for EventApi {
         &self,
         request: Request<v1::SubscribeAllRequest>,
     ) -> Result<Response<Self::SubscribeAllStream>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let filter = SubscriptionFilter::parse(&body).map_err(ApiError::from)?;
         let message: EventMessage<v1::SubscribeAllResponse> = Box::new(move |event| {

@@ -9,7 +9,7 @@ use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, ContractorProfile, EqualityAudit, Visit,
 };
 use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, EmailAddress, LongText, OptionalText, PersonName,
+    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
     PhoneNumber, RequestKey, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{InvalidInput, ServiceStandard};
@@ -21,6 +21,14 @@ const MAX_STANDARDS: usize = 9;
 /// The most findings one call can record.
 const MAX_FINDINGS: usize = 9;
 
+/// The first second protobuf's `Timestamp` can hold: 0001-01-01T00:00:00Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// The last second protobuf's `Timestamp` can hold: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// A `google.protobuf.Timestamp` within the range protobuf defines (0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999999Z). A time outside it could be stored, but not shown again to a
+/// client that follows protobuf's rules (JSON clients cannot render it).
 pub fn timestamp(
     field: &str,
     value: Option<&prost_types::Timestamp>,
@@ -29,13 +37,23 @@ pub fn timestamp(
         return Ok(None);
     };
     let nanos = u32::try_from(value.nanos)
-        .map_err(|_| InvalidInput::new(field, "nanos must be between 0 and 999,999,999"))?;
+        .ok()
+        .filter(|nanos| *nanos <= 999_999_999)
+        .ok_or_else(|| InvalidInput::new(field, "nanos must be between 0 and 999,999,999"))?;
+    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&value.seconds) {
+        return Err(InvalidInput::new(
+            field,
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z",
+        ));
+    }
     DateTime::from_timestamp(value.seconds, nanos)
         .map(Some)
         .ok_or_else(|| InvalidInput::new(field, "is out of range"))
 }
 
-/// A time a step happened: now when absent, and never in the future.
+/// A time a step happened: now when absent, and never in the future. A time ahead of our clock
+/// by no more than the skew allowance is taken as now, so nothing is recorded as happening in
+/// the future and a later step dated by our clock never comes before it.
 pub fn effective_at(
     field: &str,
     value: Option<&prost_types::Timestamp>,
@@ -45,7 +63,7 @@ pub fn effective_at(
     if at > now + CLOCK_SKEW_ALLOWANCE {
         return Err(InvalidInput::new(field, "must not be in the future"));
     }
-    Ok(at)
+    Ok(at.min(now))
 }
 
 pub fn complaint_id(value: &str) -> Result<ComplaintId, InvalidInput> {
@@ -415,4 +433,538 @@ pub fn visit(field: &str, value: &v1::Visit, today: NaiveDate) -> Result<Visit, 
         )?,
         visit_date,
     })
+}
+
+/// The longest identifier Doorstep issues or accepts where no newtype says otherwise (complaint,
+/// escalation and delivery ids are UUIDs of 36 characters).
+const ID_CHARS: usize = 64;
+/// Longer than any token the list calls issue.
+const PAGE_TOKEN_CHARS: usize = 128;
+/// `YYYY-MM-DD` or `YYYY-MM`, with room for surrounding spaces.
+const DATE_CHARS: usize = 32;
+const PHONE_CHARS: usize = 32;
+const EMAIL_CHARS: usize = 254;
+const UPRN_CHARS: usize = 12;
+/// A stream id, `category-id`.
+pub const STREAM_ID_CHARS: usize = 200;
+/// A `VerifyContractor` query: a name or a phone number.
+pub const QUERY_CHARS: usize = 200;
+/// A stream category or event type in a subscription's filter.
+pub const FILTER_VALUE_CHARS: usize = 128;
+/// The most values in each of a subscription's filters.
+pub const MAX_FILTER_VALUES: usize = 32;
+/// The most visits one `RecordVisits` call may carry.
+pub const MAX_VISITS_PER_CALL: usize = 10_000;
+
+/// Every string and repeated field of a request has a limit, and every timestamp protobuf's
+/// range; a request is held to them before anything else is parsed or read, so an over-long
+/// value costs no lookup and the error names the field that broke a limit whatever else is
+/// wrong. Each handler calls [`within_limits`] first; a test enumerates the API's descriptors
+/// and sends every string, list and timestamp of every request past its limit.
+pub trait Limited {
+    fn check_limits(&self) -> Result<(), InvalidInput>;
+}
+
+/// Holds a request to its limits: see [`Limited`].
+pub fn within_limits(request: &impl Limited) -> Result<(), InvalidInput> {
+    request.check_limits()
+}
+
+/// At most `max` characters once trimmed, as the text newtypes count them.
+fn chars(field: &str, value: &str, max: usize) -> Result<(), InvalidInput> {
+    // A character is at least one byte, so most values need no count.
+    if value.len() <= max {
+        return Ok(());
+    }
+    let length = value.trim().chars().count();
+    if length > max {
+        return Err(InvalidInput::new(
+            field,
+            format!("is {length} characters long; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn items<T>(field: &str, values: &[T], max: usize) -> Result<(), InvalidInput> {
+    if values.len() > max {
+        return Err(InvalidInput::new(
+            field,
+            format!("holds {} items; at most {max} are allowed", values.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn each_chars(
+    field: &str,
+    values: &[String],
+    max_items: usize,
+    max_chars: usize,
+) -> Result<(), InvalidInput> {
+    items(field, values, max_items)?;
+    values
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, value)| chars(&format!("{field}[{index}]"), value, max_chars))
+}
+
+fn time(field: &str, value: Option<&prost_types::Timestamp>) -> Result<(), InvalidInput> {
+    timestamp(field, value).map(|_| ())
+}
+
+/// The fields every write to an existing complaint carries.
+fn complaint_write(complaint_id: &str, request_id: &str) -> Result<(), InvalidInput> {
+    chars("complaint_id", complaint_id, ID_CHARS)?;
+    chars("request_id", request_id, RequestKey::MAX_CHARS)
+}
+
+/// The fields every write to an existing contractor carries.
+fn contractor_write(contractor_id: &str, request_id: &str) -> Result<(), InvalidInput> {
+    chars("contractor_id", contractor_id, ContractorId::MAX_CHARS)?;
+    chars("request_id", request_id, RequestKey::MAX_CHARS)
+}
+
+impl Limited for v1::LogComplaintRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars(
+            "idempotency_key",
+            &self.idempotency_key,
+            RequestKey::MAX_CHARS,
+        )?;
+        chars(
+            "source_system",
+            &self.source_system,
+            SourceSystem::MAX_CHARS,
+        )?;
+        if let Some(resident) = &self.resident {
+            chars(
+                "resident.reference",
+                &resident.reference,
+                ResidentReference::MAX_CHARS,
+            )?;
+            chars("resident.name", &resident.name, PersonName::MAX_CHARS)?;
+            chars("resident.phone", &resident.phone, PHONE_CHARS)?;
+            chars("resident.email", &resident.email, EMAIL_CHARS)?;
+        }
+        if let Some(property) = &self.property {
+            chars("property.uprn", &property.uprn, UPRN_CHARS)?;
+            chars("property.address", &property.address, Address::MAX_CHARS)?;
+        }
+        chars(
+            "contractor_id",
+            &self.contractor_id,
+            ContractorId::MAX_CHARS,
+        )?;
+        if let Some(visit_id) = &self.visit_id {
+            chars("visit_id", visit_id, VisitId::MAX_CHARS)?;
+        }
+        items("standards", &self.standards, MAX_STANDARDS)?;
+        chars("description", &self.description, LongText::MAX_CHARS)?;
+        time("occurred_at", self.occurred_at.as_ref())?;
+        time("received_at", self.received_at.as_ref())?;
+        chars(
+            "outcome_sought",
+            &self.outcome_sought,
+            OptionalText::MAX_CHARS,
+        )?;
+        chars(
+            "reasonable_adjustments",
+            &self.reasonable_adjustments,
+            OptionalText::MAX_CHARS,
+        )
+    }
+}
+
+impl Limited for v1::AcknowledgeComplaintRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        complaint_write(&self.complaint_id, &self.request_id)?;
+        chars("handler", &self.handler, Handler::MAX_CHARS)?;
+        chars(
+            "complaint_definition",
+            &self.complaint_definition,
+            OptionalText::MAX_CHARS,
+        )?;
+        chars(
+            "outcome_sought",
+            &self.outcome_sought,
+            OptionalText::MAX_CHARS,
+        )?;
+        time("effective_at", self.effective_at.as_ref())
+    }
+}
+
+impl Limited for v1::ExtendDeadlineRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        complaint_write(&self.complaint_id, &self.request_id)?;
+        chars("reason", &self.reason, ShortText::MAX_CHARS)?;
+        time("effective_at", self.effective_at.as_ref())
+    }
+}
+
+impl Limited for v1::RecordFindingsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        complaint_write(&self.complaint_id, &self.request_id)?;
+        items("findings", &self.findings, MAX_FINDINGS)?;
+        self.findings
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, finding)| {
+                chars(
+                    &format!("findings[{index}].summary"),
+                    &finding.summary,
+                    OptionalText::MAX_CHARS,
+                )
+            })
+    }
+}
+
+impl Limited for v1::IssueResponseRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        complaint_write(&self.complaint_id, &self.request_id)?;
+        chars("decision", &self.decision, ShortText::MAX_CHARS)?;
+        chars("remedy", &self.remedy, OptionalText::MAX_CHARS)?;
+        time("effective_at", self.effective_at.as_ref())
+    }
+}
+
+/// Requests whose only fields besides the complaint's are a reason and an effective time.
+macro_rules! reasoned_step_limits {
+    ($($request:ty),+) => {$(
+        impl Limited for $request {
+            fn check_limits(&self) -> Result<(), InvalidInput> {
+                complaint_write(&self.complaint_id, &self.request_id)?;
+                chars("reason", &self.reason, ShortText::MAX_CHARS)?;
+                time("effective_at", self.effective_at.as_ref())
+            }
+        }
+    )+};
+}
+
+reasoned_step_limits!(
+    v1::RequestStageTwoRequest,
+    v1::CloseComplaintRequest,
+    v1::ReopenComplaintRequest,
+    v1::WithdrawComplaintRequest
+);
+
+impl Limited for v1::AddNoteRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        complaint_write(&self.complaint_id, &self.request_id)?;
+        chars("text", &self.text, LongText::MAX_CHARS)
+    }
+}
+
+impl Limited for v1::GetComplaintRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("complaint_id", &self.complaint_id, ID_CHARS)
+    }
+}
+
+impl Limited for v1::ListComplaintsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars(
+            "contractor_id",
+            &self.contractor_id,
+            ContractorId::MAX_CHARS,
+        )?;
+        chars("uprn", &self.uprn, UPRN_CHARS)?;
+        chars(
+            "resident_reference",
+            &self.resident_reference,
+            ResidentReference::MAX_CHARS,
+        )?;
+        time("received_from", self.received_from.as_ref())?;
+        time("received_to", self.received_to.as_ref())?;
+        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    }
+}
+
+impl Limited for v1::ForgetResidentRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars(
+            "resident_reference",
+            &self.resident_reference,
+            ResidentReference::MAX_CHARS,
+        )?;
+        chars("request_id", &self.request_id, RequestKey::MAX_CHARS)?;
+        chars("reason", &self.reason, OptionalText::MAX_CHARS)
+    }
+}
+
+fn profile_limits(profile: Option<&v1::ContractorProfile>) -> Result<(), InvalidInput> {
+    let Some(profile) = profile else {
+        return Ok(());
+    };
+    chars(
+        "profile.legal_name",
+        &profile.legal_name,
+        ShortText::MAX_CHARS,
+    )?;
+    each_chars(
+        "profile.trading_names",
+        &profile.trading_names,
+        MAX_PROFILE_ITEMS,
+        ShortText::MAX_CHARS,
+    )?;
+    chars(
+        "profile.logo_url",
+        &profile.logo_url,
+        OptionalText::MAX_CHARS,
+    )?;
+    chars(
+        "profile.public_contact_name",
+        &profile.public_contact_name,
+        PersonName::MAX_CHARS,
+    )?;
+    chars("profile.public_phone", &profile.public_phone, PHONE_CHARS)?;
+    items("profile.contracts", &profile.contracts, MAX_PROFILE_ITEMS)?;
+    profile
+        .contracts
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, contract)| {
+            let field = format!("profile.contracts[{index}]");
+            chars(
+                &format!("{field}.reference"),
+                &contract.reference,
+                ShortText::MAX_CHARS,
+            )?;
+            items(
+                &format!("{field}.standards"),
+                &contract.standards,
+                MAX_CONTRACT_STANDARDS,
+            )
+        })
+}
+
+impl Limited for v1::RegisterContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        contractor_write(&self.contractor_id, &self.request_id)?;
+        profile_limits(self.profile.as_ref())
+    }
+}
+
+impl Limited for v1::UpdateContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        contractor_write(&self.contractor_id, &self.request_id)?;
+        profile_limits(self.profile.as_ref())
+    }
+}
+
+impl Limited for v1::SuspendContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        contractor_write(&self.contractor_id, &self.request_id)?;
+        chars("reason", &self.reason, ShortText::MAX_CHARS)
+    }
+}
+
+impl Limited for v1::ReinstateContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        contractor_write(&self.contractor_id, &self.request_id)?;
+        chars("reason", &self.reason, OptionalText::MAX_CHARS)
+    }
+}
+
+impl Limited for v1::RecordEqualityAuditRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        contractor_write(&self.contractor_id, &self.request_id)?;
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        chars("audit.audit_date", &audit.audit_date, DATE_CHARS)?;
+        chars("audit.auditor", &audit.auditor, ShortText::MAX_CHARS)?;
+        for (field, value) in [
+            ("audit.workforce_diversity", &audit.workforce_diversity),
+            (
+                "audit.equality_policy_and_procedures",
+                &audit.equality_policy_and_procedures,
+            ),
+            ("audit.requirements_not_met", &audit.requirements_not_met),
+            (
+                "audit.staff_experience_and_training",
+                &audit.staff_experience_and_training,
+            ),
+        ] {
+            chars(field, value, LongText::MAX_CHARS)?;
+        }
+        Ok(())
+    }
+}
+
+impl Limited for v1::GetContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars(
+            "contractor_id",
+            &self.contractor_id,
+            ContractorId::MAX_CHARS,
+        )
+    }
+}
+
+impl Limited for v1::ListContractorsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    }
+}
+
+impl Limited for v1::VerifyContractorRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("query", &self.query, QUERY_CHARS)
+    }
+}
+
+impl Limited for v1::RecordVisitsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        items("visits", &self.visits, MAX_VISITS_PER_CALL)?;
+        self.visits
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, visit)| {
+                let field = |name: &str| format!("visits[{index}].{name}");
+                chars(&field("visit_id"), &visit.visit_id, VisitId::MAX_CHARS)?;
+                chars(
+                    &field("contractor_id"),
+                    &visit.contractor_id,
+                    ContractorId::MAX_CHARS,
+                )?;
+                chars(&field("uprn"), &visit.uprn, UPRN_CHARS)?;
+                chars(
+                    &field("work_order_reference"),
+                    &visit.work_order_reference,
+                    ShortText::MAX_CHARS,
+                )?;
+                chars(&field("visit_date"), &visit.visit_date, DATE_CHARS)
+            })
+    }
+}
+
+impl Limited for v1::WatchEscalationsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        Ok(())
+    }
+}
+
+impl Limited for v1::ListEscalationsRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("level", &self.level, ID_CHARS)?;
+        chars(
+            "contractor_id",
+            &self.contractor_id,
+            ContractorId::MAX_CHARS,
+        )?;
+        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    }
+}
+
+impl Limited for v1::AcknowledgeEscalationRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("escalation_id", &self.escalation_id, ID_CHARS)?;
+        chars("acknowledged_by", &self.acknowledged_by, Handler::MAX_CHARS)?;
+        chars("note", &self.note, OptionalText::MAX_CHARS)?;
+        chars("request_id", &self.request_id, RequestKey::MAX_CHARS)
+    }
+}
+
+impl Limited for v1::ListDeadLettersRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    }
+}
+
+impl Limited for v1::RetryDeadLetterRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("delivery_id", &self.delivery_id, ID_CHARS)
+    }
+}
+
+impl Limited for v1::ReadStreamRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("stream_id", &self.stream_id, STREAM_ID_CHARS)
+    }
+}
+
+impl Limited for v1::SubscribeAllRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        each_chars(
+            "stream_categories",
+            &self.stream_categories,
+            MAX_FILTER_VALUES,
+            FILTER_VALUE_CHARS,
+        )?;
+        each_chars(
+            "event_types",
+            &self.event_types,
+            MAX_FILTER_VALUES,
+            FILTER_VALUE_CHARS,
+        )
+    }
+}
+
+impl Limited for v1::GetContractorPerformanceRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars(
+            "contractor_id",
+            &self.contractor_id,
+            ContractorId::MAX_CHARS,
+        )?;
+        chars("from_month", &self.from_month, DATE_CHARS)?;
+        chars("to_month", &self.to_month, DATE_CHARS)
+    }
+}
+
+impl Limited for v1::ListContractorPerformanceRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        chars("from_month", &self.from_month, DATE_CHARS)?;
+        chars("to_month", &self.to_month, DATE_CHARS)
+    }
+}
+
+impl Limited for v1::GetComplaintHandlingReportRequest {
+    fn check_limits(&self) -> Result<(), InvalidInput> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64, nanos: i32) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds, nanos }
+    }
+
+    #[test]
+    fn timestamps_are_held_to_protobufs_range() {
+        let first = timestamp("received_at", Some(&at(MIN_TIMESTAMP_SECONDS, 0)));
+        assert_eq!(
+            first.ok().flatten().map(|t| t.to_rfc3339()),
+            Some("0001-01-01T00:00:00+00:00".to_owned())
+        );
+        let last = timestamp("received_at", Some(&at(MAX_TIMESTAMP_SECONDS, 999_999_999)));
+        assert!(last.is_ok());
+        for (seconds, nanos) in [
+            (MIN_TIMESTAMP_SECONDS - 1, 0),
+            (MAX_TIMESTAMP_SECONDS + 1, 0),
+            (-70_000_000_000, 0),
+            (0, 1_000_000_000),
+            (0, -1),
+        ] {
+            let refused = timestamp("received_at", Some(&at(seconds, nanos))).err();
+            assert_eq!(
+                refused.map(|error| error.field),
+                Some("received_at".to_owned()),
+                "{seconds}s {nanos}ns"
+            );
+        }
+    }
+
+    #[test]
+    fn a_time_just_ahead_of_our_clock_is_taken_as_now() {
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let ahead = at(now.timestamp() + 60, 0);
+        assert_eq!(effective_at("effective_at", Some(&ahead), now), Ok(now));
+        let future = at(now.timestamp() + 3_600, 0);
+        assert!(effective_at("effective_at", Some(&future), now).is_err());
+    }
 }

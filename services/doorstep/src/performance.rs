@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::ApiError;
+use crate::parse;
 use crate::request::wait_for_read_model;
 
 /// Rates are per 100 visits.
@@ -177,6 +178,7 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<v1::GetContractorPerformanceRequest>,
     ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let principal = crate::auth::principal(&request)?.clone();
         let body = request.into_inner();
         let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)
@@ -220,6 +222,7 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<v1::ListContractorPerformanceRequest>,
     ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
@@ -308,6 +311,7 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<v1::GetComplaintHandlingReportRequest>,
     ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
+        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
         let body = request.into_inner();
         if body.homes == 0 {
             return Err(ApiError::from(InvalidInput::new(

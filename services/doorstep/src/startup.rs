@@ -31,6 +31,7 @@ use crate::contractors::{ContractorApi, VisitApi};
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::notifier::Notifier;
+use crate::observability::calendar::CalendarCoverage;
 use crate::observability::gauges::GaugeSampler;
 use crate::observability::health::HealthMonitor;
 use crate::observability::rpc::RpcTelemetryLayer;
@@ -119,6 +120,7 @@ pub struct Application {
     escalation_api: EscalationApi,
     notifier: Option<Notifier>,
     gauges: Arc<GaugeSampler>,
+    _calendar_coverage: CalendarCoverage,
     metrics_endpoint: Option<MetricsEndpoint>,
     role: Role,
     authenticator: Arc<Authenticator>,
@@ -268,6 +270,7 @@ impl Application {
         let authenticator = Arc::new(authenticator(&settings)?);
         let tls = tls_config(&settings.tls)?;
         let calendar = Arc::new(calendar(&settings)?);
+        let calendar_coverage = CalendarCoverage::watch(&calendar, clock.clone());
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
         let read_models = open_read_models(&settings.database).await?;
@@ -363,6 +366,7 @@ impl Application {
             escalation_api,
             notifier,
             gauges,
+            _calendar_coverage: calendar_coverage,
             metrics_endpoint,
             role,
             authenticator,

@@ -65,9 +65,29 @@ pub struct HandlingContext<'a> {
 }
 
 impl HandlingContext<'_> {
-    fn due(&self, from: DateTime<Utc>, working_days: u32) -> chrono::NaiveDate {
+    /// The deadline `working_days` after the step `field` dated at `from`; refused when the
+    /// calendar cannot count it.
+    fn due(
+        &self,
+        field: &str,
+        from: DateTime<Utc>,
+        working_days: u32,
+    ) -> Result<chrono::NaiveDate, DomainError> {
+        self.due_after(field, england_date(from), working_days)
+    }
+
+    fn due_after(
+        &self,
+        field: &str,
+        start: chrono::NaiveDate,
+        working_days: u32,
+    ) -> Result<chrono::NaiveDate, DomainError> {
         self.calendar
-            .add_working_days(england_date(from), working_days)
+            .try_add_working_days(start, working_days)
+            .map_err(|error| DomainError::OutsideCalendar {
+                field: field.to_owned(),
+                error,
+            })
     }
 }
 
@@ -79,7 +99,7 @@ pub fn handle(
 ) -> Result<Vec<Event>, DomainError> {
     let Some(complaint) = state else {
         return match command {
-            Command::Log(log) => Ok(vec![received(*log, context)]),
+            Command::Log(log) => Ok(vec![received(*log, context)?]),
             _ => Err(DomainError::NotFound),
         };
     };
@@ -128,6 +148,7 @@ pub fn handle(
                 "acknowledged",
                 "started",
             )?;
+            follows_latest_step(complaint, at, "acknowledged")?;
             if stage == Stage::Two {
                 let stage_one_handler = complaint.stage_one.handler.as_ref();
                 if stage_one_handler
@@ -144,7 +165,11 @@ pub fn handle(
                 complaint_definition,
                 outcome_sought,
                 acknowledged_at: at,
-                response_due: context.due(at, context.timescales.response(stage)),
+                response_due: context.due(
+                    "effective_at",
+                    at,
+                    context.timescales.response(stage),
+                )?,
             }])
         }
         Command::ExtendDeadline {
@@ -167,6 +192,7 @@ pub fn handle(
                 "extended",
                 "acknowledged",
             )?;
+            follows_latest_step(complaint, at, "extended")?;
             let cap = context.timescales.extension_cap(stage);
             let total = progress.extension_working_days.saturating_add(working_days);
             if total > cap {
@@ -182,7 +208,7 @@ pub fn handle(
                 working_days,
                 ombudsman_details_given,
                 extended_at: at,
-                response_due: context.calendar.add_working_days(current_due, working_days),
+                response_due: context.due_after("working_days", current_due, working_days)?,
             }])
         }
         Command::RecordFindings { findings, at } => {
@@ -231,6 +257,7 @@ pub fn handle(
                 .acknowledged_at
                 .unwrap_or(complaint.received_at);
             not_before(at, acknowledged_at, "answered", "acknowledged")?;
+            follows_latest_step(complaint, at, "answered")?;
             Ok(vec![Event::ResponseIssued {
                 stage: complaint.stage,
                 decision,
@@ -254,11 +281,15 @@ pub fn handle(
                 .responded_at
                 .unwrap_or(complaint.received_at);
             not_before(at, responded_at, "escalated", "answered at stage 1")?;
+            follows_latest_step(complaint, at, "escalated to stage 2")?;
             Ok(vec![Event::StageTwoRequested {
                 reason,
                 requested_at: at,
-                acknowledgement_due: context
-                    .due(at, context.timescales.acknowledgement(Stage::Two)),
+                acknowledgement_due: context.due(
+                    "effective_at",
+                    at,
+                    context.timescales.acknowledgement(Stage::Two),
+                )?,
             }])
         }
         Command::Close { reason, at } => {
@@ -273,6 +304,7 @@ pub fn handle(
                 .responded_at
                 .unwrap_or(complaint.received_at);
             not_before(at, responded_at, "closed", "answered")?;
+            follows_latest_step(complaint, at, "closed")?;
             Ok(vec![Event::ComplaintClosed {
                 stage: complaint.stage,
                 reason,
@@ -286,6 +318,7 @@ pub fn handle(
                 "withdrawn",
                 "received",
             )?;
+            follows_latest_step(complaint, at, "withdrawn")?;
             Ok(vec![Event::ComplaintWithdrawn {
                 stage: complaint.stage,
                 reason,
@@ -382,8 +415,13 @@ fn acknowledge_escalation(
     }])
 }
 
-fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Event {
-    Event::ComplaintReceived {
+fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Result<Event, DomainError> {
+    let acknowledgement_due = context.due(
+        "received_at",
+        log.received_at,
+        context.timescales.acknowledgement(Stage::One),
+    )?;
+    Ok(Event::ComplaintReceived {
         complaint_id: log.complaint_id,
         channel: log.channel,
         source_system: log.source_system,
@@ -405,12 +443,9 @@ fn received(log: super::LogComplaint, context: &HandlingContext<'_>) -> Event {
         received_at: log.received_at,
         outcome_sought: log.outcome_sought,
         reasonable_adjustments: log.reasonable_adjustments,
-        acknowledgement_due: context.due(
-            log.received_at,
-            context.timescales.acknowledgement(Stage::One),
-        ),
+        acknowledgement_due,
         calendar_version: context.calendar.version().to_owned(),
-    }
+    })
 }
 
 fn reopen(
@@ -424,6 +459,7 @@ fn reopen(
             "only a closed or withdrawn complaint can be reopened",
         ));
     }
+    follows_latest_step(complaint, at, "reopened")?;
     let stage = complaint.stage;
     // A complaint withdrawn before acknowledgement goes back to waiting for one; otherwise the
     // investigation resumes and the response clock restarts from the reopening.
@@ -431,11 +467,15 @@ fn reopen(
     let (acknowledgement_due, response_due) = if acknowledged {
         (
             None,
-            Some(context.due(at, context.timescales.response(stage))),
+            Some(context.due("effective_at", at, context.timescales.response(stage))?),
         )
     } else {
         (
-            Some(context.due(at, context.timescales.acknowledgement(stage))),
+            Some(context.due(
+                "effective_at",
+                at,
+                context.timescales.acknowledgement(stage),
+            )?),
             None,
         )
     };
@@ -481,6 +521,27 @@ fn not_before(
         return Err(InvalidInput::new(
             "effective_at",
             format!("the complaint cannot be {step} before it was {earlier_step} ({earlier})"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses a step dated before the latest step the complaint has taken, so its history never
+/// runs backwards (a reopening dated before the closure would start a clock in the past).
+fn follows_latest_step(
+    complaint: &Complaint,
+    at: DateTime<Utc>,
+    step: &str,
+) -> Result<(), DomainError> {
+    let latest = complaint.latest_step;
+    if at < latest.at {
+        return Err(InvalidInput::new(
+            "effective_at",
+            format!(
+                "the complaint cannot be {step} before its latest step: it was {} at {}",
+                latest.step, latest.at
+            ),
         )
         .into());
     }

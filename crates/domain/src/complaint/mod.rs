@@ -13,11 +13,12 @@ mod upcast;
 pub use command::{Command, FindingInput, LogComplaint, PropertyInput, ResidentInput};
 pub use decide::{CodeTimescales, HandlingContext, handle};
 pub use event::{Event, EventDecodeError, Finding, FindingOutcome};
-pub use state::{Complaint, RaisedEscalation, StageProgress, Status, apply, replay};
+pub use state::{Complaint, LatestStep, RaisedEscalation, StageProgress, Status, apply, replay};
 pub use upcast::{current_schema_version, upcast};
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::OutsideCalendar;
 use crate::input::InvalidInput;
 
 /// The Code's two stages; there is no stage 0.
@@ -57,6 +58,14 @@ pub enum DomainError {
     /// The complaint has no escalation with this id.
     #[error("the complaint has no escalation with this id")]
     EscalationNotFound,
+    /// A deadline from this step cannot be counted: the working-day calendar does not cover its
+    /// start or its end. `field` is the request field that dated the step.
+    #[error("{field}: {error}")]
+    OutsideCalendar {
+        field: String,
+        #[source]
+        error: OutsideCalendar,
+    },
 }
 
 impl DomainError {

@@ -103,6 +103,18 @@ impl StageProgress {
     }
 }
 
+/// The latest-dated step of the Code a caller took (receipt, acknowledgement, extension,
+/// response, escalation to stage 2, closure, withdrawal, reopening). No later step may be dated
+/// before it, so a complaint's history reads in order. Findings, notes and escalations are
+/// stamped with the server's clock rather than dated by the caller, so they do not count: a step
+/// done on time and entered late may still be dated when it was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestStep {
+    /// The step in the words of a sentence: "received", "closed", ….
+    pub step: &'static str,
+    pub at: DateTime<Utc>,
+}
+
 /// A complaint as the Code sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Complaint {
@@ -130,6 +142,7 @@ pub struct Complaint {
     pub note_count: u32,
     /// Every escalation raised, in the order raised.
     pub escalations: Vec<RaisedEscalation>,
+    pub latest_step: LatestStep,
     /// How many events have been applied: the stream version.
     pub version: u64,
 }
@@ -243,11 +256,22 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
             reopen_count: 0,
             note_count: 0,
             escalations: Vec::new(),
+            latest_step: LatestStep {
+                step: "received",
+                at: *received_at,
+            },
             version: 1,
         });
     }
     let mut complaint = state?;
     complaint.version += 1;
+    if let Some(step) = dated_step(event) {
+        // The latest date, not the latest event: a stream written before steps were held in
+        // order may hold one dated before its predecessor.
+        if step.at >= complaint.latest_step.at {
+            complaint.latest_step = step;
+        }
+    }
     match event {
         Event::ComplaintReceived { .. } => {}
         Event::ComplaintAcknowledged {
@@ -361,6 +385,28 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
         }
     }
     Some(complaint)
+}
+
+/// The Code step an event records and when the caller dated it; None for events stamped by the
+/// server's clock.
+fn dated_step(event: &Event) -> Option<LatestStep> {
+    let (step, at) = match event {
+        Event::ComplaintReceived { received_at, .. } => ("received", received_at),
+        Event::ComplaintAcknowledged {
+            acknowledged_at, ..
+        } => ("acknowledged", acknowledged_at),
+        Event::DeadlineExtended { extended_at, .. } => ("extended", extended_at),
+        Event::ResponseIssued { responded_at, .. } => ("answered", responded_at),
+        Event::StageTwoRequested { requested_at, .. } => ("escalated to stage 2", requested_at),
+        Event::ComplaintClosed { closed_at, .. } => ("closed", closed_at),
+        Event::ComplaintWithdrawn { withdrawn_at, .. } => ("withdrawn", withdrawn_at),
+        Event::ComplaintReopened { reopened_at, .. } => ("reopened", reopened_at),
+        Event::FindingsRecorded { .. }
+        | Event::NoteAdded { .. }
+        | Event::EscalationRaised { .. }
+        | Event::EscalationAcknowledged { .. } => return None,
+    };
+    Some(LatestStep { step, at: *at })
 }
 
 /// Folds a whole stream.
