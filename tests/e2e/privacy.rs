@@ -5,6 +5,9 @@ use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_server::privacy::master_keys::MasterKeyring;
+use doorstep_server::privacy::rotation::{self, RotationError};
+use doorstep_server::settings::PrivacySettings;
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
     StreamId,
@@ -386,4 +389,160 @@ async fn concurrent_first_complaints_get_one_key_per_resident_and_all_open() {
         .await
         .expect("the keys are readable");
     assert_eq!(keys.len(), 25, "24 residents and the shared one: {keys:?}");
+}
+
+/// A complaint by another resident, who stays.
+fn by_resident(idempotency_key: &str, reference: &str, name: &str) -> v1::LogComplaintRequest {
+    let mut request = gate_left_open(idempotency_key, "2026-11-02T10:00:00Z");
+    if let Some(resident) = request.resident.as_mut() {
+        resident.reference = reference.to_owned();
+        resident.name = name.to_owned();
+    }
+    request
+}
+
+async fn log(app: &TestApp, request: v1::LogComplaintRequest) -> String {
+    ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(request)
+        .await
+        .expect("logged")
+        .into_inner()
+        .complaint_id
+}
+
+async fn forget(app: &TestApp, reference: &str) {
+    let forgotten = ComplaintServiceClient::new(app.channel_as(&["admin"]))
+        .forget_resident(v1::ForgetResidentRequest {
+            resident_reference: reference.to_owned(),
+            request_id: format!("erasure-{reference}"),
+            reason: "Erasure request".to_owned(),
+        })
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(forgotten.key_destroyed);
+}
+
+/// The resident's wrapped key as a copy of the SQLite database (a backup) holds it.
+async fn wrapped_key_in_sqlite(data_dir: &std::path::Path, reference: &str) -> String {
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", database_path(data_dir).display()))
+            .await
+            .expect("the event store's file opens");
+    let wrapped =
+        sqlx::query_scalar("SELECT wrapped_key FROM resident_keys WHERE resident_reference = ?1")
+            .bind(reference)
+            .fetch_one(&pool)
+            .await
+            .expect("the resident has a key");
+    // An open reader would keep the server from truncating its WAL.
+    pool.close().await;
+    wrapped
+}
+
+/// Whether any stretch of 24 characters of `wrapped` is anywhere on disk.
+fn any_part_on_disk(app: &TestApp, wrapped: &str) -> bool {
+    let disk = bytes_on_disk(app);
+    wrapped
+        .as_bytes()
+        .windows(24)
+        .step_by(8)
+        .any(|part| disk.windows(part.len()).any(|window| window == part))
+}
+
+/// A keyring holding exactly one master key, as an operator's backup of it would.
+fn ring_of(generation: u32, key_base64: &str) -> MasterKeyring {
+    MasterKeyring::load(&PrivacySettings {
+        master_key: None,
+        master_keys: Some(format!("{generation}:{}", key_base64.trim()).into()),
+        master_key_file: std::path::PathBuf::from("/nonexistent/master.key"),
+    })
+    .expect("a valid master key")
+}
+
+/// On SQLite erasure holds in the live files at once: the forgotten resident's wrapped key is
+/// overwritten in the database file and gone from the WAL, while the server runs and after it
+/// stops. A copy taken before (a backup) is made unopenable by rotating the master key and
+/// destroying the old one; everyone else's data still reads after the rotation.
+#[tokio::test]
+async fn a_forgotten_residents_key_leaves_the_data_directory_and_rotation_retires_every_copy() {
+    let mut app = spawn_app().await;
+    let forgotten_id = log(&app, gate_left_open("disk-1", "2026-11-02T10:00:00Z")).await;
+    let staying_id = log(&app, by_resident("disk-2", "T-2002", "Bea Stays")).await;
+    let backup = wrapped_key_in_sqlite(app.data_dir(), "T-1001").await;
+    assert!(
+        any_part_on_disk(&app, &backup),
+        "the key is on disk before the erasure"
+    );
+    let old_master = std::fs::read_to_string(&app.settings().privacy.master_key_file)
+        .expect("the master key file");
+    assert!(
+        ring_of(1, &old_master).opens("T-1001", &backup),
+        "the copy opens with the master key it was wrapped by"
+    );
+
+    forget(&app, "T-1001").await;
+    assert!(
+        !any_part_on_disk(&app, &backup),
+        "no part of the forgotten key is in the data directory of a running server"
+    );
+    let refused = rotation::rotate_master(app.settings(), true).await;
+    assert!(
+        matches!(refused, Err(RotationError::Lease(_))),
+        "no rotation while a server runs: {refused:?}"
+    );
+    app.stop().await;
+    assert!(!any_part_on_disk(&app, &backup), "nor after a clean stop");
+
+    let rotated = rotation::rotate_master(app.settings(), true)
+        .await
+        .expect("the master key rotates");
+    assert_eq!(rotated.generation, 2);
+    assert_eq!(rotated.rewrapped, 1, "the one live key");
+    assert_eq!(rotated.retired, vec![1]);
+    assert!(rotated.destroyed);
+    assert!(!app.settings().privacy.master_key_file.exists());
+    // Whatever master key an operator still holds opens no copy of the forgotten key.
+    let kept = MasterKeyring::load(&app.settings().privacy).expect("the kept master keys");
+    assert_eq!(kept.generations().collect::<Vec<_>>(), vec![2]);
+    assert!(!kept.opens("T-1001", &backup));
+    let staying = wrapped_key_in_sqlite(app.data_dir(), "T-2002").await;
+    assert!(kept.opens("T-2002", &staying));
+    assert!(
+        !ring_of(1, &old_master).opens("T-2002", &staying),
+        "re-wrapped"
+    );
+
+    let app = app.restart().await;
+    assert_eq!(
+        get(&app, &staying_id).await.resident.map(|r| r.name),
+        Some("Bea Stays".to_owned())
+    );
+    assert!(get(&app, &forgotten_id).await.personal_data_erased);
+    let new_id = log(&app, by_resident("disk-3", "T-3003", "Cy New")).await;
+    assert_eq!(
+        get(&app, &new_id).await.resident.map(|r| r.name),
+        Some("Cy New".to_owned())
+    );
+}
+
+/// A server holds its database's lease: it refuses to start while it cannot, and a server whose
+/// master keys lack a generation that wraps stored keys refuses to start.
+#[tokio::test]
+async fn a_server_without_the_generation_that_wraps_stored_keys_refuses_to_start() {
+    let mut app = spawn_app().await;
+    log(&app, gate_left_open("generation-1", "2026-11-02T10:00:00Z")).await;
+    app.stop().await;
+    rotation::rotate_master(app.settings(), false)
+        .await
+        .expect("the master key rotates");
+    // Generation 1 was kept; a server given only it lacks generation 2.
+    let mut settings = app.settings().clone();
+    let first = std::fs::read_to_string(&settings.privacy.master_key_file).expect("kept");
+    settings.privacy.master_keys = Some(format!("1:{}", first.trim()).into());
+    let refused = doorstep_server::Application::build(settings).await;
+    let Err(doorstep_server::StartupError::Vault(error)) = refused else {
+        panic!("the server must not start without generation 2");
+    };
+    assert!(error.to_string().contains("generation 2"), "{error}");
 }

@@ -65,7 +65,9 @@ pub enum RewrapError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Lease(#[from] super::lease::LeaseError),
-    #[error("the resident key of {reference} does not open with master key generation {generation}")]
+    #[error(
+        "the resident key of {reference} does not open with master key generation {generation}"
+    )]
     Unopenable { reference: String, generation: u32 },
     #[error("cannot wrap a resident key")]
     Seal(#[from] super::crypto::SealError),
@@ -118,7 +120,11 @@ impl KeyDatabase {
                     .fetch_all(store.pool())
                     .await?
             }
-            Self::Postgres(pool) => sqlx::query_scalar(SELECT_GENERATIONS).fetch_all(pool).await?,
+            Self::Postgres(pool) => {
+                sqlx::query_scalar(SELECT_GENERATIONS)
+                    .fetch_all(pool)
+                    .await?
+            }
         };
         generations.into_iter().map(generation_from).collect()
     }

@@ -12,11 +12,17 @@
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sqlx::Connection;
 
 /// The PostgreSQL advisory lock key of the lease (the ASCII of "DOORSTEP" less its top bit).
 pub const POSTGRES_LEASE_KEY: i64 = 0x444f_4f52_5354_4550;
+
+/// How long a rotation waits for servers to let go of the lease. A server that has just stopped
+/// may take a moment: its PostgreSQL session ends when the server notices the closed connection.
+pub const EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
+const POSTGRES_EXCLUSIVE_WAIT: &str = "SET LOCAL lock_timeout = '5s'";
 
 /// A server's shared hold on its database; released when dropped.
 pub enum ServerLease {
@@ -66,7 +72,12 @@ fn open_lock_file(database: &Path) -> Result<(File, PathBuf), LeaseError> {
     Ok((file, path))
 }
 
-fn locked(file: File, path: PathBuf, taken: Result<(), TryLockError>, busy: LeaseError) -> Result<File, LeaseError> {
+fn locked(
+    file: File,
+    path: PathBuf,
+    taken: Result<(), TryLockError>,
+    busy: LeaseError,
+) -> Result<File, LeaseError> {
     match taken {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(busy),
@@ -82,11 +93,22 @@ impl ServerLease {
         locked(file, path, taken, LeaseError::RotationRunning).map(Self::Sqlite)
     }
 
-    /// A rotation's exclusive lease on a SQLite database.
-    pub fn sqlite_exclusive(database: &Path) -> Result<Self, LeaseError> {
+    /// A rotation's exclusive lease on a SQLite database, waiting up to [`EXCLUSIVE_WAIT`] for
+    /// a server that is stopping to let go.
+    pub async fn sqlite_exclusive(database: &Path) -> Result<Self, LeaseError> {
         let (file, path) = open_lock_file(database)?;
-        let taken = file.try_lock();
-        locked(file, path, taken, LeaseError::ServerRunning).map(Self::Sqlite)
+        let deadline = tokio::time::Instant::now() + EXCLUSIVE_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self::Sqlite(file)),
+                Err(TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                taken => {
+                    return locked(file, path, taken, LeaseError::ServerRunning).map(Self::Sqlite);
+                }
+            }
+        }
     }
 
     /// A server's shared lease on a PostgreSQL database, on a connection taken out of `pool`
@@ -105,17 +127,22 @@ impl ServerLease {
     }
 }
 
-/// Takes the lease exclusively for the rest of `transaction`, or says a server holds it.
-pub async fn postgres_exclusive(
-    transaction: &mut sqlx::PgConnection,
-) -> Result<(), LeaseError> {
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(POSTGRES_LEASE_KEY)
-        .fetch_one(transaction)
+/// Takes the lease exclusively for the rest of `transaction`, waiting up to
+/// [`EXCLUSIVE_WAIT`] for servers that are stopping to let go, or says a server holds it.
+pub async fn postgres_exclusive(transaction: &mut sqlx::PgConnection) -> Result<(), LeaseError> {
+    sqlx::raw_sql(POSTGRES_EXCLUSIVE_WAIT)
+        .execute(&mut *transaction)
         .await?;
-    if taken {
-        Ok(())
-    } else {
-        Err(LeaseError::ServerRunning)
+    let taken = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(POSTGRES_LEASE_KEY)
+        .execute(&mut *transaction)
+        .await;
+    match taken {
+        Ok(_) => Ok(()),
+        // lock_not_available: the wait ran out.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+            Err(LeaseError::ServerRunning)
+        }
+        Err(error) => Err(error.into()),
     }
 }

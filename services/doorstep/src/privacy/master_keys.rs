@@ -62,8 +62,8 @@ impl MasterKeyring {
                 let (generation, key) = entry
                     .split_once(':')
                     .ok_or(VaultSetupError::MasterKeysFormat)?;
-                let generation = parse_generation(generation.trim())
-                    .ok_or(VaultSetupError::MasterKeysFormat)?;
+                let generation =
+                    parse_generation(generation.trim()).ok_or(VaultSetupError::MasterKeysFormat)?;
                 if keys.insert(generation, decode_master_key(key)?).is_some() {
                     return Err(VaultSetupError::DuplicateGeneration(generation));
                 }

@@ -63,7 +63,9 @@ pub enum PrivacyError {
     Database(#[from] sqlx::Error),
     #[error("a stored resident key does not open with the master key")]
     WrongMasterKey,
-    #[error("a stored resident key is wrapped by master key generation {0}, which this server was not given")]
+    #[error(
+        "a stored resident key is wrapped by master key generation {0}, which this server was not given"
+    )]
     UnknownGeneration(u32),
     #[error("the intake event has no resident reference")]
     NoReference,

@@ -86,7 +86,7 @@ pub async fn rotate_master(
             .database
             .sqlite_path()
             .map_err(StartupError::Settings)?;
-        Some(ServerLease::sqlite_exclusive(&path)?)
+        Some(ServerLease::sqlite_exclusive(&path).await?)
     };
     let store = OpenedStore::open(&settings.database).await?;
     let rotated = rotate_on(&store, settings, destroy_old).await;
