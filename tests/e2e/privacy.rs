@@ -546,3 +546,95 @@ async fn a_server_without_the_generation_that_wraps_stored_keys_refuses_to_start
     };
     assert!(error.to_string().contains("generation 2"), "{error}");
 }
+
+const GENERATION_ONE: &str = "ZG9vcnN0ZXAgcm90YXRpb24gZ2VuZXJhdGlvbiBvbmU=";
+const GENERATION_TWO: &str = "ZG9vcnN0ZXAgcm90YXRpb24gZ2VuZXJhdGlvbiB0d28=";
+
+/// On PostgreSQL a deleted row lives on until vacuum, and in WAL archives and backups: erasure is
+/// complete once the master key that wrapped it is rotated away. Master keys come from settings
+/// (a secret store): the operator adds generation 2, rotates with every server stopped, and
+/// starts the servers with generation 2 alone. Nothing they still hold opens the forgotten key.
+#[tokio::test]
+async fn on_postgres_rotating_the_master_key_from_settings_retires_every_copy_of_a_forgotten_key() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let with_keys = |keys: String| {
+        move |settings: &mut doorstep_server::Settings| {
+            settings.privacy.master_key = None;
+            settings.privacy.master_keys = Some(keys.into());
+        }
+    };
+    let clock = std::sync::Arc::new(doorstep_server::clock::SystemClock);
+    let mut app = doorstep_tests::spawn_app_on_database_with(
+        database.url(),
+        with_keys(format!("1:{GENERATION_ONE}")),
+        clock.clone(),
+    )
+    .await;
+    let forgotten_id = log(&app, gate_left_open("pg-rotate-1", "2026-11-02T10:00:00Z")).await;
+    let staying_id = log(&app, by_resident("pg-rotate-2", "T-2002", "Bea Stays")).await;
+    let pool = sqlx::PgPool::connect(database.url())
+        .await
+        .expect("the database");
+    let backup: String =
+        sqlx::query_scalar("SELECT wrapped_key FROM resident_keys WHERE resident_reference = $1")
+            .bind("T-1001")
+            .fetch_one(&pool)
+            .await
+            .expect("the resident has a key");
+    assert!(ring_of(1, GENERATION_ONE).opens("T-1001", &backup));
+    forget(&app, "T-1001").await;
+
+    let mut rotating = app.settings().clone();
+    with_keys(format!("1:{GENERATION_ONE},2:{GENERATION_TWO}"))(&mut rotating);
+    let refused = rotation::rotate_master(&rotating, false).await;
+    assert!(
+        matches!(refused, Err(RotationError::Rewrap(_))),
+        "no rotation while a server runs: {refused:?}"
+    );
+    app.stop().await;
+    let rotated = rotation::rotate_master(&rotating, false)
+        .await
+        .expect("the master key rotates");
+    assert_eq!(
+        (
+            rotated.generation,
+            rotated.rewrapped,
+            rotated.retired.clone()
+        ),
+        (2, 1, vec![1])
+    );
+    assert!(rotated.retired_files.is_empty(), "keys come from settings");
+    let again = rotation::rotate_master(&rotating, false).await;
+    assert!(
+        matches!(again, Err(RotationError::NoNewGeneration(2))),
+        "a rotation needs a new generation: {again:?}"
+    );
+    let generations: Vec<i64> = sqlx::query_scalar("SELECT master_generation FROM resident_keys")
+        .fetch_all(&pool)
+        .await
+        .expect("the keys");
+    assert_eq!(generations, vec![2]);
+
+    // Generation 1 is destroyed: the servers are given generation 2 alone.
+    let app = doorstep_tests::spawn_app_on_database_with(
+        database.url(),
+        with_keys(format!("2:{GENERATION_TWO}")),
+        clock,
+    )
+    .await;
+    let kept = MasterKeyring::load(&app.settings().privacy).expect("the kept master keys");
+    assert!(!kept.opens("T-1001", &backup));
+    assert_eq!(
+        get(&app, &staying_id).await.resident.map(|r| r.name),
+        Some("Bea Stays".to_owned())
+    );
+    assert!(get(&app, &forgotten_id).await.personal_data_erased);
+    let new_id = log(&app, by_resident("pg-rotate-3", "T-3003", "Cy New")).await;
+    assert_eq!(
+        get(&app, &new_id).await.resident.map(|r| r.name),
+        Some("Cy New".to_owned())
+    );
+    pool.close().await;
+}
