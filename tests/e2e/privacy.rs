@@ -260,7 +260,7 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         "occurred_at": null,
         "received_at": "2026-03-02T09:00:00Z",
         "outcome_sought": "",
-        "reasonable_adjustments": "",
+        "reasonable_adjustments": "Needs an advocate present",
         "acknowledgement_due": "2026-03-09",
         "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
     });
@@ -293,6 +293,7 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         old.resident.map(|r| r.name),
         Some("Old Resident".to_owned())
     );
+    assert_eq!(old.reasonable_adjustments, "Needs an advocate present");
     let forgotten = ComplaintServiceClient::new(app.channel_as(&["admin"]))
         .forget_resident(v1::ForgetResidentRequest {
             resident_reference: "T-77".to_owned(),
@@ -309,6 +310,10 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         Some(("[erased]".to_owned(), String::new()))
     );
     assert_eq!(masked.description, "Dust sheets left behind");
+    assert_eq!(
+        masked.reasonable_adjustments, "",
+        "health information is masked too"
+    );
 }
 
 /// Losing the master key must not be papered over: with residents' keys stored, a server whose
@@ -637,4 +642,45 @@ async fn on_postgres_rotating_the_master_key_from_settings_retires_every_copy_of
         Some("Cy New".to_owned())
     );
     pool.close().await;
+}
+
+/// Reasonable adjustments can be health information (special category data): they are sealed
+/// with the contact details, withheld from the event log and the read models, and erased with
+/// the rest.
+#[tokio::test]
+async fn reasonable_adjustments_are_sealed_withheld_and_erased_with_the_personal_data() {
+    const ADJUSTMENTS: &str = "Profoundly deaf, needs BSL";
+    let app = spawn_app().await;
+    let mut request = gate_left_open("adjustments-1", "2026-11-02T10:00:00Z");
+    request.reasonable_adjustments = ADJUSTMENTS.to_owned();
+    let id = log(&app, request).await;
+    assert_eq!(get(&app, &id).await.reasonable_adjustments, ADJUSTMENTS);
+    let position = ComplaintServiceClient::new(app.channel_as(&["officer"]))
+        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+            complaint_id: id.clone(),
+            stage: v1::Stage::One as i32,
+            handler: "Officer One".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner()
+        .position;
+    // The read models have caught up with the complaint, and hold nothing of it either.
+    listed(&app, position).await;
+    assert!(
+        !contains(&bytes_on_disk(&app), ADJUSTMENTS),
+        "the adjustments are on disk in the clear"
+    );
+    let log_text: String = whole_log(&app.channel)
+        .await
+        .iter()
+        .map(|event| event.payload_json.clone())
+        .collect();
+    assert!(!log_text.contains(ADJUSTMENTS), "they are in the event log");
+
+    forget(&app, "T-1001").await;
+    let erased = get(&app, &id).await;
+    assert!(erased.personal_data_erased);
+    assert_eq!(erased.reasonable_adjustments, "");
 }

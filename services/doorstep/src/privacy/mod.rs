@@ -1,4 +1,5 @@
-//! Residents' personal data at rest: a resident's name, phone, email and address are sealed in
+//! Residents' personal data at rest: a resident's name, phone, email and address, and the
+//! reasonable adjustments they asked for, are sealed in
 //! the `ComplaintReceived` event with a data key of their own, and each data key is stored
 //! wrapped by the master key in the event store's database. Forgetting a resident deletes their
 //! key: the events stay, and what it sealed reads as erased from then on.
@@ -45,6 +46,11 @@ pub struct PersonalData {
     pub phone: Option<String>,
     pub email: Option<String>,
     pub address: String,
+    /// Reasonable adjustments can be health information ("profoundly deaf, needs BSL"), special
+    /// category data, so they are sealed too. Absent from what was sealed before they were
+    /// (their plain text then stands in the payload, as it does in unsealed events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasonable_adjustments: Option<String>,
 }
 
 /// What a read finds of a complaint's personal data.
@@ -367,6 +373,7 @@ fn take_personal_data(payload: &mut Value) -> PersonalData {
         phone: take_text("/resident/phone", Value::Null),
         email: take_text("/resident/email", Value::Null),
         address: take_text("/property/address", Value::from("")).unwrap_or_default(),
+        reasonable_adjustments: take_text("/reasonable_adjustments", Value::from("")),
     }
 }
 
@@ -396,6 +403,9 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
             if let Some(property) = view.property.as_mut() {
                 property.address = data.address;
             }
+            if let Some(adjustments) = data.reasonable_adjustments {
+                view.reasonable_adjustments = adjustments;
+            }
         }
         Personal::Erased => {
             if let Some(resident) = view.resident.as_mut() {
@@ -406,6 +416,7 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
             if let Some(property) = view.property.as_mut() {
                 property.address = ERASED.to_owned();
             }
+            view.reasonable_adjustments.clear();
             view.personal_data_erased = true;
         }
     }
@@ -420,7 +431,8 @@ mod tests {
             "resident": {"reference": "T-1", "name": "Ada Resident", "phone": "07700 900123",
                          "email": "ada@example.org"},
             "property": {"uprn": "100", "address": "1 Example Road"},
-            "description": "gate"
+            "description": "gate",
+            "reasonable_adjustments": "Profoundly deaf, needs BSL"
         })
     }
 
@@ -429,7 +441,7 @@ mod tests {
         let mut payload = intake();
         withhold("ComplaintReceived", &mut payload);
         let text = payload.to_string();
-        for personal in ["Ada", "07700", "ada@", "Example Road"] {
+        for personal in ["Ada", "07700", "ada@", "Example Road", "BSL"] {
             assert!(!text.contains(personal), "{text}");
         }
         assert_eq!(payload["resident"]["reference"], "T-1");
@@ -448,5 +460,45 @@ mod tests {
         assert_eq!(taken.address, "1 Example Road");
         assert_eq!(payload["resident"]["name"], "");
         assert_eq!(payload["resident"]["phone"], Value::Null);
+        assert_eq!(
+            taken.reasonable_adjustments.as_deref(),
+            Some("Profoundly deaf, needs BSL")
+        );
+        assert_eq!(payload["reasonable_adjustments"], "");
+    }
+
+    fn view_with_adjustments(adjustments: &str) -> v1::Complaint {
+        v1::Complaint {
+            reasonable_adjustments: adjustments.to_owned(),
+            resident: Some(v1::Resident::default()),
+            property: Some(v1::Property::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sealed_adjustments_are_shown_and_older_sealed_data_leaves_the_plain_ones_standing() {
+        let sealed_before: PersonalData = serde_json::from_value(serde_json::json!({
+            "name": "Ada", "phone": null, "email": null, "address": "1 Example Road"
+        }))
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(sealed_before.reasonable_adjustments, None);
+        let mut view = view_with_adjustments("Large print letters");
+        show(&mut view, Personal::Opened(sealed_before.clone()));
+        assert_eq!(view.reasonable_adjustments, "Large print letters");
+
+        let mut view = view_with_adjustments("");
+        show(
+            &mut view,
+            Personal::Opened(PersonalData {
+                reasonable_adjustments: Some("Needs BSL".to_owned()),
+                ..sealed_before
+            }),
+        );
+        assert_eq!(view.reasonable_adjustments, "Needs BSL");
+
+        let mut view = view_with_adjustments("Large print letters");
+        show(&mut view, Personal::Erased);
+        assert_eq!(view.reasonable_adjustments, "");
     }
 }
