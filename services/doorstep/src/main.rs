@@ -220,6 +220,8 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text
     };
     doorstep_telemetry::init(format, "info,sqlx=warn");
+    // Whichever command runs first on a new installation creates the data directory, 0700.
+    startup::create_data_directories(&settings)?;
 
     match cli.command.unwrap_or(Action::Serve { role: None }) {
         Action::Report { .. } => {}

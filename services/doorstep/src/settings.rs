@@ -678,16 +678,20 @@ impl DatabaseSettings {
         if self.is_postgres() {
             return Ok(self.url().to_owned());
         }
+        Ok(format!(
+            "sqlite://{}?mode=rwc",
+            self.sqlite_read_model_path()?.display()
+        ))
+    }
+
+    /// On SQLite, the read models' file beside the event log's.
+    pub fn sqlite_read_model_path(&self) -> Result<PathBuf, String> {
         let path = self.sqlite_path()?;
         let stem = path
             .file_stem()
             .and_then(|stem| stem.to_str())
             .unwrap_or("doorstep");
-        Ok(format!(
-            "sqlite://{}?mode=rwc",
-            path.with_file_name(format!("{stem}.read-models.db"))
-                .display()
-        ))
+        Ok(path.with_file_name(format!("{stem}.read-models.db")))
     }
 
     /// The SQLite file the URL names.
