@@ -106,7 +106,7 @@ pub enum VaultSetupError {
     Lease(#[from] LeaseError),
     #[error(
         "resident keys exist but the master key file {0} does not: restore it or set \
-         privacy.master_key; a new master key would make every resident's data unreadable"
+         privacy.master_keys; a new master key would make every resident's data unreadable"
     )]
     MissingMasterKey(std::path::PathBuf),
     #[error(
