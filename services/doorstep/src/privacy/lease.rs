@@ -8,7 +8,9 @@
 //! On SQLite the lease is an advisory lock (`flock`) on a file beside the database,
 //! `<database>.lock` (never the database file itself: closing any other descriptor of that file
 //! would drop SQLite's own locks). On PostgreSQL it is an advisory lock, shared by each replica
-//! on a connection of its own, taken exclusively by the rotation's transaction.
+//! on a connection of its own, taken exclusively by the rotation's transaction. (Should that
+//! connection break, a PostgreSQL restart say, the replica's lease is gone until it restarts:
+//! the operator's runbook stops every replica before a rotation in any case.)
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -16,11 +18,11 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-/// The PostgreSQL advisory lock key of the lease (the ASCII of "DOORSTEP" less its top bit).
+/// The PostgreSQL advisory lock key of the lease: "DOORSTEP" in ASCII.
 pub const POSTGRES_LEASE_KEY: i64 = 0x444f_4f52_5354_4550;
 
 /// How long a rotation waits for servers to let go of the lease. A server that has just stopped
-/// may take a moment: its PostgreSQL session ends when the server notices the closed connection.
+/// may take a moment: its PostgreSQL session ends when PostgreSQL notices the closed connection.
 pub const EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 const POSTGRES_EXCLUSIVE_WAIT: &str = "SET LOCAL lock_timeout = '5s'";
 
