@@ -5,6 +5,9 @@ use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_server::privacy::master_keys::MasterKeyring;
+use doorstep_server::privacy::rotation::{self, RotationError};
+use doorstep_server::settings::PrivacySettings;
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
     StreamId,
@@ -257,7 +260,7 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         "occurred_at": null,
         "received_at": "2026-03-02T09:00:00Z",
         "outcome_sought": "",
-        "reasonable_adjustments": "",
+        "reasonable_adjustments": "Needs an advocate present",
         "acknowledgement_due": "2026-03-09",
         "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
     });
@@ -290,6 +293,7 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         old.resident.map(|r| r.name),
         Some("Old Resident".to_owned())
     );
+    assert_eq!(old.reasonable_adjustments, "Needs an advocate present");
     let forgotten = ComplaintServiceClient::new(app.channel_as(&["admin"]))
         .forget_resident(v1::ForgetResidentRequest {
             resident_reference: "T-77".to_owned(),
@@ -306,6 +310,10 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         Some(("[erased]".to_owned(), String::new()))
     );
     assert_eq!(masked.description, "Dust sheets left behind");
+    assert_eq!(
+        masked.reasonable_adjustments, "",
+        "health information is masked too"
+    );
 }
 
 /// Losing the master key must not be papered over: with residents' keys stored, a server whose
@@ -386,4 +394,293 @@ async fn concurrent_first_complaints_get_one_key_per_resident_and_all_open() {
         .await
         .expect("the keys are readable");
     assert_eq!(keys.len(), 25, "24 residents and the shared one: {keys:?}");
+}
+
+/// A complaint by another resident, who stays.
+fn by_resident(idempotency_key: &str, reference: &str, name: &str) -> v1::LogComplaintRequest {
+    let mut request = gate_left_open(idempotency_key, "2026-11-02T10:00:00Z");
+    if let Some(resident) = request.resident.as_mut() {
+        resident.reference = reference.to_owned();
+        resident.name = name.to_owned();
+    }
+    request
+}
+
+async fn log(app: &TestApp, request: v1::LogComplaintRequest) -> String {
+    ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(request)
+        .await
+        .expect("logged")
+        .into_inner()
+        .complaint_id
+}
+
+async fn forget(app: &TestApp, reference: &str) {
+    let forgotten = ComplaintServiceClient::new(app.channel_as(&["admin"]))
+        .forget_resident(v1::ForgetResidentRequest {
+            resident_reference: reference.to_owned(),
+            request_id: format!("erasure-{reference}"),
+            reason: "Erasure request".to_owned(),
+        })
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(forgotten.key_destroyed);
+}
+
+/// The resident's wrapped key as a copy of the SQLite database (a backup) holds it.
+async fn wrapped_key_in_sqlite(data_dir: &std::path::Path, reference: &str) -> String {
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", database_path(data_dir).display()))
+            .await
+            .expect("the event store's file opens");
+    let wrapped =
+        sqlx::query_scalar("SELECT wrapped_key FROM resident_keys WHERE resident_reference = ?1")
+            .bind(reference)
+            .fetch_one(&pool)
+            .await
+            .expect("the resident has a key");
+    // An open reader would keep the server from truncating its WAL.
+    pool.close().await;
+    wrapped
+}
+
+/// Whether any stretch of 24 characters of `wrapped` is anywhere on disk.
+fn any_part_on_disk(app: &TestApp, wrapped: &str) -> bool {
+    let disk = bytes_on_disk(app);
+    wrapped
+        .as_bytes()
+        .windows(24)
+        .step_by(8)
+        .any(|part| disk.windows(part.len()).any(|window| window == part))
+}
+
+/// A keyring holding exactly one master key, as an operator's backup of it would.
+fn ring_of(generation: u32, key_base64: &str) -> MasterKeyring {
+    MasterKeyring::load(&PrivacySettings {
+        master_key: None,
+        master_keys: Some(format!("{generation}:{}", key_base64.trim()).into()),
+        master_key_file: std::path::PathBuf::from("/nonexistent/master.key"),
+    })
+    .expect("a valid master key")
+}
+
+/// On SQLite erasure holds in the live files at once: the forgotten resident's wrapped key is
+/// overwritten in the database file and gone from the WAL, while the server runs and after it
+/// stops. A copy taken before (a backup) is made unopenable by rotating the master key and
+/// destroying the old one; everyone else's data still reads after the rotation.
+#[tokio::test]
+async fn a_forgotten_residents_key_leaves_the_data_directory_and_rotation_retires_every_copy() {
+    let mut app = spawn_app().await;
+    let forgotten_id = log(&app, gate_left_open("disk-1", "2026-11-02T10:00:00Z")).await;
+    let staying_id = log(&app, by_resident("disk-2", "T-2002", "Bea Stays")).await;
+    let backup = wrapped_key_in_sqlite(app.data_dir(), "T-1001").await;
+    assert!(
+        any_part_on_disk(&app, &backup),
+        "the key is on disk before the erasure"
+    );
+    let old_master = std::fs::read_to_string(&app.settings().privacy.master_key_file)
+        .expect("the master key file");
+    assert!(
+        ring_of(1, &old_master).opens("T-1001", &backup),
+        "the copy opens with the master key it was wrapped by"
+    );
+
+    forget(&app, "T-1001").await;
+    assert!(
+        !any_part_on_disk(&app, &backup),
+        "no part of the forgotten key is in the data directory of a running server"
+    );
+    let refused = rotation::rotate_master(app.settings(), true).await;
+    assert!(
+        matches!(refused, Err(RotationError::Lease(_))),
+        "no rotation while a server runs: {refused:?}"
+    );
+    app.stop().await;
+    assert!(!any_part_on_disk(&app, &backup), "nor after a clean stop");
+
+    let rotated = rotation::rotate_master(app.settings(), true)
+        .await
+        .expect("the master key rotates");
+    assert_eq!(rotated.generation, 2);
+    assert_eq!(rotated.rewrapped, 1, "the one live key");
+    assert_eq!(rotated.retired, vec![1]);
+    assert!(rotated.destroyed);
+    assert!(!app.settings().privacy.master_key_file.exists());
+    // Whatever master key an operator still holds opens no copy of the forgotten key.
+    let kept = MasterKeyring::load(&app.settings().privacy).expect("the kept master keys");
+    assert_eq!(kept.generations().collect::<Vec<_>>(), vec![2]);
+    assert!(!kept.opens("T-1001", &backup));
+    let staying = wrapped_key_in_sqlite(app.data_dir(), "T-2002").await;
+    assert!(kept.opens("T-2002", &staying));
+    assert!(
+        !ring_of(1, &old_master).opens("T-2002", &staying),
+        "re-wrapped"
+    );
+
+    let app = app.restart().await;
+    assert_eq!(
+        get(&app, &staying_id).await.resident.map(|r| r.name),
+        Some("Bea Stays".to_owned())
+    );
+    assert!(get(&app, &forgotten_id).await.personal_data_erased);
+    let new_id = log(&app, by_resident("disk-3", "T-3003", "Cy New")).await;
+    assert_eq!(
+        get(&app, &new_id).await.resident.map(|r| r.name),
+        Some("Cy New".to_owned())
+    );
+}
+
+/// A server holds its database's lease: it refuses to start while it cannot, and a server whose
+/// master keys lack a generation that wraps stored keys refuses to start.
+#[tokio::test]
+async fn a_server_without_the_generation_that_wraps_stored_keys_refuses_to_start() {
+    let mut app = spawn_app().await;
+    log(&app, gate_left_open("generation-1", "2026-11-02T10:00:00Z")).await;
+    app.stop().await;
+    rotation::rotate_master(app.settings(), false)
+        .await
+        .expect("the master key rotates");
+    // Generation 1 was kept; a server given only it lacks generation 2.
+    let mut settings = app.settings().clone();
+    let first = std::fs::read_to_string(&settings.privacy.master_key_file).expect("kept");
+    settings.privacy.master_keys = Some(format!("1:{}", first.trim()).into());
+    let refused = doorstep_server::Application::build(settings).await;
+    let Err(doorstep_server::StartupError::Vault(error)) = refused else {
+        panic!("the server must not start without generation 2");
+    };
+    assert!(error.to_string().contains("generation 2"), "{error}");
+}
+
+const GENERATION_ONE: &str = "ZG9vcnN0ZXAgcm90YXRpb24gZ2VuZXJhdGlvbiBvbmU=";
+const GENERATION_TWO: &str = "ZG9vcnN0ZXAgcm90YXRpb24gZ2VuZXJhdGlvbiB0d28=";
+
+/// On PostgreSQL a deleted row lives on until vacuum, and in WAL archives and backups: erasure is
+/// complete once the master key that wrapped it is rotated away. Master keys come from settings
+/// (a secret store): the operator adds generation 2, rotates with every server stopped, and
+/// starts the servers with generation 2 alone. Nothing they still hold opens the forgotten key.
+#[tokio::test]
+async fn on_postgres_rotating_the_master_key_from_settings_retires_every_copy_of_a_forgotten_key() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let with_keys = |keys: String| {
+        move |settings: &mut doorstep_server::Settings| {
+            settings.privacy.master_key = None;
+            settings.privacy.master_keys = Some(keys.into());
+        }
+    };
+    let clock = std::sync::Arc::new(doorstep_server::clock::SystemClock);
+    let mut app = doorstep_tests::spawn_app_on_database_with(
+        database.url(),
+        with_keys(format!("1:{GENERATION_ONE}")),
+        clock.clone(),
+    )
+    .await;
+    let forgotten_id = log(&app, gate_left_open("pg-rotate-1", "2026-11-02T10:00:00Z")).await;
+    let staying_id = log(&app, by_resident("pg-rotate-2", "T-2002", "Bea Stays")).await;
+    let pool = sqlx::PgPool::connect(database.url())
+        .await
+        .expect("the database");
+    let backup: String =
+        sqlx::query_scalar("SELECT wrapped_key FROM resident_keys WHERE resident_reference = $1")
+            .bind("T-1001")
+            .fetch_one(&pool)
+            .await
+            .expect("the resident has a key");
+    assert!(ring_of(1, GENERATION_ONE).opens("T-1001", &backup));
+    forget(&app, "T-1001").await;
+
+    let mut rotating = app.settings().clone();
+    with_keys(format!("1:{GENERATION_ONE},2:{GENERATION_TWO}"))(&mut rotating);
+    let refused = rotation::rotate_master(&rotating, false).await;
+    assert!(
+        matches!(refused, Err(RotationError::Rewrap(_))),
+        "no rotation while a server runs: {refused:?}"
+    );
+    app.stop().await;
+    let rotated = rotation::rotate_master(&rotating, false)
+        .await
+        .expect("the master key rotates");
+    assert_eq!(
+        (
+            rotated.generation,
+            rotated.rewrapped,
+            rotated.retired.clone()
+        ),
+        (2, 1, vec![1])
+    );
+    assert!(rotated.retired_files.is_empty(), "keys come from settings");
+    let again = rotation::rotate_master(&rotating, false).await;
+    assert!(
+        matches!(again, Err(RotationError::NoNewGeneration(2))),
+        "a rotation needs a new generation: {again:?}"
+    );
+    let generations: Vec<i64> = sqlx::query_scalar("SELECT master_generation FROM resident_keys")
+        .fetch_all(&pool)
+        .await
+        .expect("the keys");
+    assert_eq!(generations, vec![2]);
+
+    // Generation 1 is destroyed: the servers are given generation 2 alone.
+    let app = doorstep_tests::spawn_app_on_database_with(
+        database.url(),
+        with_keys(format!("2:{GENERATION_TWO}")),
+        clock,
+    )
+    .await;
+    let kept = MasterKeyring::load(&app.settings().privacy).expect("the kept master keys");
+    assert!(!kept.opens("T-1001", &backup));
+    assert_eq!(
+        get(&app, &staying_id).await.resident.map(|r| r.name),
+        Some("Bea Stays".to_owned())
+    );
+    assert!(get(&app, &forgotten_id).await.personal_data_erased);
+    let new_id = log(&app, by_resident("pg-rotate-3", "T-3003", "Cy New")).await;
+    assert_eq!(
+        get(&app, &new_id).await.resident.map(|r| r.name),
+        Some("Cy New".to_owned())
+    );
+    pool.close().await;
+}
+
+/// Reasonable adjustments can be health information (special category data): they are sealed
+/// with the contact details, withheld from the event log and the read models, and erased with
+/// the rest.
+#[tokio::test]
+async fn reasonable_adjustments_are_sealed_withheld_and_erased_with_the_personal_data() {
+    const ADJUSTMENTS: &str = "Profoundly deaf, needs BSL";
+    let app = spawn_app().await;
+    let mut request = gate_left_open("adjustments-1", "2026-11-02T10:00:00Z");
+    request.reasonable_adjustments = ADJUSTMENTS.to_owned();
+    let id = log(&app, request).await;
+    assert_eq!(get(&app, &id).await.reasonable_adjustments, ADJUSTMENTS);
+    let position = ComplaintServiceClient::new(app.channel_as(&["officer"]))
+        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+            complaint_id: id.clone(),
+            stage: v1::Stage::One as i32,
+            handler: "Officer One".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner()
+        .position;
+    // The read models have caught up with the complaint, and hold nothing of it either.
+    listed(&app, position).await;
+    assert!(
+        !contains(&bytes_on_disk(&app), ADJUSTMENTS),
+        "the adjustments are on disk in the clear"
+    );
+    let log_text: String = whole_log(&app.channel)
+        .await
+        .iter()
+        .map(|event| event.payload_json.clone())
+        .collect();
+    assert!(!log_text.contains(ADJUSTMENTS), "they are in the event log");
+
+    forget(&app, "T-1001").await;
+    let erased = get(&app, &id).await;
+    assert!(erased.personal_data_erased);
+    assert_eq!(erased.reasonable_adjustments, "");
 }

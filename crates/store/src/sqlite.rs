@@ -88,6 +88,7 @@ struct Shared {
     write_gate: Arc<Mutex<()>>,
     /// The background checkpoint task (`checkpointer`), stopped by `close()`.
     checkpointer: tokio::task::AbortHandle,
+    path: PathBuf,
 }
 
 impl SqliteEventStore {
@@ -95,6 +96,7 @@ impl SqliteEventStore {
     /// Must be called inside a Tokio runtime.
     pub async fn open(settings: SqliteSettings) -> Result<Self, StoreError> {
         create_parent_directory(&settings.path).await?;
+        create_private_file(&settings.path).await?;
         let connect_options = connect_options(&settings.path);
 
         // The writer's connection is opened first: it switches the file to WAL mode and applies
@@ -154,6 +156,7 @@ impl SqliteEventStore {
                 commits,
                 write_gate,
                 checkpointer,
+                path: settings.path.clone(),
             }),
         })
     }
@@ -175,6 +178,36 @@ impl SqliteEventStore {
     /// it: the append would wait for the writer, which waits for the guard.
     pub async fn exclusive_write(&self) -> OwnedMutexGuard<()> {
         Arc::clone(&self.shared.write_gate).lock_owned().await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Copies every committed page from the write-ahead log into the database file and
+    /// truncates the log to nothing, so that no earlier version of a page (a row since deleted,
+    /// say) is left in it. The writer is held between transactions meanwhile. Readers in the
+    /// middle of a read are waited for (the busy timeout), and a checkpoint that another
+    /// connection's checkpoint or read still blocks is tried again a few times. Returns whether
+    /// the log was truncated.
+    pub async fn checkpoint_and_truncate_wal(&self) -> Result<bool, StoreError> {
+        const ATTEMPTS: u32 = 50;
+        let _writing = self.exclusive_write().await;
+        let mut connection = self.pool().acquire().await.map_err(read_error)?;
+        for _ in 0..ATTEMPTS {
+            // Columns: whether it was blocked, pages in the WAL, pages copied to the database.
+            let (blocked, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(read_error)?;
+            if blocked == 0 {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(false)
     }
 
     /// How many transactions the writer has committed since `open`. Each holds one or more
@@ -213,6 +246,13 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
         // Commits never checkpoint; a background task does (see `checkpointer`).
         .pragma("wal_autocheckpoint", "0")
+        // Whatever a transaction deletes or overwrites (a destroyed resident key, above all) is
+        // overwritten with zeros in its page, rather than left in the file's free space until
+        // the page is reused. With `checkpoint_and_truncate_wal` after an erasure, no byte of a
+        // deleted row is left in the database file or its WAL. Appends delete nothing, so the
+        // writer pays nothing for it (measured: 100,000 appends with random index keys took the
+        // same time with it on and off).
+        .pragma("secure_delete", "ON")
 }
 
 fn migrator() -> Migrator {
@@ -228,9 +268,42 @@ async fn create_parent_directory(path: &Path) -> Result<(), StoreError> {
     else {
         return Ok(());
     };
-    tokio::fs::create_dir_all(parent)
+    if tokio::fs::try_exists(parent).await.unwrap_or(false) {
+        return Ok(());
+    }
+    // Only its owner may list or open what the data directory holds (residents' keys among it).
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder
+        .create(parent)
         .await
         .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))
+}
+
+/// Creates the database file readable and writable by its owner only (SQLite would create it
+/// 0644, and its WAL and shared-memory files take the database file's mode), and takes group and
+/// other access away from a file an earlier version created.
+async fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let io = |error| StoreError::Database(sqlx::Error::Io(error));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let file = options.open(path).await.map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().await.map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+                .await
+                .map_err(io)?;
+        }
+    }
+    drop(file);
+    Ok(())
 }
 
 /// A pool that was closed by `close()` means the store is shutting down, not that the database

@@ -78,5 +78,36 @@ pub async fn open_read_models(
     database: &DatabaseSettings,
 ) -> Result<ReadModelDatabase, StartupError> {
     let url = database.read_model_url().map_err(StartupError::Settings)?;
+    if !database.is_postgres() {
+        let path = database
+            .sqlite_read_model_path()
+            .map_err(StartupError::Settings)?;
+        create_private_file(&path)?;
+    }
     Ok(ReadModelDatabase::open(&url).await?)
+}
+
+/// Creates a SQLite file readable and writable by its owner only, before SQLite would create it
+/// 0644 (its WAL and shared-memory files take its mode), and takes group and other access away
+/// from one an earlier version created. The event store does the same for its own file.
+fn create_private_file(path: &std::path::Path) -> Result<(), StartupError> {
+    let io = |source| StartupError::DataFile {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use doorstep_server::auth::Role;
 use doorstep_server::auth::api_keys;
 use doorstep_server::auth::client::CallerCredential;
+use doorstep_server::privacy::rotation;
 use doorstep_server::report::{self, ReportFormat};
 use doorstep_server::settings::Role as ServerRole;
 use doorstep_server::{Application, Settings, startup};
@@ -52,6 +53,11 @@ enum Action {
     ApiKeys {
         #[command(subcommand)]
         action: ApiKeysAction,
+    },
+    /// The master key that wraps residents' data keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Performance reports from a running server.
     Report {
@@ -104,6 +110,21 @@ enum ApiKeysAction {
     List,
     /// Revoke a key by id; running servers stop accepting it at once.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Re-wrap every resident key under a new master key generation, in one transaction, so that
+    /// the old generation can be destroyed: with it goes every copy (backups, PostgreSQL's dead
+    /// rows and WAL archives) of the keys of residents forgotten before. With key files, the new
+    /// generation is written beside the first (`master.key.2`, …); with privacy.master_keys, add
+    /// the new generation there first. Refuses while any server runs on the database.
+    RotateMaster {
+        /// Overwrite and delete the retired key files afterwards (key files only). Without it,
+        /// the files to destroy are listed.
+        #[arg(long)]
+        destroy_old: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +220,8 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text
     };
     doorstep_telemetry::init(format, "info,sqlx=warn");
+    // Whichever command runs first on a new installation creates the data directory, 0700.
+    startup::create_data_directories(&settings)?;
 
     match cli.command.unwrap_or(Action::Serve { role: None }) {
         Action::Report { .. } => {}
@@ -206,6 +229,9 @@ async fn main() -> anyhow::Result<()> {
         Action::Projections {
             action: ProjectionsAction::Rebuild,
         } => rebuild(&settings).await?,
+        Action::Keys {
+            action: KeysAction::RotateMaster { destroy_old },
+        } => rotate_master(&settings, destroy_old).await?,
         Action::Migrate => {
             startup::migrate(&settings).await?;
             tracing::info!("database is up to date");
@@ -259,6 +285,43 @@ fn api_keys_command(settings: &Settings, action: ApiKeysAction) -> anyhow::Resul
             api_keys::revoke(path, &id)?;
             eprintln!("revoked API key {id}");
         }
+    }
+    Ok(())
+}
+
+/// Rotates the master key and tells the operator what is left to destroy.
+async fn rotate_master(settings: &Settings, destroy_old: bool) -> anyhow::Result<()> {
+    let report = rotation::rotate_master(settings, destroy_old).await?;
+    eprintln!(
+        "re-wrapped {} resident keys: every resident key is now wrapped by master key \
+         generation {}",
+        report.rewrapped, report.generation
+    );
+    if let Some(path) = &report.new_file {
+        eprintln!(
+            "the new master key is {}: back it up apart from the database",
+            path.display()
+        );
+    }
+    if report.destroyed {
+        for path in &report.retired_files {
+            eprintln!("destroyed the retired master key {}", path.display());
+        }
+        eprintln!("destroy every backup of those files too");
+    } else if !report.retired_files.is_empty() {
+        for path in &report.retired_files {
+            eprintln!(
+                "destroy the retired master key {} (and its backups)",
+                path.display()
+            );
+        }
+    } else if !report.retired.is_empty() {
+        let retired: Vec<String> = report.retired.iter().map(u32::to_string).collect();
+        eprintln!(
+            "remove generation(s) {} from privacy.master_keys and destroy them in the secret \
+             store; then start the servers",
+            retired.join(", ")
+        );
     }
     Ok(())
 }

@@ -119,14 +119,22 @@ impl Default for LimitSettings {
     }
 }
 
-/// Where the master key that wraps every resident's data key comes from.
+/// Where the master keys that wrap every resident's data key come from (see the server's
+/// `privacy::master_keys`). Keys come from the settings when either key setting is given, and
+/// from files otherwise.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacySettings {
     /// The master key itself, base64 of 32 bytes (e.g. `DOORSTEP__PRIVACY__MASTER_KEY` injected
-    /// from a secret store or KMS); never printed. Every replica needs the same one.
+    /// from a secret store or KMS); never printed. Every replica needs the same one. It is
+    /// master key generation 1.
     pub master_key: Option<SecretString>,
-    /// Otherwise this file, created (mode 0600) on the first start.
+    /// Master keys by generation, `"<generation>:<base64>"` entries separated by commas (e.g.
+    /// `DOORSTEP__PRIVACY__MASTER_KEYS="2:…,1:…"` from a secret store); never printed. The
+    /// newest wraps new keys; `doorstep keys rotate-master` moves every key to it.
+    pub master_keys: Option<SecretString>,
+    /// Otherwise this file (generation 1), created (mode 0600) on the first start, and the files
+    /// beside it that rotations write: `<file>.2`, `<file>.3`, ….
     pub master_key_file: PathBuf,
 }
 
@@ -134,6 +142,7 @@ impl Default for PrivacySettings {
     fn default() -> Self {
         Self {
             master_key: None,
+            master_keys: None,
             master_key_file: PathBuf::from("data/master.key"),
         }
     }
@@ -627,6 +636,7 @@ impl Settings {
             },
             privacy: PrivacySettings {
                 master_key: None,
+                master_keys: None,
                 master_key_file: data_dir.join("master.key"),
             },
             tls: TlsSettings::default(),
@@ -691,16 +701,20 @@ impl DatabaseSettings {
         if self.is_postgres() {
             return Ok(self.url().to_owned());
         }
+        Ok(format!(
+            "sqlite://{}?mode=rwc",
+            self.sqlite_read_model_path()?.display()
+        ))
+    }
+
+    /// On SQLite, the read models' file beside the event log's.
+    pub fn sqlite_read_model_path(&self) -> Result<PathBuf, String> {
         let path = self.sqlite_path()?;
         let stem = path
             .file_stem()
             .and_then(|stem| stem.to_str())
             .unwrap_or("doorstep");
-        Ok(format!(
-            "sqlite://{}?mode=rwc",
-            path.with_file_name(format!("{stem}.read-models.db"))
-                .display()
-        ))
+        Ok(path.with_file_name(format!("{stem}.read-models.db")))
     }
 
     /// The SQLite file the URL names.

@@ -93,6 +93,12 @@ pub enum StartupError {
     ApiKeys(#[from] api_keys::ApiKeyError),
     #[error("cannot open the resident key vault")]
     Vault(#[from] crate::privacy::VaultSetupError),
+    #[error("cannot create or restrict the data file or directory {path}")]
+    DataFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read the TLS file {path}")]
     TlsFile {
         path: std::path::PathBuf,
@@ -219,6 +225,43 @@ fn tls_config(settings: &TlsSettings) -> Result<Option<ServerTlsConfig>, Startup
     Ok(Some(config))
 }
 
+/// Creates the directories of the SQLite database, the API keys and the master key files that
+/// do not exist yet, readable by their owner only (0700): they hold residents' keys and the
+/// credentials. Existing directories are left as the operator made them.
+pub fn create_data_directories(settings: &Settings) -> Result<(), StartupError> {
+    let mut files = vec![
+        settings.auth.api_keys_file.clone(),
+        settings.privacy.master_key_file.clone(),
+    ];
+    if !settings.database.is_postgres() {
+        files.push(
+            settings
+                .database
+                .sqlite_path()
+                .map_err(StartupError::Settings)?,
+        );
+    }
+    for directory in files.iter().filter_map(|file| {
+        file.parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+    }) {
+        if directory.exists() {
+            continue;
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(directory)
+            .map_err(|source| StartupError::DataFile {
+                path: directory.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// The credentials the server accepts. On the first start of an installation without any key,
 /// an admin key is created for the owner of the data directory to begin with: there is no
 /// built-in password.
@@ -267,6 +310,7 @@ impl Application {
             .escalation
             .policy()
             .map_err(StartupError::Settings)?;
+        create_data_directories(&settings)?;
         let authenticator = Arc::new(authenticator(&settings)?);
         let tls = tls_config(&settings.tls)?;
         let calendar = Arc::new(calendar(&settings)?);

@@ -220,3 +220,176 @@ async fn the_first_start_creates_an_admin_key_and_nothing_answers_without_a_cred
         .map(|metadata| metadata.actor.clone());
     assert_eq!(actor.as_deref(), Some("api-key:first-admin"));
 }
+
+/// Every file in `directory`, read whole.
+fn files_in(directory: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    std::fs::read_dir(directory)
+        .expect("the data directory lists")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("a readable file");
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// The files of `directory` holding any stretch of 24 characters of `wrapped`.
+fn files_holding(directory: &std::path::Path, wrapped: &str) -> Vec<std::path::PathBuf> {
+    files_in(directory)
+        .into_iter()
+        .filter(|(_, bytes)| {
+            wrapped
+                .as_bytes()
+                .windows(24)
+                .step_by(8)
+                .any(|part| bytes.windows(part.len()).any(|window| window == part))
+        })
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// As an operator would run it: the binary keeps its data directory to its owner, a forgotten
+/// resident's wrapped key is in no file of it (running, and after SIGTERM), and `doorstep keys
+/// rotate-master --destroy-old` refuses while the server runs, then retires the master key that
+/// wrapped it, with the other residents still readable.
+#[tokio::test]
+async fn erasure_leaves_no_key_on_disk_and_rotate_master_retires_the_old_master_key() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let data = directory.path().join("data");
+    let database_url = format!("sqlite://{}", data.join("doorstep.db").display());
+    let master_key_file = data.join("master.key");
+    let with_key_file = |mut command: Command| {
+        command.env("DOORSTEP__PRIVACY__MASTER_KEY_FILE", &master_key_file);
+        command
+    };
+    let serve_here = || {
+        let mut command = with_key_file(doorstep(&database_url));
+        command.arg("serve");
+        support::spawn(command)
+    };
+    let mut running = serve_here();
+    register_contractor(running.port, "acme-retrofit").await;
+    let forgotten = client(running.port)
+        .await
+        .log_complaint(complaint())
+        .await
+        .expect("logged")
+        .into_inner();
+    let mut staying = complaint();
+    staying.idempotency_key = "binary-2".to_owned();
+    if let Some(resident) = staying.resident.as_mut() {
+        resident.reference = "T-10".to_owned();
+        resident.name = "C Resident".to_owned();
+    }
+    let staying = client(running.port)
+        .await
+        .log_complaint(staying)
+        .await
+        .expect("logged")
+        .into_inner();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .expect("the path exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(
+            mode(&data),
+            0o700,
+            "the data directory is its owner's alone"
+        );
+        for (path, _) in files_in(&data) {
+            assert_eq!(
+                mode(&path),
+                0o600,
+                "{} is its owner's alone",
+                path.display()
+            );
+        }
+    }
+
+    // A backup taken now holds the key.
+    let pool = sqlx::SqlitePool::connect(&database_url)
+        .await
+        .expect("the database opens");
+    let backup: String = sqlx::query_scalar(
+        "SELECT wrapped_key FROM resident_keys WHERE resident_reference = 'T-9'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the resident has a key");
+    pool.close().await;
+    assert!(!files_holding(&data, &backup).is_empty());
+
+    let erased = client(running.port)
+        .await
+        .forget_resident(v1::ForgetResidentRequest {
+            resident_reference: "T-9".to_owned(),
+            request_id: "erasure-t9".to_owned(),
+            reason: String::new(),
+        })
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(erased.key_destroyed);
+    assert_eq!(
+        files_holding(&data, &backup),
+        Vec::<std::path::PathBuf>::new(),
+        "no file of a running server holds the forgotten key"
+    );
+
+    let rotate = || {
+        let mut command = with_key_file(doorstep(&database_url));
+        command.args(["keys", "rotate-master", "--destroy-old"]);
+        command.output().expect("rotate-master runs")
+    };
+    let refused = rotate();
+    assert!(!refused.status.success(), "no rotation beside a server");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("server is running"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let exit = running.stop_gracefully().await;
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        files_holding(&data, &backup),
+        Vec::<std::path::PathBuf>::new(),
+        "nor any file after a clean stop"
+    );
+
+    let rotated = rotate();
+    let said = String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{said}");
+    assert!(said.contains("generation 2"), "{said}");
+    assert!(said.contains("destroyed the retired master key"), "{said}");
+    assert!(!master_key_file.exists(), "generation 1 is destroyed");
+    let running = serve_here();
+    let view = client(running.port)
+        .await
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: staying.complaint_id,
+        })
+        .await
+        .expect("a live resident's complaint reads after the rotation")
+        .into_inner();
+    assert_eq!(
+        view.complaint.and_then(|c| c.resident).map(|r| r.name),
+        Some("C Resident".to_owned())
+    );
+    let view = client(running.port)
+        .await
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: forgotten.complaint_id,
+        })
+        .await
+        .expect("the forgotten resident's complaint reads")
+        .into_inner();
+    assert!(view.complaint.is_some_and(|c| c.personal_data_erased));
+}

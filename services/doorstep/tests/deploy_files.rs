@@ -594,3 +594,21 @@ async fn the_binary_serves_health_with_each_kubernetes_pods_settings() {
         assert_starts_and_answers_health(environment, &pod.arguments, &pod.name).await;
     }
 }
+
+/// The systemd unit keeps whatever the service creates to the service's user: residents' keys,
+/// the master key and the database are never readable by group or others.
+#[test]
+fn the_systemd_unit_creates_files_for_its_user_alone() {
+    let unit = read("deploy/doorstep.service");
+    let service: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| *line != "[Service]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .collect();
+    assert!(
+        service.contains(&"UMask=0077"),
+        "the [Service] section sets UMask=0077: {service:?}"
+    );
+}

@@ -13,6 +13,11 @@ pub fn current_schema_version(event_type: &str) -> u32 {
         // phone and email and the property's address: they are then blank in the payload and
         // encrypted, with the resident's own key, in `personal_data` (see the server's `privacy`
         // module). A version 2 payload is a valid version 3 payload with nothing sealed.
+        // Later version 3 events seal `reasonable_adjustments` as well (health information,
+        // special category data): it is then blank in the payload and held in `personal_data`;
+        // in earlier ones it stays in the clear and still reads. That needs no new version: the
+        // domain sees a blank field either way, as it sees blank contact details, and a replica
+        // still on an older build (a rolling upgrade) keeps reading the new events.
         "ComplaintReceived" => 3,
         _ => 1,
     }

@@ -26,9 +26,10 @@ pub struct KeyWriter {
 
 impl KeyWriter {
     /// Starts the task; it ends when the writer is dropped, after the keys already queued.
-    pub fn spawn(keys: KeyDatabase) -> Self {
+    /// Every key it is given must be wrapped by master key `generation`.
+    pub fn spawn(keys: KeyDatabase, generation: u32) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * 2);
-        tokio::spawn(run(keys, pending));
+        tokio::spawn(run(keys, generation, pending));
         Self { queue }
     }
 
@@ -51,7 +52,7 @@ impl KeyWriter {
     }
 }
 
-async fn run(keys: KeyDatabase, mut pending: mpsc::Receiver<PendingKey>) {
+async fn run(keys: KeyDatabase, generation: u32, mut pending: mpsc::Receiver<PendingKey>) {
     while let Some(first) = pending.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -64,7 +65,7 @@ async fn run(keys: KeyDatabase, mut pending: mpsc::Receiver<PendingKey>) {
             .iter()
             .map(|key| (key.reference.clone(), key.wrapped.clone()))
             .collect();
-        match keys.insert_keys(&rows).await {
+        match keys.insert_keys(&rows, generation).await {
             Ok(inserted) => {
                 let references: Vec<&str> =
                     batch.iter().map(|key| key.reference.as_str()).collect();

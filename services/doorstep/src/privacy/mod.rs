@@ -1,4 +1,5 @@
-//! Residents' personal data at rest: a resident's name, phone, email and address are sealed in
+//! Residents' personal data at rest: a resident's name, phone, email and address, and the
+//! reasonable adjustments they asked for, are sealed in
 //! the `ComplaintReceived` event with a data key of their own, and each data key is stored
 //! wrapped by the master key in the event store's database. Forgetting a resident deletes their
 //! key: the events stay, and what it sealed reads as erased from then on.
@@ -7,25 +8,33 @@
 //! holds the fields blank), and the event log delivers every `ComplaintReceived` with them
 //! withheld, so an auditor's copy of the log holds no contact details.
 //!
-//! The master key comes from `privacy.master_key` (base64, e.g. from the environment or a KMS
-//! that injects it) or from `privacy.master_key_file`, which the first start creates (0600).
+//! The master key comes from `privacy.master_key` / `privacy.master_keys` (base64, e.g. from
+//! the environment or a KMS that injects it) or from `privacy.master_key_file`, which the first
+//! start creates (0600). It has generations ([`master_keys`]); `doorstep keys rotate-master`
+//! ([`rotation`]) re-wraps every resident key under a new one, so that the old one can be
+//! destroyed and with it every copy (backups, PostgreSQL's dead rows and WAL archives) of the
+//! keys of residents forgotten before.
 
 pub mod crypto;
 mod key_writer;
 pub mod keys;
+pub mod lease;
+pub mod master_keys;
+pub mod rotation;
 
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use doorstep_api::v1;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::settings::PrivacySettings;
 use crypto::{SealError, SecretKey};
 use keys::KeyDatabase;
+use lease::{LeaseError, ServerLease};
+use master_keys::{KeySource, MasterKeyring};
 
 /// What replaces a name or an address that was erased.
 pub const ERASED: &str = "[erased]";
@@ -37,6 +46,11 @@ pub struct PersonalData {
     pub phone: Option<String>,
     pub email: Option<String>,
     pub address: String,
+    /// Reasonable adjustments can be health information ("profoundly deaf, needs BSL"), special
+    /// category data, so they are sealed too. Absent from what was sealed before they were
+    /// (their plain text then stands in the payload, as it does in unsealed events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasonable_adjustments: Option<String>,
 }
 
 /// What a read finds of a complaint's personal data.
@@ -55,6 +69,10 @@ pub enum PrivacyError {
     Database(#[from] sqlx::Error),
     #[error("a stored resident key does not open with the master key")]
     WrongMasterKey,
+    #[error(
+        "a stored resident key is wrapped by master key generation {0}, which this server was not given"
+    )]
+    UnknownGeneration(u32),
     #[error("the intake event has no resident reference")]
     NoReference,
     #[error("cannot seal the personal data")]
@@ -65,11 +83,30 @@ pub enum PrivacyError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultSetupError {
-    #[error("privacy.master_key is not base64 of 32 bytes")]
+    #[error("a master key is not base64 of 32 bytes")]
     MasterKeyFormat,
     #[error(
+        "privacy.master_keys must be `<generation>:<base64 key>` entries (generation 1 or more) \
+         separated by commas"
+    )]
+    MasterKeysFormat,
+    #[error("master key generation {0} is given twice")]
+    DuplicateGeneration(u32),
+    #[error(
+        "resident keys are wrapped by master key generation {missing}, which is not among those \
+         given ({given}); restore it (privacy.master_keys, or the file {file}), or the residents' \
+         data it wraps cannot be read"
+    )]
+    MissingGeneration {
+        missing: u32,
+        given: String,
+        file: std::path::PathBuf,
+    },
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(
         "resident keys exist but the master key file {0} does not: restore it or set \
-         privacy.master_key; a new master key would make every resident's data unreadable"
+         privacy.master_keys; a new master key would make every resident's data unreadable"
     )]
     MissingMasterKey(std::path::PathBuf),
     #[error(
@@ -94,29 +131,76 @@ fn associated(purpose: &str, reference: &str) -> Vec<u8> {
     format!("doorstep {purpose} v1\0{reference}").into_bytes()
 }
 
+/// Opens a stored (base64) wrapped data key with one master key.
+pub(crate) fn unwrap_data_key(
+    master: &SecretKey,
+    reference: &str,
+    wrapped: &str,
+) -> Option<SecretKey> {
+    BASE64
+        .decode(wrapped.as_bytes())
+        .ok()
+        .and_then(|bytes| {
+            master
+                .open(&bytes, &associated("resident key", reference))
+                .ok()
+        })
+        .and_then(|bytes| SecretKey::from_bytes(&bytes))
+}
+
+/// Wraps a data key with a master key, as stored (base64).
+pub(crate) fn wrap_data_key(
+    master: &SecretKey,
+    reference: &str,
+    key: &SecretKey,
+) -> Result<String, SealError> {
+    let wrapped = master.seal(key.as_bytes(), &associated("resident key", reference))?;
+    Ok(BASE64.encode(wrapped))
+}
+
 /// Seals and opens residents' personal data.
 pub struct ResidentVault {
+    masters: MasterKeyring,
+    /// The newest generation, which wraps new keys.
+    generation: u32,
     master: SecretKey,
     keys: KeyDatabase,
     new_keys: key_writer::KeyWriter,
+    /// Held while the server runs, so that no master key rotation runs beside it.
+    _lease: ServerLease,
 }
 
 impl ResidentVault {
-    /// The vault with the master key the settings name, creating the key file on the first
-    /// start of an installation that has sealed nothing yet.
+    /// The vault with the master keys the settings name, creating the key file on the first
+    /// start of an installation that has sealed nothing yet. Refuses when a stored key is
+    /// wrapped by a generation it was not given, or while a master key rotation runs.
     pub async fn load(
         settings: &PrivacySettings,
         keys: KeyDatabase,
     ) -> Result<Self, VaultSetupError> {
-        let master = match &settings.master_key {
-            Some(key) => decode_master_key(key.expose_secret())?,
-            None => master_key_from_file(&settings.master_key_file, &keys).await?,
+        let lease = match &keys {
+            KeyDatabase::Sqlite(store) => ServerLease::sqlite_shared(store.path())?,
+            KeyDatabase::Postgres(pool) => ServerLease::postgres_shared(pool).await?,
         };
-        let new_keys = key_writer::KeyWriter::spawn(keys.clone());
+        let mut masters = MasterKeyring::load(settings)?;
+        if masters.is_empty() {
+            masters = first_master_key(&settings.master_key_file, &keys).await?;
+        }
+        check_generations(&masters, &keys, &settings.master_key_file).await?;
+        let Some((generation, master)) = masters.current() else {
+            return Err(VaultSetupError::MissingMasterKey(
+                settings.master_key_file.clone(),
+            ));
+        };
+        let master = master.clone();
+        let new_keys = key_writer::KeyWriter::spawn(keys.clone(), generation);
         Ok(Self {
+            masters,
+            generation,
             master,
             keys,
             new_keys,
+            _lease: lease,
         })
     }
 
@@ -129,13 +213,12 @@ impl ResidentVault {
             // Intake offers a new key first: most complaints come from residents without one,
             // and the offer rides the key writer's shared commit, where a lookup first would
             // cost every complaint a read of its own.
-            let wrapped_new = self.master.seal(
-                SecretKey::generate().as_bytes(),
-                &associated("resident key", reference),
-            )?;
-            let wrapped_new = BASE64.encode(wrapped_new);
+            let wrapped_new = wrap_data_key(&self.master, reference, &SecretKey::generate())?;
             if self.new_keys.insert(reference, wrapped_new.clone()).await? {
-                Some(wrapped_new)
+                Some(keys::WrappedKey {
+                    wrapped: wrapped_new,
+                    generation: self.generation,
+                })
             } else {
                 // The resident has a key (an earlier or concurrent complaint stored it), and
                 // everything must be sealed under the one that stays.
@@ -147,15 +230,11 @@ impl ResidentVault {
         let Some(wrapped) = wrapped else {
             return Ok(None);
         };
-        let key = BASE64
-            .decode(wrapped.as_bytes())
-            .ok()
-            .and_then(|bytes| {
-                self.master
-                    .open(&bytes, &associated("resident key", reference))
-                    .ok()
-            })
-            .and_then(|bytes| SecretKey::from_bytes(&bytes))
+        let master = self
+            .masters
+            .get(wrapped.generation)
+            .ok_or(PrivacyError::UnknownGeneration(wrapped.generation))?;
+        let key = unwrap_data_key(master, reference, &wrapped.wrapped)
             .ok_or(PrivacyError::WrongMasterKey)?;
         Ok(Some(key))
     }
@@ -222,46 +301,57 @@ impl ResidentVault {
     }
 }
 
-fn decode_master_key(text: &str) -> Result<SecretKey, VaultSetupError> {
-    BASE64
-        .decode(text.trim().as_bytes())
-        .ok()
-        .and_then(|bytes| SecretKey::from_bytes(&bytes))
-        .ok_or(VaultSetupError::MasterKeyFormat)
-}
-
-async fn master_key_from_file(
+/// Makes generation 1 in a file, for an installation that has no master key and no resident key.
+async fn first_master_key(
     path: &Path,
     keys: &KeyDatabase,
-) -> Result<SecretKey, VaultSetupError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => decode_master_key(&text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if keys.key_count().await? > 0 {
-                return Err(VaultSetupError::MissingMasterKey(path.to_owned()));
-            }
-            // Replicas that each made a key of their own would seal residents' data under keys
-            // the others cannot open; on a shared database the operator provides the one key.
-            if matches!(keys, KeyDatabase::Postgres(_)) {
-                return Err(VaultSetupError::MasterKeyRequired(path.to_owned()));
-            }
-            let key = SecretKey::generate();
-            let mut text = BASE64.encode(key.as_bytes()).into_bytes();
-            text.push(b'\n');
-            crate::auth::api_keys::write_private_file(path, &text)?;
-            tracing::warn!(
-                path = %path.display(),
-                "created the master key that protects residents' personal data; back it up \
-                 apart from the database, or move it to a secret store and set \
-                 privacy.master_key"
-            );
-            Ok(key)
-        }
-        Err(source) => Err(VaultSetupError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+) -> Result<MasterKeyring, VaultSetupError> {
+    if keys.key_count().await? > 0 {
+        return Err(VaultSetupError::MissingMasterKey(path.to_owned()));
     }
+    // Replicas that each made a key of their own would seal residents' data under keys the
+    // others cannot open; on a shared database the operator provides the one key.
+    if matches!(keys, KeyDatabase::Postgres(_)) {
+        return Err(VaultSetupError::MasterKeyRequired(path.to_owned()));
+    }
+    let key = SecretKey::generate();
+    let mut text = BASE64.encode(key.as_bytes()).into_bytes();
+    text.push(b'\n');
+    crate::auth::api_keys::write_private_file(path, &text)?;
+    tracing::warn!(
+        path = %path.display(),
+        "created the master key that protects residents' personal data; back it up apart \
+         from the database, or move it to a secret store and set privacy.master_keys"
+    );
+    Ok(MasterKeyring::first(
+        key,
+        KeySource::Files {
+            first: path.to_owned(),
+        },
+    ))
+}
+
+/// Every generation that wraps a stored key must be in the ring: a server missing one would
+/// fail every read of those residents' complaints.
+async fn check_generations(
+    masters: &MasterKeyring,
+    keys: &KeyDatabase,
+    file: &Path,
+) -> Result<(), VaultSetupError> {
+    for generation in keys.generations_in_use().await? {
+        if masters.get(generation).is_none() {
+            return Err(VaultSetupError::MissingGeneration {
+                missing: generation,
+                given: masters
+                    .generations()
+                    .map(|generation| generation.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                file: master_keys::generation_file(file, generation),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn resident_reference(payload: &Value) -> Option<&str> {
@@ -283,6 +373,7 @@ fn take_personal_data(payload: &mut Value) -> PersonalData {
         phone: take_text("/resident/phone", Value::Null),
         email: take_text("/resident/email", Value::Null),
         address: take_text("/property/address", Value::from("")).unwrap_or_default(),
+        reasonable_adjustments: take_text("/reasonable_adjustments", Value::from("")),
     }
 }
 
@@ -312,6 +403,9 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
             if let Some(property) = view.property.as_mut() {
                 property.address = data.address;
             }
+            if let Some(adjustments) = data.reasonable_adjustments {
+                view.reasonable_adjustments = adjustments;
+            }
         }
         Personal::Erased => {
             if let Some(resident) = view.resident.as_mut() {
@@ -322,6 +416,7 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
             if let Some(property) = view.property.as_mut() {
                 property.address = ERASED.to_owned();
             }
+            view.reasonable_adjustments.clear();
             view.personal_data_erased = true;
         }
     }
@@ -336,7 +431,8 @@ mod tests {
             "resident": {"reference": "T-1", "name": "Ada Resident", "phone": "07700 900123",
                          "email": "ada@example.org"},
             "property": {"uprn": "100", "address": "1 Example Road"},
-            "description": "gate"
+            "description": "gate",
+            "reasonable_adjustments": "Profoundly deaf, needs BSL"
         })
     }
 
@@ -345,7 +441,7 @@ mod tests {
         let mut payload = intake();
         withhold("ComplaintReceived", &mut payload);
         let text = payload.to_string();
-        for personal in ["Ada", "07700", "ada@", "Example Road"] {
+        for personal in ["Ada", "07700", "ada@", "Example Road", "BSL"] {
             assert!(!text.contains(personal), "{text}");
         }
         assert_eq!(payload["resident"]["reference"], "T-1");
@@ -364,5 +460,45 @@ mod tests {
         assert_eq!(taken.address, "1 Example Road");
         assert_eq!(payload["resident"]["name"], "");
         assert_eq!(payload["resident"]["phone"], Value::Null);
+        assert_eq!(
+            taken.reasonable_adjustments.as_deref(),
+            Some("Profoundly deaf, needs BSL")
+        );
+        assert_eq!(payload["reasonable_adjustments"], "");
+    }
+
+    fn view_with_adjustments(adjustments: &str) -> v1::Complaint {
+        v1::Complaint {
+            reasonable_adjustments: adjustments.to_owned(),
+            resident: Some(v1::Resident::default()),
+            property: Some(v1::Property::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sealed_adjustments_are_shown_and_older_sealed_data_leaves_the_plain_ones_standing() {
+        let sealed_before: PersonalData = serde_json::from_value(serde_json::json!({
+            "name": "Ada", "phone": null, "email": null, "address": "1 Example Road"
+        }))
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(sealed_before.reasonable_adjustments, None);
+        let mut view = view_with_adjustments("Large print letters");
+        show(&mut view, Personal::Opened(sealed_before.clone()));
+        assert_eq!(view.reasonable_adjustments, "Large print letters");
+
+        let mut view = view_with_adjustments("");
+        show(
+            &mut view,
+            Personal::Opened(PersonalData {
+                reasonable_adjustments: Some("Needs BSL".to_owned()),
+                ..sealed_before
+            }),
+        );
+        assert_eq!(view.reasonable_adjustments, "Needs BSL");
+
+        let mut view = view_with_adjustments("Large print letters");
+        show(&mut view, Personal::Erased);
+        assert_eq!(view.reasonable_adjustments, "");
     }
 }
