@@ -1,11 +1,21 @@
 //! API keys for integrations (the call centre, work-order systems): `dsk_<id>_<secret>`, shown
-//! once when created and stored only as an argon2id hash in a JSON file readable by its owner
-//! alone. The server notices when the file changes (a key created or revoked) and re-reads it.
+//! once when created and stored only as hashes in a JSON file readable by its owner alone. The
+//! server notices when the file changes (a key created or revoked) and re-reads it.
+//!
+//! Each key is stored twice over: an argon2id hash (what older builds check) and a SHA-256
+//! fingerprint of the whole key, which this build checks. The secret is 32 bytes from the
+//! operating system's generator, so a fast hash is as safe as a slow one: argon2's cost defends
+//! guessable passwords, and 2^256 candidates are not guessable at any cost per guess. A keyed
+//! hash (a per-install secret) would add nothing for the same reason. The fingerprint is what
+//! lets the server recognise a valid key without argon2, so a guessing flood from an address,
+//! which stops argon2 from running for it, never locks out a key in use behind that address,
+//! whether or not this process has seen the key before.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use argon2::Argon2;
@@ -22,16 +32,42 @@ const PREFIX: &str = "dsk_";
 /// The file, beside the key store, that holds the first admin key in clear.
 pub const FIRST_ADMIN_KEY_FILE: &str = "admin.api-key";
 
-/// One stored key: everything but the secret, which is kept only as a hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One stored key: everything but the secret, which is kept only as hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredKey {
     pub id: String,
     pub name: String,
     pub roles: Vec<String>,
     #[serde(default)]
     pub contractor_id: Option<String>,
+    /// Argon2id of the secret.
     pub hash: String,
+    /// Hex SHA-256 of the whole key (see the module comment). Keys created before it existed
+    /// have none and are checked with argon2 alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// SHA-256 of the whole presented key.
+fn fingerprint(presented: &str) -> [u8; 32] {
+    Sha256::digest(presented.as_bytes()).into()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Whether the stored hex fingerprint is `digest`, in time that does not depend on where they
+/// differ.
+fn fingerprint_matches(stored: &str, digest: &[u8; 32]) -> bool {
+    let expected = to_hex(digest);
+    stored.len() == expected.len()
+        && stored
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0_u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -145,11 +181,9 @@ pub fn create(
     let role_names: Vec<String> = roles.iter().map(|role| role.as_str().to_owned()).collect();
     // Refuse now what would be refused at every use.
     Principal::new(format!("api-key:{name}"), &role_names, contractor_id)?;
-    let id: String = random_bytes::<8>()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let id = to_hex(&random_bytes::<8>());
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let key = format!("{PREFIX}{id}_{secret}");
     let salt = SaltString::generate(&mut OsRng);
     let hash = Argon2::default()
         .hash_password(secret.as_bytes(), &salt)
@@ -162,11 +196,12 @@ pub fn create(
         roles: role_names,
         contractor_id: contractor_id.map(str::to_owned),
         hash,
+        fingerprint: Some(to_hex(&fingerprint(&key))),
         created_at: chrono::Utc::now(),
     });
     write_file(path, &file)?;
     Ok(CreatedKey {
-        key: SecretString::from(format!("{PREFIX}{id}_{secret}")),
+        key: SecretString::from(key),
         id,
     })
 }
@@ -206,15 +241,28 @@ pub fn ensure_first_admin_key(path: &Path) -> Result<Option<PathBuf>, ApiKeyErro
 pub struct ApiKeyStore {
     path: PathBuf,
     state: Mutex<Loaded>,
+    /// Argon2 verifications run, for the tests that hold guessing to none.
+    argon2_runs: AtomicU64,
 }
 
 #[derive(Default)]
 struct Loaded {
     modified: Option<SystemTime>,
     keys: HashMap<String, StoredKey>,
-    /// Keys already verified since the file was last read, by a digest of the whole key, so a
-    /// busy integration pays for argon2 once, not per call.
-    verified: HashMap<[u8; 32], Principal>,
+    /// Keys already verified, by the digest of the whole key, with the record each matched, so
+    /// a busy integration pays for a check once, not per call. A re-read of the file keeps the
+    /// entries whose record is unchanged: a key created or revoked elsewhere in the file does
+    /// not make keys in use strangers again.
+    verified: HashMap<[u8; 32], (StoredKey, Principal)>,
+}
+
+/// What the presented key's record says about it, decided under the lock.
+enum Candidate {
+    Verified(Principal),
+    /// The fingerprint matched: the key is valid without argon2.
+    Recognised(StoredKey),
+    /// A record without a fingerprint, to be checked with argon2.
+    Legacy(StoredKey),
 }
 
 impl ApiKeyStore {
@@ -222,34 +270,77 @@ impl ApiKeyStore {
         Self {
             path,
             state: Mutex::new(Loaded::default()),
+            argon2_runs: AtomicU64::new(0),
         }
     }
 
+    /// How many argon2 verifications this store has run.
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.load(Ordering::Relaxed)
+    }
+
     /// The principal a presented key stands for. With `may_hash` false (the caller's address
-    /// has presented too many bad keys), only keys already verified are accepted: a guess costs
-    /// no argon2.
+    /// has presented too many bad keys), a key is accepted only if it is recognised without
+    /// argon2 (verified before, or matching its record's fingerprint) and anything else is
+    /// `Throttled`: a guess costs no argon2 and learns nothing.
     pub async fn verify(&self, presented: &str, may_hash: bool) -> Result<Principal, KeyRejection> {
         let (id, secret) = presented
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('_'))
             .filter(|(id, secret)| !id.is_empty() && !secret.is_empty() && secret.len() <= 128)
             .ok_or(KeyRejection::Malformed)?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let stored = {
+        let digest = fingerprint(presented);
+        let candidate = {
             let mut state = self.state.lock().map_err(|_| KeyRejection::Unknown)?;
             self.refresh(&mut state).map_err(KeyRejection::Store)?;
-            if let Some(principal) = state.verified.get(&digest) {
-                return Ok(principal.clone());
+            if let Some((_, principal)) = state.verified.get(&digest) {
+                Candidate::Verified(principal.clone())
+            } else {
+                match state.keys.get(id) {
+                    Some(stored) => match &stored.fingerprint {
+                        Some(expected) if fingerprint_matches(expected, &digest) => {
+                            Candidate::Recognised(stored.clone())
+                        }
+                        Some(_) if may_hash => return Err(KeyRejection::Mismatch),
+                        None if may_hash => Candidate::Legacy(stored.clone()),
+                        _ => return Err(KeyRejection::Throttled),
+                    },
+                    None if may_hash => return Err(KeyRejection::Unknown),
+                    None => return Err(KeyRejection::Throttled),
+                }
             }
-            if !may_hash {
-                return Err(KeyRejection::Throttled);
-            }
-            state.keys.get(id).cloned().ok_or(KeyRejection::Unknown)?
         };
+        let stored = match candidate {
+            Candidate::Verified(principal) => return Ok(principal),
+            Candidate::Recognised(stored) => stored,
+            Candidate::Legacy(stored) => {
+                if !self.argon2_matches(secret, &stored.hash).await {
+                    return Err(KeyRejection::Mismatch);
+                }
+                stored
+            }
+        };
+        let principal = Principal::new(
+            format!("api-key:{}", stored.name),
+            &stored.roles,
+            stored.contractor_id.as_deref(),
+        )
+        .map_err(|error| KeyRejection::Store(error.into()))?;
+        if let Ok(mut state) = self.state.lock()
+            // A key revoked while it was being checked is not remembered as valid.
+            && state.keys.get(&stored.id) == Some(&stored)
+        {
+            state.verified.insert(digest, (stored, principal.clone()));
+        }
+        Ok(principal)
+    }
+
+    async fn argon2_matches(&self, secret: &str, hash: &str) -> bool {
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
         let secret = secret.to_owned();
-        let hash = stored.hash.clone();
+        let hash = hash.to_owned();
         // Argon2 is slow by design: keep it off the async workers.
-        let matches = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|hash| {
                 Argon2::default()
                     .verify_password(secret.as_bytes(), &hash)
@@ -257,20 +348,7 @@ impl ApiKeyStore {
             })
         })
         .await
-        .unwrap_or(false);
-        if !matches {
-            return Err(KeyRejection::Mismatch);
-        }
-        let principal = Principal::new(
-            format!("api-key:{}", stored.name),
-            &stored.roles,
-            stored.contractor_id.as_deref(),
-        )
-        .map_err(|error| KeyRejection::Store(error.into()))?;
-        if let Ok(mut state) = self.state.lock() {
-            state.verified.insert(digest, principal.clone());
-        }
-        Ok(principal)
+        .unwrap_or(false)
     }
 
     fn refresh(&self, state: &mut Loaded) -> Result<(), ApiKeyError> {
@@ -288,7 +366,8 @@ impl ApiKeyStore {
             .into_iter()
             .map(|key| (key.id.clone(), key))
             .collect();
-        state.verified.clear();
+        let Loaded { keys, verified, .. } = &mut *state;
+        verified.retain(|_, (record, _)| keys.get(&record.id) == Some(&*record));
         state.modified = modified;
         Ok(())
     }
@@ -318,10 +397,34 @@ mod tests {
         );
         let unseen = create(&path, "work-orders", &[Role::Intake], None)
             .unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            store
+                .verify(unseen.key.expose_secret(), false)
+                .await
+                .is_ok(),
+            "a valid key is recognised by its fingerprint while its address is throttled"
+        );
         assert!(matches!(
-            store.verify(unseen.key.expose_secret(), false).await,
+            store
+                .verify(&format!("dsk_{}_not-the-secret", unseen.id), false)
+                .await,
             Err(KeyRejection::Throttled)
         ));
+        assert!(matches!(
+            store.verify("dsk_0000000000000000_guess", false).await,
+            Err(KeyRejection::Throttled)
+        ));
+        assert!(matches!(
+            store
+                .verify(&format!("dsk_{}_not-the-secret", unseen.id), true)
+                .await,
+            Err(KeyRejection::Mismatch)
+        ));
+        assert_eq!(
+            store.argon2_runs(),
+            0,
+            "keys with a fingerprint never need argon2"
+        );
         assert!(store.verify(&format!("{key}x"), true).await.is_err());
         assert!(store.verify("dsk_nothing_here", true).await.is_err());
         assert!(store.verify("Bearer whatever", true).await.is_err());
@@ -332,6 +435,38 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         revoke(&path, &created.id).unwrap_or_else(|error| panic!("{error}"));
         assert!(store.verify(&key, true).await.is_err());
+    }
+
+    /// A key file written before fingerprints existed: its keys are checked with argon2 when
+    /// the address may hash, and refused unchecked while it may not, unless verified already.
+    #[tokio::test]
+    async fn keys_without_a_fingerprint_are_checked_with_argon2_only_when_not_throttled() {
+        let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let path = directory.path().join("api-keys.json");
+        let created = create(&path, "call-centre", &[Role::Intake], None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut file = read_file(&path).unwrap_or_else(|error| panic!("{error}"));
+        for key in &mut file.keys {
+            key.fingerprint = None;
+        }
+        write_file(&path, &file).unwrap_or_else(|error| panic!("{error}"));
+        let store = ApiKeyStore::new(path.clone());
+        let key = created.key.expose_secret().to_owned();
+        assert!(matches!(
+            store.verify(&key, false).await,
+            Err(KeyRejection::Throttled)
+        ));
+        assert_eq!(store.argon2_runs(), 0);
+        assert!(store.verify(&key, true).await.is_ok());
+        assert_eq!(store.argon2_runs(), 1);
+        assert!(store.verify(&key, false).await.is_ok(), "verified before");
+
+        // Another key created in the file does not make the verified key a stranger again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        create(&path, "work-orders", &[Role::Intake], None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(store.verify(&key, false).await.is_ok());
+        assert_eq!(store.argon2_runs(), 1);
     }
 
     #[cfg(unix)]
