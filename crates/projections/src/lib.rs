@@ -46,6 +46,52 @@ pub mod steps {
     pub use crate::handling::next_row as next_handling_row;
 }
 
+/// A row the notifier cannot read: it is set aside with this reason (and counted and logged)
+/// rather than stopping every other escalation or delivery behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRow {
+    /// `escalation_schedule` or `escalation_deliveries`.
+    pub table: &'static str,
+    /// The row's primary key as stored.
+    pub key: String,
+    pub reason: String,
+}
+
+impl UnreadableRow {
+    fn from_error(table: &'static str, key: &str, error: &ProjectionError) -> Self {
+        let reason = match error {
+            ProjectionError::CorruptRecord { reason, .. } => reason.clone(),
+            other => error_chain(other),
+        };
+        Self {
+            table,
+            key: key.to_owned(),
+            reason,
+        }
+    }
+
+    /// The error a caller that cannot set rows aside reports.
+    pub fn into_error(self) -> ProjectionError {
+        ProjectionError::CorruptRecord {
+            table: self.table,
+            key: self.key,
+            reason: self.reason,
+        }
+    }
+}
+
+/// An error with its causes, one after another.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a read model could not be read or updated.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

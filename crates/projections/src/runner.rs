@@ -16,7 +16,6 @@ use tracing::Instrument as _;
 /// How many of a batch's appending calls its span links to.
 const MAX_LINKS_PER_BATCH: usize = 64;
 
-use crate::ProjectionError;
 use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
@@ -29,6 +28,7 @@ use crate::handling_counters;
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
+use crate::{ProjectionError, UnreadableRow};
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
@@ -475,13 +475,46 @@ impl ReadModel {
         performance::programme_performance(self.database.pool(), from, to).await
     }
 
-    /// Ladder steps whose time has come at `now`, earliest first.
+    /// Ladder steps whose time has come at `now`, earliest first; an unreadable one is an
+    /// error (the scheduler uses [`ReadModel::due_escalation_rows`] and sets those aside).
     pub async fn due_escalations(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueEscalation>, ProjectionError> {
+        self.due_escalation_rows(now, limit)
+            .await?
+            .into_iter()
+            .map(|row| row.map_err(UnreadableRow::into_error))
+            .collect()
+    }
+
+    /// Ladder steps whose time has come at `now`, earliest first, each read or found
+    /// unreadable. Rows set aside are not due.
+    pub async fn due_escalation_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
         escalations::due(self.database.pool(), now, limit).await
+    }
+
+    /// Sets an unreadable schedule row aside with `reason`, so it is no longer due. False when
+    /// it was set aside already (by another scheduler) or has gone.
+    pub async fn set_aside_escalation(
+        &self,
+        key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        escalations::set_aside(self.database.pool(), key, reason, now).await
+    }
+
+    /// The schedule rows set aside: key, reason and when, oldest first.
+    pub async fn set_aside_escalations(
+        &self,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
+        escalations::set_aside_rows(self.database.pool()).await
     }
 
     /// One page of raised escalations in the order raised, after log position `after`.
@@ -503,13 +536,40 @@ impl ReadModel {
 
     /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
     /// this one tries.
+    /// An unreadable one is an error (the worker uses [`ReadModel::claim_due_delivery_rows`]
+    /// and sets those aside).
     pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, ProjectionError> {
+        self.claim_due_delivery_rows(now, lease, limit)
+            .await?
+            .into_iter()
+            .map(|row| row.map_err(UnreadableRow::into_error))
+            .collect()
+    }
+
+    /// As [`ReadModel::claim_due_deliveries`], returning each row that cannot be read, unclaimed,
+    /// beside those claimed.
+    pub async fn claim_due_delivery_rows(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
         outbox::claim_due(self.database.pool(), now, lease, limit).await
+    }
+
+    /// Sets an unreadable pending delivery aside with `reason`: it is never claimed again.
+    /// False when it was not pending (another worker set it aside first).
+    pub async fn set_aside_delivery(
+        &self,
+        key: &str,
+        reason: &str,
+    ) -> Result<bool, ProjectionError> {
+        outbox::set_aside(self.database.pool(), key, reason).await
     }
 
     pub async fn mark_delivered(
@@ -548,7 +608,7 @@ impl ReadModel {
         outbox::dead_letters(self.database.pool(), page_size, after).await
     }
 
-    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`), if it exists.
+    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`, `SET_ASIDE`), if it exists.
     pub async fn delivery_state(
         &self,
         delivery_id: uuid::Uuid,
