@@ -218,32 +218,39 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     logged.sort();
     valid(runner.catch_up().await);
 
-    // Two rows due before every good one: a clock started before year 1 (what a complaint
-    // received then left behind) and a due time no clock can represent.
-    let (due_at_column, started_column) = ("due_at", "clock_started_at");
-    let copy_of_a_good_row = |id: &str, started: &str, due_at: &str| {
+    // Rows due before every good one: a clock started before year 1 (what a complaint
+    // received then left behind), a due time no clock can represent, and a complaint id no
+    // complaint can have.
+    let copy_of_a_good_row = |id: &str, complaint_id: &str, started: &str, due_at: i64| {
         format!(
             "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
-             deadline, level, deadline_date, {started_column}, {due_at_column}) \
-             SELECT '{id}', 'bad-complaint-{id}', contractor_id, deadline, level, deadline_date, \
+             deadline, level, deadline_date, clock_started_at, due_at) \
+             SELECT '{id}', '{complaint_id}', contractor_id, deadline, level, deadline_date, \
              '{started}', {due_at} FROM escalation_schedule \
              ORDER BY escalation_id LIMIT 1"
         )
     };
     let before_year_one = uuid::Uuid::now_v7().to_string();
     let out_of_range = uuid::Uuid::now_v7().to_string();
-    execute(
-        &database,
-        &copy_of_a_good_row(&before_year_one, "-0001-12-30T09:00:00Z", "0"),
-        &[],
-    )
-    .await;
-    execute(
-        &database,
-        &copy_of_a_good_row(&out_of_range, "2026-04-02T09:00:00Z", &i64::MIN.to_string()),
-        &[],
-    )
-    .await;
+    let not_a_complaint = uuid::Uuid::now_v7().to_string();
+    let a_complaint = uuid::Uuid::now_v7().to_string();
+    for sql in [
+        copy_of_a_good_row(&before_year_one, &a_complaint, "-0001-12-30T09:00:00Z", 0),
+        copy_of_a_good_row(
+            &out_of_range,
+            &a_complaint,
+            "2026-04-02T09:00:00Z",
+            i64::MIN,
+        ),
+        copy_of_a_good_row(
+            &not_a_complaint,
+            "not-a-complaint",
+            "2026-04-02T09:00:00Z",
+            1,
+        ),
+    ] {
+        execute(&database, &sql, &[]).await;
+    }
 
     let raiser = Arc::new(RecordingRaiser::default());
     let scheduler = Scheduler::new(
@@ -271,7 +278,11 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
         .iter()
         .map(|(key, reason, _)| (key.as_str(), reason.as_str()))
         .collect();
-    assert_eq!(reasons.len(), 2, "{set_aside:?}");
+    assert_eq!(reasons.len(), 3, "{set_aside:?}");
+    assert_eq!(
+        reasons.get(not_a_complaint.as_str()).copied(),
+        Some("invalid complaint id not-a-complaint")
+    );
     assert!(
         reasons
             .get(before_year_one.as_str())
@@ -284,8 +295,8 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
             .is_some_and(|reason| reason.contains("time out of range")),
         "{reasons:?}"
     );
-    assert_eq!(errors.lines_with("cannot be read"), 2);
-    assert_eq!(set_aside_metric("escalation_schedule") - metric_before, 2.0);
+    assert_eq!(errors.lines_with("cannot be read"), 3);
+    assert_eq!(set_aside_metric("escalation_schedule") - metric_before, 3.0);
 
     // The next round reads neither bad row again: nothing more is set aside, logged or counted,
     // and the good rows (still scheduled: this raiser appends nothing) are offered again.
@@ -293,8 +304,8 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     assert_eq!(raised, 3);
     assert_eq!(raiser.take(), logged);
     assert_eq!(valid(read_model.set_aside_escalations().await), set_aside);
-    assert_eq!(errors.lines_with("cannot be read"), 2);
-    assert_eq!(set_aside_metric("escalation_schedule") - metric_before, 2.0);
+    assert_eq!(errors.lines_with("cannot be read"), 3);
+    assert_eq!(set_aside_metric("escalation_schedule") - metric_before, 3.0);
     backend.close().await;
 }
 

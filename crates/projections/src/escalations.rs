@@ -563,7 +563,7 @@ fn decode_due(row: &AnyRow, id: &str) -> Result<DueEscalation, ProjectionError> 
     let level: String = row.try_get("level")?;
     let date: String = row.try_get("deadline_date")?;
     let started: String = row.try_get("clock_started_at")?;
-    Ok(DueEscalation {
+    let due = DueEscalation {
         escalation_id: parse_uuid(id, id)?,
         complaint_id: row.try_get("complaint_id")?,
         contractor_id: row.try_get("contractor_id")?,
@@ -572,7 +572,11 @@ fn decode_due(row: &AnyRow, id: &str) -> Result<DueEscalation, ProjectionError> 
         deadline_date: parse_date(&date, id)?,
         clock_started_at: parse_exact(&started, id)?,
         due_at: from_millis(row.try_get("due_at")?, id)?,
-    })
+    };
+    // A complaint id no complaint can have would fail every raise, round after round.
+    ComplaintId::parse("complaint_id", &due.complaint_id)
+        .map_err(|_| corrupt(id, format!("invalid complaint id {}", due.complaint_id)))?;
+    Ok(due)
 }
 
 /// Sets a schedule row aside with `reason`, so it is no longer due. Returns false when it was
