@@ -15,24 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use doorstep_domain::complaint::{
-    Command, HandlingContext, LogComplaint, PropertyInput, ResidentInput, handle,
-};
+use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, LongText, OptionalText, PersonName, ResidentReference,
-    SourceSystem, Uprn,
-};
-use doorstep_domain::{ServiceStandard, WorkingDayCalendar};
 use doorstep_notifier::{
     DeliveryWorker, EscalationRaiser, RaiseOutcome, RetryPolicy, Scheduler, WebhookSender,
 };
 use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModelDatabase};
-use doorstep_store::StreamId;
 use secrecy::SecretString;
-use support::{TestBackend, append, valid};
+use support::{ComplaintWriter, TestBackend, valid};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The metric is process-wide: the tests that read it take turns.
@@ -64,53 +56,6 @@ fn planner() -> EscalationPlanner {
         webhook_urls: Vec::new(),
         email: false,
     }
-}
-
-/// Logs a complaint through the real rules and store.
-async fn log_complaint(backend: &TestBackend, received_at: DateTime<Utc>) -> ComplaintId {
-    let id = ComplaintId::from_uuid(uuid::Uuid::now_v7());
-    let command = Command::Log(Box::new(LogComplaint {
-        complaint_id: id,
-        channel: "WEB".to_owned(),
-        source_system: valid(SourceSystem::parse("source_system", "portal")),
-        resident: ResidentInput {
-            reference: valid(ResidentReference::parse("r", "T-1")),
-            name: valid(PersonName::parse("n", "A Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: valid(Uprn::parse("u", "123456")),
-            address: valid(Address::parse("a", "1 Road")),
-        },
-        contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
-        visit_id: None,
-        standards: vec![ServiceStandard::Tidiness],
-        description: LongText::default(),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }));
-    let calendar = WorkingDayCalendar::england_and_wales();
-    let context = HandlingContext {
-        calendar: &calendar,
-        timescales: Default::default(),
-    };
-    let events = valid(handle(None, command, &context));
-    append(
-        &backend.store,
-        &StreamId::new("complaint", id),
-        events.iter().map(|event| {
-            (
-                event.event_type(),
-                event.schema_version(),
-                event.to_payload(),
-            )
-        }),
-    )
-    .await;
-    id
 }
 
 /// Raises nothing; records what it was asked to raise.
@@ -209,11 +154,8 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     let runner = runner.with_escalations(planner());
     let mut logged = Vec::new();
     for _ in 0..3 {
-        logged.push(
-            log_complaint(&backend, at("2026-04-02T09:00:00Z"))
-                .await
-                .to_string(),
-        );
+        let complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
+        logged.push(complaint.id.to_string());
     }
     logged.sort();
     valid(runner.catch_up().await);

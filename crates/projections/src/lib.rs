@@ -36,7 +36,7 @@ pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
 };
-pub use runner::{ProjectionRunner, ReadModel};
+pub use runner::{ProjectionRunner, ReadModel, Stall};
 
 /// The pure "next row" steps of each read model, for tests and for anyone checking a model
 /// against the replayed aggregates.
@@ -114,6 +114,15 @@ pub enum ProjectionError {
     },
     #[error("the event at position {position} cannot be read by this build: {reason}")]
     UndecodableEvent { position: u64, reason: String },
+    /// An event the read models cannot apply, whatever the retries: they stop at it.
+    #[error("the read models are stuck at event {} (position {})", .stall.event_id, .stall.position)]
+    Stuck {
+        stall: Stall,
+        /// Events of the failed batch before the stuck one, which can be applied alone.
+        applicable: usize,
+        #[source]
+        source: Box<ProjectionError>,
+    },
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
     #[error("page token is not one this service issued")]

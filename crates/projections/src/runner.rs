@@ -55,6 +55,40 @@ const BATCH_SIZE: usize = 500;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// The event the read models are stuck at: one they cannot apply (this build cannot decode it,
+/// or a read-model row it needs cannot be read). They stay stuck until the runner gets past it,
+/// because skipping it would advance the checkpoint every replica shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub position: u64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub stream_id: String,
+    pub reason: String,
+}
+
+impl Stall {
+    fn at(recorded: &RecordedEvent, error: &ProjectionError) -> Self {
+        Self {
+            position: recorded.position,
+            event_id: recorded.event_id,
+            event_type: recorded.event_type.clone(),
+            stream_id: recorded.stream_id.as_str().to_owned(),
+            reason: crate::error_chain(error),
+        }
+    }
+}
+
+/// Whether retrying cannot help: the same event meets the same failure every time.
+fn cannot_apply(error: &ProjectionError) -> bool {
+    matches!(
+        error,
+        ProjectionError::UndecodableEvent { .. }
+            | ProjectionError::CorruptRow { .. }
+            | ProjectionError::CorruptRecord { .. }
+    )
+}
+
 /// Applies new events to the read models, one transaction per batch with its checkpoint.
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
@@ -63,6 +97,7 @@ pub struct ProjectionRunner {
     /// rebuild to recount them.
     calendar: Arc<WorkingDayCalendar>,
     position: watch::Sender<u64>,
+    stall: watch::Sender<Option<Stall>>,
     escalations: Arc<EscalationPlanner>,
 }
 
@@ -71,6 +106,7 @@ pub struct ProjectionRunner {
 pub struct ReadModel {
     database: ReadModelDatabase,
     position: watch::Receiver<u64>,
+    stall: watch::Receiver<Option<Stall>>,
 }
 
 impl ProjectionRunner {
@@ -82,9 +118,11 @@ impl ProjectionRunner {
     ) -> Result<(Self, ReadModel), ProjectionError> {
         let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
+        let (stall, stall_receiver) = watch::channel(None);
         let read_model = ReadModel {
             database: database.clone(),
             position: receiver,
+            stall: stall_receiver,
         };
         Ok((
             Self {
@@ -92,6 +130,7 @@ impl ProjectionRunner {
                 database,
                 calendar,
                 position,
+                stall,
                 escalations: Arc::new(EscalationPlanner::default()),
             },
             read_model,
@@ -147,12 +186,31 @@ impl ProjectionRunner {
                 }
                 match self.apply_next_batch(BATCH_SIZE).await {
                     Ok(0) => {
+                        self.moved_on();
                         tokio::select! {
                             changed = head.changed() => if changed.is_err() { return },
                             _ = shutdown.changed() => {}
                         }
                     }
-                    Ok(_) => {}
+                    Ok(_) => self.moved_on(),
+                    Err(ProjectionError::Stuck {
+                        stall,
+                        applicable,
+                        source,
+                    }) => {
+                        // The events before the stuck one are applied, so the read models
+                        // stop exactly at it.
+                        if applicable > 0
+                            && let Err(error) = self.apply_next_batch(applicable).await
+                        {
+                            tracing::warn!(error = ?error, "cannot apply the events before a stuck one");
+                        }
+                        self.stuck(stall, &source);
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY_DELAY) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
                     Err(error) => {
                         tracing::error!(error = ?error, "projection batch failed; retrying");
                         tokio::select! {
@@ -163,6 +221,36 @@ impl ProjectionRunner {
                 }
             }
         })
+    }
+
+    /// Records that the read models are stuck at `stall`, logging it at error when it is new.
+    fn stuck(&self, stall: Stall, error: &ProjectionError) {
+        let already = self.stall.borrow().as_ref() == Some(&stall);
+        if already {
+            tracing::debug!(position = stall.position, "the read models are still stuck");
+            return;
+        }
+        tracing::error!(
+            position = stall.position,
+            event_id = %stall.event_id,
+            event_type = stall.event_type,
+            stream_id = stall.stream_id,
+            error = ?error,
+            "the read models are stuck at an event they cannot apply: they stop here (health \
+             `read_models` is NOT_SERVING) and retry until they get past it"
+        );
+        self.stall.send_replace(Some(stall));
+    }
+
+    /// The read models got past the event they were stuck at, if any.
+    fn moved_on(&self) {
+        if let Some(stall) = self.stall.send_replace(None) {
+            tracing::info!(
+                position = stall.position,
+                event_id = %stall.event_id,
+                "the read models got past the event they were stuck at"
+            );
+        }
     }
 
     async fn apply_next_batch(&self, limit: usize) -> Result<usize, ProjectionError> {
@@ -224,15 +312,26 @@ impl ProjectionRunner {
         changes
             .prefetch_visits(&mut transaction, &visit_ids)
             .await?;
-        for recorded in events {
-            apply_event(
+        for (index, recorded) in events.iter().enumerate() {
+            let applied = apply_event(
                 &mut transaction,
                 &mut changes,
                 &mut escalation_changes,
                 &self.escalations,
                 recorded,
             )
-            .await?;
+            .await;
+            match applied {
+                Ok(()) => {}
+                Err(error) if cannot_apply(&error) => {
+                    return Err(ProjectionError::Stuck {
+                        stall: Stall::at(recorded, &error),
+                        applicable: index,
+                        source: Box::new(error),
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         }
         changes.flush(&mut transaction, &self.calendar).await?;
         escalation_changes.flush(&mut transaction).await?;
@@ -326,7 +425,7 @@ async fn apply_event(
 }
 
 /// Decodes a stored event. An event this build cannot read stops the read models at it (the
-/// runner retries, logging each time) rather than being skipped: skipping would advance the
+/// runner reports a [`Stall`], logged once, and retries) rather than being skipped: skipping would advance the
 /// checkpoint that every replica shares, so a newer event met by an older replica during a
 /// rolling upgrade would be lost from the read models for good.
 fn decode<T, E: std::fmt::Display>(
@@ -399,6 +498,16 @@ impl ReadModel {
     /// The log position the read models have reached.
     pub fn position(&self) -> u64 {
         *self.position.borrow()
+    }
+
+    /// The event the read models are stuck at, if they are.
+    pub fn stalled(&self) -> Option<Stall> {
+        self.stall.borrow().clone()
+    }
+
+    /// Follows [`ReadModel::stalled`].
+    pub fn watch_stall(&self) -> watch::Receiver<Option<Stall>> {
+        self.stall.clone()
     }
 
     /// Waits until the read models have reached `position`, for at most `timeout`.
