@@ -189,8 +189,7 @@ pub fn create(
         .hash_password(secret.as_bytes(), &salt)
         .map_err(|error| ApiKeyError::Hash(error.to_string()))?
         .to_string();
-    let mut file = read_file(path)?;
-    file.keys.push(StoredKey {
+    let stored = StoredKey {
         id: id.clone(),
         name: name.to_owned(),
         roles: role_names,
@@ -198,8 +197,11 @@ pub fn create(
         hash,
         fingerprint: Some(to_hex(&fingerprint(&key))),
         created_at: chrono::Utc::now(),
-    });
-    write_file(path, &file)?;
+    };
+    change_file(path, |file| {
+        file.keys.push(stored);
+        Ok(true)
+    })?;
     Ok(CreatedKey {
         key: SecretString::from(key),
         id,
@@ -213,13 +215,66 @@ pub fn list(path: &Path) -> Result<Vec<StoredKey>, ApiKeyError> {
 
 /// Removes the key `id`; servers stop accepting it when they next see the file change.
 pub fn revoke(path: &Path, id: &str) -> Result<(), ApiKeyError> {
-    let mut file = read_file(path)?;
-    let before = file.keys.len();
-    file.keys.retain(|key| key.id != id);
-    if file.keys.len() == before {
-        return Err(ApiKeyError::UnknownId(id.to_owned()));
+    change_file(path, |file| {
+        let before = file.keys.len();
+        file.keys.retain(|key| key.id != id);
+        if file.keys.len() == before {
+            return Err(ApiKeyError::UnknownId(id.to_owned()));
+        }
+        Ok(true)
+    })
+}
+
+/// Reads the key file, lets `change` edit it, and writes it back when `change` says it changed
+/// it, all under an exclusive lock on a file beside it: the command line and running servers
+/// (which add fingerprints to keys that lack them) write the same file, and without the lock one
+/// could write back a copy read before the other's change.
+fn change_file(
+    path: &Path,
+    change: impl FnOnce(&mut KeyFile) -> Result<bool, ApiKeyError>,
+) -> Result<(), ApiKeyError> {
+    let lock_path = path.with_extension("lock");
+    if let Some(parent) = lock_path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
-    write_file(path, &file)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(&lock_path).map_err(io_error(&lock_path))?;
+    lock.lock().map_err(io_error(&lock_path))?;
+    let mut file = read_file(path)?;
+    let changed = change(&mut file)?;
+    let written = if changed {
+        write_file(path, &file)
+    } else {
+        Ok(())
+    };
+    // Closing the lock file releases the lock.
+    drop(lock);
+    written
+}
+
+/// Adds `fingerprint` to the key `id` if its record is still `hash` without a fingerprint: a key
+/// created before fingerprints existed, just verified with argon2.
+fn record_fingerprint(
+    path: &Path,
+    id: &str,
+    hash: &str,
+    fingerprint: String,
+) -> Result<(), ApiKeyError> {
+    change_file(path, |file| {
+        let record = file
+            .keys
+            .iter_mut()
+            .find(|key| key.id == id && key.hash == hash && key.fingerprint.is_none());
+        Ok(record
+            .map(|record| record.fingerprint = Some(fingerprint))
+            .is_some())
+    })
 }
 
 /// On the very first start (no key file yet), creates an admin key and writes it, in clear and
@@ -317,6 +372,7 @@ impl ApiKeyStore {
                 if !self.argon2_matches(secret, &stored.hash).await {
                     return Err(KeyRejection::Mismatch);
                 }
+                self.upgrade(&stored, &digest).await;
                 stored
             }
         };
@@ -333,6 +389,31 @@ impl ApiKeyStore {
             state.verified.insert(digest, (stored, principal.clone()));
         }
         Ok(principal)
+    }
+
+    /// Stores the fingerprint of a key that had none, now that it has been verified, so that
+    /// this and every later process recognise it without argon2. A file the server cannot write
+    /// (mounted read-only) leaves the key as it was: checked with argon2 where that is allowed.
+    async fn upgrade(&self, stored: &StoredKey, digest: &[u8; 32]) {
+        let path = self.path.clone();
+        let id = stored.id.clone();
+        let hash = stored.hash.clone();
+        let fingerprint = to_hex(digest);
+        let recorded =
+            tokio::task::spawn_blocking(move || record_fingerprint(&path, &id, &hash, fingerprint))
+                .await;
+        match recorded {
+            Ok(Ok(())) => tracing::info!(
+                key_id = stored.id,
+                "an API key without a fingerprint was verified; its fingerprint is now stored"
+            ),
+            Ok(Err(error)) => tracing::warn!(
+                key_id = stored.id,
+                error = %error,
+                "cannot store the fingerprint of a verified API key"
+            ),
+            Err(error) => tracing::warn!(%error, "storing an API key's fingerprint failed"),
+        }
     }
 
     async fn argon2_matches(&self, secret: &str, hash: &str) -> bool {
@@ -438,9 +519,11 @@ mod tests {
     }
 
     /// A key file written before fingerprints existed: its keys are checked with argon2 when
-    /// the address may hash, and refused unchecked while it may not, unless verified already.
+    /// the address may hash, and refused unchecked while it may not, until verified once; then
+    /// the fingerprint is stored, and a new process (a restart) recognises the key without
+    /// argon2.
     #[tokio::test]
-    async fn keys_without_a_fingerprint_are_checked_with_argon2_only_when_not_throttled() {
+    async fn keys_without_a_fingerprint_get_one_when_first_verified() {
         let directory = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
         let path = directory.path().join("api-keys.json");
         let created = create(&path, "call-centre", &[Role::Intake], None)
@@ -467,6 +550,19 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
         assert!(store.verify(&key, false).await.is_ok());
         assert_eq!(store.argon2_runs(), 1);
+
+        let stored = list(&path).unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            stored
+                .iter()
+                .find(|stored| stored.id == created.id)
+                .is_some_and(|stored| stored.fingerprint.is_some()),
+            "the verified key's fingerprint is stored"
+        );
+        assert_eq!(stored.len(), 2, "the other key is kept");
+        let restarted = ApiKeyStore::new(path.clone());
+        assert!(restarted.verify(&key, false).await.is_ok());
+        assert_eq!(restarted.argon2_runs(), 0);
     }
 
     #[cfg(unix)]
