@@ -1,7 +1,8 @@
 //! A schedule or outbox row the notifier cannot read is set aside with its reason, counted and
 //! logged at error once, and every other complaint still escalates and every other delivery is
 //! still delivered; a later round neither reads it again nor logs it again. Before, one such row
-//! (a complaint received before year 1) failed every scheduler round for good.
+//! failed every scheduler round for good: a complaint received before year 1 left a clock start
+//! the schedule wrote but could not read back (it now reads every time it writes).
 //!
 //! Each test runs on SQLite and on PostgreSQL, with the bad rows planted directly in the
 //! read-model database and the rounds run explicitly.
@@ -160,9 +161,9 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     logged.sort();
     valid(runner.catch_up().await);
 
-    // Rows due before every good one: a clock started before year 1 (what a complaint
-    // received then left behind), a due time no clock can represent, and a complaint id no
-    // complaint can have.
+    // Rows due before every good one: a date that does not exist, a due time no clock can
+    // represent, and a complaint id no complaint can have; and the row a complaint received
+    // before year 1 left behind, which is readable.
     let copy_of_a_good_row = |id: &str, complaint_id: &str, started: &str, due_at: i64| {
         format!(
             "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
@@ -172,12 +173,22 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
              ORDER BY escalation_id LIMIT 1"
         )
     };
-    let before_year_one = uuid::Uuid::now_v7().to_string();
+    let impossible_date = uuid::Uuid::now_v7().to_string();
     let out_of_range = uuid::Uuid::now_v7().to_string();
     let not_a_complaint = uuid::Uuid::now_v7().to_string();
     let a_complaint = uuid::Uuid::now_v7().to_string();
+    let before_year_one = uuid::Uuid::now_v7().to_string();
+    let received_before_year_one = uuid::Uuid::now_v7().to_string();
+    logged.push(received_before_year_one.clone());
+    logged.sort();
     for sql in [
-        copy_of_a_good_row(&before_year_one, &a_complaint, "-0001-12-30T09:00:00Z", 0),
+        copy_of_a_good_row(
+            &before_year_one,
+            &received_before_year_one,
+            "-0001-12-30T09:00:00.000000000Z",
+            2,
+        ),
+        copy_of_a_good_row(&impossible_date, &a_complaint, "2026-02-30T09:00:00Z", 0),
         copy_of_a_good_row(
             &out_of_range,
             &a_complaint,
@@ -213,7 +224,7 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     let _capture = errors.capture();
 
     let raised = valid(scheduler.raise_due().await);
-    assert_eq!(raised, 3, "every good row is raised");
+    assert_eq!(raised, 4, "every readable row is raised");
     assert_eq!(raiser.take(), logged);
     let set_aside = valid(read_model.set_aside_escalations().await);
     let reasons: BTreeMap<&str, &str> = set_aside
@@ -227,8 +238,8 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     );
     assert!(
         reasons
-            .get(before_year_one.as_str())
-            .is_some_and(|reason| reason.contains("invalid time -0001-12-30")),
+            .get(impossible_date.as_str())
+            .is_some_and(|reason| reason.contains("invalid time 2026-02-30")),
         "{reasons:?}"
     );
     assert!(
@@ -243,7 +254,7 @@ async fn an_unreadable_schedule_row_is_set_aside_and_every_other_complaint_escal
     // The next round reads neither bad row again: nothing more is set aside, logged or counted,
     // and the good rows (still scheduled: this raiser appends nothing) are offered again.
     let raised = valid(scheduler.raise_due().await);
-    assert_eq!(raised, 3);
+    assert_eq!(raised, 4);
     assert_eq!(raiser.take(), logged);
     assert_eq!(valid(read_model.set_aside_escalations().await), set_aside);
     assert_eq!(errors.lines_with("cannot be read"), 3);

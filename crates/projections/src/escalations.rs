@@ -513,10 +513,17 @@ fn parse_date(text: &str, key: &str) -> Result<NaiveDate, ProjectionError> {
         .map_err(|_| corrupt(key, format!("invalid date {text}")))
 }
 
+/// Reads a time [`exact`] wrote. RFC 3339 has four-digit years only, so a time before year 1
+/// or after 9999 (which `exact` writes with a sign or a fifth digit, as chrono does) is read
+/// with chrono's own year format: a row this model wrote must never be one it cannot read.
 fn parse_exact(text: &str, key: &str) -> Result<DateTime<Utc>, ProjectionError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| corrupt(key, format!("invalid time {text}")))
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    text.strip_suffix('Z')
+        .and_then(|utc| chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        .map(|at| at.and_utc())
+        .ok_or_else(|| corrupt(key, format!("invalid time {text}")))
 }
 
 fn parse_uuid(text: &str, key: &str) -> Result<Uuid, ProjectionError> {
@@ -713,4 +720,29 @@ pub(crate) async fn raised_count(
         u64::try_from(raised).unwrap_or_default(),
         u64::try_from(past).unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_time_written_is_read_back_whatever_its_year() {
+        for text in [
+            "-0001-12-30T09:00:00.5Z",
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "2026-04-02T09:00:00.123456789Z",
+            "9999-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+        ] {
+            let at: DateTime<Utc> = text
+                .parse()
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+            let written = exact(at);
+            assert_eq!(parse_exact(&written, "key").ok(), Some(at), "{written}");
+        }
+        assert!(parse_exact("not a time", "key").is_err());
+        assert!(parse_exact("-0001-12-30T09:00:00+01:00", "key").is_err());
+    }
 }
