@@ -425,9 +425,9 @@ async fn apply_event(
 }
 
 /// Decodes a stored event. An event this build cannot read stops the read models at it (the
-/// runner reports a [`Stall`], logged once, and retries) rather than being skipped: skipping would advance the
-/// checkpoint that every replica shares, so a newer event met by an older replica during a
-/// rolling upgrade would be lost from the read models for good.
+/// runner reports a [`Stall`], logged once, and retries) rather than being skipped: skipping
+/// would advance the checkpoint that every replica shares, so a newer event met by an older
+/// replica during a rolling upgrade would be lost from the read models for good.
 fn decode<T, E: std::fmt::Display>(
     recorded: &RecordedEvent,
     from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
@@ -644,9 +644,8 @@ impl ReadModel {
     }
 
     /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
-    /// this one tries.
-    /// An unreadable one is an error (the worker uses [`ReadModel::claim_due_delivery_rows`]
-    /// and sets those aside).
+    /// this one tries. An unreadable one is an error (the worker uses
+    /// [`ReadModel::claim_due_delivery_rows`] and sets those aside).
     pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,

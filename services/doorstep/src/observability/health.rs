@@ -41,7 +41,7 @@ impl HealthMonitor {
         tokio::spawn(async move {
             let mut serving = true;
             let mut read_models_serving = None;
-            let mut stall = self.read_model.watch_stall();
+            let mut stall = Some(self.read_model.watch_stall());
             loop {
                 let reachable = if read_models_serving.is_none() {
                     // The first round: the databases answered at start-up.
@@ -50,7 +50,7 @@ impl HealthMonitor {
                     tokio::select! {
                         () = tokio::time::sleep(CHECK_INTERVAL) => {}
                         // A stall is reported at once, without waiting for the next check.
-                        _ = stall.changed() => {}
+                        () = stall_changed(&mut stall) => {}
                         _ = stop.changed() => return,
                     }
                     self.databases_answer().await
@@ -102,6 +102,19 @@ impl HealthMonitor {
         for service in &self.services {
             self.reporter.set_service_status(*service, status).await;
         }
+    }
+}
+
+/// Waits for the runner's stall report to change; once the runner has gone (its task ended),
+/// never, so the monitor falls back to its regular checks instead of waking in a loop.
+async fn stall_changed(stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>) {
+    match stall {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                *stall = None;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
