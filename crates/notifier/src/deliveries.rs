@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel};
+use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel, UnreadableRow};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -93,16 +93,25 @@ impl DeliveryWorker {
         })
     }
 
-    /// One round: claims the due deliveries and tries each at once. Returns how many it claimed.
+    /// One round: claims the due deliveries and tries each at once. Returns how many rows it
+    /// took up: claimed, or set aside because they cannot be read (counted, and logged at error
+    /// once; one bad row must not hold up every other delivery).
     pub async fn deliver_due(&self) -> Result<usize, ProjectionError> {
         // A claim outlives every try it covers, so no other worker takes a delivery mid-try.
         let lease = chrono::Duration::from_std(self.policy.timeout * 2 + Duration::from_secs(5))
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
-        let claimed = self
+        let rows = self
             .read_model
-            .claim_due_deliveries(Utc::now(), lease, BATCH)
+            .claim_due_delivery_rows(Utc::now(), lease, BATCH)
             .await?;
-        let count = claimed.len();
+        let count = rows.len();
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(delivery) => claimed.push(delivery),
+                Err(unreadable) => self.set_aside(&unreadable).await?,
+            }
+        }
         let mut tries = JoinSet::new();
         for delivery in claimed {
             let worker = self.clone();
@@ -126,6 +135,25 @@ impl DeliveryWorker {
             }
         }
         Ok(count)
+    }
+
+    async fn set_aside(&self, unreadable: &UnreadableRow) -> Result<(), ProjectionError> {
+        let newly = self
+            .read_model
+            .set_aside_delivery(&unreadable.key, &unreadable.reason)
+            .await?;
+        // Another worker may have set it aside first: it counted and logged it.
+        if newly {
+            self.metrics.row_set_aside(unreadable.table);
+            tracing::error!(
+                table = unreadable.table,
+                delivery_id = unreadable.key,
+                reason = unreadable.reason,
+                "an outbox row cannot be read; it is set aside (state SET_ASIDE, the reason in \
+                 last_error) and will not be delivered"
+            );
+        }
+        Ok(())
     }
 
     fn observe(&self, delivery: &Delivery, outcome: DeliveryOutcome) {

@@ -27,6 +27,7 @@ impl DeliveryOutcome {
 pub(crate) struct NotifierMetrics {
     escalations_raised: Counter<u64>,
     deliveries: Counter<u64>,
+    set_aside: Counter<u64>,
 }
 
 impl NotifierMetrics {
@@ -46,7 +47,19 @@ impl NotifierMetrics {
                      or dead_lettered",
                 )
                 .build(),
+            set_aside: meter
+                .u64_counter("doorstep.notifier.rows_set_aside")
+                .with_unit("{row}")
+                .with_description(
+                    "Schedule and outbox rows the notifier could not read and set aside (kept \
+                     with the reason) instead of retrying them, by table",
+                )
+                .build(),
         }
+    }
+
+    pub(crate) fn row_set_aside(&self, table: &'static str) {
+        self.set_aside.add(1, &[KeyValue::new("table", table)]);
     }
 
     pub(crate) fn escalation_raised(&self, deadline: &'static str, level: &str) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use doorstep_projections::{DueEscalation, ProjectionError, ReadModel};
+use doorstep_projections::{DueEscalation, ProjectionError, ReadModel, UnreadableRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -86,9 +86,20 @@ impl Scheduler {
     }
 
     /// One round: raises every step due now (in batches). Returns how many it raised.
+    ///
+    /// A schedule row it cannot read is set aside with its reason (counted, and logged at error
+    /// once) and the round goes on: one bad row must not keep every other complaint from
+    /// escalating, round after round.
     pub async fn raise_due(&self) -> Result<usize, ProjectionError> {
         let now = (self.now)();
-        let due = self.read_model.due_escalations(now, BATCH).await?;
+        let rows = self.read_model.due_escalation_rows(now, BATCH).await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(step) => due.push(step),
+                Err(unreadable) => self.set_aside(&unreadable, now).await?,
+            }
+        }
         let mut raised = 0;
         for step in &due {
             // Each raise is a trace of its own, which the EscalationRaised event records.
@@ -129,5 +140,28 @@ impl Scheduler {
             }
         }
         Ok(raised)
+    }
+
+    async fn set_aside(
+        &self,
+        unreadable: &UnreadableRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        let newly = self
+            .read_model
+            .set_aside_escalation(&unreadable.key, &unreadable.reason, now)
+            .await?;
+        // Another scheduler may have set it aside first: it counted and logged it.
+        if newly {
+            self.metrics.row_set_aside(unreadable.table);
+            tracing::error!(
+                table = unreadable.table,
+                escalation_id = unreadable.key,
+                reason = unreadable.reason,
+                "an escalation schedule row cannot be read; it is set aside and will not be \
+                 raised until its complaint's clock changes or the read models are rebuilt"
+            );
+        }
+        Ok(())
     }
 }

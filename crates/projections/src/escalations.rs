@@ -22,9 +22,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
-use crate::ProjectionError;
 use crate::database::{placeholders, row_values};
 use crate::month::Month;
+use crate::{ProjectionError, UnreadableRow};
 
 /// What the runner needs to schedule escalations and fill the outbox: the ladder policy, the
 /// calendar, and where deliveries go. Every replica on one database must use the same.
@@ -513,10 +513,17 @@ fn parse_date(text: &str, key: &str) -> Result<NaiveDate, ProjectionError> {
         .map_err(|_| corrupt(key, format!("invalid date {text}")))
 }
 
+/// Reads a time [`exact`] wrote. RFC 3339 has four-digit years only, so a time before year 1
+/// or after 9999 (which `exact` writes with a sign or a fifth digit, as chrono does) is read
+/// with chrono's own year format: a row this model wrote must never be one it cannot read.
 fn parse_exact(text: &str, key: &str) -> Result<DateTime<Utc>, ProjectionError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| corrupt(key, format!("invalid time {text}")))
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    text.strip_suffix('Z')
+        .and_then(|utc| chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        .map(|at| at.and_utc())
+        .ok_or_else(|| corrupt(key, format!("invalid time {text}")))
 }
 
 fn parse_uuid(text: &str, key: &str) -> Result<Uuid, ProjectionError> {
@@ -527,38 +534,94 @@ fn parse_level(text: &str, key: &str) -> Result<EscalationLevel, ProjectionError
     EscalationLevel::parse("level", text).map_err(|_| corrupt(key, format!("invalid level {text}")))
 }
 
-/// Ladder steps due at `now`, earliest first.
+/// The table the schedule's rows are set aside in.
+const SCHEDULE: &str = "escalation_schedule";
+
+/// Ladder steps due at `now`, earliest first, each read or found unreadable. Rows set aside
+/// are not due.
 pub(crate) async fn due(
     pool: &AnyPool,
     now: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<DueEscalation>, ProjectionError> {
+) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
+    // The key is read as text whatever was stored in it, so that any row can be set aside.
     let rows = sqlx::query(
-        "SELECT escalation_id, complaint_id, contractor_id, deadline, level, deadline_date, \
-         clock_started_at, due_at FROM escalation_schedule WHERE due_at <= $1 \
+        "SELECT CAST(escalation_id AS TEXT) AS escalation_id, complaint_id, contractor_id, \
+         deadline, level, deadline_date, clock_started_at, due_at FROM escalation_schedule \
+         WHERE due_at <= $1 AND set_aside_reason IS NULL \
          ORDER BY due_at, escalation_id LIMIT $2",
     )
     .bind(millis(now))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("escalation_id")?;
+        due.push(
+            decode_due(row, &id).map_err(|error| UnreadableRow::from_error(SCHEDULE, &id, &error)),
+        );
+    }
+    Ok(due)
+}
+
+fn decode_due(row: &AnyRow, id: &str) -> Result<DueEscalation, ProjectionError> {
+    let deadline: String = row.try_get("deadline")?;
+    let level: String = row.try_get("level")?;
+    let date: String = row.try_get("deadline_date")?;
+    let started: String = row.try_get("clock_started_at")?;
+    let due = DueEscalation {
+        escalation_id: parse_uuid(id, id)?,
+        complaint_id: row.try_get("complaint_id")?,
+        contractor_id: row.try_get("contractor_id")?,
+        deadline: parse_deadline(&deadline, id)?,
+        level: parse_level(&level, id)?,
+        deadline_date: parse_date(&date, id)?,
+        clock_started_at: parse_exact(&started, id)?,
+        due_at: from_millis(row.try_get("due_at")?, id)?,
+    };
+    // A complaint id no complaint can have would fail every raise, round after round.
+    ComplaintId::parse("complaint_id", &due.complaint_id)
+        .map_err(|_| corrupt(id, format!("invalid complaint id {}", due.complaint_id)))?;
+    Ok(due)
+}
+
+/// Sets a schedule row aside with `reason`, so it is no longer due. Returns false when it was
+/// set aside already (by another scheduler) or has gone.
+pub(crate) async fn set_aside(
+    pool: &AnyPool,
+    key: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, ProjectionError> {
+    let result = sqlx::query(
+        "UPDATE escalation_schedule SET set_aside_reason = $1, set_aside_at = $2 \
+         WHERE escalation_id = $3 AND set_aside_reason IS NULL",
+    )
+    .bind(reason)
+    .bind(millis(now))
+    .bind(key)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The schedule rows set aside: key, reason and when, oldest first.
+pub(crate) async fn set_aside_rows(
+    pool: &AnyPool,
+) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT CAST(escalation_id AS TEXT) AS escalation_id, set_aside_reason, set_aside_at \
+         FROM escalation_schedule WHERE set_aside_reason IS NOT NULL \
+         ORDER BY set_aside_at, escalation_id",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|row| {
-            let id: String = row.try_get("escalation_id")?;
-            let deadline: String = row.try_get("deadline")?;
-            let level: String = row.try_get("level")?;
-            let date: String = row.try_get("deadline_date")?;
-            let started: String = row.try_get("clock_started_at")?;
-            Ok(DueEscalation {
-                escalation_id: parse_uuid(&id, &id)?,
-                complaint_id: row.try_get("complaint_id")?,
-                contractor_id: row.try_get("contractor_id")?,
-                deadline: parse_deadline(&deadline, &id)?,
-                level: parse_level(&level, &id)?,
-                deadline_date: parse_date(&date, &id)?,
-                clock_started_at: parse_exact(&started, &id)?,
-                due_at: from_millis(row.try_get("due_at")?, &id)?,
-            })
+            let key: String = row.try_get("escalation_id")?;
+            let at = from_millis(row.try_get("set_aside_at")?, &key)?;
+            Ok((key, row.try_get("set_aside_reason")?, at))
         })
         .collect()
 }
@@ -657,4 +720,29 @@ pub(crate) async fn raised_count(
         u64::try_from(raised).unwrap_or_default(),
         u64::try_from(past).unwrap_or_default(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_time_written_is_read_back_whatever_its_year() {
+        for text in [
+            "-0001-12-30T09:00:00.5Z",
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "2026-04-02T09:00:00.123456789Z",
+            "9999-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+        ] {
+            let at: DateTime<Utc> = text
+                .parse()
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+            let written = exact(at);
+            assert_eq!(parse_exact(&written, "key").ok(), Some(at), "{written}");
+        }
+        assert!(parse_exact("not a time", "key").is_err());
+        assert!(parse_exact("-0001-12-30T09:00:00+01:00", "key").is_err());
+    }
 }

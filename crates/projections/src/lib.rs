@@ -36,7 +36,7 @@ pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
 };
-pub use runner::{ProjectionRunner, ReadModel};
+pub use runner::{ProjectionRunner, ReadModel, Stall};
 
 /// The pure "next row" steps of each read model, for tests and for anyone checking a model
 /// against the replayed aggregates.
@@ -44,6 +44,52 @@ pub mod steps {
     pub use crate::complaint_list::next_row as next_complaint_row;
     pub use crate::contractors::next_row as next_contractor_row;
     pub use crate::handling::next_row as next_handling_row;
+}
+
+/// A row the notifier cannot read: it is set aside with this reason (and counted and logged)
+/// rather than stopping every other escalation or delivery behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRow {
+    /// `escalation_schedule` or `escalation_deliveries`.
+    pub table: &'static str,
+    /// The row's primary key as stored.
+    pub key: String,
+    pub reason: String,
+}
+
+impl UnreadableRow {
+    fn from_error(table: &'static str, key: &str, error: &ProjectionError) -> Self {
+        let reason = match error {
+            ProjectionError::CorruptRecord { reason, .. } => reason.clone(),
+            other => error_chain(other),
+        };
+        Self {
+            table,
+            key: key.to_owned(),
+            reason,
+        }
+    }
+
+    /// The error a caller that cannot set rows aside reports.
+    pub fn into_error(self) -> ProjectionError {
+        ProjectionError::CorruptRecord {
+            table: self.table,
+            key: self.key,
+            reason: self.reason,
+        }
+    }
+}
+
+/// An error with its causes, one after another.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a read model could not be read or updated.
@@ -68,6 +114,15 @@ pub enum ProjectionError {
     },
     #[error("the event at position {position} cannot be read by this build: {reason}")]
     UndecodableEvent { position: u64, reason: String },
+    /// An event the read models cannot apply, whatever the retries: they stop at it.
+    #[error("the read models are stuck at event {} (position {})", .stall.event_id, .stall.position)]
+    Stuck {
+        stall: Stall,
+        /// Events of the failed batch before the stuck one, which can be applied alone.
+        applicable: usize,
+        #[source]
+        source: Box<ProjectionError>,
+    },
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
     #[error("page token is not one this service issued")]

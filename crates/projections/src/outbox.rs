@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
-use crate::ProjectionError;
 use crate::escalations::{EscalationPlanner, EscalationRow, from_millis, millis};
+use crate::{ProjectionError, UnreadableRow};
 
 /// Namespace of delivery ids.
 const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x9b1c_07d3_5e4a_4f82_a6c1_2d8e_7f30_b4c5);
@@ -145,16 +145,22 @@ fn decode(row: &AnyRow) -> Result<Delivery, ProjectionError> {
     })
 }
 
+/// The table deliveries are set aside in.
+const OUTBOX: &str = "escalation_deliveries";
+
 /// Claims up to `limit` pending deliveries due at `now` for `lease`; a delivery claimed by
-/// another worker (another replica) whose lease has not run out is left to it.
+/// another worker (another replica) whose lease has not run out is left to it. A row that
+/// cannot be read is returned as such, unclaimed, for the worker to set aside.
 pub(crate) async fn claim_due(
     pool: &AnyPool,
     now: DateTime<Utc>,
     lease: Duration,
     limit: u32,
-) -> Result<Vec<Delivery>, ProjectionError> {
+) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
+    // The key is read as text whatever was stored in it, so that any row can be set aside.
     let sql = format!(
-        "SELECT {COLUMNS} FROM escalation_deliveries WHERE state = 'PENDING' \
+        "SELECT CAST(delivery_id AS TEXT) AS key, {COLUMNS} FROM escalation_deliveries \
+         WHERE state = 'PENDING' \
          AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $2) \
          ORDER BY next_attempt_at LIMIT $3"
     );
@@ -166,21 +172,46 @@ pub(crate) async fn claim_due(
         .await?;
     let mut claimed = Vec::with_capacity(candidates.len());
     for row in &candidates {
-        let delivery = decode(row)?;
+        let key: String = row.try_get("key")?;
+        let delivery = match decode(row) {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                claimed.push(Err(UnreadableRow::from_error(OUTBOX, &key, &error)));
+                continue;
+            }
+        };
         let result = sqlx::query(
             "UPDATE escalation_deliveries SET lease_until = $1 WHERE delivery_id = $2 \
              AND state = 'PENDING' AND (lease_until IS NULL OR lease_until <= $3)",
         )
         .bind(millis(now + lease))
-        .bind(delivery.delivery_id.to_string())
+        .bind(key)
         .bind(millis(now))
         .execute(pool)
         .await?;
         if result.rows_affected() == 1 {
-            claimed.push(delivery);
+            claimed.push(Ok(delivery));
         }
     }
     Ok(claimed)
+}
+
+/// Sets a pending delivery aside with `reason`: it is never claimed again, and keeps the
+/// reason in `last_error`. Returns false when it was not pending (another worker set it aside).
+pub(crate) async fn set_aside(
+    pool: &AnyPool,
+    key: &str,
+    reason: &str,
+) -> Result<bool, ProjectionError> {
+    let result = sqlx::query(
+        "UPDATE escalation_deliveries SET state = 'SET_ASIDE', last_error = $1, \
+         lease_until = NULL WHERE delivery_id = $2 AND state = 'PENDING'",
+    )
+    .bind(reason)
+    .bind(key)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 pub(crate) async fn mark_delivered(

@@ -16,7 +16,6 @@ use tracing::Instrument as _;
 /// How many of a batch's appending calls its span links to.
 const MAX_LINKS_PER_BATCH: usize = 64;
 
-use crate::ProjectionError;
 use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
@@ -29,6 +28,7 @@ use crate::handling_counters;
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
+use crate::{ProjectionError, UnreadableRow};
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
@@ -55,6 +55,40 @@ const BATCH_SIZE: usize = 500;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// The event the read models are stuck at: one they cannot apply (this build cannot decode it,
+/// or a read-model row it needs cannot be read). They stay stuck until the runner gets past it,
+/// because skipping it would advance the checkpoint every replica shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub position: u64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub stream_id: String,
+    pub reason: String,
+}
+
+impl Stall {
+    fn at(recorded: &RecordedEvent, error: &ProjectionError) -> Self {
+        Self {
+            position: recorded.position,
+            event_id: recorded.event_id,
+            event_type: recorded.event_type.clone(),
+            stream_id: recorded.stream_id.as_str().to_owned(),
+            reason: crate::error_chain(error),
+        }
+    }
+}
+
+/// Whether retrying cannot help: the same event meets the same failure every time.
+fn cannot_apply(error: &ProjectionError) -> bool {
+    matches!(
+        error,
+        ProjectionError::UndecodableEvent { .. }
+            | ProjectionError::CorruptRow { .. }
+            | ProjectionError::CorruptRecord { .. }
+    )
+}
+
 /// Applies new events to the read models, one transaction per batch with its checkpoint.
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
@@ -63,6 +97,7 @@ pub struct ProjectionRunner {
     /// rebuild to recount them.
     calendar: Arc<WorkingDayCalendar>,
     position: watch::Sender<u64>,
+    stall: watch::Sender<Option<Stall>>,
     escalations: Arc<EscalationPlanner>,
 }
 
@@ -71,6 +106,7 @@ pub struct ProjectionRunner {
 pub struct ReadModel {
     database: ReadModelDatabase,
     position: watch::Receiver<u64>,
+    stall: watch::Receiver<Option<Stall>>,
 }
 
 impl ProjectionRunner {
@@ -82,9 +118,11 @@ impl ProjectionRunner {
     ) -> Result<(Self, ReadModel), ProjectionError> {
         let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
+        let (stall, stall_receiver) = watch::channel(None);
         let read_model = ReadModel {
             database: database.clone(),
             position: receiver,
+            stall: stall_receiver,
         };
         Ok((
             Self {
@@ -92,6 +130,7 @@ impl ProjectionRunner {
                 database,
                 calendar,
                 position,
+                stall,
                 escalations: Arc::new(EscalationPlanner::default()),
             },
             read_model,
@@ -147,12 +186,31 @@ impl ProjectionRunner {
                 }
                 match self.apply_next_batch(BATCH_SIZE).await {
                     Ok(0) => {
+                        self.moved_on();
                         tokio::select! {
                             changed = head.changed() => if changed.is_err() { return },
                             _ = shutdown.changed() => {}
                         }
                     }
-                    Ok(_) => {}
+                    Ok(_) => self.moved_on(),
+                    Err(ProjectionError::Stuck {
+                        stall,
+                        applicable,
+                        source,
+                    }) => {
+                        // The events before the stuck one are applied, so the read models
+                        // stop exactly at it.
+                        if applicable > 0
+                            && let Err(error) = self.apply_next_batch(applicable).await
+                        {
+                            tracing::warn!(error = ?error, "cannot apply the events before a stuck one");
+                        }
+                        self.stuck(stall, &source);
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY_DELAY) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
                     Err(error) => {
                         tracing::error!(error = ?error, "projection batch failed; retrying");
                         tokio::select! {
@@ -163,6 +221,36 @@ impl ProjectionRunner {
                 }
             }
         })
+    }
+
+    /// Records that the read models are stuck at `stall`, logging it at error when it is new.
+    fn stuck(&self, stall: Stall, error: &ProjectionError) {
+        let already = self.stall.borrow().as_ref() == Some(&stall);
+        if already {
+            tracing::debug!(position = stall.position, "the read models are still stuck");
+            return;
+        }
+        tracing::error!(
+            position = stall.position,
+            event_id = %stall.event_id,
+            event_type = stall.event_type,
+            stream_id = stall.stream_id,
+            error = ?error,
+            "the read models are stuck at an event they cannot apply: they stop here (health \
+             `read_models` is NOT_SERVING) and retry until they get past it"
+        );
+        self.stall.send_replace(Some(stall));
+    }
+
+    /// The read models got past the event they were stuck at, if any.
+    fn moved_on(&self) {
+        if let Some(stall) = self.stall.send_replace(None) {
+            tracing::info!(
+                position = stall.position,
+                event_id = %stall.event_id,
+                "the read models got past the event they were stuck at"
+            );
+        }
     }
 
     async fn apply_next_batch(&self, limit: usize) -> Result<usize, ProjectionError> {
@@ -224,15 +312,26 @@ impl ProjectionRunner {
         changes
             .prefetch_visits(&mut transaction, &visit_ids)
             .await?;
-        for recorded in events {
-            apply_event(
+        for (index, recorded) in events.iter().enumerate() {
+            let applied = apply_event(
                 &mut transaction,
                 &mut changes,
                 &mut escalation_changes,
                 &self.escalations,
                 recorded,
             )
-            .await?;
+            .await;
+            match applied {
+                Ok(()) => {}
+                Err(error) if cannot_apply(&error) => {
+                    return Err(ProjectionError::Stuck {
+                        stall: Stall::at(recorded, &error),
+                        applicable: index,
+                        source: Box::new(error),
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         }
         changes.flush(&mut transaction, &self.calendar).await?;
         escalation_changes.flush(&mut transaction).await?;
@@ -326,9 +425,9 @@ async fn apply_event(
 }
 
 /// Decodes a stored event. An event this build cannot read stops the read models at it (the
-/// runner retries, logging each time) rather than being skipped: skipping would advance the
-/// checkpoint that every replica shares, so a newer event met by an older replica during a
-/// rolling upgrade would be lost from the read models for good.
+/// runner reports a [`Stall`], logged once, and retries) rather than being skipped: skipping
+/// would advance the checkpoint that every replica shares, so a newer event met by an older
+/// replica during a rolling upgrade would be lost from the read models for good.
 fn decode<T, E: std::fmt::Display>(
     recorded: &RecordedEvent,
     from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
@@ -399,6 +498,16 @@ impl ReadModel {
     /// The log position the read models have reached.
     pub fn position(&self) -> u64 {
         *self.position.borrow()
+    }
+
+    /// The event the read models are stuck at, if they are.
+    pub fn stalled(&self) -> Option<Stall> {
+        self.stall.borrow().clone()
+    }
+
+    /// Follows [`ReadModel::stalled`].
+    pub fn watch_stall(&self) -> watch::Receiver<Option<Stall>> {
+        self.stall.clone()
     }
 
     /// Waits until the read models have reached `position`, for at most `timeout`.
@@ -475,13 +584,46 @@ impl ReadModel {
         performance::programme_performance(self.database.pool(), from, to).await
     }
 
-    /// Ladder steps whose time has come at `now`, earliest first.
+    /// Ladder steps whose time has come at `now`, earliest first; an unreadable one is an
+    /// error (the scheduler uses [`ReadModel::due_escalation_rows`] and sets those aside).
     pub async fn due_escalations(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueEscalation>, ProjectionError> {
+        self.due_escalation_rows(now, limit)
+            .await?
+            .into_iter()
+            .map(|row| row.map_err(UnreadableRow::into_error))
+            .collect()
+    }
+
+    /// Ladder steps whose time has come at `now`, earliest first, each read or found
+    /// unreadable. Rows set aside are not due.
+    pub async fn due_escalation_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
         escalations::due(self.database.pool(), now, limit).await
+    }
+
+    /// Sets an unreadable schedule row aside with `reason`, so it is no longer due. False when
+    /// it was set aside already (by another scheduler) or has gone.
+    pub async fn set_aside_escalation(
+        &self,
+        key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        escalations::set_aside(self.database.pool(), key, reason, now).await
+    }
+
+    /// The schedule rows set aside: key, reason and when, oldest first.
+    pub async fn set_aside_escalations(
+        &self,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
+        escalations::set_aside_rows(self.database.pool()).await
     }
 
     /// One page of raised escalations in the order raised, after log position `after`.
@@ -502,14 +644,40 @@ impl ReadModel {
     }
 
     /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
-    /// this one tries.
+    /// this one tries. An unreadable one is an error (the worker uses
+    /// [`ReadModel::claim_due_delivery_rows`] and sets those aside).
     pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, ProjectionError> {
+        self.claim_due_delivery_rows(now, lease, limit)
+            .await?
+            .into_iter()
+            .map(|row| row.map_err(UnreadableRow::into_error))
+            .collect()
+    }
+
+    /// As [`ReadModel::claim_due_deliveries`], returning each row that cannot be read, unclaimed,
+    /// beside those claimed.
+    pub async fn claim_due_delivery_rows(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
         outbox::claim_due(self.database.pool(), now, lease, limit).await
+    }
+
+    /// Sets an unreadable pending delivery aside with `reason`: it is never claimed again.
+    /// False when it was not pending (another worker set it aside first).
+    pub async fn set_aside_delivery(
+        &self,
+        key: &str,
+        reason: &str,
+    ) -> Result<bool, ProjectionError> {
+        outbox::set_aside(self.database.pool(), key, reason).await
     }
 
     pub async fn mark_delivered(
@@ -548,7 +716,7 @@ impl ReadModel {
         outbox::dead_letters(self.database.pool(), page_size, after).await
     }
 
-    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`), if it exists.
+    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`, `SET_ASIDE`), if it exists.
     pub async fn delivery_state(
         &self,
         delivery_id: uuid::Uuid,

@@ -12,7 +12,7 @@ use doorstep_api::v1::event_service_server::EventServiceServer;
 use doorstep_api::v1::performance_service_server::PerformanceServiceServer;
 use doorstep_api::v1::visit_service_server::VisitServiceServer;
 use doorstep_domain::WorkingDayCalendar;
-use doorstep_projections::{ProjectionRunner, ReadModelDatabase};
+use doorstep_projections::{ProjectionRunner, ReadModel, ReadModelDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
@@ -118,6 +118,8 @@ pub struct Application {
     store: OpenedStore,
     read_models: ReadModelDatabase,
     projection_runner: ProjectionRunner,
+    /// The query side, for health to see whether the runner is stuck.
+    read_model: ReadModel,
     complaint_api: ComplaintApi,
     contractor_api: ContractorApi,
     visit_api: VisitApi,
@@ -402,6 +404,7 @@ impl Application {
             store,
             read_models,
             projection_runner,
+            read_model,
             complaint_api,
             contractor_api,
             visit_api,
@@ -483,6 +486,7 @@ impl Application {
         let health_monitor = HealthMonitor {
             store: self.store.clone(),
             read_models: self.read_models.clone(),
+            read_model: self.read_model.clone(),
             reporter: health_reporter.clone(),
             services: health_services.clone(),
         }

@@ -393,3 +393,77 @@ async fn erasure_leaves_no_key_on_disk_and_rotate_master_retires_the_old_master_
         .into_inner();
     assert!(view.complaint.is_some_and(|c| c.personal_data_erased));
 }
+
+/// A key in use keeps working through a guessing flood from its own address after the binary
+/// restarts, when the new process has never seen the key: it is recognised by its fingerprint,
+/// while the guesses past the limit are refused unchecked.
+#[tokio::test]
+async fn a_key_in_use_keeps_working_through_a_guessing_flood_after_a_restart() {
+    use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
+    use doorstep_server::auth::client::CallerCredential;
+
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("data/doorstep.db").display()
+    );
+    let mut running = serve(&database_url);
+    let created = doorstep(&database_url)
+        .args([
+            "api-keys",
+            "create",
+            "--role",
+            "intake",
+            "--name",
+            "call-centre",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("api-keys create runs");
+    assert!(created.status.success());
+    let key = String::from_utf8(created.stdout).expect("the key is printed as text");
+    let key = key.trim().to_owned();
+    let key_id = key
+        .strip_prefix("dsk_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id.to_owned())
+        .expect("a dsk_<id>_<secret> key");
+    let call = async |port: u16, key: &str| {
+        let connection =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("a valid endpoint")
+                .connect()
+                .await
+                .expect("the binary accepts connections");
+        let channel = CallerCredential::api_key(key)
+            .expect("sendable")
+            .attach(connection);
+        ContractorServiceClient::new(channel)
+            .list_contractors(v1::ListContractorsRequest::default())
+            .await
+            .map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+    };
+    assert_eq!(call(running.port, &key).await, tonic::Code::Ok);
+    assert!(running.stop_gracefully().await.success());
+
+    let running = serve(&database_url);
+    // The default limit is 20 bad keys a minute from one address.
+    let mut throttled = 0;
+    for guess in 0..25 {
+        let code = call(running.port, &format!("dsk_{key_id}_guess-{guess}")).await;
+        assert!(
+            matches!(
+                code,
+                tonic::Code::Unauthenticated | tonic::Code::ResourceExhausted
+            ),
+            "{code:?}"
+        );
+        throttled += usize::from(code == tonic::Code::ResourceExhausted);
+    }
+    assert!(throttled >= 5, "guessing is throttled: {throttled}");
+    assert_eq!(
+        call(running.port, &key).await,
+        tonic::Code::Ok,
+        "the key in use still works from the flooded address"
+    );
+}

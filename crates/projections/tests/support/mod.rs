@@ -220,3 +220,77 @@ macro_rules! on_every_backend {
 pub fn calendar() -> Arc<doorstep_domain::WorkingDayCalendar> {
     Arc::new(doorstep_domain::WorkingDayCalendar::england_and_wales())
 }
+
+/// A complaint written through the real rules and the real store.
+pub struct ComplaintWriter {
+    pub id: doorstep_domain::input::ComplaintId,
+    state: Option<doorstep_domain::complaint::Complaint>,
+}
+
+impl ComplaintWriter {
+    /// Logs a new complaint against `acme-retrofit`, received at `received_at`.
+    pub async fn log(backend: &TestBackend, received_at: chrono::DateTime<chrono::Utc>) -> Self {
+        use doorstep_domain::complaint::{Command, LogComplaint, PropertyInput, ResidentInput};
+        use doorstep_domain::input::{
+            Address, ComplaintId, ContractorId, LongText, OptionalText, PersonName,
+            ResidentReference, SourceSystem, Uprn,
+        };
+        let id = ComplaintId::from_uuid(uuid::Uuid::now_v7());
+        let mut writer = Self { id, state: None };
+        let command = Command::Log(Box::new(LogComplaint {
+            complaint_id: id,
+            channel: "WEB".to_owned(),
+            source_system: valid(SourceSystem::parse("source_system", "portal")),
+            resident: ResidentInput {
+                reference: valid(ResidentReference::parse("r", "T-1")),
+                name: valid(PersonName::parse("n", "A Resident")),
+                phone: None,
+                email: None,
+            },
+            property: PropertyInput {
+                uprn: valid(Uprn::parse("u", "123456")),
+                address: valid(Address::parse("a", "1 Road")),
+            },
+            contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
+            visit_id: None,
+            standards: vec![doorstep_domain::ServiceStandard::Tidiness],
+            description: LongText::default(),
+            occurred_at: None,
+            received_at,
+            outcome_sought: OptionalText::default(),
+            reasonable_adjustments: OptionalText::default(),
+        }));
+        writer.run(backend, command).await;
+        writer
+    }
+
+    /// Decides `command` on the complaint and appends what it produces.
+    pub async fn run(
+        &mut self,
+        backend: &TestBackend,
+        command: doorstep_domain::complaint::Command,
+    ) {
+        use doorstep_domain::complaint::{HandlingContext, apply, handle};
+        let calendar = doorstep_domain::WorkingDayCalendar::england_and_wales();
+        let context = HandlingContext {
+            calendar: &calendar,
+            timescales: Default::default(),
+        };
+        let events = valid(handle(self.state.as_ref(), command, &context));
+        for event in &events {
+            self.state = apply(self.state.take(), event);
+        }
+        append(
+            &backend.store,
+            &StreamId::new("complaint", self.id),
+            events.iter().map(|event| {
+                (
+                    event.event_type(),
+                    event.schema_version(),
+                    event.to_payload(),
+                )
+            }),
+        )
+        .await;
+    }
+}

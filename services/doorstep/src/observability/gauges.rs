@@ -1,6 +1,7 @@
 //! Gauges sampled from the log and the read models every few seconds, and read by the metrics
 //! exporters from the last sample: open complaints by status and stage, and how far the read
-//! models trail the log (in events and in seconds).
+//! models trail the log (in events and in seconds). Whether the read models are stuck at an
+//! event is read from the runner at each collection.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub struct GaugeSampler {
     store: Arc<dyn EventStore>,
     read_model: ReadModel,
     sample: Arc<Mutex<Sample>>,
-    _instruments: [ObservableGauge<u64>; 2],
+    _instruments: [ObservableGauge<u64>; 3],
     _lag_seconds: ObservableGauge<f64>,
 }
 
@@ -88,11 +89,26 @@ impl GaugeSampler {
                 })
                 .build()
         };
+        // Read from the runner's own state at each collection, not sampled: it needs no database.
+        let stalled = {
+            let read_model = read_model.clone();
+            meter
+                .u64_observable_gauge("doorstep.projection.stalled")
+                .with_unit("{event}")
+                .with_description(
+                    "1 while the read models are stuck at an event they cannot apply (the log \
+                     says which), 0 otherwise",
+                )
+                .with_callback(move |observer| {
+                    observer.observe(u64::from(read_model.stalled().is_some()), &[]);
+                })
+                .build()
+        };
         Self {
             store,
             read_model,
             sample,
-            _instruments: [open, lag_events],
+            _instruments: [open, lag_events, stalled],
             _lag_seconds: lag_seconds,
         }
     }

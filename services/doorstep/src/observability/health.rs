@@ -1,10 +1,15 @@
 //! gRPC health that reflects the database: the overall status (the empty service name) and every
 //! Doorstep service are NOT_SERVING while the event store or the read models do not answer, and
 //! SERVING again once they do. The `liveness` name stays SERVING while the process runs.
+//!
+//! The `read_models` name follows the read models themselves: NOT_SERVING also while they are
+//! stuck at an event they cannot apply. It is for alerting, not readiness: writes and
+//! `GetComplaint` still work then, and every replica shares the stuck checkpoint, so taking them
+//! all out of service would turn stale lists into an outage.
 
 use std::time::Duration;
 
-use doorstep_projections::ReadModelDatabase;
+use doorstep_projections::{ReadModel, ReadModelDatabase};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
@@ -16,11 +21,15 @@ use crate::backend::OpenedStore;
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// A database that has not answered in this long counts as unreachable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The health check name of the read models (see the module comment).
+pub const READ_MODELS_SERVICE: &str = "read_models";
 
 /// Follows the databases and sets the health statuses of `services` (and the overall one).
 pub struct HealthMonitor {
     pub store: OpenedStore,
     pub read_models: ReadModelDatabase,
+    /// Says whether the projection runner is stuck at an event.
+    pub read_model: ReadModel,
     pub reporter: HealthReporter,
     pub services: Vec<&'static str>,
 }
@@ -31,14 +40,30 @@ impl HealthMonitor {
     pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut serving = true;
+            let mut read_models_serving = None;
+            let mut stall = Some(self.read_model.watch_stall());
             loop {
-                tokio::select! {
-                    () = tokio::time::sleep(CHECK_INTERVAL) => {}
-                    _ = stop.changed() => return,
-                }
-                let reachable = self.databases_answer().await;
+                let reachable = if read_models_serving.is_none() {
+                    // The first round: the databases answered at start-up.
+                    true
+                } else {
+                    tokio::select! {
+                        () = tokio::time::sleep(CHECK_INTERVAL) => {}
+                        // A stall is reported at once, without waiting for the next check.
+                        () = stall_changed(&mut stall) => {}
+                        _ = stop.changed() => return,
+                    }
+                    self.databases_answer().await
+                };
                 if *stop.borrow() {
                     return;
+                }
+                let read_models_now = reachable && self.read_model.stalled().is_none();
+                if read_models_serving != Some(read_models_now) {
+                    read_models_serving = Some(read_models_now);
+                    self.reporter
+                        .set_service_status(READ_MODELS_SERVICE, status(read_models_now))
+                        .await;
                 }
                 if reachable != serving {
                     serving = reachable;
@@ -47,12 +72,7 @@ impl HealthMonitor {
                     } else {
                         tracing::error!("the database does not answer: health is NOT_SERVING");
                     }
-                    self.set(if serving {
-                        ServingStatus::Serving
-                    } else {
-                        ServingStatus::NotServing
-                    })
-                    .await;
+                    self.set(status(serving)).await;
                 }
             }
         })
@@ -82,5 +102,26 @@ impl HealthMonitor {
         for service in &self.services {
             self.reporter.set_service_status(*service, status).await;
         }
+    }
+}
+
+/// Waits for the runner's stall report to change; once the runner has gone (its task ended),
+/// never, so the monitor falls back to its regular checks instead of waking in a loop.
+async fn stall_changed(stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>) {
+    match stall {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                *stall = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn status(serving: bool) -> ServingStatus {
+    if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
