@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::event::{Property, Resident};
-use super::{Command, Complaint, DomainError, Event, Finding, Stage, Status};
+use super::{Command, Complaint, DomainError, Event, Finding, FindingInput, Stage, Status};
 use crate::calendar::{WorkingDayCalendar, england_date};
 use crate::escalation::PlannedEscalation;
-use crate::input::InvalidInput;
+use crate::input::{Handler, InvalidInput, OptionalText, ShortText};
 use crate::standard::ServiceStandard;
 
 /// The Code's timescales in working days. The defaults are the Code's; stage 2's extension cap
@@ -116,218 +116,292 @@ pub fn handle(
             note,
             at,
         } => acknowledge_escalation(complaint, escalation_id, by, note, at),
-        _ if complaint.status.is_ended() => Err(DomainError::not_allowed(format!(
-            "the complaint is {}; reopen it before taking any other step",
-            if complaint.status == Status::Closed {
-                "closed"
-            } else {
-                "withdrawn"
-            }
-        ))),
+        _ if complaint.status.is_ended() => Err(ended(complaint)),
         Command::Acknowledge {
             stage,
             handler,
             complaint_definition,
             outcome_sought,
             at,
-        } => {
-            if complaint.stage != stage {
-                return Err(DomainError::not_allowed(format!(
-                    "the complaint is at {}, not {stage}",
-                    complaint.stage
-                )));
-            }
-            if complaint.status != Status::AwaitingAcknowledgement {
-                return Err(DomainError::not_allowed(format!(
-                    "{stage} has already been acknowledged"
-                )));
-            }
-            not_before(
-                at,
-                complaint.current_stage().started_at,
-                "acknowledged",
-                "started",
-            )?;
-            follows_latest_step(complaint, at, "acknowledged")?;
-            if stage == Stage::Two {
-                let stage_one_handler = complaint.stage_one.handler.as_ref();
-                if stage_one_handler
-                    .is_some_and(|first| same_person(first.as_str(), handler.as_str()))
-                {
-                    return Err(DomainError::not_allowed(
-                        "the stage 2 handler must not be the person who handled stage 1",
-                    ));
-                }
-            }
-            Ok(vec![Event::ComplaintAcknowledged {
-                stage,
-                handler,
-                complaint_definition,
-                outcome_sought,
-                acknowledged_at: at,
-                response_due: context.due(
-                    "effective_at",
-                    at,
-                    context.timescales.response(stage),
-                )?,
-            }])
-        }
+        } => acknowledge(
+            complaint,
+            context,
+            stage,
+            handler,
+            complaint_definition,
+            outcome_sought,
+            at,
+        ),
         Command::ExtendDeadline {
             reason,
             working_days,
             ombudsman_details_given,
             at,
-        } => {
-            require_under_investigation(complaint, "extended")?;
-            if !ombudsman_details_given {
-                return Err(DomainError::not_allowed(
-                    "an extension must give the resident the Housing Ombudsman's contact details",
-                ));
-            }
-            let stage = complaint.stage;
-            let progress = complaint.current_stage();
-            not_before(
-                at,
-                progress.acknowledged_at.unwrap_or(progress.started_at),
-                "extended",
-                "acknowledged",
-            )?;
-            follows_latest_step(complaint, at, "extended")?;
-            let cap = context.timescales.extension_cap(stage);
-            let total = progress.extension_working_days.saturating_add(working_days);
-            if total > cap {
-                return Err(DomainError::not_allowed(format!(
-                    "{stage} extensions may total at most {cap} working days; {} already granted",
-                    progress.extension_working_days
-                )));
-            }
-            let current_due = progress.response_due.unwrap_or_else(|| england_date(at));
-            Ok(vec![Event::DeadlineExtended {
-                stage,
-                reason,
-                working_days,
-                ombudsman_details_given,
-                extended_at: at,
-                response_due: context.due_after("working_days", current_due, working_days)?,
-            }])
-        }
-        Command::RecordFindings { findings, at } => {
-            require_under_investigation(complaint, "given findings")?;
-            for (index, finding) in findings.iter().enumerate() {
-                if !complaint.standards.contains(&finding.standard) {
-                    return Err(InvalidInput::new(
-                        format!("findings[{index}].standard"),
-                        format!(
-                            "{} is not one of the standards this complaint alleges",
-                            finding.standard
-                        ),
-                    )
-                    .into());
-                }
-            }
-            Ok(vec![Event::FindingsRecorded {
-                stage: complaint.stage,
-                findings: findings
-                    .into_iter()
-                    .map(|finding| Finding {
-                        standard: finding.standard,
-                        outcome: finding.outcome,
-                        summary: finding.summary,
-                        stage: complaint.stage,
-                    })
-                    .collect(),
-                recorded_at: at,
-            }])
-        }
+        } => extend_deadline(
+            complaint,
+            context,
+            reason,
+            working_days,
+            ombudsman_details_given,
+            at,
+        ),
+        Command::RecordFindings { findings, at } => record_findings(complaint, findings, at),
         Command::IssueResponse {
             decision,
             remedy,
             at,
-        } => {
-            require_under_investigation(complaint, "answered")?;
-            let missing = missing_findings(complaint);
-            if !missing.is_empty() {
-                return Err(DomainError::not_allowed(format!(
-                    "record a finding for every alleged standard before responding; missing: {}",
-                    missing.join(", ")
-                )));
-            }
-            let acknowledged_at = complaint
-                .current_stage()
-                .acknowledged_at
-                .unwrap_or(complaint.received_at);
-            not_before(at, acknowledged_at, "answered", "acknowledged")?;
-            follows_latest_step(complaint, at, "answered")?;
-            Ok(vec![Event::ResponseIssued {
-                stage: complaint.stage,
-                decision,
-                remedy,
-                responded_at: at,
-            }])
-        }
+        } => issue_response(complaint, decision, remedy, at),
         Command::RequestStageTwo { reason, at } => {
-            if complaint.stage == Stage::Two {
-                return Err(DomainError::not_allowed(
-                    "the Code has two stages only; after the stage 2 response the resident may refer the complaint to the Housing Ombudsman",
-                ));
-            }
-            if complaint.status != Status::Responded {
-                return Err(DomainError::not_allowed(
-                    "stage 2 can be requested only after the stage 1 response has been issued",
-                ));
-            }
-            let responded_at = complaint
-                .stage_one
-                .responded_at
-                .unwrap_or(complaint.received_at);
-            not_before(at, responded_at, "escalated", "answered at stage 1")?;
-            follows_latest_step(complaint, at, "escalated to stage 2")?;
-            Ok(vec![Event::StageTwoRequested {
-                reason,
-                requested_at: at,
-                acknowledgement_due: context.due(
-                    "effective_at",
-                    at,
-                    context.timescales.acknowledgement(Stage::Two),
-                )?,
-            }])
+            request_stage_two(complaint, context, reason, at)
         }
-        Command::Close { reason, at } => {
-            if complaint.status != Status::Responded {
-                return Err(DomainError::not_allowed(format!(
-                    "a complaint can be closed only after its {} response has been issued; withdraw it instead if the resident no longer wishes to pursue it",
-                    complaint.stage
-                )));
-            }
-            let responded_at = complaint
-                .current_stage()
-                .responded_at
-                .unwrap_or(complaint.received_at);
-            not_before(at, responded_at, "closed", "answered")?;
-            follows_latest_step(complaint, at, "closed")?;
-            Ok(vec![Event::ComplaintClosed {
-                stage: complaint.stage,
-                reason,
-                closed_at: at,
-            }])
-        }
-        Command::Withdraw { reason, at } => {
-            not_before(
-                at,
-                complaint.current_stage().started_at,
-                "withdrawn",
-                "received",
-            )?;
-            follows_latest_step(complaint, at, "withdrawn")?;
-            Ok(vec![Event::ComplaintWithdrawn {
-                stage: complaint.stage,
-                reason,
-                withdrawn_at: at,
-            }])
-        }
+        Command::Close { reason, at } => close(complaint, reason, at),
+        Command::Withdraw { reason, at } => withdraw(complaint, reason, at),
         Command::AddNote { text, at } => Ok(vec![Event::NoteAdded { text, added_at: at }]),
         Command::RaiseEscalation { escalation, at } => raise_escalation(complaint, *escalation, at),
     }
+}
+
+/// Why a step other than reopening is refused on an ended complaint.
+fn ended(complaint: &Complaint) -> DomainError {
+    DomainError::not_allowed(format!(
+        "the complaint is {}; reopen it before taking any other step",
+        if complaint.status == Status::Closed {
+            "closed"
+        } else {
+            "withdrawn"
+        }
+    ))
+}
+
+/// Acknowledges the complaint at its current stage and sets the stage's response deadline.
+fn acknowledge(
+    complaint: &Complaint,
+    context: &HandlingContext<'_>,
+    stage: Stage,
+    handler: Handler,
+    complaint_definition: OptionalText,
+    outcome_sought: OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    if complaint.stage != stage {
+        return Err(DomainError::not_allowed(format!(
+            "the complaint is at {}, not {stage}",
+            complaint.stage
+        )));
+    }
+    if complaint.status != Status::AwaitingAcknowledgement {
+        return Err(DomainError::not_allowed(format!(
+            "{stage} has already been acknowledged"
+        )));
+    }
+    not_before(
+        at,
+        complaint.current_stage().started_at,
+        "acknowledged",
+        "started",
+    )?;
+    follows_latest_step(complaint, at, "acknowledged")?;
+    if stage == Stage::Two {
+        let stage_one_handler = complaint.stage_one.handler.as_ref();
+        if stage_one_handler.is_some_and(|first| same_person(first.as_str(), handler.as_str())) {
+            return Err(DomainError::not_allowed(
+                "the stage 2 handler must not be the person who handled stage 1",
+            ));
+        }
+    }
+    Ok(vec![Event::ComplaintAcknowledged {
+        stage,
+        handler,
+        complaint_definition,
+        outcome_sought,
+        acknowledged_at: at,
+        response_due: context.due("effective_at", at, context.timescales.response(stage))?,
+    }])
+}
+
+/// Extends the current stage's response deadline, within the stage's cap.
+fn extend_deadline(
+    complaint: &Complaint,
+    context: &HandlingContext<'_>,
+    reason: ShortText,
+    working_days: u32,
+    ombudsman_details_given: bool,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    require_under_investigation(complaint, "extended")?;
+    if !ombudsman_details_given {
+        return Err(DomainError::not_allowed(
+            "an extension must give the resident the Housing Ombudsman's contact details",
+        ));
+    }
+    let stage = complaint.stage;
+    let progress = complaint.current_stage();
+    not_before(
+        at,
+        progress.acknowledged_at.unwrap_or(progress.started_at),
+        "extended",
+        "acknowledged",
+    )?;
+    follows_latest_step(complaint, at, "extended")?;
+    let cap = context.timescales.extension_cap(stage);
+    let total = progress.extension_working_days.saturating_add(working_days);
+    if total > cap {
+        return Err(DomainError::not_allowed(format!(
+            "{stage} extensions may total at most {cap} working days; {} already granted",
+            progress.extension_working_days
+        )));
+    }
+    let current_due = progress.response_due.unwrap_or_else(|| england_date(at));
+    Ok(vec![Event::DeadlineExtended {
+        stage,
+        reason,
+        working_days,
+        ombudsman_details_given,
+        extended_at: at,
+        response_due: context.due_after("working_days", current_due, working_days)?,
+    }])
+}
+
+/// Records findings on standards the complaint alleges.
+fn record_findings(
+    complaint: &Complaint,
+    findings: Vec<FindingInput>,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    require_under_investigation(complaint, "given findings")?;
+    for (index, finding) in findings.iter().enumerate() {
+        if !complaint.standards.contains(&finding.standard) {
+            return Err(InvalidInput::new(
+                format!("findings[{index}].standard"),
+                format!(
+                    "{} is not one of the standards this complaint alleges",
+                    finding.standard
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(vec![Event::FindingsRecorded {
+        stage: complaint.stage,
+        findings: findings
+            .into_iter()
+            .map(|finding| Finding {
+                standard: finding.standard,
+                outcome: finding.outcome,
+                summary: finding.summary,
+                stage: complaint.stage,
+            })
+            .collect(),
+        recorded_at: at,
+    }])
+}
+
+/// Issues the current stage's response, once every alleged standard has a finding.
+fn issue_response(
+    complaint: &Complaint,
+    decision: ShortText,
+    remedy: OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    require_under_investigation(complaint, "answered")?;
+    let missing = missing_findings(complaint);
+    if !missing.is_empty() {
+        return Err(DomainError::not_allowed(format!(
+            "record a finding for every alleged standard before responding; missing: {}",
+            missing.join(", ")
+        )));
+    }
+    let acknowledged_at = complaint
+        .current_stage()
+        .acknowledged_at
+        .unwrap_or(complaint.received_at);
+    not_before(at, acknowledged_at, "answered", "acknowledged")?;
+    follows_latest_step(complaint, at, "answered")?;
+    Ok(vec![Event::ResponseIssued {
+        stage: complaint.stage,
+        decision,
+        remedy,
+        responded_at: at,
+    }])
+}
+
+/// Escalates a complaint answered at stage 1 to stage 2.
+fn request_stage_two(
+    complaint: &Complaint,
+    context: &HandlingContext<'_>,
+    reason: OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    if complaint.stage == Stage::Two {
+        return Err(DomainError::not_allowed(
+            "the Code has two stages only; after the stage 2 response the resident may refer the complaint to the Housing Ombudsman",
+        ));
+    }
+    if complaint.status != Status::Responded {
+        return Err(DomainError::not_allowed(
+            "stage 2 can be requested only after the stage 1 response has been issued",
+        ));
+    }
+    let responded_at = complaint
+        .stage_one
+        .responded_at
+        .unwrap_or(complaint.received_at);
+    not_before(at, responded_at, "escalated", "answered at stage 1")?;
+    follows_latest_step(complaint, at, "escalated to stage 2")?;
+    Ok(vec![Event::StageTwoRequested {
+        reason,
+        requested_at: at,
+        acknowledgement_due: context.due(
+            "effective_at",
+            at,
+            context.timescales.acknowledgement(Stage::Two),
+        )?,
+    }])
+}
+
+/// Closes a complaint whose current stage has been answered.
+fn close(
+    complaint: &Complaint,
+    reason: OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    if complaint.status != Status::Responded {
+        return Err(DomainError::not_allowed(format!(
+            "a complaint can be closed only after its {} response has been issued; withdraw it instead if the resident no longer wishes to pursue it",
+            complaint.stage
+        )));
+    }
+    let responded_at = complaint
+        .current_stage()
+        .responded_at
+        .unwrap_or(complaint.received_at);
+    not_before(at, responded_at, "closed", "answered")?;
+    follows_latest_step(complaint, at, "closed")?;
+    Ok(vec![Event::ComplaintClosed {
+        stage: complaint.stage,
+        reason,
+        closed_at: at,
+    }])
+}
+
+/// Withdraws the complaint at the resident's wish.
+fn withdraw(
+    complaint: &Complaint,
+    reason: OptionalText,
+    at: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    not_before(
+        at,
+        complaint.current_stage().started_at,
+        "withdrawn",
+        "received",
+    )?;
+    follows_latest_step(complaint, at, "withdrawn")?;
+    Ok(vec![Event::ComplaintWithdrawn {
+        stage: complaint.stage,
+        reason,
+        withdrawn_at: at,
+    }])
 }
 
 /// Raises one step of the running clock's ladder. Refused when that clock is no longer running

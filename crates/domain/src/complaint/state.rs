@@ -212,7 +212,28 @@ pub struct RaisedEscalation {
 /// Folds one event into the state. An event that cannot follow the state (only a corrupt stream
 /// holds one) leaves the state as it was, apart from the version.
 pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
-    if let Event::ComplaintReceived {
+    if let Event::ComplaintReceived { .. } = event {
+        if state.is_some() {
+            return state;
+        }
+        return received(event);
+    }
+    let mut complaint = state?;
+    complaint.version += 1;
+    if let Some(step) = dated_step(event) {
+        // The latest date, not the latest event: a stream written before steps were held in
+        // order may hold one dated before its predecessor.
+        if step.at >= complaint.latest_step.at {
+            complaint.latest_step = step;
+        }
+    }
+    complaint.follow(event);
+    Some(complaint)
+}
+
+/// The complaint a `ComplaintReceived` event starts; None for any other event.
+fn received(event: &Event) -> Option<Complaint> {
+    let Event::ComplaintReceived {
         complaint_id,
         channel,
         source_system,
@@ -229,162 +250,214 @@ pub fn apply(state: Option<Complaint>, event: &Event) -> Option<Complaint> {
         acknowledgement_due,
         calendar_version,
     } = event
-    {
-        if state.is_some() {
-            return state;
-        }
-        return Some(Complaint {
-            id: *complaint_id,
-            channel: channel.clone(),
-            source_system: source_system.clone(),
-            resident: resident.clone(),
-            property: property.clone(),
-            contractor_id: contractor_id.clone(),
-            visit_id: visit_id.clone(),
-            standards: standards.clone(),
-            description: description.clone(),
-            occurred_at: *occurred_at,
-            received_at: *received_at,
-            outcome_sought: outcome_sought.clone(),
-            reasonable_adjustments: reasonable_adjustments.clone(),
-            calendar_version: calendar_version.clone(),
-            status: Status::AwaitingAcknowledgement,
-            stage: Stage::One,
-            stage_one: StageProgress::started(*received_at, *acknowledgement_due),
-            stage_two: None,
-            findings: BTreeMap::new(),
-            reopen_count: 0,
-            note_count: 0,
-            escalations: Vec::new(),
-            latest_step: LatestStep {
-                step: "received",
-                at: *received_at,
-            },
-            version: 1,
-        });
-    }
-    let mut complaint = state?;
-    complaint.version += 1;
-    if let Some(step) = dated_step(event) {
-        // The latest date, not the latest event: a stream written before steps were held in
-        // order may hold one dated before its predecessor.
-        if step.at >= complaint.latest_step.at {
-            complaint.latest_step = step;
-        }
-    }
-    match event {
-        Event::ComplaintReceived { .. } => {}
-        Event::ComplaintAcknowledged {
-            handler,
-            complaint_definition,
-            outcome_sought,
-            acknowledged_at,
-            response_due,
-            ..
-        } => {
-            let stage = complaint.current_stage_mut();
-            stage.acknowledged_at = Some(*acknowledged_at);
-            stage.handler = Some(handler.clone());
-            stage.complaint_definition = complaint_definition.clone();
-            stage.outcome_sought = outcome_sought.clone();
-            stage.response_due = Some(*response_due);
-            stage.clock_started_at = *acknowledged_at;
-            complaint.status = Status::UnderInvestigation;
-        }
-        Event::DeadlineExtended {
-            working_days,
-            response_due,
-            ..
-        } => {
-            let stage = complaint.current_stage_mut();
-            stage.extension_working_days += working_days;
-            stage.response_due = Some(*response_due);
-        }
-        Event::FindingsRecorded { findings, .. } => {
-            for finding in findings {
-                complaint.findings.insert(finding.standard, finding.clone());
+    else {
+        return None;
+    };
+    Some(Complaint {
+        id: *complaint_id,
+        channel: channel.clone(),
+        source_system: source_system.clone(),
+        resident: resident.clone(),
+        property: property.clone(),
+        contractor_id: contractor_id.clone(),
+        visit_id: visit_id.clone(),
+        standards: standards.clone(),
+        description: description.clone(),
+        occurred_at: *occurred_at,
+        received_at: *received_at,
+        outcome_sought: outcome_sought.clone(),
+        reasonable_adjustments: reasonable_adjustments.clone(),
+        calendar_version: calendar_version.clone(),
+        status: Status::AwaitingAcknowledgement,
+        stage: Stage::One,
+        stage_one: StageProgress::started(*received_at, *acknowledgement_due),
+        stage_two: None,
+        findings: BTreeMap::new(),
+        reopen_count: 0,
+        note_count: 0,
+        escalations: Vec::new(),
+        latest_step: LatestStep {
+            step: "received",
+            at: *received_at,
+        },
+        version: 1,
+    })
+}
+
+impl Complaint {
+    /// What one event after intake changes, apart from the version and the latest step.
+    fn follow(&mut self, event: &Event) {
+        match event {
+            Event::ComplaintReceived { .. } => {}
+            Event::ComplaintAcknowledged {
+                handler,
+                complaint_definition,
+                outcome_sought,
+                acknowledged_at,
+                response_due,
+                ..
+            } => self.acknowledged(
+                handler,
+                complaint_definition,
+                outcome_sought,
+                *acknowledged_at,
+                *response_due,
+            ),
+            Event::DeadlineExtended {
+                working_days,
+                response_due,
+                ..
+            } => {
+                let stage = self.current_stage_mut();
+                stage.extension_working_days += working_days;
+                stage.response_due = Some(*response_due);
             }
-        }
-        Event::ResponseIssued {
-            decision,
-            remedy,
-            responded_at,
-            ..
-        } => {
-            let stage = complaint.current_stage_mut();
-            stage.responded_at = Some(*responded_at);
-            stage.decision = Some(decision.clone());
-            stage.remedy = remedy.clone();
-            complaint.status = Status::Responded;
-        }
-        Event::StageTwoRequested {
-            requested_at,
-            acknowledgement_due,
-            ..
-        } => {
-            complaint.stage = Stage::Two;
-            complaint.stage_two = Some(StageProgress::started(*requested_at, *acknowledgement_due));
-            complaint.status = Status::AwaitingAcknowledgement;
-        }
-        Event::ComplaintClosed { .. } => complaint.status = Status::Closed,
-        Event::ComplaintWithdrawn { .. } => complaint.status = Status::Withdrawn,
-        Event::ComplaintReopened {
-            acknowledgement_due,
-            response_due,
-            reopened_at,
-            ..
-        } => {
-            complaint.reopen_count += 1;
-            let stage = complaint.current_stage_mut();
-            stage.clock_started_at = *reopened_at;
-            stage.responded_at = None;
-            stage.decision = None;
-            stage.remedy = OptionalText::default();
-            // Extensions already granted still count against the stage's cap.
-            if let Some(due) = acknowledgement_due {
-                stage.acknowledgement_due = *due;
+            Event::FindingsRecorded { findings, .. } => {
+                for finding in findings {
+                    self.findings.insert(finding.standard, finding.clone());
+                }
             }
-            stage.response_due = *response_due;
-            complaint.status = if stage.acknowledged_at.is_some() {
-                Status::UnderInvestigation
-            } else {
-                Status::AwaitingAcknowledgement
-            };
+            Event::ResponseIssued {
+                decision,
+                remedy,
+                responded_at,
+                ..
+            } => self.responded(decision, remedy, *responded_at),
+            Event::StageTwoRequested {
+                requested_at,
+                acknowledgement_due,
+                ..
+            } => self.stage_two_started(*requested_at, *acknowledgement_due),
+            Event::ComplaintClosed { .. } => self.status = Status::Closed,
+            Event::ComplaintWithdrawn { .. } => self.status = Status::Withdrawn,
+            Event::ComplaintReopened {
+                acknowledgement_due,
+                response_due,
+                reopened_at,
+                ..
+            } => self.reopened(*acknowledgement_due, *response_due, *reopened_at),
+            Event::NoteAdded { .. } => self.note_count += 1,
+            Event::EscalationRaised {
+                escalation_id,
+                deadline,
+                level,
+                clock_started_at,
+                raised_at,
+                ..
+            } => self.escalations.push(RaisedEscalation::new(
+                *escalation_id,
+                *deadline,
+                level,
+                *clock_started_at,
+                *raised_at,
+            )),
+            Event::EscalationAcknowledged {
+                escalation_id,
+                acknowledged_by,
+                acknowledged_at,
+                ..
+            } => self.escalation_acknowledged(*escalation_id, acknowledged_by, *acknowledged_at),
         }
-        Event::NoteAdded { .. } => complaint.note_count += 1,
-        Event::EscalationRaised {
+    }
+
+    fn acknowledged(
+        &mut self,
+        handler: &Handler,
+        complaint_definition: &OptionalText,
+        outcome_sought: &OptionalText,
+        acknowledged_at: DateTime<Utc>,
+        response_due: NaiveDate,
+    ) {
+        let stage = self.current_stage_mut();
+        stage.acknowledged_at = Some(acknowledged_at);
+        stage.handler = Some(handler.clone());
+        stage.complaint_definition = complaint_definition.clone();
+        stage.outcome_sought = outcome_sought.clone();
+        stage.response_due = Some(response_due);
+        stage.clock_started_at = acknowledged_at;
+        self.status = Status::UnderInvestigation;
+    }
+
+    fn responded(
+        &mut self,
+        decision: &ShortText,
+        remedy: &OptionalText,
+        responded_at: DateTime<Utc>,
+    ) {
+        let stage = self.current_stage_mut();
+        stage.responded_at = Some(responded_at);
+        stage.decision = Some(decision.clone());
+        stage.remedy = remedy.clone();
+        self.status = Status::Responded;
+    }
+
+    fn stage_two_started(&mut self, requested_at: DateTime<Utc>, acknowledgement_due: NaiveDate) {
+        self.stage = Stage::Two;
+        self.stage_two = Some(StageProgress::started(requested_at, acknowledgement_due));
+        self.status = Status::AwaitingAcknowledgement;
+    }
+
+    /// The current stage starts its clock again, unanswered.
+    fn reopened(
+        &mut self,
+        acknowledgement_due: Option<NaiveDate>,
+        response_due: Option<NaiveDate>,
+        reopened_at: DateTime<Utc>,
+    ) {
+        self.reopen_count += 1;
+        let stage = self.current_stage_mut();
+        stage.clock_started_at = reopened_at;
+        stage.responded_at = None;
+        stage.decision = None;
+        stage.remedy = OptionalText::default();
+        // Extensions already granted still count against the stage's cap.
+        if let Some(due) = acknowledgement_due {
+            stage.acknowledgement_due = due;
+        }
+        stage.response_due = response_due;
+        self.status = if stage.acknowledged_at.is_some() {
+            Status::UnderInvestigation
+        } else {
+            Status::AwaitingAcknowledgement
+        };
+    }
+
+    fn escalation_acknowledged(
+        &mut self,
+        escalation_id: Uuid,
+        acknowledged_by: &Handler,
+        acknowledged_at: DateTime<Utc>,
+    ) {
+        if let Some(escalation) = self
+            .escalations
+            .iter_mut()
+            .find(|escalation| escalation.escalation_id == escalation_id)
+        {
+            escalation.acknowledged_by = Some(acknowledged_by.clone());
+            escalation.acknowledged_at = Some(acknowledged_at);
+        }
+    }
+}
+
+impl RaisedEscalation {
+    /// An escalation just raised, taken on by nobody yet.
+    fn new(
+        escalation_id: Uuid,
+        deadline: Deadline,
+        level: &EscalationLevel,
+        clock_started_at: DateTime<Utc>,
+        raised_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
             escalation_id,
             deadline,
-            level,
+            level: level.clone(),
             clock_started_at,
             raised_at,
-            ..
-        } => complaint.escalations.push(RaisedEscalation {
-            escalation_id: *escalation_id,
-            deadline: *deadline,
-            level: level.clone(),
-            clock_started_at: *clock_started_at,
-            raised_at: *raised_at,
             acknowledged_by: None,
             acknowledged_at: None,
-        }),
-        Event::EscalationAcknowledged {
-            escalation_id,
-            acknowledged_by,
-            acknowledged_at,
-            ..
-        } => {
-            if let Some(escalation) = complaint
-                .escalations
-                .iter_mut()
-                .find(|escalation| escalation.escalation_id == *escalation_id)
-            {
-                escalation.acknowledged_by = Some(acknowledged_by.clone());
-                escalation.acknowledged_at = Some(*acknowledged_at);
-            }
         }
     }
-    Some(complaint)
 }
 
 /// The Code step an event records and when the caller dated it; None for events stamped by the
