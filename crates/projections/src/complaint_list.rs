@@ -7,7 +7,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
-use crate::batch::MultiRowUpsert;
+use crate::upsert::MultiRowUpsert;
 use sqlx::query::Query;
 
 /// One complaint as the list shows it.

@@ -14,8 +14,8 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::ProjectionError;
-use crate::batch::MultiRowUpsert;
 use crate::month::Month;
+use crate::upsert::MultiRowUpsert;
 
 /// One stage's clock, as dates in England.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool};
 
 use crate::ProjectionError;
-use crate::batch::MultiRowUpsert;
 use crate::handling::{HandlingCounts, HandlingRow, StageClock, StageCounts, count};
 use crate::month::Month;
+use crate::upsert::MultiRowUpsert;
 
 /// The `contractor_id` of the landlord-wide counters.
 const LANDLORD_WIDE: &str = "";

@@ -21,7 +21,9 @@ mod handling_counters;
 mod month;
 mod outbox;
 mod performance;
+mod performance_changes;
 mod runner;
+mod upsert;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
 pub use contractors::{

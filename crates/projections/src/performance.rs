@@ -24,10 +24,11 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
-use crate::batch::{BatchChanges, MultiRowUpsert};
 use crate::handling::{HandlingRow, count};
 use crate::handling_counters::{self, HandlingSummary};
 use crate::month::Month;
+use crate::performance_changes::PerformanceChanges;
+use crate::upsert::MultiRowUpsert;
 
 /// Whether a finding makes the standard a breach: only upheld findings count, partly upheld
 /// included; a complaint is an allegation until investigated.
@@ -94,7 +95,7 @@ pub fn finding_change(
 
 /// Counts the standards a newly received complaint alleges, in its contractor and month.
 pub(crate) fn record_allegations(
-    changes: &mut BatchChanges,
+    changes: &mut PerformanceChanges,
     complaint: &HandlingRow,
     standards: &[ServiceStandard],
 ) {
@@ -117,7 +118,7 @@ pub(crate) fn record_allegations(
 /// aggregate), moving counts from each standard's previous outcome to its new one.
 pub(crate) async fn record_findings(
     connection: &mut AnyConnection,
-    changes: &mut BatchChanges,
+    changes: &mut PerformanceChanges,
     complaint: &HandlingRow,
     findings: &[Finding],
 ) -> Result<(), ProjectionError> {
@@ -198,7 +199,7 @@ pub(crate) fn bind_standard_delta<'q>(
 /// between none and some, to its contractor-month's visits with an upheld breach.
 async fn add_upheld_breaches(
     connection: &mut AnyConnection,
-    changes: &mut BatchChanges,
+    changes: &mut PerformanceChanges,
     visit_id: &str,
     delta: i64,
 ) -> Result<(), ProjectionError> {
@@ -222,7 +223,7 @@ async fn add_upheld_breaches(
 /// found on it. A visit recorded twice counts once; the first record stands.
 pub(crate) async fn record_visit(
     connection: &mut AnyConnection,
-    changes: &mut BatchChanges,
+    changes: &mut PerformanceChanges,
     visit: &Visit,
 ) -> Result<(), ProjectionError> {
     let mut row = changes

@@ -310,6 +310,7 @@ impl ProjectionRunner {
             .filter_map(|recorded| recorded.stream_id.as_str().strip_prefix("visit-"))
             .collect();
         changes
+            .performance
             .prefetch_visits(&mut transaction, &visit_ids)
             .await?;
         for (index, recorded) in events.iter().enumerate() {
@@ -417,7 +418,7 @@ async fn apply_event(
         }
         "visit" => match decode(recorded, VisitEvent::from_payload)? {
             VisitEvent::VisitRecorded { visit } => {
-                performance::record_visit(connection, changes, &visit).await
+                performance::record_visit(connection, &mut changes.performance, &visit).await
             }
         },
         _ => Ok(()),
@@ -474,10 +475,11 @@ async fn apply_complaint_event(
     };
     match event {
         Event::ComplaintReceived { standards, .. } if newly_received => {
-            performance::record_allegations(changes, &row, standards);
+            performance::record_allegations(&mut changes.performance, &row, standards);
         }
         Event::FindingsRecorded { findings, .. } => {
-            performance::record_findings(connection, changes, &row, findings).await?;
+            performance::record_findings(connection, &mut changes.performance, &row, findings)
+                .await?;
         }
         _ => {}
     }
