@@ -15,6 +15,8 @@ mod batch;
 mod complaint_list;
 mod contractors;
 mod database;
+mod escalation_planner;
+mod escalation_schedule;
 mod escalations;
 mod handling;
 mod handling_counters;
@@ -23,6 +25,7 @@ mod outbox;
 mod performance;
 mod performance_changes;
 mod runner;
+mod stored_values;
 mod upsert;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
@@ -30,7 +33,9 @@ pub use contractors::{
     AuditSummary, ContractorCursor, ContractorRow, normalise_name, phone_key, query_key,
 };
 pub use database::{Backend, ReadModelDatabase};
-pub use escalations::{DueEscalation, EscalationFilter, EscalationPlanner, EscalationRow};
+pub use escalation_planner::EscalationPlanner;
+pub use escalation_schedule::DueEscalation;
+pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};

@@ -10,7 +10,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
-use crate::escalations::{EscalationPlanner, EscalationRow, from_millis, millis};
+use crate::escalation_planner::EscalationPlanner;
+use crate::escalations::EscalationRow;
+use crate::stored_values::{from_millis, millis};
 use crate::{ProjectionError, UnreadableRow};
 
 /// Namespace of delivery ids.

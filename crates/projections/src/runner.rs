@@ -20,9 +20,9 @@ use crate::batch::BatchChanges;
 use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
 use crate::contractors::{self, ContractorCursor, ContractorRow};
 use crate::database::ReadModelDatabase;
-use crate::escalations::{
-    self, DueEscalation, EscalationBatch, EscalationFilter, EscalationPlanner, EscalationRow,
-};
+use crate::escalation_planner::EscalationPlanner;
+use crate::escalation_schedule::{self, DueEscalation, EscalationBatch};
+use crate::escalations::{self, EscalationFilter, EscalationRow};
 use crate::handling::{self, HandlingCounts, HandlingRow};
 use crate::handling_counters;
 use crate::month::Month;
@@ -396,7 +396,7 @@ async fn apply_event(
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
             let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
-            escalations::apply(
+            let raised = escalations::apply(
                 connection,
                 escalation_changes,
                 escalations,
@@ -405,6 +405,10 @@ async fn apply_event(
                 recorded,
             )
             .await?;
+            // The outbox is filled in the transaction that records the escalation it delivers.
+            if let Some(row) = raised {
+                outbox::enqueue(connection, escalations, &row).await?;
+            }
             apply_complaint_event(connection, changes, complaint_id, &event, recorded).await
         }
         "contractor" => {
@@ -607,7 +611,7 @@ impl ReadModel {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
-        escalations::due(self.database.pool(), now, limit).await
+        escalation_schedule::due(self.database.pool(), now, limit).await
     }
 
     /// Sets an unreadable schedule row aside with `reason`, so it is no longer due. False when
@@ -618,14 +622,14 @@ impl ReadModel {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
-        escalations::set_aside(self.database.pool(), key, reason, now).await
+        escalation_schedule::set_aside(self.database.pool(), key, reason, now).await
     }
 
     /// The schedule rows set aside: key, reason and when, oldest first.
     pub async fn set_aside_escalations(
         &self,
     ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
-        escalations::set_aside_rows(self.database.pool()).await
+        escalation_schedule::set_aside_rows(self.database.pool()).await
     }
 
     /// One page of raised escalations in the order raised, after log position `after`.
