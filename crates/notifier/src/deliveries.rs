@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel, UnreadableRow};
+use doorstep_projections::{
+    Delivery, DeliveryChannel, NotifierState, ProjectionError, ReadModel, UnreadableRow,
+};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -44,7 +46,8 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32, jitter: f64) -> Duration 
 /// Sends what the outbox owes, until told to stop.
 #[derive(Clone)]
 pub struct DeliveryWorker {
-    read_model: ReadModel,
+    /// Only writes: deliveries are claimed and settled, never just read.
+    outbox: NotifierState,
     webhook: WebhookSender,
     email: Option<EmailSender>,
     policy: RetryPolicy,
@@ -61,7 +64,7 @@ impl DeliveryWorker {
         poll_interval: Duration,
     ) -> Self {
         Self {
-            read_model,
+            outbox: read_model.notifier_state(),
             webhook,
             email,
             policy,
@@ -101,7 +104,7 @@ impl DeliveryWorker {
         let lease = chrono::Duration::from_std(self.policy.timeout * 2 + Duration::from_secs(5))
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
         let rows = self
-            .read_model
+            .outbox
             .claim_due_delivery_rows(Utc::now(), lease, BATCH)
             .await?;
         let count = rows.len();
@@ -139,7 +142,7 @@ impl DeliveryWorker {
 
     async fn set_aside(&self, unreadable: &UnreadableRow) -> Result<(), ProjectionError> {
         let newly = self
-            .read_model
+            .outbox
             .set_aside_delivery(&unreadable.key, &unreadable.reason)
             .await?;
         // Another worker may have set it aside first: it counted and logged it.
@@ -182,7 +185,7 @@ impl DeliveryWorker {
                     attempt,
                     "escalation delivered"
                 );
-                self.read_model
+                self.outbox
                     .mark_delivered(delivery.delivery_id, attempt, now)
                     .await
             }
@@ -217,7 +220,7 @@ impl DeliveryWorker {
                         "delivery failed for the last time; dead-lettered"
                     ),
                 }
-                self.read_model
+                self.outbox
                     .mark_failed(delivery.delivery_id, attempt, &message, next)
                     .await
             }

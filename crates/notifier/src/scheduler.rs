@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use doorstep_projections::{DueEscalation, ProjectionError, ReadModel, UnreadableRow};
+use doorstep_projections::{
+    DueEscalation, NotifierState, ProjectionError, ReadModel, UnreadableRow,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -45,6 +47,8 @@ pub trait EscalationRaiser: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Scheduler {
     read_model: ReadModel,
+    /// Where unreadable schedule rows are set aside.
+    state: NotifierState,
     raiser: Arc<dyn EscalationRaiser>,
     now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     poll_interval: Duration,
@@ -60,6 +64,7 @@ impl Scheduler {
         poll_interval: Duration,
     ) -> Self {
         Self {
+            state: read_model.notifier_state(),
             read_model,
             raiser,
             now,
@@ -148,7 +153,7 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
         let newly = self
-            .read_model
+            .state
             .set_aside_escalation(&unreadable.key, &unreadable.reason, now)
             .await?;
         // Another scheduler may have set it aside first: it counted and logged it.

@@ -21,9 +21,11 @@ mod escalations;
 mod handling;
 mod handling_counters;
 mod month;
+mod notifier_state;
 mod outbox;
 mod performance;
 mod performance_changes;
+mod read_model;
 mod runner;
 mod stored_values;
 mod upsert;
@@ -39,11 +41,13 @@ pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};
+pub use notifier_state::NotifierState;
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
 };
-pub use runner::{ProjectionRunner, ReadModel, Stall};
+pub use read_model::ReadModel;
+pub use runner::{ProjectionRunner, Stall};
 
 /// The pure "next row" steps of each read model, for tests and for anyone checking a model
 /// against the replayed aggregates.

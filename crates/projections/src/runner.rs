@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
-use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
+use doorstep_domain::contractor::{ContractorEvent, VisitEvent};
 use doorstep_store::{EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
@@ -16,19 +15,18 @@ use tracing::Instrument as _;
 /// How many of a batch's appending calls its span links to.
 const MAX_LINKS_PER_BATCH: usize = 64;
 
+use crate::ProjectionError;
 use crate::batch::BatchChanges;
-use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
-use crate::contractors::{self, ContractorCursor, ContractorRow};
+use crate::complaint_list;
+use crate::contractors;
 use crate::database::ReadModelDatabase;
 use crate::escalation_planner::EscalationPlanner;
-use crate::escalation_schedule::{self, DueEscalation, EscalationBatch};
-use crate::escalations::{self, EscalationFilter, EscalationRow};
-use crate::handling::{self, HandlingCounts, HandlingRow};
-use crate::handling_counters;
-use crate::month::Month;
-use crate::outbox::{self, Delivery};
-use crate::performance::{self, ContractorFigures, ContractorTotals};
-use crate::{ProjectionError, UnreadableRow};
+use crate::escalation_schedule::EscalationBatch;
+use crate::escalations;
+use crate::handling;
+use crate::outbox;
+use crate::performance;
+use crate::read_model::ReadModel;
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
@@ -101,14 +99,6 @@ pub struct ProjectionRunner {
     escalations: Arc<EscalationPlanner>,
 }
 
-/// The query side of the read models, with the position they have reached.
-#[derive(Clone)]
-pub struct ReadModel {
-    database: ReadModelDatabase,
-    position: watch::Receiver<u64>,
-    stall: watch::Receiver<Option<Stall>>,
-}
-
 impl ProjectionRunner {
     /// Loads the checkpoint of the read models in `database`.
     pub async fn open(
@@ -119,11 +109,7 @@ impl ProjectionRunner {
         let checkpoint = load_checkpoint(&database).await?;
         let (position, receiver) = watch::channel(checkpoint);
         let (stall, stall_receiver) = watch::channel(None);
-        let read_model = ReadModel {
-            database: database.clone(),
-            position: receiver,
-            stall: stall_receiver,
-        };
+        let read_model = ReadModel::new(database.clone(), receiver, stall_receiver);
         Ok((
             Self {
                 store,
@@ -498,263 +484,4 @@ async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, Projection
             .fetch_optional(database.pool())
             .await?;
     Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
-}
-
-impl ReadModel {
-    /// The log position the read models have reached.
-    pub fn position(&self) -> u64 {
-        *self.position.borrow()
-    }
-
-    /// The event the read models are stuck at, if they are.
-    pub fn stalled(&self) -> Option<Stall> {
-        self.stall.borrow().clone()
-    }
-
-    /// Follows [`ReadModel::stalled`].
-    pub fn watch_stall(&self) -> watch::Receiver<Option<Stall>> {
-        self.stall.clone()
-    }
-
-    /// Waits until the read models have reached `position`, for at most `timeout`.
-    /// Returns whether they did.
-    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut receiver = self.position.clone();
-        tokio::time::timeout(timeout, receiver.wait_for(|reached| *reached >= position))
-            .await
-            .is_ok_and(|result| result.is_ok())
-    }
-
-    /// Complaints not closed or withdrawn, by status and stage, for the open-complaints gauge.
-    pub async fn open_complaint_counts(
-        &self,
-    ) -> Result<Vec<(doorstep_domain::complaint::Status, u32, u64)>, ProjectionError> {
-        complaint_list::open_counts(self.database.pool()).await
-    }
-
-    /// One page of complaints, newest first.
-    pub async fn list_complaints(
-        &self,
-        filter: &ComplaintFilter,
-        page_size: u32,
-        after: Option<&PageCursor>,
-    ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
-        complaint_list::list(self.database.pool(), filter, page_size, after).await
-    }
-
-    /// One contractor from the registry.
-    pub async fn contractor(
-        &self,
-        contractor_id: &str,
-    ) -> Result<Option<ContractorRow>, ProjectionError> {
-        contractors::get(self.database.pool(), contractor_id).await
-    }
-
-    /// One page of the registry in contractor id order, optionally only one status.
-    pub async fn list_contractors(
-        &self,
-        status: Option<ContractorStatus>,
-        page_size: u32,
-        after: Option<&ContractorCursor>,
-    ) -> Result<(Vec<ContractorRow>, Option<ContractorCursor>), ProjectionError> {
-        contractors::list(self.database.pool(), status, page_size, after).await
-    }
-
-    /// Contractors whose legal name or a trading name (case, spacing and punctuation aside) or
-    /// phone number (digits only) is `query`, in contractor id order. Empty: nobody by that name
-    /// or number is registered.
-    pub async fn verify_contractor(
-        &self,
-        query: &str,
-    ) -> Result<Vec<ContractorRow>, ProjectionError> {
-        contractors::verify(self.database.pool(), query).await
-    }
-
-    /// One contractor's figures for the months `from..=to`.
-    pub async fn contractor_performance(
-        &self,
-        contractor_id: &str,
-        from: Month,
-        to: Month,
-    ) -> Result<ContractorFigures, ProjectionError> {
-        performance::contractor_performance(self.database.pool(), contractor_id, from, to).await
-    }
-
-    /// Every registered contractor, and every other contractor with visits or complaints in
-    /// `from..=to`, with its totals for those months, in contractor id order.
-    pub async fn programme_performance(
-        &self,
-        from: Month,
-        to: Month,
-    ) -> Result<Vec<ContractorTotals>, ProjectionError> {
-        performance::programme_performance(self.database.pool(), from, to).await
-    }
-
-    /// Ladder steps whose time has come at `now`, earliest first; an unreadable one is an
-    /// error (the scheduler uses [`ReadModel::due_escalation_rows`] and sets those aside).
-    pub async fn due_escalations(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<DueEscalation>, ProjectionError> {
-        self.due_escalation_rows(now, limit)
-            .await?
-            .into_iter()
-            .map(|row| row.map_err(UnreadableRow::into_error))
-            .collect()
-    }
-
-    /// Ladder steps whose time has come at `now`, earliest first, each read or found
-    /// unreadable. Rows set aside are not due.
-    pub async fn due_escalation_rows(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
-        escalation_schedule::due(self.database.pool(), now, limit).await
-    }
-
-    /// Sets an unreadable schedule row aside with `reason`, so it is no longer due. False when
-    /// it was set aside already (by another scheduler) or has gone.
-    pub async fn set_aside_escalation(
-        &self,
-        key: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, ProjectionError> {
-        escalation_schedule::set_aside(self.database.pool(), key, reason, now).await
-    }
-
-    /// The schedule rows set aside: key, reason and when, oldest first.
-    pub async fn set_aside_escalations(
-        &self,
-    ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
-        escalation_schedule::set_aside_rows(self.database.pool()).await
-    }
-
-    /// One page of raised escalations in the order raised, after log position `after`.
-    pub async fn list_escalations(
-        &self,
-        filter: &EscalationFilter,
-        page_size: u32,
-        after: u64,
-    ) -> Result<Vec<EscalationRow>, ProjectionError> {
-        escalations::list(self.database.pool(), filter, page_size, after).await
-    }
-
-    pub async fn escalation(
-        &self,
-        escalation_id: uuid::Uuid,
-    ) -> Result<Option<EscalationRow>, ProjectionError> {
-        escalations::get(self.database.pool(), escalation_id).await
-    }
-
-    /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
-    /// this one tries. An unreadable one is an error (the worker uses
-    /// [`ReadModel::claim_due_delivery_rows`] and sets those aside).
-    pub async fn claim_due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, ProjectionError> {
-        self.claim_due_delivery_rows(now, lease, limit)
-            .await?
-            .into_iter()
-            .map(|row| row.map_err(UnreadableRow::into_error))
-            .collect()
-    }
-
-    /// As [`ReadModel::claim_due_deliveries`], returning each row that cannot be read, unclaimed,
-    /// beside those claimed.
-    pub async fn claim_due_delivery_rows(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
-        outbox::claim_due(self.database.pool(), now, lease, limit).await
-    }
-
-    /// Sets an unreadable pending delivery aside with `reason`: it is never claimed again.
-    /// False when it was not pending (another worker set it aside first).
-    pub async fn set_aside_delivery(
-        &self,
-        key: &str,
-        reason: &str,
-    ) -> Result<bool, ProjectionError> {
-        outbox::set_aside(self.database.pool(), key, reason).await
-    }
-
-    pub async fn mark_delivered(
-        &self,
-        delivery_id: uuid::Uuid,
-        attempts: u32,
-        now: DateTime<Utc>,
-    ) -> Result<(), ProjectionError> {
-        outbox::mark_delivered(self.database.pool(), delivery_id, attempts, now).await
-    }
-
-    /// Records a failed try: tried again at `next_attempt_at`, or dead-lettered when `None`.
-    pub async fn mark_failed(
-        &self,
-        delivery_id: uuid::Uuid,
-        attempts: u32,
-        error: &str,
-        next_attempt_at: Option<DateTime<Utc>>,
-    ) -> Result<(), ProjectionError> {
-        outbox::mark_failed(
-            self.database.pool(),
-            delivery_id,
-            attempts,
-            error,
-            next_attempt_at,
-        )
-        .await
-    }
-
-    /// Dead-lettered deliveries, oldest first, after (created_at, delivery_id).
-    pub async fn dead_letters(
-        &self,
-        page_size: u32,
-        after: Option<(DateTime<Utc>, uuid::Uuid)>,
-    ) -> Result<Vec<Delivery>, ProjectionError> {
-        outbox::dead_letters(self.database.pool(), page_size, after).await
-    }
-
-    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`, `SET_ASIDE`), if it exists.
-    pub async fn delivery_state(
-        &self,
-        delivery_id: uuid::Uuid,
-    ) -> Result<Option<String>, ProjectionError> {
-        outbox::state(self.database.pool(), delivery_id).await
-    }
-
-    /// Queues a dead-lettered delivery again; false when it is not dead-lettered.
-    pub async fn retry_dead_letter(
-        &self,
-        delivery_id: uuid::Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<bool, ProjectionError> {
-        outbox::retry_dead(self.database.pool(), delivery_id, now).await
-    }
-
-    /// Each stage's received and responded counts for the months `from..=to` (in England): CH01
-    /// and CH02 for a reporting year are this over April to March.
-    pub async fn handling_report(
-        &self,
-        from: Month,
-        to: Month,
-    ) -> Result<HandlingCounts, ProjectionError> {
-        handling_counters::report(self.database.pool(), from, to).await
-    }
-
-    /// One complaint's handling row: its stage clocks as the read model holds them.
-    pub async fn complaint_handling(
-        &self,
-        complaint_id: &str,
-    ) -> Result<Option<HandlingRow>, ProjectionError> {
-        let mut connection = self.database.pool().acquire().await?;
-        handling::load(&mut connection, complaint_id).await
-    }
 }

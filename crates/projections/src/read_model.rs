@@ -1,0 +1,236 @@
+//! What the services and the notifier read: the read models' rows, the position they have
+//! reached and whether they are stuck. The writes the notifier makes beside them (claiming and
+//! settling deliveries, setting rows aside) are [`NotifierState`]'s.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use doorstep_domain::contractor::ContractorStatus;
+use tokio::sync::watch;
+
+use crate::complaint_list::{self, ComplaintFilter, ComplaintRow, PageCursor};
+use crate::contractors::{self, ContractorCursor, ContractorRow};
+use crate::database::ReadModelDatabase;
+use crate::escalation_schedule::{self, DueEscalation};
+use crate::escalations::{self, EscalationFilter, EscalationRow};
+use crate::handling::{self, HandlingCounts, HandlingRow};
+use crate::handling_counters;
+use crate::month::Month;
+use crate::notifier_state::NotifierState;
+use crate::outbox::{self, Delivery};
+use crate::performance::{self, ContractorFigures, ContractorTotals};
+use crate::runner::Stall;
+use crate::{ProjectionError, UnreadableRow};
+
+/// The read models' queries, with the position they have reached. Every method reads; the one
+/// write kept here ([`ReadModel::retry_dead_letter`]) goes through [`NotifierState`].
+#[derive(Clone)]
+pub struct ReadModel {
+    database: ReadModelDatabase,
+    position: watch::Receiver<u64>,
+    stall: watch::Receiver<Option<Stall>>,
+}
+
+impl ReadModel {
+    pub(crate) fn new(
+        database: ReadModelDatabase,
+        position: watch::Receiver<u64>,
+        stall: watch::Receiver<Option<Stall>>,
+    ) -> Self {
+        Self {
+            database,
+            position,
+            stall,
+        }
+    }
+
+    /// What the notifier writes beside the read models, on the same database.
+    pub fn notifier_state(&self) -> NotifierState {
+        NotifierState::new(self.database.clone())
+    }
+
+    /// The log position the read models have reached.
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// The event the read models are stuck at, if they are.
+    pub fn stalled(&self) -> Option<Stall> {
+        self.stall.borrow().clone()
+    }
+
+    /// Follows [`ReadModel::stalled`].
+    pub fn watch_stall(&self) -> watch::Receiver<Option<Stall>> {
+        self.stall.clone()
+    }
+
+    /// Waits until the read models have reached `position`, for at most `timeout`.
+    /// Returns whether they did.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut receiver = self.position.clone();
+        tokio::time::timeout(timeout, receiver.wait_for(|reached| *reached >= position))
+            .await
+            .is_ok_and(|result| result.is_ok())
+    }
+
+    /// Complaints not closed or withdrawn, by status and stage, for the open-complaints gauge.
+    pub async fn open_complaint_counts(
+        &self,
+    ) -> Result<Vec<(doorstep_domain::complaint::Status, u32, u64)>, ProjectionError> {
+        complaint_list::open_counts(self.database.pool()).await
+    }
+
+    /// One page of complaints, newest first.
+    pub async fn list_complaints(
+        &self,
+        filter: &ComplaintFilter,
+        page_size: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
+        complaint_list::list(self.database.pool(), filter, page_size, after).await
+    }
+
+    /// One contractor from the registry.
+    pub async fn contractor(
+        &self,
+        contractor_id: &str,
+    ) -> Result<Option<ContractorRow>, ProjectionError> {
+        contractors::get(self.database.pool(), contractor_id).await
+    }
+
+    /// One page of the registry in contractor id order, optionally only one status.
+    pub async fn list_contractors(
+        &self,
+        status: Option<ContractorStatus>,
+        page_size: u32,
+        after: Option<&ContractorCursor>,
+    ) -> Result<(Vec<ContractorRow>, Option<ContractorCursor>), ProjectionError> {
+        contractors::list(self.database.pool(), status, page_size, after).await
+    }
+
+    /// Contractors whose legal name or a trading name (case, spacing and punctuation aside) or
+    /// phone number (digits only) is `query`, in contractor id order. Empty: nobody by that name
+    /// or number is registered.
+    pub async fn verify_contractor(
+        &self,
+        query: &str,
+    ) -> Result<Vec<ContractorRow>, ProjectionError> {
+        contractors::verify(self.database.pool(), query).await
+    }
+
+    /// One contractor's figures for the months `from..=to`.
+    pub async fn contractor_performance(
+        &self,
+        contractor_id: &str,
+        from: Month,
+        to: Month,
+    ) -> Result<ContractorFigures, ProjectionError> {
+        performance::contractor_performance(self.database.pool(), contractor_id, from, to).await
+    }
+
+    /// Every registered contractor, and every other contractor with visits or complaints in
+    /// `from..=to`, with its totals for those months, in contractor id order.
+    pub async fn programme_performance(
+        &self,
+        from: Month,
+        to: Month,
+    ) -> Result<Vec<ContractorTotals>, ProjectionError> {
+        performance::programme_performance(self.database.pool(), from, to).await
+    }
+
+    /// Ladder steps whose time has come at `now`, earliest first; an unreadable one is an
+    /// error (the scheduler uses [`ReadModel::due_escalation_rows`] and sets those aside).
+    pub async fn due_escalations(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueEscalation>, ProjectionError> {
+        self.due_escalation_rows(now, limit)
+            .await?
+            .into_iter()
+            .map(|row| row.map_err(UnreadableRow::into_error))
+            .collect()
+    }
+
+    /// Ladder steps whose time has come at `now`, earliest first, each read or found
+    /// unreadable. Rows set aside are not due.
+    pub async fn due_escalation_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
+        escalation_schedule::due(self.database.pool(), now, limit).await
+    }
+
+    /// The schedule rows set aside: key, reason and when, oldest first.
+    pub async fn set_aside_escalations(
+        &self,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
+        escalation_schedule::set_aside_rows(self.database.pool()).await
+    }
+
+    /// One page of raised escalations in the order raised, after log position `after`.
+    pub async fn list_escalations(
+        &self,
+        filter: &EscalationFilter,
+        page_size: u32,
+        after: u64,
+    ) -> Result<Vec<EscalationRow>, ProjectionError> {
+        escalations::list(self.database.pool(), filter, page_size, after).await
+    }
+
+    pub async fn escalation(
+        &self,
+        escalation_id: uuid::Uuid,
+    ) -> Result<Option<EscalationRow>, ProjectionError> {
+        escalations::get(self.database.pool(), escalation_id).await
+    }
+
+    /// Dead-lettered deliveries, oldest first, after (created_at, delivery_id).
+    pub async fn dead_letters(
+        &self,
+        page_size: u32,
+        after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    ) -> Result<Vec<Delivery>, ProjectionError> {
+        outbox::dead_letters(self.database.pool(), page_size, after).await
+    }
+
+    /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`, `SET_ASIDE`), if it exists.
+    pub async fn delivery_state(
+        &self,
+        delivery_id: uuid::Uuid,
+    ) -> Result<Option<String>, ProjectionError> {
+        outbox::state(self.database.pool(), delivery_id).await
+    }
+
+    /// Each stage's received and responded counts for the months `from..=to` (in England): CH01
+    /// and CH02 for a reporting year are this over April to March.
+    pub async fn handling_report(
+        &self,
+        from: Month,
+        to: Month,
+    ) -> Result<HandlingCounts, ProjectionError> {
+        handling_counters::report(self.database.pool(), from, to).await
+    }
+
+    /// One complaint's handling row: its stage clocks as the read model holds them.
+    pub async fn complaint_handling(
+        &self,
+        complaint_id: &str,
+    ) -> Result<Option<HandlingRow>, ProjectionError> {
+        let mut connection = self.database.pool().acquire().await?;
+        handling::load(&mut connection, complaint_id).await
+    }
+
+    /// Queues a dead-lettered delivery again; false when it is not dead-lettered. The same as
+    /// [`NotifierState::retry_dead_letter`], kept here for the `RetryDeadLetter` handler.
+    pub async fn retry_dead_letter(
+        &self,
+        delivery_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        self.notifier_state()
+            .retry_dead_letter(delivery_id, now)
+            .await
+    }
+}
