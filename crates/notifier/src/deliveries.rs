@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use doorstep_projections::{
-    Delivery, DeliveryChannel, NotifierState, ProjectionError, ReadModel, UnreadableRow,
-};
+use doorstep_projections::{Delivery, DeliveryChannel, ProjectionError, ReadModel, UnreadableRow};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -46,8 +44,7 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32, jitter: f64) -> Duration 
 /// Sends what the outbox owes, until told to stop.
 #[derive(Clone)]
 pub struct DeliveryWorker {
-    /// Only writes: deliveries are claimed and settled, never just read.
-    outbox: NotifierState,
+    read_model: ReadModel,
     webhook: WebhookSender,
     email: Option<EmailSender>,
     policy: RetryPolicy,
@@ -64,7 +61,7 @@ impl DeliveryWorker {
         poll_interval: Duration,
     ) -> Self {
         Self {
-            outbox: read_model.notifier_state(),
+            read_model,
             webhook,
             email,
             policy,
@@ -104,7 +101,7 @@ impl DeliveryWorker {
         let lease = chrono::Duration::from_std(self.policy.timeout * 2 + Duration::from_secs(5))
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
         let rows = self
-            .outbox
+            .read_model
             .claim_due_delivery_rows(Utc::now(), lease, BATCH)
             .await?;
         let count = rows.len();
@@ -142,7 +139,7 @@ impl DeliveryWorker {
 
     async fn set_aside(&self, unreadable: &UnreadableRow) -> Result<(), ProjectionError> {
         let newly = self
-            .outbox
+            .read_model
             .set_aside_delivery(&unreadable.key, &unreadable.reason)
             .await?;
         // Another worker may have set it aside first: it counted and logged it.
@@ -185,7 +182,7 @@ impl DeliveryWorker {
                     attempt,
                     "escalation delivered"
                 );
-                self.outbox
+                self.read_model
                     .mark_delivered(delivery.delivery_id, attempt, now)
                     .await
             }
@@ -220,7 +217,7 @@ impl DeliveryWorker {
                         "delivery failed for the last time; dead-lettered"
                     ),
                 }
-                self.outbox
+                self.read_model
                     .mark_failed(delivery.delivery_id, attempt, &message, next)
                     .await
             }

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use doorstep_projections::{
-    DueEscalation, NotifierState, ProjectionError, ReadModel, UnreadableRow,
-};
+use doorstep_projections::{DueEscalation, ProjectionError, ReadModel, UnreadableRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
@@ -47,8 +45,6 @@ pub trait EscalationRaiser: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Scheduler {
     read_model: ReadModel,
-    /// Where unreadable schedule rows are set aside.
-    state: NotifierState,
     raiser: Arc<dyn EscalationRaiser>,
     now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     poll_interval: Duration,
@@ -64,7 +60,6 @@ impl Scheduler {
         poll_interval: Duration,
     ) -> Self {
         Self {
-            state: read_model.notifier_state(),
             read_model,
             raiser,
             now,
@@ -153,7 +148,7 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
         let newly = self
-            .state
+            .read_model
             .set_aside_escalation(&unreadable.key, &unreadable.reason, now)
             .await?;
         // Another scheduler may have set it aside first: it counted and logged it.

@@ -21,7 +21,6 @@ mod escalations;
 mod handling;
 mod handling_counters;
 mod month;
-mod notifier_state;
 mod outbox;
 mod performance;
 mod performance_changes;
@@ -41,7 +40,6 @@ pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};
-pub use notifier_state::NotifierState;
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
@@ -79,6 +77,14 @@ impl UnreadableRow {
             key: key.to_owned(),
             reason,
         }
+    }
+
+    /// The rows, or the error for the first unreadable one: what a caller that cannot set rows
+    /// aside gets.
+    pub(crate) fn none_in<T>(rows: Vec<Result<T, Self>>) -> Result<Vec<T>, ProjectionError> {
+        rows.into_iter()
+            .map(|row| row.map_err(Self::into_error))
+            .collect()
     }
 
     /// The error a caller that cannot set rows aside reports.

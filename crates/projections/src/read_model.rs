@@ -1,6 +1,8 @@
 //! What the services and the notifier read: the read models' rows, the position they have
 //! reached and whether they are stuck. The writes the notifier makes beside them (claiming and
-//! settling deliveries, setting rows aside) are [`NotifierState`]'s.
+//! settling deliveries, setting rows aside) are in `delivery_state`.
+
+mod delivery_state;
 
 use std::time::Duration;
 
@@ -16,14 +18,13 @@ use crate::escalations::{self, EscalationFilter, EscalationRow};
 use crate::handling::{self, HandlingCounts, HandlingRow};
 use crate::handling_counters;
 use crate::month::Month;
-use crate::notifier_state::NotifierState;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
 use crate::runner::Stall;
 use crate::{ProjectionError, UnreadableRow};
 
-/// The read models' queries, with the position they have reached. Every method reads; the one
-/// write kept here ([`ReadModel::retry_dead_letter`]) goes through [`NotifierState`].
+/// The read models' queries, with the position they have reached; and the delivery state the
+/// notifier writes beside them (`read_model/delivery_state.rs`, the only methods that write).
 #[derive(Clone)]
 pub struct ReadModel {
     database: ReadModelDatabase,
@@ -42,11 +43,6 @@ impl ReadModel {
             position,
             stall,
         }
-    }
-
-    /// What the notifier writes beside the read models, on the same database.
-    pub fn notifier_state(&self) -> NotifierState {
-        NotifierState::new(self.database.clone())
     }
 
     /// The log position the read models have reached.
@@ -145,11 +141,7 @@ impl ReadModel {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueEscalation>, ProjectionError> {
-        self.due_escalation_rows(now, limit)
-            .await?
-            .into_iter()
-            .map(|row| row.map_err(UnreadableRow::into_error))
-            .collect()
+        UnreadableRow::none_in(self.due_escalation_rows(now, limit).await?)
     }
 
     /// Ladder steps whose time has come at `now`, earliest first, each read or found
@@ -220,17 +212,5 @@ impl ReadModel {
     ) -> Result<Option<HandlingRow>, ProjectionError> {
         let mut connection = self.database.pool().acquire().await?;
         handling::load(&mut connection, complaint_id).await
-    }
-
-    /// Queues a dead-lettered delivery again; false when it is not dead-lettered. The same as
-    /// [`NotifierState::retry_dead_letter`], kept here for the `RetryDeadLetter` handler.
-    pub async fn retry_dead_letter(
-        &self,
-        delivery_id: uuid::Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<bool, ProjectionError> {
-        self.notifier_state()
-            .retry_dead_letter(delivery_id, now)
-            .await
     }
 }

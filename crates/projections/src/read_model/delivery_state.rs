@@ -1,26 +1,16 @@
-//! What the notifier writes beside the read models: deliveries claimed, delivered, failed,
-//! retried or set aside in the outbox, and unreadable schedule rows set aside. None of it is
-//! derived from the log, which is why it is apart from [`ReadModel`](crate::ReadModel)'s
-//! queries.
+//! The writes [`ReadModel`] makes: delivery state the notifier keeps beside the read models
+//! (deliveries claimed, delivered, failed, retried or set aside in the outbox, and unreadable
+//! schedule rows set aside). None of it is derived from the log, and a rebuild leaves the outbox
+//! alone; every other method of [`ReadModel`] only reads.
 
 use chrono::{DateTime, Utc};
 
-use crate::database::ReadModelDatabase;
+use super::ReadModel;
 use crate::escalation_schedule;
 use crate::outbox::{self, Delivery};
 use crate::{ProjectionError, UnreadableRow};
 
-/// The notifier's writes to the outbox and the schedule (see the module).
-#[derive(Clone)]
-pub struct NotifierState {
-    database: ReadModelDatabase,
-}
-
-impl NotifierState {
-    pub(crate) fn new(database: ReadModelDatabase) -> Self {
-        Self { database }
-    }
-
+impl ReadModel {
     /// Sets an unreadable schedule row aside with `reason`, so it is no longer due. False when
     /// it was set aside already (by another scheduler) or has gone.
     pub async fn set_aside_escalation(
@@ -34,22 +24,18 @@ impl NotifierState {
 
     /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
     /// this one tries. An unreadable one is an error (the worker uses
-    /// [`NotifierState::claim_due_delivery_rows`] and sets those aside).
+    /// [`ReadModel::claim_due_delivery_rows`] and sets those aside).
     pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, ProjectionError> {
-        self.claim_due_delivery_rows(now, lease, limit)
-            .await?
-            .into_iter()
-            .map(|row| row.map_err(UnreadableRow::into_error))
-            .collect()
+        UnreadableRow::none_in(self.claim_due_delivery_rows(now, lease, limit).await?)
     }
 
-    /// As [`NotifierState::claim_due_deliveries`], returning each row that cannot be read, unclaimed,
-    /// beside those claimed.
+    /// As [`ReadModel::claim_due_deliveries`], returning each row that cannot be read,
+    /// unclaimed, beside those claimed.
     pub async fn claim_due_delivery_rows(
         &self,
         now: DateTime<Utc>,
