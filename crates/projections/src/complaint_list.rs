@@ -277,6 +277,32 @@ pub(crate) async fn list(
         columns!(),
         " FROM complaint_list WHERE 1 = 1"
     ));
+    push_filter(&mut statement, filter);
+    if let Some(cursor) = after {
+        push_after(&mut statement, cursor);
+    }
+    // One row more than the page tells whether another page follows.
+    statement.push(
+        " ORDER BY received_at_micros DESC, complaint_id DESC LIMIT {}",
+        Parameter::Integer(i64::from(page_size) + 1),
+    );
+    let rows = statement.query().fetch_all(pool).await?;
+    let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let has_more = complaints.len() > page_size as usize;
+    complaints.truncate(page_size as usize);
+    let next = if has_more {
+        complaints.last().map(|last| PageCursor {
+            received_at_micros: last.received_at.timestamp_micros(),
+            complaint_id: last.complaint_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok((complaints, next))
+}
+
+/// The conditions of `filter`, each one it sets.
+fn push_filter(statement: &mut Statement, filter: &ComplaintFilter) {
     if let Some(contractor_id) = &filter.contractor_id {
         statement.push(
             " AND contractor_id = {}",
@@ -322,38 +348,22 @@ pub(crate) async fn list(
             Parameter::Integer(to.timestamp_micros()),
         );
     }
-    if let Some(cursor) = after {
-        statement.push(
-            " AND (received_at_micros < {}",
-            Parameter::Integer(cursor.received_at_micros),
-        );
-        statement.push(
-            " OR (received_at_micros = {}",
-            Parameter::Integer(cursor.received_at_micros),
-        );
-        statement.push(
-            " AND complaint_id < {}))",
-            Parameter::Text(cursor.complaint_id.clone()),
-        );
-    }
-    // One row more than the page tells whether another page follows.
+}
+
+/// Only complaints after `cursor` in the list's order (newest first).
+fn push_after(statement: &mut Statement, cursor: &PageCursor) {
     statement.push(
-        " ORDER BY received_at_micros DESC, complaint_id DESC LIMIT {}",
-        Parameter::Integer(i64::from(page_size) + 1),
+        " AND (received_at_micros < {}",
+        Parameter::Integer(cursor.received_at_micros),
     );
-    let rows = statement.query().fetch_all(pool).await?;
-    let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    let has_more = complaints.len() > page_size as usize;
-    complaints.truncate(page_size as usize);
-    let next = if has_more {
-        complaints.last().map(|last| PageCursor {
-            received_at_micros: last.received_at.timestamp_micros(),
-            complaint_id: last.complaint_id.clone(),
-        })
-    } else {
-        None
-    };
-    Ok((complaints, next))
+    statement.push(
+        " OR (received_at_micros = {}",
+        Parameter::Integer(cursor.received_at_micros),
+    );
+    statement.push(
+        " AND complaint_id < {}))",
+        Parameter::Text(cursor.complaint_id.clone()),
+    );
 }
 
 fn decode(row: &AnyRow) -> Result<ComplaintRow, ProjectionError> {

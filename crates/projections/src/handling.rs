@@ -88,7 +88,18 @@ impl HandlingRow {
 
 /// The row after one more event of its complaint.
 pub fn next_row(row: Option<HandlingRow>, event: &Event, version: u64) -> Option<HandlingRow> {
-    if let Event::ComplaintReceived {
+    if let Event::ComplaintReceived { .. } = event {
+        return row.or_else(|| received_row(event, version));
+    }
+    let mut row = row?;
+    row.version = version;
+    row.follow(event);
+    Some(row)
+}
+
+/// The row a `ComplaintReceived` event starts; None for any other event.
+fn received_row(event: &Event, version: u64) -> Option<HandlingRow> {
+    let Event::ComplaintReceived {
         complaint_id,
         contractor_id,
         visit_id,
@@ -96,95 +107,112 @@ pub fn next_row(row: Option<HandlingRow>, event: &Event, version: u64) -> Option
         acknowledgement_due,
         ..
     } = event
-    {
-        let received_date = england_date(*received_at);
-        return Some(row.unwrap_or_else(|| HandlingRow {
-            complaint_id: complaint_id.to_string(),
-            contractor_id: contractor_id.as_str().to_owned(),
-            month: Month::of(received_date),
-            visit_id: visit_id.as_ref().map(|visit| visit.as_str().to_owned()),
-            received_date,
-            stage_one: StageClock::started(received_date, *acknowledgement_due),
-            stage_two: None,
-            escalated: false,
-            reopen_count: 0,
-            version,
-        }));
-    }
-    let mut row = row?;
-    row.version = version;
-    match event {
-        Event::ComplaintReceived { .. }
-        | Event::FindingsRecorded { .. }
-        | Event::ComplaintClosed { .. }
-        | Event::ComplaintWithdrawn { .. }
-        | Event::NoteAdded { .. }
-        | Event::EscalationRaised { .. }
-        | Event::EscalationAcknowledged { .. } => {}
-        Event::ComplaintAcknowledged {
-            stage,
-            acknowledged_at,
-            response_due,
-            ..
-        } => {
-            if let Some(clock) = row.stage_mut(*stage).filter(|c| c.responded.is_none()) {
-                clock.acknowledged = clock.acknowledged.or(Some(england_date(*acknowledged_at)));
-                clock.response_due_original = Some(*response_due);
-                clock.response_due = Some(*response_due);
-            }
-        }
-        Event::DeadlineExtended {
-            stage,
-            response_due,
-            ..
-        } => {
-            if let Some(clock) = row.stage_mut(*stage).filter(|c| c.responded.is_none()) {
-                clock.response_due = Some(*response_due);
-            }
-        }
-        Event::ResponseIssued {
-            stage,
-            responded_at,
-            ..
-        } => {
-            if let Some(clock) = row.stage_mut(*stage).filter(|c| c.responded.is_none()) {
-                clock.responded = Some(england_date(*responded_at));
-            }
-        }
-        Event::StageTwoRequested {
-            requested_at,
-            acknowledgement_due,
-            ..
-        } => {
-            row.escalated = true;
-            if row.stage_two.is_none() {
-                row.stage_two = Some(StageClock::started(
-                    england_date(*requested_at),
-                    *acknowledgement_due,
-                ));
-            }
-        }
-        Event::ComplaintReopened {
-            stage,
-            acknowledgement_due,
-            response_due,
-            ..
-        } => {
-            row.reopen_count = row.reopen_count.saturating_add(1);
-            // Before any response, the reopening's clock is the one the response is measured
-            // against; after one, the response already given stands.
-            if let Some(clock) = row.stage_mut(*stage).filter(|c| c.responded.is_none()) {
-                if let Some(due) = acknowledgement_due {
-                    clock.acknowledgement_due = *due;
-                }
-                if let Some(due) = response_due {
-                    clock.response_due_original = Some(*due);
-                    clock.response_due = Some(*due);
+    else {
+        return None;
+    };
+    let received_date = england_date(*received_at);
+    Some(HandlingRow {
+        complaint_id: complaint_id.to_string(),
+        contractor_id: contractor_id.as_str().to_owned(),
+        month: Month::of(received_date),
+        visit_id: visit_id.as_ref().map(|visit| visit.as_str().to_owned()),
+        received_date,
+        stage_one: StageClock::started(received_date, *acknowledgement_due),
+        stage_two: None,
+        escalated: false,
+        reopen_count: 0,
+        version,
+    })
+}
+
+impl HandlingRow {
+    /// What one event after intake changes, apart from the version.
+    fn follow(&mut self, event: &Event) {
+        match event {
+            Event::ComplaintReceived { .. }
+            | Event::FindingsRecorded { .. }
+            | Event::ComplaintClosed { .. }
+            | Event::ComplaintWithdrawn { .. }
+            | Event::NoteAdded { .. }
+            | Event::EscalationRaised { .. }
+            | Event::EscalationAcknowledged { .. } => {}
+            Event::ComplaintAcknowledged {
+                stage,
+                acknowledged_at,
+                response_due,
+                ..
+            } => {
+                if let Some(clock) = self.unanswered(*stage) {
+                    clock.acknowledged =
+                        clock.acknowledged.or(Some(england_date(*acknowledged_at)));
+                    clock.response_due_original = Some(*response_due);
+                    clock.response_due = Some(*response_due);
                 }
             }
+            Event::DeadlineExtended {
+                stage,
+                response_due,
+                ..
+            } => {
+                if let Some(clock) = self.unanswered(*stage) {
+                    clock.response_due = Some(*response_due);
+                }
+            }
+            Event::ResponseIssued {
+                stage,
+                responded_at,
+                ..
+            } => {
+                if let Some(clock) = self.unanswered(*stage) {
+                    clock.responded = Some(england_date(*responded_at));
+                }
+            }
+            Event::StageTwoRequested {
+                requested_at,
+                acknowledgement_due,
+                ..
+            } => {
+                self.escalated = true;
+                if self.stage_two.is_none() {
+                    self.stage_two = Some(StageClock::started(
+                        england_date(*requested_at),
+                        *acknowledgement_due,
+                    ));
+                }
+            }
+            Event::ComplaintReopened {
+                stage,
+                acknowledgement_due,
+                response_due,
+                ..
+            } => self.reopened(*stage, *acknowledgement_due, *response_due),
         }
     }
-    Some(row)
+
+    /// The stage's clock while the stage has no response yet.
+    fn unanswered(&mut self, stage: Stage) -> Option<&mut StageClock> {
+        self.stage_mut(stage).filter(|c| c.responded.is_none())
+    }
+
+    fn reopened(
+        &mut self,
+        stage: Stage,
+        acknowledgement_due: Option<NaiveDate>,
+        response_due: Option<NaiveDate>,
+    ) {
+        self.reopen_count = self.reopen_count.saturating_add(1);
+        // Before any response, the reopening's clock is the one the response is measured
+        // against; after one, the response already given stands.
+        if let Some(clock) = self.unanswered(stage) {
+            if let Some(due) = acknowledgement_due {
+                clock.acknowledgement_due = due;
+            }
+            if let Some(due) = response_due {
+                clock.response_due_original = Some(due);
+                clock.response_due = Some(due);
+            }
+        }
+    }
 }
 
 /// What a stage counts in a period, for the regulator's CH01 and CH02.
