@@ -199,6 +199,7 @@ impl WorkingDayCalendar {
         let digest = bank_holidays.iter().chain(closure_days.iter()).fold(
             0xcbf2_9ce4_8422_2325_u64,
             |hash, date| {
+                // A digest, not data: a date before year 1 (no calendar has one) hashes as day 0.
                 let day = u64::try_from(date.num_days_from_ce()).unwrap_or_default();
                 (hash ^ day).wrapping_mul(0x0100_0000_01b3)
             },

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -315,7 +315,7 @@ pub fn shift_working_days(
 /// The instant `date` ends in England: midnight at the start of the next day, London time.
 pub fn end_of_england_day(date: NaiveDate) -> DateTime<Utc> {
     let next = date.succ_opt().unwrap_or(date);
-    let midnight = next.and_hms_opt(0, 0, 0).unwrap_or_default();
+    let midnight = next.and_time(NaiveTime::MIN);
     // The UK changes its clocks at 01:00 and 02:00, never at midnight, so midnight always exists
     // exactly once; `earliest` only guards against a future rule change.
     chrono_tz::Europe::London

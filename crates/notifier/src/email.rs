@@ -45,39 +45,31 @@ impl EmailSender {
 
     /// The message for one delivery.
     pub fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
+        // The outbox writes every one of these: a body without one is corrupt, and an email
+        // with blanks for its complaint or deadline would hide that.
         let text = |key: &str| {
             delivery
                 .body
                 .get(key)
                 .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
+                .map(str::to_owned)
+                .ok_or_else(|| DeliveryError::Message(format!("the escalation has no {key}")))
         };
         let to: Mailbox = delivery
             .target
             .parse()
             .map_err(|error| DeliveryError::Message(format!("recipient: {error}")))?;
-        let deadline = Deadline::from_code(&text("deadline"))
-            .map_or_else(|| text("deadline"), |deadline| deadline.to_string());
-        let deadline_date = text("deadline_date");
-        let level = text("level");
-        let complaint_id = text("complaint_id");
-        let contractor_id = text("contractor_id");
-        let raised_at = parse_time(&text("raised_at"));
-        let lateness = match (
-            chrono::NaiveDate::parse_from_str(&deadline_date, "%Y-%m-%d"),
-            raised_at,
-        ) {
-            (Ok(date), Some(raised)) => match working_days_late(&self.calendar, date, raised) {
-                0 if doorstep_domain::england_date(raised) > date => {
-                    "missed: the deadline day has ended".to_owned()
-                }
-                0 => "not yet missed: this is a warning".to_owned(),
-                1 => "1 working day late".to_owned(),
-                days => format!("{days} working days late"),
-            },
-            _ => "lateness unknown".to_owned(),
-        };
+        let deadline_code = text("deadline")?;
+        let deadline = Deadline::from_code(&deadline_code)
+            .map_or(deadline_code, |deadline| deadline.to_string());
+        let deadline_date = text("deadline_date")?;
+        let level = text("level")?;
+        let complaint_id = text("complaint_id")?;
+        let contractor_id = text("contractor_id")?;
+        let raised_text = text("raised_at")?;
+        let escalation_id = text("escalation_id")?;
+        let raised_at = parse_time(&raised_text);
+        let lateness = self.lateness(&deadline_date, raised_at);
         let subject =
             format!("[Doorstep] {level}: {deadline} for complaint {complaint_id} ({lateness})");
         // Lines stay short so the message travels as plain 7-bit text, readable even raw.
@@ -102,13 +94,12 @@ impl EmailSender {
              Message-ID is the same message.\n\
              Delivery id: {delivery_id}\n",
             raised = raised_at.map_or_else(
-                || text("raised_at"),
+                || raised_text.clone(),
                 |at| at
                     .with_timezone(&chrono_tz_london())
                     .format("%A %-d %B %Y at %H:%M (UK time)")
                     .to_string()
             ),
-            escalation_id = text("escalation_id"),
             delivery_id = delivery.delivery_id,
         );
         Message::builder()
@@ -119,6 +110,24 @@ impl EmailSender {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|error| DeliveryError::Message(error.to_string()))
+    }
+
+    /// How late the escalation is, in words a person reads.
+    fn lateness(&self, deadline_date: &str, raised_at: Option<DateTime<Utc>>) -> String {
+        match (
+            chrono::NaiveDate::parse_from_str(deadline_date, "%Y-%m-%d"),
+            raised_at,
+        ) {
+            (Ok(date), Some(raised)) => match working_days_late(&self.calendar, date, raised) {
+                0 if doorstep_domain::england_date(raised) > date => {
+                    "missed: the deadline day has ended".to_owned()
+                }
+                0 => "not yet missed: this is a warning".to_owned(),
+                1 => "1 working day late".to_owned(),
+                days => format!("{days} working days late"),
+            },
+            _ => "lateness unknown".to_owned(),
+        }
     }
 
     /// One attempt: the relay accepting the message is success.

@@ -415,7 +415,9 @@ fn decode(row: &AnyRow) -> Result<ContractorRow, ProjectionError> {
                 .map_err(|_| corrupt(&contractor_id, "latest_audit_date is not a date"))?,
             outcome: AuditOutcome::from_code(&outcome)
                 .ok_or_else(|| corrupt(&contractor_id, "unknown audit outcome"))?,
-            requirements_not_met: requirements_not_met.unwrap_or_default(),
+            // Written with every audit (empty when none were unmet): missing, it is half an audit.
+            requirements_not_met: requirements_not_met
+                .ok_or_else(|| corrupt(&contractor_id, "half an audit"))?,
         }),
         (None, None) => None,
         _ => return Err(corrupt(&contractor_id, "half an audit")),

@@ -127,6 +127,7 @@ pub(crate) fn add_change(
     after: &HandlingRow,
     calendar: &WorkingDayCalendar,
 ) {
+    // A row the batch started contributed nothing before it.
     for key in before
         .map(|row| contributions(row, calendar))
         .unwrap_or_default()

@@ -203,6 +203,7 @@ async fn add_upheld_breaches(
     visit_id: &str,
     delta: i64,
 ) -> Result<(), ProjectionError> {
+    // No row yet: a complaint named the visit before it was recorded, and this row starts it.
     let mut visit = changes
         .visit(connection, visit_id)
         .await?
@@ -226,6 +227,7 @@ pub(crate) async fn record_visit(
     changes: &mut PerformanceChanges,
     visit: &Visit,
 ) -> Result<(), ProjectionError> {
+    // No row yet: no complaint has named the visit, and recording it starts the row.
     let mut row = changes
         .visit(connection, visit.visit_id.as_str())
         .await?

@@ -366,7 +366,17 @@ async fn claim_checkpoint(
         .bind(COMPLAINT_LIST)
         .fetch_one(&mut *connection)
         .await?;
-    Ok(u64::try_from(position).unwrap_or(0))
+    checkpoint_position(position)
+}
+
+/// A stored checkpoint: a negative one is corrupt, not the start of the log (replaying from 0
+/// would count every counter twice).
+fn checkpoint_position(position: i64) -> Result<u64, ProjectionError> {
+    u64::try_from(position).map_err(|_| ProjectionError::CorruptRecord {
+        table: "projection_checkpoints",
+        key: COMPLAINT_LIST.to_owned(),
+        reason: format!("negative position {position}"),
+    })
 }
 
 /// Applies one event to every read model its stream category feeds.
@@ -483,5 +493,6 @@ async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, Projection
             .bind(COMPLAINT_LIST)
             .fetch_optional(database.pool())
             .await?;
-    Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+    // No checkpoint row yet: nothing has been applied.
+    position.map_or(Ok(0), checkpoint_position)
 }
