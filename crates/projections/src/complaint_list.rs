@@ -7,6 +7,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
+use crate::database::page;
 use crate::upsert::MultiRowUpsert;
 use sqlx::query::Query;
 
@@ -287,18 +288,11 @@ pub(crate) async fn list(
         Parameter::Integer(i64::from(page_size) + 1),
     );
     let rows = statement.query().fetch_all(pool).await?;
-    let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    let has_more = complaints.len() > page_size as usize;
-    complaints.truncate(page_size as usize);
-    let next = if has_more {
-        complaints.last().map(|last| PageCursor {
-            received_at_micros: last.received_at.timestamp_micros(),
-            complaint_id: last.complaint_id.clone(),
-        })
-    } else {
-        None
-    };
-    Ok((complaints, next))
+    let complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok(page(complaints, page_size, |last| PageCursor {
+        received_at_micros: last.received_at.timestamp_micros(),
+        complaint_id: last.complaint_id.clone(),
+    }))
 }
 
 /// The conditions of `filter`, each one it sets.

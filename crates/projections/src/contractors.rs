@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::ProjectionError;
+use crate::database::page;
 
 /// The most recent equality audit, as the registry shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,17 +360,10 @@ pub(crate) async fn list(
     .bind(i64::from(page_size) + 1)
     .fetch_all(pool)
     .await?;
-    let mut contractors = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    let has_more = contractors.len() > page_size as usize;
-    contractors.truncate(page_size as usize);
-    let next = if has_more {
-        contractors.last().map(|last| ContractorCursor {
-            contractor_id: last.contractor_id.clone(),
-        })
-    } else {
-        None
-    };
-    Ok((contractors, next))
+    let contractors = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok(page(contractors, page_size, |last| ContractorCursor {
+        contractor_id: last.contractor_id.clone(),
+    }))
 }
 
 /// Contractors whose legal name, a trading name or phone number is `query`, in id order.

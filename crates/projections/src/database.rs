@@ -127,3 +127,20 @@ pub(crate) fn row_values(connection: &AnyConnection, rows: usize, width: usize) 
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// One page of `rows`, read one row longer than `page_size` to tell whether another page
+/// follows, and the cursor of its last row when one does.
+pub(crate) fn page<T, C>(
+    mut rows: Vec<T>,
+    page_size: u32,
+    cursor: impl FnOnce(&T) -> C,
+) -> (Vec<T>, Option<C>) {
+    let has_more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next = if has_more {
+        rows.last().map(cursor)
+    } else {
+        None
+    };
+    (rows, next)
+}
