@@ -7,9 +7,11 @@
 //!
 //! The models: the complaint list (`complaint_list`), the contractor registry with its lookup
 //! keys (`contractors`), each complaint's handling clock (`handling`), the contractor
-//! performance counters (`performance`), and the notifier's escalation schedule and escalations
-//! (`escalations`). The delivery outbox (`outbox`) lives beside them, written in the same
-//! transaction as the escalation it delivers, but it is delivery state: a rebuild keeps it.
+//! performance counters (`performance`), and the notifier's escalation schedule
+//! (`escalation_schedule`) and escalations (`escalations`). The delivery outbox (`outbox`) lives
+//! beside them, written in the same transaction as the escalation it delivers, but it is delivery
+//! state: a rebuild keeps it. [`ReadModel`] reads them all; its only writes, to delivery state,
+//! are in `read_model/delivery_state.rs`.
 
 mod batch;
 mod complaint_list;
