@@ -28,6 +28,7 @@ mod performance;
 mod performance_changes;
 mod read_model;
 mod runner;
+mod stall;
 mod stored_values;
 mod upsert;
 
@@ -47,7 +48,8 @@ pub use performance::{
     ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
 };
 pub use read_model::ReadModel;
-pub use runner::{ProjectionRunner, Stall};
+pub use runner::ProjectionRunner;
+pub use stall::Stall;
 
 /// The pure "next row" steps of each read model, for tests and for anyone checking a model
 /// against the replayed aggregates.

@@ -14,20 +14,18 @@
 //!   work-order system has recorded it (or one it never records): its breaches wait on a `visits`
 //!   row without a contractor, which the visit joins when it is recorded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use doorstep_domain::ServiceStandard;
-use doorstep_domain::complaint::{Finding, FindingOutcome};
-use doorstep_domain::contractor::Visit;
+use doorstep_domain::complaint::FindingOutcome;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool, Row};
+use sqlx::{Any, AnyPool, Row};
 
 use crate::ProjectionError;
-use crate::handling::{HandlingRow, count};
+use crate::handling::count;
 use crate::handling_counters::{self, HandlingSummary};
 use crate::month::Month;
-use crate::performance_changes::PerformanceChanges;
 use crate::upsert::MultiRowUpsert;
 
 /// Whether a finding makes the standard a breach: only upheld findings count, partly upheld
@@ -93,79 +91,6 @@ pub fn finding_change(
     Some((standard, visit))
 }
 
-/// Counts the standards a newly received complaint alleges, in its contractor and month.
-pub(crate) fn record_allegations(
-    changes: &mut PerformanceChanges,
-    complaint: &HandlingRow,
-    standards: &[ServiceStandard],
-) {
-    let alleged: BTreeSet<ServiceStandard> = standards.iter().copied().collect();
-    for standard in alleged {
-        let delta = StandardDelta {
-            reported: 1,
-            ..StandardDelta::default()
-        };
-        changes.add_to_standard(
-            &complaint.contractor_id,
-            complaint.month.to_string(),
-            standard,
-            delta,
-        );
-    }
-}
-
-/// Applies findings in the order given (a later finding on the same standard wins, as in the
-/// aggregate), moving counts from each standard's previous outcome to its new one.
-pub(crate) async fn record_findings(
-    connection: &mut AnyConnection,
-    changes: &mut PerformanceChanges,
-    complaint: &HandlingRow,
-    findings: &[Finding],
-) -> Result<(), ProjectionError> {
-    for finding in findings {
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT outcome FROM complaint_findings WHERE complaint_id = $1 AND standard = $2",
-        )
-        .bind(complaint.complaint_id.as_str())
-        .bind(finding.standard.code())
-        .fetch_optional(&mut *connection)
-        .await?;
-        let previous = previous
-            .map(|code| {
-                outcome_from_code(&code).ok_or_else(|| ProjectionError::CorruptRecord {
-                    table: "complaint_findings",
-                    key: complaint.complaint_id.clone(),
-                    reason: format!("unknown outcome {code}"),
-                })
-            })
-            .transpose()?;
-        let Some((standard_delta, visit_delta)) = finding_change(previous, finding.outcome) else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO complaint_findings (complaint_id, standard, outcome) VALUES ($1, $2, $3) \
-             ON CONFLICT (complaint_id, standard) DO UPDATE SET outcome = excluded.outcome",
-        )
-        .bind(complaint.complaint_id.as_str())
-        .bind(finding.standard.code())
-        .bind(finding.outcome.code())
-        .execute(&mut *connection)
-        .await?;
-        changes.add_to_standard(
-            &complaint.contractor_id,
-            complaint.month.to_string(),
-            finding.standard,
-            standard_delta,
-        );
-        if let Some(visit_id) = &complaint.visit_id
-            && visit_delta != 0
-        {
-            add_upheld_breaches(connection, changes, visit_id, visit_delta).await?;
-        }
-    }
-    Ok(())
-}
-
 /// Adds standard deltas to `contractor_month_standard`; bound by [`bind_standard_delta`].
 pub(crate) const ADD_TO_STANDARD: MultiRowUpsert = MultiRowUpsert {
     insert: "INSERT INTO contractor_month_standard \
@@ -195,60 +120,6 @@ pub(crate) fn bind_standard_delta<'q>(
         .bind(delta.not_upheld)
 }
 
-/// Adds `delta` to a visit's upheld breaches and, when the visit is recorded and crosses
-/// between none and some, to its contractor-month's visits with an upheld breach.
-async fn add_upheld_breaches(
-    connection: &mut AnyConnection,
-    changes: &mut PerformanceChanges,
-    visit_id: &str,
-    delta: i64,
-) -> Result<(), ProjectionError> {
-    // No row yet: a complaint named the visit before it was recorded, and this row starts it.
-    let mut visit = changes
-        .visit(connection, visit_id)
-        .await?
-        .unwrap_or_default();
-    let before = visit.upheld_breaches;
-    visit.upheld_breaches += delta;
-    let crossed = i64::from(visit.upheld_breaches > 0) - i64::from(before > 0);
-    if let (Some(contractor_id), Some(month)) = (&visit.contractor_id, &visit.month)
-        && crossed != 0
-    {
-        changes.add_to_month_visits(contractor_id, month, 0, crossed);
-    }
-    changes.put_visit(visit_id, visit);
-    Ok(())
-}
-
-/// Counts a visit in its contractor and month, with the upheld breaches complaints have already
-/// found on it. A visit recorded twice counts once; the first record stands.
-pub(crate) async fn record_visit(
-    connection: &mut AnyConnection,
-    changes: &mut PerformanceChanges,
-    visit: &Visit,
-) -> Result<(), ProjectionError> {
-    // No row yet: no complaint has named the visit, and recording it starts the row.
-    let mut row = changes
-        .visit(connection, visit.visit_id.as_str())
-        .await?
-        .unwrap_or_default();
-    if row.contractor_id.is_some() {
-        tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
-        return Ok(());
-    }
-    let month = Month::of(visit.visit_date).to_string();
-    changes.add_to_month_visits(
-        visit.contractor_id.as_str(),
-        &month,
-        1,
-        i64::from(row.upheld_breaches > 0),
-    );
-    row.contractor_id = Some(visit.contractor_id.as_str().to_owned());
-    row.month = Some(month);
-    changes.put_visit(visit.visit_id.as_str(), row);
-    Ok(())
-}
-
 /// Adds visit deltas to `contractor_month_visits`: contractor, month, visits, visits with an
 /// upheld breach.
 pub(crate) const ADD_TO_MONTH_VISITS: MultiRowUpsert = MultiRowUpsert {
@@ -261,7 +132,7 @@ pub(crate) const ADD_TO_MONTH_VISITS: MultiRowUpsert = MultiRowUpsert {
          contractor_month_visits.visits_with_upheld_breach + excluded.visits_with_upheld_breach",
 };
 
-fn outcome_from_code(code: &str) -> Option<FindingOutcome> {
+pub(crate) fn outcome_from_code(code: &str) -> Option<FindingOutcome> {
     [
         FindingOutcome::Upheld,
         FindingOutcome::PartlyUpheld,

@@ -2,16 +2,22 @@
 //! in memory and written once at the batch's end.
 //!
 //! Counters are summed per key and added once; visit rows are read for a whole batch in a few
-//! statements before it is applied, and each changed one is written once.
+//! statements before it is applied, and each changed one is written once. The runner applies
+//! allegations, findings and visits here (`record_*`); `performance` holds the pure deltas, the
+//! tables' upserts and the reports, and knows nothing of batches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use doorstep_domain::ServiceStandard;
+use doorstep_domain::complaint::Finding;
+use doorstep_domain::contractor::Visit;
 use sqlx::{AnyConnection, Row};
 
 use crate::ProjectionError;
 use crate::database::placeholders;
-use crate::performance::{self, StandardDelta};
+use crate::handling::HandlingRow;
+use crate::month::Month;
+use crate::performance::{self, StandardDelta, finding_change, outcome_from_code};
 use crate::upsert::{MultiRowUpsert, ROWS_PER_STATEMENT, write_rows};
 
 /// A row of `visits`: `contractor_id` and `month` stay empty until the visit itself is recorded.
@@ -182,3 +188,130 @@ const UPSERT_VISITS: MultiRowUpsert = MultiRowUpsert {
     on_conflict: "ON CONFLICT (visit_id) DO UPDATE SET contractor_id = excluded.contractor_id, \
                   month = excluded.month, upheld_breaches = excluded.upheld_breaches",
 };
+
+/// Counts the standards a newly received complaint alleges, in its contractor and month.
+pub(crate) fn record_allegations(
+    changes: &mut PerformanceChanges,
+    complaint: &HandlingRow,
+    standards: &[ServiceStandard],
+) {
+    let alleged: BTreeSet<ServiceStandard> = standards.iter().copied().collect();
+    for standard in alleged {
+        let delta = StandardDelta {
+            reported: 1,
+            ..StandardDelta::default()
+        };
+        changes.add_to_standard(
+            &complaint.contractor_id,
+            complaint.month.to_string(),
+            standard,
+            delta,
+        );
+    }
+}
+
+/// Applies findings in the order given (a later finding on the same standard wins, as in the
+/// aggregate), moving counts from each standard's previous outcome to its new one.
+pub(crate) async fn record_findings(
+    connection: &mut AnyConnection,
+    changes: &mut PerformanceChanges,
+    complaint: &HandlingRow,
+    findings: &[Finding],
+) -> Result<(), ProjectionError> {
+    for finding in findings {
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM complaint_findings WHERE complaint_id = $1 AND standard = $2",
+        )
+        .bind(complaint.complaint_id.as_str())
+        .bind(finding.standard.code())
+        .fetch_optional(&mut *connection)
+        .await?;
+        let previous = previous
+            .map(|code| {
+                outcome_from_code(&code).ok_or_else(|| ProjectionError::CorruptRecord {
+                    table: "complaint_findings",
+                    key: complaint.complaint_id.clone(),
+                    reason: format!("unknown outcome {code}"),
+                })
+            })
+            .transpose()?;
+        let Some((standard_delta, visit_delta)) = finding_change(previous, finding.outcome) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO complaint_findings (complaint_id, standard, outcome) VALUES ($1, $2, $3) \
+             ON CONFLICT (complaint_id, standard) DO UPDATE SET outcome = excluded.outcome",
+        )
+        .bind(complaint.complaint_id.as_str())
+        .bind(finding.standard.code())
+        .bind(finding.outcome.code())
+        .execute(&mut *connection)
+        .await?;
+        changes.add_to_standard(
+            &complaint.contractor_id,
+            complaint.month.to_string(),
+            finding.standard,
+            standard_delta,
+        );
+        if let Some(visit_id) = &complaint.visit_id
+            && visit_delta != 0
+        {
+            add_upheld_breaches(connection, changes, visit_id, visit_delta).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `delta` to a visit's upheld breaches and, when the visit is recorded and crosses
+/// between none and some, to its contractor-month's visits with an upheld breach.
+async fn add_upheld_breaches(
+    connection: &mut AnyConnection,
+    changes: &mut PerformanceChanges,
+    visit_id: &str,
+    delta: i64,
+) -> Result<(), ProjectionError> {
+    // No row yet: a complaint named the visit before it was recorded, and this row starts it.
+    let mut visit = changes
+        .visit(connection, visit_id)
+        .await?
+        .unwrap_or_default();
+    let before = visit.upheld_breaches;
+    visit.upheld_breaches += delta;
+    let crossed = i64::from(visit.upheld_breaches > 0) - i64::from(before > 0);
+    if let (Some(contractor_id), Some(month)) = (&visit.contractor_id, &visit.month)
+        && crossed != 0
+    {
+        changes.add_to_month_visits(contractor_id, month, 0, crossed);
+    }
+    changes.put_visit(visit_id, visit);
+    Ok(())
+}
+
+/// Counts a visit in its contractor and month, with the upheld breaches complaints have already
+/// found on it. A visit recorded twice counts once; the first record stands.
+pub(crate) async fn record_visit(
+    connection: &mut AnyConnection,
+    changes: &mut PerformanceChanges,
+    visit: &Visit,
+) -> Result<(), ProjectionError> {
+    // No row yet: no complaint has named the visit, and recording it starts the row.
+    let mut row = changes
+        .visit(connection, visit.visit_id.as_str())
+        .await?
+        .unwrap_or_default();
+    if row.contractor_id.is_some() {
+        tracing::warn!(visit_id = %visit.visit_id, "visit recorded again; the first record stands");
+        return Ok(());
+    }
+    let month = Month::of(visit.visit_date).to_string();
+    changes.add_to_month_visits(
+        visit.contractor_id.as_str(),
+        &month,
+        1,
+        i64::from(row.upheld_breaches > 0),
+    );
+    row.contractor_id = Some(visit.contractor_id.as_str().to_owned());
+    row.month = Some(month);
+    changes.put_visit(visit.visit_id.as_str(), row);
+    Ok(())
+}

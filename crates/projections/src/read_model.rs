@@ -20,7 +20,7 @@ use crate::handling_counters;
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
-use crate::runner::Stall;
+use crate::stall::Stall;
 use crate::{ProjectionError, UnreadableRow};
 
 /// The read models' queries, with the position they have reached; and the delivery state the

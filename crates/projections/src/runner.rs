@@ -25,8 +25,9 @@ use crate::escalation_schedule::EscalationBatch;
 use crate::escalations;
 use crate::handling;
 use crate::outbox;
-use crate::performance;
+use crate::performance_changes;
 use crate::read_model::ReadModel;
+use crate::stall::Stall;
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
@@ -52,30 +53,6 @@ const RESET: [&str; 13] = [
 const BATCH_SIZE: usize = 500;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
-
-/// The event the read models are stuck at: one they cannot apply (this build cannot decode it,
-/// or a read-model row it needs cannot be read). They stay stuck until the runner gets past it,
-/// because skipping it would advance the checkpoint every replica shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stall {
-    pub position: u64,
-    pub event_id: uuid::Uuid,
-    pub event_type: String,
-    pub stream_id: String,
-    pub reason: String,
-}
-
-impl Stall {
-    fn at(recorded: &RecordedEvent, error: &ProjectionError) -> Self {
-        Self {
-            position: recorded.position,
-            event_id: recorded.event_id,
-            event_type: recorded.event_type.clone(),
-            stream_id: recorded.stream_id.as_str().to_owned(),
-            reason: crate::error_chain(error),
-        }
-    }
-}
 
 /// Whether retrying cannot help: the same event meets the same failure every time.
 fn cannot_apply(error: &ProjectionError) -> bool {
@@ -418,7 +395,8 @@ async fn apply_event(
         }
         "visit" => match decode(recorded, VisitEvent::from_payload)? {
             VisitEvent::VisitRecorded { visit } => {
-                performance::record_visit(connection, &mut changes.performance, &visit).await
+                performance_changes::record_visit(connection, &mut changes.performance, &visit)
+                    .await
             }
         },
         _ => Ok(()),
@@ -475,11 +453,16 @@ async fn apply_complaint_event(
     };
     match event {
         Event::ComplaintReceived { standards, .. } if newly_received => {
-            performance::record_allegations(&mut changes.performance, &row, standards);
+            performance_changes::record_allegations(&mut changes.performance, &row, standards);
         }
         Event::FindingsRecorded { findings, .. } => {
-            performance::record_findings(connection, &mut changes.performance, &row, findings)
-                .await?;
+            performance_changes::record_findings(
+                connection,
+                &mut changes.performance,
+                &row,
+                findings,
+            )
+            .await?;
         }
         _ => {}
     }
