@@ -149,7 +149,9 @@ impl ServerLease {
 
 /// Takes the lease exclusively for the rest of `transaction`, waiting up to
 /// [`EXCLUSIVE_WAIT`] for servers that are stopping to let go, or says a server holds it.
-pub(crate) async fn postgres_exclusive(transaction: &mut sqlx::PgConnection) -> Result<(), LeaseError> {
+pub(crate) async fn postgres_exclusive(
+    transaction: &mut sqlx::PgConnection,
+) -> Result<(), LeaseError> {
     sqlx::raw_sql(POSTGRES_EXCLUSIVE_WAIT)
         .execute(&mut *transaction)
         .await?;

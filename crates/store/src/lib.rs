@@ -21,8 +21,7 @@ pub mod conformance;
 pub use lease::{EXCLUSIVE_WAIT, LeaseError, ServerLease, lock_file};
 pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use resident_keys::{
-    KeyToRewrap, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, RewrapRefused,
-    WrappedKey,
+    KeyToRewrap, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, RewrapRefused, WrappedKey,
 };
 pub use sqlite::{SqliteEventStore, SqliteSettings};
 

@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         LogFormat::Text
     };
-    doorstep_telemetry::init(format, "info,sqlx=warn");
+    doorstep_telemetry::init(format, doorstep_telemetry::SERVER_LOG_FILTER);
     // Whichever command runs first on a new installation creates the data directory, 0700.
     startup::create_data_directories(&settings)?;
 

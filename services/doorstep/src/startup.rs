@@ -23,7 +23,7 @@ use tonic_health::ServingStatus;
 use crate::auth::api_keys::{self, ApiKeyStore};
 use crate::auth::guard::{AuthLayer, Authenticator, FailedKeyLimit, PrincipalRateLimit};
 use crate::auth::jwt::JwtVerifier;
-use crate::backend::{OpenedStore, open_read_models};
+use crate::backend::{BackendError, OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::complaint_log;
 use crate::complaints::ComplaintApi;
@@ -109,6 +109,17 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
     #[error("cannot set up the notifier's deliveries")]
     Notifier(#[from] doorstep_notifier::DeliveryError),
+}
+
+impl From<BackendError> for StartupError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::Settings(message) => Self::Settings(message),
+            BackendError::Store(error) => Self::Store(error),
+            BackendError::Projections(error) => Self::Projections(error),
+            BackendError::DataFile { path, source } => Self::DataFile { path, source },
+        }
+    }
 }
 
 /// A built service, bound to its port and ready to run.
@@ -349,7 +360,7 @@ impl Application {
             calendar.clone(),
             settings.code.timescales(),
         );
-        let vault = Arc::new(ResidentVault::load(&settings.privacy, store.key_database()).await?);
+        let vault = Arc::new(ResidentVault::load(&settings.privacy, store.resident_keys()).await?);
         let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone(), vault);
         let contractor_api =
             ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
