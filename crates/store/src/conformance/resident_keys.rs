@@ -97,7 +97,7 @@ where
         .insert_keys(&rows(&[(&a, "key-a3"), (&c, "key-c")]), 2)
         .await
         .expect("the second batch should be stored");
-    assert_eq!(inserted, [c.clone()], "a resident with a key keeps it");
+    assert_eq!(inserted, vec![c.clone()], "a resident with a key keeps it");
     assert_eq!(key_of(&store, &a).await, Some(wrapped("key-a1", 1)));
     assert_eq!(
         key_of(&store, &c).await,
