@@ -252,7 +252,9 @@ fn destroy_key_file(path: &Path) -> Result<(), RotationError> {
         .write(true)
         .open(path)
         .map_err(file_error(path))?;
-    let zeros = vec![0_u8; usize::try_from(length).unwrap_or(0)];
+    let length = usize::try_from(length)
+        .map_err(|_| file_error(path)(std::io::Error::other("too large to overwrite")))?;
+    let zeros = vec![0_u8; length];
     file.write_all(&zeros).map_err(file_error(path))?;
     file.sync_all().map_err(file_error(path))?;
     drop(file);
