@@ -127,6 +127,42 @@ pub trait ResidentKeyStore: Send + Sync + 'static {
     fn shared_by_replicas(&self) -> bool;
 }
 
+/// `impl ResidentKeyStore for $store`: the reads, the same on every backend (one statement on
+/// the store's pool), written here once, and the backend's own writes, lease and answer to
+/// `shared_by_replicas`, given as `$writes`.
+macro_rules! impl_resident_key_store {
+    ($store:ty, $queries:path, { $($writes:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::resident_keys::ResidentKeyStore for $store {
+            async fn wrapped_key(
+                &self,
+                reference: &str,
+            ) -> Result<Option<$crate::WrappedKey>, $crate::ResidentKeyError> {
+                use $queries as queries;
+                queries::wrapped_key(self.pool(), reference).await
+            }
+
+            async fn is_forgotten(&self, reference: &str) -> Result<bool, $crate::ResidentKeyError> {
+                use $queries as queries;
+                queries::is_forgotten(self.pool(), reference).await
+            }
+
+            async fn key_count(&self) -> Result<u64, $crate::ResidentKeyError> {
+                use $queries as queries;
+                queries::key_count(self.pool()).await
+            }
+
+            async fn generations_in_use(&self) -> Result<Vec<u32>, $crate::ResidentKeyError> {
+                use $queries as queries;
+                queries::generations_in_use(self.pool()).await
+            }
+
+            $($writes)*
+        }
+    };
+}
+pub(crate) use impl_resident_key_store;
+
 /// The new wrapping of each key, computed before anything is written.
 pub(crate) fn rewrapped(
     keys: &[KeyToRewrap],

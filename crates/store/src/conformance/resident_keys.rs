@@ -18,7 +18,7 @@ use crate::{KeyToRewrap, ResidentKeyStore, RewrapError, RewrapRefused, WrappedKe
 #[macro_export]
 macro_rules! resident_key_store_conformance_tests {
     ($fresh_harness:path) => {
-        $crate::resident_key_store_conformance_tests!(@each $fresh_harness;
+        $crate::event_store_lifecycle_tests!(@each_in resident_keys, $fresh_harness;
             batch_inserts_keep_the_first_key_per_resident,
             a_rewrap_moves_every_key_or_none,
             forgetting_destroys_the_key_and_remembers_the_resident,
@@ -27,22 +27,34 @@ macro_rules! resident_key_store_conformance_tests {
             servers_share_the_lease,
         );
     };
-    (@each $fresh_harness:path; $($check:ident),+ $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some(harness) = $fresh_harness().await else {
-                    return;
-                };
-                $crate::conformance::resident_keys::$check(harness).await;
-            }
-        )+
-    };
+}
+
+/// A harness whose store also keeps resident keys.
+pub trait KeyStoreHarness: StoreHarness<Store: ResidentKeyStore> {}
+
+impl<H> KeyStoreHarness for H
+where
+    H: StoreHarness,
+    H::Store: ResidentKeyStore,
+{
 }
 
 /// A reference no other check uses.
 fn fresh_reference(name: &str) -> String {
     format!("{name}-{}", Uuid::new_v4().simple())
+}
+
+/// References no other check uses, one per name.
+fn fresh_references<const N: usize>(names: [&str; N]) -> [String; N] {
+    names.map(fresh_reference)
+}
+
+/// Stores `(reference, key)` pairs as one batch wrapped by `generation`.
+async fn stored<S: ResidentKeyStore>(store: &S, pairs: &[(&str, &str)], generation: u32) {
+    store
+        .insert_keys(&rows(pairs), generation)
+        .await
+        .expect("the keys should be stored");
 }
 
 fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -69,16 +81,9 @@ async fn key_of<S: ResidentKeyStore>(store: &S, reference: &str) -> Option<Wrapp
 /// One statement stores a batch of new keys; the first row of a resident wins over a later one
 /// in the same batch, a resident who has a key keeps it, the statement says which rows it
 /// stored, and each key records the master key generation that wraps it.
-pub async fn batch_inserts_keep_the_first_key_per_resident<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore,
-{
+pub async fn batch_inserts_keep_the_first_key_per_resident<H: KeyStoreHarness>(harness: H) {
     let store = harness.open(None).await;
-    let (a, b, c) = (
-        fresh_reference("a"),
-        fresh_reference("b"),
-        fresh_reference("c"),
-    );
+    let [a, b, c] = fresh_references(["a", "b", "c"]);
     let mut inserted = store
         .insert_keys(&rows(&[(&a, "key-a1"), (&b, "key-b"), (&a, "key-a2")]), 1)
         .await
@@ -117,24 +122,11 @@ struct Unopenable(String);
 
 /// A re-wrap moves every key or none: one the caller refuses leaves them all as they were, and
 /// the caller hears its own refusal back.
-pub async fn a_rewrap_moves_every_key_or_none<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore,
-{
+pub async fn a_rewrap_moves_every_key_or_none<H: KeyStoreHarness>(harness: H) {
     let store = harness.open(None).await;
-    let (a, b, c) = (
-        fresh_reference("a"),
-        fresh_reference("b"),
-        fresh_reference("c"),
-    );
-    store
-        .insert_keys(&rows(&[(&a, "key-a"), (&b, "key-b")]), 1)
-        .await
-        .expect("stored");
-    store
-        .insert_keys(&rows(&[(&c, "key-c")]), 2)
-        .await
-        .expect("stored");
+    let [a, b, c] = fresh_references(["a", "b", "c"]);
+    stored(&store, &[(&a, "key-a"), (&b, "key-b")], 1).await;
+    stored(&store, &[(&c, "key-c")], 2).await;
 
     let refusing = |row: &KeyToRewrap| -> Result<String, RewrapRefused> {
         if row.reference == c {
@@ -183,20 +175,12 @@ where
 
 /// Forgetting deletes the key and records the resident, once; other residents keep theirs, and
 /// a resident forgotten before they had a key is remembered too.
-pub async fn forgetting_destroys_the_key_and_remembers_the_resident<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore,
-{
+pub async fn forgetting_destroys_the_key_and_remembers_the_resident<H: KeyStoreHarness>(
+    harness: H,
+) {
     let store = harness.open(None).await;
-    let (gone, staying, keyless) = (
-        fresh_reference("gone"),
-        fresh_reference("staying"),
-        fresh_reference("keyless"),
-    );
-    store
-        .insert_keys(&rows(&[(&gone, "key-gone"), (&staying, "key-staying")]), 1)
-        .await
-        .expect("stored");
+    let [gone, staying, keyless] = fresh_references(["gone", "staying", "keyless"]);
+    stored(&store, &[(&gone, "key-gone"), (&staying, "key-staying")], 1).await;
     assert!(!store.is_forgotten(&gone).await.expect("readable"));
 
     assert!(
@@ -228,16 +212,10 @@ where
 
 /// Keys stored in batches (which commit without a flush of their own) and erasures are there
 /// after the store is closed and opened again.
-pub async fn keys_survive_close_and_reopen<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore,
-{
-    let (kept, forgotten) = (fresh_reference("kept"), fresh_reference("forgotten"));
+pub async fn keys_survive_close_and_reopen<H: KeyStoreHarness>(harness: H) {
+    let [kept, forgotten] = fresh_references(["kept", "forgotten"]);
     let store = harness.open(None).await;
-    store
-        .insert_keys(&rows(&[(&kept, "key-kept"), (&forgotten, "key-gone")]), 4)
-        .await
-        .expect("stored");
+    stored(&store, &[(&kept, "key-kept"), (&forgotten, "key-gone")], 4).await;
     store.forget(&forgotten).await.expect("forgotten");
     H::close(&store).await;
 
@@ -250,10 +228,7 @@ where
 
 /// Batches racing to store a key for the same resident store exactly one, and every batch
 /// reports only the rows it stored.
-pub async fn concurrent_batches_store_one_key_per_resident<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore + Clone,
-{
+pub async fn concurrent_batches_store_one_key_per_resident<H: KeyStoreHarness>(harness: H) {
     const BATCHES: usize = 16;
     let store = Arc::new(harness.open(None).await);
     let shared = fresh_reference("shared");
@@ -298,10 +273,7 @@ where
 
 /// Several servers (replicas, or a server and its `doorstep migrate`) may hold the shared
 /// lease at once, and let go of it when dropped.
-pub async fn servers_share_the_lease<H: StoreHarness>(harness: H)
-where
-    H::Store: ResidentKeyStore,
-{
+pub async fn servers_share_the_lease<H: KeyStoreHarness>(harness: H) {
     let first = harness.open(None).await;
     let second = harness.open(None).await;
     let one = first.server_lease().await.expect("a server's lease");

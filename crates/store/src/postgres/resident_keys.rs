@@ -1,69 +1,54 @@
 //! Resident keys on PostgreSQL, shared by every replica on the database. A rotation's
 //! transaction takes the servers' lease exclusively first, so it refuses while any server runs.
 
-use async_trait::async_trait;
-
 use crate::PostgresEventStore;
 use crate::lease::{LeaseError, ServerLease, postgres_exclusive};
 use crate::resident_keys::queries::{POSTGRES_BEGIN_WITHOUT_FLUSH, postgres as queries};
 use crate::resident_keys::{
-    ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, WrappedKey, rewrapped,
+    ResidentKeyError, Rewrap, RewrapError, impl_resident_key_store, rewrapped,
 };
 
-#[async_trait]
-impl ResidentKeyStore for PostgresEventStore {
-    async fn wrapped_key(&self, reference: &str) -> Result<Option<WrappedKey>, ResidentKeyError> {
-        queries::wrapped_key(self.pool(), reference).await
-    }
+impl_resident_key_store!(
+    PostgresEventStore,
+    crate::resident_keys::queries::postgres,
+    {
+        async fn insert_keys(
+            &self,
+            rows: &[(String, String)],
+            generation: u32,
+        ) -> Result<Vec<String>, ResidentKeyError> {
+            // One round trip opens the transaction and sets it to commit without a flush.
+            let mut transaction = self.pool().begin_with(POSTGRES_BEGIN_WITHOUT_FLUSH).await?;
+            let inserted = queries::insert_keys(&mut transaction, rows, generation).await?;
+            transaction.commit().await?;
+            Ok(inserted)
+        }
 
-    async fn insert_keys(
-        &self,
-        rows: &[(String, String)],
-        generation: u32,
-    ) -> Result<Vec<String>, ResidentKeyError> {
-        // One round trip opens the transaction and sets it to commit without a flush.
-        let mut transaction = self.pool().begin_with(POSTGRES_BEGIN_WITHOUT_FLUSH).await?;
-        let inserted = queries::insert_keys(&mut transaction, rows, generation).await?;
-        transaction.commit().await?;
-        Ok(inserted)
-    }
+        async fn forget(&self, reference: &str) -> Result<bool, ResidentKeyError> {
+            let mut transaction = self.pool().begin().await?;
+            let deleted = queries::delete_and_record(&mut transaction, reference).await?;
+            transaction.commit().await?;
+            Ok(deleted)
+        }
 
-    async fn forget(&self, reference: &str) -> Result<bool, ResidentKeyError> {
-        let mut transaction = self.pool().begin().await?;
-        let deleted = queries::delete_and_record(&mut transaction, reference).await?;
-        transaction.commit().await?;
-        Ok(deleted)
-    }
+        async fn rewrap_all(&self, target: u32, rewrap: &Rewrap<'_>) -> Result<u64, RewrapError> {
+            let mut transaction = self.pool().begin().await?;
+            postgres_exclusive(&mut transaction).await?;
+            // Locked, so that nothing (a server started meanwhile is refused anyway) changes a row
+            // between its read and its update.
+            let keys = queries::keys_to_rewrap(&mut transaction, target, true).await?;
+            let updates = rewrapped(&keys, rewrap)?;
+            queries::update_keys(&mut transaction, &updates, target).await?;
+            transaction.commit().await?;
+            Ok(updates.len() as u64)
+        }
 
-    async fn is_forgotten(&self, reference: &str) -> Result<bool, ResidentKeyError> {
-        queries::is_forgotten(self.pool(), reference).await
-    }
+        async fn server_lease(&self) -> Result<ServerLease, LeaseError> {
+            ServerLease::postgres_shared(self.pool()).await
+        }
 
-    async fn key_count(&self) -> Result<u64, ResidentKeyError> {
-        queries::key_count(self.pool()).await
+        fn shared_by_replicas(&self) -> bool {
+            true
+        }
     }
-
-    async fn generations_in_use(&self) -> Result<Vec<u32>, ResidentKeyError> {
-        queries::generations_in_use(self.pool()).await
-    }
-
-    async fn rewrap_all(&self, target: u32, rewrap: &Rewrap<'_>) -> Result<u64, RewrapError> {
-        let mut transaction = self.pool().begin().await?;
-        postgres_exclusive(&mut transaction).await?;
-        // Locked, so that nothing (a server started meanwhile is refused anyway) changes a row
-        // between its read and its update.
-        let keys = queries::keys_to_rewrap(&mut transaction, target, true).await?;
-        let updates = rewrapped(&keys, rewrap)?;
-        queries::update_keys(&mut transaction, &updates, target).await?;
-        transaction.commit().await?;
-        Ok(updates.len() as u64)
-    }
-
-    async fn server_lease(&self) -> Result<ServerLease, LeaseError> {
-        ServerLease::postgres_shared(self.pool()).await
-    }
-
-    fn shared_by_replicas(&self) -> bool {
-        true
-    }
-}
+);

@@ -2,23 +2,16 @@
 //! transaction, so it queues behind the event writer's batch instead of polling for the file's
 //! write lock; erasure and rotation end by checkpointing and truncating the WAL.
 
-use async_trait::async_trait;
-
 use crate::SqliteEventStore;
 use crate::lease::{LeaseError, ServerLease};
 use crate::resident_keys::queries::{
     SQLITE_COMMIT_WITH_FLUSH, SQLITE_COMMIT_WITHOUT_FLUSH, sqlite as queries,
 };
 use crate::resident_keys::{
-    ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, WrappedKey, rewrapped,
+    ResidentKeyError, Rewrap, RewrapError, impl_resident_key_store, rewrapped,
 };
 
-#[async_trait]
-impl ResidentKeyStore for SqliteEventStore {
-    async fn wrapped_key(&self, reference: &str) -> Result<Option<WrappedKey>, ResidentKeyError> {
-        queries::wrapped_key(self.pool(), reference).await
-    }
-
+impl_resident_key_store!(SqliteEventStore, crate::resident_keys::queries::sqlite, {
     async fn insert_keys(
         &self,
         rows: &[(String, String)],
@@ -54,18 +47,6 @@ impl ResidentKeyStore for SqliteEventStore {
         Ok(deleted)
     }
 
-    async fn is_forgotten(&self, reference: &str) -> Result<bool, ResidentKeyError> {
-        queries::is_forgotten(self.pool(), reference).await
-    }
-
-    async fn key_count(&self) -> Result<u64, ResidentKeyError> {
-        queries::key_count(self.pool()).await
-    }
-
-    async fn generations_in_use(&self) -> Result<Vec<u32>, ResidentKeyError> {
-        queries::generations_in_use(self.pool()).await
-    }
-
     async fn rewrap_all(&self, target: u32, rewrap: &Rewrap<'_>) -> Result<u64, RewrapError> {
         let moved = {
             let _writing = self.exclusive_write().await;
@@ -87,7 +68,7 @@ impl ResidentKeyStore for SqliteEventStore {
     fn shared_by_replicas(&self) -> bool {
         false
     }
-}
+});
 
 /// Checkpoints the WAL into the database file and truncates it, or fails.
 async fn truncate_wal(store: &SqliteEventStore) -> Result<(), ResidentKeyError> {
