@@ -97,6 +97,12 @@ impl ReadModelDatabase {
         Ok(())
     }
 
+    /// Asks the database for an answer: for health checks.
+    pub async fn ping(&self) -> Result<(), ProjectionError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

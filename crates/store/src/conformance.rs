@@ -15,6 +15,7 @@
 //! and a backend that promises it asks for them (see the macro).
 
 pub mod lifecycle;
+pub mod resident_keys;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -7,8 +7,10 @@
 //! processes share one database, and its positions have gaps but never reorder.
 
 mod batch_plan;
+mod lease;
 mod postgres;
 mod precheck;
+mod resident_keys;
 mod sqlite;
 mod writer_queue;
 
@@ -16,7 +18,11 @@ mod writer_queue;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use lease::{EXCLUSIVE_WAIT, LeaseError, ServerLease, lock_file};
 pub use postgres::{PostgresEventStore, PostgresSettings};
+pub use resident_keys::{
+    KeyToRewrap, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, RewrapRefused, WrappedKey,
+};
 pub use sqlite::{SqliteEventStore, SqliteSettings};
 
 use async_trait::async_trait;
@@ -242,4 +248,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// database, which it hears of through `LISTEN`/`NOTIFY` and, while an older transaction holds
     /// them back, by checking again periodically.
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// Asks a store's database for an answer (both backends' `ping`). A pool closed by `close()`
+/// means the store is shutting down, not that the database failed.
+async fn ping<'e>(executor: impl sqlx::Executor<'e>) -> Result<(), StoreError> {
+    match executor.execute("SELECT 1").await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::PoolClosed) => Err(StoreError::Closed),
+        Err(error) => Err(StoreError::Database(error)),
+    }
 }

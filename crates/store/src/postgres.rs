@@ -7,6 +7,7 @@
 
 mod batch;
 mod head;
+mod resident_keys;
 mod rows;
 mod writer;
 
@@ -170,6 +171,11 @@ impl PostgresEventStore {
     /// the table truncated; triggers refuse.
     pub fn pool(&self) -> &PgPool {
         &self.shared.pool
+    }
+
+    /// Asks the database for an answer: for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        crate::ping(self.pool()).await
     }
 
     /// How many transactions the writer has committed since `open`. Each holds one or more

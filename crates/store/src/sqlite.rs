@@ -5,6 +5,7 @@
 //! writer never blocks readers.
 
 mod checkpointer;
+mod resident_keys;
 mod rows;
 mod writer;
 
@@ -178,6 +179,11 @@ impl SqliteEventStore {
     /// it: the append would wait for the writer, which waits for the guard.
     pub async fn exclusive_write(&self) -> OwnedMutexGuard<()> {
         Arc::clone(&self.shared.write_gate).lock_owned().await
+    }
+
+    /// Asks the database for an answer: for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        crate::ping(self.pool()).await
     }
 
     /// The database file.

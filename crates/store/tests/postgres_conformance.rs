@@ -33,6 +33,7 @@ async fn fresh_store() -> Option<(Arc<dyn EventStore>, TestDatabase)> {
 
 doorstep_store::event_store_conformance_tests!(fresh_store);
 doorstep_store::event_store_lifecycle_tests!(fresh_harness);
+doorstep_store::resident_key_store_conformance_tests!(fresh_harness);
 
 /// One test database, opened as often as a check asks.
 struct PostgresHarness {

@@ -23,6 +23,7 @@ async fn fresh_store() -> Option<(Arc<dyn EventStore>, TempDir)> {
 
 doorstep_store::event_store_conformance_tests!(fresh_store, gap_free_positions);
 doorstep_store::event_store_lifecycle_tests!(fresh_harness);
+doorstep_store::resident_key_store_conformance_tests!(fresh_harness);
 
 /// One SQLite file in its own temporary directory, opened as often as a check asks.
 struct SqliteHarness {
@@ -300,5 +301,47 @@ async fn pooled_connections_use_wal_full_sync_and_foreign_keys() {
     assert_eq!(journal_mode, "wal");
     assert_eq!(synchronous, 2, "synchronous should be FULL (2)");
     assert_eq!(foreign_keys, 1, "foreign keys should be enforced");
+    store.close().await;
+}
+
+/// A batch of resident keys commits with `synchronous = NORMAL` on a pooled connection (see
+/// `ResidentKeyStore::insert_keys`); every pooled connection must be back to FULL afterwards,
+/// since the pool's other users expect each commit to wait for the disk.
+#[tokio::test]
+async fn key_batches_leave_every_pooled_connection_flushing_its_commits() {
+    use doorstep_store::ResidentKeyStore;
+
+    let directory = TempDir::new().expect("a temporary directory");
+    let settings = SqliteSettings::new(database_path(directory.path()));
+    let pool_size = settings.read_pool_size;
+    let store = SqliteEventStore::open(settings)
+        .await
+        .expect("the store opens");
+    let batches = (0..16).map(|batch| {
+        let store = store.clone();
+        async move {
+            let rows = [(format!("resident-{batch}"), "wrapped".to_owned())];
+            store
+                .insert_keys(&rows, 1)
+                .await
+                .expect("the batch is stored")
+        }
+    });
+    let inserted = futures::future::join_all(batches).await;
+    assert_eq!(inserted.iter().map(Vec::len).sum::<usize>(), 16);
+
+    // Hold every pooled connection at once, so each one is checked.
+    let mut connections = Vec::new();
+    for _ in 0..pool_size {
+        connections.push(store.pool().acquire().await.expect("a pooled connection"));
+    }
+    for connection in &mut connections {
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **connection)
+            .await
+            .expect("synchronous is readable");
+        assert_eq!(synchronous, 2, "every pooled connection is back to FULL");
+    }
+    drop(connections);
     store.close().await;
 }

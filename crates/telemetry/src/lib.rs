@@ -47,6 +47,10 @@ pub const SCOPE: &str = "doorstep";
 /// The process's tracer provider, kept to flush spans at exit.
 static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// The log filter of the server binary when `RUST_LOG` is not set: Doorstep and its libraries at
+/// info, the database driver's per-statement logs only when something is wrong.
+pub const SERVER_LOG_FILTER: &str = "info,sqlx=warn";
+
 /// Installs logging, tracing and metrics once; later calls do nothing (tests call it per test).
 /// Must run inside the Tokio runtime: the OTLP exporters' channels belong to it.
 pub fn init(format: LogFormat, default_filter: &str) {

@@ -136,20 +136,53 @@ fn postgres_is_required() -> bool {
 
 async fn create_database(server: &Server) -> Result<TestDatabase, sqlx::Error> {
     let name = format!("doorstep_test_{}", Uuid::new_v4().simple());
-    let admin_options: sqlx::postgres::PgConnectOptions = server.admin_url.parse()?;
-    let mut admin = admin_options.connect().await?;
-    // The name is ours and holds only letters, digits and underscores, so it needs no quoting.
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await?;
-    admin.close().await?;
     Ok(TestDatabase {
-        url: with_database(&server.admin_url, &name),
+        url: create_database_on(&server.admin_url, &name).await?,
     })
 }
 
+/// Creates the database `name` on the server of `admin_url` (a user allowed to) and returns its
+/// URL. `name` must hold only letters, digits and underscores: it is not quoted.
+pub async fn create_database_on(admin_url: &str, name: &str) -> Result<String, sqlx::Error> {
+    run_admin_statement(admin_url, &format!("CREATE DATABASE {name}")).await?;
+    Ok(with_database(admin_url, name))
+}
+
+/// Drops the database `name` on the server of `admin_url`, ending its sessions. `name` must hold
+/// only letters, digits and underscores: it is not quoted.
+pub async fn drop_database_on(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    run_admin_statement(admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await
+}
+
+async fn run_admin_statement(admin_url: &str, statement: &str) -> Result<(), sqlx::Error> {
+    let admin_options: sqlx::postgres::PgConnectOptions = admin_url.parse()?;
+    let mut admin = admin_options.connect().await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(statement.to_owned()))
+        .await?;
+    admin.close().await
+}
+
+/// The values of server settings (`SHOW <name>`) on the database at `url`, in order; `None` for
+/// one this user may not read (`data_directory` is for superusers). `names` must be setting
+/// names: they are not quoted.
+pub async fn show_settings(url: &str, names: &[&str]) -> Result<Vec<Option<String>>, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let mut connection = options.connect().await?;
+    let mut values = Vec::with_capacity(names.len());
+    for name in names {
+        let value: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+            .fetch_one(&mut connection)
+            .await
+            .ok();
+        values.push(value);
+    }
+    connection.close().await?;
+    Ok(values)
+}
+
 /// The URL with its database (the path) replaced, keeping credentials, host and parameters.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let authority_start = url.find("://").map_or(0, |index| index + 3);
     let authority_end = url[authority_start..]
         .find(['/', '?'])

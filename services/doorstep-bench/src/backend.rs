@@ -9,8 +9,6 @@ use doorstep_server::Settings;
 use doorstep_store::{
     EventStore, PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings,
 };
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -72,9 +70,13 @@ impl Backend {
                 admin_url: Some(admin_url),
             } => {
                 let name = format!("doorstep_bench_{purpose}_{}", Uuid::new_v4().simple());
-                run_admin_statement(admin_url, &format!("CREATE DATABASE {name}")).await?;
+                let url = doorstep_test_postgres::create_database_on(admin_url, &name)
+                    .await
+                    .with_context(|| {
+                        format!("creating {name} on {}", without_password(admin_url))
+                    })?;
                 Ok(Storage::Postgres {
-                    url: with_database(admin_url, &name),
+                    url,
                     created_on: Some((admin_url.clone(), name)),
                 })
             }
@@ -152,7 +154,9 @@ impl Storage {
                     eprintln!("kept {}", without_password(&url));
                     return Ok(());
                 }
-                run_admin_statement(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await
+                doorstep_test_postgres::drop_database_on(&admin_url, &name)
+                    .await
+                    .with_context(|| format!("dropping {name} on {}", without_password(&admin_url)))
             }
             // The throw-away cluster disappears with this process.
             Self::Postgres {
@@ -167,34 +171,31 @@ impl Storage {
         let Self::Postgres { url, .. } = self else {
             return None;
         };
-        let options: PgConnectOptions = url.parse().ok()?;
-        let mut connection = options.connect().await.ok()?;
-        let mut shown = Vec::new();
-        for setting in [
+        const SETTINGS: [&str; 5] = [
             "server_version",
             "fsync",
             "synchronous_commit",
             "wal_sync_method",
             "full_page_writes",
-        ] {
-            let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
-                .fetch_one(&mut connection)
-                .await
-                .ok()?;
-            shown.push(format!("{setting}={value}"));
-        }
+        ];
         // Readable by superusers only; the throw-away cluster's user is one.
-        let data_directory: Option<String> = sqlx::query_scalar("SHOW data_directory")
-            .fetch_one(&mut connection)
+        let mut names = SETTINGS.to_vec();
+        names.push("data_directory");
+        let mut values = doorstep_test_postgres::show_settings(url, &names)
             .await
-            .ok();
+            .ok()?;
+        let data_directory = values.pop().flatten();
+        let mut shown = SETTINGS
+            .iter()
+            .zip(values)
+            .map(|(setting, value)| Some(format!("{setting}={}", value?)))
+            .collect::<Option<Vec<_>>>()?;
         if let Some(filesystem) = data_directory
             .as_deref()
             .and_then(|dir| crate::machine::filesystem_of(Path::new(dir)))
         {
             shown.push(format!("data on {filesystem}"));
         }
-        let _ = connection.close().await;
         Some(shown.join(", "))
     }
 }
@@ -229,37 +230,6 @@ impl OpenedStore {
     }
 }
 
-async fn run_admin_statement(admin_url: &str, statement: &str) -> anyhow::Result<()> {
-    let options: PgConnectOptions = admin_url
-        .parse()
-        .with_context(|| format!("{} is not a PostgreSQL URL", without_password(admin_url)))?;
-    let mut connection = options
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", without_password(admin_url)))?;
-    // Only names this program made (letters, digits, underscores) are interpolated.
-    connection
-        .execute(sqlx::AssertSqlSafe(statement.to_owned()))
-        .await
-        .with_context(|| format!("running `{statement}`"))?;
-    connection
-        .close()
-        .await
-        .context("closing the admin connection")
-}
-
-/// The URL with its database (the path) replaced, keeping credentials, host and parameters.
-fn with_database(url: &str, database: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |index| index + 3);
-    let authority_end = url[authority_start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |index| authority_start + index);
-    let query = url[authority_end..]
-        .find('?')
-        .map_or("", |index| &url[authority_end + index..]);
-    format!("{}/{database}{query}", &url[..authority_end])
-}
-
 /// The URL with any password replaced by `***`, for printing.
 pub fn without_password(url: &str) -> String {
     let authority_start = url.find("://").map_or(0, |index| index + 3);
@@ -282,7 +252,9 @@ pub fn without_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{with_database, without_password};
+    use doorstep_test_postgres::with_database;
+
+    use super::without_password;
 
     #[test]
     fn database_urls() {

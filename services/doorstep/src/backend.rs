@@ -4,13 +4,30 @@
 
 use std::sync::Arc;
 
-use doorstep_projections::ReadModelDatabase;
+use doorstep_projections::{ProjectionError, ReadModelDatabase};
 use doorstep_store::{
-    EventStore, PostgresEventStore, PostgresSettings, SqliteEventStore, SqliteSettings,
+    EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore, SqliteEventStore,
+    SqliteSettings, StoreError,
 };
 
 use crate::settings::DatabaseSettings;
-use crate::startup::StartupError;
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    #[error("cannot open the event store")]
+    Store(#[from] StoreError),
+    #[error("cannot open the read models")]
+    Projections(#[from] ProjectionError),
+    #[error("cannot create or restrict the data file or directory {path}")]
+    DataFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// An opened event store, whichever backend it is.
 #[derive(Clone)]
@@ -21,13 +38,13 @@ pub enum OpenedStore {
 
 impl OpenedStore {
     /// Opens the store the URL names and applies its migrations.
-    pub async fn open(database: &DatabaseSettings) -> Result<Self, StartupError> {
+    pub async fn open(database: &DatabaseSettings) -> Result<Self, BackendError> {
         if database.is_postgres() {
             return Ok(Self::Postgres(
                 PostgresEventStore::open(PostgresSettings::new(database.url().to_owned())).await?,
             ));
         }
-        let path = database.sqlite_path().map_err(StartupError::Settings)?;
+        let path = database.sqlite_path().map_err(BackendError::Settings)?;
         Ok(Self::Sqlite(
             SqliteEventStore::open(SqliteSettings::new(path)).await?,
         ))
@@ -41,26 +58,18 @@ impl OpenedStore {
     }
 
     /// The store's database, where the resident keys live.
-    pub fn key_database(&self) -> crate::privacy::keys::KeyDatabase {
+    pub fn resident_keys(&self) -> Arc<dyn ResidentKeyStore> {
         match self {
-            Self::Sqlite(store) => crate::privacy::keys::KeyDatabase::Sqlite(store.clone()),
-            Self::Postgres(store) => {
-                crate::privacy::keys::KeyDatabase::Postgres(store.pool().clone())
-            }
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
         }
     }
 
     /// Asks the store's database for an answer: for health checks.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(store) => sqlx::query("SELECT 1")
-                .execute(store.pool())
-                .await
-                .map(drop),
-            Self::Postgres(store) => sqlx::query("SELECT 1")
-                .execute(store.pool())
-                .await
-                .map(drop),
+            Self::Sqlite(store) => store.ping().await,
+            Self::Postgres(store) => store.ping().await,
         }
     }
 
@@ -76,12 +85,12 @@ impl OpenedStore {
 /// Opens the read-model database beside the event store and applies its migrations.
 pub async fn open_read_models(
     database: &DatabaseSettings,
-) -> Result<ReadModelDatabase, StartupError> {
-    let url = database.read_model_url().map_err(StartupError::Settings)?;
+) -> Result<ReadModelDatabase, BackendError> {
+    let url = database.read_model_url().map_err(BackendError::Settings)?;
     if !database.is_postgres() {
         let path = database
             .sqlite_read_model_path()
-            .map_err(StartupError::Settings)?;
+            .map_err(BackendError::Settings)?;
         create_private_file(&path)?;
     }
     Ok(ReadModelDatabase::open(&url).await?)
@@ -90,8 +99,8 @@ pub async fn open_read_models(
 /// Creates a SQLite file readable and writable by its owner only, before SQLite would create it
 /// 0644 (its WAL and shared-memory files take its mode), and takes group and other access away
 /// from one an earlier version created. The event store does the same for its own file.
-fn create_private_file(path: &std::path::Path) -> Result<(), StartupError> {
-    let io = |source| StartupError::DataFile {
+fn create_private_file(path: &std::path::Path) -> Result<(), BackendError> {
+    let io = |source| BackendError::DataFile {
         path: path.to_owned(),
         source,
     };

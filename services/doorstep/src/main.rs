@@ -173,42 +173,8 @@ async fn main() -> anyhow::Result<()> {
     }) = &cli.command
     {
         // Reports talk to a server; they need no settings or database of their own.
-        let credential = match (api_key, token) {
-            (Some(key), _) => CallerCredential::api_key(key)?,
-            (None, Some(token)) => CallerCredential::bearer(token)?,
-            (None, None) => anyhow::bail!(
-                "reports need a manager's credential: --api-key (DOORSTEP_API_KEY) or --token \
-                 (DOORSTEP_TOKEN)"
-            ),
-        };
-        let ca_certificate = ca_file
-            .as_ref()
-            .map(|path| {
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-            })
-            .transpose()?;
-        let server = &report::ReportServer {
-            address: server.clone(),
-            credential,
-            ca_certificate,
-        };
-        let mut out = std::io::stdout().lock();
-        match report {
-            ReportKind::Contractors {
-                from,
-                to,
-                min_visits,
-            } => report::contractors(server, from, to, *min_visits, *format, &mut out).await?,
-            ReportKind::Contractor {
-                contractor_id,
-                from,
-                to,
-            } => report::contractor(server, contractor_id, from, to, *format, &mut out).await?,
-            ReportKind::Handling { year, homes } => {
-                report::handling(server, *year, *homes, *format, &mut out).await?
-            }
-        }
-        return Ok(());
+        let server = report_server(server, api_key.as_deref(), token.as_deref(), ca_file)?;
+        return run_report(&server, report, *format).await;
     }
     let mut settings = Settings::load(cli.config.as_deref()).context("cannot load settings")?;
     if let Some(Action::Serve { role: Some(role) }) = &cli.command {
@@ -219,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         LogFormat::Text
     };
-    doorstep_telemetry::init(format, "info,sqlx=warn");
+    doorstep_telemetry::init(format, doorstep_telemetry::SERVER_LOG_FILTER);
     // Whichever command runs first on a new installation creates the data directory, 0700.
     startup::create_data_directories(&settings)?;
 
@@ -242,6 +208,57 @@ async fn main() -> anyhow::Result<()> {
             // The last spans and metrics go out before the process ends.
             doorstep_telemetry::shutdown();
             served?;
+        }
+    }
+    Ok(())
+}
+
+/// The server a report asks, with the manager's credential.
+fn report_server(
+    address: &str,
+    api_key: Option<&str>,
+    token: Option<&str>,
+    ca_file: &Option<PathBuf>,
+) -> anyhow::Result<report::ReportServer> {
+    let credential = match (api_key, token) {
+        (Some(key), _) => CallerCredential::api_key(key)?,
+        (None, Some(token)) => CallerCredential::bearer(token)?,
+        (None, None) => anyhow::bail!(
+            "reports need a manager's credential: --api-key (DOORSTEP_API_KEY) or --token \
+             (DOORSTEP_TOKEN)"
+        ),
+    };
+    let ca_certificate = ca_file
+        .as_ref()
+        .map(|path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display())))
+        .transpose()?;
+    Ok(report::ReportServer {
+        address: address.to_owned(),
+        credential,
+        ca_certificate,
+    })
+}
+
+/// Prints one report to stdout.
+async fn run_report(
+    server: &report::ReportServer,
+    report: &ReportKind,
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match report {
+        ReportKind::Contractors {
+            from,
+            to,
+            min_visits,
+        } => report::contractors(server, from, to, *min_visits, format, &mut out).await?,
+        ReportKind::Contractor {
+            contractor_id,
+            from,
+            to,
+        } => report::contractor(server, contractor_id, from, to, format, &mut out).await?,
+        ReportKind::Handling { year, homes } => {
+            report::handling(server, *year, *homes, format, &mut out).await?
         }
     }
     Ok(())

@@ -160,14 +160,17 @@ fn funnel(status: i32) -> &'static str {
     }
 }
 
+/// A standard's name; one this build does not know (a newer server's) is shown as its number,
+/// not hidden.
 fn standard_name(value: i32) -> String {
-    v1::ServiceStandard::try_from(value)
-        .map(|s| {
+    v1::ServiceStandard::try_from(value).map_or_else(
+        |_| format!("standard {value}"),
+        |s| {
             s.as_str_name()
                 .trim_start_matches("SERVICE_STANDARD_")
                 .to_owned()
-        })
-        .unwrap_or_default()
+        },
+    )
 }
 
 /// Every contractor against the programme average.
@@ -252,8 +255,31 @@ pub async fn contractor(
         })
         .await?
         .into_inner();
-    let [upheld, upheld_interval] = rate(answer.upheld_per_100_visits.as_ref());
     let [reported, reported_interval] = rate(answer.reported_per_100_visits.as_ref());
+    let report = Report {
+        title: format!(
+            "{} ({}) {from_month} to {to_month}: {} visits, {} complaints; reported {reported} per 100 visits ({reported_interval})",
+            answer.legal_name, answer.contractor_id, answer.visits, answer.complaints
+        ),
+        columns: vec![
+            "standard",
+            "reported",
+            "upheld",
+            "partly upheld",
+            "not upheld",
+            "pending",
+            "upheld per 100 visits",
+            "95% interval",
+        ],
+        rows: contractor_rows(&answer),
+        notes: contractor_notes(&answer),
+    };
+    report.print(format, out)
+}
+
+/// The contractor's totals, then one row per service standard.
+fn contractor_rows(answer: &v1::GetContractorPerformanceResponse) -> Vec<Vec<String>> {
+    let [upheld, upheld_interval] = rate(answer.upheld_per_100_visits.as_ref());
     let mut rows = vec![vec![
         "ALL".to_owned(),
         answer.reported_breaches.to_string(),
@@ -277,68 +303,60 @@ pub async fn contractor(
             interval,
         ]
     }));
-    let audit = answer.equality_audit.as_ref();
-    let audit_line = match audit {
-        Some(audit) if audit.audited => format!(
-            "Equality audit: {} on {}{}",
-            v1::AuditOutcome::try_from(audit.latest_outcome)
-                .map(|o| o
-                    .as_str_name()
-                    .trim_start_matches("AUDIT_OUTCOME_")
-                    .to_owned())
-                .unwrap_or_default(),
-            audit.latest_audit_date,
-            if audit.requirements_not_met.is_empty() {
-                String::new()
-            } else {
-                format!("; not met: {}", audit.requirements_not_met)
-            }
-        ),
-        _ => "Equality audit: never audited".to_owned(),
-    };
+    rows
+}
+
+fn contractor_notes(answer: &v1::GetContractorPerformanceResponse) -> Vec<String> {
     let days = |value: Option<f64>| value.map_or("–".to_owned(), |d| format!("{d:.1}"));
-    let report = Report {
-        title: format!(
-            "{} ({}) {from_month} to {to_month}: {} visits, {} complaints; reported {reported} per 100 visits ({reported_interval})",
-            answer.legal_name, answer.contractor_id, answer.visits, answer.complaints
+    vec![
+        format!(
+            "Visits with an upheld breach: {}",
+            proportion(answer.visits_with_upheld_breach.as_ref())
         ),
-        columns: vec![
-            "standard",
-            "reported",
-            "upheld",
-            "partly upheld",
-            "not upheld",
-            "pending",
-            "upheld per 100 visits",
-            "95% interval",
-        ],
-        rows,
-        notes: vec![
-            format!(
-                "Visits with an upheld breach: {}",
-                proportion(answer.visits_with_upheld_breach.as_ref())
-            ),
-            format!(
-                "Answered within the Code: {}",
-                proportion(answer.answered_within_code.as_ref())
-            ),
-            format!(
-                "Median working days to acknowledge {}, to respond {}",
-                days(answer.median_working_days_to_acknowledge),
-                days(answer.median_working_days_to_respond)
-            ),
-            format!(
-                "Escalated to stage 2: {}; reopened: {}",
-                answer.escalations_to_stage_two, answer.reopened
-            ),
-            format!(
-                "Deadline escalations raised: {} ({} after a deadline had passed)",
-                answer.notifier_escalations_raised, answer.notifier_escalations_past_deadline
-            ),
-            audit_line,
-        ],
+        format!(
+            "Answered within the Code: {}",
+            proportion(answer.answered_within_code.as_ref())
+        ),
+        format!(
+            "Median working days to acknowledge {}, to respond {}",
+            days(answer.median_working_days_to_acknowledge),
+            days(answer.median_working_days_to_respond)
+        ),
+        format!(
+            "Escalated to stage 2: {}; reopened: {}",
+            answer.escalations_to_stage_two, answer.reopened
+        ),
+        format!(
+            "Deadline escalations raised: {} ({} after a deadline had passed)",
+            answer.notifier_escalations_raised, answer.notifier_escalations_past_deadline
+        ),
+        audit_line(answer.equality_audit.as_ref()),
+    ]
+}
+
+fn audit_line(audit: Option<&v1::EqualityAuditStatus>) -> String {
+    let Some(audit) = audit.filter(|audit| audit.audited) else {
+        return "Equality audit: never audited".to_owned();
     };
-    report.print(format, out)
+    // An outcome this build does not know (a newer server's) is shown as its number, not hidden.
+    let outcome = v1::AuditOutcome::try_from(audit.latest_outcome).map_or_else(
+        |_| format!("outcome {}", audit.latest_outcome),
+        |outcome| {
+            outcome
+                .as_str_name()
+                .trim_start_matches("AUDIT_OUTCOME_")
+                .to_owned()
+        },
+    );
+    let not_met = if audit.requirements_not_met.is_empty() {
+        String::new()
+    } else {
+        format!("; not met: {}", audit.requirements_not_met)
+    };
+    format!(
+        "Equality audit: {outcome} on {}{not_met}",
+        audit.latest_audit_date
+    )
 }
 
 /// The regulator's CH01 and CH02 for a reporting year.

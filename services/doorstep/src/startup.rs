@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,20 +13,24 @@ use doorstep_api::v1::event_service_server::EventServiceServer;
 use doorstep_api::v1::performance_service_server::PerformanceServiceServer;
 use doorstep_api::v1::visit_service_server::VisitServiceServer;
 use doorstep_domain::WorkingDayCalendar;
+use doorstep_domain::escalation::EscalationPolicy;
 use doorstep_projections::{ProjectionRunner, ReadModel, ReadModelDatabase};
+use doorstep_store::EventStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::server::NamedService;
-use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::server::{Router, ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::auth::api_keys::{self, ApiKeyStore};
 use crate::auth::guard::{AuthLayer, Authenticator, FailedKeyLimit, PrincipalRateLimit};
 use crate::auth::jwt::JwtVerifier;
-use crate::backend::{OpenedStore, open_read_models};
+use crate::backend::{BackendError, OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
-use crate::complaint_log::complaint_log;
+use crate::complaint_log::{ComplaintLog, complaint_log};
 use crate::complaints::ComplaintApi;
 use crate::contractors::{ContractorApi, VisitApi};
 use crate::escalations::EscalationApi;
@@ -111,21 +116,23 @@ pub enum StartupError {
     Notifier(#[from] doorstep_notifier::DeliveryError),
 }
 
+impl From<BackendError> for StartupError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::Settings(message) => Self::Settings(message),
+            BackendError::Store(error) => Self::Store(error),
+            BackendError::Projections(error) => Self::Projections(error),
+            BackendError::DataFile { path, source } => Self::DataFile { path, source },
+        }
+    }
+}
+
 /// A built service, bound to its port and ready to run.
 pub struct Application {
     listener: TcpListener,
     port: u16,
-    store: OpenedStore,
-    read_models: ReadModelDatabase,
-    projection_runner: ProjectionRunner,
-    /// The query side, for health to see whether the runner is stuck.
-    read_model: ReadModel,
-    complaint_api: ComplaintApi,
-    contractor_api: ContractorApi,
-    visit_api: VisitApi,
-    performance_api: PerformanceApi,
-    event_api: EventApi,
-    escalation_api: EscalationApi,
+    storage: Storage,
+    api: ApiServices,
     notifier: Option<Notifier>,
     gauges: Arc<GaugeSampler>,
     _calendar_coverage: CalendarCoverage,
@@ -136,6 +143,26 @@ pub struct Application {
     max_message_bytes: usize,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
+}
+
+/// The databases, and the runner that keeps the read models following the log.
+struct Storage {
+    store: OpenedStore,
+    shared_store: Arc<dyn EventStore>,
+    read_models: ReadModelDatabase,
+    projection_runner: ProjectionRunner,
+    /// The query side, for health to see whether the runner is stuck.
+    read_model: ReadModel,
+}
+
+/// The gRPC services of the API (a notifier-only replica serves none of them).
+struct ApiServices {
+    complaints: ComplaintApi,
+    contractors: ContractorApi,
+    visits: VisitApi,
+    performance: PerformanceApi,
+    events: EventApi,
+    escalations: EscalationApi,
 }
 
 /// Creates or upgrades every table the settings' database needs: the event log and the read
@@ -292,6 +319,188 @@ fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
     ))
 }
 
+impl Storage {
+    /// Opens the event store and the read models, and the runner that follows the log with the
+    /// escalation schedule (every role schedules with the same policy: replicas share the
+    /// schedule's tables).
+    async fn open(
+        settings: &Settings,
+        policy: EscalationPolicy,
+        calendar: &Arc<WorkingDayCalendar>,
+    ) -> Result<Self, StartupError> {
+        let store = OpenedStore::open(&settings.database).await?;
+        let shared_store = store.shared();
+        let read_models = open_read_models(&settings.database).await?;
+        let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
+        let (projection_runner, read_model) =
+            ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
+                .await?;
+        Ok(Self {
+            store,
+            shared_store,
+            read_models,
+            projection_runner: projection_runner.with_escalations(planner),
+            read_model,
+        })
+    }
+
+    /// What follows the databases' reachability for gRPC health.
+    fn health_monitor(
+        &self,
+        reporter: &HealthReporter,
+        services: &[&'static str],
+    ) -> HealthMonitor {
+        HealthMonitor {
+            store: self.store.clone(),
+            read_models: self.read_models.clone(),
+            read_model: self.read_model.clone(),
+            reporter: reporter.clone(),
+            services: services.to_vec(),
+        }
+    }
+
+    fn complaint_log(
+        &self,
+        settings: &Settings,
+        calendar: &Arc<WorkingDayCalendar>,
+    ) -> ComplaintLog {
+        complaint_log(
+            self.shared_store.clone(),
+            calendar.clone(),
+            settings.code.timescales(),
+        )
+    }
+}
+
+impl ApiServices {
+    /// The API's services. Opening the resident key vault takes the server's lease on the
+    /// database, so a master key rotation cannot run beside this server.
+    async fn build(
+        settings: &Settings,
+        storage: &Storage,
+        calendar: &Arc<WorkingDayCalendar>,
+        clock: Arc<dyn Clock>,
+        subscriptions_stopped: watch::Receiver<bool>,
+    ) -> Result<Self, StartupError> {
+        let store = &storage.shared_store;
+        let read_model = &storage.read_model;
+        let vault =
+            Arc::new(ResidentVault::load(&settings.privacy, storage.store.resident_keys()).await?);
+        Ok(Self {
+            complaints: ComplaintApi::new(
+                storage.complaint_log(settings, calendar),
+                read_model.clone(),
+                clock.clone(),
+                vault,
+            ),
+            contractors: ContractorApi::new(store.clone(), read_model.clone(), clock.clone()),
+            performance: PerformanceApi::new(
+                read_model.clone(),
+                settings.report.extensions_count_as_within_code,
+            ),
+            escalations: EscalationApi::new(
+                storage.complaint_log(settings, calendar),
+                read_model.clone(),
+                clock.clone(),
+                subscriptions_stopped.clone(),
+            ),
+            visits: VisitApi::new(store.clone(), clock),
+            events: EventApi::new(store.clone(), subscriptions_stopped),
+        })
+    }
+
+    /// Adds every service to the server, or none on a replica that does not serve the API, each
+    /// refusing larger messages than `limit` before they are decoded (OUT_OF_RANGE).
+    fn add_to<L>(self, router: Router<L>, serves_api: bool, limit: usize) -> Router<L> {
+        fn api<S>(serves_api: bool, service: S) -> Option<S> {
+            serves_api.then_some(service)
+        }
+        router
+            .add_optional_service(api(
+                serves_api,
+                ComplaintServiceServer::new(self.complaints).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                ContractorServiceServer::new(self.contractors).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                VisitServiceServer::new(self.visits).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                PerformanceServiceServer::new(self.performance).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                EventServiceServer::new(self.events).max_decoding_message_size(limit),
+            ))
+            .add_optional_service(api(
+                serves_api,
+                EscalationServiceServer::new(self.escalations).max_decoding_message_size(limit),
+            ))
+    }
+}
+
+/// Checks the settings that decide the Code's timescales, the notifier and the escalation
+/// ladder, and returns the ladder.
+fn validated_policy(settings: &Settings) -> Result<EscalationPolicy, StartupError> {
+    settings.code.validate().map_err(StartupError::Settings)?;
+    settings
+        .notifier
+        .validate()
+        .map_err(StartupError::Settings)?;
+    settings.escalation.policy().map_err(StartupError::Settings)
+}
+
+/// The notifier, for the roles that run it (`all` and `notifier`).
+fn notifier(
+    settings: &Settings,
+    storage: &Storage,
+    policy: EscalationPolicy,
+    calendar: &Arc<WorkingDayCalendar>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Notifier>, StartupError> {
+    if !settings.server.role.runs_notifier() {
+        return Ok(None);
+    }
+    Ok(Some(Notifier::build(
+        settings,
+        storage.complaint_log(settings, calendar),
+        policy,
+        calendar.as_ref().clone(),
+        storage.read_model.clone(),
+        clock,
+    )?))
+}
+
+/// The Prometheus endpoint, bound when metrics are enabled.
+async fn metrics_endpoint(settings: &Settings) -> Result<Option<MetricsEndpoint>, StartupError> {
+    if !settings.metrics.enabled {
+        return Ok(None);
+    }
+    let address = SocketAddr::new(settings.metrics.host, settings.metrics.port);
+    let endpoint = MetricsEndpoint::bind(address)
+        .await
+        .map_err(|source| StartupError::MetricsBind { address, source })?;
+    tracing::info!(address = %endpoint.address(), "metrics are served at /metrics");
+    Ok(Some(endpoint))
+}
+
+/// Binds the gRPC port; returns the listener and the port it got (port 0 asks for any).
+async fn listen(settings: &Settings) -> Result<(TcpListener, u16), StartupError> {
+    let address = SocketAddr::new(settings.server.host, settings.server.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Bind { address, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { address, source })?
+        .port();
+    Ok((listener, port))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -303,96 +512,26 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // Before anything makes an instrument: instruments made earlier would record nothing.
         doorstep_telemetry::ensure_metrics();
-        settings.code.validate().map_err(StartupError::Settings)?;
-        settings
-            .notifier
-            .validate()
-            .map_err(StartupError::Settings)?;
-        let policy = settings
-            .escalation
-            .policy()
-            .map_err(StartupError::Settings)?;
+        let policy = validated_policy(&settings)?;
         create_data_directories(&settings)?;
         let authenticator = Arc::new(authenticator(&settings)?);
         let tls = tls_config(&settings.tls)?;
         let calendar = Arc::new(calendar(&settings)?);
         let calendar_coverage = CalendarCoverage::watch(&calendar, clock.clone());
-        let store = OpenedStore::open(&settings.database).await?;
-        let shared_store = store.shared();
-        let read_models = open_read_models(&settings.database).await?;
-        // Every role schedules with the same policy: replicas share the schedule's tables.
-        let planner =
-            crate::notifier::planner(&settings, policy.clone(), calendar.as_ref().clone());
-        let (projection_runner, read_model) =
-            ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
-                .await?;
-        let projection_runner = projection_runner.with_escalations(planner);
-        let role = settings.server.role;
-        let notifier = if role.runs_notifier() {
-            Some(Notifier::build(
-                &settings,
-                complaint_log(
-                    shared_store.clone(),
-                    calendar.clone(),
-                    settings.code.timescales(),
-                ),
-                policy,
-                calendar.as_ref().clone(),
-                read_model.clone(),
-                clock.clone(),
-            )?)
-        } else {
-            None
-        };
-        let log = complaint_log(
-            shared_store.clone(),
-            calendar.clone(),
-            settings.code.timescales(),
-        );
-        let vault = Arc::new(ResidentVault::load(&settings.privacy, store.key_database()).await?);
-        let complaint_api = ComplaintApi::new(log, read_model.clone(), clock.clone(), vault);
-        let contractor_api =
-            ContractorApi::new(shared_store.clone(), read_model.clone(), clock.clone());
-        let performance_api = PerformanceApi::new(
-            read_model.clone(),
-            settings.report.extensions_count_as_within_code,
-        );
+        let storage = Storage::open(&settings, policy.clone(), &calendar).await?;
+        let notifier = notifier(&settings, &storage, policy, &calendar, clock.clone())?;
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
-        let escalation_api = EscalationApi::new(
-            complaint_log(
-                shared_store.clone(),
-                calendar.clone(),
-                settings.code.timescales(),
-            ),
-            read_model.clone(),
-            clock.clone(),
-            subscriptions_stopped.clone(),
-        );
-        let visit_api = VisitApi::new(shared_store.clone(), clock);
-        let gauges = Arc::new(GaugeSampler::new(shared_store.clone(), read_model.clone()));
-        let event_api = EventApi::new(shared_store, subscriptions_stopped);
-
-        let metrics_endpoint = if settings.metrics.enabled {
-            let address = SocketAddr::new(settings.metrics.host, settings.metrics.port);
-            let endpoint = MetricsEndpoint::bind(address)
-                .await
-                .map_err(|source| StartupError::MetricsBind { address, source })?;
-            tracing::info!(address = %endpoint.address(), "metrics are served at /metrics");
-            Some(endpoint)
-        } else {
-            None
-        };
-
-        let address = SocketAddr::new(settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| StartupError::Bind { address, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let api = ApiServices::build(&settings, &storage, &calendar, clock, subscriptions_stopped)
+            .await?;
+        let gauges = Arc::new(GaugeSampler::new(
+            storage.shared_store.clone(),
+            storage.read_model.clone(),
+        ));
+        let metrics_endpoint = metrics_endpoint(&settings).await?;
+        let (listener, port) = listen(&settings).await?;
+        let role = settings.server.role;
         tracing::info!(
-            %address,
+            address = %SocketAddr::new(settings.server.host, settings.server.port),
             port,
             calendar = calendar.version(),
             role = ?role,
@@ -401,16 +540,8 @@ impl Application {
         Ok(Self {
             listener,
             port,
-            store,
-            read_models,
-            projection_runner,
-            read_model,
-            complaint_api,
-            contractor_api,
-            visit_api,
-            performance_api,
-            event_api,
-            escalation_api,
+            storage,
+            api,
             notifier,
             gauges,
             _calendar_coverage: calendar_coverage,
@@ -448,148 +579,187 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let serves_api = self.role.serves_api();
-        health_reporter
-            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-            .await;
-        if serves_api {
-            for service in SERVICES {
-                health_reporter
-                    .set_service_status(service, ServingStatus::Serving)
-                    .await;
-            }
-        }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-
-        let (stop_projections, projections_stopped) = watch::channel(false);
-        let projections = self.projection_runner.spawn(projections_stopped.clone());
-        // The notifier stops with the read models, after the API has drained.
-        let notifier_tasks = self.notifier.map(|notifier| {
-            [
-                notifier.scheduler.spawn(projections_stopped.clone()),
-                notifier.deliveries.spawn(projections_stopped),
-            ]
-        });
-
-        // Health follows the databases until draining begins. The gauges and the scrape endpoint
-        // run until the server has stopped, so scrapes still answer while calls drain.
-        let (stop_monitoring, monitoring_stopped) = watch::channel(false);
         let health_services: Vec<&'static str> = if serves_api {
             SERVICES.to_vec()
         } else {
             Vec::new()
         };
-        let health_monitor = HealthMonitor {
-            store: self.store.clone(),
-            read_models: self.read_models.clone(),
-            read_model: self.read_model.clone(),
-            reporter: health_reporter.clone(),
-            services: health_services.clone(),
-        }
-        .spawn(monitoring_stopped);
-        let gauge_sampler = self.gauges.clone().spawn();
-        let metrics_endpoint = self
-            .metrics_endpoint
-            .map(|endpoint| tokio::spawn(endpoint.serve(self.gauges.clone())));
-
-        let (drain_started, mut drain_signal) = watch::channel(false);
-        let reporter = health_reporter.clone();
-        let stop_subscriptions = self.stop_subscriptions;
-        let graceful = async move {
-            shutdown.await;
-            // The monitor must not turn health back to SERVING once draining has begun.
-            let _ = stop_monitoring.send(true);
-            let _ = health_monitor.await;
-            tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            for service in health_services {
-                reporter
-                    .set_service_status(service, ServingStatus::NotServing)
-                    .await;
-            }
-            // Subscriptions never end by themselves; end them so draining can finish.
-            let _ = stop_subscriptions.send(true);
-            let _ = drain_started.send(true);
-        };
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        report_serving(&health_reporter, &health_services).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(doorstep_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let health_monitor = self
+            .storage
+            .health_monitor(&health_reporter, &health_services);
+        let background = Background::start(self.storage.projection_runner, self.notifier);
+        // Health follows the databases until draining begins.
+        let health_monitor = RunningHealthMonitor::start(health_monitor);
+        let metrics = MetricsTasks::start(self.gauges, self.metrics_endpoint);
+        let (drain_started, drain_signal) = watch::channel(false);
+        let graceful = drain_on(
+            shutdown,
+            health_monitor,
+            health_reporter,
+            health_services,
+            self.stop_subscriptions,
+            drain_started,
+        );
 
         // Small gRPC responses must not wait for Nagle's algorithm (about 40 ms a call).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        // A notifier-only replica answers health checks and nothing else.
-        fn api<S>(serves_api: bool, service: S) -> Option<S> {
-            serves_api.then_some(service)
-        }
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }
-        // Larger messages are refused before they are decoded (OUT_OF_RANGE).
-        let limit = self.max_message_bytes;
-        let server = builder
+        let router = builder
             .layer(RpcTelemetryLayer::new())
             .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
-            .add_service(reflection)
-            .add_optional_service(api(
-                serves_api,
-                ComplaintServiceServer::new(self.complaint_api).max_decoding_message_size(limit),
-            ))
-            .add_optional_service(api(
-                serves_api,
-                ContractorServiceServer::new(self.contractor_api).max_decoding_message_size(limit),
-            ))
-            .add_optional_service(api(
-                serves_api,
-                VisitServiceServer::new(self.visit_api).max_decoding_message_size(limit),
-            ))
-            .add_optional_service(api(
-                serves_api,
-                PerformanceServiceServer::new(self.performance_api)
-                    .max_decoding_message_size(limit),
-            ))
-            .add_optional_service(api(
-                serves_api,
-                EventServiceServer::new(self.event_api).max_decoding_message_size(limit),
-            ))
-            .add_optional_service(api(
-                serves_api,
-                EscalationServiceServer::new(self.escalation_api).max_decoding_message_size(limit),
-            ))
+            .add_service(reflection);
+        let server = self
+            .api
+            .add_to(router, serves_api, self.max_message_bytes)
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
+        let result = serve_with_grace(server.as_mut(), drain_signal, self.shutdown_grace).await;
 
-        // In-flight calls get the grace period once shutdown starts; then the server is dropped.
-        let grace = self.shutdown_grace;
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = async {
-                let _ = drain_signal.wait_for(|started| *started).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("calls still running after the grace period were cut off");
-                Ok(())
-            }
-        };
-
-        let _ = stop_projections.send(true);
-        // Neither holds anything that needs finishing; a scrape waiting on a database that has
-        // gone must not hold the process past its grace period.
-        gauge_sampler.abort();
-        if let Some(endpoint) = metrics_endpoint {
-            endpoint.abort();
-        }
-        let _ = projections.await;
-        for task in notifier_tasks.into_iter().flatten() {
-            let _ = task.await;
-        }
-        self.read_models.close().await;
-        self.store.close().await;
+        metrics.abort();
+        background.stop().await;
+        self.storage.read_models.close().await;
+        self.storage.store.close().await;
         tracing::info!("doorstep stopped");
         result.map_err(StartupError::from)
+    }
+}
+
+/// Liveness, and every service this server runs, SERVING.
+async fn report_serving(reporter: &HealthReporter, services: &[&'static str]) {
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
+    for service in services {
+        reporter
+            .set_service_status(*service, ServingStatus::Serving)
+            .await;
+    }
+}
+
+/// The read models' runner and the notifier's loops, stopped together after the API has
+/// drained.
+struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(projection_runner: ProjectionRunner, notifier: Option<Notifier>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = vec![projection_runner.spawn(stopped.clone())];
+        if let Some(notifier) = notifier {
+            tasks.push(notifier.scheduler.spawn(stopped.clone()));
+            tasks.push(notifier.deliveries.spawn(stopped));
+        }
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The health monitor while it runs. It is stopped, and waited for, when draining begins, so
+/// that it cannot turn health back to SERVING.
+struct RunningHealthMonitor {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningHealthMonitor {
+    fn start(monitor: HealthMonitor) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = monitor.spawn(stopped);
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The gauge sampler and the scrape endpoint. They run until the server has stopped, so scrapes
+/// still answer while calls drain, and are then aborted: neither holds anything that needs
+/// finishing, and a scrape waiting on a database that has gone must not hold the process past
+/// its grace period.
+struct MetricsTasks {
+    gauge_sampler: JoinHandle<()>,
+    endpoint: Option<JoinHandle<()>>,
+}
+
+impl MetricsTasks {
+    fn start(gauges: Arc<GaugeSampler>, endpoint: Option<MetricsEndpoint>) -> Self {
+        Self {
+            gauge_sampler: gauges.clone().spawn(),
+            endpoint: endpoint.map(|endpoint| tokio::spawn(endpoint.serve(gauges))),
+        }
+    }
+
+    fn abort(self) {
+        self.gauge_sampler.abort();
+        if let Some(endpoint) = self.endpoint {
+            endpoint.abort();
+        }
+    }
+}
+
+/// Waits for `shutdown`, then begins draining: health goes NOT_SERVING (after the monitor has
+/// stopped), subscriptions end, and `drain_started` says so.
+async fn drain_on(
+    shutdown: impl Future<Output = ()>,
+    health_monitor: RunningHealthMonitor,
+    reporter: HealthReporter,
+    services: Vec<&'static str>,
+    stop_subscriptions: watch::Sender<bool>,
+    drain_started: watch::Sender<bool>,
+) {
+    shutdown.await;
+    // The monitor must not turn health back to SERVING once draining has begun.
+    health_monitor.stop().await;
+    tracing::info!("shutdown requested: health is NOT_SERVING, draining calls");
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    for service in services {
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+    // Subscriptions never end by themselves; end them so draining can finish.
+    let _ = stop_subscriptions.send(true);
+    let _ = drain_started.send(true);
+}
+
+/// Runs the server until it has drained, or, once draining has begun, for the grace period at
+/// most: calls still running then are cut off (the server is dropped by the caller).
+async fn serve_with_grace(
+    mut server: Pin<&mut impl Future<Output = Result<(), tonic::transport::Error>>>,
+    mut drain_signal: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            let _ = drain_signal.wait_for(|started| *started).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("calls still running after the grace period were cut off");
+            Ok(())
+        }
     }
 }

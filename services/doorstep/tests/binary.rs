@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use doorstep_api::v1;
+use doorstep_store::{ResidentKeyStore, SqliteEventStore, SqliteSettings};
 
 use support::{client, doorstep, register_contractor, serve};
 
@@ -315,16 +316,16 @@ async fn erasure_leaves_no_key_on_disk_and_rotate_master_retires_the_old_master_
     }
 
     // A backup taken now holds the key.
-    let pool = sqlx::SqlitePool::connect(&database_url)
+    let store = SqliteEventStore::open(SqliteSettings::new(data.join("doorstep.db")))
         .await
         .expect("the database opens");
-    let backup: String = sqlx::query_scalar(
-        "SELECT wrapped_key FROM resident_keys WHERE resident_reference = 'T-9'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("the resident has a key");
-    pool.close().await;
+    let backup = store
+        .wrapped_key("T-9")
+        .await
+        .expect("the key store reads")
+        .expect("the resident has a key")
+        .wrapped;
+    store.close().await;
     assert!(!files_holding(&data, &backup).is_empty());
 
     let erased = client(running.port)

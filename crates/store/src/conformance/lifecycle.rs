@@ -29,13 +29,17 @@ macro_rules! event_store_lifecycle_tests {
         );
     };
     (@each $fresh_harness:path; $($check:ident),+ $(,)?) => {
+        $crate::event_store_lifecycle_tests!(@each_in lifecycle, $fresh_harness; $($check),+);
+    };
+    // Also for the harness-based checks of other modules of the suite (`resident_keys`).
+    (@each_in $module:ident, $fresh_harness:path; $($check:ident),+ $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let Some(harness) = $fresh_harness().await else {
                     return;
                 };
-                $crate::conformance::lifecycle::$check(harness).await;
+                $crate::conformance::$module::$check(harness).await;
             }
         )+
     };

@@ -81,9 +81,7 @@ impl HealthMonitor {
     async fn databases_answer(&self) -> bool {
         let checks = async {
             let store = self.store.ping().await;
-            let read_models = sqlx::query("SELECT 1")
-                .execute(self.read_models.pool())
-                .await;
+            let read_models = self.read_models.ping().await;
             if let Err(error) = &store {
                 tracing::debug!(%error, "the event store's database does not answer");
             }

@@ -133,12 +133,15 @@ fn known_methods() -> &'static HashSet<String> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-        known.extend(
-            doorstep_api::methods()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|method| method.path),
-        );
+        match doorstep_api::methods() {
+            Ok(methods) => known.extend(methods.into_iter().map(|method| method.path)),
+            // A build whose descriptor set does not decode is broken; say so rather than measure
+            // every call as `_OTHER` without a word.
+            Err(error) => tracing::error!(
+                %error,
+                "the API's descriptor set does not decode: calls are measured as _OTHER"
+            ),
+        }
         known
     })
 }

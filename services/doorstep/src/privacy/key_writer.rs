@@ -4,9 +4,10 @@
 //! Without it each new resident cost a commit of its own, which held intake near the
 //! one-commit-per-event rate.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
-use super::keys::KeyDatabase;
+use doorstep_store::{ResidentKeyError, ResidentKeyStore};
+use tokio::sync::{mpsc, oneshot};
 
 /// The most keys one statement stores (three parameters each).
 const MAX_BATCH: usize = 500;
@@ -27,7 +28,7 @@ pub struct KeyWriter {
 impl KeyWriter {
     /// Starts the task; it ends when the writer is dropped, after the keys already queued.
     /// Every key it is given must be wrapped by master key `generation`.
-    pub fn spawn(keys: KeyDatabase, generation: u32) -> Self {
+    pub fn spawn(keys: Arc<dyn ResidentKeyStore>, generation: u32) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * 2);
         tokio::spawn(run(keys, generation, pending));
         Self { queue }
@@ -35,7 +36,7 @@ impl KeyWriter {
 
     /// Stores `wrapped` as the resident's key unless they have one already; returns whether this
     /// key is the one stored. Returns once the key is committed.
-    pub async fn insert(&self, reference: &str, wrapped: String) -> Result<bool, sqlx::Error> {
+    pub async fn insert(&self, reference: &str, wrapped: String) -> Result<bool, ResidentKeyError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(PendingKey {
@@ -44,15 +45,19 @@ impl KeyWriter {
                 reply,
             })
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+            .map_err(|_| ResidentKeyError::Closed)?;
         answer
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)?
-            .map_err(|message| sqlx::Error::Io(std::io::Error::other(message)))
+            .map_err(|_| ResidentKeyError::Closed)?
+            .map_err(ResidentKeyError::BatchFailed)
     }
 }
 
-async fn run(keys: KeyDatabase, generation: u32, mut pending: mpsc::Receiver<PendingKey>) {
+async fn run(
+    keys: Arc<dyn ResidentKeyStore>,
+    generation: u32,
+    mut pending: mpsc::Receiver<PendingKey>,
+) {
     while let Some(first) = pending.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -76,7 +81,7 @@ async fn run(keys: KeyDatabase, generation: u32, mut pending: mpsc::Receiver<Pen
             }
             Err(error) => {
                 tracing::error!(%error, keys = batch.len(), "cannot store new resident keys");
-                let message = format!("the batch holding this resident key failed: {error}");
+                let message = error.to_string();
                 for key in batch {
                     let _ = key.reply.send(Err(message.clone()));
                 }

@@ -17,23 +17,21 @@
 
 pub mod crypto;
 mod key_writer;
-pub mod keys;
-pub mod lease;
 pub mod master_keys;
 pub mod rotation;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use doorstep_api::v1;
+use doorstep_store::{LeaseError, ResidentKeyError, ResidentKeyStore, ServerLease, WrappedKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::settings::PrivacySettings;
 use crypto::{SealError, SecretKey};
-use keys::KeyDatabase;
-use lease::{LeaseError, ServerLease};
 use master_keys::{KeySource, MasterKeyring};
 
 /// What replaces a name or an address that was erased.
@@ -66,7 +64,7 @@ pub enum Personal {
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
     #[error("the resident key store failed")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] ResidentKeyError),
     #[error("a stored resident key does not open with the master key")]
     WrongMasterKey,
     #[error(
@@ -124,7 +122,7 @@ pub enum VaultSetupError {
         source: std::io::Error,
     },
     #[error("the resident key store failed")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] ResidentKeyError),
 }
 
 fn associated(purpose: &str, reference: &str) -> Vec<u8> {
@@ -164,7 +162,7 @@ pub struct ResidentVault {
     /// The newest generation, which wraps new keys.
     generation: u32,
     master: SecretKey,
-    keys: KeyDatabase,
+    keys: Arc<dyn ResidentKeyStore>,
     new_keys: key_writer::KeyWriter,
     /// Held while the server runs, so that no master key rotation runs beside it.
     _lease: ServerLease,
@@ -176,17 +174,14 @@ impl ResidentVault {
     /// wrapped by a generation it was not given, or while a master key rotation runs.
     pub async fn load(
         settings: &PrivacySettings,
-        keys: KeyDatabase,
+        keys: Arc<dyn ResidentKeyStore>,
     ) -> Result<Self, VaultSetupError> {
-        let lease = match &keys {
-            KeyDatabase::Sqlite(store) => ServerLease::sqlite_shared(store.path())?,
-            KeyDatabase::Postgres(pool) => ServerLease::postgres_shared(pool).await?,
-        };
+        let lease = keys.server_lease().await?;
         let mut masters = MasterKeyring::load(settings)?;
         if masters.is_empty() {
-            masters = first_master_key(&settings.master_key_file, &keys).await?;
+            masters = first_master_key(&settings.master_key_file, keys.as_ref()).await?;
         }
-        check_generations(&masters, &keys, &settings.master_key_file).await?;
+        check_generations(&masters, keys.as_ref(), &settings.master_key_file).await?;
         let Some((generation, master)) = masters.current() else {
             return Err(VaultSetupError::MissingMasterKey(
                 settings.master_key_file.clone(),
@@ -215,7 +210,7 @@ impl ResidentVault {
             // cost every complaint a read of its own.
             let wrapped_new = wrap_data_key(&self.master, reference, &SecretKey::generate())?;
             if self.new_keys.insert(reference, wrapped_new.clone()).await? {
-                Some(keys::WrappedKey {
+                Some(WrappedKey {
                     wrapped: wrapped_new,
                     generation: self.generation,
                 })
@@ -304,14 +299,14 @@ impl ResidentVault {
 /// Makes generation 1 in a file, for an installation that has no master key and no resident key.
 async fn first_master_key(
     path: &Path,
-    keys: &KeyDatabase,
+    keys: &dyn ResidentKeyStore,
 ) -> Result<MasterKeyring, VaultSetupError> {
     if keys.key_count().await? > 0 {
         return Err(VaultSetupError::MissingMasterKey(path.to_owned()));
     }
     // Replicas that each made a key of their own would seal residents' data under keys the
     // others cannot open; on a shared database the operator provides the one key.
-    if matches!(keys, KeyDatabase::Postgres(_)) {
+    if keys.shared_by_replicas() {
         return Err(VaultSetupError::MasterKeyRequired(path.to_owned()));
     }
     let key = SecretKey::generate();
@@ -335,23 +330,33 @@ async fn first_master_key(
 /// fail every read of those residents' complaints.
 async fn check_generations(
     masters: &MasterKeyring,
-    keys: &KeyDatabase,
+    keys: &dyn ResidentKeyStore,
     file: &Path,
 ) -> Result<(), VaultSetupError> {
-    for generation in keys.generations_in_use().await? {
-        if masters.get(generation).is_none() {
-            return Err(VaultSetupError::MissingGeneration {
-                missing: generation,
-                given: masters
-                    .generations()
-                    .map(|generation| generation.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                file: master_keys::generation_file(file, generation),
-            });
-        }
+    missing_generation(masters, &keys.generations_in_use().await?, file)
+}
+
+/// Refuses when a generation in use is not in the ring, naming the file it would be kept in.
+fn missing_generation(
+    masters: &MasterKeyring,
+    in_use: &[u32],
+    file: &Path,
+) -> Result<(), VaultSetupError> {
+    match in_use
+        .iter()
+        .find(|generation| masters.get(**generation).is_none())
+    {
+        None => Ok(()),
+        Some(&missing) => Err(VaultSetupError::MissingGeneration {
+            missing,
+            given: masters
+                .generations()
+                .map(|generation| generation.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            file: master_keys::generation_file(file, missing),
+        }),
     }
-    Ok(())
 }
 
 fn resident_reference(payload: &Value) -> Option<&str> {

@@ -12,22 +12,24 @@
 //! 3. only then are the older generations destroyed (files, with `--destroy-old`) or named for
 //!    the operator to remove.
 //!
-//! It refuses to run while any server holds the database ([`super::lease`]): a server wraps new
-//! keys under the generation it loaded at start, which this is about to retire.
+//! It refuses to run while any server holds the database ([`doorstep_store::ServerLease`]): a
+//! server wraps new keys under the generation it loaded at start, which this is about to retire.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::crypto::SecretKey;
-use super::keys::RewrapError;
-use super::lease::{LeaseError, ServerLease};
+use doorstep_store::{
+    KeyToRewrap, LeaseError, ResidentKeyError, ResidentKeyStore, RewrapError, RewrapRefused,
+    ServerLease,
+};
+
+use super::crypto::{SealError, SecretKey};
 use super::master_keys::{self, KeySource, MasterKeyring};
-use super::{VaultSetupError, unwrap_data_key, wrap_data_key};
-use crate::backend::OpenedStore;
+use super::{VaultSetupError, missing_generation, unwrap_data_key, wrap_data_key};
+use crate::backend::{BackendError, OpenedStore};
 use crate::settings::Settings;
-use crate::startup::StartupError;
 
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum RotationError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error("cannot open the database")]
-    Store(#[from] StartupError),
+    Store(#[from] BackendError),
     #[error(transparent)]
     Keys(#[from] VaultSetupError),
     #[error("there is no master key to rotate from (privacy.master_keys or the key file)")]
@@ -65,7 +67,7 @@ pub enum RotationError {
     #[error(transparent)]
     Rewrap(#[from] RewrapError),
     #[error("the resident key store failed")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] ResidentKeyError),
     #[error("cannot write, flush or destroy the master key file {path}")]
     File {
         path: PathBuf,
@@ -85,7 +87,7 @@ pub async fn rotate_master(
         let path = settings
             .database
             .sqlite_path()
-            .map_err(StartupError::Settings)?;
+            .map_err(BackendError::Settings)?;
         Some(ServerLease::sqlite_exclusive(&path).await?)
     };
     let store = OpenedStore::open(&settings.database).await?;
@@ -100,76 +102,20 @@ async fn rotate_on(
     settings: &Settings,
     destroy_old: bool,
 ) -> Result<RotationReport, RotationError> {
-    let keys = store.key_database();
+    let keys = store.resident_keys();
     let mut masters = MasterKeyring::load(&settings.privacy)?;
     let in_use = keys.generations_in_use().await?;
     let Some((newest, _)) = masters.current() else {
         return Err(RotationError::NoMasterKey);
     };
-    if let Some(missing) = in_use
-        .iter()
-        .copied()
-        .find(|generation| masters.get(*generation).is_none())
-    {
-        return Err(VaultSetupError::MissingGeneration {
-            missing,
-            given: masters
-                .generations()
-                .map(|generation| generation.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            file: master_keys::generation_file(&settings.privacy.master_key_file, missing),
-        }
-        .into());
-    }
-    let (target, new_file) = match masters.source().clone() {
-        KeySource::Files { first } => {
-            let target = newest + 1;
-            let key = SecretKey::generate();
-            let path = master_keys::generation_file(&first, target);
-            write_key_file(&path, &key)?;
-            masters.insert(target, key);
-            (target, Some(path))
-        }
-        KeySource::Settings => {
-            if in_use.iter().any(|generation| *generation >= newest) {
-                return Err(RotationError::NoNewGeneration(newest));
-            }
-            (newest, None)
-        }
-    };
-    let Some(target_key) = masters.get(target).cloned() else {
-        return Err(RotationError::NoMasterKey);
-    };
-    let rewrapped = keys
-        .rewrap_all(target, |row| {
-            let unopenable = || RewrapError::Unopenable {
-                reference: row.reference.clone(),
-                generation: row.key.generation,
-            };
-            let master = masters.get(row.key.generation).ok_or_else(unopenable)?;
-            let data_key =
-                unwrap_data_key(master, &row.reference, &row.key.wrapped).ok_or_else(unopenable)?;
-            Ok(wrap_data_key(&target_key, &row.reference, &data_key)?)
-        })
-        .await?;
+    missing_generation(&masters, &in_use, &settings.privacy.master_key_file)?;
+    let (target, new_file) = target_generation(&mut masters, &in_use, newest)?;
+    let rewrapped = rewrap_every_key(keys.as_ref(), &masters, target).await?;
     let retired: Vec<u32> = masters
         .generations()
         .filter(|generation| *generation != target)
         .collect();
-    let mut retired_files = Vec::new();
-    if let KeySource::Files { first } = masters.source() {
-        retired_files = master_keys::generation_files(first)?
-            .into_iter()
-            .filter(|(generation, _)| *generation != target)
-            .map(|(_, path)| path)
-            .collect();
-        if destroy_old {
-            for path in &retired_files {
-                destroy_key_file(path)?;
-            }
-        }
-    }
+    let retired_files = retire_files(&masters, target, destroy_old)?;
     tracing::info!(
         generation = target,
         rewrapped,
@@ -184,6 +130,90 @@ async fn rotate_on(
         retired_files,
         new_file,
     })
+}
+
+/// The generation every key moves to, made first when the keys are kept in files (written and
+/// flushed before any row names it); from settings, the operator must have added a new one.
+fn target_generation(
+    masters: &mut MasterKeyring,
+    in_use: &[u32],
+    newest: u32,
+) -> Result<(u32, Option<PathBuf>), RotationError> {
+    match masters.source().clone() {
+        KeySource::Files { first } => {
+            let target = newest + 1;
+            let key = SecretKey::generate();
+            let path = master_keys::generation_file(&first, target);
+            write_key_file(&path, &key)?;
+            masters.insert(target, key);
+            Ok((target, Some(path)))
+        }
+        KeySource::Settings => {
+            if in_use.iter().any(|generation| *generation >= newest) {
+                return Err(RotationError::NoNewGeneration(newest));
+            }
+            Ok((newest, None))
+        }
+    }
+}
+
+/// Why a key was not re-wrapped (the whole re-wrap is then rolled back).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error(
+        "the resident key of {reference} does not open with master key generation {generation}"
+    )]
+    Unopenable { reference: String, generation: u32 },
+    #[error("cannot wrap a resident key")]
+    Seal(#[from] SealError),
+}
+
+/// Opens every key not wrapped by `target` with its own generation and wraps it with `target`,
+/// in the store's one transaction.
+async fn rewrap_every_key(
+    keys: &dyn ResidentKeyStore,
+    masters: &MasterKeyring,
+    target: u32,
+) -> Result<u64, RotationError> {
+    let Some(target_key) = masters.get(target).cloned() else {
+        return Err(RotationError::NoMasterKey);
+    };
+    let rewrap = |row: &KeyToRewrap| -> Result<String, RewrapRefused> {
+        let unopenable = || KeyRefusal::Unopenable {
+            reference: row.reference.clone(),
+            generation: row.key.generation,
+        };
+        let master = masters.get(row.key.generation).ok_or_else(unopenable)?;
+        let data_key =
+            unwrap_data_key(master, &row.reference, &row.key.wrapped).ok_or_else(unopenable)?;
+        let wrapped =
+            wrap_data_key(&target_key, &row.reference, &data_key).map_err(KeyRefusal::from)?;
+        Ok(wrapped)
+    };
+    Ok(keys.rewrap_all(target, &rewrap).await?)
+}
+
+/// The files of the generations other than `target`, when the keys are kept in files,
+/// destroyed when `destroy_old` says so.
+fn retire_files(
+    masters: &MasterKeyring,
+    target: u32,
+    destroy_old: bool,
+) -> Result<Vec<PathBuf>, RotationError> {
+    let KeySource::Files { first } = masters.source() else {
+        return Ok(Vec::new());
+    };
+    let retired_files: Vec<PathBuf> = master_keys::generation_files(first)?
+        .into_iter()
+        .filter(|(generation, _)| *generation != target)
+        .map(|(_, path)| path)
+        .collect();
+    if destroy_old {
+        for path in &retired_files {
+            destroy_key_file(path)?;
+        }
+    }
+    Ok(retired_files)
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RotationError + '_ {
@@ -222,7 +252,9 @@ fn destroy_key_file(path: &Path) -> Result<(), RotationError> {
         .write(true)
         .open(path)
         .map_err(file_error(path))?;
-    let zeros = vec![0_u8; usize::try_from(length).unwrap_or(0)];
+    let length = usize::try_from(length)
+        .map_err(|_| file_error(path)(std::io::Error::other("too large to overwrite")))?;
+    let zeros = vec![0_u8; length];
     file.write_all(&zeros).map_err(file_error(path))?;
     file.sync_all().map_err(file_error(path))?;
     drop(file);

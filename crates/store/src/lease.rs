@@ -19,17 +19,31 @@ use std::time::Duration;
 use sqlx::Connection;
 
 /// The PostgreSQL advisory lock key of the lease: "DOORSTEP" in ASCII.
-pub const POSTGRES_LEASE_KEY: i64 = 0x444f_4f52_5354_4550;
+pub(crate) const POSTGRES_LEASE_KEY: i64 = 0x444f_4f52_5354_4550;
 
 /// How long a rotation waits for servers to let go of the lease. A server that has just stopped
 /// may take a moment: its PostgreSQL session ends when PostgreSQL notices the closed connection.
 pub const EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 const POSTGRES_EXCLUSIVE_WAIT: &str = "SET LOCAL lock_timeout = '5s'";
 
-/// A server's shared hold on its database; released when dropped.
-pub enum ServerLease {
-    Sqlite(File),
-    Postgres(sqlx::PgConnection),
+/// A server's shared hold on its database, or a rotation's exclusive one; released when
+/// dropped.
+pub struct ServerLease {
+    _held: Held,
+}
+
+/// What keeps the lease: the locked file, or the session that holds the advisory lock.
+enum Held {
+    Sqlite { _file: File },
+    Postgres { _session: sqlx::PgConnection },
+}
+
+impl ServerLease {
+    fn sqlite(file: File) -> Self {
+        Self {
+            _held: Held::Sqlite { _file: file },
+        }
+    }
 }
 
 /// Why a lease was not taken.
@@ -92,7 +106,7 @@ impl ServerLease {
     pub fn sqlite_shared(database: &Path) -> Result<Self, LeaseError> {
         let (file, path) = open_lock_file(database)?;
         let taken = file.try_lock_shared();
-        locked(file, path, taken, LeaseError::RotationRunning).map(Self::Sqlite)
+        locked(file, path, taken, LeaseError::RotationRunning).map(Self::sqlite)
     }
 
     /// A rotation's exclusive lease on a SQLite database, waiting up to [`EXCLUSIVE_WAIT`] for
@@ -102,12 +116,12 @@ impl ServerLease {
         let deadline = tokio::time::Instant::now() + EXCLUSIVE_WAIT;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Self::Sqlite(file)),
+                Ok(()) => return Ok(Self::sqlite(file)),
                 Err(TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 taken => {
-                    return locked(file, path, taken, LeaseError::ServerRunning).map(Self::Sqlite);
+                    return locked(file, path, taken, LeaseError::ServerRunning).map(Self::sqlite);
                 }
             }
         }
@@ -115,7 +129,7 @@ impl ServerLease {
 
     /// A server's shared lease on a PostgreSQL database, on a connection taken out of `pool`
     /// for as long as the lease lives.
-    pub async fn postgres_shared(pool: &sqlx::PgPool) -> Result<Self, LeaseError> {
+    pub(crate) async fn postgres_shared(pool: &sqlx::PgPool) -> Result<Self, LeaseError> {
         let mut connection = pool.acquire().await?.detach();
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
             .bind(POSTGRES_LEASE_KEY)
@@ -125,13 +139,19 @@ impl ServerLease {
             let _ = connection.close().await;
             return Err(LeaseError::RotationRunning);
         }
-        Ok(Self::Postgres(connection))
+        Ok(Self {
+            _held: Held::Postgres {
+                _session: connection,
+            },
+        })
     }
 }
 
 /// Takes the lease exclusively for the rest of `transaction`, waiting up to
 /// [`EXCLUSIVE_WAIT`] for servers that are stopping to let go, or says a server holds it.
-pub async fn postgres_exclusive(transaction: &mut sqlx::PgConnection) -> Result<(), LeaseError> {
+pub(crate) async fn postgres_exclusive(
+    transaction: &mut sqlx::PgConnection,
+) -> Result<(), LeaseError> {
     sqlx::raw_sql(POSTGRES_EXCLUSIVE_WAIT)
         .execute(&mut *transaction)
         .await?;
