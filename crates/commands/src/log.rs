@@ -68,7 +68,8 @@ impl<A: Aggregate> CommandLog<A> {
             .await?;
         let mut events = Vec::with_capacity(recorded.len());
         for record in recorded {
-            let event = A::from_payload(&record.event_type, record.schema_version, &record.payload)?;
+            let event =
+                A::from_payload(&record.event_type, record.schema_version, &record.payload)?;
             events.push((record, event));
         }
         let state = events
@@ -137,7 +138,11 @@ impl<A: Aggregate> CommandLog<A> {
                 crate::new_events(&events, origin, |index| policy.event_id(&stream, index));
             match self
                 .store
-                .append(&store_id(&stream), ExpectedVersion::Exact(actual), new_events)
+                .append(
+                    &store_id(&stream),
+                    ExpectedVersion::Exact(actual),
+                    new_events,
+                )
                 .await
             {
                 Ok(outcome) => {
@@ -163,9 +168,10 @@ impl<A: Aggregate> CommandLog<A> {
                 // A policy that looks first finds the first attempt on the next round.
                 Err(StoreError::DuplicateEventId { .. }) if policy.looks_first() => {}
                 Err(StoreError::DuplicateEventId { .. }) => {
-                    let first = self.first_attempt(&policy, &stream).await?.ok_or(
-                        Failure::Inconsistent("a duplicate event cannot be found"),
-                    )?;
+                    let first = self
+                        .first_attempt(&policy, &stream)
+                        .await?
+                        .ok_or(Failure::Inconsistent("a duplicate event cannot be found"))?;
                     return self.answer_retry(&first, origin, &policy).await;
                 }
                 Err(error) => return Err(error.into()),

@@ -13,7 +13,12 @@ pub enum Category {
 }
 
 impl Category {
-    const ALL: [Self; 4] = [Self::Complaint, Self::Contractor, Self::Visit, Self::Resident];
+    const ALL: [Self; 4] = [
+        Self::Complaint,
+        Self::Contractor,
+        Self::Visit,
+        Self::Resident,
+    ];
 
     /// The category as it stands in stream names.
     pub fn as_str(self) -> &'static str {
@@ -151,7 +156,14 @@ mod tests {
 
     #[test]
     fn a_corrupt_name_is_an_error_never_an_empty_id() {
-        for corrupt in ["complaint-", "complaint", "", "-x", "parcel-1", "Complaint-1"] {
+        for corrupt in [
+            "complaint-",
+            "complaint",
+            "",
+            "-x",
+            "parcel-1",
+            "Complaint-1",
+        ] {
             assert!(StreamName::parse(corrupt).is_err(), "{corrupt}");
             assert!(id_in(corrupt, Category::Complaint).is_err(), "{corrupt}");
         }

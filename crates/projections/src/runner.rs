@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, ContractorStatus, VisitEvent};
+use doorstep_domain::stream::{Category, id_in};
 use doorstep_store::{EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
@@ -390,11 +391,10 @@ async fn apply_event(
     escalations: &EscalationPlanner,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    let stream = recorded.stream_id.as_str();
     match recorded.stream_id.category() {
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
-            let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
+            let complaint_id = stream_id(recorded, Category::Complaint)?;
             escalations::apply(
                 connection,
                 escalation_changes,
@@ -408,7 +408,7 @@ async fn apply_event(
         }
         "contractor" => {
             let event = decode(recorded, ContractorEvent::from_payload)?;
-            let contractor_id = stream.strip_prefix("contractor-").unwrap_or_default();
+            let contractor_id = stream_id(recorded, Category::Contractor)?;
             let current = contractors::load(connection, contractor_id).await?;
             match contractors::next_row(current, contractor_id, &event, recorded.version) {
                 Some(row) => contractors::store(connection, &row, recorded.position).await,
@@ -751,4 +751,15 @@ impl ReadModel {
         let mut connection = self.database.pool().acquire().await?;
         handling::load(&mut connection, complaint_id).await
     }
+}
+
+/// The id in an event's stream name; a corrupt name stops the read models at the event rather
+/// than filing it under an empty id.
+fn stream_id(recorded: &RecordedEvent, category: Category) -> Result<&str, ProjectionError> {
+    id_in(recorded.stream_id.as_str(), category).map_err(|error| {
+        ProjectionError::UndecodableEvent {
+            position: recorded.position,
+            reason: error.to_string(),
+        }
+    })
 }

@@ -255,7 +255,7 @@ pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::C
                 })
                 .collect(),
         }),
-        status: crate::contractors::status(contractor.status) as i32,
+        status: contractor_status(contractor.status) as i32,
         equality_audits: contractor
             .equality_audits
             .iter()
@@ -285,5 +285,15 @@ pub fn audit_outcome(outcome: doorstep_domain::contractor::AuditOutcome) -> v1::
         AuditOutcome::Satisfactory => v1::AuditOutcome::Satisfactory,
         AuditOutcome::ImprovementRequired => v1::AuditOutcome::ImprovementRequired,
         AuditOutcome::Unsatisfactory => v1::AuditOutcome::Unsatisfactory,
+    }
+}
+
+pub fn contractor_status(
+    status: doorstep_domain::contractor::ContractorStatus,
+) -> v1::ContractorStatus {
+    use doorstep_domain::contractor::ContractorStatus;
+    match status {
+        ContractorStatus::Active => v1::ContractorStatus::Active,
+        ContractorStatus::Suspended => v1::ContractorStatus::Suspended,
     }
 }

@@ -17,6 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use doorstep_domain::stream::{Category, id_in};
+
 use crate::clock::Clock;
 use crate::complaint_log::ComplaintLog;
 use crate::convert;
@@ -124,12 +126,11 @@ fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalations
     {
         return None;
     }
-    let complaint_id = recorded
-        .stream_id
-        .as_str()
-        .strip_prefix("complaint-")
-        .unwrap_or_default()
-        .to_owned();
+    // A corrupt stream name is an error for the watcher, never an escalation with no complaint.
+    let complaint_id = match id_in(recorded.stream_id.as_str(), Category::Complaint) {
+        Ok(id) => id.to_owned(),
+        Err(error) => return Some(Err(ApiError::internal(error).into())),
+    };
     let event = match Event::from_payload(
         &recorded.event_type,
         recorded.schema_version,
@@ -307,10 +308,13 @@ impl EscalationService for EscalationApi {
             note,
             at: self.clock.now(),
         };
-        let (result, _) = self
+        let result = self
             .log
             .execute(&complaint_id, None, &origin, command)
-            .await?;
+            .await
+            .map_err(ApiError::from)?
+            .map_err(ApiError::from)?
+            .written;
         // Answer with the escalation as lists will show it.
         let acknowledged = if self
             .read_model

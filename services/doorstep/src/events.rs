@@ -245,10 +245,7 @@ impl<M: Send + 'static> Subscription<M> {
         let mut caught_up_sent = false;
         loop {
             if *self.shutdown.borrow() {
-                let _ = self
-                    .sender
-                    .send(Err(Status::unavailable("the service is shutting down")))
-                    .await;
+                let _ = self.sender.send(Err(ApiError::Unavailable.into())).await;
                 return;
             }
             let batch = match self

@@ -27,6 +27,10 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use doorstep_api::v1;
+use doorstep_commands::StoredEvent;
+use doorstep_domain::complaint::Event;
+use doorstep_domain::complaint::{Property, Resident};
+use doorstep_domain::input::{Address, OptionalText, PersonName, ResidentReference};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -239,28 +243,26 @@ impl ResidentVault {
         Ok(Some(key))
     }
 
-    /// Seals the personal fields of a `ComplaintReceived` payload in place: they are blanked and
-    /// stored encrypted in `personal_data`.
-    pub async fn seal_intake(&self, payload: &mut Value) -> Result<(), PrivacyError> {
-        let reference = resident_reference(payload)
-            .ok_or(PrivacyError::NoReference)?
-            .to_owned();
-        let personal = take_personal_data(payload);
+    /// Makes a decided event ready to store: a `ComplaintReceived` has its personal fields taken
+    /// out and sealed under the resident's key; any other event is stored as it is.
+    pub async fn seal(&self, event: Event) -> Result<Sealable, PrivacyError> {
+        let (blanked, personal, reference) = match split_personal(event) {
+            Ok(split) => split,
+            Err(other) => return Ok(Sealable::Plain(other)),
+        };
+        let reference = reference.as_str();
         let key = self
-            .data_key(&reference, true)
+            .data_key(reference, true)
             .await?
             .ok_or(PrivacyError::NoReference)?;
         let sealed = key.seal(
             &serde_json::to_vec(&personal)?,
-            &associated("personal data", &reference),
+            &associated("personal data", reference),
         )?;
-        if let Some(object) = payload.as_object_mut() {
-            object.insert(
-                "personal_data".to_owned(),
-                serde_json::json!({ "sealed": BASE64.encode(sealed) }),
-            );
-        }
-        Ok(())
+        Ok(Sealable::Sealed(SealedIntake {
+            event: blanked,
+            sealed: BASE64.encode(sealed),
+        }))
     }
 
     /// The personal data of a stored `ComplaintReceived` payload, as a read may show it.
@@ -299,6 +301,111 @@ impl ResidentVault {
     pub async fn forget(&self, reference: &str) -> Result<bool, PrivacyError> {
         Ok(self.keys.forget(reference).await?)
     }
+}
+
+/// A decided event as it is stored: sealed when it holds personal data.
+pub enum Sealable {
+    Sealed(SealedIntake),
+    Plain(Event),
+}
+
+/// A `ComplaintReceived` whose personal fields are blank and held, encrypted, beside it: stored
+/// as the event's payload with `personal_data: {"sealed": <base64>}` (schema version 3).
+pub struct SealedIntake {
+    event: Event,
+    sealed: String,
+}
+
+impl StoredEvent for Sealable {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Sealed(intake) => intake.event.event_type(),
+            Self::Plain(event) => event.event_type(),
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::Sealed(intake) => intake.event.schema_version(),
+            Self::Plain(event) => event.schema_version(),
+        }
+    }
+
+    fn to_payload(&self) -> Value {
+        match self {
+            Self::Sealed(intake) => {
+                let mut payload = intake.event.to_payload();
+                if let Some(object) = payload.as_object_mut() {
+                    object.insert(
+                        "personal_data".to_owned(),
+                        serde_json::json!({ "sealed": intake.sealed }),
+                    );
+                }
+                payload
+            }
+            Self::Plain(event) => event.to_payload(),
+        }
+    }
+}
+
+/// Takes the personal fields out of a `ComplaintReceived`: the event with them blank, what was
+/// taken, and whose it is. Any other event comes back unchanged as the error.
+fn split_personal(event: Event) -> Result<(Event, PersonalData, ResidentReference), Event> {
+    let Event::ComplaintReceived {
+        complaint_id,
+        channel,
+        source_system,
+        resident,
+        property,
+        contractor_id,
+        visit_id,
+        standards,
+        description,
+        occurred_at,
+        received_at,
+        outcome_sought,
+        reasonable_adjustments,
+        acknowledgement_due,
+        calendar_version,
+    } = event
+    else {
+        return Err(event);
+    };
+    let personal = PersonalData {
+        name: resident.name.as_str().to_owned(),
+        phone: resident.phone.map(|phone| phone.as_str().to_owned()),
+        email: resident.email.map(|email| email.as_str().to_owned()),
+        address: property.address.as_str().to_owned(),
+        // Sealed even when empty, as the stored events always have been.
+        reasonable_adjustments: Some(reasonable_adjustments.as_str().to_owned()),
+    };
+    let reference = resident.reference.clone();
+    let blanked = Event::ComplaintReceived {
+        complaint_id,
+        channel,
+        source_system,
+        resident: Resident {
+            reference: resident.reference,
+            name: PersonName::default(),
+            phone: None,
+            email: None,
+        },
+        property: Property {
+            uprn: property.uprn,
+            address: Address::default(),
+        },
+        contractor_id,
+        visit_id,
+        standards,
+        description,
+        occurred_at,
+        received_at,
+        outcome_sought,
+        reasonable_adjustments: OptionalText::default(),
+        acknowledgement_due,
+        calendar_version,
+    };
+    Ok((blanked, personal, reference))
 }
 
 /// Makes generation 1 in a file, for an installation that has no master key and no resident key.
