@@ -20,6 +20,7 @@ pub struct Loaded<A: Aggregate> {
 }
 
 /// A command that ran: where it landed and the aggregate's state after it.
+#[derive(Debug)]
 pub struct Executed<S> {
     pub written: Written,
     pub state: S,
