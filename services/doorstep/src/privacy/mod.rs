@@ -29,8 +29,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use doorstep_api::v1;
 use doorstep_commands::StoredEvent;
 use doorstep_domain::complaint::Event;
-use doorstep_domain::complaint::{Property, Resident};
-use doorstep_domain::input::{Address, OptionalText, PersonName, ResidentReference};
+use doorstep_domain::input::ResidentReference;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -350,62 +349,26 @@ impl StoredEvent for Sealable {
 
 /// Takes the personal fields out of a `ComplaintReceived`: the event with them blank, what was
 /// taken, and whose it is. Any other event comes back unchanged as the error.
-fn split_personal(event: Event) -> Result<(Event, PersonalData, ResidentReference), Event> {
+fn split_personal(mut event: Event) -> Result<(Event, PersonalData, ResidentReference), Event> {
     let Event::ComplaintReceived {
-        complaint_id,
-        channel,
-        source_system,
         resident,
         property,
-        contractor_id,
-        visit_id,
-        standards,
-        description,
-        occurred_at,
-        received_at,
-        outcome_sought,
         reasonable_adjustments,
-        acknowledgement_due,
-        calendar_version,
-    } = event
+        ..
+    } = &mut event
     else {
         return Err(event);
     };
     let personal = PersonalData {
-        name: resident.name.as_str().to_owned(),
-        phone: resident.phone.map(|phone| phone.as_str().to_owned()),
-        email: resident.email.map(|email| email.as_str().to_owned()),
-        address: property.address.as_str().to_owned(),
-        // Sealed even when empty, as the stored events always have been.
-        reasonable_adjustments: Some(reasonable_adjustments.as_str().to_owned()),
+        name: std::mem::take(&mut resident.name).to_string(),
+        phone: resident.phone.take().map(|phone| phone.as_str().to_owned()),
+        email: resident.email.take().map(|email| email.as_str().to_owned()),
+        address: std::mem::take(&mut property.address).to_string(),
+        // Sealed even when empty, as stored events always have been.
+        reasonable_adjustments: Some(std::mem::take(reasonable_adjustments).to_string()),
     };
     let reference = resident.reference.clone();
-    let blanked = Event::ComplaintReceived {
-        complaint_id,
-        channel,
-        source_system,
-        resident: Resident {
-            reference: resident.reference,
-            name: PersonName::default(),
-            phone: None,
-            email: None,
-        },
-        property: Property {
-            uprn: property.uprn,
-            address: Address::default(),
-        },
-        contractor_id,
-        visit_id,
-        standards,
-        description,
-        occurred_at,
-        received_at,
-        outcome_sought,
-        reasonable_adjustments: OptionalText::default(),
-        acknowledgement_due,
-        calendar_version,
-    };
-    Ok((blanked, personal, reference))
+    Ok((event, personal, reference))
 }
 
 /// Makes generation 1 in a file, for an installation that has no master key and no resident key.
@@ -607,5 +570,46 @@ mod tests {
         let mut view = view_with_adjustments("Large print letters");
         show(&mut view, Personal::Erased);
         assert_eq!(view.reasonable_adjustments, "");
+    }
+
+    /// The typed step must store exactly what the JSON patch it replaced stored.
+    #[test]
+    fn sealing_a_typed_intake_blanks_what_the_json_patch_blanked() {
+        let mut payload = intake();
+        let object = payload
+            .as_object_mut()
+            .unwrap_or_else(|| panic!("an object"));
+        for (field, value) in [
+            (
+                "complaint_id",
+                serde_json::json!("01900000-0000-7000-8000-000000000001"),
+            ),
+            ("channel", serde_json::json!("PHONE")),
+            ("source_system", serde_json::json!("crm")),
+            ("contractor_id", serde_json::json!("c1")),
+            ("visit_id", Value::Null),
+            ("standards", serde_json::json!(["GATES_SECURED"])),
+            ("occurred_at", Value::Null),
+            ("received_at", serde_json::json!("2026-01-05T10:00:00Z")),
+            ("outcome_sought", serde_json::json!("")),
+            ("acknowledgement_due", serde_json::json!("2026-01-12")),
+            ("calendar_version", serde_json::json!("v1")),
+        ] {
+            object.insert(field.to_owned(), value);
+        }
+        let event = Event::from_payload("ComplaintReceived", 3, &payload)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut patched = event.to_payload();
+        let taken = take_personal_data(&mut patched);
+        let Ok((blanked, personal, reference)) = split_personal(event) else {
+            panic!("an intake has personal data");
+        };
+        assert_eq!(blanked.to_payload(), patched);
+        assert_eq!(personal, taken);
+        assert_eq!(
+            serde_json::to_vec(&personal).ok(),
+            serde_json::to_vec(&taken).ok()
+        );
+        assert_eq!(reference.as_str(), "T-1");
     }
 }
