@@ -22,7 +22,7 @@ use doorstep_domain::stream::{Category, id_in};
 use crate::clock::Clock;
 use crate::complaint_log::ComplaintLog;
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, answer};
 use crate::events::{EventMessage, follow_log};
 use crate::parse;
 use crate::request::{command_origin, wait_for_read_model};
@@ -188,18 +188,15 @@ fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalations
     }))
 }
 
-#[tonic::async_trait]
-impl EscalationService for EscalationApi {
-    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
-
+impl EscalationApi {
     async fn watch_escalations(
         &self,
         request: Request<v1::WatchEscalationsRequest>,
-    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<<Self as EscalationService>::WatchEscalationsStream, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
         let message: EventMessage<v1::WatchEscalationsResponse> = Box::new(watch_message);
-        Ok(Response::new(follow_log(
+        Ok(follow_log(
             self.store.clone(),
             body.from_position,
             self.shutdown.clone(),
@@ -209,30 +206,25 @@ impl EscalationService for EscalationApi {
                     v1::EscalationsCaughtUp { position },
                 )),
             },
-        )))
+        ))
     }
 
     async fn list_escalations(
         &self,
         request: Request<v1::ListEscalationsRequest>,
-    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListEscalationsResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        let page_size = page_size(body.page_size)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let level = match body.level.trim() {
             "" => None,
-            level => Some(
-                EscalationLevel::parse("level", level)
-                    .map_err(ApiError::from)?
-                    .to_string(),
-            ),
+            level => Some(EscalationLevel::parse("level", level)?.to_string()),
         };
         let contractor_id = match body.contractor_id.trim() {
             "" => None,
             id => Some(
-                parse::contractor_id("contractor_id", id)
-                    .map_err(ApiError::from)?
+                parse::contractor_id("contractor_id", id)?
                     .as_str()
                     .to_owned(),
             ),
@@ -254,8 +246,7 @@ impl EscalationService for EscalationApi {
         let rows = self
             .read_model
             .list_escalations(&filter, page_size, after)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let next_page_token = if rows.len() == page_size as usize {
             rows.last()
                 .map(|row| row.position.to_string())
@@ -263,39 +254,32 @@ impl EscalationService for EscalationApi {
         } else {
             String::new()
         };
-        Ok(Response::new(v1::ListEscalationsResponse {
+        Ok(v1::ListEscalationsResponse {
             escalations: rows.iter().map(escalation).collect(),
             next_page_token,
-        }))
+        })
     }
 
     async fn acknowledge_escalation(
         &self,
         request: Request<v1::AcknowledgeEscalationRequest>,
-    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::AcknowledgeEscalationResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let escalation_id = uuid("escalation_id", &body.escalation_id).map_err(ApiError::from)?;
-        let by =
-            Handler::parse("acknowledged_by", &body.acknowledged_by).map_err(ApiError::from)?;
-        let note = OptionalText::parse("note", &body.note).map_err(ApiError::from)?;
-        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
-        let row = match self
-            .read_model
-            .escalation(escalation_id)
-            .await
-            .map_err(ApiError::from)?
-        {
+        let escalation_id = uuid("escalation_id", &body.escalation_id)?;
+        let by = Handler::parse("acknowledged_by", &body.acknowledged_by)?;
+        let note = OptionalText::parse("note", &body.note)?;
+        let request_id = parse::request_id(&body.request_id)?;
+        let row = match self.read_model.escalation(escalation_id).await? {
             Some(row) => row,
             None => {
                 // It may have been raised a moment ago: give the read model the time to apply
                 // everything committed so far before saying it does not exist.
-                let head = self.store.head_position().await.map_err(ApiError::from)?;
+                let head = self.store.head_position().await?;
                 self.read_model.wait_for(head, READ_BACK_WAIT).await;
                 self.read_model
                     .escalation(escalation_id)
-                    .await
-                    .map_err(ApiError::from)?
+                    .await?
                     .ok_or_else(|| ApiError::NotFound("no escalation has this id".to_owned()))?
             }
         };
@@ -311,9 +295,7 @@ impl EscalationService for EscalationApi {
         let result = self
             .log
             .execute(&complaint_id, None, &origin, command)
-            .await
-            .map_err(ApiError::from)?
-            .map_err(ApiError::from)?
+            .await??
             .written;
         // Answer with the escalation as lists will show it.
         let acknowledged = if self
@@ -323,27 +305,26 @@ impl EscalationService for EscalationApi {
         {
             self.read_model
                 .escalation(escalation_id)
-                .await
-                .map_err(ApiError::from)?
+                .await?
                 .unwrap_or(row)
         } else {
             row
         };
-        Ok(Response::new(v1::AcknowledgeEscalationResponse {
+        Ok(v1::AcknowledgeEscalationResponse {
             escalation: Some(escalation(&acknowledged)),
             version: result.version,
             duplicate: result.duplicate,
             position: result.position,
-        }))
+        })
     }
 
     async fn list_dead_letters(
         &self,
         request: Request<v1::ListDeadLettersRequest>,
-    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListDeadLettersResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        let page_size = page_size(body.page_size)?;
         let invalid_token = || {
             ApiError::from(InvalidInput::new(
                 "page_token",
@@ -362,11 +343,7 @@ impl EscalationService for EscalationApi {
                 Some((at, Uuid::parse_str(id).map_err(|_| invalid_token())?))
             }
         };
-        let dead = self
-            .read_model
-            .dead_letters(page_size, after)
-            .await
-            .map_err(ApiError::from)?;
+        let dead = self.read_model.dead_letters(page_size, after).await?;
         let next_page_token = match dead.last() {
             Some(last) if dead.len() == page_size as usize => format!(
                 "{}/{}",
@@ -375,39 +352,77 @@ impl EscalationService for EscalationApi {
             ),
             _ => String::new(),
         };
-        Ok(Response::new(v1::ListDeadLettersResponse {
+        Ok(v1::ListDeadLettersResponse {
             dead_letters: dead.iter().map(dead_letter).collect(),
             next_page_token,
-        }))
+        })
     }
 
     async fn retry_dead_letter(
         &self,
         request: Request<v1::RetryDeadLetterRequest>,
-    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::RetryDeadLetterResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let delivery_id = uuid("delivery_id", &body.delivery_id).map_err(ApiError::from)?;
+        let delivery_id = uuid("delivery_id", &body.delivery_id)?;
         let state = self
             .read_model
             .delivery_state(delivery_id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::NotFound("no delivery has this id".to_owned()))?;
         // Real time, like every delivery time: it is about the receiver, not the Code's clock.
         let retried = state == "DEAD"
             && self
                 .read_model
                 .retry_dead_letter(delivery_id, chrono::Utc::now())
-                .await
-                .map_err(ApiError::from)?;
+                .await?;
         if !retried {
             return Err(ApiError::NotAllowed(format!(
                 "the delivery is {}, not dead-lettered",
                 state.to_lowercase()
-            ))
-            .into());
+            )));
         }
-        Ok(Response::new(v1::RetryDeadLetterResponse {}))
+        Ok(v1::RetryDeadLetterResponse {})
+    }
+}
+
+/// Delegates every call to [`EscalationApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl EscalationService for EscalationApi {
+    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
+
+    async fn watch_escalations(
+        &self,
+        request: Request<v1::WatchEscalationsRequest>,
+    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        answer(EscalationApi::watch_escalations(self, request).await)
+    }
+
+    async fn list_escalations(
+        &self,
+        request: Request<v1::ListEscalationsRequest>,
+    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
+        answer(EscalationApi::list_escalations(self, request).await)
+    }
+
+    async fn acknowledge_escalation(
+        &self,
+        request: Request<v1::AcknowledgeEscalationRequest>,
+    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
+        answer(EscalationApi::acknowledge_escalation(self, request).await)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        answer(EscalationApi::list_dead_letters(self, request).await)
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        request: Request<v1::RetryDeadLetterRequest>,
+    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
+        answer(EscalationApi::retry_dead_letter(self, request).await)
     }
 }

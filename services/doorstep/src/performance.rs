@@ -13,7 +13,7 @@ use doorstep_projections::{ContractorFigures, HandlingSummary, Month, ReadModel}
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, answer};
 use crate::parse;
 use crate::request::wait_for_read_model;
 
@@ -172,36 +172,31 @@ impl PerformanceApi {
     }
 }
 
-#[tonic::async_trait]
-impl PerformanceService for PerformanceApi {
+impl PerformanceApi {
     async fn get_contractor_performance(
         &self,
         request: Request<v1::GetContractorPerformanceRequest>,
-    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::GetContractorPerformanceResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let principal = crate::auth::principal(&request)?.clone();
         let body = request.into_inner();
-        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)
-            .map_err(ApiError::from)?;
+        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)?;
         if !principal.may_see_contractor(&contractor_id) {
             return Err(ApiError::PermissionDenied(
                 "a contractor may see only its own figures".to_owned(),
-            )
-            .into());
+            ));
         }
-        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        let (from, to) = month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let registered = self
             .read_model
             .contractor(contractor_id.as_str())
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::NotFound("no contractor has this id".to_owned()))?;
         let figures = self
             .read_model
             .contractor_performance(contractor_id.as_str(), from, to)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let audit = match &registered.latest_audit {
             Some(audit) => v1::EqualityAuditStatus {
                 audited: true,
@@ -211,26 +206,18 @@ impl PerformanceService for PerformanceApi {
             },
             None => v1::EqualityAuditStatus::default(),
         };
-        Ok(Response::new(self.contractor_response(
-            &figures,
-            registered.legal_name.clone(),
-            audit,
-        )))
+        Ok(self.contractor_response(&figures, registered.legal_name.clone(), audit))
     }
 
     async fn list_contractor_performance(
         &self,
         request: Request<v1::ListContractorPerformanceRequest>,
-    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListContractorPerformanceResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        let (from, to) = month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
-        let totals = self
-            .read_model
-            .programme_performance(from, to)
-            .await
-            .map_err(ApiError::from)?;
+        let totals = self.read_model.programme_performance(from, to).await?;
         let programme_visits: u64 = totals.iter().map(|t| t.visits).sum();
         // Only breaches with exposure behind them make up the average every rate is held to.
         let programme_upheld: u64 = totals
@@ -296,7 +283,7 @@ impl PerformanceService for PerformanceApi {
             (_, 0) => std::cmp::Ordering::Less,
             (a_rank, b_rank) => a_rank.cmp(&b_rank),
         });
-        Ok(Response::new(v1::ListContractorPerformanceResponse {
+        Ok(v1::ListContractorPerformanceResponse {
             programme_visits,
             programme_upheld_breaches: programme_upheld,
             programme_upheld_per_100_visits: Some(per_hundred_visits(
@@ -304,21 +291,20 @@ impl PerformanceService for PerformanceApi {
                 programme_visits,
             )),
             contractors: standings,
-        }))
+        })
     }
 
     async fn get_complaint_handling_report(
         &self,
         request: Request<v1::GetComplaintHandlingReportRequest>,
-    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::GetComplaintHandlingReportResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
         if body.homes == 0 {
             return Err(ApiError::from(InvalidInput::new(
                 "homes",
                 "must be the number of homes owned, at least 1",
-            ))
-            .into());
+            )));
         }
         let year = i32::try_from(body.reporting_year)
             .ok()
@@ -330,15 +316,13 @@ impl PerformanceService for PerformanceApi {
             return Err(ApiError::from(InvalidInput::new(
                 "reporting_year",
                 "must be a year from 2000 to 2100",
-            ))
-            .into());
+            )));
         };
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let counts = self
             .read_model
             .handling_report(Month::of(from), Month::of(to))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let stage = |stage: v1::Stage, counts: doorstep_projections::StageCounts| {
             let within = if self.extensions_count_as_within_code {
                 counts.responded_within_extended_due
@@ -355,7 +339,7 @@ impl PerformanceService for PerformanceApi {
                     .then(|| within as f64 / counts.responded as f64 * 100.0),
             }
         };
-        Ok(Response::new(v1::GetComplaintHandlingReportResponse {
+        Ok(v1::GetComplaintHandlingReportResponse {
             reporting_year: body.reporting_year,
             from_date: from.to_string(),
             to_date: to.to_string(),
@@ -363,6 +347,31 @@ impl PerformanceService for PerformanceApi {
             stage_one: Some(stage(v1::Stage::One, counts.stage_one)),
             stage_two: Some(stage(v1::Stage::Two, counts.stage_two)),
             extensions_count_as_within_code: self.extensions_count_as_within_code,
-        }))
+        })
+    }
+}
+
+/// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl PerformanceService for PerformanceApi {
+    async fn get_contractor_performance(
+        &self,
+        request: Request<v1::GetContractorPerformanceRequest>,
+    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
+        answer(PerformanceApi::get_contractor_performance(self, request).await)
+    }
+
+    async fn list_contractor_performance(
+        &self,
+        request: Request<v1::ListContractorPerformanceRequest>,
+    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
+        answer(PerformanceApi::list_contractor_performance(self, request).await)
+    }
+
+    async fn get_complaint_handling_report(
+        &self,
+        request: Request<v1::GetComplaintHandlingReportRequest>,
+    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
+        answer(PerformanceApi::get_complaint_handling_report(self, request).await)
     }
 }

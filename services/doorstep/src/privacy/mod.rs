@@ -244,10 +244,9 @@ impl ResidentVault {
 
     /// Makes a decided event ready to store: a `ComplaintReceived` has its personal fields taken
     /// out and sealed under the resident's key; any other event is stored as it is.
-    pub async fn seal(&self, event: Event) -> Result<Sealable, PrivacyError> {
-        let (blanked, personal, reference) = match split_personal(event) {
-            Ok(split) => split,
-            Err(other) => return Ok(Sealable::Plain(other)),
+    pub async fn seal(&self, mut event: Event) -> Result<Sealable, PrivacyError> {
+        let Some((personal, reference)) = take_personal(&mut event) else {
+            return Ok(Sealable::Plain(event));
         };
         let reference = reference.as_str();
         let key = self
@@ -259,7 +258,7 @@ impl ResidentVault {
             &associated("personal data", reference),
         )?;
         Ok(Sealable::Sealed(SealedIntake {
-            event: blanked,
+            event,
             sealed: BASE64.encode(sealed),
         }))
     }
@@ -347,17 +346,17 @@ impl StoredEvent for Sealable {
     }
 }
 
-/// Takes the personal fields out of a `ComplaintReceived`: the event with them blank, what was
-/// taken, and whose it is. Any other event comes back unchanged as the error.
-fn split_personal(mut event: Event) -> Result<(Event, PersonalData, ResidentReference), Event> {
+/// Takes the personal fields out of a `ComplaintReceived`, leaving them blank: what was taken,
+/// and whose it is. Any other event holds none.
+fn take_personal(event: &mut Event) -> Option<(PersonalData, ResidentReference)> {
     let Event::ComplaintReceived {
         resident,
         property,
         reasonable_adjustments,
         ..
-    } = &mut event
+    } = event
     else {
-        return Err(event);
+        return None;
     };
     let personal = PersonalData {
         name: std::mem::take(&mut resident.name).to_string(),
@@ -367,8 +366,7 @@ fn split_personal(mut event: Event) -> Result<(Event, PersonalData, ResidentRefe
         // Sealed even when empty, as stored events always have been.
         reasonable_adjustments: Some(std::mem::take(reasonable_adjustments).to_string()),
     };
-    let reference = resident.reference.clone();
-    Ok((event, personal, reference))
+    Some((personal, resident.reference.clone()))
 }
 
 /// Makes generation 1 in a file, for an installation that has no master key and no resident key.
@@ -597,14 +595,14 @@ mod tests {
         ] {
             object.insert(field.to_owned(), value);
         }
-        let event = Event::from_payload("ComplaintReceived", 3, &payload)
+        let mut event = Event::from_payload("ComplaintReceived", 3, &payload)
             .unwrap_or_else(|error| panic!("{error}"));
         let mut patched = event.to_payload();
         let taken = take_personal_data(&mut patched);
-        let Ok((blanked, personal, reference)) = split_personal(event) else {
+        let Some((personal, reference)) = take_personal(&mut event) else {
             panic!("an intake has personal data");
         };
-        assert_eq!(blanked.to_payload(), patched);
+        assert_eq!(event.to_payload(), patched);
         assert_eq!(personal, taken);
         assert_eq!(
             serde_json::to_vec(&personal).ok(),
