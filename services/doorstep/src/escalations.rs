@@ -94,6 +94,7 @@ fn escalation(row: &EscalationRow) -> v1::Escalation {
         due_at: Some(convert::timestamp(row.due_at)),
         raised_at: Some(convert::timestamp(row.raised_at)),
         recipients: row.recipients.clone(),
+        // Empty while the escalation is not acknowledged.
         acknowledged_by: row.acknowledged_by.clone().unwrap_or_default(),
         acknowledged_at: row.acknowledged_at.map(convert::timestamp),
         position: row.position,
@@ -110,6 +111,7 @@ fn dead_letter(delivery: &Delivery) -> v1::DeadLetter {
         } as i32,
         target: delivery.target.clone(),
         attempts: delivery.attempts,
+        // Empty when no attempt has failed.
         last_error: delivery.last_error.clone().unwrap_or_default(),
         created_at: Some(convert::timestamp(delivery.created_at)),
     }
@@ -248,6 +250,7 @@ impl EscalationApi {
             .list_escalations(&filter, page_size, after)
             .await?;
         let next_page_token = if rows.len() == page_size as usize {
+            // A full page has a last row; an empty token is the API's "no more".
             rows.last()
                 .map(|row| row.position.to_string())
                 .unwrap_or_default()

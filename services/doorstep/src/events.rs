@@ -101,6 +101,7 @@ fn recorded_event(event: &RecordedEvent) -> Result<v1::RecordedEvent, ApiError> 
         payload_json: payload.to_string(),
         metadata: Some(v1::EventMetadata {
             actor: metadata.actor.clone(),
+            // Metadata that an event lacks (no cause, no request id, no trace before tracing) is shown as proto3 shows any absent string: empty.
             causation_id: metadata
                 .causation_id
                 .map(|id| id.to_string())

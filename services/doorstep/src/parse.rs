@@ -154,6 +154,34 @@ fn optional<T>(
     }
 }
 
+/// The standards a complaint alleges: one to nine, none twice.
+fn standards(values: &[i32]) -> Result<Vec<ServiceStandard>, InvalidInput> {
+    if values.is_empty() {
+        return Err(InvalidInput::new(
+            "standards",
+            "must name at least one standard",
+        ));
+    }
+    if values.len() > MAX_STANDARDS {
+        return Err(InvalidInput::new(
+            "standards",
+            format!("may name at most {MAX_STANDARDS} standards"),
+        ));
+    }
+    let mut standards = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        let standard = standard(&format!("standards[{index}]"), *value)?;
+        if standards.contains(&standard) {
+            return Err(InvalidInput::new(
+                format!("standards[{index}]"),
+                format!("{standard} is named twice"),
+            ));
+        }
+        standards.push(standard);
+    }
+    Ok(standards)
+}
+
 /// Parses a `LogComplaint` request into the domain command for a new complaint id.
 pub fn log_complaint(
     request: &v1::LogComplaintRequest,
@@ -168,29 +196,7 @@ pub fn log_complaint(
         .property
         .as_ref()
         .ok_or_else(|| InvalidInput::new("property", "is required"))?;
-    if request.standards.is_empty() {
-        return Err(InvalidInput::new(
-            "standards",
-            "must name at least one standard",
-        ));
-    }
-    if request.standards.len() > MAX_STANDARDS {
-        return Err(InvalidInput::new(
-            "standards",
-            format!("may name at most {MAX_STANDARDS} standards"),
-        ));
-    }
-    let mut standards = Vec::with_capacity(request.standards.len());
-    for (index, value) in request.standards.iter().enumerate() {
-        let standard = standard(&format!("standards[{index}]"), *value)?;
-        if standards.contains(&standard) {
-            return Err(InvalidInput::new(
-                format!("standards[{index}]"),
-                format!("{standard} is named twice"),
-            ));
-        }
-        standards.push(standard);
-    }
+    let standards = standards(&request.standards)?;
     let description = LongText::parse("description", &request.description)?;
     if standards.contains(&ServiceStandard::Other) && description.as_str().is_empty() {
         return Err(InvalidInput::new(

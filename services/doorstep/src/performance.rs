@@ -9,7 +9,9 @@ use doorstep_domain::statistics::{
     self, CONFIDENCE_95, Estimate, FunnelStatus, funnel_limits, funnel_status, poisson_rate,
     wilson_proportion,
 };
-use doorstep_projections::{ContractorFigures, HandlingSummary, Month, ReadModel};
+use doorstep_projections::{
+    ContractorFigures, ContractorTotals, HandlingSummary, Month, ReadModel,
+};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -232,57 +234,9 @@ impl PerformanceApi {
         };
         let mut standings: Vec<v1::ContractorStanding> = totals
             .iter()
-            .map(|totals| {
-                let visits = totals.visits as f64;
-                let limits = funnel_limits(target, visits, PER_VISITS);
-                let status = if totals.visits == 0 {
-                    v1::FunnelStatus::NoExposure
-                } else {
-                    funnel(funnel_status(totals.upheld_breaches, visits, target))
-                };
-                v1::ContractorStanding {
-                    contractor_id: totals.contractor_id.clone(),
-                    legal_name: totals.legal_name.clone(),
-                    visits: totals.visits,
-                    upheld_breaches: totals.upheld_breaches,
-                    upheld_per_100_visits: Some(per_hundred_visits(
-                        totals.upheld_breaches,
-                        totals.visits,
-                    )),
-                    funnel_status: status as i32,
-                    alert_lower: limits.map_or(0.0, |l| l.alert_lower),
-                    alert_upper: limits.map_or(0.0, |l| l.alert_upper),
-                    alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
-                    alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
-                    rank: 0,
-                }
-            })
+            .map(|totals| standing(totals, target))
             .collect();
-        let rate_of = |standing: &v1::ContractorStanding| {
-            standing.upheld_breaches as f64 / standing.visits.max(1) as f64
-        };
-        let min_visits = body.min_visits.max(1);
-        let mut ranked: Vec<&mut v1::ContractorStanding> = standings
-            .iter_mut()
-            .filter(|standing| standing.visits >= min_visits)
-            .collect();
-        ranked.sort_by(|a, b| {
-            rate_of(a)
-                .total_cmp(&rate_of(b))
-                .then_with(|| a.contractor_id.cmp(&b.contractor_id))
-        });
-        for (index, standing) in ranked.into_iter().enumerate() {
-            standing.rank = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        }
-        standings.sort_by(|a, b| match (a.rank, b.rank) {
-            (0, 0) => b
-                .visits
-                .cmp(&a.visits)
-                .then_with(|| a.contractor_id.cmp(&b.contractor_id)),
-            (0, _) => std::cmp::Ordering::Greater,
-            (_, 0) => std::cmp::Ordering::Less,
-            (a_rank, b_rank) => a_rank.cmp(&b_rank),
-        });
+        rank(&mut standings, body.min_visits.max(1));
         Ok(v1::ListContractorPerformanceResponse {
             programme_visits,
             programme_upheld_breaches: programme_upheld,
@@ -374,4 +328,58 @@ impl PerformanceService for PerformanceApi {
     ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
         answer(PerformanceApi::get_complaint_handling_report(self, request).await)
     }
+}
+
+/// One contractor's standing against the programme's average rate `target`, not ranked yet.
+fn standing(totals: &ContractorTotals, target: f64) -> v1::ContractorStanding {
+    let visits = totals.visits as f64;
+    let limits = funnel_limits(target, visits, PER_VISITS);
+    let status = if totals.visits == 0 {
+        v1::FunnelStatus::NoExposure
+    } else {
+        funnel(funnel_status(totals.upheld_breaches, visits, target))
+    };
+    v1::ContractorStanding {
+        contractor_id: totals.contractor_id.clone(),
+        legal_name: totals.legal_name.clone(),
+        visits: totals.visits,
+        upheld_breaches: totals.upheld_breaches,
+        upheld_per_100_visits: Some(per_hundred_visits(totals.upheld_breaches, totals.visits)),
+        funnel_status: status as i32,
+        alert_lower: limits.map_or(0.0, |l| l.alert_lower),
+        alert_upper: limits.map_or(0.0, |l| l.alert_upper),
+        alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
+        alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
+        rank: 0,
+    }
+}
+
+/// Ranks the contractors with at least `min_visits` by rate (best first, ties by id) and sorts
+/// the list: ranked ones in rank order, then the others by visits.
+fn rank(standings: &mut [v1::ContractorStanding], min_visits: u64) {
+    let rate_of = |standing: &v1::ContractorStanding| {
+        standing.upheld_breaches as f64 / standing.visits.max(1) as f64
+    };
+    let mut ranked: Vec<&mut v1::ContractorStanding> = standings
+        .iter_mut()
+        .filter(|standing| standing.visits >= min_visits)
+        .collect();
+    ranked.sort_by(|a, b| {
+        rate_of(a)
+            .total_cmp(&rate_of(b))
+            .then_with(|| a.contractor_id.cmp(&b.contractor_id))
+    });
+    for (index, standing) in ranked.into_iter().enumerate() {
+        // Ranks count contractors, which never reach u32::MAX.
+        standing.rank = u32::try_from(index + 1).unwrap_or(u32::MAX);
+    }
+    standings.sort_by(|a, b| match (a.rank, b.rank) {
+        (0, 0) => b
+            .visits
+            .cmp(&a.visits)
+            .then_with(|| a.contractor_id.cmp(&b.contractor_id)),
+        (0, _) => std::cmp::Ordering::Greater,
+        (_, 0) => std::cmp::Ordering::Less,
+        (a_rank, b_rank) => a_rank.cmp(&b_rank),
+    });
 }

@@ -437,6 +437,7 @@ fn take_personal_data(payload: &mut Value) -> PersonalData {
         value.as_str().map(str::to_owned)
     };
     PersonalData {
+        // A payload without the field (not an intake written by Doorstep) has nothing to take.
         name: take_text("/resident/name", Value::from("")).unwrap_or_default(),
         phone: take_text("/resident/phone", Value::Null),
         email: take_text("/resident/email", Value::Null),
@@ -465,6 +466,7 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
         Personal::Opened(data) => {
             if let Some(resident) = view.resident.as_mut() {
                 resident.name = data.name;
+                // Phone and email are optional; none given shows empty.
                 resident.phone = data.phone.unwrap_or_default();
                 resident.email = data.email.unwrap_or_default();
             }
