@@ -380,44 +380,33 @@ async fn an_intake_retry_finds_the_first_stream_and_a_reused_key_is_refused() {
         source_system: &source,
         key: &request,
     };
-    let first_stream = StreamName::new(Category::Complaint, Uuid::now_v7());
-    let first = start(
-        &store,
-        &first_stream,
-        ExpectedVersion::NoStream,
-        &origin(Some("k1"), "f1"),
-        policy,
-        &[Added(1)],
-    )
-    .await
-    .unwrap_or_else(|error| panic!("{error}"))
-    .unwrap_or_else(|error| panic!("{error}"));
-    // Each attempt picks a new stream; the key finds the first one.
-    let second_stream = StreamName::new(Category::Complaint, Uuid::now_v7());
-    let retry = start(
-        &store,
-        &second_stream,
-        ExpectedVersion::NoStream,
-        &origin(Some("k1"), "f1"),
-        policy,
-        &[Added(1)],
-    )
-    .await
-    .unwrap_or_else(|error| panic!("{error}"))
-    .unwrap_or_else(|error| panic!("{error}"));
+    // Each attempt picks a new stream, as intake does; the key finds the first one.
+    let attempt = |fingerprint: &'static str, n| {
+        let store = store.clone();
+        async move {
+            let stream = StreamName::new(Category::Complaint, Uuid::now_v7());
+            let origin = origin(Some("k1"), fingerprint);
+            let landed = start(
+                &store,
+                &stream,
+                ExpectedVersion::NoStream,
+                &origin,
+                policy,
+                &[Added(n)],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+            (stream, landed)
+        }
+    };
+    let (first_stream, first) = attempt("f1", 1).await;
+    let first = first.unwrap_or_else(|error| panic!("{error}"));
+    let (_, retry) = attempt("f1", 1).await;
+    let retry = retry.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(retry.stream, first_stream);
     assert!(retry.written.duplicate && !first.written.duplicate);
     assert_eq!(retry.written.position, first.written.position);
-    let other = start(
-        &store,
-        &second_stream,
-        ExpectedVersion::NoStream,
-        &origin(Some("k1"), "f2"),
-        policy,
-        &[Added(2)],
-    )
-    .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    let (_, other) = attempt("f2", 2).await;
     assert!(
         matches!(
             other,

@@ -34,6 +34,21 @@ impl MemoryStore {
         }
     }
 
+    fn select(
+        &self,
+        limit: usize,
+        keep: impl Fn(&RecordedEvent) -> bool,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log.lock().map_err(|_| StoreError::Closed)?;
+        Ok(log
+            .events
+            .iter()
+            .filter(|event| keep(event))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     pub fn len(&self) -> usize {
         self.log.lock().map_or(0, |log| log.events.len())
     }
@@ -140,14 +155,9 @@ impl EventStore for MemoryStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let log = self.log.lock().map_err(|_| StoreError::Closed)?;
-        Ok(log
-            .events
-            .iter()
-            .filter(|event| event.stream_id == *stream && event.version >= from_version)
-            .take(limit)
-            .cloned()
-            .collect())
+        self.select(limit, |event| {
+            event.stream_id == *stream && event.version >= from_version
+        })
     }
 
     async fn read_all(
@@ -155,14 +165,7 @@ impl EventStore for MemoryStore {
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let log = self.log.lock().map_err(|_| StoreError::Closed)?;
-        Ok(log
-            .events
-            .iter()
-            .filter(|event| event.position >= from_position)
-            .take(limit)
-            .cloned()
-            .collect())
+        self.select(limit, |event| event.position >= from_position)
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
