@@ -9,7 +9,7 @@ use doorstep_commands::{Written as WriteResult, record};
 use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::england_date;
-use doorstep_domain::input::{ComplaintId, ContractorId, RequestKey};
+use doorstep_domain::input::{ComplaintId, ContractorId};
 use doorstep_domain::resident::ResidentEvent;
 use doorstep_domain::stream::StreamName;
 use doorstep_projections::{PageCursor, ReadModel};
@@ -131,7 +131,7 @@ impl ComplaintApi {
         request: Request<v1::LogComplaintRequest>,
     ) -> Result<v1::LogComplaintResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
-        let key = RequestKey::parse("idempotency_key", &request.get_ref().idempotency_key)?;
+        let key = parse::idempotency_key(&request.get_ref().idempotency_key)?;
         // Parse once, before touching the store, so bad input never costs a write; each attempt
         // only gives the parsed complaint its new id.
         let parsed = parse::log_complaint(

@@ -6,16 +6,14 @@ use std::time::Duration;
 
 use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_server::EscalationService;
-use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::{Command, Event};
-use doorstep_domain::escalation::{Deadline, EscalationLevel};
-use doorstep_domain::input::{ComplaintId, Handler, OptionalText};
-use doorstep_projections::{Delivery, DeliveryChannel, EscalationFilter, EscalationRow, ReadModel};
+use doorstep_domain::escalation::Deadline;
+use doorstep_domain::input::ComplaintId;
+use doorstep_projections::{Delivery, DeliveryChannel, EscalationRow, ReadModel};
 use doorstep_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use doorstep_domain::stream::{Category, id_in};
 
@@ -56,21 +54,6 @@ impl EscalationApi {
             shutdown,
         }
     }
-}
-
-fn page_size(value: u32) -> Result<u32, InvalidInput> {
-    match value {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(InvalidInput::new(
-            "page_size",
-            format!("may be at most {MAX_PAGE_SIZE}"),
-        )),
-    }
-}
-
-fn uuid(field: &str, value: &str) -> Result<Uuid, InvalidInput> {
-    Uuid::parse_str(value.trim()).map_err(|_| InvalidInput::new(field, "must be a UUID"))
 }
 
 fn deadline(deadline: Deadline) -> v1::Deadline {
@@ -217,34 +200,9 @@ impl EscalationApi {
     ) -> Result<v1::ListEscalationsResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size)?;
+        let page_size = parse::page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
-        let level = match body.level.trim() {
-            "" => None,
-            level => Some(EscalationLevel::parse("level", level)?.to_string()),
-        };
-        let contractor_id = match body.contractor_id.trim() {
-            "" => None,
-            id => Some(
-                parse::contractor_id("contractor_id", id)?
-                    .as_str()
-                    .to_owned(),
-            ),
-        };
-        let after = match body.page_token.trim() {
-            "" => 0,
-            token => token.parse::<u64>().map_err(|_| {
-                ApiError::from(InvalidInput::new(
-                    "page_token",
-                    "is not a token this service issued",
-                ))
-            })?,
-        };
-        let filter = EscalationFilter {
-            open_only: body.open_only,
-            level,
-            contractor_id,
-        };
+        let (filter, after) = parse::escalation_filter(&body)?;
         let rows = self
             .read_model
             .list_escalations(&filter, page_size, after)
@@ -269,10 +227,7 @@ impl EscalationApi {
     ) -> Result<v1::AcknowledgeEscalationResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let escalation_id = uuid("escalation_id", &body.escalation_id)?;
-        let by = Handler::parse("acknowledged_by", &body.acknowledged_by)?;
-        let note = OptionalText::parse("note", &body.note)?;
-        let request_id = parse::request_id(&body.request_id)?;
+        let (escalation_id, by, note, request_id) = parse::acknowledge_escalation(body)?;
         let row = match self.read_model.escalation(escalation_id).await? {
             Some(row) => row,
             None => {
@@ -327,25 +282,8 @@ impl EscalationApi {
     ) -> Result<v1::ListDeadLettersResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size)?;
-        let invalid_token = || {
-            ApiError::from(InvalidInput::new(
-                "page_token",
-                "is not a token this service issued",
-            ))
-        };
-        let after = match body.page_token.trim() {
-            "" => None,
-            token => {
-                let (millis, id) = token.split_once('/').ok_or_else(invalid_token)?;
-                let at = millis
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .ok_or_else(invalid_token)?;
-                Some((at, Uuid::parse_str(id).map_err(|_| invalid_token())?))
-            }
-        };
+        let page_size = parse::page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let after = parse::dead_letter_token(&body.page_token)?;
         let dead = self.read_model.dead_letters(page_size, after).await?;
         let next_page_token = match dead.last() {
             Some(last) if dead.len() == page_size as usize => format!(
@@ -367,7 +305,7 @@ impl EscalationApi {
     ) -> Result<v1::RetryDeadLetterResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let delivery_id = uuid("delivery_id", &body.delivery_id)?;
+        let delivery_id = parse::uuid("delivery_id", &body.delivery_id)?;
         let state = self
             .read_model
             .delivery_state(delivery_id)

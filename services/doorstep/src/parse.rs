@@ -10,12 +10,14 @@ use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, ContractorCommand, ContractorProfile, ContractorStatus,
     EqualityAudit, Visit,
 };
+use doorstep_domain::escalation::EscalationLevel;
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
     PhoneNumber, RequestKey, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{InvalidInput, ServiceStandard};
-use doorstep_projections::ComplaintFilter;
+use doorstep_projections::{ComplaintFilter, EscalationFilter, Month};
+use uuid::Uuid;
 
 /// How far ahead of our clock a caller's timestamp may be before it counts as "in the future".
 const CLOCK_SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(2);
@@ -1234,6 +1236,98 @@ pub fn visit_count(count: usize) -> Result<usize, InvalidInput> {
         ));
     }
     Ok(count)
+}
+
+/// `LogComplaint`'s `idempotency_key`: required.
+pub fn idempotency_key(value: &str) -> Result<RequestKey, InvalidInput> {
+    RequestKey::parse("idempotency_key", value)
+}
+
+/// A UUID the service issued (an escalation's or a delivery's id).
+pub fn uuid(field: &str, value: &str) -> Result<Uuid, InvalidInput> {
+    Uuid::parse_str(value.trim()).map_err(|_| InvalidInput::new(field, "must be a UUID"))
+}
+
+fn foreign_token() -> InvalidInput {
+    InvalidInput::new("page_token", "is not a token this service issued")
+}
+
+/// `ListEscalations`' filter and the position its page token continues after (0: the start).
+pub fn escalation_filter(
+    body: &v1::ListEscalationsRequest,
+) -> Result<(EscalationFilter, u64), InvalidInput> {
+    let level = match body.level.trim() {
+        "" => None,
+        level => Some(EscalationLevel::parse("level", level)?.to_string()),
+    };
+    let contractor_id = match body.contractor_id.trim() {
+        "" => None,
+        id => Some(contractor_id("contractor_id", id)?.as_str().to_owned()),
+    };
+    let after = match body.page_token.trim() {
+        "" => 0,
+        token => token.parse::<u64>().map_err(|_| foreign_token())?,
+    };
+    let filter = EscalationFilter {
+        open_only: body.open_only,
+        level,
+        contractor_id,
+    };
+    Ok((filter, after))
+}
+
+/// `AcknowledgeEscalation`: which escalation, by whom, their note and the caller's request id.
+pub fn acknowledge_escalation(
+    body: &v1::AcknowledgeEscalationRequest,
+) -> Result<(Uuid, Handler, OptionalText, Option<RequestKey>), InvalidInput> {
+    Ok((
+        uuid("escalation_id", &body.escalation_id)?,
+        Handler::parse("acknowledged_by", &body.acknowledged_by)?,
+        OptionalText::parse("note", &body.note)?,
+        request_id(&body.request_id)?,
+    ))
+}
+
+/// `ListDeadLetters`' page token: `<created_at millis>/<delivery id>` of the last one seen.
+pub fn dead_letter_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, InvalidInput> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (millis, id) = token.split_once('/').ok_or_else(foreign_token)?;
+    let at = millis
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(foreign_token)?;
+    Ok(Some((
+        at,
+        Uuid::parse_str(id).map_err(|_| foreign_token())?,
+    )))
+}
+
+/// The most months one performance report may cover.
+const MAX_REPORT_MONTHS: u32 = 120;
+
+/// A report's months, `from_month` to `to_month` (YYYY-MM), in order and not too many.
+pub fn month_range(from: &str, to: &str) -> Result<(Month, Month), InvalidInput> {
+    let from =
+        Month::parse(from).map_err(|_| InvalidInput::new("from_month", "must be YYYY-MM"))?;
+    let to = Month::parse(to).map_err(|_| InvalidInput::new("to_month", "must be YYYY-MM"))?;
+    if to < from {
+        return Err(InvalidInput::new(
+            "to_month",
+            "must not be before from_month",
+        ));
+    }
+    let span = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
+    if span > MAX_REPORT_MONTHS as i32 {
+        return Err(InvalidInput::new(
+            "to_month",
+            format!("a report may cover at most {MAX_REPORT_MONTHS} months"),
+        ));
+    }
+    Ok((from, to))
 }
 
 #[cfg(test)]

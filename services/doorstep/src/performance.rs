@@ -21,8 +21,6 @@ use crate::request::wait_for_read_model;
 
 /// Rates are per 100 visits.
 const PER_VISITS: f64 = 100.0;
-/// The longest range one report may cover.
-const MAX_MONTHS: u32 = 120;
 
 pub struct PerformanceApi {
     read_model: ReadModel,
@@ -37,26 +35,6 @@ impl PerformanceApi {
             extensions_count_as_within_code,
         }
     }
-}
-
-fn month_range(from: &str, to: &str) -> Result<(Month, Month), InvalidInput> {
-    let from =
-        Month::parse(from).map_err(|_| InvalidInput::new("from_month", "must be YYYY-MM"))?;
-    let to = Month::parse(to).map_err(|_| InvalidInput::new("to_month", "must be YYYY-MM"))?;
-    if to < from {
-        return Err(InvalidInput::new(
-            "to_month",
-            "must not be before from_month",
-        ));
-    }
-    let span = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
-    if span > MAX_MONTHS as i32 {
-        return Err(InvalidInput::new(
-            "to_month",
-            format!("a report may cover at most {MAX_MONTHS} months"),
-        ));
-    }
-    Ok((from, to))
 }
 
 fn rate(estimate: Option<Estimate>) -> v1::Rate {
@@ -188,7 +166,7 @@ impl PerformanceApi {
                 "a contractor may see only its own figures".to_owned(),
             ));
         }
-        let (from, to) = month_range(&body.from_month, &body.to_month)?;
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let registered = self
             .read_model
@@ -217,7 +195,7 @@ impl PerformanceApi {
     ) -> Result<v1::ListContractorPerformanceResponse, ApiError> {
         parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let (from, to) = month_range(&body.from_month, &body.to_month)?;
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let totals = self.read_model.programme_performance(from, to).await?;
         let programme_visits: u64 = totals.iter().map(|t| t.visits).sum();
