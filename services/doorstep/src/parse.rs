@@ -1018,29 +1018,31 @@ pub fn issue_response(
     })
 }
 
-pub fn request_stage_two(
-    body: &v1::RequestStageTwoRequest,
-    now: DateTime<Utc>,
-) -> Result<Write<ComplaintId, Command>, InvalidInput> {
-    complaint_command(&body.complaint_id, &body.request_id, || {
-        Ok(Command::RequestStageTwo {
-            reason: OptionalText::parse("reason", &body.reason)?,
-            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
-        })
-    })
+/// A command whose only fields are an optional reason and when it took effect.
+macro_rules! reason_command {
+    ($(#[$doc:meta])* $name:ident, $request:ty, $variant:ident) => {
+        $(#[$doc])*
+        pub fn $name(
+            body: &$request,
+            now: DateTime<Utc>,
+        ) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+            complaint_command(&body.complaint_id, &body.request_id, || {
+                Ok(Command::$variant {
+                    reason: OptionalText::parse("reason", &body.reason)?,
+                    at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                })
+            })
+        }
+    };
 }
 
-pub fn close(
-    body: &v1::CloseComplaintRequest,
-    now: DateTime<Utc>,
-) -> Result<Write<ComplaintId, Command>, InvalidInput> {
-    complaint_command(&body.complaint_id, &body.request_id, || {
-        Ok(Command::Close {
-            reason: OptionalText::parse("reason", &body.reason)?,
-            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
-        })
-    })
-}
+reason_command!(
+    request_stage_two,
+    v1::RequestStageTwoRequest,
+    RequestStageTwo
+);
+reason_command!(close, v1::CloseComplaintRequest, Close);
+reason_command!(withdraw, v1::WithdrawComplaintRequest, Withdraw);
 
 pub fn reopen(
     body: &v1::ReopenComplaintRequest,
@@ -1049,18 +1051,6 @@ pub fn reopen(
     complaint_command(&body.complaint_id, &body.request_id, || {
         Ok(Command::Reopen {
             reason: ShortText::parse("reason", &body.reason)?,
-            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
-        })
-    })
-}
-
-pub fn withdraw(
-    body: &v1::WithdrawComplaintRequest,
-    now: DateTime<Utc>,
-) -> Result<Write<ComplaintId, Command>, InvalidInput> {
-    complaint_command(&body.complaint_id, &body.request_id, || {
-        Ok(Command::Withdraw {
-            reason: OptionalText::parse("reason", &body.reason)?,
             at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
         })
     })
