@@ -141,7 +141,7 @@ identifier_newtype!(
 
 text_newtype!(
     /// A person's name as they gave it.
-    PersonName, max = 200, required = false
+    PersonName, max = 200, required = false, derive = Default
 );
 text_newtype!(
     /// A member of staff who handles a stage, e.g. an officer's name or staff id.
@@ -161,7 +161,7 @@ text_newtype!(
 );
 text_newtype!(
     /// A postal address.
-    Address, max = 500, required = false
+    Address, max = 500, required = false, derive = Default
 );
 
 impl OptionalText {

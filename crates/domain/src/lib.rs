@@ -13,6 +13,7 @@ mod payload;
 pub mod resident;
 pub mod standard;
 pub mod statistics;
+pub mod stream;
 
 pub use calendar::{CalendarError, OutsideCalendar, WorkingDayCalendar, england_date};
 pub use complaint::{

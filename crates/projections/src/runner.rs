@@ -6,6 +6,7 @@ use std::time::Duration;
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, VisitEvent};
+use doorstep_domain::stream::{Category, id_in};
 use doorstep_store::{EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
@@ -364,11 +365,10 @@ async fn apply_event(
     escalations: &EscalationPlanner,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
-    let stream = recorded.stream_id.as_str();
     match recorded.stream_id.category() {
         "complaint" => {
             let event = decode(recorded, Event::from_payload)?;
-            let complaint_id = stream.strip_prefix("complaint-").unwrap_or_default();
+            let complaint_id = stream_id(recorded, Category::Complaint)?;
             let raised = escalations::apply(
                 connection,
                 escalation_changes,
@@ -386,7 +386,7 @@ async fn apply_event(
         }
         "contractor" => {
             let event = decode(recorded, ContractorEvent::from_payload)?;
-            let contractor_id = stream.strip_prefix("contractor-").unwrap_or_default();
+            let contractor_id = stream_id(recorded, Category::Contractor)?;
             let current = contractors::load(connection, contractor_id).await?;
             match contractors::next_row(current, contractor_id, &event, recorded.version) {
                 Some(row) => contractors::store(connection, &row, recorded.position).await,
@@ -478,4 +478,15 @@ async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, Projection
             .await?;
     // No checkpoint row yet: nothing has been applied.
     position.map_or(Ok(0), checkpoint_position)
+}
+
+/// The id in an event's stream name; a corrupt name stops the read models at the event rather
+/// than filing it under an empty id.
+fn stream_id(recorded: &RecordedEvent, category: Category) -> Result<&str, ProjectionError> {
+    id_in(recorded.stream_id.as_str(), category).map_err(|error| {
+        ProjectionError::UndecodableEvent {
+            position: recorded.position,
+            reason: error.to_string(),
+        }
+    })
 }

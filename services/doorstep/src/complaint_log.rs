@@ -1,21 +1,20 @@
 //! Complaints as an [`Aggregate`], and intake: a new complaint whose id Doorstep chooses, made
-//! idempotent by the caller's key.
+//! idempotent by the caller's key, with the resident's personal data sealed before it is stored.
 
 use std::sync::Arc;
 
+use doorstep_commands::{
+    Aggregate, CommandLog, CommandOrigin, Failure, IdPolicy, Outcome, Refusal, Written, start,
+};
 use doorstep_domain::complaint::{
     Command, Complaint, Event, EventDecodeError, HandlingContext, apply, handle,
 };
-use doorstep_domain::input::ComplaintId;
+use doorstep_domain::input::{ComplaintId, SourceSystem};
+use doorstep_domain::stream::{Category, StreamName};
 use doorstep_domain::{CodeTimescales, DomainError, WorkingDayCalendar};
-use doorstep_store::{EventStore, ExpectedVersion, StoreError};
+use doorstep_store::{EventStore, ExpectedVersion};
 use uuid::Uuid;
 
-use crate::aggregate_log::{
-    Aggregate, AggregateLog, CommandOrigin, REQUEST_NAMESPACE, WriteResult, new_events,
-    retry_result,
-};
-use crate::error::ApiError;
 use crate::privacy::ResidentVault;
 
 /// The complaint rules with the calendar and timescales in force.
@@ -28,7 +27,7 @@ impl Aggregate for ComplaintRules {
     type State = Complaint;
     type Command = Command;
     type Event = Event;
-    const CATEGORY: &'static str = "complaint";
+    const CATEGORY: Category = Category::Complaint;
     const NOUN: &'static str = "complaint";
 
     fn decide(
@@ -60,14 +59,14 @@ impl Aggregate for ComplaintRules {
     }
 }
 
-pub type ComplaintLog = AggregateLog<ComplaintRules>;
+pub type ComplaintLog = CommandLog<ComplaintRules>;
 
 pub fn complaint_log(
     store: Arc<dyn EventStore>,
     calendar: Arc<WorkingDayCalendar>,
     timescales: CodeTimescales,
 ) -> ComplaintLog {
-    AggregateLog::new(
+    CommandLog::new(
         store,
         ComplaintRules {
             calendar,
@@ -76,79 +75,49 @@ pub fn complaint_log(
     )
 }
 
-/// Logs a new complaint. The intake event's id is derived from the idempotency key, so a retry
-/// finds the first complaint instead of creating a second.
+/// Logs a new complaint. The intake event's id is derived from the idempotency key (the
+/// request id in `origin`) scoped by `source_system`, so a retry finds the first complaint
+/// instead of creating a second.
 pub async fn log_new(
     log: &ComplaintLog,
     vault: &ResidentVault,
     origin: &CommandOrigin,
-    source_system: &str,
+    source_system: &SourceSystem,
     build: impl Fn(ComplaintId) -> Command,
-) -> Result<(ComplaintId, WriteResult), ApiError> {
+) -> Outcome<(ComplaintId, Written)> {
     let key = origin
         .request_id
         .as_ref()
-        .ok_or_else(|| ApiError::internal(std::io::Error::other("intake without a key")))?;
-    // Keys are scoped by the calling system, so two systems that both number their calls 1, 2,
-    // 3 never collide.
-    let intake_event_id = Uuid::new_v5(
-        &REQUEST_NAMESPACE,
-        format!("intake/{source_system}/{key}").as_bytes(),
-    );
+        .ok_or(Failure::Inconsistent("intake without a key"))?;
     // Append first and look for an earlier call only when the store says the key's event id is
     // taken: a first call, by far the commonest, then costs no extra read.
     let complaint_id = ComplaintId::from_uuid(Uuid::now_v7());
-    let events = log.aggregate().decide(None, build(complaint_id))?;
-    let mut new_events = new_events(&events, origin, |index| {
-        (index == 0).then_some(intake_event_id)
-    });
+    let events = match log.aggregate().decide(None, build(complaint_id)) {
+        Ok(events) => events,
+        Err(error) => return Ok(Err(Refusal::from_domain(error, ComplaintRules::NOUN))),
+    };
     // Personal data never reaches the log in the clear.
-    for event in new_events
-        .iter_mut()
-        .filter(|event| event.event_type == "ComplaintReceived")
-    {
-        vault
-            .seal_intake(&mut event.payload)
-            .await
-            .map_err(ApiError::internal)?;
+    let mut sealed = Vec::with_capacity(events.len());
+    for event in events {
+        sealed.push(
+            vault
+                .seal(event)
+                .await
+                .map_err(|error| Failure::Prepare(Box::new(error)))?,
+        );
     }
-    let stream = ComplaintLog::stream_of(&complaint_id);
-    match log
-        .store()
-        .append(&stream, ExpectedVersion::NoStream, new_events)
-        .await
-    {
-        Ok(outcome) => Ok((
-            complaint_id,
-            WriteResult {
-                version: outcome.version,
-                position: outcome.position,
-                duplicate: false,
-            },
-        )),
-        // An earlier call with this key (perhaps a concurrent one) logged its complaint.
-        Err(StoreError::DuplicateEventId { .. }) => {
-            let first = log
-                .store()
-                .find_event(intake_event_id)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::internal(std::io::Error::other(
-                        "the intake event id was taken but cannot be found",
-                    ))
-                })?;
-            let result = retry_result(&first, origin, "idempotency_key")?;
-            let first_complaint = first
-                .stream_id
-                .as_str()
-                .strip_prefix("complaint-")
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .map(ComplaintId::from_uuid)
-                .ok_or_else(|| {
-                    ApiError::internal(std::io::Error::other("retried event is not a complaint's"))
-                })?;
-            Ok((first_complaint, result))
-        }
-        Err(error) => Err(error.into()),
+    let landed = start(
+        log.store(),
+        &StreamName::complaint(&complaint_id),
+        ExpectedVersion::NoStream,
+        origin,
+        IdPolicy::Intake { source_system, key },
+        &sealed,
+    )
+    .await?;
+    match landed {
+        // A retry's complaint is the first call's, read from the stream it landed in.
+        Ok(landed) => Ok(Ok((landed.stream.complaint_id()?, landed.written))),
+        Err(refusal) => Ok(Err(refusal)),
     }
 }

@@ -5,27 +5,26 @@ use std::sync::Arc;
 
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_server::ComplaintService;
+use doorstep_commands::{Written as WriteResult, record};
 use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::england_date;
-use doorstep_domain::input::{
-    ComplaintId, ContractorId, Handler, LongText, OptionalText, RequestKey, ResidentReference,
-    ShortText, Uprn,
-};
+use doorstep_domain::input::{ComplaintId, ContractorId};
 use doorstep_domain::resident::ResidentEvent;
-use doorstep_projections::{ComplaintFilter, PageCursor, ReadModel};
+use doorstep_domain::stream::StreamName;
+use doorstep_projections::{PageCursor, ReadModel};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::aggregate_log::WriteResult;
 use crate::clock::Clock;
 use crate::complaint_log::{ComplaintLog, log_new};
 use crate::contractors::is_registered;
 use crate::convert;
-use crate::error::ApiError;
-use crate::parse;
+use crate::error::{ApiError, answer};
+use crate::parse::{self, Write};
 use crate::privacy::{self, ResidentVault};
 use crate::request::{command_origin, wait_for_read_model};
+use crate::visits::check_visit_belongs;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
@@ -74,27 +73,23 @@ impl ComplaintApi {
         Ok(registered)
     }
 
-    /// Runs a command on an existing complaint with the fields every mutating call shares.
+    /// Runs a parsed command on an existing complaint.
     async fn run<T: Message>(
         &self,
         request: &Request<T>,
-        complaint_id: &str,
         expected_version: Option<u64>,
-        request_id: &str,
-        command: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Result<Command, InvalidInput>,
-    ) -> Result<Written, Status> {
-        let complaint_id = parse::complaint_id(complaint_id).map_err(ApiError::from)?;
-        let request_id = parse::request_id(request_id).map_err(ApiError::from)?;
-        let command = command(self.clock.now()).map_err(ApiError::from)?;
-        let origin = command_origin(request, request_id, "grpc")?;
-        let (result, complaint) = self
+        write: Result<Write<ComplaintId, Command>, InvalidInput>,
+    ) -> Result<Written, ApiError> {
+        let write = write?;
+        let origin = command_origin(request, write.request_id, "grpc")?;
+        let executed = self
             .log
-            .execute(&complaint_id, expected_version, &origin, command)
-            .await?;
+            .execute(&write.id, expected_version, &origin, write.command)
+            .await??;
         Ok(Written {
-            complaint_id,
-            result,
-            complaint,
+            complaint_id: write.id,
+            result: executed.written,
+            complaint: executed.state,
         })
     }
 }
@@ -106,7 +101,8 @@ struct Written {
     complaint: Complaint,
 }
 
-/// The current stage's response deadline, as the API shows dates.
+/// The current stage's response deadline, as the API shows dates: empty while the stage has
+/// none yet.
 fn response_due(complaint: &Complaint) -> String {
     complaint
         .current_stage()
@@ -127,323 +123,183 @@ macro_rules! write_response {
     };
 }
 
-#[tonic::async_trait]
-impl ComplaintService for ComplaintApi {
+/// Each call of the service, answered through [`answer`]: the trait's methods below only
+/// delegate here, where every error is an [`ApiError`].
+impl ComplaintApi {
     async fn log_complaint(
         &self,
         request: Request<v1::LogComplaintRequest>,
-    ) -> Result<Response<v1::LogComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
-        let key = RequestKey::parse("idempotency_key", &request.get_ref().idempotency_key)
-            .map_err(ApiError::from)?;
+    ) -> Result<v1::LogComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let key = parse::idempotency_key(&request.get_ref().idempotency_key)?;
         // Parse once, before touching the store, so bad input never costs a write; each attempt
         // only gives the parsed complaint its new id.
         let parsed = parse::log_complaint(
             request.get_ref(),
             ComplaintId::from_uuid(uuid::Uuid::nil()),
             self.clock.now(),
-        )
-        .map_err(ApiError::from)?;
+        )?;
         if !self.contractor_is_registered(&parsed.contractor_id).await? {
-            return Err(ApiError::from(InvalidInput::new(
-                "contractor_id",
-                "is not a registered contractor",
-            ))
-            .into());
+            return Err(
+                InvalidInput::new("contractor_id", "is not a registered contractor").into(),
+            );
         }
         if let Some(visit_id) = &parsed.visit_id {
             check_visit_belongs(self.log.store(), visit_id, &parsed.contractor_id).await?;
         }
         let origin = command_origin(&request, Some(key), &parsed.channel)?;
-        let source_system = parsed.source_system.as_str().to_owned();
         let (complaint_id, result) = log_new(
             &self.log,
             &self.vault,
             &origin,
-            &source_system,
+            &parsed.source_system,
             |complaint_id| {
                 let mut log = parsed.clone();
                 log.complaint_id = complaint_id;
                 Command::Log(Box::new(log))
             },
         )
-        .await?;
-        Ok(Response::new(v1::LogComplaintResponse {
+        .await??;
+        Ok(v1::LogComplaintResponse {
             complaint_id: complaint_id.to_string(),
             version: result.version,
             position: result.position,
             duplicate: result.duplicate,
-        }))
+        })
     }
 
     async fn acknowledge_complaint(
         &self,
         request: Request<v1::AcknowledgeComplaintRequest>,
-    ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::AcknowledgeComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::Acknowledge {
-                        stage: parse::stage("stage", body.stage)?,
-                        handler: Handler::parse("handler", &body.handler)?,
-                        complaint_definition: OptionalText::parse(
-                            "complaint_definition",
-                            &body.complaint_definition,
-                        )?,
-                        outcome_sought: OptionalText::parse(
-                            "outcome_sought",
-                            &body.outcome_sought,
-                        )?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
+        let write = parse::acknowledge(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
         let response_due = response_due(&written.complaint);
-        Ok(Response::new(write_response!(
+        Ok(write_response!(
             v1::AcknowledgeComplaintResponse,
             written,
             response_due: response_due
-        )))
+        ))
     }
 
     async fn extend_deadline(
         &self,
         request: Request<v1::ExtendDeadlineRequest>,
-    ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ExtendDeadlineResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    if body.working_days == 0 {
-                        return Err(InvalidInput::new("working_days", "must be at least 1"));
-                    }
-                    Ok(Command::ExtendDeadline {
-                        reason: ShortText::parse("reason", &body.reason)?,
-                        working_days: body.working_days,
-                        ombudsman_details_given: body.ombudsman_details_given,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
+        let write = parse::extend_deadline(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
         let response_due = response_due(&written.complaint);
-        Ok(Response::new(write_response!(
+        Ok(write_response!(
             v1::ExtendDeadlineResponse,
             written,
             response_due: response_due
-        )))
+        ))
     }
 
     async fn record_findings(
         &self,
         request: Request<v1::RecordFindingsRequest>,
-    ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::RecordFindingsResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::RecordFindings {
-                        findings: parse::findings(&body.findings)?,
-                        at: now,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(write_response!(
-            v1::RecordFindingsResponse,
-            written
-        )))
+        let write = parse::record_findings(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        Ok(write_response!(v1::RecordFindingsResponse, written))
     }
 
     async fn issue_response(
         &self,
         request: Request<v1::IssueResponseRequest>,
-    ) -> Result<Response<v1::IssueResponseResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::IssueResponseResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::IssueResponse {
-                        decision: ShortText::parse("decision", &body.decision)?,
-                        remedy: OptionalText::parse("remedy", &body.remedy)?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(write_response!(
-            v1::IssueResponseResponse,
-            written
-        )))
+        let write = parse::issue_response(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        Ok(write_response!(v1::IssueResponseResponse, written))
     }
 
     async fn request_stage_two(
         &self,
         request: Request<v1::RequestStageTwoRequest>,
-    ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::RequestStageTwoResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::RequestStageTwo {
-                        reason: OptionalText::parse("reason", &body.reason)?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
+        let write = parse::request_stage_two(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        // Empty only if the complaint has no stage two, which this command just started.
         let acknowledgement_due = written
             .complaint
             .stage_two
             .as_ref()
             .map(|stage| stage.acknowledgement_due.to_string())
             .unwrap_or_default();
-        Ok(Response::new(write_response!(
+        Ok(write_response!(
             v1::RequestStageTwoResponse,
             written,
             acknowledgement_due: acknowledgement_due
-        )))
+        ))
     }
 
     async fn close_complaint(
         &self,
         request: Request<v1::CloseComplaintRequest>,
-    ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::CloseComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::Close {
-                        reason: OptionalText::parse("reason", &body.reason)?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(write_response!(
-            v1::CloseComplaintResponse,
-            written
-        )))
+        let write = parse::close(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        Ok(write_response!(v1::CloseComplaintResponse, written))
     }
 
     async fn reopen_complaint(
         &self,
         request: Request<v1::ReopenComplaintRequest>,
-    ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ReopenComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::Reopen {
-                        reason: ShortText::parse("reason", &body.reason)?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
+        let write = parse::reopen(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
         let response_due = response_due(&written.complaint);
-        Ok(Response::new(write_response!(
+        Ok(write_response!(
             v1::ReopenComplaintResponse,
             written,
             response_due: response_due
-        )))
+        ))
     }
 
     async fn withdraw_complaint(
         &self,
         request: Request<v1::WithdrawComplaintRequest>,
-    ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::WithdrawComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    Ok(Command::Withdraw {
-                        reason: OptionalText::parse("reason", &body.reason)?,
-                        at: parse::effective_at("effective_at", body.effective_at.as_ref(), now)?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(write_response!(
-            v1::WithdrawComplaintResponse,
-            written
-        )))
+        let write = parse::withdraw(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        Ok(write_response!(v1::WithdrawComplaintResponse, written))
     }
 
     async fn add_note(
         &self,
         request: Request<v1::AddNoteRequest>,
-    ) -> Result<Response<v1::AddNoteResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::AddNoteResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let written = self
-            .run(
-                &request,
-                &body.complaint_id,
-                body.expected_version,
-                &body.request_id,
-                |now| {
-                    let text = LongText::parse("text", &body.text)?;
-                    if text.as_str().is_empty() {
-                        return Err(InvalidInput::new("text", "is required"));
-                    }
-                    Ok(Command::AddNote { text, at: now })
-                },
-            )
-            .await?;
-        Ok(Response::new(write_response!(v1::AddNoteResponse, written)))
+        let write = parse::add_note(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await?;
+        Ok(write_response!(v1::AddNoteResponse, written))
     }
 
     async fn get_complaint(
         &self,
         request: Request<v1::GetComplaintRequest>,
-    ) -> Result<Response<v1::GetComplaintResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::GetComplaintResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let principal = crate::auth::principal(&request)?;
-        let complaint_id =
-            parse::complaint_id(&request.get_ref().complaint_id).map_err(ApiError::from)?;
+        let complaint_id = parse::complaint_id(&request.get_ref().complaint_id)?;
         let loaded = self.log.load(&complaint_id).await?;
         // Another contractor's complaint answers exactly as a complaint that does not exist, so
         // a contractor cannot even learn which ids are in use.
@@ -452,7 +308,7 @@ impl ComplaintService for ComplaintApi {
             .as_ref()
             .filter(|complaint| principal.may_see_contractor(&complaint.contractor_id))
         else {
-            return Err(ApiError::NotFound("no complaint has this id".to_owned()).into());
+            return Err(ApiError::NotFound("no complaint has this id".to_owned()));
         };
         let today = england_date(self.clock.now());
         let mut view = convert::complaint(complaint, today);
@@ -470,26 +326,22 @@ impl ComplaintService for ComplaintApi {
                 .map_err(ApiError::internal)?;
             privacy::show(&mut view, personal);
         }
-        Ok(Response::new(v1::GetComplaintResponse {
+        Ok(v1::GetComplaintResponse {
             complaint: Some(view),
             history: loaded
                 .events
                 .iter()
                 .map(|(recorded, event)| convert::history_entry(recorded, event))
                 .collect(),
-        }))
+        })
     }
 
     async fn forget_resident(
         &self,
         request: Request<v1::ForgetResidentRequest>,
-    ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
-        let body = request.get_ref();
-        let reference = ResidentReference::parse("resident_reference", &body.resident_reference)
-            .map_err(ApiError::from)?;
-        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
-        let reason = OptionalText::parse("reason", &body.reason).map_err(ApiError::from)?;
+    ) -> Result<v1::ForgetResidentResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let (reference, request_id, reason) = parse::forget_resident(request.get_ref())?;
         let origin = command_origin(&request, request_id, "grpc")?;
         // The key goes first: erasure must not wait on the record of it. A retry destroys
         // nothing more and finds the first record.
@@ -503,131 +355,154 @@ impl ComplaintService for ComplaintApi {
             reason,
             forgotten_at: self.clock.now(),
         };
-        let result = crate::aggregate_log::append_once(
-            self.log.store(),
-            &doorstep_store::StreamId::new("resident", reference.as_str()),
-            &event,
-            &origin,
-        )
-        .await?;
+        let stream = StreamName::resident(&reference);
+        let result = record(self.log.store(), &stream, &event, &origin).await??;
         tracing::info!(
             position = result.position,
             key_destroyed,
             "a resident's personal data was erased"
         );
-        Ok(Response::new(v1::ForgetResidentResponse {
+        Ok(v1::ForgetResidentResponse {
             position: result.position,
             key_destroyed,
             duplicate: result.duplicate,
-        }))
+        })
     }
 
     async fn list_complaints(
         &self,
         request: Request<v1::ListComplaintsRequest>,
-    ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListComplaintsResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let principal = crate::auth::principal(&request)?;
         let body = request.get_ref();
         let today = england_date(self.clock.now());
-        let mut filter = list_filter(body, today).map_err(ApiError::from)?;
+        let mut filter = parse::complaint_filter(body, today)?;
         if let Some(own) = principal.contractor_scope() {
             match &filter.contractor_id {
                 Some(asked) if asked != own.as_str() => {
                     return Err(ApiError::PermissionDenied(
                         "a contractor may list only its own complaints".to_owned(),
-                    )
-                    .into());
+                    ));
                 }
                 _ => filter.contractor_id = Some(own.as_str().to_owned()),
             }
         }
-        let page_size = match body.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                return Err(ApiError::from(InvalidInput::new(
-                    "page_size",
-                    format!("may be at most {MAX_PAGE_SIZE}"),
-                ))
-                .into());
-            }
-        };
+        let page_size = parse::page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let cursor = if body.page_token.is_empty() {
             None
         } else {
-            Some(PageCursor::decode(&body.page_token).map_err(ApiError::from)?)
+            Some(PageCursor::decode(&body.page_token)?)
         };
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let read_model_position = self.read_model.position();
         let (rows, next) = self
             .read_model
             .list_complaints(&filter, page_size, cursor.as_ref())
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(v1::ListComplaintsResponse {
+            .await?;
+        Ok(v1::ListComplaintsResponse {
             complaints: rows
                 .iter()
                 .map(|row| convert::summary(row, today))
                 .collect(),
+            // The last page has no token: empty is the API's "no more".
             next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
             read_model_position,
-        }))
+        })
     }
 }
 
-/// A complaint about a recorded visit must name the contractor that made it: otherwise its
-/// breaches would count against another contractor's visits. A visit not recorded yet is
-/// accepted (work-order systems may send visits late).
-async fn check_visit_belongs(
-    store: &std::sync::Arc<dyn doorstep_store::EventStore>,
-    visit_id: &doorstep_domain::input::VisitId,
-    contractor_id: &doorstep_domain::input::ContractorId,
-) -> Result<(), ApiError> {
-    let stream = doorstep_store::StreamId::new("visit", visit_id);
-    let Some(recorded) = store.read_stream(&stream, 1, 1).await?.into_iter().next() else {
-        return Ok(());
-    };
-    let doorstep_domain::contractor::VisitEvent::VisitRecorded { visit } =
-        doorstep_domain::contractor::VisitEvent::from_payload(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
-        )
-        .map_err(ApiError::internal)?;
-    if &visit.contractor_id != contractor_id {
-        return Err(InvalidInput::new(
-            "visit_id",
-            format!(
-                "is a visit by {}, not by {contractor_id}",
-                visit.contractor_id
-            ),
-        )
-        .into());
+/// Delegates every call to [`ComplaintApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl ComplaintService for ComplaintApi {
+    async fn log_complaint(
+        &self,
+        request: Request<v1::LogComplaintRequest>,
+    ) -> Result<Response<v1::LogComplaintResponse>, Status> {
+        answer(ComplaintApi::log_complaint(self, request).await)
     }
-    Ok(())
-}
 
-fn list_filter(
-    body: &v1::ListComplaintsRequest,
-    today: chrono::NaiveDate,
-) -> Result<ComplaintFilter, InvalidInput> {
-    let non_empty = |value: &str| (!value.trim().is_empty()).then(|| value.trim().to_owned());
-    Ok(ComplaintFilter {
-        contractor_id: non_empty(&body.contractor_id),
-        status: parse::optional_status("status", body.status)?,
-        stage: parse::optional_stage("stage", body.stage)?,
-        overdue_on: body.overdue_only.then_some(today),
-        uprn: non_empty(&body.uprn)
-            .map(|uprn| Uprn::parse("uprn", &uprn).map(|u| u.as_str().to_owned()))
-            .transpose()?,
-        resident_reference: non_empty(&body.resident_reference)
-            .map(|reference| {
-                ResidentReference::parse("resident_reference", &reference)
-                    .map(|r| r.as_str().to_owned())
-            })
-            .transpose()?,
-        received_from: parse::timestamp("received_from", body.received_from.as_ref())?,
-        received_to: parse::timestamp("received_to", body.received_to.as_ref())?,
-    })
+    async fn acknowledge_complaint(
+        &self,
+        request: Request<v1::AcknowledgeComplaintRequest>,
+    ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
+        answer(ComplaintApi::acknowledge_complaint(self, request).await)
+    }
+
+    async fn extend_deadline(
+        &self,
+        request: Request<v1::ExtendDeadlineRequest>,
+    ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
+        answer(ComplaintApi::extend_deadline(self, request).await)
+    }
+
+    async fn record_findings(
+        &self,
+        request: Request<v1::RecordFindingsRequest>,
+    ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
+        answer(ComplaintApi::record_findings(self, request).await)
+    }
+
+    async fn issue_response(
+        &self,
+        request: Request<v1::IssueResponseRequest>,
+    ) -> Result<Response<v1::IssueResponseResponse>, Status> {
+        answer(ComplaintApi::issue_response(self, request).await)
+    }
+
+    async fn request_stage_two(
+        &self,
+        request: Request<v1::RequestStageTwoRequest>,
+    ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
+        answer(ComplaintApi::request_stage_two(self, request).await)
+    }
+
+    async fn close_complaint(
+        &self,
+        request: Request<v1::CloseComplaintRequest>,
+    ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
+        answer(ComplaintApi::close_complaint(self, request).await)
+    }
+
+    async fn reopen_complaint(
+        &self,
+        request: Request<v1::ReopenComplaintRequest>,
+    ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
+        answer(ComplaintApi::reopen_complaint(self, request).await)
+    }
+
+    async fn withdraw_complaint(
+        &self,
+        request: Request<v1::WithdrawComplaintRequest>,
+    ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
+        answer(ComplaintApi::withdraw_complaint(self, request).await)
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<v1::AddNoteRequest>,
+    ) -> Result<Response<v1::AddNoteResponse>, Status> {
+        answer(ComplaintApi::add_note(self, request).await)
+    }
+
+    async fn get_complaint(
+        &self,
+        request: Request<v1::GetComplaintRequest>,
+    ) -> Result<Response<v1::GetComplaintResponse>, Status> {
+        answer(ComplaintApi::get_complaint(self, request).await)
+    }
+
+    async fn forget_resident(
+        &self,
+        request: Request<v1::ForgetResidentRequest>,
+    ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
+        answer(ComplaintApi::forget_resident(self, request).await)
+    }
+
+    async fn list_complaints(
+        &self,
+        request: Request<v1::ListComplaintsRequest>,
+    ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
+        answer(ComplaintApi::list_complaints(self, request).await)
+    }
 }

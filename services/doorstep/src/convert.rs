@@ -17,6 +17,7 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// A date as the API shows it: empty for one not set yet (a proto3 string has no absence).
 fn date(value: Option<NaiveDate>) -> String {
     value.map(|date| date.to_string()).unwrap_or_default()
 }
@@ -103,6 +104,7 @@ fn stage_progress(progress: &StageProgress, today: NaiveDate, open: bool) -> v1:
             pending_today,
         ) as i32,
         acknowledged_at: progress.acknowledged_at.map(timestamp),
+        // Empty until the stage is acknowledged, and the decision until it is answered.
         handler: progress
             .handler
             .as_ref()
@@ -140,6 +142,7 @@ pub fn complaint(complaint: &Complaint, today: NaiveDate) -> v1::Complaint {
             name: complaint.resident.name.as_str().to_owned(),
             phone: complaint
                 .resident
+                // Phone and email are optional; a resident who gave none shows empty.
                 .phone
                 .as_ref()
                 .map(|phone| phone.as_str().to_owned())
@@ -207,6 +210,7 @@ pub fn history_entry(recorded: &RecordedEvent, event: &Event) -> v1::HistoryEntr
         event_type: recorded.event_type.clone(),
         recorded_at: Some(timestamp(recorded.recorded_at)),
         actor: recorded.metadata.actor.clone(),
+        // Empty for a call sent without a request id.
         request_id: recorded.metadata.request_id.clone().unwrap_or_default(),
         summary: event.summary(),
     }
@@ -255,7 +259,7 @@ pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::C
                 })
                 .collect(),
         }),
-        status: crate::contractors::status(contractor.status) as i32,
+        status: contractor_status(contractor.status) as i32,
         equality_audits: contractor
             .equality_audits
             .iter()
@@ -285,5 +289,15 @@ pub fn audit_outcome(outcome: doorstep_domain::contractor::AuditOutcome) -> v1::
         AuditOutcome::Satisfactory => v1::AuditOutcome::Satisfactory,
         AuditOutcome::ImprovementRequired => v1::AuditOutcome::ImprovementRequired,
         AuditOutcome::Unsatisfactory => v1::AuditOutcome::Unsatisfactory,
+    }
+}
+
+pub fn contractor_status(
+    status: doorstep_domain::contractor::ContractorStatus,
+) -> v1::ContractorStatus {
+    use doorstep_domain::contractor::ContractorStatus;
+    match status {
+        ContractorStatus::Active => v1::ContractorStatus::Active,
+        ContractorStatus::Suspended => v1::ContractorStatus::Suspended,
     }
 }

@@ -1,9 +1,11 @@
-//! The one place where every error becomes a `tonic::Status`.
+//! The one place where every error becomes a `tonic::Status`. Handlers work in [`ApiError`]
+//! (every lower error converts into it with `?`) and answer through [`answer`].
 
+use doorstep_commands::{Failure, Refusal};
 use doorstep_domain::{DomainError, InvalidInput};
 use doorstep_projections::ProjectionError;
 use doorstep_store::StoreError;
-use tonic::{Code, Status};
+use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// Every way a call can fail, in the caller's terms.
@@ -67,6 +69,29 @@ impl From<DomainError> for ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Domain(error) => error.into(),
+            error @ Refusal::NotFound { .. } => Self::NotFound(error.to_string()),
+            Refusal::VersionConflict { expected, actual } => {
+                Self::VersionConflict { expected, actual }
+            }
+            error @ Refusal::KeyReused { .. } => Self::AlreadyExists(error.to_string()),
+            Refusal::Contention => Self::Contention,
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Store(error) => error.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -113,6 +138,11 @@ impl From<ApiError> for Status {
             }
         }
     }
+}
+
+/// A handler's answer: its message, or its error as the caller's status.
+pub fn answer<T>(result: Result<T, ApiError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 /// Displays an error with every cause after it.

@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_server::EscalationService;
-use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::{Command, Event};
-use doorstep_domain::escalation::{Deadline, EscalationLevel};
-use doorstep_domain::input::{ComplaintId, Handler, OptionalText};
-use doorstep_projections::{Delivery, DeliveryChannel, EscalationFilter, EscalationRow, ReadModel};
+use doorstep_domain::escalation::Deadline;
+use doorstep_domain::input::ComplaintId;
+use doorstep_projections::{Delivery, DeliveryChannel, EscalationRow, ReadModel};
 use doorstep_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
+
+use doorstep_domain::stream::{Category, id_in};
 
 use crate::clock::Clock;
 use crate::complaint_log::ComplaintLog;
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, answer};
 use crate::events::{EventMessage, follow_log};
 use crate::parse;
 use crate::request::{command_origin, wait_for_read_model};
@@ -56,21 +56,6 @@ impl EscalationApi {
     }
 }
 
-fn page_size(value: u32) -> Result<u32, InvalidInput> {
-    match value {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(InvalidInput::new(
-            "page_size",
-            format!("may be at most {MAX_PAGE_SIZE}"),
-        )),
-    }
-}
-
-fn uuid(field: &str, value: &str) -> Result<Uuid, InvalidInput> {
-    Uuid::parse_str(value.trim()).map_err(|_| InvalidInput::new(field, "must be a UUID"))
-}
-
 fn deadline(deadline: Deadline) -> v1::Deadline {
     match deadline {
         Deadline::StageOneAcknowledgement => v1::Deadline::StageOneAcknowledgement,
@@ -92,6 +77,7 @@ fn escalation(row: &EscalationRow) -> v1::Escalation {
         due_at: Some(convert::timestamp(row.due_at)),
         raised_at: Some(convert::timestamp(row.raised_at)),
         recipients: row.recipients.clone(),
+        // Empty while the escalation is not acknowledged.
         acknowledged_by: row.acknowledged_by.clone().unwrap_or_default(),
         acknowledged_at: row.acknowledged_at.map(convert::timestamp),
         position: row.position,
@@ -108,6 +94,7 @@ fn dead_letter(delivery: &Delivery) -> v1::DeadLetter {
         } as i32,
         target: delivery.target.clone(),
         attempts: delivery.attempts,
+        // Empty when no attempt has failed.
         last_error: delivery.last_error.clone().unwrap_or_default(),
         created_at: Some(convert::timestamp(delivery.created_at)),
     }
@@ -124,12 +111,11 @@ fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalations
     {
         return None;
     }
-    let complaint_id = recorded
-        .stream_id
-        .as_str()
-        .strip_prefix("complaint-")
-        .unwrap_or_default()
-        .to_owned();
+    // A corrupt stream name is an error for the watcher, never an escalation with no complaint.
+    let complaint_id = match id_in(recorded.stream_id.as_str(), Category::Complaint) {
+        Ok(id) => id.to_owned(),
+        Err(error) => return Some(Err(ApiError::internal(error).into())),
+    };
     let event = match Event::from_payload(
         &recorded.event_type,
         recorded.schema_version,
@@ -187,18 +173,15 @@ fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalations
     }))
 }
 
-#[tonic::async_trait]
-impl EscalationService for EscalationApi {
-    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
-
+impl EscalationApi {
     async fn watch_escalations(
         &self,
         request: Request<v1::WatchEscalationsRequest>,
-    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<<Self as EscalationService>::WatchEscalationsStream, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
         let message: EventMessage<v1::WatchEscalationsResponse> = Box::new(watch_message);
-        Ok(Response::new(follow_log(
+        Ok(follow_log(
             self.store.clone(),
             body.from_position,
             self.shutdown.clone(),
@@ -208,93 +191,53 @@ impl EscalationService for EscalationApi {
                     v1::EscalationsCaughtUp { position },
                 )),
             },
-        )))
+        ))
     }
 
     async fn list_escalations(
         &self,
         request: Request<v1::ListEscalationsRequest>,
-    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListEscalationsResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
+        let page_size = parse::page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
-        let level = match body.level.trim() {
-            "" => None,
-            level => Some(
-                EscalationLevel::parse("level", level)
-                    .map_err(ApiError::from)?
-                    .to_string(),
-            ),
-        };
-        let contractor_id = match body.contractor_id.trim() {
-            "" => None,
-            id => Some(
-                parse::contractor_id("contractor_id", id)
-                    .map_err(ApiError::from)?
-                    .as_str()
-                    .to_owned(),
-            ),
-        };
-        let after = match body.page_token.trim() {
-            "" => 0,
-            token => token.parse::<u64>().map_err(|_| {
-                ApiError::from(InvalidInput::new(
-                    "page_token",
-                    "is not a token this service issued",
-                ))
-            })?,
-        };
-        let filter = EscalationFilter {
-            open_only: body.open_only,
-            level,
-            contractor_id,
-        };
+        let (filter, after) = parse::escalation_filter(&body)?;
         let rows = self
             .read_model
             .list_escalations(&filter, page_size, after)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let next_page_token = if rows.len() == page_size as usize {
+            // A full page has a last row; an empty token is the API's "no more".
             rows.last()
                 .map(|row| row.position.to_string())
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(Response::new(v1::ListEscalationsResponse {
+        Ok(v1::ListEscalationsResponse {
             escalations: rows.iter().map(escalation).collect(),
             next_page_token,
-        }))
+        })
     }
 
     async fn acknowledge_escalation(
         &self,
         request: Request<v1::AcknowledgeEscalationRequest>,
-    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::AcknowledgeEscalationResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.get_ref();
-        let escalation_id = uuid("escalation_id", &body.escalation_id).map_err(ApiError::from)?;
-        let by =
-            Handler::parse("acknowledged_by", &body.acknowledged_by).map_err(ApiError::from)?;
-        let note = OptionalText::parse("note", &body.note).map_err(ApiError::from)?;
-        let request_id = parse::request_id(&body.request_id).map_err(ApiError::from)?;
-        let row = match self
-            .read_model
-            .escalation(escalation_id)
-            .await
-            .map_err(ApiError::from)?
-        {
+        let (escalation_id, by, note, request_id) = parse::acknowledge_escalation(body)?;
+        let row = match self.read_model.escalation(escalation_id).await? {
             Some(row) => row,
             None => {
                 // It may have been raised a moment ago: give the read model the time to apply
                 // everything committed so far before saying it does not exist.
-                let head = self.store.head_position().await.map_err(ApiError::from)?;
+                let head = self.store.head_position().await?;
                 self.read_model.wait_for(head, READ_BACK_WAIT).await;
                 self.read_model
                     .escalation(escalation_id)
-                    .await
-                    .map_err(ApiError::from)?
+                    .await?
                     .ok_or_else(|| ApiError::NotFound("no escalation has this id".to_owned()))?
             }
         };
@@ -307,10 +250,11 @@ impl EscalationService for EscalationApi {
             note,
             at: self.clock.now(),
         };
-        let (result, _) = self
+        let result = self
             .log
             .execute(&complaint_id, None, &origin, command)
-            .await?;
+            .await??
+            .written;
         // Answer with the escalation as lists will show it.
         let acknowledged = if self
             .read_model
@@ -319,50 +263,28 @@ impl EscalationService for EscalationApi {
         {
             self.read_model
                 .escalation(escalation_id)
-                .await
-                .map_err(ApiError::from)?
+                .await?
                 .unwrap_or(row)
         } else {
             row
         };
-        Ok(Response::new(v1::AcknowledgeEscalationResponse {
+        Ok(v1::AcknowledgeEscalationResponse {
             escalation: Some(escalation(&acknowledged)),
             version: result.version,
             duplicate: result.duplicate,
             position: result.position,
-        }))
+        })
     }
 
     async fn list_dead_letters(
         &self,
         request: Request<v1::ListDeadLettersRequest>,
-    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListDeadLettersResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let page_size = page_size(body.page_size).map_err(ApiError::from)?;
-        let invalid_token = || {
-            ApiError::from(InvalidInput::new(
-                "page_token",
-                "is not a token this service issued",
-            ))
-        };
-        let after = match body.page_token.trim() {
-            "" => None,
-            token => {
-                let (millis, id) = token.split_once('/').ok_or_else(invalid_token)?;
-                let at = millis
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .ok_or_else(invalid_token)?;
-                Some((at, Uuid::parse_str(id).map_err(|_| invalid_token())?))
-            }
-        };
-        let dead = self
-            .read_model
-            .dead_letters(page_size, after)
-            .await
-            .map_err(ApiError::from)?;
+        let page_size = parse::page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let after = parse::dead_letter_token(&body.page_token)?;
+        let dead = self.read_model.dead_letters(page_size, after).await?;
         let next_page_token = match dead.last() {
             Some(last) if dead.len() == page_size as usize => format!(
                 "{}/{}",
@@ -371,39 +293,77 @@ impl EscalationService for EscalationApi {
             ),
             _ => String::new(),
         };
-        Ok(Response::new(v1::ListDeadLettersResponse {
+        Ok(v1::ListDeadLettersResponse {
             dead_letters: dead.iter().map(dead_letter).collect(),
             next_page_token,
-        }))
+        })
     }
 
     async fn retry_dead_letter(
         &self,
         request: Request<v1::RetryDeadLetterRequest>,
-    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::RetryDeadLetterResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let delivery_id = uuid("delivery_id", &body.delivery_id).map_err(ApiError::from)?;
+        let delivery_id = parse::uuid("delivery_id", &body.delivery_id)?;
         let state = self
             .read_model
             .delivery_state(delivery_id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::NotFound("no delivery has this id".to_owned()))?;
         // Real time, like every delivery time: it is about the receiver, not the Code's clock.
         let retried = state == "DEAD"
             && self
                 .read_model
                 .retry_dead_letter(delivery_id, chrono::Utc::now())
-                .await
-                .map_err(ApiError::from)?;
+                .await?;
         if !retried {
             return Err(ApiError::NotAllowed(format!(
                 "the delivery is {}, not dead-lettered",
                 state.to_lowercase()
-            ))
-            .into());
+            )));
         }
-        Ok(Response::new(v1::RetryDeadLetterResponse {}))
+        Ok(v1::RetryDeadLetterResponse {})
+    }
+}
+
+/// Delegates every call to [`EscalationApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl EscalationService for EscalationApi {
+    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
+
+    async fn watch_escalations(
+        &self,
+        request: Request<v1::WatchEscalationsRequest>,
+    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        answer(EscalationApi::watch_escalations(self, request).await)
+    }
+
+    async fn list_escalations(
+        &self,
+        request: Request<v1::ListEscalationsRequest>,
+    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
+        answer(EscalationApi::list_escalations(self, request).await)
+    }
+
+    async fn acknowledge_escalation(
+        &self,
+        request: Request<v1::AcknowledgeEscalationRequest>,
+    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
+        answer(EscalationApi::acknowledge_escalation(self, request).await)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        answer(EscalationApi::list_dead_letters(self, request).await)
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        request: Request<v1::RetryDeadLetterRequest>,
+    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
+        answer(EscalationApi::retry_dead_letter(self, request).await)
     }
 }

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, answer};
 use crate::parse;
 
 const DEFAULT_READ_COUNT: u32 = 100;
@@ -101,6 +101,7 @@ fn recorded_event(event: &RecordedEvent) -> Result<v1::RecordedEvent, ApiError> 
         payload_json: payload.to_string(),
         metadata: Some(v1::EventMetadata {
             actor: metadata.actor.clone(),
+            // Metadata that an event lacks (no cause, no request id, no trace before tracing) is shown as proto3 shows any absent string: empty.
             causation_id: metadata
                 .causation_id
                 .map(|id| id.to_string())
@@ -118,21 +119,19 @@ fn recorded_event(event: &RecordedEvent) -> Result<v1::RecordedEvent, ApiError> 
     })
 }
 
-#[tonic::async_trait]
-impl EventService for EventApi {
+impl EventApi {
     async fn read_stream(
         &self,
         request: Request<v1::ReadStreamRequest>,
-    ) -> Result<Response<v1::ReadStreamResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ReadStreamResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
         let stream_id = body.stream_id.trim();
         if stream_id.is_empty() || stream_id.len() > 200 {
             return Err(ApiError::from(InvalidInput::new(
                 "stream_id",
                 "must be 1 to 200 characters",
-            ))
-            .into());
+            )));
         }
         let max_count = match body.max_count {
             0 => DEFAULT_READ_COUNT,
@@ -141,8 +140,7 @@ impl EventService for EventApi {
                 return Err(ApiError::from(InvalidInput::new(
                     "max_count",
                     format!("may be at most {MAX_READ_COUNT}"),
-                ))
-                .into());
+                )));
             }
         };
         let from_version = body.from_version.max(1);
@@ -153,8 +151,7 @@ impl EventService for EventApi {
                 from_version,
                 max_count as usize,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let next_version = stored
             .last()
             .map_or(from_version, |event| event.version + 1);
@@ -162,21 +159,19 @@ impl EventService for EventApi {
             .iter()
             .map(recorded_event)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Response::new(v1::ReadStreamResponse {
+        Ok(v1::ReadStreamResponse {
             events,
             next_version,
-        }))
+        })
     }
-
-    type SubscribeAllStream = ReceiverStream<Result<v1::SubscribeAllResponse, Status>>;
 
     async fn subscribe_all(
         &self,
         request: Request<v1::SubscribeAllRequest>,
-    ) -> Result<Response<Self::SubscribeAllStream>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<<Self as EventService>::SubscribeAllStream, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let filter = SubscriptionFilter::parse(&body).map_err(ApiError::from)?;
+        let filter = SubscriptionFilter::parse(&body)?;
         let message: EventMessage<v1::SubscribeAllResponse> = Box::new(move |event| {
             filter.admits(event).then(|| {
                 recorded_event(event)
@@ -186,7 +181,7 @@ impl EventService for EventApi {
                     .map_err(Status::from)
             })
         });
-        Ok(Response::new(follow_log(
+        Ok(follow_log(
             self.store.clone(),
             body.from_position,
             self.shutdown.clone(),
@@ -196,7 +191,27 @@ impl EventService for EventApi {
                     v1::CaughtUp { position },
                 )),
             },
-        )))
+        ))
+    }
+}
+
+/// Delegates every call to [`EventApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl EventService for EventApi {
+    type SubscribeAllStream = ReceiverStream<Result<v1::SubscribeAllResponse, Status>>;
+
+    async fn read_stream(
+        &self,
+        request: Request<v1::ReadStreamRequest>,
+    ) -> Result<Response<v1::ReadStreamResponse>, Status> {
+        answer(EventApi::read_stream(self, request).await)
+    }
+
+    async fn subscribe_all(
+        &self,
+        request: Request<v1::SubscribeAllRequest>,
+    ) -> Result<Response<Self::SubscribeAllStream>, Status> {
+        answer(EventApi::subscribe_all(self, request).await)
     }
 }
 
@@ -245,10 +260,7 @@ impl<M: Send + 'static> Subscription<M> {
         let mut caught_up_sent = false;
         loop {
             if *self.shutdown.borrow() {
-                let _ = self
-                    .sender
-                    .send(Err(Status::unavailable("the service is shutting down")))
-                    .await;
+                let _ = self.sender.send(Err(ApiError::Unavailable.into())).await;
                 return;
             }
             let batch = match self

@@ -1,7 +1,6 @@
 //! The Doorstep gRPC server: settings, wiring and handlers. `main.rs` only parses the command
 //! line; tests build the same [`Application`] on port 0.
 
-pub mod aggregate_log;
 pub mod auth;
 mod backend;
 pub mod clock;
@@ -22,6 +21,7 @@ pub mod report;
 mod request;
 pub mod settings;
 pub mod startup;
+mod visits;
 
 pub use settings::Settings;
 pub use startup::{Application, StartupError};

@@ -4,8 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
+use crate::complaint_log::ComplaintLog;
+use crate::error::ApiError;
+use crate::settings::Settings;
 use chrono::{DateTime, Utc};
-use doorstep_domain::complaint::Command;
+use doorstep_commands::{CommandOrigin, IdPolicy, Refusal};
+use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{EscalationPolicy, PlannedEscalation, escalation_id};
 use doorstep_domain::input::ComplaintId;
 use doorstep_domain::{DomainError, WorkingDayCalendar};
@@ -13,18 +18,9 @@ use doorstep_notifier::{
     DeliveryWorker, EmailSender, EscalationRaiser, RaiseOutcome, Scheduler, WebhookSender,
 };
 use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModel};
-use doorstep_store::{ExpectedVersion, StoreError};
-
-use crate::aggregate_log::{CommandOrigin, new_events};
-use crate::clock::Clock;
-use crate::complaint_log::ComplaintLog;
-use crate::error::ApiError;
-use crate::settings::Settings;
 
 /// Who the log says raised an escalation.
 pub const NOTIFIER_ACTOR: &str = "doorstep-notifier";
-/// Tries when another write to the complaint gets in between reading and appending.
-const CONFLICT_RETRIES: usize = 5;
 
 /// What the projection runner needs to schedule escalations and fill the outbox.
 pub fn planner(
@@ -69,59 +65,69 @@ impl ComplaintEscalations {
             &due.level,
             due.clock_started_at,
         );
-        let stream = ComplaintLog::stream_of(&complaint_id);
-        for _ in 0..CONFLICT_RETRIES {
-            let loaded = self.log.load(&complaint_id).await?;
-            let Some(complaint) = loaded.state else {
-                return Ok(RaiseOutcome::Stale);
-            };
-            if complaint.escalation(id).is_some() {
-                return Ok(RaiseOutcome::AlreadyRaised);
+        let origin = CommandOrigin {
+            actor: NOTIFIER_ACTOR.to_owned(),
+            source_channel: "notifier".to_owned(),
+            request_id: None,
+            fingerprint: format!("escalation/{id}"),
+        };
+        let mut already_raised = false;
+        let raised = self
+            .log
+            .execute_when(
+                &complaint_id,
+                None,
+                &origin,
+                IdPolicy::Escalation(id),
+                |state| {
+                    let Some(complaint) = state else {
+                        return Err(Refusal::NotFound { noun: "complaint" });
+                    };
+                    if complaint.escalation(id).is_some() {
+                        already_raised = true;
+                        return Ok(None);
+                    }
+                    Ok(Some(self.raise_command(complaint, due, id, now)))
+                },
+            )
+            .await?;
+        Ok(match raised {
+            Ok(None) if already_raised => RaiseOutcome::AlreadyRaised,
+            Ok(None) => return Err(ApiError::internal(std::io::Error::other("nothing decided"))),
+            // Another replica (or a retry) stored this escalation id first.
+            Ok(Some(executed)) if executed.written.duplicate => RaiseOutcome::AlreadyRaised,
+            Ok(Some(_)) => RaiseOutcome::Raised,
+            // The complaint is gone from the log, or its clock stopped or moved since the
+            // schedule was written; the read model drops the step when it catches up.
+            Err(Refusal::NotFound { .. } | Refusal::Domain(DomainError::NotAllowed(_))) => {
+                RaiseOutcome::Stale
             }
-            let planned = PlannedEscalation {
-                escalation_id: id,
-                contractor_id: complaint.contractor_id.clone(),
-                deadline: due.deadline,
-                level: due.level.clone(),
-                deadline_date: due.deadline_date,
-                clock_started_at: due.clock_started_at,
-                due_at: due.due_at,
-                recipients: self.policy.recipients(&due.level, &complaint.contractor_id),
-            };
-            let command = Command::RaiseEscalation {
-                escalation: Box::new(planned),
-                at: now,
-            };
-            let events = match self.log.aggregate_decide(&complaint, command) {
-                Ok(events) => events,
-                // The clock stopped or moved since the schedule was written; the read model
-                // drops the step when it catches up.
-                Err(DomainError::NotAllowed(_)) => return Ok(RaiseOutcome::Stale),
-                Err(error) => return Err(error.into()),
-            };
-            let origin = CommandOrigin {
-                actor: NOTIFIER_ACTOR.to_owned(),
-                source_channel: "notifier".to_owned(),
-                request_id: None,
-                fingerprint: format!("escalation/{id}"),
-            };
-            let stored = new_events(&events, &origin, |index| (index == 0).then_some(id));
-            match self
-                .log
-                .store()
-                .append(&stream, ExpectedVersion::Exact(complaint.version), stored)
-                .await
-            {
-                Ok(outcome) if outcome.already_stored => return Ok(RaiseOutcome::AlreadyRaised),
-                Ok(_) => return Ok(RaiseOutcome::Raised),
-                // Another replica (or a retry) stored this escalation id first.
-                Err(StoreError::DuplicateEventId { .. }) => return Ok(RaiseOutcome::AlreadyRaised),
-                // Another write got in first: decide again on the new state.
-                Err(StoreError::VersionConflict { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
+            Err(refusal) => return Err(refusal.into()),
+        })
+    }
+
+    /// The command that raises the due step on `complaint`, to the policy's recipients.
+    fn raise_command(
+        &self,
+        complaint: &Complaint,
+        due: &DueEscalation,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Command {
+        let planned = PlannedEscalation {
+            escalation_id: id,
+            contractor_id: complaint.contractor_id.clone(),
+            deadline: due.deadline,
+            level: due.level.clone(),
+            deadline_date: due.deadline_date,
+            clock_started_at: due.clock_started_at,
+            due_at: due.due_at,
+            recipients: self.policy.recipients(&due.level, &complaint.contractor_id),
+        };
+        Command::RaiseEscalation {
+            escalation: Box::new(planned),
+            at: now,
         }
-        Err(ApiError::Contention)
     }
 }
 

@@ -3,16 +3,21 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_api::v1;
 use doorstep_domain::complaint::{
-    FindingInput, FindingOutcome, LogComplaint, PropertyInput, ResidentInput, Stage, Status,
+    Command, FindingInput, FindingOutcome, LogComplaint, PropertyInput, ResidentInput, Stage,
+    Status,
 };
 use doorstep_domain::contractor::{
-    AuditOutcome, ContractTerms, ContractorProfile, EqualityAudit, Visit,
+    AuditOutcome, ContractTerms, ContractorCommand, ContractorProfile, ContractorStatus,
+    EqualityAudit, Visit,
 };
+use doorstep_domain::escalation::EscalationLevel;
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
     PhoneNumber, RequestKey, ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{InvalidInput, ServiceStandard};
+use doorstep_projections::{ComplaintFilter, EscalationFilter, Month};
+use uuid::Uuid;
 
 /// How far ahead of our clock a caller's timestamp may be before it counts as "in the future".
 const CLOCK_SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(2);
@@ -151,6 +156,34 @@ fn optional<T>(
     }
 }
 
+/// The standards a complaint alleges: one to nine, none twice.
+fn standards(values: &[i32]) -> Result<Vec<ServiceStandard>, InvalidInput> {
+    if values.is_empty() {
+        return Err(InvalidInput::new(
+            "standards",
+            "must name at least one standard",
+        ));
+    }
+    if values.len() > MAX_STANDARDS {
+        return Err(InvalidInput::new(
+            "standards",
+            format!("may name at most {MAX_STANDARDS} standards"),
+        ));
+    }
+    let mut standards = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        let standard = standard(&format!("standards[{index}]"), *value)?;
+        if standards.contains(&standard) {
+            return Err(InvalidInput::new(
+                format!("standards[{index}]"),
+                format!("{standard} is named twice"),
+            ));
+        }
+        standards.push(standard);
+    }
+    Ok(standards)
+}
+
 /// Parses a `LogComplaint` request into the domain command for a new complaint id.
 pub fn log_complaint(
     request: &v1::LogComplaintRequest,
@@ -165,29 +198,7 @@ pub fn log_complaint(
         .property
         .as_ref()
         .ok_or_else(|| InvalidInput::new("property", "is required"))?;
-    if request.standards.is_empty() {
-        return Err(InvalidInput::new(
-            "standards",
-            "must name at least one standard",
-        ));
-    }
-    if request.standards.len() > MAX_STANDARDS {
-        return Err(InvalidInput::new(
-            "standards",
-            format!("may name at most {MAX_STANDARDS} standards"),
-        ));
-    }
-    let mut standards = Vec::with_capacity(request.standards.len());
-    for (index, value) in request.standards.iter().enumerate() {
-        let standard = standard(&format!("standards[{index}]"), *value)?;
-        if standards.contains(&standard) {
-            return Err(InvalidInput::new(
-                format!("standards[{index}]"),
-                format!("{standard} is named twice"),
-            ));
-        }
-        standards.push(standard);
-    }
+    let standards = standards(&request.standards)?;
     let description = LongText::parse("description", &request.description)?;
     if standards.contains(&ServiceStandard::Other) && description.as_str().is_empty() {
         return Err(InvalidInput::new(
@@ -924,6 +935,389 @@ impl Limited for v1::GetComplaintHandlingReportRequest {
     fn check_limits(&self) -> Result<(), InvalidInput> {
         Ok(())
     }
+}
+
+/// A write to one existing aggregate: its id, the caller's request id and the command, parsed in
+/// that order so the first bad field is the one named.
+#[derive(Debug, Clone)]
+pub struct Write<Id, C> {
+    pub id: Id,
+    pub request_id: Option<RequestKey>,
+    pub command: C,
+}
+
+fn complaint_command(
+    complaint_id: &str,
+    request_id: &str,
+    command: impl FnOnce() -> Result<Command, InvalidInput>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    Ok(Write {
+        id: self::complaint_id(complaint_id)?,
+        request_id: self::request_id(request_id)?,
+        command: command()?,
+    })
+}
+
+pub fn acknowledge(
+    body: &v1::AcknowledgeComplaintRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        Ok(Command::Acknowledge {
+            stage: stage("stage", body.stage)?,
+            handler: Handler::parse("handler", &body.handler)?,
+            complaint_definition: OptionalText::parse(
+                "complaint_definition",
+                &body.complaint_definition,
+            )?,
+            outcome_sought: OptionalText::parse("outcome_sought", &body.outcome_sought)?,
+            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+        })
+    })
+}
+
+pub fn extend_deadline(
+    body: &v1::ExtendDeadlineRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        if body.working_days == 0 {
+            return Err(InvalidInput::new("working_days", "must be at least 1"));
+        }
+        Ok(Command::ExtendDeadline {
+            reason: ShortText::parse("reason", &body.reason)?,
+            working_days: body.working_days,
+            ombudsman_details_given: body.ombudsman_details_given,
+            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+        })
+    })
+}
+
+pub fn record_findings(
+    body: &v1::RecordFindingsRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        Ok(Command::RecordFindings {
+            findings: findings(&body.findings)?,
+            at: now,
+        })
+    })
+}
+
+pub fn issue_response(
+    body: &v1::IssueResponseRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        Ok(Command::IssueResponse {
+            decision: ShortText::parse("decision", &body.decision)?,
+            remedy: OptionalText::parse("remedy", &body.remedy)?,
+            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+        })
+    })
+}
+
+/// A command whose only fields are an optional reason and when it took effect.
+macro_rules! reason_command {
+    ($(#[$doc:meta])* $name:ident, $request:ty, $variant:ident) => {
+        $(#[$doc])*
+        pub fn $name(
+            body: &$request,
+            now: DateTime<Utc>,
+        ) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+            complaint_command(&body.complaint_id, &body.request_id, || {
+                Ok(Command::$variant {
+                    reason: OptionalText::parse("reason", &body.reason)?,
+                    at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+                })
+            })
+        }
+    };
+}
+
+reason_command!(
+    request_stage_two,
+    v1::RequestStageTwoRequest,
+    RequestStageTwo
+);
+reason_command!(close, v1::CloseComplaintRequest, Close);
+reason_command!(withdraw, v1::WithdrawComplaintRequest, Withdraw);
+
+pub fn reopen(
+    body: &v1::ReopenComplaintRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        Ok(Command::Reopen {
+            reason: ShortText::parse("reason", &body.reason)?,
+            at: effective_at("effective_at", body.effective_at.as_ref(), now)?,
+        })
+    })
+}
+
+pub fn add_note(
+    body: &v1::AddNoteRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ComplaintId, Command>, InvalidInput> {
+    complaint_command(&body.complaint_id, &body.request_id, || {
+        let text = LongText::parse("text", &body.text)?;
+        if text.as_str().is_empty() {
+            return Err(InvalidInput::new("text", "is required"));
+        }
+        Ok(Command::AddNote { text, at: now })
+    })
+}
+
+/// `ForgetResident`: whose data, the caller's request id and the reason.
+pub fn forget_resident(
+    body: &v1::ForgetResidentRequest,
+) -> Result<(ResidentReference, Option<RequestKey>, OptionalText), InvalidInput> {
+    Ok((
+        ResidentReference::parse("resident_reference", &body.resident_reference)?,
+        request_id(&body.request_id)?,
+        OptionalText::parse("reason", &body.reason)?,
+    ))
+}
+
+/// A page size: 0 (unset) is `default`, more than `max` is refused.
+pub fn page_size(value: u32, default: u32, max: u32) -> Result<u32, InvalidInput> {
+    match value {
+        0 => Ok(default),
+        size if size <= max => Ok(size),
+        _ => Err(InvalidInput::new(
+            "page_size",
+            format!("may be at most {max}"),
+        )),
+    }
+}
+
+/// `ListComplaints`' filter; `overdue_only` counts from `today`.
+pub fn complaint_filter(
+    body: &v1::ListComplaintsRequest,
+    today: NaiveDate,
+) -> Result<ComplaintFilter, InvalidInput> {
+    let non_empty = |value: &str| (!value.trim().is_empty()).then(|| value.trim().to_owned());
+    Ok(ComplaintFilter {
+        contractor_id: non_empty(&body.contractor_id),
+        status: optional_status("status", body.status)?,
+        stage: optional_stage("stage", body.stage)?,
+        overdue_on: body.overdue_only.then_some(today),
+        uprn: non_empty(&body.uprn)
+            .map(|uprn| Uprn::parse("uprn", &uprn).map(|u| u.as_str().to_owned()))
+            .transpose()?,
+        resident_reference: non_empty(&body.resident_reference)
+            .map(|reference| {
+                ResidentReference::parse("resident_reference", &reference)
+                    .map(|r| r.as_str().to_owned())
+            })
+            .transpose()?,
+        received_from: timestamp("received_from", body.received_from.as_ref())?,
+        received_to: timestamp("received_to", body.received_to.as_ref())?,
+    })
+}
+
+/// A write to a contractor: its id, the caller's request id, then the command `command` makes
+/// from the id and now.
+pub fn contractor_command(
+    contractor_id: &str,
+    request_id: &str,
+    command: impl FnOnce(&ContractorId) -> Result<ContractorCommand, InvalidInput>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    let id = self::contractor_id("contractor_id", contractor_id)?;
+    let request_id = self::request_id(request_id)?;
+    let command = command(&id)?;
+    Ok(Write {
+        id,
+        request_id,
+        command,
+    })
+}
+
+pub fn register_contractor(
+    body: &v1::RegisterContractorRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |contractor_id| {
+        Ok(ContractorCommand::Register {
+            contractor_id: contractor_id.clone(),
+            profile: contractor_profile(body.profile.as_ref())?,
+            at: now,
+        })
+    })
+}
+
+pub fn update_contractor(
+    body: &v1::UpdateContractorRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::Update {
+            profile: contractor_profile(body.profile.as_ref())?,
+            at: now,
+        })
+    })
+}
+
+pub fn suspend_contractor(
+    body: &v1::SuspendContractorRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::Suspend {
+            reason: ShortText::parse("reason", &body.reason)?,
+            at: now,
+        })
+    })
+}
+
+pub fn reinstate_contractor(
+    body: &v1::ReinstateContractorRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::Reinstate {
+            reason: OptionalText::parse("reason", &body.reason)?,
+            at: now,
+        })
+    })
+}
+
+pub fn record_equality_audit(
+    body: &v1::RecordEqualityAuditRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::RecordEqualityAudit {
+            audit: equality_audit(body.audit.as_ref(), doorstep_domain::england_date(now))?,
+            at: now,
+        })
+    })
+}
+
+/// `ListContractors`' status filter: unspecified is every status.
+pub fn contractor_status(value: i32) -> Result<Option<ContractorStatus>, InvalidInput> {
+    match v1::ContractorStatus::try_from(value) {
+        Ok(v1::ContractorStatus::Unspecified) => Ok(None),
+        Ok(v1::ContractorStatus::Active) => Ok(Some(ContractorStatus::Active)),
+        Ok(v1::ContractorStatus::Suspended) => Ok(Some(ContractorStatus::Suspended)),
+        Err(_) => Err(InvalidInput::new("status", "is not a known status")),
+    }
+}
+
+/// `VerifyContractor`'s query: a name or phone number, trimmed.
+pub fn verify_query(query: &str) -> Result<&str, InvalidInput> {
+    let query = query.trim();
+    if query.is_empty() || query.chars().count() > 200 {
+        return Err(InvalidInput::new(
+            "query",
+            "must be a name or phone number of 1 to 200 characters",
+        ));
+    }
+    Ok(query)
+}
+
+/// How many visits one `RecordVisits` call holds: 1 to [`MAX_VISITS_PER_CALL`].
+pub fn visit_count(count: usize) -> Result<usize, InvalidInput> {
+    if count == 0 || count > MAX_VISITS_PER_CALL {
+        return Err(InvalidInput::new(
+            "visits",
+            format!("must hold 1 to {MAX_VISITS_PER_CALL} visits"),
+        ));
+    }
+    Ok(count)
+}
+
+/// `LogComplaint`'s `idempotency_key`: required.
+pub fn idempotency_key(value: &str) -> Result<RequestKey, InvalidInput> {
+    RequestKey::parse("idempotency_key", value)
+}
+
+/// A UUID the service issued (an escalation's or a delivery's id).
+pub fn uuid(field: &str, value: &str) -> Result<Uuid, InvalidInput> {
+    Uuid::parse_str(value.trim()).map_err(|_| InvalidInput::new(field, "must be a UUID"))
+}
+
+fn foreign_token() -> InvalidInput {
+    InvalidInput::new("page_token", "is not a token this service issued")
+}
+
+/// `ListEscalations`' filter and the position its page token continues after (0: the start).
+pub fn escalation_filter(
+    body: &v1::ListEscalationsRequest,
+) -> Result<(EscalationFilter, u64), InvalidInput> {
+    let level = match body.level.trim() {
+        "" => None,
+        level => Some(EscalationLevel::parse("level", level)?.to_string()),
+    };
+    let contractor_id = match body.contractor_id.trim() {
+        "" => None,
+        id => Some(contractor_id("contractor_id", id)?.as_str().to_owned()),
+    };
+    let after = match body.page_token.trim() {
+        "" => 0,
+        token => token.parse::<u64>().map_err(|_| foreign_token())?,
+    };
+    let filter = EscalationFilter {
+        open_only: body.open_only,
+        level,
+        contractor_id,
+    };
+    Ok((filter, after))
+}
+
+/// `AcknowledgeEscalation`: which escalation, by whom, their note and the caller's request id.
+pub fn acknowledge_escalation(
+    body: &v1::AcknowledgeEscalationRequest,
+) -> Result<(Uuid, Handler, OptionalText, Option<RequestKey>), InvalidInput> {
+    Ok((
+        uuid("escalation_id", &body.escalation_id)?,
+        Handler::parse("acknowledged_by", &body.acknowledged_by)?,
+        OptionalText::parse("note", &body.note)?,
+        request_id(&body.request_id)?,
+    ))
+}
+
+/// `ListDeadLetters`' page token: `<created_at millis>/<delivery id>` of the last one seen.
+pub fn dead_letter_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, InvalidInput> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (millis, id) = token.split_once('/').ok_or_else(foreign_token)?;
+    let at = millis
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(foreign_token)?;
+    Ok(Some((
+        at,
+        Uuid::parse_str(id).map_err(|_| foreign_token())?,
+    )))
+}
+
+/// The most months one performance report may cover.
+const MAX_REPORT_MONTHS: u32 = 120;
+
+/// A report's months, `from_month` to `to_month` (YYYY-MM), in order and not too many.
+pub fn month_range(from: &str, to: &str) -> Result<(Month, Month), InvalidInput> {
+    let from =
+        Month::parse(from).map_err(|_| InvalidInput::new("from_month", "must be YYYY-MM"))?;
+    let to = Month::parse(to).map_err(|_| InvalidInput::new("to_month", "must be YYYY-MM"))?;
+    if to < from {
+        return Err(InvalidInput::new(
+            "to_month",
+            "must not be before from_month",
+        ));
+    }
+    let span = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
+    if span > MAX_REPORT_MONTHS as i32 {
+        return Err(InvalidInput::new(
+            "to_month",
+            format!("a report may cover at most {MAX_REPORT_MONTHS} months"),
+        ));
+    }
+    Ok((from, to))
 }
 
 #[cfg(test)]

@@ -9,18 +9,18 @@ use doorstep_domain::statistics::{
     self, CONFIDENCE_95, Estimate, FunnelStatus, funnel_limits, funnel_status, poisson_rate,
     wilson_proportion,
 };
-use doorstep_projections::{ContractorFigures, HandlingSummary, Month, ReadModel};
+use doorstep_projections::{
+    ContractorFigures, ContractorTotals, HandlingSummary, Month, ReadModel,
+};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, answer};
 use crate::parse;
 use crate::request::wait_for_read_model;
 
 /// Rates are per 100 visits.
 const PER_VISITS: f64 = 100.0;
-/// The longest range one report may cover.
-const MAX_MONTHS: u32 = 120;
 
 pub struct PerformanceApi {
     read_model: ReadModel,
@@ -35,26 +35,6 @@ impl PerformanceApi {
             extensions_count_as_within_code,
         }
     }
-}
-
-fn month_range(from: &str, to: &str) -> Result<(Month, Month), InvalidInput> {
-    let from =
-        Month::parse(from).map_err(|_| InvalidInput::new("from_month", "must be YYYY-MM"))?;
-    let to = Month::parse(to).map_err(|_| InvalidInput::new("to_month", "must be YYYY-MM"))?;
-    if to < from {
-        return Err(InvalidInput::new(
-            "to_month",
-            "must not be before from_month",
-        ));
-    }
-    let span = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 + 1;
-    if span > MAX_MONTHS as i32 {
-        return Err(InvalidInput::new(
-            "to_month",
-            format!("a report may cover at most {MAX_MONTHS} months"),
-        ));
-    }
-    Ok((from, to))
 }
 
 fn rate(estimate: Option<Estimate>) -> v1::Rate {
@@ -172,36 +152,31 @@ impl PerformanceApi {
     }
 }
 
-#[tonic::async_trait]
-impl PerformanceService for PerformanceApi {
+impl PerformanceApi {
     async fn get_contractor_performance(
         &self,
         request: Request<v1::GetContractorPerformanceRequest>,
-    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::GetContractorPerformanceResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let principal = crate::auth::principal(&request)?.clone();
         let body = request.into_inner();
-        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)
-            .map_err(ApiError::from)?;
+        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)?;
         if !principal.may_see_contractor(&contractor_id) {
             return Err(ApiError::PermissionDenied(
                 "a contractor may see only its own figures".to_owned(),
-            )
-            .into());
+            ));
         }
-        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let registered = self
             .read_model
             .contractor(contractor_id.as_str())
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::NotFound("no contractor has this id".to_owned()))?;
         let figures = self
             .read_model
             .contractor_performance(contractor_id.as_str(), from, to)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let audit = match &registered.latest_audit {
             Some(audit) => v1::EqualityAuditStatus {
                 audited: true,
@@ -211,26 +186,18 @@ impl PerformanceService for PerformanceApi {
             },
             None => v1::EqualityAuditStatus::default(),
         };
-        Ok(Response::new(self.contractor_response(
-            &figures,
-            registered.legal_name.clone(),
-            audit,
-        )))
+        Ok(self.contractor_response(&figures, registered.legal_name.clone(), audit))
     }
 
     async fn list_contractor_performance(
         &self,
         request: Request<v1::ListContractorPerformanceRequest>,
-    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::ListContractorPerformanceResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
-        let (from, to) = month_range(&body.from_month, &body.to_month).map_err(ApiError::from)?;
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
-        let totals = self
-            .read_model
-            .programme_performance(from, to)
-            .await
-            .map_err(ApiError::from)?;
+        let totals = self.read_model.programme_performance(from, to).await?;
         let programme_visits: u64 = totals.iter().map(|t| t.visits).sum();
         // Only breaches with exposure behind them make up the average every rate is held to.
         let programme_upheld: u64 = totals
@@ -245,58 +212,10 @@ impl PerformanceService for PerformanceApi {
         };
         let mut standings: Vec<v1::ContractorStanding> = totals
             .iter()
-            .map(|totals| {
-                let visits = totals.visits as f64;
-                let limits = funnel_limits(target, visits, PER_VISITS);
-                let status = if totals.visits == 0 {
-                    v1::FunnelStatus::NoExposure
-                } else {
-                    funnel(funnel_status(totals.upheld_breaches, visits, target))
-                };
-                v1::ContractorStanding {
-                    contractor_id: totals.contractor_id.clone(),
-                    legal_name: totals.legal_name.clone(),
-                    visits: totals.visits,
-                    upheld_breaches: totals.upheld_breaches,
-                    upheld_per_100_visits: Some(per_hundred_visits(
-                        totals.upheld_breaches,
-                        totals.visits,
-                    )),
-                    funnel_status: status as i32,
-                    alert_lower: limits.map_or(0.0, |l| l.alert_lower),
-                    alert_upper: limits.map_or(0.0, |l| l.alert_upper),
-                    alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
-                    alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
-                    rank: 0,
-                }
-            })
+            .map(|totals| standing(totals, target))
             .collect();
-        let rate_of = |standing: &v1::ContractorStanding| {
-            standing.upheld_breaches as f64 / standing.visits.max(1) as f64
-        };
-        let min_visits = body.min_visits.max(1);
-        let mut ranked: Vec<&mut v1::ContractorStanding> = standings
-            .iter_mut()
-            .filter(|standing| standing.visits >= min_visits)
-            .collect();
-        ranked.sort_by(|a, b| {
-            rate_of(a)
-                .total_cmp(&rate_of(b))
-                .then_with(|| a.contractor_id.cmp(&b.contractor_id))
-        });
-        for (index, standing) in ranked.into_iter().enumerate() {
-            standing.rank = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        }
-        standings.sort_by(|a, b| match (a.rank, b.rank) {
-            (0, 0) => b
-                .visits
-                .cmp(&a.visits)
-                .then_with(|| a.contractor_id.cmp(&b.contractor_id)),
-            (0, _) => std::cmp::Ordering::Greater,
-            (_, 0) => std::cmp::Ordering::Less,
-            (a_rank, b_rank) => a_rank.cmp(&b_rank),
-        });
-        Ok(Response::new(v1::ListContractorPerformanceResponse {
+        rank(&mut standings, body.min_visits.max(1));
+        Ok(v1::ListContractorPerformanceResponse {
             programme_visits,
             programme_upheld_breaches: programme_upheld,
             programme_upheld_per_100_visits: Some(per_hundred_visits(
@@ -304,21 +223,20 @@ impl PerformanceService for PerformanceApi {
                 programme_visits,
             )),
             contractors: standings,
-        }))
+        })
     }
 
     async fn get_complaint_handling_report(
         &self,
         request: Request<v1::GetComplaintHandlingReportRequest>,
-    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
-        parse::within_limits(request.get_ref()).map_err(ApiError::from)?;
+    ) -> Result<v1::GetComplaintHandlingReportResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
         let body = request.into_inner();
         if body.homes == 0 {
             return Err(ApiError::from(InvalidInput::new(
                 "homes",
                 "must be the number of homes owned, at least 1",
-            ))
-            .into());
+            )));
         }
         let year = i32::try_from(body.reporting_year)
             .ok()
@@ -330,15 +248,13 @@ impl PerformanceService for PerformanceApi {
             return Err(ApiError::from(InvalidInput::new(
                 "reporting_year",
                 "must be a year from 2000 to 2100",
-            ))
-            .into());
+            )));
         };
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let counts = self
             .read_model
             .handling_report(Month::of(from), Month::of(to))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let stage = |stage: v1::Stage, counts: doorstep_projections::StageCounts| {
             let within = if self.extensions_count_as_within_code {
                 counts.responded_within_extended_due
@@ -355,7 +271,7 @@ impl PerformanceService for PerformanceApi {
                     .then(|| within as f64 / counts.responded as f64 * 100.0),
             }
         };
-        Ok(Response::new(v1::GetComplaintHandlingReportResponse {
+        Ok(v1::GetComplaintHandlingReportResponse {
             reporting_year: body.reporting_year,
             from_date: from.to_string(),
             to_date: to.to_string(),
@@ -363,6 +279,85 @@ impl PerformanceService for PerformanceApi {
             stage_one: Some(stage(v1::Stage::One, counts.stage_one)),
             stage_two: Some(stage(v1::Stage::Two, counts.stage_two)),
             extensions_count_as_within_code: self.extensions_count_as_within_code,
-        }))
+        })
     }
+}
+
+/// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
+#[tonic::async_trait]
+impl PerformanceService for PerformanceApi {
+    async fn get_contractor_performance(
+        &self,
+        request: Request<v1::GetContractorPerformanceRequest>,
+    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
+        answer(PerformanceApi::get_contractor_performance(self, request).await)
+    }
+
+    async fn list_contractor_performance(
+        &self,
+        request: Request<v1::ListContractorPerformanceRequest>,
+    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
+        answer(PerformanceApi::list_contractor_performance(self, request).await)
+    }
+
+    async fn get_complaint_handling_report(
+        &self,
+        request: Request<v1::GetComplaintHandlingReportRequest>,
+    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
+        answer(PerformanceApi::get_complaint_handling_report(self, request).await)
+    }
+}
+
+/// One contractor's standing against the programme's average rate `target`, not ranked yet.
+fn standing(totals: &ContractorTotals, target: f64) -> v1::ContractorStanding {
+    let visits = totals.visits as f64;
+    let limits = funnel_limits(target, visits, PER_VISITS);
+    let status = if totals.visits == 0 {
+        v1::FunnelStatus::NoExposure
+    } else {
+        funnel(funnel_status(totals.upheld_breaches, visits, target))
+    };
+    v1::ContractorStanding {
+        contractor_id: totals.contractor_id.clone(),
+        legal_name: totals.legal_name.clone(),
+        visits: totals.visits,
+        upheld_breaches: totals.upheld_breaches,
+        upheld_per_100_visits: Some(per_hundred_visits(totals.upheld_breaches, totals.visits)),
+        funnel_status: status as i32,
+        alert_lower: limits.map_or(0.0, |l| l.alert_lower),
+        alert_upper: limits.map_or(0.0, |l| l.alert_upper),
+        alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
+        alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
+        rank: 0,
+    }
+}
+
+/// Ranks the contractors with at least `min_visits` by rate (best first, ties by id) and sorts
+/// the list: ranked ones in rank order, then the others by visits.
+fn rank(standings: &mut [v1::ContractorStanding], min_visits: u64) {
+    let rate_of = |standing: &v1::ContractorStanding| {
+        standing.upheld_breaches as f64 / standing.visits.max(1) as f64
+    };
+    let mut ranked: Vec<&mut v1::ContractorStanding> = standings
+        .iter_mut()
+        .filter(|standing| standing.visits >= min_visits)
+        .collect();
+    ranked.sort_by(|a, b| {
+        rate_of(a)
+            .total_cmp(&rate_of(b))
+            .then_with(|| a.contractor_id.cmp(&b.contractor_id))
+    });
+    for (index, standing) in ranked.into_iter().enumerate() {
+        // Ranks count contractors, which never reach u32::MAX.
+        standing.rank = u32::try_from(index + 1).unwrap_or(u32::MAX);
+    }
+    standings.sort_by(|a, b| match (a.rank, b.rank) {
+        (0, 0) => b
+            .visits
+            .cmp(&a.visits)
+            .then_with(|| a.contractor_id.cmp(&b.contractor_id)),
+        (0, _) => std::cmp::Ordering::Greater,
+        (_, 0) => std::cmp::Ordering::Less,
+        (a_rank, b_rank) => a_rank.cmp(&b_rank),
+    });
 }

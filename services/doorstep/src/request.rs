@@ -5,8 +5,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::Request;
 
-use crate::aggregate_log::CommandOrigin;
 use crate::error::ApiError;
+use doorstep_commands::CommandOrigin;
 
 /// Who sent the request, how, with which request id, and a digest of the method and body that
 /// tells a retry from a different request reusing the id. The method is part of the digest

@@ -32,7 +32,7 @@ use crate::backend::{BackendError, OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::{ComplaintLog, complaint_log};
 use crate::complaints::ComplaintApi;
-use crate::contractors::{ContractorApi, VisitApi};
+use crate::contractors::ContractorApi;
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::notifier::Notifier;
@@ -44,6 +44,7 @@ use crate::observability::scrape::MetricsEndpoint;
 use crate::performance::PerformanceApi;
 use crate::privacy::ResidentVault;
 use crate::settings::{Role, Settings, TlsSettings};
+use crate::visits::VisitApi;
 
 /// Every Doorstep service, as health checks name them.
 const SERVICES: [&str; 6] = [

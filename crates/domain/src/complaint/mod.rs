@@ -12,7 +12,7 @@ mod upcast;
 
 pub use command::{Command, FindingInput, LogComplaint, PropertyInput, ResidentInput};
 pub use decide::{CodeTimescales, HandlingContext, handle};
-pub use event::{Event, EventDecodeError, Finding, FindingOutcome};
+pub use event::{Event, EventDecodeError, Finding, FindingOutcome, Property, Resident};
 pub use state::{Complaint, LatestStep, RaisedEscalation, StageProgress, Status, apply, replay};
 pub use upcast::{current_schema_version, upcast};
 

@@ -26,6 +26,9 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use doorstep_api::v1;
+use doorstep_commands::StoredEvent;
+use doorstep_domain::complaint::Event;
+use doorstep_domain::input::ResidentReference;
 use doorstep_store::{LeaseError, ResidentKeyError, ResidentKeyStore, ServerLease, WrappedKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -234,28 +237,25 @@ impl ResidentVault {
         Ok(Some(key))
     }
 
-    /// Seals the personal fields of a `ComplaintReceived` payload in place: they are blanked and
-    /// stored encrypted in `personal_data`.
-    pub async fn seal_intake(&self, payload: &mut Value) -> Result<(), PrivacyError> {
-        let reference = resident_reference(payload)
-            .ok_or(PrivacyError::NoReference)?
-            .to_owned();
-        let personal = take_personal_data(payload);
+    /// Makes a decided event ready to store: a `ComplaintReceived` has its personal fields taken
+    /// out and sealed under the resident's key; any other event is stored as it is.
+    pub async fn seal(&self, mut event: Event) -> Result<Sealable, PrivacyError> {
+        let Some((personal, reference)) = take_personal(&mut event) else {
+            return Ok(Sealable::Plain(event));
+        };
+        let reference = reference.as_str();
         let key = self
-            .data_key(&reference, true)
+            .data_key(reference, true)
             .await?
             .ok_or(PrivacyError::NoReference)?;
         let sealed = key.seal(
             &serde_json::to_vec(&personal)?,
-            &associated("personal data", &reference),
+            &associated("personal data", reference),
         )?;
-        if let Some(object) = payload.as_object_mut() {
-            object.insert(
-                "personal_data".to_owned(),
-                serde_json::json!({ "sealed": BASE64.encode(sealed) }),
-            );
-        }
-        Ok(())
+        Ok(Sealable::Sealed(SealedIntake {
+            event,
+            sealed: BASE64.encode(sealed),
+        }))
     }
 
     /// The personal data of a stored `ComplaintReceived` payload, as a read may show it.
@@ -294,6 +294,74 @@ impl ResidentVault {
     pub async fn forget(&self, reference: &str) -> Result<bool, PrivacyError> {
         Ok(self.keys.forget(reference).await?)
     }
+}
+
+/// A decided event as it is stored: sealed when it holds personal data.
+pub enum Sealable {
+    Sealed(SealedIntake),
+    Plain(Event),
+}
+
+/// A `ComplaintReceived` whose personal fields are blank and held, encrypted, beside it: stored
+/// as the event's payload with `personal_data: {"sealed": <base64>}` (schema version 3).
+pub struct SealedIntake {
+    event: Event,
+    sealed: String,
+}
+
+impl StoredEvent for Sealable {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Sealed(intake) => intake.event.event_type(),
+            Self::Plain(event) => event.event_type(),
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::Sealed(intake) => intake.event.schema_version(),
+            Self::Plain(event) => event.schema_version(),
+        }
+    }
+
+    fn to_payload(&self) -> Value {
+        match self {
+            Self::Sealed(intake) => {
+                let mut payload = intake.event.to_payload();
+                if let Some(object) = payload.as_object_mut() {
+                    object.insert(
+                        "personal_data".to_owned(),
+                        serde_json::json!({ "sealed": intake.sealed }),
+                    );
+                }
+                payload
+            }
+            Self::Plain(event) => event.to_payload(),
+        }
+    }
+}
+
+/// Takes the personal fields out of a `ComplaintReceived`, leaving them blank: what was taken,
+/// and whose it is. Any other event holds none.
+fn take_personal(event: &mut Event) -> Option<(PersonalData, ResidentReference)> {
+    let Event::ComplaintReceived {
+        resident,
+        property,
+        reasonable_adjustments,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let personal = PersonalData {
+        name: std::mem::take(&mut resident.name).to_string(),
+        phone: resident.phone.take().map(|phone| phone.as_str().to_owned()),
+        email: resident.email.take().map(|email| email.as_str().to_owned()),
+        address: std::mem::take(&mut property.address).to_string(),
+        // Sealed even when empty, as stored events always have been.
+        reasonable_adjustments: Some(std::mem::take(reasonable_adjustments).to_string()),
+    };
+    Some((personal, resident.reference.clone()))
 }
 
 /// Makes generation 1 in a file, for an installation that has no master key and no resident key.
@@ -374,6 +442,7 @@ fn take_personal_data(payload: &mut Value) -> PersonalData {
         value.as_str().map(str::to_owned)
     };
     PersonalData {
+        // A payload without the field (not an intake written by Doorstep) has nothing to take.
         name: take_text("/resident/name", Value::from("")).unwrap_or_default(),
         phone: take_text("/resident/phone", Value::Null),
         email: take_text("/resident/email", Value::Null),
@@ -402,6 +471,7 @@ pub fn show(view: &mut v1::Complaint, personal: Personal) {
         Personal::Opened(data) => {
             if let Some(resident) = view.resident.as_mut() {
                 resident.name = data.name;
+                // Phone and email are optional; none given shows empty.
                 resident.phone = data.phone.unwrap_or_default();
                 resident.email = data.email.unwrap_or_default();
             }
@@ -505,5 +575,46 @@ mod tests {
         let mut view = view_with_adjustments("Large print letters");
         show(&mut view, Personal::Erased);
         assert_eq!(view.reasonable_adjustments, "");
+    }
+
+    /// The typed step must store exactly what the JSON patch it replaced stored.
+    #[test]
+    fn sealing_a_typed_intake_blanks_what_the_json_patch_blanked() {
+        let mut payload = intake();
+        let object = payload
+            .as_object_mut()
+            .unwrap_or_else(|| panic!("an object"));
+        for (field, value) in [
+            (
+                "complaint_id",
+                serde_json::json!("01900000-0000-7000-8000-000000000001"),
+            ),
+            ("channel", serde_json::json!("PHONE")),
+            ("source_system", serde_json::json!("crm")),
+            ("contractor_id", serde_json::json!("c1")),
+            ("visit_id", Value::Null),
+            ("standards", serde_json::json!(["GATES_SECURED"])),
+            ("occurred_at", Value::Null),
+            ("received_at", serde_json::json!("2026-01-05T10:00:00Z")),
+            ("outcome_sought", serde_json::json!("")),
+            ("acknowledgement_due", serde_json::json!("2026-01-12")),
+            ("calendar_version", serde_json::json!("v1")),
+        ] {
+            object.insert(field.to_owned(), value);
+        }
+        let mut event = Event::from_payload("ComplaintReceived", 3, &payload)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut patched = event.to_payload();
+        let taken = take_personal_data(&mut patched);
+        let Some((personal, reference)) = take_personal(&mut event) else {
+            panic!("an intake has personal data");
+        };
+        assert_eq!(event.to_payload(), patched);
+        assert_eq!(personal, taken);
+        assert_eq!(
+            serde_json::to_vec(&personal).ok(),
+            serde_json::to_vec(&taken).ok()
+        );
+        assert_eq!(reference.as_str(), "T-1");
     }
 }
