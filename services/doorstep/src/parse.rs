@@ -520,20 +520,130 @@ fn each_chars(
         .try_for_each(|(index, value)| chars(&format!("{field}[{index}]"), value, max_chars))
 }
 
-fn time(field: &str, value: Option<&prost_types::Timestamp>) -> Result<(), InvalidInput> {
-    timestamp(field, value).map(|_| ())
+fn time(field: &str, value: &Option<prost_types::Timestamp>) -> Result<(), InvalidInput> {
+    timestamp(field, value.as_ref()).map(|_| ())
 }
 
-/// The fields every write to an existing complaint carries.
-fn complaint_write(complaint_id: &str, request_id: &str) -> Result<(), InvalidInput> {
-    chars("complaint_id", complaint_id, ID_CHARS)?;
-    chars("request_id", request_id, RequestKey::MAX_CHARS)
+fn finding_limits(field: &str, findings: &[v1::Finding]) -> Result<(), InvalidInput> {
+    items(field, findings, MAX_FINDINGS)?;
+    findings
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, finding)| {
+            chars(
+                &format!("{field}[{index}].summary"),
+                &finding.summary,
+                OptionalText::MAX_CHARS,
+            )
+        })
 }
 
-/// The fields every write to an existing contractor carries.
-fn contractor_write(contractor_id: &str, request_id: &str) -> Result<(), InvalidInput> {
-    chars("contractor_id", contractor_id, ContractorId::MAX_CHARS)?;
-    chars("request_id", request_id, RequestKey::MAX_CHARS)
+fn profile_limits(
+    field: &str,
+    profile: &Option<v1::ContractorProfile>,
+) -> Result<(), InvalidInput> {
+    let Some(profile) = profile else {
+        return Ok(());
+    };
+    chars(
+        &format!("{field}.legal_name"),
+        &profile.legal_name,
+        ShortText::MAX_CHARS,
+    )?;
+    each_chars(
+        &format!("{field}.trading_names"),
+        &profile.trading_names,
+        MAX_PROFILE_ITEMS,
+        ShortText::MAX_CHARS,
+    )?;
+    chars(
+        &format!("{field}.logo_url"),
+        &profile.logo_url,
+        OptionalText::MAX_CHARS,
+    )?;
+    chars(
+        &format!("{field}.public_contact_name"),
+        &profile.public_contact_name,
+        PersonName::MAX_CHARS,
+    )?;
+    chars(
+        &format!("{field}.public_phone"),
+        &profile.public_phone,
+        PHONE_CHARS,
+    )?;
+    items(
+        &format!("{field}.contracts"),
+        &profile.contracts,
+        MAX_PROFILE_ITEMS,
+    )?;
+    profile
+        .contracts
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, contract)| {
+            let field = format!("{field}.contracts[{index}]");
+            chars(
+                &format!("{field}.reference"),
+                &contract.reference,
+                ShortText::MAX_CHARS,
+            )?;
+            items(
+                &format!("{field}.standards"),
+                &contract.standards,
+                MAX_CONTRACT_STANDARDS,
+            )
+        })
+}
+
+fn audit_limits(field: &str, audit: &Option<v1::EqualityAudit>) -> Result<(), InvalidInput> {
+    let Some(audit) = audit else {
+        return Ok(());
+    };
+    chars(
+        &format!("{field}.audit_date"),
+        &audit.audit_date,
+        DATE_CHARS,
+    )?;
+    chars(
+        &format!("{field}.auditor"),
+        &audit.auditor,
+        ShortText::MAX_CHARS,
+    )?;
+    for (name, value) in [
+        ("workforce_diversity", &audit.workforce_diversity),
+        (
+            "equality_policy_and_procedures",
+            &audit.equality_policy_and_procedures,
+        ),
+        ("requirements_not_met", &audit.requirements_not_met),
+        (
+            "staff_experience_and_training",
+            &audit.staff_experience_and_training,
+        ),
+    ] {
+        chars(&format!("{field}.{name}"), value, LongText::MAX_CHARS)?;
+    }
+    Ok(())
+}
+
+fn visit_limits(field: &str, visits: &[v1::Visit]) -> Result<(), InvalidInput> {
+    items(field, visits, MAX_VISITS_PER_CALL)?;
+    visits.iter().enumerate().try_for_each(|(index, visit)| {
+        let field = |name: &str| format!("{field}[{index}].{name}");
+        chars(&field("visit_id"), &visit.visit_id, VisitId::MAX_CHARS)?;
+        chars(
+            &field("contractor_id"),
+            &visit.contractor_id,
+            ContractorId::MAX_CHARS,
+        )?;
+        chars(&field("uprn"), &visit.uprn, UPRN_CHARS)?;
+        chars(
+            &field("work_order_reference"),
+            &visit.work_order_reference,
+            ShortText::MAX_CHARS,
+        )?;
+        chars(&field("visit_date"), &visit.visit_date, DATE_CHARS)
+    })
 }
 
 impl Limited for v1::LogComplaintRequest {
@@ -572,8 +682,8 @@ impl Limited for v1::LogComplaintRequest {
         }
         items("standards", &self.standards, MAX_STANDARDS)?;
         chars("description", &self.description, LongText::MAX_CHARS)?;
-        time("occurred_at", self.occurred_at.as_ref())?;
-        time("received_at", self.received_at.as_ref())?;
+        time("occurred_at", &self.occurred_at)?;
+        time("received_at", &self.received_at)?;
         chars(
             "outcome_sought",
             &self.outcome_sought,
@@ -587,354 +697,163 @@ impl Limited for v1::LogComplaintRequest {
     }
 }
 
-impl Limited for v1::AcknowledgeComplaintRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        complaint_write(&self.complaint_id, &self.request_id)?;
-        chars("handler", &self.handler, Handler::MAX_CHARS)?;
-        chars(
-            "complaint_definition",
-            &self.complaint_definition,
-            OptionalText::MAX_CHARS,
-        )?;
-        chars(
-            "outcome_sought",
-            &self.outcome_sought,
-            OptionalText::MAX_CHARS,
-        )?;
-        time("effective_at", self.effective_at.as_ref())
-    }
-}
-
-impl Limited for v1::ExtendDeadlineRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        complaint_write(&self.complaint_id, &self.request_id)?;
-        chars("reason", &self.reason, ShortText::MAX_CHARS)?;
-        time("effective_at", self.effective_at.as_ref())
-    }
-}
-
-impl Limited for v1::RecordFindingsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        complaint_write(&self.complaint_id, &self.request_id)?;
-        items("findings", &self.findings, MAX_FINDINGS)?;
-        self.findings
-            .iter()
-            .enumerate()
-            .try_for_each(|(index, finding)| {
-                chars(
-                    &format!("findings[{index}].summary"),
-                    &finding.summary,
-                    OptionalText::MAX_CHARS,
-                )
-            })
-    }
-}
-
-impl Limited for v1::IssueResponseRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        complaint_write(&self.complaint_id, &self.request_id)?;
-        chars("decision", &self.decision, ShortText::MAX_CHARS)?;
-        chars("remedy", &self.remedy, OptionalText::MAX_CHARS)?;
-        time("effective_at", self.effective_at.as_ref())
-    }
-}
-
-/// Requests whose only fields besides the complaint's are a reason and an effective time.
-macro_rules! reasoned_step_limits {
-    ($($request:ty),+) => {$(
+/// `Limited` for requests whose every limit is on one of their own fields: each line names a
+/// check, the field (also the name an error gives) and the check's limits, in the order checked.
+macro_rules! limits {
+    ($($request:path { $($check:ident $field:ident $(($($limit:expr),+))?),* $(,)? })+) => {$(
         impl Limited for $request {
             fn check_limits(&self) -> Result<(), InvalidInput> {
-                complaint_write(&self.complaint_id, &self.request_id)?;
-                chars("reason", &self.reason, ShortText::MAX_CHARS)?;
-                time("effective_at", self.effective_at.as_ref())
+                $($check(stringify!($field), &self.$field $($(, $limit)+)?)?;)*
+                Ok(())
             }
         }
     )+};
 }
 
-reasoned_step_limits!(
-    v1::RequestStageTwoRequest,
-    v1::CloseComplaintRequest,
-    v1::ReopenComplaintRequest,
-    v1::WithdrawComplaintRequest
-);
-
-impl Limited for v1::AddNoteRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        complaint_write(&self.complaint_id, &self.request_id)?;
-        chars("text", &self.text, LongText::MAX_CHARS)
+limits! {
+    v1::AcknowledgeComplaintRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars handler(Handler::MAX_CHARS),
+        chars complaint_definition(OptionalText::MAX_CHARS),
+        chars outcome_sought(OptionalText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::GetComplaintRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("complaint_id", &self.complaint_id, ID_CHARS)
+    v1::ExtendDeadlineRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::ListComplaintsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars(
-            "contractor_id",
-            &self.contractor_id,
-            ContractorId::MAX_CHARS,
-        )?;
-        chars("uprn", &self.uprn, UPRN_CHARS)?;
-        chars(
-            "resident_reference",
-            &self.resident_reference,
-            ResidentReference::MAX_CHARS,
-        )?;
-        time("received_from", self.received_from.as_ref())?;
-        time("received_to", self.received_to.as_ref())?;
-        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    v1::RecordFindingsRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        finding_limits findings,
     }
-}
-
-impl Limited for v1::ForgetResidentRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars(
-            "resident_reference",
-            &self.resident_reference,
-            ResidentReference::MAX_CHARS,
-        )?;
-        chars("request_id", &self.request_id, RequestKey::MAX_CHARS)?;
-        chars("reason", &self.reason, OptionalText::MAX_CHARS)
+    v1::IssueResponseRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars decision(ShortText::MAX_CHARS),
+        chars remedy(OptionalText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-fn profile_limits(profile: Option<&v1::ContractorProfile>) -> Result<(), InvalidInput> {
-    let Some(profile) = profile else {
-        return Ok(());
-    };
-    chars(
-        "profile.legal_name",
-        &profile.legal_name,
-        ShortText::MAX_CHARS,
-    )?;
-    each_chars(
-        "profile.trading_names",
-        &profile.trading_names,
-        MAX_PROFILE_ITEMS,
-        ShortText::MAX_CHARS,
-    )?;
-    chars(
-        "profile.logo_url",
-        &profile.logo_url,
-        OptionalText::MAX_CHARS,
-    )?;
-    chars(
-        "profile.public_contact_name",
-        &profile.public_contact_name,
-        PersonName::MAX_CHARS,
-    )?;
-    chars("profile.public_phone", &profile.public_phone, PHONE_CHARS)?;
-    items("profile.contracts", &profile.contracts, MAX_PROFILE_ITEMS)?;
-    profile
-        .contracts
-        .iter()
-        .enumerate()
-        .try_for_each(|(index, contract)| {
-            let field = format!("profile.contracts[{index}]");
-            chars(
-                &format!("{field}.reference"),
-                &contract.reference,
-                ShortText::MAX_CHARS,
-            )?;
-            items(
-                &format!("{field}.standards"),
-                &contract.standards,
-                MAX_CONTRACT_STANDARDS,
-            )
-        })
-}
-
-impl Limited for v1::RegisterContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        contractor_write(&self.contractor_id, &self.request_id)?;
-        profile_limits(self.profile.as_ref())
+    v1::RequestStageTwoRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::UpdateContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        contractor_write(&self.contractor_id, &self.request_id)?;
-        profile_limits(self.profile.as_ref())
+    v1::CloseComplaintRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::SuspendContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        contractor_write(&self.contractor_id, &self.request_id)?;
-        chars("reason", &self.reason, ShortText::MAX_CHARS)
+    v1::ReopenComplaintRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::ReinstateContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        contractor_write(&self.contractor_id, &self.request_id)?;
-        chars("reason", &self.reason, OptionalText::MAX_CHARS)
+    v1::WithdrawComplaintRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
+        time effective_at,
     }
-}
-
-impl Limited for v1::RecordEqualityAuditRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        contractor_write(&self.contractor_id, &self.request_id)?;
-        let Some(audit) = &self.audit else {
-            return Ok(());
-        };
-        chars("audit.audit_date", &audit.audit_date, DATE_CHARS)?;
-        chars("audit.auditor", &audit.auditor, ShortText::MAX_CHARS)?;
-        for (field, value) in [
-            ("audit.workforce_diversity", &audit.workforce_diversity),
-            (
-                "audit.equality_policy_and_procedures",
-                &audit.equality_policy_and_procedures,
-            ),
-            ("audit.requirements_not_met", &audit.requirements_not_met),
-            (
-                "audit.staff_experience_and_training",
-                &audit.staff_experience_and_training,
-            ),
-        ] {
-            chars(field, value, LongText::MAX_CHARS)?;
-        }
-        Ok(())
+    v1::AddNoteRequest {
+        chars complaint_id(ID_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars text(LongText::MAX_CHARS),
     }
-}
-
-impl Limited for v1::GetContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars(
-            "contractor_id",
-            &self.contractor_id,
-            ContractorId::MAX_CHARS,
-        )
+    v1::GetComplaintRequest {
+        chars complaint_id(ID_CHARS),
     }
-}
-
-impl Limited for v1::ListContractorsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    v1::ListComplaintsRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars uprn(UPRN_CHARS),
+        chars resident_reference(ResidentReference::MAX_CHARS),
+        time received_from,
+        time received_to,
+        chars page_token(PAGE_TOKEN_CHARS),
     }
-}
-
-impl Limited for v1::VerifyContractorRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("query", &self.query, QUERY_CHARS)
+    v1::ForgetResidentRequest {
+        chars resident_reference(ResidentReference::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(OptionalText::MAX_CHARS),
     }
-}
-
-impl Limited for v1::RecordVisitsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        items("visits", &self.visits, MAX_VISITS_PER_CALL)?;
-        self.visits
-            .iter()
-            .enumerate()
-            .try_for_each(|(index, visit)| {
-                let field = |name: &str| format!("visits[{index}].{name}");
-                chars(&field("visit_id"), &visit.visit_id, VisitId::MAX_CHARS)?;
-                chars(
-                    &field("contractor_id"),
-                    &visit.contractor_id,
-                    ContractorId::MAX_CHARS,
-                )?;
-                chars(&field("uprn"), &visit.uprn, UPRN_CHARS)?;
-                chars(
-                    &field("work_order_reference"),
-                    &visit.work_order_reference,
-                    ShortText::MAX_CHARS,
-                )?;
-                chars(&field("visit_date"), &visit.visit_date, DATE_CHARS)
-            })
+    v1::RegisterContractorRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        profile_limits profile,
     }
-}
-
-impl Limited for v1::WatchEscalationsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        Ok(())
+    v1::UpdateContractorRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        profile_limits profile,
     }
-}
-
-impl Limited for v1::ListEscalationsRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("level", &self.level, ID_CHARS)?;
-        chars(
-            "contractor_id",
-            &self.contractor_id,
-            ContractorId::MAX_CHARS,
-        )?;
-        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    v1::SuspendContractorRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(ShortText::MAX_CHARS),
     }
-}
-
-impl Limited for v1::AcknowledgeEscalationRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("escalation_id", &self.escalation_id, ID_CHARS)?;
-        chars("acknowledged_by", &self.acknowledged_by, Handler::MAX_CHARS)?;
-        chars("note", &self.note, OptionalText::MAX_CHARS)?;
-        chars("request_id", &self.request_id, RequestKey::MAX_CHARS)
+    v1::ReinstateContractorRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        chars reason(OptionalText::MAX_CHARS),
     }
-}
-
-impl Limited for v1::ListDeadLettersRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("page_token", &self.page_token, PAGE_TOKEN_CHARS)
+    v1::RecordEqualityAuditRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        audit_limits audit,
     }
-}
-
-impl Limited for v1::RetryDeadLetterRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("delivery_id", &self.delivery_id, ID_CHARS)
+    v1::GetContractorRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
     }
-}
-
-impl Limited for v1::ReadStreamRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("stream_id", &self.stream_id, STREAM_ID_CHARS)
+    v1::ListContractorsRequest {
+        chars page_token(PAGE_TOKEN_CHARS),
     }
-}
-
-impl Limited for v1::SubscribeAllRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        each_chars(
-            "stream_categories",
-            &self.stream_categories,
-            MAX_FILTER_VALUES,
-            FILTER_VALUE_CHARS,
-        )?;
-        each_chars(
-            "event_types",
-            &self.event_types,
-            MAX_FILTER_VALUES,
-            FILTER_VALUE_CHARS,
-        )
+    v1::VerifyContractorRequest {
+        chars query(QUERY_CHARS),
     }
-}
-
-impl Limited for v1::GetContractorPerformanceRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars(
-            "contractor_id",
-            &self.contractor_id,
-            ContractorId::MAX_CHARS,
-        )?;
-        chars("from_month", &self.from_month, DATE_CHARS)?;
-        chars("to_month", &self.to_month, DATE_CHARS)
+    v1::RecordVisitsRequest {
+        visit_limits visits,
     }
-}
-
-impl Limited for v1::ListContractorPerformanceRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        chars("from_month", &self.from_month, DATE_CHARS)?;
-        chars("to_month", &self.to_month, DATE_CHARS)
+    v1::WatchEscalationsRequest {}
+    v1::ListEscalationsRequest {
+        chars level(ID_CHARS),
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars page_token(PAGE_TOKEN_CHARS),
     }
-}
-
-impl Limited for v1::GetComplaintHandlingReportRequest {
-    fn check_limits(&self) -> Result<(), InvalidInput> {
-        Ok(())
+    v1::AcknowledgeEscalationRequest {
+        chars escalation_id(ID_CHARS),
+        chars acknowledged_by(Handler::MAX_CHARS),
+        chars note(OptionalText::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
     }
+    v1::ListDeadLettersRequest {
+        chars page_token(PAGE_TOKEN_CHARS),
+    }
+    v1::RetryDeadLetterRequest {
+        chars delivery_id(ID_CHARS),
+    }
+    v1::ReadStreamRequest {
+        chars stream_id(STREAM_ID_CHARS),
+    }
+    v1::SubscribeAllRequest {
+        each_chars stream_categories(MAX_FILTER_VALUES, FILTER_VALUE_CHARS),
+        each_chars event_types(MAX_FILTER_VALUES, FILTER_VALUE_CHARS),
+    }
+    v1::GetContractorPerformanceRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars from_month(DATE_CHARS),
+        chars to_month(DATE_CHARS),
+    }
+    v1::ListContractorPerformanceRequest {
+        chars from_month(DATE_CHARS),
+        chars to_month(DATE_CHARS),
+    }
+    v1::GetComplaintHandlingReportRequest {}
 }
 
 /// A write to one existing aggregate: its id, the caller's request id and the command, parsed in
