@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 mod escalations;
 mod events;
+pub mod middleware;
 pub mod notifier;
 mod observability;
 /// Public for the fuzz targets in `fuzz/`; nothing else outside the crate uses it.

@@ -39,7 +39,7 @@ use crate::notifier::Notifier;
 use crate::observability::calendar::CalendarCoverage;
 use crate::observability::gauges::GaugeSampler;
 use crate::observability::health::HealthMonitor;
-use crate::observability::rpc::RpcTelemetryLayer;
+use crate::observability::rpc::{RpcDuration, RpcTelemetryLayer};
 use crate::observability::scrape::MetricsEndpoint;
 use crate::performance::PerformanceApi;
 use crate::privacy::ResidentVault;
@@ -616,7 +616,7 @@ impl Application {
             builder = builder.tls_config(tls)?;
         }
         let router = builder
-            .layer(RpcTelemetryLayer::new())
+            .layer(RpcTelemetryLayer::new(RpcDuration::new()))
             .layer(AuthLayer::new(self.authenticator))
             .add_service(health_service)
             .add_service(reflection);

@@ -1,19 +1,16 @@
 //! The tower layer in front of every service: resolves the caller once per request, checks the
 //! policy table, and hands the principal to the handlers in the request's extensions.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::HeaderMap;
-use tonic::body::Body;
 
 use super::Principal;
 use super::api_keys::{ApiKeyStore, KeyRejection};
 use super::jwt::JwtVerifier;
 use super::policy::{self, Access};
 use crate::error::ApiError;
+use crate::middleware::{Around, AroundLayer, Request, Response, ResponseFuture};
 
 /// The header integrations may send their API key in (`authorization: ApiKey …` works too).
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -237,57 +234,17 @@ fn presented_credential(headers: &HeaderMap) -> Presented<'_> {
     }
 }
 
-/// Puts [`Guard`] in front of a service.
-#[derive(Clone)]
-pub struct AuthLayer {
-    authenticator: Arc<Authenticator>,
-}
+/// Puts the guard in front of a service: each request is admitted or refused before it reaches
+/// the service.
+pub type AuthLayer = AroundLayer<Arc<Authenticator>>;
 
-impl AuthLayer {
-    pub fn new(authenticator: Arc<Authenticator>) -> Self {
-        Self { authenticator }
-    }
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Guard<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Guard {
-            inner,
-            authenticator: self.authenticator.clone(),
-        }
-    }
-}
-
-/// Admits or refuses each request before it reaches a service.
-#[derive(Clone)]
-pub struct Guard<S> {
-    inner: S,
-    authenticator: Arc<Authenticator>,
-}
-
-impl<S> tower::Service<http::Request<Body>> for Guard<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        // The service that was polled ready is the one to call; leave a fresh clone behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticator = self.authenticator.clone();
+impl Around for Arc<Authenticator> {
+    fn around<S>(&self, mut inner: S, mut request: Request) -> ResponseFuture<S::Error>
+    where
+        S: tower::Service<Request, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let authenticator = self.clone();
         Box::pin(async move {
             let peer = request
                 .extensions()

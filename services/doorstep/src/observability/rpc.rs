@@ -13,7 +13,6 @@
 //! probes every few seconds would bury the traces people look for.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -27,13 +26,16 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// Adds [`RpcTelemetry`] in front of a service.
-#[derive(Clone)]
-pub struct RpcTelemetryLayer {
-    duration: Histogram<f64>,
-}
+use crate::middleware::{Around, AroundLayer, Request, Response, ResponseFuture};
 
-impl RpcTelemetryLayer {
+/// Adds a span and a duration measurement around each call of a service.
+pub type RpcTelemetryLayer = AroundLayer<RpcDuration>;
+
+/// The histogram every call's duration is recorded in.
+#[derive(Clone)]
+pub struct RpcDuration(Histogram<f64>);
+
+impl RpcDuration {
     pub fn new() -> Self {
         let duration = opentelemetry::global::meter(doorstep_telemetry::SCOPE)
             .f64_histogram("rpc.server.call.duration")
@@ -44,47 +46,17 @@ impl RpcTelemetryLayer {
                 10.0,
             ])
             .build();
-        Self { duration }
+        Self(duration)
     }
 }
 
-impl<S> tower::Layer<S> for RpcTelemetryLayer {
-    type Service = RpcTelemetry<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcTelemetry {
-            inner,
-            duration: self.duration.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RpcTelemetry<S> {
-    inner: S,
-    duration: Histogram<f64>,
-}
-
-impl<S> tower::Service<http::Request<Body>> for RpcTelemetry<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let mut call = Call::start(&request, self.duration.clone());
+impl Around for RpcDuration {
+    fn around<S>(&self, mut inner: S, request: Request) -> ResponseFuture<S::Error>
+    where
+        S: tower::Service<Request, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut call = Call::start(&request, self.0.clone());
         let span = call.span.clone();
         Box::pin(
             async move {
