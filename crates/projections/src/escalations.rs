@@ -62,7 +62,7 @@ pub(crate) async fn apply(
     else {
         return Ok(None);
     };
-    let raised = raised_row(complaint_id, &contractor_id, event, recorded.position);
+    let raised = EscalationRow::raised(complaint_id, &contractor_id, event, recorded.position);
     if let Some(row) = &raised {
         record_raise(connection, batch, planner, row, current.as_ref()).await?;
     }
@@ -97,45 +97,49 @@ pub(crate) async fn apply(
 }
 
 /// The escalation an `EscalationRaised` event records; None for any other event.
-fn raised_row(
-    complaint_id: &str,
-    contractor_id: &str,
-    event: &Event,
-    position: u64,
-) -> Option<EscalationRow> {
-    let Event::EscalationRaised {
-        escalation_id,
-        contractor_id: _,
-        deadline,
-        level,
-        deadline_date,
-        clock_started_at,
-        due_at,
-        raised_at,
-        recipients,
-    } = event
-    else {
-        return None;
-    };
-    let recipients: Vec<String> = recipients
-        .iter()
-        .map(|address| address.as_str().to_owned())
-        .collect();
-    Some(EscalationRow {
-        escalation_id: *escalation_id,
-        complaint_id: complaint_id.to_owned(),
-        contractor_id: contractor_id.to_owned(),
-        deadline: *deadline,
-        level: level.clone(),
-        deadline_date: *deadline_date,
-        clock_started_at: *clock_started_at,
-        due_at: *due_at,
-        raised_at: *raised_at,
-        recipients,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        position,
-    })
+impl EscalationRow {
+    /// The row an `EscalationRaised` event at `position` makes (any other event makes none), for
+    /// the complaint and the contractor it names.
+    pub fn raised(
+        complaint_id: &str,
+        contractor_id: &str,
+        event: &Event,
+        position: u64,
+    ) -> Option<Self> {
+        let Event::EscalationRaised {
+            escalation_id,
+            contractor_id: _,
+            deadline,
+            level,
+            deadline_date,
+            clock_started_at,
+            due_at,
+            raised_at,
+            recipients,
+        } = event
+        else {
+            return None;
+        };
+        let recipients: Vec<String> = recipients
+            .iter()
+            .map(|address| address.as_str().to_owned())
+            .collect();
+        Some(EscalationRow {
+            escalation_id: *escalation_id,
+            complaint_id: complaint_id.to_owned(),
+            contractor_id: contractor_id.to_owned(),
+            deadline: *deadline,
+            level: level.clone(),
+            deadline_date: *deadline_date,
+            clock_started_at: *clock_started_at,
+            due_at: *due_at,
+            raised_at: *raised_at,
+            recipients,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            position,
+        })
+    }
 }
 
 /// Records a raised escalation, and moves the schedule on to the clock's next step.

@@ -126,33 +126,13 @@ fn watch_message(recorded: &RecordedEvent) -> Option<Result<v1::WatchEscalations
     };
     let message = match event {
         Event::EscalationRaised {
-            escalation_id,
-            contractor_id,
-            deadline: raised_deadline,
-            level,
-            deadline_date,
-            clock_started_at,
-            due_at,
-            raised_at,
-            recipients,
-        } => Message::Raised(escalation(&EscalationRow {
-            escalation_id,
-            complaint_id,
-            contractor_id: contractor_id.as_str().to_owned(),
-            deadline: raised_deadline,
-            level,
-            deadline_date,
-            clock_started_at,
-            due_at,
-            raised_at,
-            recipients: recipients
-                .iter()
-                .map(|address| address.as_str().to_owned())
-                .collect(),
-            acknowledged_by: None,
-            acknowledged_at: None,
-            position: recorded.position,
-        })),
+            ref contractor_id, ..
+        } => Message::Raised(escalation(&EscalationRow::raised(
+            &complaint_id,
+            contractor_id.as_str(),
+            &event,
+            recorded.position,
+        )?)),
         Event::EscalationAcknowledged {
             escalation_id,
             acknowledged_by,
