@@ -14,13 +14,14 @@ use doorstep_domain::resident::ResidentEvent;
 use doorstep_domain::stream::StreamName;
 use doorstep_projections::{PageCursor, ReadModel};
 use prost::Message;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::clock::Clock;
 use crate::complaint_log::{ComplaintLog, log_new};
 use crate::contractors::is_registered;
 use crate::convert;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::parse::{self, Write};
 use crate::privacy::{self, ResidentVault};
 use crate::request::{command_origin, wait_for_read_model};
@@ -412,97 +413,21 @@ impl ComplaintApi {
     }
 }
 
-/// Delegates every call to [`ComplaintApi`]'s own methods and answers in one step.
-#[tonic::async_trait]
-impl ComplaintService for ComplaintApi {
-    async fn log_complaint(
-        &self,
-        request: Request<v1::LogComplaintRequest>,
-    ) -> Result<Response<v1::LogComplaintResponse>, Status> {
-        answer(ComplaintApi::log_complaint(self, request).await)
-    }
-
-    async fn acknowledge_complaint(
-        &self,
-        request: Request<v1::AcknowledgeComplaintRequest>,
-    ) -> Result<Response<v1::AcknowledgeComplaintResponse>, Status> {
-        answer(ComplaintApi::acknowledge_complaint(self, request).await)
-    }
-
-    async fn extend_deadline(
-        &self,
-        request: Request<v1::ExtendDeadlineRequest>,
-    ) -> Result<Response<v1::ExtendDeadlineResponse>, Status> {
-        answer(ComplaintApi::extend_deadline(self, request).await)
-    }
-
-    async fn record_findings(
-        &self,
-        request: Request<v1::RecordFindingsRequest>,
-    ) -> Result<Response<v1::RecordFindingsResponse>, Status> {
-        answer(ComplaintApi::record_findings(self, request).await)
-    }
-
-    async fn issue_response(
-        &self,
-        request: Request<v1::IssueResponseRequest>,
-    ) -> Result<Response<v1::IssueResponseResponse>, Status> {
-        answer(ComplaintApi::issue_response(self, request).await)
-    }
-
-    async fn request_stage_two(
-        &self,
-        request: Request<v1::RequestStageTwoRequest>,
-    ) -> Result<Response<v1::RequestStageTwoResponse>, Status> {
-        answer(ComplaintApi::request_stage_two(self, request).await)
-    }
-
-    async fn close_complaint(
-        &self,
-        request: Request<v1::CloseComplaintRequest>,
-    ) -> Result<Response<v1::CloseComplaintResponse>, Status> {
-        answer(ComplaintApi::close_complaint(self, request).await)
-    }
-
-    async fn reopen_complaint(
-        &self,
-        request: Request<v1::ReopenComplaintRequest>,
-    ) -> Result<Response<v1::ReopenComplaintResponse>, Status> {
-        answer(ComplaintApi::reopen_complaint(self, request).await)
-    }
-
-    async fn withdraw_complaint(
-        &self,
-        request: Request<v1::WithdrawComplaintRequest>,
-    ) -> Result<Response<v1::WithdrawComplaintResponse>, Status> {
-        answer(ComplaintApi::withdraw_complaint(self, request).await)
-    }
-
-    async fn add_note(
-        &self,
-        request: Request<v1::AddNoteRequest>,
-    ) -> Result<Response<v1::AddNoteResponse>, Status> {
-        answer(ComplaintApi::add_note(self, request).await)
-    }
-
-    async fn get_complaint(
-        &self,
-        request: Request<v1::GetComplaintRequest>,
-    ) -> Result<Response<v1::GetComplaintResponse>, Status> {
-        answer(ComplaintApi::get_complaint(self, request).await)
-    }
-
-    async fn forget_resident(
-        &self,
-        request: Request<v1::ForgetResidentRequest>,
-    ) -> Result<Response<v1::ForgetResidentResponse>, Status> {
-        answer(ComplaintApi::forget_resident(self, request).await)
-    }
-
-    async fn list_complaints(
-        &self,
-        request: Request<v1::ListComplaintsRequest>,
-    ) -> Result<Response<v1::ListComplaintsResponse>, Status> {
-        answer(ComplaintApi::list_complaints(self, request).await)
+answered_by! {
+    /// Delegates every call to [`ComplaintApi`]'s own methods and answers in one step.
+    ComplaintService, ComplaintApi {
+        fn log_complaint(v1::LogComplaintRequest) -> v1::LogComplaintResponse;
+        fn acknowledge_complaint(v1::AcknowledgeComplaintRequest) -> v1::AcknowledgeComplaintResponse;
+        fn extend_deadline(v1::ExtendDeadlineRequest) -> v1::ExtendDeadlineResponse;
+        fn record_findings(v1::RecordFindingsRequest) -> v1::RecordFindingsResponse;
+        fn issue_response(v1::IssueResponseRequest) -> v1::IssueResponseResponse;
+        fn request_stage_two(v1::RequestStageTwoRequest) -> v1::RequestStageTwoResponse;
+        fn close_complaint(v1::CloseComplaintRequest) -> v1::CloseComplaintResponse;
+        fn reopen_complaint(v1::ReopenComplaintRequest) -> v1::ReopenComplaintResponse;
+        fn withdraw_complaint(v1::WithdrawComplaintRequest) -> v1::WithdrawComplaintResponse;
+        fn add_note(v1::AddNoteRequest) -> v1::AddNoteResponse;
+        fn get_complaint(v1::GetComplaintRequest) -> v1::GetComplaintResponse;
+        fn forget_resident(v1::ForgetResidentRequest) -> v1::ForgetResidentResponse;
+        fn list_complaints(v1::ListComplaintsRequest) -> v1::ListComplaintsResponse;
     }
 }

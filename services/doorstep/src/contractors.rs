@@ -15,11 +15,12 @@ use doorstep_domain::input::ContractorId;
 use doorstep_domain::stream::{Category, StreamName};
 use doorstep_projections::{ContractorCursor, ContractorRow, ReadModel};
 use doorstep_store::{EventStore, StreamId};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::clock::Clock;
 use crate::convert;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::parse::{self, Write};
 use crate::request::{command_origin, wait_for_read_model};
 
@@ -262,63 +263,17 @@ impl ContractorApi {
     }
 }
 
-/// Delegates every call to [`ContractorApi`]'s own methods and answers in one step.
-#[tonic::async_trait]
-impl ContractorService for ContractorApi {
-    async fn register_contractor(
-        &self,
-        request: Request<v1::RegisterContractorRequest>,
-    ) -> Result<Response<v1::RegisterContractorResponse>, Status> {
-        answer(ContractorApi::register_contractor(self, request).await)
-    }
-
-    async fn update_contractor(
-        &self,
-        request: Request<v1::UpdateContractorRequest>,
-    ) -> Result<Response<v1::UpdateContractorResponse>, Status> {
-        answer(ContractorApi::update_contractor(self, request).await)
-    }
-
-    async fn suspend_contractor(
-        &self,
-        request: Request<v1::SuspendContractorRequest>,
-    ) -> Result<Response<v1::SuspendContractorResponse>, Status> {
-        answer(ContractorApi::suspend_contractor(self, request).await)
-    }
-
-    async fn reinstate_contractor(
-        &self,
-        request: Request<v1::ReinstateContractorRequest>,
-    ) -> Result<Response<v1::ReinstateContractorResponse>, Status> {
-        answer(ContractorApi::reinstate_contractor(self, request).await)
-    }
-
-    async fn record_equality_audit(
-        &self,
-        request: Request<v1::RecordEqualityAuditRequest>,
-    ) -> Result<Response<v1::RecordEqualityAuditResponse>, Status> {
-        answer(ContractorApi::record_equality_audit(self, request).await)
-    }
-
-    async fn get_contractor(
-        &self,
-        request: Request<v1::GetContractorRequest>,
-    ) -> Result<Response<v1::GetContractorResponse>, Status> {
-        answer(ContractorApi::get_contractor(self, request).await)
-    }
-
-    async fn list_contractors(
-        &self,
-        request: Request<v1::ListContractorsRequest>,
-    ) -> Result<Response<v1::ListContractorsResponse>, Status> {
-        answer(ContractorApi::list_contractors(self, request).await)
-    }
-
-    async fn verify_contractor(
-        &self,
-        request: Request<v1::VerifyContractorRequest>,
-    ) -> Result<Response<v1::VerifyContractorResponse>, Status> {
-        answer(ContractorApi::verify_contractor(self, request).await)
+answered_by! {
+    /// Delegates every call to [`ContractorApi`]'s own methods and answers in one step.
+    ContractorService, ContractorApi {
+        fn register_contractor(v1::RegisterContractorRequest) -> v1::RegisterContractorResponse;
+        fn update_contractor(v1::UpdateContractorRequest) -> v1::UpdateContractorResponse;
+        fn suspend_contractor(v1::SuspendContractorRequest) -> v1::SuspendContractorResponse;
+        fn reinstate_contractor(v1::ReinstateContractorRequest) -> v1::ReinstateContractorResponse;
+        fn record_equality_audit(v1::RecordEqualityAuditRequest) -> v1::RecordEqualityAuditResponse;
+        fn get_contractor(v1::GetContractorRequest) -> v1::GetContractorResponse;
+        fn list_contractors(v1::ListContractorsRequest) -> v1::ListContractorsResponse;
+        fn verify_contractor(v1::VerifyContractorRequest) -> v1::VerifyContractorResponse;
     }
 }
 

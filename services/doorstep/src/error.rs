@@ -145,6 +145,34 @@ pub fn answer<T>(result: Result<T, ApiError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
 }
 
+/// Implements a generated tonic service trait for an API type whose own methods, one per RPC and
+/// of the same names, answer in [`ApiError`]: each trait method calls its namesake and
+/// [`answer`]s, so the impls differ only in their request and response types.
+macro_rules! answered_by {
+    (
+        $(#[$attr:meta])*
+        $service:path, $api:ty {
+            $(type $stream:ident = $stream_type:ty;)*
+            $(fn $method:ident($request:ty) -> $response:ty;)+
+        }
+    ) => {
+        $(#[$attr])*
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(type $stream = $stream_type;)*
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    $crate::error::answer(<$api>::$method(self, request).await)
+                }
+            )+
+        }
+    };
+}
+pub(crate) use answered_by;
+
 /// Displays an error with every cause after it.
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 

@@ -13,14 +13,15 @@ use doorstep_projections::{Delivery, DeliveryChannel, EscalationRow, ReadModel};
 use doorstep_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use doorstep_domain::stream::{Category, id_in};
 
 use crate::clock::Clock;
 use crate::complaint_log::ComplaintLog;
 use crate::convert;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::events::{EventMessage, follow_log};
 use crate::parse;
 use crate::request::{command_origin, wait_for_read_model};
@@ -307,43 +308,14 @@ impl EscalationApi {
     }
 }
 
-/// Delegates every call to [`EscalationApi`]'s own methods and answers in one step.
-#[tonic::async_trait]
-impl EscalationService for EscalationApi {
-    type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
-
-    async fn watch_escalations(
-        &self,
-        request: Request<v1::WatchEscalationsRequest>,
-    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
-        answer(EscalationApi::watch_escalations(self, request).await)
-    }
-
-    async fn list_escalations(
-        &self,
-        request: Request<v1::ListEscalationsRequest>,
-    ) -> Result<Response<v1::ListEscalationsResponse>, Status> {
-        answer(EscalationApi::list_escalations(self, request).await)
-    }
-
-    async fn acknowledge_escalation(
-        &self,
-        request: Request<v1::AcknowledgeEscalationRequest>,
-    ) -> Result<Response<v1::AcknowledgeEscalationResponse>, Status> {
-        answer(EscalationApi::acknowledge_escalation(self, request).await)
-    }
-
-    async fn list_dead_letters(
-        &self,
-        request: Request<v1::ListDeadLettersRequest>,
-    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
-        answer(EscalationApi::list_dead_letters(self, request).await)
-    }
-
-    async fn retry_dead_letter(
-        &self,
-        request: Request<v1::RetryDeadLetterRequest>,
-    ) -> Result<Response<v1::RetryDeadLetterResponse>, Status> {
-        answer(EscalationApi::retry_dead_letter(self, request).await)
+answered_by! {
+    /// Delegates every call to [`EscalationApi`]'s own methods and answers in one step.
+    EscalationService, EscalationApi {
+        type WatchEscalationsStream = ReceiverStream<Result<v1::WatchEscalationsResponse, Status>>;
+        fn watch_escalations(v1::WatchEscalationsRequest) -> Self::WatchEscalationsStream;
+        fn list_escalations(v1::ListEscalationsRequest) -> v1::ListEscalationsResponse;
+        fn acknowledge_escalation(v1::AcknowledgeEscalationRequest) -> v1::AcknowledgeEscalationResponse;
+        fn list_dead_letters(v1::ListDeadLettersRequest) -> v1::ListDeadLettersResponse;
+        fn retry_dead_letter(v1::RetryDeadLetterRequest) -> v1::RetryDeadLetterResponse;
     }
 }

@@ -10,10 +10,11 @@ use doorstep_domain::complaint::upcast;
 use doorstep_store::{EventStore, RecordedEvent, StreamId};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use crate::convert;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::parse;
 
 const DEFAULT_READ_COUNT: u32 = 100;
@@ -195,23 +196,12 @@ impl EventApi {
     }
 }
 
-/// Delegates every call to [`EventApi`]'s own methods and answers in one step.
-#[tonic::async_trait]
-impl EventService for EventApi {
-    type SubscribeAllStream = ReceiverStream<Result<v1::SubscribeAllResponse, Status>>;
-
-    async fn read_stream(
-        &self,
-        request: Request<v1::ReadStreamRequest>,
-    ) -> Result<Response<v1::ReadStreamResponse>, Status> {
-        answer(EventApi::read_stream(self, request).await)
-    }
-
-    async fn subscribe_all(
-        &self,
-        request: Request<v1::SubscribeAllRequest>,
-    ) -> Result<Response<Self::SubscribeAllStream>, Status> {
-        answer(EventApi::subscribe_all(self, request).await)
+answered_by! {
+    /// Delegates every call to [`EventApi`]'s own methods and answers in one step.
+    EventService, EventApi {
+        type SubscribeAllStream = ReceiverStream<Result<v1::SubscribeAllResponse, Status>>;
+        fn read_stream(v1::ReadStreamRequest) -> v1::ReadStreamResponse;
+        fn subscribe_all(v1::SubscribeAllRequest) -> Self::SubscribeAllStream;
     }
 }
 

@@ -12,10 +12,11 @@ use doorstep_domain::statistics::{
 use doorstep_projections::{
     ContractorFigures, ContractorTotals, HandlingSummary, Month, ReadModel,
 };
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::convert;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::parse;
 use crate::request::wait_for_read_model;
 
@@ -283,28 +284,12 @@ impl PerformanceApi {
     }
 }
 
-/// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
-#[tonic::async_trait]
-impl PerformanceService for PerformanceApi {
-    async fn get_contractor_performance(
-        &self,
-        request: Request<v1::GetContractorPerformanceRequest>,
-    ) -> Result<Response<v1::GetContractorPerformanceResponse>, Status> {
-        answer(PerformanceApi::get_contractor_performance(self, request).await)
-    }
-
-    async fn list_contractor_performance(
-        &self,
-        request: Request<v1::ListContractorPerformanceRequest>,
-    ) -> Result<Response<v1::ListContractorPerformanceResponse>, Status> {
-        answer(PerformanceApi::list_contractor_performance(self, request).await)
-    }
-
-    async fn get_complaint_handling_report(
-        &self,
-        request: Request<v1::GetComplaintHandlingReportRequest>,
-    ) -> Result<Response<v1::GetComplaintHandlingReportResponse>, Status> {
-        answer(PerformanceApi::get_complaint_handling_report(self, request).await)
+answered_by! {
+    /// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
+    PerformanceService, PerformanceApi {
+        fn get_contractor_performance(v1::GetContractorPerformanceRequest) -> v1::GetContractorPerformanceResponse;
+        fn list_contractor_performance(v1::ListContractorPerformanceRequest) -> v1::ListContractorPerformanceResponse;
+        fn get_complaint_handling_report(v1::GetComplaintHandlingReportRequest) -> v1::GetComplaintHandlingReportResponse;
     }
 }
 

@@ -15,11 +15,12 @@ use doorstep_domain::input::{ContractorId, VisitId};
 use doorstep_domain::stream::StreamName;
 use doorstep_store::{EventStore, ExpectedVersion, StreamId};
 use futures::StreamExt;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::clock::Clock;
 use crate::contractors::is_registered;
-use crate::error::{ApiError, answer};
+use crate::error::ApiError;
+use crate::error::answered_by;
 use crate::parse;
 use crate::request::command_origin;
 
@@ -202,13 +203,9 @@ pub async fn check_visit_belongs(
     Ok(())
 }
 
-/// Delegates to [`VisitApi`]'s own method and answers in one step.
-#[tonic::async_trait]
-impl VisitService for VisitApi {
-    async fn record_visits(
-        &self,
-        request: Request<v1::RecordVisitsRequest>,
-    ) -> Result<Response<v1::RecordVisitsResponse>, Status> {
-        answer(VisitApi::record_visits(self, request).await)
+answered_by! {
+    /// Delegates to [`VisitApi`]'s own method and answers in one step.
+    VisitService, VisitApi {
+        fn record_visits(v1::RecordVisitsRequest) -> v1::RecordVisitsResponse;
     }
 }
