@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::counts::stored_count;
 use crate::writer_queue::{AppendRequest, EncodedEvent};
 use crate::{AppendOutcome, ExpectedVersion, StoreError, StreamId};
 
@@ -200,13 +201,5 @@ pub(crate) fn written_outcome(
         )?,
         position,
         already_stored: false,
-    })
-}
-
-/// Converts a stored integer that must not be negative, such as a version or a position.
-pub(crate) fn stored_count(value: i64, position: u64, column: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        position,
-        reason: format!("{column} is negative: {value}"),
     })
 }

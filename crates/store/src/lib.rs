@@ -7,6 +7,7 @@
 //! processes share one database, and its positions have gaps but never reorder.
 
 mod batch_plan;
+mod counts;
 mod lease;
 mod postgres;
 mod precheck;

@@ -30,7 +30,7 @@ use self::rows::{
 };
 use self::writer::{Writer, writer_process_id};
 use crate::precheck::validate_append;
-use crate::writer_queue::{EncodedEvent, WriterMessage, run_writer, submit};
+use crate::writer_queue::{WriterMessage, run_writer, submit};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -254,10 +254,6 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_postgres_append(&events)?;
-        let events = events
-            .into_iter()
-            .map(EncodedEvent::encode)
-            .collect::<Result<Vec<_>, _>>()?;
         submit(&self.shared.appends, "postgresql", stream, expected, events).await
     }
 

@@ -27,7 +27,7 @@ use self::rows::{
 };
 use self::writer::{Writer, load_next_position};
 use crate::precheck::validate_append;
-use crate::writer_queue::{EncodedEvent, WriterMessage, run_writer, submit};
+use crate::writer_queue::{WriterMessage, run_writer, submit};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
@@ -330,10 +330,6 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_append(&events)?;
-        let events = events
-            .into_iter()
-            .map(EncodedEvent::encode)
-            .collect::<Result<Vec<_>, _>>()?;
         submit(&self.shared.appends, "sqlite", stream, expected, events).await
     }
 

@@ -74,8 +74,12 @@ pub(crate) async fn submit(
     system: &'static str,
     stream: &StreamId,
     expected: ExpectedVersion,
-    events: Vec<EncodedEvent>,
+    events: Vec<NewEvent>,
 ) -> Result<AppendOutcome, StoreError> {
+    let events = events
+        .into_iter()
+        .map(EncodedEvent::encode)
+        .collect::<Result<Vec<_>, _>>()?;
     let span = tracing::info_span!(
         "store.append",
         db.system = system,

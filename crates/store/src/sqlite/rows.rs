@@ -8,7 +8,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-pub(super) use crate::batch_plan::stored_count;
+use crate::counts::row_position;
+pub(super) use crate::counts::{bound_to_sql, limit_to_sql, stored_count};
 use crate::{EventMetadata, RecordedEvent, StoreError, StreamId};
 
 /// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
@@ -38,26 +39,9 @@ pub(super) fn recorded_at_now() -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Converts a caller's bound (a position, a version or a limit) into an SQLite integer. Bounds
-/// beyond `i64::MAX` cannot match any stored row anyway, so saturating keeps the query correct.
-pub(super) fn bound_to_sql(bound: u64) -> i64 {
-    i64::try_from(bound).unwrap_or(i64::MAX)
-}
-
-pub(super) fn limit_to_sql(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
 /// Decodes a row selected with [`select_events!`].
 pub(super) fn decode_recorded_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    // The position is decoded first so that every later failure can name the row it concerns.
-    let raw_position: i64 = row
-        .try_get("position")
-        .map_err(|error| StoreError::Corrupt {
-            position: 0,
-            reason: format!("position cannot be read: {error}"),
-        })?;
-    let position = stored_count(raw_position, 0, "position")?;
+    let position = row_position(row.try_get("position"))?;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     let column_text = |column: &str| -> Result<String, StoreError> {
         row.try_get::<String, _>(column)
