@@ -13,6 +13,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
 use crate::metrics::{DeliveryOutcome, NotifierMetrics};
+use crate::rounds::run_rounds;
 use crate::{DeliveryError, EmailSender, WebhookSender};
 
 /// Deliveries claimed per round.
@@ -71,25 +72,20 @@ impl DeliveryWorker {
     }
 
     /// Runs until `shutdown` turns true.
-    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn(self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            loop {
-                if *shutdown.borrow() {
-                    return;
-                }
-                match self.deliver_due().await {
+            let worker = &self;
+            run_rounds(shutdown, self.poll_interval, move || async move {
+                match worker.deliver_due().await {
                     // A full batch: there may be more waiting.
-                    Ok(claimed) if claimed == BATCH as usize => continue,
-                    Ok(_) => {}
+                    Ok(claimed) => claimed == BATCH as usize,
                     Err(error) => {
                         tracing::error!(error = ?error, "delivery round failed; retrying");
+                        false
                     }
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(self.poll_interval) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
+            })
+            .await;
         })
     }
 

@@ -14,6 +14,7 @@
 pub mod deliveries;
 pub mod email;
 mod metrics;
+mod rounds;
 pub mod scheduler;
 pub mod signature;
 pub mod webhook;

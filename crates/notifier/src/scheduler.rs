@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::metrics::NotifierMetrics;
+use crate::rounds::run_rounds;
 
 /// Steps read from the schedule per round.
 const BATCH: u32 = 100;
@@ -68,20 +69,16 @@ impl Scheduler {
         }
     }
 
-    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn(self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            loop {
-                if *shutdown.borrow() {
-                    return;
-                }
-                if let Err(error) = self.raise_due().await {
+            let scheduler = &self;
+            run_rounds(shutdown, self.poll_interval, move || async move {
+                if let Err(error) = scheduler.raise_due().await {
                     tracing::error!(error = ?error, "escalation round failed; retrying");
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(self.poll_interval) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
+                false
+            })
+            .await;
         })
     }
 
