@@ -255,21 +255,6 @@ macro_rules! columns {
     };
 }
 
-pub(crate) async fn load(
-    connection: &mut AnyConnection,
-    contractor_id: &str,
-) -> Result<Option<ContractorRow>, ProjectionError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        columns!(""),
-        " FROM contractors WHERE contractor_id = $1"
-    ))
-    .bind(contractor_id)
-    .fetch_optional(connection)
-    .await?;
-    row.map(|row| decode(&row)).transpose()
-}
-
 /// Writes the row and replaces the contractor's lookup keys with those of its current names and
 /// phone number, so a name dropped in an update no longer finds it.
 pub(crate) async fn store(
@@ -323,8 +308,9 @@ pub(crate) async fn store(
     Ok(())
 }
 
-pub(crate) async fn get(
-    pool: &AnyPool,
+/// One contractor's row, read in the projection's transaction or from the pool.
+pub(crate) async fn get<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     contractor_id: &str,
 ) -> Result<Option<ContractorRow>, ProjectionError> {
     let row = sqlx::query(concat!(
@@ -333,7 +319,7 @@ pub(crate) async fn get(
         " FROM contractors WHERE contractor_id = $1"
     ))
     .bind(contractor_id)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     row.map(|row| decode(&row)).transpose()
 }

@@ -387,7 +387,7 @@ async fn apply_event(
         "contractor" => {
             let event = decode(recorded, ContractorEvent::from_payload)?;
             let contractor_id = stream_id(recorded, Category::Contractor)?;
-            let current = contractors::load(connection, contractor_id).await?;
+            let current = contractors::get(&mut *connection, contractor_id).await?;
             match contractors::next_row(current, contractor_id, &event, recorded.version) {
                 Some(row) => contractors::store(connection, &row, recorded.position).await,
                 None => Ok(()),
