@@ -699,15 +699,20 @@ impl Limited for v1::LogComplaintRequest {
 
 /// `Limited` for requests whose every limit is on one of their own fields: each line names a
 /// check, the field (also the name an error gives) and the check's limits, in the order checked.
+/// Requests with the same fields and limits share one list, their names joined by `|`.
 macro_rules! limits {
-    ($($request:path { $($check:ident $field:ident $(($($limit:expr),+))?),* $(,)? })+) => {$(
+    ($($($request:path)|+ { $($fields:tt)* })+) => {$(
+        limits!(@each [$($request)|+] { $($fields)* });
+    )+};
+    (@each [$($request:path)|+] $fields:tt) => {$(limits!(@one $request $fields);)+};
+    (@one $request:path { $($check:ident $field:ident $(($($limit:expr),+))?),* $(,)? }) => {
         impl Limited for $request {
             fn check_limits(&self) -> Result<(), InvalidInput> {
                 $($check(stringify!($field), &self.$field $($(, $limit)+)?)?;)*
                 Ok(())
             }
         }
-    )+};
+    };
 }
 
 limits! {
@@ -719,7 +724,11 @@ limits! {
         chars outcome_sought(OptionalText::MAX_CHARS),
         time effective_at,
     }
-    v1::ExtendDeadlineRequest {
+    v1::ExtendDeadlineRequest
+    | v1::RequestStageTwoRequest
+    | v1::CloseComplaintRequest
+    | v1::ReopenComplaintRequest
+    | v1::WithdrawComplaintRequest {
         chars complaint_id(ID_CHARS),
         chars request_id(RequestKey::MAX_CHARS),
         chars reason(ShortText::MAX_CHARS),
@@ -735,30 +744,6 @@ limits! {
         chars request_id(RequestKey::MAX_CHARS),
         chars decision(ShortText::MAX_CHARS),
         chars remedy(OptionalText::MAX_CHARS),
-        time effective_at,
-    }
-    v1::RequestStageTwoRequest {
-        chars complaint_id(ID_CHARS),
-        chars request_id(RequestKey::MAX_CHARS),
-        chars reason(ShortText::MAX_CHARS),
-        time effective_at,
-    }
-    v1::CloseComplaintRequest {
-        chars complaint_id(ID_CHARS),
-        chars request_id(RequestKey::MAX_CHARS),
-        chars reason(ShortText::MAX_CHARS),
-        time effective_at,
-    }
-    v1::ReopenComplaintRequest {
-        chars complaint_id(ID_CHARS),
-        chars request_id(RequestKey::MAX_CHARS),
-        chars reason(ShortText::MAX_CHARS),
-        time effective_at,
-    }
-    v1::WithdrawComplaintRequest {
-        chars complaint_id(ID_CHARS),
-        chars request_id(RequestKey::MAX_CHARS),
-        chars reason(ShortText::MAX_CHARS),
         time effective_at,
     }
     v1::AddNoteRequest {
@@ -782,12 +767,7 @@ limits! {
         chars request_id(RequestKey::MAX_CHARS),
         chars reason(OptionalText::MAX_CHARS),
     }
-    v1::RegisterContractorRequest {
-        chars contractor_id(ContractorId::MAX_CHARS),
-        chars request_id(RequestKey::MAX_CHARS),
-        profile_limits profile,
-    }
-    v1::UpdateContractorRequest {
+    v1::RegisterContractorRequest | v1::UpdateContractorRequest {
         chars contractor_id(ContractorId::MAX_CHARS),
         chars request_id(RequestKey::MAX_CHARS),
         profile_limits profile,
@@ -810,7 +790,7 @@ limits! {
     v1::GetContractorRequest {
         chars contractor_id(ContractorId::MAX_CHARS),
     }
-    v1::ListContractorsRequest {
+    v1::ListContractorsRequest | v1::ListDeadLettersRequest {
         chars page_token(PAGE_TOKEN_CHARS),
     }
     v1::VerifyContractorRequest {
@@ -819,7 +799,7 @@ limits! {
     v1::RecordVisitsRequest {
         visit_limits visits,
     }
-    v1::WatchEscalationsRequest {}
+    v1::WatchEscalationsRequest | v1::GetComplaintHandlingReportRequest {}
     v1::ListEscalationsRequest {
         chars level(ID_CHARS),
         chars contractor_id(ContractorId::MAX_CHARS),
@@ -830,9 +810,6 @@ limits! {
         chars acknowledged_by(Handler::MAX_CHARS),
         chars note(OptionalText::MAX_CHARS),
         chars request_id(RequestKey::MAX_CHARS),
-    }
-    v1::ListDeadLettersRequest {
-        chars page_token(PAGE_TOKEN_CHARS),
     }
     v1::RetryDeadLetterRequest {
         chars delivery_id(ID_CHARS),
@@ -853,7 +830,6 @@ limits! {
         chars from_month(DATE_CHARS),
         chars to_month(DATE_CHARS),
     }
-    v1::GetComplaintHandlingReportRequest {}
 }
 
 /// A write to one existing aggregate: its id, the caller's request id and the command, parsed in
