@@ -2,6 +2,7 @@
 //! the Code refuses on the way.
 
 use doorstep_api::v1;
+use doorstep_tests::requests;
 use doorstep_tests::{gate_left_open, spawn_app, timestamp, violated_field};
 use tonic::Code;
 
@@ -51,15 +52,11 @@ async fn stage_one_to_stage_two_to_close() {
     assert_eq!(extended.response_due, "2026-04-29");
 
     client
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: "Operative confirmed the gate was left open".to_owned(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(
+            &id,
+            v1::FindingOutcome::Upheld,
+            "Operative confirmed the gate was left open",
+        ))
         .await
         .expect("findings are recorded");
     client
@@ -85,44 +82,40 @@ async fn stage_one_to_stage_two_to_close() {
     assert_eq!(escalated.acknowledgement_due, "2026-05-08");
 
     let same_handler = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::Two as i32,
-            handler: "officer one".to_owned(),
-            effective_at: Some(timestamp("2026-05-05T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::Two,
+            "officer one",
+            Some("2026-05-05T09:00:00Z"),
+        ))
         .await
         .expect_err("the stage 1 handler may not handle stage 2");
     assert_eq!(same_handler.code(), Code::FailedPrecondition);
     assert!(same_handler.message().contains("stage 2 handler"));
 
     client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::Two as i32,
-            handler: "Head of Service".to_owned(),
-            effective_at: Some(timestamp("2026-05-05T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::Two,
+            "Head of Service",
+            Some("2026-05-05T09:00:00Z"),
+        ))
         .await
         .expect("stage 2 is acknowledged by someone else");
     client
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Stage 1 decision stands".to_owned(),
-            effective_at: Some(timestamp("2026-06-10T09:00:00Z")),
-            ..Default::default()
-        })
+        .issue_response(requests::response(
+            &id,
+            "Stage 1 decision stands",
+            Some("2026-06-10T09:00:00Z"),
+        ))
         .await
         .expect("the stage 2 response is issued, late");
     let closed = client
-        .close_complaint(v1::CloseComplaintRequest {
-            complaint_id: id.clone(),
-            reason: "Final response sent".to_owned(),
-            effective_at: Some(timestamp("2026-06-10T10:00:00Z")),
-            ..Default::default()
-        })
+        .close_complaint(requests::closure(
+            &id,
+            "Final response sent",
+            Some("2026-06-10T10:00:00Z"),
+        ))
         .await
         .expect("the complaint is closed")
         .into_inner();
@@ -227,11 +220,7 @@ async fn refused_steps_answer_with_the_right_status() {
 
     // The Code's order of steps.
     let early_response = client
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Not upheld".to_owned(),
-            ..Default::default()
-        })
+        .issue_response(requests::response(&id, "Not upheld", None))
         .await
         .expect_err("no response before acknowledgement");
     assert_eq!(early_response.code(), Code::FailedPrecondition);

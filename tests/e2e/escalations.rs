@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use doorstep_server::clock::{Clock, SystemClock};
 use doorstep_server::settings::{Role, Settings};
+use doorstep_tests::requests;
 use doorstep_tests::{
     ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, spawn_app_with,
     violated_field,
@@ -315,12 +316,12 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
     // response is due ten working days later, Friday 24 April.
     clock.set(at("2026-04-10T10:00:00Z"));
     let acknowledged = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Ann Officer".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &logged.complaint_id,
+            v1::Stage::One,
+            "Ann Officer",
+            None,
+        ))
         .await
         .expect("acknowledged")
         .into_inner();

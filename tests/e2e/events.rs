@@ -5,11 +5,8 @@ use std::time::Duration;
 use doorstep_api::v1;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::subscribe_all_response::Message;
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StreamId,
-};
-use doorstep_tests::{database_path, gate_left_open, spawn_app, spawn_app_in};
+use doorstep_tests::requests;
+use doorstep_tests::{gate_left_open, spawn_app, spawn_app_in, store_legacy_complaint_received};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
@@ -193,28 +190,7 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
         "acknowledgement_due": "2026-03-09",
         "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
     });
-    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir.path())))
-        .await
-        .expect("the store opens");
-    store
-        .append(
-            &StreamId::new("complaint", complaint_id),
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: "ComplaintReceived".to_owned(),
-                schema_version: 1,
-                payload: version_one,
-                metadata: EventMetadata {
-                    actor: "legacy-import".to_owned(),
-                    source_channel: "LETTER".to_owned(),
-                    ..Default::default()
-                },
-            }],
-        )
-        .await
-        .expect("the old event is stored");
-    store.close().await;
+    store_legacy_complaint_received(data_dir.path(), complaint_id, 1, version_one).await;
 
     let app = spawn_app_in(data_dir).await;
     let mut complaints = app.client.clone();
@@ -229,12 +205,12 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     assert_eq!(complaint.reasonable_adjustments, "");
     assert_eq!(complaint.description, "Dust sheets left behind");
     complaints
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: complaint_id.to_string(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &complaint_id.to_string(),
+            v1::Stage::One,
+            "Officer One",
+            None,
+        ))
         .await
         .expect("the old complaint takes new steps");
 

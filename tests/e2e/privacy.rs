@@ -8,11 +8,11 @@ use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_server::privacy::master_keys::MasterKeyring;
 use doorstep_server::privacy::rotation::{self, RotationError};
 use doorstep_server::settings::PrivacySettings;
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StreamId,
+use doorstep_tests::requests;
+use doorstep_tests::{
+    TestApp, database_path, gate_left_open, spawn_app, spawn_app_in,
+    store_legacy_complaint_received, whole_log,
 };
-use doorstep_tests::{TestApp, database_path, gate_left_open, spawn_app, spawn_app_in, whole_log};
 
 const NAME: &str = "Ada Resident";
 const PHONE: &str = "07700 900123";
@@ -85,24 +85,20 @@ async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erase
         .into_inner();
     let id = logged.complaint_id.clone();
     officer
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::One,
+            "Officer One",
+            None,
+        ))
         .await
         .expect("acknowledged");
     let last = officer
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: "The gate was left open".to_owned(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(
+            &id,
+            v1::FindingOutcome::Upheld,
+            "The gate was left open",
+        ))
         .await
         .expect("findings")
         .into_inner()
@@ -264,28 +260,7 @@ async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgott
         "acknowledgement_due": "2026-03-09",
         "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
     });
-    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir.path())))
-        .await
-        .expect("the store opens");
-    store
-        .append(
-            &StreamId::new("complaint", complaint_id),
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: "ComplaintReceived".to_owned(),
-                schema_version: 2,
-                payload: version_two,
-                metadata: EventMetadata {
-                    actor: "legacy-import".to_owned(),
-                    source_channel: "LETTER".to_owned(),
-                    ..Default::default()
-                },
-            }],
-        )
-        .await
-        .expect("the old event is stored");
-    store.close().await;
+    store_legacy_complaint_received(data_dir.path(), complaint_id, 2, version_two).await;
 
     let app = spawn_app_in(data_dir).await;
     let old = get(&app, &complaint_id.to_string()).await;
@@ -656,12 +631,12 @@ async fn reasonable_adjustments_are_sealed_withheld_and_erased_with_the_personal
     let id = log(&app, request).await;
     assert_eq!(get(&app, &id).await.reasonable_adjustments, ADJUSTMENTS);
     let position = ComplaintServiceClient::new(app.channel_as(&["officer"]))
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::One,
+            "Officer One",
+            None,
+        ))
         .await
         .expect("acknowledged")
         .into_inner()

@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 
 pub use doorstep_server::auth::client::AuthenticatedChannel;
 
+pub mod requests;
 pub mod webhook;
 
 /// Every role but `contractor` (which is bound to one contractor and excludes the others): what
@@ -423,6 +424,42 @@ pub fn gate_left_open(idempotency_key: &str, received_at: &str) -> v1::LogCompla
         outcome_sought: "An apology and the gate kept shut".to_owned(),
         reasonable_adjustments: "Large print letters".to_owned(),
     }
+}
+
+/// Stores a `ComplaintReceived` event as an older build wrote it (`schema_version`, `payload`)
+/// straight into the SQLite log under `data_dir`, before any server opens it.
+pub async fn store_legacy_complaint_received(
+    data_dir: &std::path::Path,
+    complaint_id: uuid::Uuid,
+    schema_version: u32,
+    payload: serde_json::Value,
+) {
+    use doorstep_store::{
+        EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
+        StreamId,
+    };
+    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir)))
+        .await
+        .expect("the store opens");
+    store
+        .append(
+            &StreamId::new("complaint", complaint_id),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "ComplaintReceived".to_owned(),
+                schema_version,
+                payload,
+                metadata: EventMetadata {
+                    actor: "legacy-import".to_owned(),
+                    source_channel: "LETTER".to_owned(),
+                    ..Default::default()
+                },
+            }],
+        )
+        .await
+        .expect("the old event is stored");
+    store.close().await;
 }
 
 /// The field named in an INVALID_ARGUMENT status's BadRequest details.
