@@ -68,17 +68,28 @@ async fn wait_for_count(app: &TestApp, count: usize) -> Vec<v1::Escalation> {
     panic!("{count} escalations were never listed");
 }
 
-#[tokio::test]
-async fn the_ladder_climbs_in_simulated_days_across_easter() {
+/// A server with the notifier on, its clock at 09:00 UTC on Thursday 2 April 2026, and a
+/// complaint about a gate left open logged then under `key`.
+async fn logged_at_the_start_of_april(
+    key: &str,
+) -> (Arc<TestClock>, TestApp, v1::LogComplaintResponse) {
     let clock = TestClock::at("2026-04-02T09:00:00Z");
     let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
-    let mut client = app.client.clone();
-    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
-    let logged = client
-        .log_complaint(gate_left_open("ladder-1", "2026-04-02T09:00:00Z"))
+    let logged = app
+        .client
+        .clone()
+        .log_complaint(gate_left_open(key, "2026-04-02T09:00:00Z"))
         .await
         .expect("logged")
         .into_inner();
+    (clock, app, logged)
+}
+
+#[tokio::test]
+async fn the_ladder_climbs_in_simulated_days_across_easter() {
+    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
+    let (clock, app, logged) = logged_at_the_start_of_april("ladder-1").await;
+    let mut client = app.client.clone();
 
     // Each level is raised at its due time and not a minute before (UK midnight is 23:00 UTC in
     // summer time). Good Friday and Easter Monday are not working days.
@@ -304,14 +315,8 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
 #[tokio::test]
 async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
-    let clock = TestClock::at("2026-04-02T09:00:00Z");
-    let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
+    let (clock, app, logged) = logged_at_the_start_of_april("ladder-2").await;
     let mut client = app.client.clone();
-    let logged = client
-        .log_complaint(gate_left_open("ladder-2", "2026-04-02T09:00:00Z"))
-        .await
-        .expect("logged")
-        .into_inner();
     // Acknowledged on time on Friday 10 April: the acknowledgement ladder never fires, and the
     // response is due ten working days later, Friday 24 April.
     clock.set(at("2026-04-10T10:00:00Z"));

@@ -6,7 +6,10 @@ use doorstep_api::v1;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::subscribe_all_response::Message;
 use doorstep_tests::requests;
-use doorstep_tests::{gate_left_open, spawn_app, spawn_app_in, store_legacy_complaint_received};
+use doorstep_tests::{
+    gate_left_open, old_complaint_received, spawn_app, spawn_app_in,
+    store_legacy_complaint_received,
+};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
@@ -174,22 +177,7 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     // `reasonable_adjustments`.
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let complaint_id = uuid::Uuid::now_v7();
-    let version_one = serde_json::json!({
-        "complaint_id": complaint_id,
-        "channel": "LETTER",
-        "source_system": "post-room",
-        "resident": {"reference": "T-77", "name": "Old Resident", "phone": null, "email": null},
-        "property": {"uprn": "4242", "address": "7 Old Street"},
-        "contractor_id": "acme-retrofit",
-        "visit_id": null,
-        "standards": ["TIDINESS"],
-        "description": "Dust sheets left behind",
-        "occurred_at": null,
-        "received_at": "2026-03-02T09:00:00Z",
-        "outcome_sought": "",
-        "acknowledgement_due": "2026-03-09",
-        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
-    });
+    let version_one = old_complaint_received(complaint_id);
     store_legacy_complaint_received(data_dir.path(), complaint_id, 1, version_one).await;
 
     let app = spawn_app_in(data_dir).await;
@@ -205,11 +193,8 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     assert_eq!(complaint.reasonable_adjustments, "");
     assert_eq!(complaint.description, "Dust sheets left behind");
     complaints
-        .acknowledge_complaint(requests::acknowledgement(
+        .acknowledge_complaint(requests::officer_one_acknowledges(
             &complaint_id.to_string(),
-            v1::Stage::One,
-            "Officer One",
-            None,
         ))
         .await
         .expect("the old complaint takes new steps");

@@ -10,7 +10,7 @@ use doorstep_server::privacy::rotation::{self, RotationError};
 use doorstep_server::settings::PrivacySettings;
 use doorstep_tests::requests;
 use doorstep_tests::{
-    TestApp, database_path, gate_left_open, spawn_app, spawn_app_in,
+    TestApp, database_path, gate_left_open, old_complaint_received, spawn_app, spawn_app_in,
     store_legacy_complaint_received, whole_log,
 };
 
@@ -85,12 +85,7 @@ async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erase
         .into_inner();
     let id = logged.complaint_id.clone();
     officer
-        .acknowledge_complaint(requests::acknowledgement(
-            &id,
-            v1::Stage::One,
-            "Officer One",
-            None,
-        ))
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged");
     let last = officer
@@ -242,24 +237,10 @@ async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erase
 async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgotten() {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let complaint_id = uuid::Uuid::now_v7();
-    let version_two = serde_json::json!({
-        "complaint_id": complaint_id,
-        "channel": "LETTER",
-        "source_system": "post-room",
-        "resident": {"reference": "T-77", "name": "Old Resident", "phone": "0113 496 0777",
-                     "email": null},
-        "property": {"uprn": "4242", "address": "7 Old Street"},
-        "contractor_id": "acme-retrofit",
-        "visit_id": null,
-        "standards": ["TIDINESS"],
-        "description": "Dust sheets left behind",
-        "occurred_at": null,
-        "received_at": "2026-03-02T09:00:00Z",
-        "outcome_sought": "",
-        "reasonable_adjustments": "Needs an advocate present",
-        "acknowledgement_due": "2026-03-09",
-        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
-    });
+    // As version 1, with a phone number and the `reasonable_adjustments` version 2 added.
+    let mut version_two = old_complaint_received(complaint_id);
+    version_two["resident"]["phone"] = "0113 496 0777".into();
+    version_two["reasonable_adjustments"] = "Needs an advocate present".into();
     store_legacy_complaint_received(data_dir.path(), complaint_id, 2, version_two).await;
 
     let app = spawn_app_in(data_dir).await;
@@ -631,12 +612,7 @@ async fn reasonable_adjustments_are_sealed_withheld_and_erased_with_the_personal
     let id = log(&app, request).await;
     assert_eq!(get(&app, &id).await.reasonable_adjustments, ADJUSTMENTS);
     let position = ComplaintServiceClient::new(app.channel_as(&["officer"]))
-        .acknowledge_complaint(requests::acknowledgement(
-            &id,
-            v1::Stage::One,
-            "Officer One",
-            None,
-        ))
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged")
         .into_inner()

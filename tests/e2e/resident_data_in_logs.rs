@@ -82,12 +82,7 @@ async fn a_whole_journey_logs_no_resident_name_or_phone() {
     let mut officer = ComplaintServiceClient::new(app.channel_as(&["officer"]));
     let id = logged.complaint_id.clone();
     officer
-        .acknowledge_complaint(requests::acknowledgement(
-            &id,
-            v1::Stage::One,
-            "Officer One",
-            None,
-        ))
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged");
     officer

@@ -167,12 +167,7 @@ async fn list_complaints_filters_pages_and_reads_its_own_writes() {
     // Acknowledging one takes it off the overdue list once the read model catches up.
     let target = overdue.complaints[0].complaint_id.clone();
     let acknowledged = client
-        .acknowledge_complaint(requests::acknowledgement(
-            &target,
-            v1::Stage::One,
-            "Officer One",
-            None,
-        ))
+        .acknowledge_complaint(requests::officer_one_acknowledges(&target))
         .await
         .expect("acknowledged")
         .into_inner();
@@ -267,12 +262,7 @@ async fn read_models_rebuilt_from_the_log_are_the_same() {
         last = logged.position;
         if n % 3 == 0 {
             last = client
-                .acknowledge_complaint(requests::acknowledgement(
-                    &logged.complaint_id,
-                    v1::Stage::One,
-                    "Officer One",
-                    None,
-                ))
+                .acknowledge_complaint(requests::officer_one_acknowledges(&logged.complaint_id))
                 .await
                 .expect("acknowledged")
                 .into_inner()

@@ -426,6 +426,27 @@ pub fn gate_left_open(idempotency_key: &str, received_at: &str) -> v1::LogCompla
     }
 }
 
+/// A version 1 `ComplaintReceived` payload, as builds before `reasonable_adjustments` wrote it:
+/// a letter from resident T-77 about dust sheets, received on Monday 2 March 2026, with no phone.
+pub fn old_complaint_received(complaint_id: uuid::Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "complaint_id": complaint_id,
+        "channel": "LETTER",
+        "source_system": "post-room",
+        "resident": {"reference": "T-77", "name": "Old Resident", "phone": null, "email": null},
+        "property": {"uprn": "4242", "address": "7 Old Street"},
+        "contractor_id": "acme-retrofit",
+        "visit_id": null,
+        "standards": ["TIDINESS"],
+        "description": "Dust sheets left behind",
+        "occurred_at": null,
+        "received_at": "2026-03-02T09:00:00Z",
+        "outcome_sought": "",
+        "acknowledgement_due": "2026-03-09",
+        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
+    })
+}
+
 /// Stores a `ComplaintReceived` event as an older build wrote it (`schema_version`, `payload`)
 /// straight into the SQLite log under `data_dir`, before any server opens it.
 pub async fn store_legacy_complaint_received(

@@ -22,6 +22,11 @@ pub fn acknowledgement(
     }
 }
 
+/// "Officer One" acknowledges the complaint at stage 1, now.
+pub fn officer_one_acknowledges(complaint_id: &str) -> v1::AcknowledgeComplaintRequest {
+    acknowledgement(complaint_id, v1::Stage::One, "Officer One", None)
+}
+
 /// One finding, on the gates standard.
 pub fn gates_finding(
     complaint_id: &str,
