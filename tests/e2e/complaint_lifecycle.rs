@@ -121,9 +121,7 @@ async fn stage_one_to_stage_two_to_close() {
         .into_inner();
 
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("the complaint can be read")
         .into_inner();
@@ -248,9 +246,7 @@ async fn refused_steps_answer_with_the_right_status() {
 
     // Unknown and malformed ids.
     let missing = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: uuid::Uuid::now_v7().to_string(),
-        })
+        .get_complaint(requests::complaint(&uuid::Uuid::now_v7().to_string()))
         .await
         .expect_err("no such complaint");
     assert_eq!(missing.code(), Code::NotFound);
@@ -264,9 +260,7 @@ async fn refused_steps_answer_with_the_right_status() {
         .expect_err("no such complaint");
     assert_eq!(missing_write.code(), Code::NotFound);
     let malformed = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: "not-a-uuid".to_owned(),
-        })
+        .get_complaint(requests::complaint("not-a-uuid"))
         .await
         .expect_err("a malformed id");
     assert_eq!(malformed.code(), Code::InvalidArgument);
@@ -446,9 +440,7 @@ async fn retried_log_complaint_returns_the_first_complaint() {
         (once.version, once.position)
     );
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: first.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&first.complaint_id))
         .await
         .expect("read")
         .into_inner();
@@ -476,9 +468,7 @@ async fn complaints_survive_a_restart() {
     let mut client = app.client.clone();
     for id in &ids {
         let view = client
-            .get_complaint(v1::GetComplaintRequest {
-                complaint_id: id.clone(),
-            })
+            .get_complaint(requests::complaint(&id))
             .await
             .expect("still there after a restart")
             .into_inner();

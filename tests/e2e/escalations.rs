@@ -146,9 +146,7 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
     // The complaint's history shows them, in the words a person reads.
     let history = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect("read")
         .into_inner()

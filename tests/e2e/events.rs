@@ -183,9 +183,7 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     let app = spawn_app_in(data_dir).await;
     let mut complaints = app.client.clone();
     let view = complaints
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: complaint_id.to_string(),
-        })
+        .get_complaint(requests::complaint(&complaint_id.to_string()))
         .await
         .expect("the old complaint reads")
         .into_inner();

@@ -221,9 +221,7 @@ async fn the_complaint_lifecycle_runs_on_postgres() {
     let view = app
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id,
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect("still there after a restart")
         .into_inner();
@@ -266,9 +264,7 @@ async fn replicas_raise_each_escalation_exactly_once() {
     let refused = notifier_only
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: uuid::Uuid::nil().to_string(),
-        })
+        .get_complaint(requests::complaint(&uuid::Uuid::nil().to_string()))
         .await
         .expect_err("a notifier replica serves no API");
     assert_eq!(refused.code(), Code::Unimplemented);

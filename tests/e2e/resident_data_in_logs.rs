@@ -106,9 +106,7 @@ async fn a_whole_journey_logs_no_resident_name_or_phone() {
         .await
         .expect("closed");
     let view = officer
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner();

@@ -333,9 +333,7 @@ async fn a_reopening_dated_before_the_closure_is_refused() {
     );
 
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner();
@@ -425,9 +423,7 @@ async fn a_deadline_past_the_calendar_is_refused() {
     // Received Monday 21 December 2026: acknowledgement is due Tuesday 29 December, inside 2026.
     let id = log(&app, "late-2026", "2026-12-21T10:00:00Z").await;
     let calendar_version = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner()

@@ -6,6 +6,13 @@ use doorstep_api::v1;
 
 use crate::timestamp;
 
+/// Reading one complaint.
+pub fn complaint(complaint_id: &str) -> v1::GetComplaintRequest {
+    v1::GetComplaintRequest {
+        complaint_id: complaint_id.to_owned(),
+    }
+}
+
 /// `handler` acknowledges the complaint at `stage`.
 pub fn acknowledgement(
     complaint_id: &str,
