@@ -8,21 +8,14 @@ mod support;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use doorstep_domain::complaint::{
-    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, Stage, apply,
-    handle,
-};
+use doorstep_domain::WorkingDayCalendar;
+use doorstep_domain::complaint::{Command, Stage};
 use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, plan,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
-};
-use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
+use doorstep_domain::input::{EmailAddress, Handler, OptionalText, ShortText};
 use doorstep_projections::{EscalationFilter, EscalationPlanner, Month, ProjectionRunner};
-use doorstep_store::StreamId;
-use support::{TestBackend, append, dump_tables, valid};
+use support::{ComplaintWriter, TestBackend, dump_tables, valid};
 
 fn at(text: &str) -> DateTime<Utc> {
     valid(text.parse())
@@ -59,81 +52,11 @@ fn planner() -> EscalationPlanner {
     }
 }
 
-/// A complaint written through the real store, decided by the real rules.
-struct Written {
-    id: ComplaintId,
-    state: Option<Complaint>,
-    calendar: WorkingDayCalendar,
-}
-
-impl Written {
-    async fn run(&mut self, backend: &TestBackend, command: Command) -> Vec<Event> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = valid(handle(self.state.as_ref(), command, &context));
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
-        append(
-            &backend.store,
-            &StreamId::new("complaint", self.id),
-            events.iter().map(|event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
-        )
-        .await;
-        events
-    }
-
-    fn complaint(&self) -> &Complaint {
-        self.state.as_ref().unwrap_or_else(|| panic!("logged"))
-    }
-}
-
-fn log(id: ComplaintId, received_at: DateTime<Utc>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: id,
-        channel: "WEB".to_owned(),
-        source_system: valid(SourceSystem::parse("source_system", "portal")),
-        resident: ResidentInput {
-            reference: valid(ResidentReference::parse("r", "T-1")),
-            name: valid(PersonName::parse("n", "A Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: valid(Uprn::parse("u", "123456")),
-            address: valid(Address::parse("a", "1 Road")),
-        },
-        contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
-        visit_id: None,
-        standards: vec![ServiceStandard::Tidiness],
-        description: LongText::default(),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
-}
-
 async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
     let (runner, read_model, database) = backend.projections().await;
     let runner = runner.with_escalations(planner());
-    let mut complaint = Written {
-        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
-        state: None,
-        calendar: WorkingDayCalendar::england_and_wales(),
-    };
     // Received Thursday 2 April 2026: acknowledgement due Monday 13 April (Easter between).
-    complaint
-        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
-        .await;
+    let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
     valid(runner.catch_up().await);
     assert!(
         valid(
@@ -164,7 +87,7 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         &complaint.complaint().contractor_id,
         &clock,
         &planner().policy,
-        &complaint.calendar,
+        &WorkingDayCalendar::england_and_wales(),
     )
     .into_iter()
     .find(|step| step.level.as_str() == "breach")
@@ -276,7 +199,7 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         &complaint.complaint().contractor_id,
         &clock,
         &planner().policy,
-        &complaint.calendar,
+        &WorkingDayCalendar::england_and_wales(),
     )
     .into_iter()
     .next()
@@ -363,21 +286,14 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
 async fn deliveries_are_retried_dead_lettered_and_retried_again(backend: TestBackend) {
     let (runner, read_model, database) = backend.projections().await;
     let runner = runner.with_escalations(planner());
-    let mut complaint = Written {
-        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
-        state: None,
-        calendar: WorkingDayCalendar::england_and_wales(),
-    };
-    complaint
-        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
-        .await;
+    let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
     let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
     for step in plan(
         &complaint.id,
         &complaint.complaint().contractor_id,
         &clock,
         &planner().policy,
-        &complaint.calendar,
+        &WorkingDayCalendar::england_and_wales(),
     )
     .into_iter()
     .filter(|step| step.level.as_str() == "warning")
