@@ -139,6 +139,16 @@ async fn append_ok(
     }
 }
 
+/// Appends `count` numbered events, panicking as [`append_ok`] does.
+async fn append_numbered(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    count: usize,
+) -> AppendOutcome {
+    append_ok(store, stream, expected, numbered_events(count)).await
+}
+
 async fn whole_stream(store: &dyn EventStore, stream: &StreamId) -> Vec<RecordedEvent> {
     store
         .read_stream(stream, 0, EVERYTHING)
@@ -306,13 +316,7 @@ pub async fn append_to_new_stream_with_no_stream(store: Arc<dyn EventStore>) {
     let stream = fresh_stream("complaint");
     let head_before = head(store).await;
 
-    let outcome = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    let outcome = append_numbered(store, &stream, ExpectedVersion::NoStream, 2).await;
 
     assert_eq!(
         outcome.version, 2,
@@ -343,20 +347,8 @@ pub async fn append_to_new_stream_with_exact_zero(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(0),
-        numbered_events(1),
-    )
-    .await;
-    let second = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(1),
-        numbered_events(3),
-    )
-    .await;
+    let first = append_numbered(store, &stream, ExpectedVersion::Exact(0), 1).await;
+    let second = append_numbered(store, &stream, ExpectedVersion::Exact(1), 3).await;
 
     assert_eq!(
         first.version, 1,
@@ -376,13 +368,7 @@ pub async fn append_to_new_stream_with_exact_zero(store: Arc<dyn EventStore>) {
 pub async fn exact_version_mismatch_reports_the_actual_version(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(3),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::NoStream, 3).await;
     let head_before = head(store).await;
 
     for expected in [ExpectedVersion::Exact(1), ExpectedVersion::Exact(5)] {
@@ -412,13 +398,7 @@ pub async fn exact_version_mismatch_reports_the_actual_version(store: Arc<dyn Ev
 pub async fn no_stream_on_an_existing_stream_conflicts(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::NoStream, 2).await;
 
     let result = store
         .append(&stream, ExpectedVersion::NoStream, numbered_events(1))
@@ -472,13 +452,7 @@ pub async fn idempotent_retry_returns_the_original_outcome_and_writes_nothing(
     );
     assert!(events_after(store, head_after_original).await.is_empty());
 
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(2),
-        numbered_events(1),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::Exact(2), 1).await;
     let late_retry = append_ok(store, &stream, ExpectedVersion::Exact(0), events).await;
     assert_eq!(
         late_retry,
@@ -738,13 +712,7 @@ pub async fn positions_are_gap_free_from_one(store: Arc<dyn EventStore>) {
     let head_before = head(store.as_ref()).await;
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::NoStream, 2).await;
     assert_eq!(
         first.position,
         head_before + 2,
@@ -754,13 +722,7 @@ pub async fn positions_are_gap_free_from_one(store: Arc<dyn EventStore>) {
         .append(&stream, ExpectedVersion::NoStream, numbered_events(1))
         .await;
     assert_version_conflict(refused, &stream, ExpectedVersion::NoStream, 2);
-    let second = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Exact(2),
-        numbered_events(1),
-    )
-    .await;
+    let second = append_numbered(store.as_ref(), &stream, ExpectedVersion::Exact(2), 1).await;
     assert_eq!(
         second.position,
         head_before + 3,
@@ -834,13 +796,7 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
     let mut follower = store.watch_head();
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(3),
-    )
-    .await;
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 3).await;
     assert!(
         first.position > head_before + 2,
         "three events land past the head"
@@ -865,13 +821,7 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
             .expect("watch_head should stay open while the store is open");
         *waiting_follower.borrow()
     });
-    let second = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(1),
-    )
-    .await;
+    let second = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 1).await;
     let seen = tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("a waiting follower should be woken in time")
@@ -887,18 +837,12 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
 pub async fn count_after_counts_the_readable_events_past_a_position(store: Arc<dyn EventStore>) {
     let head_before = head(store.as_ref()).await;
     let stream = fresh_stream("complaint");
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(3),
-    )
-    .await;
-    append_ok(
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 3).await;
+    append_numbered(
         store.as_ref(),
         &fresh_stream("complaint"),
         ExpectedVersion::Any,
-        numbered_events(2),
+        2,
     )
     .await;
     let count = |position| {
@@ -1042,13 +986,7 @@ pub async fn concurrent_exact_appends_have_one_winner_per_version(store: Arc<dyn
 pub async fn refused_appends_do_not_disturb_concurrent_ones(store: Arc<dyn EventStore>) {
     const TASKS: usize = 40;
     let contested = fresh_stream("complaint");
-    append_ok(
-        store.as_ref(),
-        &contested,
-        ExpectedVersion::NoStream,
-        numbered_events(1),
-    )
-    .await;
+    append_numbered(store.as_ref(), &contested, ExpectedVersion::NoStream, 1).await;
     let already_stored = new_event("AlreadyStored", json!({}));
     append_ok(
         store.as_ref(),
