@@ -4,32 +4,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use doorstep_domain::complaint::{
-    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, apply, handle,
-};
+use doorstep_domain::complaint::{Command, Complaint, HandlingContext, apply, handle};
 use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
     ladder_due_times, plan, shift_working_days, working_days_late,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
-};
+use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
+use support::{at, date, log_command, parsed};
 
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse()
-        .unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn date(text: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn parsed<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
-}
+mod support;
 
 fn level(name: &str) -> EscalationLevel {
     parsed(EscalationLevel::parse("level", name))
@@ -69,32 +54,6 @@ fn policy() -> EscalationPolicy {
         )]),
     )]);
     parsed(EscalationPolicy::new(ladders, recipients, contractor))
-}
-
-fn log_command(received_at: DateTime<Utc>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: ComplaintId::from_uuid(uuid::Uuid::nil()),
-        channel: "PHONE".to_owned(),
-        source_system: parsed(SourceSystem::parse("source_system", "call-centre")),
-        resident: ResidentInput {
-            reference: parsed(ResidentReference::parse("resident.reference", "T-1001")),
-            name: parsed(PersonName::parse("resident.name", "Ada Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: parsed(Uprn::parse("property.uprn", "100023336956")),
-            address: parsed(Address::parse("property.address", "1 Example Road")),
-        },
-        contractor_id: parsed(ContractorId::parse("contractor_id", "acme-retrofit")),
-        visit_id: None,
-        standards: vec![ServiceStandard::GatesSecured],
-        description: parsed(LongText::parse("description", "Left the side gate open")),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
 }
 
 /// A complaint and a scheduler that wakes every simulated hour and raises whatever is due.
@@ -226,7 +185,10 @@ fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
     // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
     let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
     simulation
-        .run(log_command(simulation.now))
+        .run(log_command(
+            simulation.now,
+            vec![ServiceStandard::GatesSecured],
+        ))
         .unwrap_or_else(|error| panic!("{error}"));
     simulation.advance_to(at("2026-05-15T00:00:00Z"));
     let ack = Deadline::StageOneAcknowledgement;
@@ -274,7 +236,10 @@ fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() 
     let handler = parsed(Handler::parse("handler", "Ann Officer"));
     let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
     simulation
-        .run(log_command(simulation.now))
+        .run(log_command(
+            simulation.now,
+            vec![ServiceStandard::GatesSecured],
+        ))
         .unwrap_or_else(|error| panic!("{error}"));
     // Acknowledged late on Wednesday 15 April: warning and breach raised, nothing more.
     simulation.advance_to(at("2026-04-15T10:00:00Z"));
@@ -378,7 +343,10 @@ fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() 
 fn escalations_are_acknowledged_once() {
     let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
     simulation
-        .run(log_command(simulation.now))
+        .run(log_command(
+            simulation.now,
+            vec![ServiceStandard::GatesSecured],
+        ))
         .unwrap_or_else(|error| panic!("{error}"));
     simulation.advance_to(at("2026-04-15T00:00:00Z"));
     let Some(Event::EscalationRaised { escalation_id, .. }) = simulation.raised.get(1).cloned()
