@@ -468,7 +468,7 @@ async fn complaints_survive_a_restart() {
     let mut client = app.client.clone();
     for id in &ids {
         let view = client
-            .get_complaint(requests::complaint(&id))
+            .get_complaint(requests::complaint(id))
             .await
             .expect("still there after a restart")
             .into_inner();

@@ -115,7 +115,7 @@ async fn check_journey(app: &TestApp, seen: &Value, subject: &str) {
     let answer = app
         .client
         .clone()
-        .get_complaint(requests::complaint(&complaint_id.to_owned()))
+        .get_complaint(requests::complaint(complaint_id))
         .await
         .expect("the Rust client finds the complaint the script logged")
         .into_inner();
@@ -344,7 +344,7 @@ async fn the_readme_python_snippet_logs_a_complaint() {
     let complaint = app
         .client
         .clone()
-        .get_complaint(requests::complaint(&stdout.trim().to_owned()))
+        .get_complaint(requests::complaint(stdout.trim()))
         .await
         .expect("the snippet printed the id of a complaint it logged")
         .into_inner()

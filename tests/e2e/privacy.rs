@@ -39,7 +39,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 async fn get(app: &TestApp, complaint_id: &str) -> v1::Complaint {
     ComplaintServiceClient::new(app.channel_as(&["officer"]))
-        .get_complaint(requests::complaint(&complaint_id.to_owned()))
+        .get_complaint(requests::complaint(complaint_id))
         .await
         .expect("the complaint reads")
         .into_inner()
