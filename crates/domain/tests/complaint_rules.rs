@@ -2,14 +2,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 use doorstep_domain::complaint::{
-    Command, Complaint, FindingInput, FindingOutcome, HandlingContext, Stage, Status, apply,
-    handle, replay,
+    Command, Complaint, FindingInput, FindingOutcome, Stage, Status, replay,
 };
 use doorstep_domain::escalation::clock_after;
 use doorstep_domain::input::{Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
-use support::{at, date, log_command, parsed};
+use support::{at, date, decide, log_command, parsed};
 
 mod support;
 
@@ -37,14 +36,7 @@ impl Journey {
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = handle(self.state.as_ref(), command, &context)?;
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
+        let events = decide(&mut self.state, &self.calendar, command)?;
         self.events.extend(events.clone());
         Ok(events)
     }

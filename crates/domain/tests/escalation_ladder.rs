@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use doorstep_domain::complaint::{Command, Complaint, HandlingContext, apply, handle};
+use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
     ladder_due_times, plan, shift_working_days, working_days_late,
@@ -12,7 +12,7 @@ use doorstep_domain::escalation::{
 use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
-use support::{at, date, log_command, parsed};
+use support::{at, date, decide, log_command, parsed};
 
 mod support;
 
@@ -77,14 +77,7 @@ impl Simulation {
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = handle(self.state.as_ref(), command, &context)?;
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
+        let events = decide(&mut self.state, &self.calendar, command)?;
         Ok(events)
     }
 

@@ -5,12 +5,14 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, NaiveDate, Utc};
-use doorstep_domain::ServiceStandard;
-use doorstep_domain::complaint::{Command, LogComplaint, PropertyInput, ResidentInput};
+use doorstep_domain::complaint::{
+    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, apply, handle,
+};
 use doorstep_domain::input::{
     Address, ComplaintId, ContractorId, LongText, OptionalText, PersonName, ResidentReference,
     SourceSystem, Uprn,
 };
+use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar};
 
 pub fn at(text: &str) -> DateTime<Utc> {
     text.parse()
@@ -51,4 +53,22 @@ pub fn log_command(received_at: DateTime<Utc>, standards: Vec<ServiceStandard>) 
         outcome_sought: OptionalText::default(),
         reasonable_adjustments: OptionalText::default(),
     }))
+}
+
+/// Decides `command` on the complaint in `state` under the default timescales and, if the rules
+/// allow it, applies the events to `state` and returns them.
+pub fn decide(
+    state: &mut Option<Complaint>,
+    calendar: &WorkingDayCalendar,
+    command: Command,
+) -> Result<Vec<Event>, DomainError> {
+    let context = HandlingContext {
+        calendar,
+        timescales: Default::default(),
+    };
+    let events = handle(state.as_ref(), command, &context)?;
+    for event in &events {
+        *state = apply(state.take(), event);
+    }
+    Ok(events)
 }
