@@ -190,13 +190,14 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
     // Acknowledging an escalation takes it out of the open list, once.
     let mut escalation_client = EscalationServiceClient::new(app.channel.clone());
+    let acknowledge_breach = v1::AcknowledgeEscalationRequest {
+        escalation_id: breach_only[0].escalation_id.clone(),
+        acknowledged_by: "Head of Service".to_owned(),
+        note: "Calling the resident today".to_owned(),
+        request_id: "ack-breach-1".to_owned(),
+    };
     let acknowledged = escalation_client
-        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
-            escalation_id: breach_only[0].escalation_id.clone(),
-            acknowledged_by: "Head of Service".to_owned(),
-            note: "Calling the resident today".to_owned(),
-            request_id: "ack-breach-1".to_owned(),
-        })
+        .acknowledge_escalation(acknowledge_breach.clone())
         .await
         .expect("acknowledged")
         .into_inner();
@@ -208,12 +209,7 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
         Some("Head of Service")
     );
     let retried = escalation_client
-        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
-            escalation_id: breach_only[0].escalation_id.clone(),
-            acknowledged_by: "Head of Service".to_owned(),
-            note: "Calling the resident today".to_owned(),
-            request_id: "ack-breach-1".to_owned(),
-        })
+        .acknowledge_escalation(acknowledge_breach)
         .await
         .expect("a retry answers the first result")
         .into_inner();
