@@ -11,11 +11,11 @@ use doorstep_domain::complaint::{
     Command, FindingInput, FindingOutcome, HandlingContext, Stage, apply, handle,
 };
 use doorstep_domain::input::{ComplaintId, Handler, OptionalText, ShortText};
-use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
+use doorstep_domain::{ServiceStandard, WorkingDayCalendar};
 use doorstep_projections::{ComplaintFilter, ComplaintRow};
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
-use support::{Kind, TestBackend, append, log_complaint, valid};
+use support::{Kind, TestBackend, append_complaint_events, log_complaint, valid};
 
 fn log(id: ComplaintId, contractor: &str, received_at: DateTime<Utc>) -> Command {
     Command::Log(Box::new(log_complaint(id, contractor, received_at)))
@@ -98,18 +98,7 @@ async fn write_histories(store: &Arc<dyn EventStore>, histories: &[Vec<u8>]) -> 
             let Ok(events) = handle(state.as_ref(), command, &context) else {
                 continue;
             };
-            append(
-                store,
-                &stream,
-                events.iter().map(|event: &Event| {
-                    (
-                        event.event_type(),
-                        event.schema_version(),
-                        event.to_payload(),
-                    )
-                }),
-            )
-            .await;
+            append_complaint_events(store, &stream, &events).await;
             for event in &events {
                 state = apply(state, event);
             }

@@ -32,7 +32,9 @@ use doorstep_projections::{
 };
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
-use support::{Kind, TestBackend, append, dump_tables, log_complaint, valid};
+use support::{
+    Kind, TestBackend, append, append_complaint_events, dump_tables, log_complaint, valid,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Writing through the domain.
@@ -147,18 +149,7 @@ impl ComplaintWriter {
         command: Command,
     ) -> Result<(), DomainError> {
         let events = handle(self.state.as_ref(), command, context)?;
-        append(
-            store,
-            &self.stream,
-            events.iter().map(|event: &Event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
-        )
-        .await;
+        append_complaint_events(store, &self.stream, &events).await;
         for event in &events {
             self.state = apply(self.state.take(), event);
             self.follow_clocks(matches!(event, Event::DeadlineExtended { .. }));

@@ -260,20 +260,34 @@ impl ComplaintWriter {
         for event in &events {
             self.state = apply(self.state.take(), event);
         }
-        append(
+        append_complaint_events(
             &backend.store,
             &StreamId::new("complaint", self.id),
-            events.iter().map(|event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
+            &events,
         )
         .await;
         events
     }
+}
+
+/// Appends a complaint's events, in their stored form, to `stream`.
+pub async fn append_complaint_events(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamId,
+    events: &[doorstep_domain::Event],
+) {
+    append(
+        store,
+        stream,
+        events.iter().map(|event| {
+            (
+                event.event_type(),
+                event.schema_version(),
+                event.to_payload(),
+            )
+        }),
+    )
+    .await;
 }
 
 /// A complaint received at `received_at` against `contractor`: on the web portal, from resident
