@@ -12,11 +12,10 @@ use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use std::sync::Arc;
 
 use doorstep_server::clock::{Clock, SystemClock};
-use doorstep_server::settings::{Role, Settings};
+use doorstep_server::settings::Settings;
 use doorstep_tests::requests;
 use doorstep_tests::{
-    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, spawn_app_with,
-    violated_field,
+    TestApp, TestClock, gate_left_open, notify_on_test_rounds, spawn_app_with, violated_field,
 };
 use tonic::Code;
 
@@ -25,22 +24,8 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 fn with_notifier(settings: &mut Settings) {
-    settings.server.role = Role::All;
     // The test runs each scheduler round itself and asserts on what it raised.
-    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
-    settings.escalation.recipients.insert(
-        "breach".to_owned(),
-        vec!["complaints-team@landlord.example".to_owned()],
-    );
-    settings
-        .escalation
-        .contractor_recipients
-        .entry("acme-retrofit".to_owned())
-        .or_default()
-        .insert(
-            "contract_manager".to_owned(),
-            vec!["complaints@acme.example".to_owned()],
-        );
+    notify_on_test_rounds(settings, "contract_manager");
 }
 
 async fn escalations(app: &TestApp, request: v1::ListEscalationsRequest) -> Vec<v1::Escalation> {

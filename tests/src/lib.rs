@@ -179,6 +179,26 @@ pub async fn spawn_app_on_database_with(
 /// `TestApp::deliver_due`): what a round did, or did not do, is then the test's to see.
 pub const ROUNDS_DRIVEN_BY_THE_TEST_MS: u64 = 24 * 3_600_000;
 
+/// One server in every role whose notifier rounds the test drives, telling the landlord's
+/// complaints team of a breach and acme-retrofit's complaints address of `contractor_level`.
+pub fn notify_on_test_rounds(settings: &mut Settings, contractor_level: &str) {
+    settings.server.role = doorstep_server::settings::Role::All;
+    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
+    settings.escalation.recipients.insert(
+        "breach".to_owned(),
+        vec!["complaints-team@landlord.example".to_owned()],
+    );
+    settings
+        .escalation
+        .contractor_recipients
+        .entry("acme-retrofit".to_owned())
+        .or_default()
+        .insert(
+            contractor_level.to_owned(),
+            vec!["complaints@acme.example".to_owned()],
+        );
+}
+
 /// A clock the test sets and moves; it stands still between moves.
 #[derive(Debug)]
 pub struct TestClock(std::sync::Mutex<DateTime<Utc>>);
