@@ -66,19 +66,23 @@ struct Simulation {
 }
 
 impl Simulation {
-    fn new(start: DateTime<Utc>) -> Self {
-        Self {
+    /// A simulation starting at `start`, when a complaint about a gate left open is logged.
+    fn logged_at(start: DateTime<Utc>) -> Self {
+        let mut simulation = Self {
             calendar: WorkingDayCalendar::england_and_wales(),
             policy: policy(),
             state: None,
             now: start,
             raised: Vec::new(),
-        }
+        };
+        simulation
+            .run(log_command(start, vec![ServiceStandard::GatesSecured]))
+            .unwrap_or_else(|error| panic!("{error}"));
+        simulation
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
-        let events = decide(&mut self.state, &self.calendar, command)?;
-        Ok(events)
+        decide(&mut self.state, &self.calendar, command)
     }
 
     fn complaint(&self) -> &Complaint {
@@ -176,13 +180,7 @@ fn due_times_skip_easter_and_fall_at_midnight_in_england() {
 #[test]
 fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
     // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(
-            simulation.now,
-            vec![ServiceStandard::GatesSecured],
-        ))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     simulation.advance_to(at("2026-05-15T00:00:00Z"));
     let ack = Deadline::StageOneAcknowledgement;
     assert_eq!(
@@ -227,13 +225,7 @@ fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
 #[test]
 fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() {
     let handler = parsed(Handler::parse("handler", "Ann Officer"));
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(
-            simulation.now,
-            vec![ServiceStandard::GatesSecured],
-        ))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     // Acknowledged late on Wednesday 15 April: warning and breach raised, nothing more.
     simulation.advance_to(at("2026-04-15T10:00:00Z"));
     simulation
@@ -334,13 +326,7 @@ fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() 
 
 #[test]
 fn escalations_are_acknowledged_once() {
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(
-            simulation.now,
-            vec![ServiceStandard::GatesSecured],
-        ))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     simulation.advance_to(at("2026-04-15T00:00:00Z"));
     let Some(Event::EscalationRaised { escalation_id, .. }) = simulation.raised.get(1).cloned()
     else {
