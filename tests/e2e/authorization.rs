@@ -307,20 +307,19 @@ async fn a_contractor_sees_only_its_own_complaints_without_resident_contact_deta
         "another contractor's complaint answers exactly as a missing one"
     );
 
+    // Both contractors ask for the same list, once the complaint is readable.
+    let own_complaints = v1::ListComplaintsRequest {
+        min_position: Some(logged.position),
+        ..Default::default()
+    };
     let listed = brick
-        .list_complaints(v1::ListComplaintsRequest {
-            min_position: Some(logged.position),
-            ..Default::default()
-        })
+        .list_complaints(own_complaints.clone())
         .await
         .expect("a contractor lists its own complaints")
         .into_inner();
     assert!(listed.complaints.is_empty(), "{listed:?}");
     let listed = acme
-        .list_complaints(v1::ListComplaintsRequest {
-            min_position: Some(logged.position),
-            ..Default::default()
-        })
+        .list_complaints(own_complaints)
         .await
         .expect("a contractor lists its own complaints")
         .into_inner();
