@@ -8,6 +8,7 @@ use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::{ApiMethod, v1};
 use doorstep_server::auth::client::CallerCredential;
+use doorstep_tests::requests;
 use doorstep_tests::{AuthenticatedChannel, gate_left_open, spawn_app};
 use tonic::Code;
 
@@ -267,9 +268,7 @@ async fn a_contractor_sees_only_its_own_complaints_without_resident_contact_deta
 
     let mut acme = ComplaintServiceClient::new(app.channel_for_contractor("acme-retrofit"));
     let own = acme
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect("a contractor reads its own complaint")
         .into_inner()
@@ -294,15 +293,11 @@ async fn a_contractor_sees_only_its_own_complaints_without_resident_contact_deta
 
     let mut brick = ComplaintServiceClient::new(app.channel_for_contractor("brick-and-co"));
     let someone_elses = brick
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect_err("another contractor's complaint is not shown");
     let nobodys = brick
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: uuid::Uuid::now_v7().to_string(),
-        })
+        .get_complaint(requests::complaint(&uuid::Uuid::now_v7().to_string()))
         .await
         .expect_err("no such complaint");
     assert_eq!(someone_elses.code(), Code::NotFound);
@@ -312,20 +307,19 @@ async fn a_contractor_sees_only_its_own_complaints_without_resident_contact_deta
         "another contractor's complaint answers exactly as a missing one"
     );
 
+    // Both contractors ask for the same list, once the complaint is readable.
+    let own_complaints = v1::ListComplaintsRequest {
+        min_position: Some(logged.position),
+        ..Default::default()
+    };
     let listed = brick
-        .list_complaints(v1::ListComplaintsRequest {
-            min_position: Some(logged.position),
-            ..Default::default()
-        })
+        .list_complaints(own_complaints.clone())
         .await
         .expect("a contractor lists its own complaints")
         .into_inner();
     assert!(listed.complaints.is_empty(), "{listed:?}");
     let listed = acme
-        .list_complaints(v1::ListComplaintsRequest {
-            min_position: Some(logged.position),
-            ..Default::default()
-        })
+        .list_complaints(own_complaints)
         .await
         .expect("a contractor lists its own complaints")
         .into_inner();

@@ -2,6 +2,7 @@
 //! the Code refuses on the way.
 
 use doorstep_api::v1;
+use doorstep_tests::requests;
 use doorstep_tests::{gate_left_open, spawn_app, timestamp, violated_field};
 use tonic::Code;
 
@@ -51,15 +52,11 @@ async fn stage_one_to_stage_two_to_close() {
     assert_eq!(extended.response_due, "2026-04-29");
 
     client
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: "Operative confirmed the gate was left open".to_owned(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(
+            &id,
+            v1::FindingOutcome::Upheld,
+            "Operative confirmed the gate was left open",
+        ))
         .await
         .expect("findings are recorded");
     client
@@ -85,52 +82,46 @@ async fn stage_one_to_stage_two_to_close() {
     assert_eq!(escalated.acknowledgement_due, "2026-05-08");
 
     let same_handler = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::Two as i32,
-            handler: "officer one".to_owned(),
-            effective_at: Some(timestamp("2026-05-05T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::Two,
+            "officer one",
+            Some("2026-05-05T09:00:00Z"),
+        ))
         .await
         .expect_err("the stage 1 handler may not handle stage 2");
     assert_eq!(same_handler.code(), Code::FailedPrecondition);
     assert!(same_handler.message().contains("stage 2 handler"));
 
     client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::Two as i32,
-            handler: "Head of Service".to_owned(),
-            effective_at: Some(timestamp("2026-05-05T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::Two,
+            "Head of Service",
+            Some("2026-05-05T09:00:00Z"),
+        ))
         .await
         .expect("stage 2 is acknowledged by someone else");
     client
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Stage 1 decision stands".to_owned(),
-            effective_at: Some(timestamp("2026-06-10T09:00:00Z")),
-            ..Default::default()
-        })
+        .issue_response(requests::response(
+            &id,
+            "Stage 1 decision stands",
+            Some("2026-06-10T09:00:00Z"),
+        ))
         .await
         .expect("the stage 2 response is issued, late");
     let closed = client
-        .close_complaint(v1::CloseComplaintRequest {
-            complaint_id: id.clone(),
-            reason: "Final response sent".to_owned(),
-            effective_at: Some(timestamp("2026-06-10T10:00:00Z")),
-            ..Default::default()
-        })
+        .close_complaint(requests::closure(
+            &id,
+            "Final response sent",
+            Some("2026-06-10T10:00:00Z"),
+        ))
         .await
         .expect("the complaint is closed")
         .into_inner();
 
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("the complaint can be read")
         .into_inner();
@@ -227,11 +218,7 @@ async fn refused_steps_answer_with_the_right_status() {
 
     // The Code's order of steps.
     let early_response = client
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Not upheld".to_owned(),
-            ..Default::default()
-        })
+        .issue_response(requests::response(&id, "Not upheld", None))
         .await
         .expect_err("no response before acknowledgement");
     assert_eq!(early_response.code(), Code::FailedPrecondition);
@@ -259,9 +246,7 @@ async fn refused_steps_answer_with_the_right_status() {
 
     // Unknown and malformed ids.
     let missing = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: uuid::Uuid::now_v7().to_string(),
-        })
+        .get_complaint(requests::complaint(&uuid::Uuid::now_v7().to_string()))
         .await
         .expect_err("no such complaint");
     assert_eq!(missing.code(), Code::NotFound);
@@ -275,9 +260,7 @@ async fn refused_steps_answer_with_the_right_status() {
         .expect_err("no such complaint");
     assert_eq!(missing_write.code(), Code::NotFound);
     let malformed = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: "not-a-uuid".to_owned(),
-        })
+        .get_complaint(requests::complaint("not-a-uuid"))
         .await
         .expect_err("a malformed id");
     assert_eq!(malformed.code(), Code::InvalidArgument);
@@ -457,9 +440,7 @@ async fn retried_log_complaint_returns_the_first_complaint() {
         (once.version, once.position)
     );
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: first.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&first.complaint_id))
         .await
         .expect("read")
         .into_inner();
@@ -487,9 +468,7 @@ async fn complaints_survive_a_restart() {
     let mut client = app.client.clone();
     for id in &ids {
         let view = client
-            .get_complaint(v1::GetComplaintRequest {
-                complaint_id: id.clone(),
-            })
+            .get_complaint(requests::complaint(id))
             .await
             .expect("still there after a restart")
             .into_inner();

@@ -11,8 +11,8 @@ use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{EmailSettings, Role, Settings, WebhookSettings};
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
 use doorstep_tests::{
-    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value, spawn_app_with,
-    violated_field,
+    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value,
+    notify_on_test_rounds, spawn_app_with, violated_field,
 };
 use secrecy::SecretString;
 use tonic::Code;
@@ -297,26 +297,12 @@ async fn escalations_are_emailed_to_each_recipient_as_plain_text_a_person_can_ac
     let port = smtp.port;
     let app = spawn_app_with(
         |settings, _| {
-            settings.server.role = Role::All;
-            settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
+            notify_on_test_rounds(settings, "breach");
             settings.notifier.email = Some(EmailSettings {
                 smtp_host: "127.0.0.1".to_owned(),
                 smtp_port: port,
                 from: "Doorstep <complaints@landlord.example>".to_owned(),
             });
-            settings.escalation.recipients.insert(
-                "breach".to_owned(),
-                vec!["complaints-team@landlord.example".to_owned()],
-            );
-            settings
-                .escalation
-                .contractor_recipients
-                .entry("acme-retrofit".to_owned())
-                .or_default()
-                .insert(
-                    "breach".to_owned(),
-                    vec!["complaints@acme.example".to_owned()],
-                );
         },
         clock,
     )

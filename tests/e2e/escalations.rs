@@ -12,10 +12,10 @@ use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use std::sync::Arc;
 
 use doorstep_server::clock::{Clock, SystemClock};
-use doorstep_server::settings::{Role, Settings};
+use doorstep_server::settings::Settings;
+use doorstep_tests::requests;
 use doorstep_tests::{
-    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, spawn_app_with,
-    violated_field,
+    TestApp, TestClock, gate_left_open, notify_on_test_rounds, spawn_app_with, violated_field,
 };
 use tonic::Code;
 
@@ -24,22 +24,8 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 fn with_notifier(settings: &mut Settings) {
-    settings.server.role = Role::All;
     // The test runs each scheduler round itself and asserts on what it raised.
-    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
-    settings.escalation.recipients.insert(
-        "breach".to_owned(),
-        vec!["complaints-team@landlord.example".to_owned()],
-    );
-    settings
-        .escalation
-        .contractor_recipients
-        .entry("acme-retrofit".to_owned())
-        .or_default()
-        .insert(
-            "contract_manager".to_owned(),
-            vec!["complaints@acme.example".to_owned()],
-        );
+    notify_on_test_rounds(settings, "contract_manager");
 }
 
 async fn escalations(app: &TestApp, request: v1::ListEscalationsRequest) -> Vec<v1::Escalation> {
@@ -67,17 +53,28 @@ async fn wait_for_count(app: &TestApp, count: usize) -> Vec<v1::Escalation> {
     panic!("{count} escalations were never listed");
 }
 
-#[tokio::test]
-async fn the_ladder_climbs_in_simulated_days_across_easter() {
+/// A server with the notifier on, its clock at 09:00 UTC on Thursday 2 April 2026, and a
+/// complaint about a gate left open logged then under `key`.
+async fn logged_at_the_start_of_april(
+    key: &str,
+) -> (Arc<TestClock>, TestApp, v1::LogComplaintResponse) {
     let clock = TestClock::at("2026-04-02T09:00:00Z");
     let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
-    let mut client = app.client.clone();
-    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
-    let logged = client
-        .log_complaint(gate_left_open("ladder-1", "2026-04-02T09:00:00Z"))
+    let logged = app
+        .client
+        .clone()
+        .log_complaint(gate_left_open(key, "2026-04-02T09:00:00Z"))
         .await
         .expect("logged")
         .into_inner();
+    (clock, app, logged)
+}
+
+#[tokio::test]
+async fn the_ladder_climbs_in_simulated_days_across_easter() {
+    // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
+    let (clock, app, logged) = logged_at_the_start_of_april("ladder-1").await;
+    let mut client = app.client.clone();
 
     // Each level is raised at its due time and not a minute before (UK midnight is 23:00 UTC in
     // summer time). Good Friday and Easter Monday are not working days.
@@ -134,9 +131,7 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
     // The complaint's history shows them, in the words a person reads.
     let history = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect("read")
         .into_inner()
@@ -180,13 +175,14 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
     // Acknowledging an escalation takes it out of the open list, once.
     let mut escalation_client = EscalationServiceClient::new(app.channel.clone());
+    let acknowledge_breach = v1::AcknowledgeEscalationRequest {
+        escalation_id: breach_only[0].escalation_id.clone(),
+        acknowledged_by: "Head of Service".to_owned(),
+        note: "Calling the resident today".to_owned(),
+        request_id: "ack-breach-1".to_owned(),
+    };
     let acknowledged = escalation_client
-        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
-            escalation_id: breach_only[0].escalation_id.clone(),
-            acknowledged_by: "Head of Service".to_owned(),
-            note: "Calling the resident today".to_owned(),
-            request_id: "ack-breach-1".to_owned(),
-        })
+        .acknowledge_escalation(acknowledge_breach.clone())
         .await
         .expect("acknowledged")
         .into_inner();
@@ -198,12 +194,7 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
         Some("Head of Service")
     );
     let retried = escalation_client
-        .acknowledge_escalation(v1::AcknowledgeEscalationRequest {
-            escalation_id: breach_only[0].escalation_id.clone(),
-            acknowledged_by: "Head of Service".to_owned(),
-            note: "Calling the resident today".to_owned(),
-            request_id: "ack-breach-1".to_owned(),
-        })
+        .acknowledge_escalation(acknowledge_breach)
         .await
         .expect("a retry answers the first result")
         .into_inner();
@@ -303,24 +294,18 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
 
 #[tokio::test]
 async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
-    let clock = TestClock::at("2026-04-02T09:00:00Z");
-    let app = spawn_app_with(|settings, _| with_notifier(settings), clock.clone()).await;
+    let (clock, app, logged) = logged_at_the_start_of_april("ladder-2").await;
     let mut client = app.client.clone();
-    let logged = client
-        .log_complaint(gate_left_open("ladder-2", "2026-04-02T09:00:00Z"))
-        .await
-        .expect("logged")
-        .into_inner();
     // Acknowledged on time on Friday 10 April: the acknowledgement ladder never fires, and the
     // response is due ten working days later, Friday 24 April.
     clock.set(at("2026-04-10T10:00:00Z"));
     let acknowledged = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Ann Officer".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &logged.complaint_id,
+            v1::Stage::One,
+            "Ann Officer",
+            None,
+        ))
         .await
         .expect("acknowledged")
         .into_inner();

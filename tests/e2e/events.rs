@@ -5,11 +5,11 @@ use std::time::Duration;
 use doorstep_api::v1;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::subscribe_all_response::Message;
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StreamId,
+use doorstep_tests::requests;
+use doorstep_tests::{
+    gate_left_open, old_complaint_received, spawn_app, spawn_app_in,
+    store_legacy_complaint_received,
 };
-use doorstep_tests::{database_path, gate_left_open, spawn_app, spawn_app_in};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
@@ -177,51 +177,13 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     // `reasonable_adjustments`.
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let complaint_id = uuid::Uuid::now_v7();
-    let version_one = serde_json::json!({
-        "complaint_id": complaint_id,
-        "channel": "LETTER",
-        "source_system": "post-room",
-        "resident": {"reference": "T-77", "name": "Old Resident", "phone": null, "email": null},
-        "property": {"uprn": "4242", "address": "7 Old Street"},
-        "contractor_id": "acme-retrofit",
-        "visit_id": null,
-        "standards": ["TIDINESS"],
-        "description": "Dust sheets left behind",
-        "occurred_at": null,
-        "received_at": "2026-03-02T09:00:00Z",
-        "outcome_sought": "",
-        "acknowledgement_due": "2026-03-09",
-        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
-    });
-    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir.path())))
-        .await
-        .expect("the store opens");
-    store
-        .append(
-            &StreamId::new("complaint", complaint_id),
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: "ComplaintReceived".to_owned(),
-                schema_version: 1,
-                payload: version_one,
-                metadata: EventMetadata {
-                    actor: "legacy-import".to_owned(),
-                    source_channel: "LETTER".to_owned(),
-                    ..Default::default()
-                },
-            }],
-        )
-        .await
-        .expect("the old event is stored");
-    store.close().await;
+    let version_one = old_complaint_received(complaint_id);
+    store_legacy_complaint_received(data_dir.path(), complaint_id, 1, version_one).await;
 
     let app = spawn_app_in(data_dir).await;
     let mut complaints = app.client.clone();
     let view = complaints
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: complaint_id.to_string(),
-        })
+        .get_complaint(requests::complaint(&complaint_id.to_string()))
         .await
         .expect("the old complaint reads")
         .into_inner();
@@ -229,12 +191,9 @@ async fn events_written_in_an_old_schema_version_are_read_in_the_current_one() {
     assert_eq!(complaint.reasonable_adjustments, "");
     assert_eq!(complaint.description, "Dust sheets left behind");
     complaints
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: complaint_id.to_string(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::officer_one_acknowledges(
+            &complaint_id.to_string(),
+        ))
         .await
         .expect("the old complaint takes new steps");
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat};
 use doorstep_api::v1;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_tests::requests;
 use doorstep_tests::{TestApp, spawn_app, token};
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -114,9 +115,7 @@ async fn check_journey(app: &TestApp, seen: &Value, subject: &str) {
     let answer = app
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: complaint_id.to_owned(),
-        })
+        .get_complaint(requests::complaint(complaint_id))
         .await
         .expect("the Rust client finds the complaint the script logged")
         .into_inner();
@@ -345,9 +344,7 @@ async fn the_readme_python_snippet_logs_a_complaint() {
     let complaint = app
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: stdout.trim().to_owned(),
-        })
+        .get_complaint(requests::complaint(stdout.trim()))
         .await
         .expect("the snippet printed the id of a complaint it logged")
         .into_inner()

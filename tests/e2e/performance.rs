@@ -5,6 +5,7 @@ use doorstep_api::v1;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
+use doorstep_tests::requests;
 use doorstep_tests::{TestApp, gate_left_open, register_contractor, spawn_app, timestamp};
 
 /// Records `count` visits for a contractor in May 2026 and returns the last position.
@@ -59,27 +60,18 @@ async fn complaint(
         .await
         .expect("acknowledged");
     let mut position = client
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: outcome as i32,
-                summary: String::new(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(&id, outcome, ""))
         .await
         .expect("finding recorded")
         .into_inner()
         .position;
     if let Some(day) = respond_on {
         position = client
-            .issue_response(v1::IssueResponseRequest {
-                complaint_id: id,
-                decision: "Decided".to_owned(),
-                effective_at: Some(timestamp(&format!("{day}T09:00:00Z"))),
-                ..Default::default()
-            })
+            .issue_response(requests::response(
+                &id,
+                "Decided",
+                Some(&format!("{day}T09:00:00Z")),
+            ))
             .await
             .expect("responded")
             .into_inner()

@@ -8,11 +8,11 @@ use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_server::privacy::master_keys::MasterKeyring;
 use doorstep_server::privacy::rotation::{self, RotationError};
 use doorstep_server::settings::PrivacySettings;
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StreamId,
+use doorstep_tests::requests;
+use doorstep_tests::{
+    TestApp, database_path, gate_left_open, old_complaint_received, spawn_app, spawn_app_in,
+    store_legacy_complaint_received, whole_log,
 };
-use doorstep_tests::{TestApp, database_path, gate_left_open, spawn_app, spawn_app_in, whole_log};
 
 const NAME: &str = "Ada Resident";
 const PHONE: &str = "07700 900123";
@@ -39,9 +39,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 async fn get(app: &TestApp, complaint_id: &str) -> v1::Complaint {
     ComplaintServiceClient::new(app.channel_as(&["officer"]))
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: complaint_id.to_owned(),
-        })
+        .get_complaint(requests::complaint(complaint_id))
         .await
         .expect("the complaint reads")
         .into_inner()
@@ -85,24 +83,15 @@ async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erase
         .into_inner();
     let id = logged.complaint_id.clone();
     officer
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged");
     let last = officer
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: "The gate was left open".to_owned(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(
+            &id,
+            v1::FindingOutcome::Upheld,
+            "The gate was left open",
+        ))
         .await
         .expect("findings")
         .into_inner()
@@ -246,46 +235,11 @@ async fn personal_data_is_sealed_at_rest_and_a_forgotten_resident_reads_as_erase
 async fn complaints_logged_before_sealing_still_read_and_are_masked_once_forgotten() {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let complaint_id = uuid::Uuid::now_v7();
-    let version_two = serde_json::json!({
-        "complaint_id": complaint_id,
-        "channel": "LETTER",
-        "source_system": "post-room",
-        "resident": {"reference": "T-77", "name": "Old Resident", "phone": "0113 496 0777",
-                     "email": null},
-        "property": {"uprn": "4242", "address": "7 Old Street"},
-        "contractor_id": "acme-retrofit",
-        "visit_id": null,
-        "standards": ["TIDINESS"],
-        "description": "Dust sheets left behind",
-        "occurred_at": null,
-        "received_at": "2026-03-02T09:00:00Z",
-        "outcome_sought": "",
-        "reasonable_adjustments": "Needs an advocate present",
-        "acknowledgement_due": "2026-03-09",
-        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
-    });
-    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir.path())))
-        .await
-        .expect("the store opens");
-    store
-        .append(
-            &StreamId::new("complaint", complaint_id),
-            ExpectedVersion::NoStream,
-            vec![NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: "ComplaintReceived".to_owned(),
-                schema_version: 2,
-                payload: version_two,
-                metadata: EventMetadata {
-                    actor: "legacy-import".to_owned(),
-                    source_channel: "LETTER".to_owned(),
-                    ..Default::default()
-                },
-            }],
-        )
-        .await
-        .expect("the old event is stored");
-    store.close().await;
+    // As version 1, with a phone number and the `reasonable_adjustments` version 2 added.
+    let mut version_two = old_complaint_received(complaint_id);
+    version_two["resident"]["phone"] = "0113 496 0777".into();
+    version_two["reasonable_adjustments"] = "Needs an advocate present".into();
+    store_legacy_complaint_received(data_dir.path(), complaint_id, 2, version_two).await;
 
     let app = spawn_app_in(data_dir).await;
     let old = get(&app, &complaint_id.to_string()).await;
@@ -656,12 +610,7 @@ async fn reasonable_adjustments_are_sealed_withheld_and_erased_with_the_personal
     let id = log(&app, request).await;
     assert_eq!(get(&app, &id).await.reasonable_adjustments, ADJUSTMENTS);
     let position = ComplaintServiceClient::new(app.channel_as(&["officer"]))
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged")
         .into_inner()

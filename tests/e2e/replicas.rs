@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use doorstep_api::v1;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
+use doorstep_tests::requests;
 use doorstep_tests::{TestApp, gate_left_open, spawn_app_on_database, webhook};
 use tonic::Code;
 
@@ -183,13 +184,12 @@ async fn the_complaint_lifecycle_runs_on_postgres() {
     assert!(retry.duplicate);
     assert_eq!(retry.complaint_id, logged.complaint_id);
     let acknowledged = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: logged.complaint_id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            effective_at: Some(doorstep_tests::timestamp("2026-04-08T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &logged.complaint_id,
+            v1::Stage::One,
+            "Officer One",
+            Some("2026-04-08T09:00:00Z"),
+        ))
         .await
         .expect("acknowledged")
         .into_inner();
@@ -221,9 +221,7 @@ async fn the_complaint_lifecycle_runs_on_postgres() {
     let view = app
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: logged.complaint_id,
-        })
+        .get_complaint(requests::complaint(&logged.complaint_id))
         .await
         .expect("still there after a restart")
         .into_inner();
@@ -266,9 +264,7 @@ async fn replicas_raise_each_escalation_exactly_once() {
     let refused = notifier_only
         .client
         .clone()
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: uuid::Uuid::nil().to_string(),
-        })
+        .get_complaint(requests::complaint(&uuid::Uuid::nil().to_string()))
         .await
         .expect_err("a notifier replica serves no API");
     assert_eq!(refused.code(), Code::Unimplemented);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use doorstep_api::v1;
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_tests::requests;
 use doorstep_tests::{gate_left_open, spawn_app, whole_log};
 
 /// Every log line written, in memory.
@@ -81,45 +82,31 @@ async fn a_whole_journey_logs_no_resident_name_or_phone() {
     let mut officer = ComplaintServiceClient::new(app.channel_as(&["officer"]));
     let id = logged.complaint_id.clone();
     officer
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::officer_one_acknowledges(&id))
         .await
         .expect("acknowledged");
     officer
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: "The gate was left open".to_owned(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(
+            &id,
+            v1::FindingOutcome::Upheld,
+            "The gate was left open",
+        ))
         .await
         .expect("findings");
     officer
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Upheld; the operative has been retrained".to_owned(),
-            ..Default::default()
-        })
+        .issue_response(requests::response(
+            &id,
+            "Upheld; the operative has been retrained",
+            None,
+        ))
         .await
         .expect("responded");
     officer
-        .close_complaint(v1::CloseComplaintRequest {
-            complaint_id: id.clone(),
-            ..Default::default()
-        })
+        .close_complaint(requests::closure(&id, "", None))
         .await
         .expect("closed");
     let view = officer
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner();

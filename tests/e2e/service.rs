@@ -2,6 +2,7 @@
 //! complaint list, and a graceful shutdown.
 
 use doorstep_api::v1;
+use doorstep_tests::requests;
 use doorstep_tests::{gate_left_open, spawn_app, timestamp, violated_field};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -166,12 +167,7 @@ async fn list_complaints_filters_pages_and_reads_its_own_writes() {
     // Acknowledging one takes it off the overdue list once the read model catches up.
     let target = overdue.complaints[0].complaint_id.clone();
     let acknowledged = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: target.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::officer_one_acknowledges(&target))
         .await
         .expect("acknowledged")
         .into_inner();
@@ -266,12 +262,7 @@ async fn read_models_rebuilt_from_the_log_are_the_same() {
         last = logged.position;
         if n % 3 == 0 {
             last = client
-                .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-                    complaint_id: logged.complaint_id,
-                    stage: v1::Stage::One as i32,
-                    handler: "Officer One".to_owned(),
-                    ..Default::default()
-                })
+                .acknowledge_complaint(requests::officer_one_acknowledges(&logged.complaint_id))
                 .await
                 .expect("acknowledged")
                 .into_inner()

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use bytes::{Buf, BufMut};
 use doorstep_api::v1;
+use doorstep_tests::requests;
 use doorstep_tests::{TestClock, gate_left_open, spawn_app, spawn_app_with, timestamp};
 use prost::Message;
 use prost_types::field_descriptor_proto::{Label, Type};
@@ -286,42 +287,28 @@ async fn a_reopening_dated_before_the_closure_is_refused() {
     let mut client = app.client.clone();
     let id = log(&app, "reopen-1", "2026-04-02T10:00:00Z").await;
     client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            effective_at: Some(timestamp("2026-04-07T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::One,
+            "Officer One",
+            Some("2026-04-07T09:00:00Z"),
+        ))
         .await
         .expect("acknowledged");
     client
-        .record_findings(v1::RecordFindingsRequest {
-            complaint_id: id.clone(),
-            findings: vec![v1::Finding {
-                standard: v1::ServiceStandard::GatesSecured as i32,
-                outcome: v1::FindingOutcome::Upheld as i32,
-                summary: String::new(),
-            }],
-            ..Default::default()
-        })
+        .record_findings(requests::gates_finding(&id, v1::FindingOutcome::Upheld, ""))
         .await
         .expect("findings recorded");
     client
-        .issue_response(v1::IssueResponseRequest {
-            complaint_id: id.clone(),
-            decision: "Upheld".to_owned(),
-            effective_at: Some(timestamp("2026-04-14T09:00:00Z")),
-            ..Default::default()
-        })
+        .issue_response(requests::response(
+            &id,
+            "Upheld",
+            Some("2026-04-14T09:00:00Z"),
+        ))
         .await
         .expect("answered");
     client
-        .close_complaint(v1::CloseComplaintRequest {
-            complaint_id: id.clone(),
-            effective_at: Some(timestamp("2026-04-20T09:00:00Z")),
-            ..Default::default()
-        })
+        .close_complaint(requests::closure(&id, "", Some("2026-04-20T09:00:00Z")))
         .await
         .expect("closed");
 
@@ -346,9 +333,7 @@ async fn a_reopening_dated_before_the_closure_is_refused() {
     );
 
     let view = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner();
@@ -438,9 +423,7 @@ async fn a_deadline_past_the_calendar_is_refused() {
     // Received Monday 21 December 2026: acknowledgement is due Tuesday 29 December, inside 2026.
     let id = log(&app, "late-2026", "2026-12-21T10:00:00Z").await;
     let calendar_version = client
-        .get_complaint(v1::GetComplaintRequest {
-            complaint_id: id.clone(),
-        })
+        .get_complaint(requests::complaint(&id))
         .await
         .expect("read")
         .into_inner()
@@ -460,13 +443,12 @@ async fn a_deadline_past_the_calendar_is_refused() {
     );
     // Its response would be due in 2027, which the calendar does not know.
     let refused = client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id,
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            effective_at: Some(timestamp("2026-12-22T09:00:00Z")),
-            ..Default::default()
-        })
+        .acknowledge_complaint(requests::acknowledgement(
+            &id,
+            v1::Stage::One,
+            "Officer One",
+            Some("2026-12-22T09:00:00Z"),
+        ))
         .await
         .expect_err("a response deadline in 2027 cannot be counted");
     assert_eq!(refused.code(), Code::InvalidArgument);

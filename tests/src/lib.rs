@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 
 pub use doorstep_server::auth::client::AuthenticatedChannel;
 
+pub mod requests;
 pub mod webhook;
 
 /// Every role but `contractor` (which is bound to one contractor and excludes the others): what
@@ -177,6 +178,26 @@ pub async fn spawn_app_on_database_with(
 /// scheduler and delivery worker run only when the test drives them (`TestApp::raise_due`,
 /// `TestApp::deliver_due`): what a round did, or did not do, is then the test's to see.
 pub const ROUNDS_DRIVEN_BY_THE_TEST_MS: u64 = 24 * 3_600_000;
+
+/// One server in every role whose notifier rounds the test drives, telling the landlord's
+/// complaints team of a breach and acme-retrofit's complaints address of `contractor_level`.
+pub fn notify_on_test_rounds(settings: &mut Settings, contractor_level: &str) {
+    settings.server.role = doorstep_server::settings::Role::All;
+    settings.notifier.poll_interval_ms = ROUNDS_DRIVEN_BY_THE_TEST_MS;
+    settings.escalation.recipients.insert(
+        "breach".to_owned(),
+        vec!["complaints-team@landlord.example".to_owned()],
+    );
+    settings
+        .escalation
+        .contractor_recipients
+        .entry("acme-retrofit".to_owned())
+        .or_default()
+        .insert(
+            contractor_level.to_owned(),
+            vec!["complaints@acme.example".to_owned()],
+        );
+}
 
 /// A clock the test sets and moves; it stands still between moves.
 #[derive(Debug)]
@@ -423,6 +444,63 @@ pub fn gate_left_open(idempotency_key: &str, received_at: &str) -> v1::LogCompla
         outcome_sought: "An apology and the gate kept shut".to_owned(),
         reasonable_adjustments: "Large print letters".to_owned(),
     }
+}
+
+/// A version 1 `ComplaintReceived` payload, as builds before `reasonable_adjustments` wrote it:
+/// a letter from resident T-77 about dust sheets, received on Monday 2 March 2026, with no phone.
+pub fn old_complaint_received(complaint_id: uuid::Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "complaint_id": complaint_id,
+        "channel": "LETTER",
+        "source_system": "post-room",
+        "resident": {"reference": "T-77", "name": "Old Resident", "phone": null, "email": null},
+        "property": {"uprn": "4242", "address": "7 Old Street"},
+        "contractor_id": "acme-retrofit",
+        "visit_id": null,
+        "standards": ["TIDINESS"],
+        "description": "Dust sheets left behind",
+        "occurred_at": null,
+        "received_at": "2026-03-02T09:00:00Z",
+        "outcome_sought": "",
+        "acknowledgement_due": "2026-03-09",
+        "calendar_version": "england-and-wales/2020-2030/91+0/8a918328e7e213a4"
+    })
+}
+
+/// Stores a `ComplaintReceived` event as an older build wrote it (`schema_version`, `payload`)
+/// straight into the SQLite log under `data_dir`, before any server opens it.
+pub async fn store_legacy_complaint_received(
+    data_dir: &std::path::Path,
+    complaint_id: uuid::Uuid,
+    schema_version: u32,
+    payload: serde_json::Value,
+) {
+    use doorstep_store::{
+        EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
+        StreamId,
+    };
+    let store = SqliteEventStore::open(SqliteSettings::new(database_path(data_dir)))
+        .await
+        .expect("the store opens");
+    store
+        .append(
+            &StreamId::new("complaint", complaint_id),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "ComplaintReceived".to_owned(),
+                schema_version,
+                payload,
+                metadata: EventMetadata {
+                    actor: "legacy-import".to_owned(),
+                    source_channel: "LETTER".to_owned(),
+                    ..Default::default()
+                },
+            }],
+        )
+        .await
+        .expect("the old event is stored");
+    store.close().await;
 }
 
 /// The field named in an INVALID_ARGUMENT status's BadRequest details.

@@ -1,56 +1,16 @@
 //! The Complaint Handling Code's rules, checked on known journeys and on random command sequences.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use doorstep_domain::complaint::{
-    Command, Complaint, FindingInput, FindingOutcome, HandlingContext, LogComplaint, PropertyInput,
-    ResidentInput, Stage, Status, apply, handle, replay,
+    Command, Complaint, FindingInput, FindingOutcome, Stage, Status, replay,
 };
 use doorstep_domain::escalation::clock_after;
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
-};
+use doorstep_domain::input::{Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
+use support::{at, date, decide, log_command, parsed};
 
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse()
-        .unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn date(text: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn parsed<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
-}
-
-fn log_command(received_at: DateTime<Utc>, standards: Vec<ServiceStandard>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: ComplaintId::from_uuid(uuid::Uuid::nil()),
-        channel: "PHONE".to_owned(),
-        source_system: parsed(SourceSystem::parse("source_system", "call-centre")),
-        resident: ResidentInput {
-            reference: parsed(ResidentReference::parse("resident.reference", "T-1001")),
-            name: parsed(PersonName::parse("resident.name", "Ada Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: parsed(Uprn::parse("property.uprn", "100023336956")),
-            address: parsed(Address::parse("property.address", "1 Example Road")),
-        },
-        contractor_id: parsed(ContractorId::parse("contractor_id", "acme-retrofit")),
-        visit_id: None,
-        standards,
-        description: parsed(LongText::parse("description", "Left the side gate open")),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
-}
+mod support;
 
 fn handler(name: &str) -> Handler {
     parsed(Handler::parse("handler", name))
@@ -76,14 +36,7 @@ impl Journey {
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = handle(self.state.as_ref(), command, &context)?;
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
+        let events = decide(&mut self.state, &self.calendar, command)?;
         self.events.extend(events.clone());
         Ok(events)
     }

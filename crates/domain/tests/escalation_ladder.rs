@@ -4,32 +4,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use doorstep_domain::complaint::{
-    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, apply, handle,
-};
+use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{
     Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
     ladder_due_times, plan, shift_working_days, working_days_late,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
-};
+use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
+use support::{at, date, decide, log_command, parsed};
 
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse()
-        .unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn date(text: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|error| panic!("{text}: {error}"))
-}
-
-fn parsed<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
-    result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
-}
+mod support;
 
 fn level(name: &str) -> EscalationLevel {
     parsed(EscalationLevel::parse("level", name))
@@ -71,32 +56,6 @@ fn policy() -> EscalationPolicy {
     parsed(EscalationPolicy::new(ladders, recipients, contractor))
 }
 
-fn log_command(received_at: DateTime<Utc>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: ComplaintId::from_uuid(uuid::Uuid::nil()),
-        channel: "PHONE".to_owned(),
-        source_system: parsed(SourceSystem::parse("source_system", "call-centre")),
-        resident: ResidentInput {
-            reference: parsed(ResidentReference::parse("resident.reference", "T-1001")),
-            name: parsed(PersonName::parse("resident.name", "Ada Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: parsed(Uprn::parse("property.uprn", "100023336956")),
-            address: parsed(Address::parse("property.address", "1 Example Road")),
-        },
-        contractor_id: parsed(ContractorId::parse("contractor_id", "acme-retrofit")),
-        visit_id: None,
-        standards: vec![ServiceStandard::GatesSecured],
-        description: parsed(LongText::parse("description", "Left the side gate open")),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
-}
-
 /// A complaint and a scheduler that wakes every simulated hour and raises whatever is due.
 struct Simulation {
     calendar: WorkingDayCalendar,
@@ -107,26 +66,23 @@ struct Simulation {
 }
 
 impl Simulation {
-    fn new(start: DateTime<Utc>) -> Self {
-        Self {
+    /// A simulation starting at `start`, when a complaint about a gate left open is logged.
+    fn logged_at(start: DateTime<Utc>) -> Self {
+        let mut simulation = Self {
             calendar: WorkingDayCalendar::england_and_wales(),
             policy: policy(),
             state: None,
             now: start,
             raised: Vec::new(),
-        }
+        };
+        simulation
+            .run(log_command(start, vec![ServiceStandard::GatesSecured]))
+            .unwrap_or_else(|error| panic!("{error}"));
+        simulation
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Event>, DomainError> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = handle(self.state.as_ref(), command, &context)?;
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
-        Ok(events)
+        decide(&mut self.state, &self.calendar, command)
     }
 
     fn complaint(&self) -> &Complaint {
@@ -224,10 +180,7 @@ fn due_times_skip_easter_and_fall_at_midnight_in_england() {
 #[test]
 fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
     // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(simulation.now))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     simulation.advance_to(at("2026-05-15T00:00:00Z"));
     let ack = Deadline::StageOneAcknowledgement;
     assert_eq!(
@@ -272,10 +225,7 @@ fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
 #[test]
 fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() {
     let handler = parsed(Handler::parse("handler", "Ann Officer"));
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(simulation.now))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     // Acknowledged late on Wednesday 15 April: warning and breach raised, nothing more.
     simulation.advance_to(at("2026-04-15T10:00:00Z"));
     simulation
@@ -376,10 +326,7 @@ fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() 
 
 #[test]
 fn escalations_are_acknowledged_once() {
-    let mut simulation = Simulation::new(at("2026-04-02T09:00:00Z"));
-    simulation
-        .run(log_command(simulation.now))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut simulation = Simulation::logged_at(at("2026-04-02T09:00:00Z"));
     simulation.advance_to(at("2026-04-15T00:00:00Z"));
     let Some(Event::EscalationRaised { escalation_id, .. }) = simulation.raised.get(1).cloned()
     else {

@@ -8,43 +8,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use doorstep_domain::complaint::{
-    Command, FindingInput, FindingOutcome, HandlingContext, LogComplaint, PropertyInput,
-    ResidentInput, Stage, apply, handle,
+    Command, FindingInput, FindingOutcome, HandlingContext, Stage, apply, handle,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
-};
-use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
+use doorstep_domain::input::{ComplaintId, Handler, OptionalText, ShortText};
+use doorstep_domain::{ServiceStandard, WorkingDayCalendar};
 use doorstep_projections::{ComplaintFilter, ComplaintRow};
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
-use support::{Kind, TestBackend, append, valid};
+use support::{Kind, TestBackend, append_complaint_events, log_complaint, valid};
 
 fn log(id: ComplaintId, contractor: &str, received_at: DateTime<Utc>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: id,
-        channel: "WEB".to_owned(),
-        source_system: valid(SourceSystem::parse("source_system", "portal")),
-        resident: ResidentInput {
-            reference: valid(ResidentReference::parse("r", "T-1")),
-            name: valid(PersonName::parse("n", "A Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: valid(Uprn::parse("u", "123456")),
-            address: valid(Address::parse("a", "1 Road")),
-        },
-        contractor_id: valid(ContractorId::parse("c", contractor)),
-        visit_id: None,
-        standards: vec![ServiceStandard::Tidiness],
-        description: LongText::default(),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
+    Command::Log(Box::new(log_complaint(id, contractor, received_at)))
 }
 
 fn step(kind: u8, at: DateTime<Utc>) -> Command {
@@ -124,18 +98,7 @@ async fn write_histories(store: &Arc<dyn EventStore>, histories: &[Vec<u8>]) -> 
             let Ok(events) = handle(state.as_ref(), command, &context) else {
                 continue;
             };
-            append(
-                store,
-                &stream,
-                events.iter().map(|event: &Event| {
-                    (
-                        event.event_type(),
-                        event.schema_version(),
-                        event.to_payload(),
-                    )
-                }),
-            )
-            .await;
+            append_complaint_events(store, &stream, &events).await;
             for event in &events {
                 state = apply(state, event);
             }

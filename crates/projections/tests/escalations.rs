@@ -8,24 +8,51 @@ mod support;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use doorstep_domain::complaint::{
-    Command, Complaint, HandlingContext, LogComplaint, PropertyInput, ResidentInput, Stage, apply,
-    handle,
-};
+use doorstep_domain::WorkingDayCalendar;
+use doorstep_domain::complaint::{Command, Stage};
 use doorstep_domain::escalation::{
-    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, plan,
+    Deadline, EscalationLevel, EscalationPolicy, LadderStep, PlannedEscalation, default_ladder,
+    plan,
 };
-use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, EmailAddress, Handler, LongText, OptionalText, PersonName,
-    ResidentReference, ShortText, SourceSystem, Uprn,
+use doorstep_domain::input::{EmailAddress, Handler, OptionalText, ShortText};
+use doorstep_projections::{
+    DueEscalation, EscalationFilter, EscalationPlanner, Month, ProjectionRunner, ReadModel,
 };
-use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar};
-use doorstep_projections::{EscalationFilter, EscalationPlanner, Month, ProjectionRunner};
-use doorstep_store::StreamId;
-use support::{TestBackend, append, dump_tables, valid};
+use support::{ComplaintWriter, TestBackend, dump_tables, valid};
 
 fn at(text: &str) -> DateTime<Utc> {
     valid(text.parse())
+}
+
+/// The ladder the planner would raise for the complaint's running clock.
+fn planned(complaint: &ComplaintWriter) -> Vec<PlannedEscalation> {
+    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
+    plan(
+        &complaint.id,
+        &complaint.complaint().contractor_id,
+        &clock,
+        &planner().policy,
+        &WorkingDayCalendar::england_and_wales(),
+    )
+}
+
+/// Raises `step` on the complaint at `raised_at`.
+async fn raise(
+    complaint: &mut ComplaintWriter,
+    backend: &TestBackend,
+    step: PlannedEscalation,
+    raised_at: DateTime<Utc>,
+) {
+    let command = Command::RaiseEscalation {
+        escalation: Box::new(step),
+        at: raised_at,
+    };
+    complaint.run(backend, command).await;
+}
+
+/// The ladder steps due at `now`.
+async fn due_at(read_model: &ReadModel, now: &str) -> Vec<DueEscalation> {
+    valid(read_model.due_escalations(at(now), 10).await)
 }
 
 fn planner() -> EscalationPlanner {
@@ -59,95 +86,14 @@ fn planner() -> EscalationPlanner {
     }
 }
 
-/// A complaint written through the real store, decided by the real rules.
-struct Written {
-    id: ComplaintId,
-    state: Option<Complaint>,
-    calendar: WorkingDayCalendar,
-}
-
-impl Written {
-    async fn run(&mut self, backend: &TestBackend, command: Command) -> Vec<Event> {
-        let context = HandlingContext {
-            calendar: &self.calendar,
-            timescales: Default::default(),
-        };
-        let events = valid(handle(self.state.as_ref(), command, &context));
-        for event in &events {
-            self.state = apply(self.state.take(), event);
-        }
-        append(
-            &backend.store,
-            &StreamId::new("complaint", self.id),
-            events.iter().map(|event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
-        )
-        .await;
-        events
-    }
-
-    fn complaint(&self) -> &Complaint {
-        self.state.as_ref().unwrap_or_else(|| panic!("logged"))
-    }
-}
-
-fn log(id: ComplaintId, received_at: DateTime<Utc>) -> Command {
-    Command::Log(Box::new(LogComplaint {
-        complaint_id: id,
-        channel: "WEB".to_owned(),
-        source_system: valid(SourceSystem::parse("source_system", "portal")),
-        resident: ResidentInput {
-            reference: valid(ResidentReference::parse("r", "T-1")),
-            name: valid(PersonName::parse("n", "A Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: valid(Uprn::parse("u", "123456")),
-            address: valid(Address::parse("a", "1 Road")),
-        },
-        contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
-        visit_id: None,
-        standards: vec![ServiceStandard::Tidiness],
-        description: LongText::default(),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
-    }))
-}
-
 async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
     let (runner, read_model, database) = backend.projections().await;
     let runner = runner.with_escalations(planner());
-    let mut complaint = Written {
-        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
-        state: None,
-        calendar: WorkingDayCalendar::england_and_wales(),
-    };
     // Received Thursday 2 April 2026: acknowledgement due Monday 13 April (Easter between).
-    complaint
-        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
-        .await;
+    let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
     valid(runner.catch_up().await);
-    assert!(
-        valid(
-            read_model
-                .due_escalations(at("2026-04-10T12:00:00Z"), 10)
-                .await
-        )
-        .is_empty()
-    );
-    let due = valid(
-        read_model
-            .due_escalations(at("2026-04-14T08:00:00Z"), 10)
-            .await,
-    );
+    assert!(due_at(&read_model, "2026-04-10T12:00:00Z").await.is_empty());
+    let due = due_at(&read_model, "2026-04-14T08:00:00Z").await;
     // The schedule holds each clock's next step only: the warning, though the breach is due too.
     let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
     assert_eq!(levels, vec!["warning"]);
@@ -158,33 +104,14 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
 
     // The scheduler raises the breach: it leaves the schedule, joins the escalations, and owes
     // one webhook delivery and one email per recipient.
-    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
-    let breach = plan(
-        &complaint.id,
-        &complaint.complaint().contractor_id,
-        &clock,
-        &planner().policy,
-        &complaint.calendar,
-    )
-    .into_iter()
-    .find(|step| step.level.as_str() == "breach")
-    .unwrap_or_else(|| panic!("a breach step"));
+    let breach = planned(&complaint)
+        .into_iter()
+        .find(|step| step.level.as_str() == "breach")
+        .unwrap_or_else(|| panic!("a breach step"));
     let breach_id = breach.escalation_id;
-    complaint
-        .run(
-            &backend,
-            Command::RaiseEscalation {
-                escalation: Box::new(breach),
-                at: at("2026-04-14T08:00:00Z"),
-            },
-        )
-        .await;
+    raise(&mut complaint, &backend, breach, at("2026-04-14T08:00:00Z")).await;
     valid(runner.catch_up().await);
-    let due = valid(
-        read_model
-            .due_escalations(at("2026-04-14T08:00:00Z"), 10)
-            .await,
-    );
+    let due = due_at(&read_model, "2026-04-14T08:00:00Z").await;
     assert_eq!(due.len(), 1, "only the warning is still due");
     let raised = valid(
         read_model
@@ -248,19 +175,8 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         )
         .await;
     valid(runner.catch_up().await);
-    assert!(
-        valid(
-            read_model
-                .due_escalations(at("2026-04-20T00:00:00Z"), 10)
-                .await
-        )
-        .is_empty()
-    );
-    let due = valid(
-        read_model
-            .due_escalations(at("2026-06-01T00:00:00Z"), 10)
-            .await,
-    );
+    assert!(due_at(&read_model, "2026-04-20T00:00:00Z").await.is_empty());
+    let due = due_at(&read_model, "2026-06-01T00:00:00Z").await;
     let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
     assert_eq!(levels, vec!["warning"], "the response clock's first step");
     assert!(
@@ -270,27 +186,12 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
 
     // The response warning is raised; then an extension moves the deadline. The warning stays
     // raised and is not scheduled again; the next step, the breach, follows the new date.
-    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
-    let warning = plan(
-        &complaint.id,
-        &complaint.complaint().contractor_id,
-        &clock,
-        &planner().policy,
-        &complaint.calendar,
-    )
-    .into_iter()
-    .next()
-    .unwrap_or_else(|| panic!("a warning step"));
+    let warning = planned(&complaint)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("a warning step"));
     let warning_due = warning.due_at;
-    complaint
-        .run(
-            &backend,
-            Command::RaiseEscalation {
-                escalation: Box::new(warning),
-                at: warning_due,
-            },
-        )
-        .await;
+    raise(&mut complaint, &backend, warning, warning_due).await;
     complaint
         .run(
             &backend,
@@ -303,11 +204,7 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
         )
         .await;
     valid(runner.catch_up().await);
-    let due = valid(
-        read_model
-            .due_escalations(at("2026-06-01T00:00:00Z"), 10)
-            .await,
-    );
+    let due = due_at(&read_model, "2026-06-01T00:00:00Z").await;
     let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
     assert_eq!(levels, vec!["breach"]);
     let extended_to = complaint
@@ -363,34 +260,12 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
 async fn deliveries_are_retried_dead_lettered_and_retried_again(backend: TestBackend) {
     let (runner, read_model, database) = backend.projections().await;
     let runner = runner.with_escalations(planner());
-    let mut complaint = Written {
-        id: ComplaintId::from_uuid(uuid::Uuid::now_v7()),
-        state: None,
-        calendar: WorkingDayCalendar::england_and_wales(),
-    };
-    complaint
-        .run(&backend, log(complaint.id, at("2026-04-02T09:00:00Z")))
-        .await;
-    let clock = valid(complaint.complaint().running_clock().ok_or("a clock runs"));
-    for step in plan(
-        &complaint.id,
-        &complaint.complaint().contractor_id,
-        &clock,
-        &planner().policy,
-        &complaint.calendar,
-    )
-    .into_iter()
-    .filter(|step| step.level.as_str() == "warning")
+    let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
+    for step in planned(&complaint)
+        .into_iter()
+        .filter(|step| step.level.as_str() == "warning")
     {
-        complaint
-            .run(
-                &backend,
-                Command::RaiseEscalation {
-                    escalation: Box::new(step),
-                    at: at("2026-04-14T08:00:00Z"),
-                },
-            )
-            .await;
+        raise(&mut complaint, &backend, step, at("2026-04-14T08:00:00Z")).await;
     }
     valid(runner.catch_up().await);
     // The warning has no email recipients: one webhook delivery only.

@@ -15,15 +15,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use doorstep_domain::complaint::{
     Command, Complaint, DomainError, FindingInput, FindingOutcome, HandlingContext, LogComplaint,
-    PropertyInput, ResidentInput, Stage, StageProgress, apply, handle,
+    Stage, StageProgress, apply, handle,
 };
 use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, Contractor, ContractorCommand, ContractorProfile,
     ContractorStatus, EqualityAudit, Visit, VisitEvent, apply_contractor, handle_contractor,
 };
 use doorstep_domain::input::{
-    Address, ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName, PhoneNumber,
-    ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
+    ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName, PhoneNumber, ShortText,
+    SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar, england_date};
 use doorstep_projections::{
@@ -32,7 +32,9 @@ use doorstep_projections::{
 };
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
-use support::{Kind, TestBackend, append, dump_tables, valid};
+use support::{
+    Kind, TestBackend, append, append_complaint_events, dump_tables, log_complaint, valid,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Writing through the domain.
@@ -60,28 +62,13 @@ fn log_command(
     standards: Vec<ServiceStandard>,
     received_at: DateTime<Utc>,
 ) -> Command {
+    // By phone through the call centre; otherwise the support module's complaint.
     Command::Log(Box::new(LogComplaint {
-        complaint_id: id,
         channel: "PHONE".to_owned(),
         source_system: valid(SourceSystem::parse("source_system", "call-centre")),
-        resident: ResidentInput {
-            reference: valid(ResidentReference::parse("r", "T-1")),
-            name: valid(PersonName::parse("n", "A Resident")),
-            phone: None,
-            email: None,
-        },
-        property: PropertyInput {
-            uprn: valid(Uprn::parse("u", "123456")),
-            address: valid(Address::parse("a", "1 Road")),
-        },
-        contractor_id: valid(ContractorId::parse("c", contractor)),
         visit_id: visit.map(|visit| valid(VisitId::parse("v", visit))),
         standards,
-        description: LongText::default(),
-        occurred_at: None,
-        received_at,
-        outcome_sought: OptionalText::default(),
-        reasonable_adjustments: OptionalText::default(),
+        ..log_complaint(id, contractor, received_at)
     }))
 }
 
@@ -162,18 +149,7 @@ impl ComplaintWriter {
         command: Command,
     ) -> Result<(), DomainError> {
         let events = handle(self.state.as_ref(), command, context)?;
-        append(
-            store,
-            &self.stream,
-            events.iter().map(|event: &Event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
-        )
-        .await;
+        append_complaint_events(store, &self.stream, &events).await;
         for event in &events {
             self.state = apply(self.state.take(), event);
             self.follow_clocks(matches!(event, Event::DeadlineExtended { .. }));

@@ -95,7 +95,8 @@ const EVERYTHING: usize = 1_000_000;
 /// How long a check waits for something that should happen at once, before failing.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn fresh_stream(category: &str) -> StreamId {
+/// A stream of `category` that no other test uses.
+pub fn fresh_stream(category: &str) -> StreamId {
     StreamId::new(category, Uuid::now_v7())
 }
 
@@ -117,10 +118,13 @@ fn new_event(event_type: &str, payload: serde_json::Value) -> NewEvent {
     }
 }
 
+/// A `Numbered` event carrying `index`, with a fresh event id.
+pub fn numbered_event(index: usize) -> NewEvent {
+    new_event("Numbered", json!({ "index": index }))
+}
+
 fn numbered_events(count: usize) -> Vec<NewEvent> {
-    (0..count)
-        .map(|index| new_event("Numbered", json!({ "index": index })))
-        .collect()
+    (0..count).map(numbered_event).collect()
 }
 
 async fn append_ok(
@@ -133,6 +137,16 @@ async fn append_ok(
         Ok(outcome) => outcome,
         Err(error) => panic!("append to {stream} with {expected:?} should succeed: {error:?}"),
     }
+}
+
+/// Appends `count` numbered events, panicking as [`append_ok`] does.
+async fn append_numbered(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    count: usize,
+) -> AppendOutcome {
+    append_ok(store, stream, expected, numbered_events(count)).await
 }
 
 async fn whole_stream(store: &dyn EventStore, stream: &StreamId) -> Vec<RecordedEvent> {
@@ -160,15 +174,90 @@ fn versions(events: &[RecordedEvent]) -> Vec<u64> {
     events.iter().map(|event| event.version).collect()
 }
 
-fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+/// The events' positions, in order.
+pub fn positions(events: &[RecordedEvent]) -> Vec<u64> {
     events.iter().map(|event| event.position).collect()
 }
 
-fn assert_strictly_increasing(positions: &[u64], what: &str) {
+/// Panics, naming `what`, unless `positions` strictly increase.
+pub fn assert_strictly_increasing(positions: &[u64], what: &str) {
     assert!(
         positions.windows(2).all(|pair| pair[0] < pair[1]),
         "{what}: positions should strictly increase, got {positions:?}"
     );
+}
+
+/// Panics unless every stream among `events` (read in position order) has the versions 1, 2, 3…
+pub fn assert_versions_gap_free_per_stream(events: &[RecordedEvent]) {
+    let mut versions_by_stream: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
+    for event in events {
+        versions_by_stream
+            .entry(&event.stream_id)
+            .or_default()
+            .push(event.version);
+    }
+    for (stream, stream_versions) in versions_by_stream {
+        let expected_versions: Vec<u64> = (1..=stream_versions.len() as u64).collect();
+        assert_eq!(
+            stream_versions, expected_versions,
+            "stream {stream} has gap-free versions in position order"
+        );
+    }
+}
+
+/// Panics unless each raw SQL statement that tried to change the log was refused by the
+/// append-only triggers, and the log still holds just the one `Numbered` event it held before.
+pub async fn assert_refused_as_append_only<T, E: std::fmt::Display>(
+    store: &dyn EventStore,
+    refusals: Vec<(&str, Result<T, E>)>,
+) {
+    for (statement, result) in refusals {
+        let Err(error) = result else {
+            panic!("the triggers should refuse the statement {statement}");
+        };
+        assert!(
+            error.to_string().contains("events are append-only"),
+            "{statement} should be refused by the append-only trigger, got {error}"
+        );
+    }
+    let stored = store
+        .read_all(1, 10)
+        .await
+        .expect("read_all should succeed");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
+}
+
+/// Waits for racing tasks that each answer with the `(version, event id)` of the appends they won,
+/// and gathers the winners of each version.
+pub async fn winners_by_version(
+    mut tasks: tokio::task::JoinSet<Vec<(u64, Uuid)>>,
+) -> HashMap<u64, Vec<Uuid>> {
+    let mut winners_by_version: HashMap<u64, Vec<Uuid>> = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        for (version, event_id) in joined.expect("a racing task panicked") {
+            winners_by_version
+                .entry(version)
+                .or_default()
+                .push(event_id);
+        }
+    }
+    winners_by_version
+}
+
+/// Panics unless each stored event's version had exactly one winner, that event.
+pub fn assert_one_winner_per_version(
+    winners_by_version: &HashMap<u64, Vec<Uuid>>,
+    stored: &[RecordedEvent],
+) {
+    for event in stored {
+        assert_eq!(
+            winners_by_version.get(&event.version),
+            Some(&vec![event.event_id]),
+            "version {} should have exactly one winner, the stored event",
+            event.version
+        );
+    }
 }
 
 fn event_ids(events: &[RecordedEvent]) -> Vec<Uuid> {
@@ -227,13 +316,7 @@ pub async fn append_to_new_stream_with_no_stream(store: Arc<dyn EventStore>) {
     let stream = fresh_stream("complaint");
     let head_before = head(store).await;
 
-    let outcome = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    let outcome = append_numbered(store, &stream, ExpectedVersion::NoStream, 2).await;
 
     assert_eq!(
         outcome.version, 2,
@@ -264,20 +347,8 @@ pub async fn append_to_new_stream_with_exact_zero(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(0),
-        numbered_events(1),
-    )
-    .await;
-    let second = append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(1),
-        numbered_events(3),
-    )
-    .await;
+    let first = append_numbered(store, &stream, ExpectedVersion::Exact(0), 1).await;
+    let second = append_numbered(store, &stream, ExpectedVersion::Exact(1), 3).await;
 
     assert_eq!(
         first.version, 1,
@@ -297,13 +368,7 @@ pub async fn append_to_new_stream_with_exact_zero(store: Arc<dyn EventStore>) {
 pub async fn exact_version_mismatch_reports_the_actual_version(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(3),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::NoStream, 3).await;
     let head_before = head(store).await;
 
     for expected in [ExpectedVersion::Exact(1), ExpectedVersion::Exact(5)] {
@@ -333,13 +398,7 @@ pub async fn exact_version_mismatch_reports_the_actual_version(store: Arc<dyn Ev
 pub async fn no_stream_on_an_existing_stream_conflicts(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let stream = fresh_stream("complaint");
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::NoStream, 2).await;
 
     let result = store
         .append(&stream, ExpectedVersion::NoStream, numbered_events(1))
@@ -393,13 +452,7 @@ pub async fn idempotent_retry_returns_the_original_outcome_and_writes_nothing(
     );
     assert!(events_after(store, head_after_original).await.is_empty());
 
-    append_ok(
-        store,
-        &stream,
-        ExpectedVersion::Exact(2),
-        numbered_events(1),
-    )
-    .await;
+    append_numbered(store, &stream, ExpectedVersion::Exact(2), 1).await;
     let late_retry = append_ok(store, &stream, ExpectedVersion::Exact(0), events).await;
     assert_eq!(
         late_retry,
@@ -659,13 +712,7 @@ pub async fn positions_are_gap_free_from_one(store: Arc<dyn EventStore>) {
     let head_before = head(store.as_ref()).await;
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::NoStream,
-        numbered_events(2),
-    )
-    .await;
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::NoStream, 2).await;
     assert_eq!(
         first.position,
         head_before + 2,
@@ -675,13 +722,7 @@ pub async fn positions_are_gap_free_from_one(store: Arc<dyn EventStore>) {
         .append(&stream, ExpectedVersion::NoStream, numbered_events(1))
         .await;
     assert_version_conflict(refused, &stream, ExpectedVersion::NoStream, 2);
-    let second = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Exact(2),
-        numbered_events(1),
-    )
-    .await;
+    let second = append_numbered(store.as_ref(), &stream, ExpectedVersion::Exact(2), 1).await;
     assert_eq!(
         second.position,
         head_before + 3,
@@ -755,13 +796,7 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
     let mut follower = store.watch_head();
     let stream = fresh_stream("complaint");
 
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(3),
-    )
-    .await;
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 3).await;
     assert!(
         first.position > head_before + 2,
         "three events land past the head"
@@ -786,13 +821,7 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
             .expect("watch_head should stay open while the store is open");
         *waiting_follower.borrow()
     });
-    let second = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(1),
-    )
-    .await;
+    let second = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 1).await;
     let seen = tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("a waiting follower should be woken in time")
@@ -808,18 +837,12 @@ pub async fn head_position_and_watch_head_advance(store: Arc<dyn EventStore>) {
 pub async fn count_after_counts_the_readable_events_past_a_position(store: Arc<dyn EventStore>) {
     let head_before = head(store.as_ref()).await;
     let stream = fresh_stream("complaint");
-    let first = append_ok(
-        store.as_ref(),
-        &stream,
-        ExpectedVersion::Any,
-        numbered_events(3),
-    )
-    .await;
-    append_ok(
+    let first = append_numbered(store.as_ref(), &stream, ExpectedVersion::Any, 3).await;
+    append_numbered(
         store.as_ref(),
         &fresh_stream("complaint"),
         ExpectedVersion::Any,
-        numbered_events(2),
+        2,
     )
     .await;
     let count = |position| {
@@ -909,20 +932,7 @@ pub async fn concurrent_appends_are_each_stored_exactly_once(store: Arc<dyn Even
     assert_eq!(stored_ids.len(), stored.len(), "no event is stored twice");
     assert_eq!(stored_ids, appended_ids, "every appended event is stored");
 
-    let mut versions_by_stream: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
-    for event in &stored {
-        versions_by_stream
-            .entry(&event.stream_id)
-            .or_default()
-            .push(event.version);
-    }
-    for (stream, stream_versions) in versions_by_stream {
-        let expected_versions: Vec<u64> = (1..=stream_versions.len() as u64).collect();
-        assert_eq!(
-            stream_versions, expected_versions,
-            "stream {stream} has gap-free versions in position order"
-        );
-    }
+    assert_versions_gap_free_per_stream(&stored);
 }
 
 /// Many tasks racing to extend one stream from the same version: exactly one wins each round,
@@ -964,26 +974,11 @@ pub async fn concurrent_exact_appends_have_one_winner_per_version(store: Arc<dyn
             wins
         });
     }
-    let mut winners_by_version: HashMap<u64, Vec<Uuid>> = HashMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        for (version, event_id) in joined.expect("a racing task panicked") {
-            winners_by_version
-                .entry(version)
-                .or_default()
-                .push(event_id);
-        }
-    }
+    let winners_by_version = winners_by_version(tasks).await;
 
     let stored = whole_stream(store.as_ref(), &stream).await;
     assert_eq!(versions(&stored), (1..=ROUNDS).collect::<Vec<_>>());
-    for event in &stored {
-        assert_eq!(
-            winners_by_version.get(&event.version),
-            Some(&vec![event.event_id]),
-            "version {} should have exactly one winner, the stored event",
-            event.version
-        );
-    }
+    assert_one_winner_per_version(&winners_by_version, &stored);
 }
 
 /// Appends that are refused while others are being written at the same moment leave no trace,
@@ -991,13 +986,7 @@ pub async fn concurrent_exact_appends_have_one_winner_per_version(store: Arc<dyn
 pub async fn refused_appends_do_not_disturb_concurrent_ones(store: Arc<dyn EventStore>) {
     const TASKS: usize = 40;
     let contested = fresh_stream("complaint");
-    append_ok(
-        store.as_ref(),
-        &contested,
-        ExpectedVersion::NoStream,
-        numbered_events(1),
-    )
-    .await;
+    append_numbered(store.as_ref(), &contested, ExpectedVersion::NoStream, 1).await;
     let already_stored = new_event("AlreadyStored", json!({}));
     append_ok(
         store.as_ref(),

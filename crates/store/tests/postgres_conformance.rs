@@ -7,14 +7,19 @@
 //! return at once, after the harness has said so loudly (`DOORSTEP_REQUIRE_POSTGRES=1` makes that
 //! a failure instead).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorstep_store::conformance::lifecycle::StoreHarness;
+use doorstep_store::conformance::lifecycle::{StoreHarness, spawn_appends};
+use doorstep_store::conformance::{
+    assert_one_winner_per_version, assert_refused_as_append_only, assert_strictly_increasing,
+    assert_versions_gap_free_per_stream, fresh_stream as stream, numbered_event as event,
+    positions, winners_by_version,
+};
 use doorstep_store::{
-    AppendOutcome, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresEventStore,
-    PostgresSettings, RecordedEvent, StoreError, StreamId,
+    EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresSettings, RecordedEvent,
+    StoreError, StreamId,
 };
 use doorstep_test_postgres::TestDatabase;
 use serde_json::json;
@@ -108,59 +113,6 @@ async fn raw_connection(database: &TestDatabase) -> PgConnection {
         .expect("a raw connection to the test database should open")
 }
 
-fn stream(category: &str) -> StreamId {
-    StreamId::new(category, Uuid::now_v7())
-}
-
-fn event(index: usize) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "Numbered".to_owned(),
-        schema_version: 1,
-        payload: json!({ "index": index }),
-        metadata: EventMetadata {
-            actor: "postgres-tests".to_owned(),
-            source_channel: "grpc".to_owned(),
-            ..EventMetadata::default()
-        },
-    }
-}
-
-fn positions(events: &[RecordedEvent]) -> Vec<u64> {
-    events.iter().map(|event| event.position).collect()
-}
-
-fn assert_strictly_increasing(positions: &[u64], what: &str) {
-    assert!(
-        positions.windows(2).all(|pair| pair[0] < pair[1]),
-        "{what}: positions should strictly increase, got {positions:?}"
-    );
-}
-
-/// Starts `count` appends at once, each of one event to its own new stream.
-fn spawn_appends(
-    store: &PostgresEventStore,
-    count: usize,
-) -> tokio::task::JoinSet<(Uuid, Result<AppendOutcome, StoreError>)> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..count {
-        let store = store.clone();
-        tasks.spawn(async move {
-            let new_event = event(index);
-            let event_id = new_event.event_id;
-            let result = store
-                .append(
-                    &stream("complaint"),
-                    ExpectedVersion::NoStream,
-                    vec![new_event],
-                )
-                .await;
-            (event_id, result)
-        });
-    }
-    tasks
-}
-
 async fn wait_for_head(store: &PostgresEventStore, position: u64, who: &str) {
     let mut head = store.watch_head();
     tokio::time::timeout(PATIENCE, head.wait_for(|seen| *seen >= position))
@@ -187,23 +139,12 @@ async fn triggers_refuse_update_delete_and_truncate() {
         .await;
     let truncate = sqlx::query("TRUNCATE events").execute(store.pool()).await;
 
-    for (statement, result) in [
+    let refusals = vec![
         ("UPDATE", update),
         ("DELETE", delete),
         ("TRUNCATE", truncate),
-    ] {
-        let error = result.expect_err("the triggers should refuse the statement");
-        assert!(
-            error.to_string().contains("events are append-only"),
-            "{statement} should be refused by the append-only trigger, got {error}"
-        );
-    }
-    let stored = store
-        .read_all(1, 10)
-        .await
-        .expect("read_all should succeed");
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
+    ];
+    assert_refused_as_append_only(&store, refusals).await;
     store.close().await;
 }
 
@@ -503,15 +444,7 @@ async fn two_replicas_racing_with_exact_versions_have_one_winner_per_version() {
             });
         }
     }
-    let mut winners_by_version: HashMap<u64, Vec<Uuid>> = HashMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        for (version, event_id) in joined.expect("a racing task panicked") {
-            winners_by_version
-                .entry(version)
-                .or_default()
-                .push(event_id);
-        }
-    }
+    let winners_by_version = winners_by_version(tasks).await;
 
     let stored = replicas[0]
         .read_stream(&contested, 0, 1000)
@@ -522,14 +455,7 @@ async fn two_replicas_racing_with_exact_versions_have_one_winner_per_version() {
         (1..=ROUNDS).collect::<Vec<_>>(),
         "no update is lost"
     );
-    for recorded in &stored {
-        assert_eq!(
-            winners_by_version.get(&recorded.version),
-            Some(&vec![recorded.event_id]),
-            "version {} should have exactly one winner, the stored event",
-            recorded.version
-        );
-    }
+    assert_one_winner_per_version(&winners_by_version, &stored);
     let final_head = stored.last().expect("ten events").position;
     for (replica, name) in replicas
         .iter()
@@ -590,20 +516,7 @@ async fn replicas_appending_to_shared_streams_lose_nothing() {
     let stored: HashSet<Uuid> = everything.iter().map(|event| event.event_id).collect();
     assert_eq!(stored.len(), everything.len(), "no event is stored twice");
     assert_eq!(stored, appended, "every append landed");
-    let mut versions_by_stream: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
-    for recorded in &everything {
-        versions_by_stream
-            .entry(&recorded.stream_id)
-            .or_default()
-            .push(recorded.version);
-    }
-    for (stream_id, versions) in versions_by_stream {
-        assert_eq!(
-            versions,
-            (1..=versions.len() as u64).collect::<Vec<_>>(),
-            "stream {stream_id} has gap-free versions in position order"
-        );
-    }
+    assert_versions_gap_free_per_stream(&everything);
     for replica in &replicas {
         replica.close().await;
     }

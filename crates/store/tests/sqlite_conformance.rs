@@ -5,14 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use doorstep_store::conformance::lifecycle::StoreHarness;
-use doorstep_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
-    StoreError, StreamId,
+use doorstep_store::conformance::lifecycle::{StoreHarness, spawn_appends};
+use doorstep_store::conformance::{
+    assert_refused_as_append_only, fresh_stream as stream, numbered_event as event,
 };
+use doorstep_store::{EventStore, ExpectedVersion, SqliteEventStore, SqliteSettings};
 use serde_json::json;
 use tempfile::TempDir;
-use uuid::Uuid;
 
 /// A new store in its own temporary directory, which lives as long as the returned guard. SQLite
 /// is always available.
@@ -85,48 +84,6 @@ async fn open_store(directory: &Path) -> SqliteEventStore {
         .expect("the store should open")
 }
 
-fn stream(category: &str) -> StreamId {
-    StreamId::new(category, Uuid::now_v7())
-}
-
-fn event(index: usize) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "Numbered".to_owned(),
-        schema_version: 1,
-        payload: json!({ "index": index }),
-        metadata: EventMetadata {
-            actor: "sqlite-tests".to_owned(),
-            source_channel: "grpc".to_owned(),
-            ..EventMetadata::default()
-        },
-    }
-}
-
-/// Starts `count` appends at once, each of one event to its own new stream.
-fn spawn_appends(
-    store: &SqliteEventStore,
-    count: usize,
-) -> tokio::task::JoinSet<(Uuid, Result<doorstep_store::AppendOutcome, StoreError>)> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..count {
-        let store = store.clone();
-        tasks.spawn(async move {
-            let new_event = event(index);
-            let event_id = new_event.event_id;
-            let result = store
-                .append(
-                    &stream("complaint"),
-                    ExpectedVersion::NoStream,
-                    vec![new_event],
-                )
-                .await;
-            (event_id, result)
-        });
-    }
-    tasks
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_refuse_update_and_delete_through_the_pool() {
     let (store, _directory) = fresh_sqlite_store().await;
@@ -142,19 +99,7 @@ async fn triggers_refuse_update_and_delete_through_the_pool() {
         .execute(store.pool())
         .await;
 
-    for (statement, result) in [("UPDATE", update), ("DELETE", delete)] {
-        let error = result.expect_err("the triggers should refuse the statement");
-        assert!(
-            error.to_string().contains("events are append-only"),
-            "{statement} should be refused by the append-only trigger, got {error}"
-        );
-    }
-    let stored = store
-        .read_all(1, 10)
-        .await
-        .expect("read_all should succeed");
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].event_type, "Numbered", "the event is unchanged");
+    assert_refused_as_append_only(&store, vec![("UPDATE", update), ("DELETE", delete)]).await;
     store.close().await;
 }
 

@@ -9,27 +9,10 @@ use std::time::Duration;
 use doorstep_api::v1;
 use doorstep_store::{ResidentKeyStore, SqliteEventStore, SqliteSettings};
 
-use support::{client, doorstep, register_contractor, serve};
+use support::{client, doorstep, register_contractor, serve, small_complaint};
 
 fn complaint() -> v1::LogComplaintRequest {
-    v1::LogComplaintRequest {
-        idempotency_key: "binary-1".to_owned(),
-        channel: v1::Channel::Web as i32,
-        source_system: "resident-portal".to_owned(),
-        resident: Some(v1::Resident {
-            reference: "T-9".to_owned(),
-            name: "B Resident".to_owned(),
-            ..Default::default()
-        }),
-        property: Some(v1::Property {
-            uprn: "10001".to_owned(),
-            address: "9 Example Street".to_owned(),
-        }),
-        contractor_id: "acme-retrofit".to_owned(),
-        standards: vec![v1::ServiceStandard::NoSmoking as i32],
-        description: "Operative smoked by the front door".to_owned(),
-        ..Default::default()
-    }
+    small_complaint("binary-1", "T-9", "B Resident")
 }
 
 #[tokio::test]
@@ -277,12 +260,7 @@ async fn erasure_leaves_no_key_on_disk_and_rotate_master_retires_the_old_master_
         .await
         .expect("logged")
         .into_inner();
-    let mut staying = complaint();
-    staying.idempotency_key = "binary-2".to_owned();
-    if let Some(resident) = staying.resident.as_mut() {
-        resident.reference = "T-10".to_owned();
-        resident.name = "C Resident".to_owned();
-    }
+    let staying = small_complaint("binary-2", "T-10", "C Resident");
     let staying = client(running.port)
         .await
         .log_complaint(staying)

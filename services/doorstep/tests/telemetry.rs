@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use tokio::sync::mpsc;
 
-use support::{client, doorstep, register_contractor};
+use support::{client, doorstep, register_contractor, small_complaint};
 
 /// The caller's trace and span, as its `traceparent` names them.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -183,24 +183,7 @@ fn of_trace(seen: &[Received]) -> Vec<Received> {
 }
 
 fn complaint() -> v1::LogComplaintRequest {
-    v1::LogComplaintRequest {
-        idempotency_key: "traced-1".to_owned(),
-        channel: v1::Channel::Phone as i32,
-        source_system: "call-centre".to_owned(),
-        resident: Some(v1::Resident {
-            reference: "T-1".to_owned(),
-            name: "A Resident".to_owned(),
-            ..Default::default()
-        }),
-        property: Some(v1::Property {
-            uprn: "10001".to_owned(),
-            address: "1 Example Street".to_owned(),
-        }),
-        contractor_id: "acme-retrofit".to_owned(),
-        standards: vec![v1::ServiceStandard::GatesSecured as i32],
-        description: "Gate left open".to_owned(),
-        ..Default::default()
-    }
+    small_complaint("traced-1", "T-1", "A Resident")
 }
 
 #[tokio::test]

@@ -230,46 +230,26 @@ pub struct ComplaintWriter {
 impl ComplaintWriter {
     /// Logs a new complaint against `acme-retrofit`, received at `received_at`.
     pub async fn log(backend: &TestBackend, received_at: chrono::DateTime<chrono::Utc>) -> Self {
-        use doorstep_domain::complaint::{Command, LogComplaint, PropertyInput, ResidentInput};
-        use doorstep_domain::input::{
-            Address, ComplaintId, ContractorId, LongText, OptionalText, PersonName,
-            ResidentReference, SourceSystem, Uprn,
-        };
+        use doorstep_domain::complaint::Command;
+        use doorstep_domain::input::ComplaintId;
         let id = ComplaintId::from_uuid(uuid::Uuid::now_v7());
         let mut writer = Self { id, state: None };
-        let command = Command::Log(Box::new(LogComplaint {
-            complaint_id: id,
-            channel: "WEB".to_owned(),
-            source_system: valid(SourceSystem::parse("source_system", "portal")),
-            resident: ResidentInput {
-                reference: valid(ResidentReference::parse("r", "T-1")),
-                name: valid(PersonName::parse("n", "A Resident")),
-                phone: None,
-                email: None,
-            },
-            property: PropertyInput {
-                uprn: valid(Uprn::parse("u", "123456")),
-                address: valid(Address::parse("a", "1 Road")),
-            },
-            contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
-            visit_id: None,
-            standards: vec![doorstep_domain::ServiceStandard::Tidiness],
-            description: LongText::default(),
-            occurred_at: None,
-            received_at,
-            outcome_sought: OptionalText::default(),
-            reasonable_adjustments: OptionalText::default(),
-        }));
+        let command = Command::Log(Box::new(log_complaint(id, "acme-retrofit", received_at)));
         writer.run(backend, command).await;
         writer
     }
 
-    /// Decides `command` on the complaint and appends what it produces.
+    /// The complaint as the rules see it now.
+    pub fn complaint(&self) -> &doorstep_domain::complaint::Complaint {
+        self.state.as_ref().unwrap_or_else(|| panic!("logged"))
+    }
+
+    /// Decides `command` on the complaint, appends what it produces and returns it.
     pub async fn run(
         &mut self,
         backend: &TestBackend,
         command: doorstep_domain::complaint::Command,
-    ) {
+    ) -> Vec<doorstep_domain::Event> {
         use doorstep_domain::complaint::{HandlingContext, apply, handle};
         let calendar = doorstep_domain::WorkingDayCalendar::england_and_wales();
         let context = HandlingContext {
@@ -280,17 +260,69 @@ impl ComplaintWriter {
         for event in &events {
             self.state = apply(self.state.take(), event);
         }
-        append(
+        append_complaint_events(
             &backend.store,
             &StreamId::new("complaint", self.id),
-            events.iter().map(|event| {
-                (
-                    event.event_type(),
-                    event.schema_version(),
-                    event.to_payload(),
-                )
-            }),
+            &events,
         )
         .await;
+        events
+    }
+}
+
+/// Appends a complaint's events, in their stored form, to `stream`.
+pub async fn append_complaint_events(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamId,
+    events: &[doorstep_domain::Event],
+) {
+    append(
+        store,
+        stream,
+        events.iter().map(|event| {
+            (
+                event.event_type(),
+                event.schema_version(),
+                event.to_payload(),
+            )
+        }),
+    )
+    .await;
+}
+
+/// A complaint received at `received_at` against `contractor`: on the web portal, from resident
+/// T-1 at 1 Road, about tidiness, with nothing optional filled in.
+pub fn log_complaint(
+    id: doorstep_domain::input::ComplaintId,
+    contractor: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> doorstep_domain::complaint::LogComplaint {
+    use doorstep_domain::complaint::{LogComplaint, PropertyInput, ResidentInput};
+    use doorstep_domain::input::{
+        Address, ContractorId, LongText, OptionalText, PersonName, ResidentReference, SourceSystem,
+        Uprn,
+    };
+    LogComplaint {
+        complaint_id: id,
+        channel: "WEB".to_owned(),
+        source_system: valid(SourceSystem::parse("source_system", "portal")),
+        resident: ResidentInput {
+            reference: valid(ResidentReference::parse("r", "T-1")),
+            name: valid(PersonName::parse("n", "A Resident")),
+            phone: None,
+            email: None,
+        },
+        property: PropertyInput {
+            uprn: valid(Uprn::parse("u", "123456")),
+            address: valid(Address::parse("a", "1 Road")),
+        },
+        contractor_id: valid(ContractorId::parse("c", contractor)),
+        visit_id: None,
+        standards: vec![doorstep_domain::ServiceStandard::Tidiness],
+        description: LongText::default(),
+        occurred_at: None,
+        received_at,
+        outcome_sought: OptionalText::default(),
+        reasonable_adjustments: OptionalText::default(),
     }
 }

@@ -65,8 +65,9 @@ pub trait StoreHarness: 'static {
     fn insert_undecodable_row(store: &Self::Store) -> impl Future<Output = ()>;
 }
 
-/// Starts `count` appends at once, each of one event to its own new stream.
-fn spawn_appends<S: EventStore + Clone + 'static>(
+/// Starts `count` appends at once, each of one event to its own new stream; each task answers
+/// with its event's id and the append's result.
+pub fn spawn_appends<S: EventStore + Clone + 'static>(
     store: &S,
     count: usize,
 ) -> tokio::task::JoinSet<(Uuid, Result<AppendOutcome, StoreError>)> {

@@ -260,3 +260,30 @@ pub async fn register_contractor(port: u16, contractor_id: &str) -> v1::Register
         .expect("the contractor is registered")
         .into_inner()
 }
+
+/// A short valid complaint from resident `reference` (`name`) about a gate left open by
+/// acme-retrofit, logged by phone.
+pub fn small_complaint(
+    idempotency_key: &str,
+    reference: &str,
+    name: &str,
+) -> v1::LogComplaintRequest {
+    v1::LogComplaintRequest {
+        idempotency_key: idempotency_key.to_owned(),
+        channel: v1::Channel::Phone as i32,
+        source_system: "call-centre".to_owned(),
+        resident: Some(v1::Resident {
+            reference: reference.to_owned(),
+            name: name.to_owned(),
+            ..Default::default()
+        }),
+        property: Some(v1::Property {
+            uprn: "10001".to_owned(),
+            address: "1 Example Street".to_owned(),
+        }),
+        contractor_id: "acme-retrofit".to_owned(),
+        standards: vec![v1::ServiceStandard::GatesSecured as i32],
+        description: "Gate left open".to_owned(),
+        ..Default::default()
+    }
+}

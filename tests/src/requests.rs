@@ -1,0 +1,72 @@
+//! Requests for the complaint steps tests take again and again, so a test spells out only what
+//! it is about. Each leaves every other field at its default; `at` is the step's effective time
+//! (RFC 3339), or `None` for the server's clock.
+
+use doorstep_api::v1;
+
+use crate::timestamp;
+
+/// Reading one complaint.
+pub fn complaint(complaint_id: &str) -> v1::GetComplaintRequest {
+    v1::GetComplaintRequest {
+        complaint_id: complaint_id.to_owned(),
+    }
+}
+
+/// `handler` acknowledges the complaint at `stage`.
+pub fn acknowledgement(
+    complaint_id: &str,
+    stage: v1::Stage,
+    handler: &str,
+    at: Option<&str>,
+) -> v1::AcknowledgeComplaintRequest {
+    v1::AcknowledgeComplaintRequest {
+        complaint_id: complaint_id.to_owned(),
+        stage: stage as i32,
+        handler: handler.to_owned(),
+        effective_at: at.map(timestamp),
+        ..Default::default()
+    }
+}
+
+/// "Officer One" acknowledges the complaint at stage 1, now.
+pub fn officer_one_acknowledges(complaint_id: &str) -> v1::AcknowledgeComplaintRequest {
+    acknowledgement(complaint_id, v1::Stage::One, "Officer One", None)
+}
+
+/// One finding, on the gates standard.
+pub fn gates_finding(
+    complaint_id: &str,
+    outcome: v1::FindingOutcome,
+    summary: &str,
+) -> v1::RecordFindingsRequest {
+    v1::RecordFindingsRequest {
+        complaint_id: complaint_id.to_owned(),
+        findings: vec![v1::Finding {
+            standard: v1::ServiceStandard::GatesSecured as i32,
+            outcome: outcome as i32,
+            summary: summary.to_owned(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The response to the complaint, with `decision` and no remedy.
+pub fn response(complaint_id: &str, decision: &str, at: Option<&str>) -> v1::IssueResponseRequest {
+    v1::IssueResponseRequest {
+        complaint_id: complaint_id.to_owned(),
+        decision: decision.to_owned(),
+        effective_at: at.map(timestamp),
+        ..Default::default()
+    }
+}
+
+/// Closing the complaint with `reason` (which may be empty).
+pub fn closure(complaint_id: &str, reason: &str, at: Option<&str>) -> v1::CloseComplaintRequest {
+    v1::CloseComplaintRequest {
+        complaint_id: complaint_id.to_owned(),
+        reason: reason.to_owned(),
+        effective_at: at.map(timestamp),
+        ..Default::default()
+    }
+}
