@@ -76,7 +76,8 @@ impl WebhookSender {
             .body(body)
             .send()
             .await
-            .map_err(|error| DeliveryError::Http(error_chain(&error)))?;
+            // reqwest's top-level message says little ("error sending request"); the causes say why.
+            .map_err(|error| DeliveryError::Http(doorstep_telemetry::error_chain(&error)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -84,16 +85,4 @@ impl WebhookSender {
             Err(DeliveryError::Status(status.as_u16()))
         }
     }
-}
-
-/// reqwest's top-level message says little ("error sending request"); the cause says why.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -74,7 +74,7 @@ impl UnreadableRow {
     fn from_error(table: &'static str, key: &str, error: &ProjectionError) -> Self {
         let reason = match error {
             ProjectionError::CorruptRecord { reason, .. } => reason.clone(),
-            other => error_chain(other),
+            other => doorstep_telemetry::error_chain(other),
         };
         Self {
             table,
@@ -99,18 +99,6 @@ impl UnreadableRow {
             reason: self.reason,
         }
     }
-}
-
-/// An error with its causes, one after another.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Why a read model could not be read or updated.

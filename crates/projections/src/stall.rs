@@ -23,7 +23,7 @@ impl Stall {
             event_id: recorded.event_id,
             event_type: recorded.event_type.clone(),
             stream_id: recorded.stream_id.as_str().to_owned(),
-            reason: crate::error_chain(error),
+            reason: doorstep_telemetry::error_chain(error),
         }
     }
 }

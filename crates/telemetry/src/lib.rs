@@ -51,6 +51,19 @@ static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// info, the database driver's per-statement logs only when something is wrong.
 pub const SERVER_LOG_FILTER: &str = "info,sqlx=warn";
 
+/// An error with its causes, one after another ("error sending request: connection refused"),
+/// for a log field or a stored reason where the top-level message alone says little.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Installs logging, tracing and metrics once; later calls do nothing (tests call it per test).
 /// Must run inside the Tokio runtime: the OTLP exporters' channels belong to it.
 pub fn init(format: LogFormat, default_filter: &str) {
