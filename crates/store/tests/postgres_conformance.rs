@@ -52,6 +52,7 @@ async fn fresh_harness() -> Option<PostgresHarness> {
 
 impl StoreHarness for PostgresHarness {
     type Store = PostgresEventStore;
+    const GAP_FREE_POSITIONS: bool = false;
 
     async fn open(&self, max_batch_events: Option<usize>) -> PostgresEventStore {
         let defaults = PostgresSettings::new(self.database.url());

@@ -36,6 +36,7 @@ async fn fresh_harness() -> Option<SqliteHarness> {
 
 impl StoreHarness for SqliteHarness {
     type Store = SqliteEventStore;
+    const GAP_FREE_POSITIONS: bool = true;
 
     async fn open(&self, max_batch_events: Option<usize>) -> SqliteEventStore {
         let defaults = SqliteSettings::new(database_path(self.directory.path()));
