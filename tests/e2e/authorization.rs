@@ -383,3 +383,55 @@ async fn the_recorded_actor_is_the_authenticated_caller() {
         .map(|metadata| metadata.actor.clone());
     assert_eq!(actor.as_deref(), Some("jwt:call-centre-bot"));
 }
+
+/// A refusal a person can act on: it names the roles that may call the method, the roles the
+/// credential has, and how to get a key with the right one.
+#[tokio::test]
+async fn permission_denied_names_the_roles_that_may_call() {
+    let app = spawn_app().await;
+    let refused = ComplaintServiceClient::new(app.channel_as(&["admin"]))
+        .log_complaint(gate_left_open("roles-1", "2026-04-02T10:00:00Z"))
+        .await
+        .expect_err("admin may not log complaints");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let message = refused.message();
+    assert!(message.contains("it needs the intake role"), "{message}");
+    assert!(
+        message.contains("this credential has the admin role"),
+        "{message}"
+    );
+    assert!(message.contains("doorstep api-keys create"), "{message}");
+
+    let refused = ComplaintServiceClient::new(app.channel_as(&["auditor"]))
+        .get_complaint(v1::GetComplaintRequest {
+            complaint_id: "01a21775-9c5e-73bc-847e-b660f68f00f9".to_owned(),
+        })
+        .await
+        .expect_err("an auditor reads the log, not complaints");
+    assert!(
+        refused
+            .message()
+            .contains("one of the intake, officer, manager or contractor roles"),
+        "{}",
+        refused.message()
+    );
+}
+
+/// A complaint naming a contractor nobody registered says how to register one.
+#[tokio::test]
+async fn an_unregistered_contractor_is_refused_with_how_to_register_it() {
+    let app = spawn_app().await;
+    let mut request = gate_left_open("unregistered-1", "2026-04-02T10:00:00Z");
+    request.contractor_id = "never-registered".to_owned();
+    let refused = ComplaintServiceClient::new(app.channel_as(&["intake"]))
+        .log_complaint(request)
+        .await
+        .expect_err("an unknown contractor is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("RegisterContractor")
+            && refused.message().contains("admin role"),
+        "{}",
+        refused.message()
+    );
+}

@@ -142,7 +142,7 @@ impl ComplaintApi {
         )?;
         if !self.contractor_is_registered(&parsed.contractor_id).await? {
             return Err(
-                InvalidInput::new("contractor_id", "is not a registered contractor").into(),
+                InvalidInput::new("contractor_id", crate::contractors::NOT_REGISTERED).into(),
             );
         }
         if let Some(visit_id) = &parsed.visit_id {

@@ -25,6 +25,10 @@ use crate::parse::{self, Write};
 use crate::request::{command_origin, wait_for_read_model};
 
 /// The contractor registry's rules.
+/// Why a complaint or a visit naming an unknown contractor is refused, and how to put it right.
+pub const NOT_REGISTERED: &str = "is not a registered contractor: an administrator (the admin \
+     role) registers it first with doorstep.v1.ContractorService/RegisterContractor";
+
 pub struct ContractorRules;
 
 impl Aggregate for ContractorRules {

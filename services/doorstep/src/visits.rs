@@ -110,7 +110,7 @@ impl VisitApi {
                 index,
                 visit.visit_id.as_str(),
                 format!("visits[{index}].contractor_id"),
-                "is not a registered contractor".to_owned(),
+                crate::contractors::NOT_REGISTERED.to_owned(),
             )));
         }
         let visit_id = visit.visit_id.clone();

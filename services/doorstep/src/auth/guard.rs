@@ -191,12 +191,27 @@ impl Authenticator {
             None => false,
         };
         if !allowed {
+            let held: Vec<&str> = principal.roles.iter().map(|role| role.as_str()).collect();
+            let method = path.strip_prefix('/').unwrap_or(path);
             return Err(ApiError::PermissionDenied(format!(
-                "{} may not call {path}",
-                principal.subject
+                "{} may not call {method}: it needs {}, and this credential has {}. An \
+                 administrator can create a key with that role: `doorstep api-keys create \
+                 --role <role> --name <who>`",
+                principal.subject,
+                policy::roles_in_words(access),
+                roles_held(&held),
             )));
         }
         Ok(Some(principal))
+    }
+}
+
+/// The roles a credential holds, in words: "the admin role", "the intake and officer roles".
+fn roles_held(held: &[&str]) -> String {
+    match held {
+        [] => "no role".to_owned(),
+        [only] => format!("the {only} role"),
+        [rest @ .., last] => format!("the {} and {last} roles", rest.join(", ")),
     }
 }
 

@@ -166,6 +166,25 @@ pub fn access(path: &str) -> Option<Access> {
         .map(|(_, roles)| Access::Roles(roles))
 }
 
+/// In plain words, which roles may call a method: "the intake role", "the officer or manager
+/// role", "one of the intake, officer, manager or contractor roles"; for a path with no rule,
+/// that no role may.
+pub fn roles_in_words(access: Option<Access>) -> String {
+    let roles = match access {
+        Some(Access::Roles(roles)) => roles,
+        Some(Access::Public) => return "anyone".to_owned(),
+        Some(Access::Authenticated) => return "any role".to_owned(),
+        None => return "no role (the method has no line in the policy)".to_owned(),
+    };
+    let names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+    match names.as_slice() {
+        [] => "no role".to_owned(),
+        [only] => format!("the {only} role"),
+        [first, second] => format!("the {first} or {second} role"),
+        [rest @ .., last] => format!("one of the {} or {last} roles", rest.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +252,22 @@ mod tests {
             readme[start..end],
             expected,
             "the README's role table differs from POLICY; run with DOORSTEP_BLESS=1 to rewrite it"
+        );
+    }
+
+    #[test]
+    fn the_roles_that_may_call_are_said_in_words() {
+        assert_eq!(
+            roles_in_words(access("/doorstep.v1.ComplaintService/LogComplaint")),
+            "the intake role"
+        );
+        assert_eq!(
+            roles_in_words(access("/doorstep.v1.EscalationService/ListEscalations")),
+            "the officer or manager role"
+        );
+        assert_eq!(
+            roles_in_words(access("/doorstep.v1.ComplaintService/GetComplaint")),
+            "one of the intake, officer, manager or contractor roles"
         );
     }
 
