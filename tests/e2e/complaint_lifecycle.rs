@@ -491,3 +491,60 @@ async fn complaints_survive_a_restart() {
         .into_inner();
     assert_eq!(listed.complaints.len(), 5);
 }
+
+/// One precision for every timestamp: a complaint's `received_at` read from its stream
+/// (`GetComplaint`) and from the list's read model (`ListComplaints`) is the same instant to the
+/// nanosecond field, whether the caller dated it with nanoseconds or the server's clock did.
+#[tokio::test]
+async fn get_and_list_give_received_at_to_the_same_precision() {
+    let app = spawn_app().await;
+    let mut client = app.client.clone();
+    let mut dated = gate_left_open("precision-1", "2026-04-02T10:00:00Z");
+    dated.received_at = Some(timestamp("2026-04-02T10:00:00.123456789Z"));
+    let mut undated = gate_left_open("precision-2", "2026-04-02T10:00:00Z");
+    undated.received_at = None;
+    let mut last_position = 0;
+    let mut ids = Vec::new();
+    for request in [dated, undated] {
+        let logged = client
+            .log_complaint(request)
+            .await
+            .expect("logged")
+            .into_inner();
+        last_position = logged.position;
+        ids.push(logged.complaint_id);
+    }
+    let listed = client
+        .list_complaints(v1::ListComplaintsRequest {
+            min_position: Some(last_position),
+            ..Default::default()
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    for id in &ids {
+        let view = client
+            .get_complaint(requests::complaint(id))
+            .await
+            .expect("read")
+            .into_inner();
+        let got = view
+            .complaint
+            .and_then(|complaint| complaint.received_at)
+            .expect("GetComplaint has received_at");
+        let summary = listed
+            .complaints
+            .iter()
+            .find(|summary| &summary.complaint_id == id)
+            .expect("the list has the complaint");
+        assert_eq!(Some(&got), summary.received_at.as_ref(), "{id}");
+        assert_eq!(got.nanos % 1_000, 0, "microseconds: {got:?}");
+        let history_at = view
+            .history
+            .first()
+            .and_then(|entry| entry.recorded_at.clone());
+        if let Some(recorded) = history_at {
+            assert_eq!(recorded.nanos % 1_000, 0, "every timestamp: {recorded:?}");
+        }
+    }
+}

@@ -10,10 +10,14 @@ use doorstep_domain::england_date;
 use doorstep_projections::ComplaintRow;
 use doorstep_store::RecordedEvent;
 
+/// A time as the API gives it: to the microsecond, the precision the read models store, so
+/// `GetComplaint` (folded from the log, which keeps nanoseconds) and `ListComplaints` (from the
+/// read model) give the same instant for the same step.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    let micros = at.timestamp_subsec_micros();
     prost_types::Timestamp {
         seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+        nanos: i32::try_from(micros * 1_000).unwrap_or(0),
     }
 }
 
