@@ -17,6 +17,7 @@ mod observability;
 /// Public for the fuzz targets in `fuzz/`; nothing else outside the crate uses it.
 pub mod parse;
 mod performance;
+pub mod ports;
 pub mod privacy;
 pub mod report;
 mod request;

@@ -42,6 +42,7 @@ use crate::observability::health::HealthMonitor;
 use crate::observability::rpc::{RpcDuration, RpcTelemetryLayer};
 use crate::observability::scrape::MetricsEndpoint;
 use crate::performance::PerformanceApi;
+use crate::ports::BoundPorts;
 use crate::privacy::ResidentVault;
 use crate::settings::{Role, Settings, TlsSettings};
 use crate::visits::VisitApi;
@@ -79,18 +80,10 @@ pub enum StartupError {
     Store(#[from] doorstep_store::StoreError),
     #[error("cannot open the read models")]
     Projections(#[from] doorstep_projections::ProjectionError),
-    #[error("cannot listen for metrics scrapes on {address}")]
-    MetricsBind {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {address}")]
-    Bind {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Port(#[from] crate::ports::PortError),
+    #[error("cannot find the address of a bound port")]
+    LocalAddress(#[source] std::io::Error),
     #[error("cannot build gRPC reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("invalid JWT settings")]
@@ -476,28 +469,24 @@ fn notifier(
     )?))
 }
 
-/// The Prometheus endpoint, bound when metrics are enabled.
-async fn metrics_endpoint(settings: &Settings) -> Result<Option<MetricsEndpoint>, StartupError> {
-    if !settings.metrics.enabled {
+/// The Prometheus endpoint, on its port bound at start, when metrics are enabled.
+fn metrics_endpoint(ports: &mut BoundPorts) -> Result<Option<MetricsEndpoint>, StartupError> {
+    let Some(listener) = ports.take(crate::ports::METRICS) else {
         return Ok(None);
-    }
-    let address = SocketAddr::new(settings.metrics.host, settings.metrics.port);
-    let endpoint = MetricsEndpoint::bind(address)
-        .await
-        .map_err(|source| StartupError::MetricsBind { address, source })?;
+    };
+    let endpoint = MetricsEndpoint::on(listener).map_err(StartupError::LocalAddress)?;
     tracing::info!(address = %endpoint.address(), "metrics are served at /metrics");
     Ok(Some(endpoint))
 }
 
-/// Binds the gRPC port; returns the listener and the port it got (port 0 asks for any).
-async fn listen(settings: &Settings) -> Result<(TcpListener, u16), StartupError> {
-    let address = SocketAddr::new(settings.server.host, settings.server.port);
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartupError::Bind { address, source })?;
+/// The gRPC listener, bound at start, and the port it got (port 0 asks for any).
+fn listen(ports: &mut BoundPorts) -> Result<(TcpListener, u16), StartupError> {
+    let listener = ports
+        .take(crate::ports::GRPC)
+        .ok_or_else(|| StartupError::Settings("the gRPC port was not bound".to_owned()))?;
     let port = listener
         .local_addr()
-        .map_err(|source| StartupError::Bind { address, source })?
+        .map_err(StartupError::LocalAddress)?
         .port();
     Ok((listener, port))
 }
@@ -514,6 +503,8 @@ impl Application {
         // Before anything makes an instrument: instruments made earlier would record nothing.
         doorstep_telemetry::ensure_metrics();
         let policy = validated_policy(&settings)?;
+        // Every port first: a second instance must fail before it creates a key or a database.
+        let mut ports = BoundPorts::bind(crate::ports::wanted(&settings)).await?;
         create_data_directories(&settings)?;
         let authenticator = Arc::new(authenticator(&settings)?);
         let tls = tls_config(&settings.tls)?;
@@ -528,8 +519,8 @@ impl Application {
             storage.shared_store.clone(),
             storage.read_model.clone(),
         ));
-        let metrics_endpoint = metrics_endpoint(&settings).await?;
-        let (listener, port) = listen(&settings).await?;
+        let metrics_endpoint = metrics_endpoint(&mut ports)?;
+        let (listener, port) = listen(&mut ports)?;
         let role = settings.server.role;
         tracing::info!(
             address = %SocketAddr::new(settings.server.host, settings.server.port),

@@ -20,8 +20,8 @@ pub struct MetricsEndpoint {
 }
 
 impl MetricsEndpoint {
-    pub async fn bind(address: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(address).await?;
+    /// Serves on a listener bound at start (see `ports`).
+    pub fn on(listener: TcpListener) -> std::io::Result<Self> {
         let address = listener.local_addr()?;
         Ok(Self { listener, address })
     }
