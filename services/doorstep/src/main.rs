@@ -161,8 +161,36 @@ enum ReportKind {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // What went wrong, for the person at the terminal: each cause once, never a stack
+            // trace (a backtrace is a developer's tool; `RUST_BACKTRACE` is for panics).
+            eprintln!("error: {}", said_once(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each said once: a cause whose words the line already
+/// holds (a wrapper that repeats its source's message, or the same source twice) is left out.
+fn said_once(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || line.contains(&said) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&said);
+    }
+    line
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Action::Report {
         server,
         format,
