@@ -24,8 +24,9 @@ pub enum ReportError {
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("the server refused the report: {0}")]
-    Refused(#[from] tonic::Status),
+    /// Not a `source`: the message is the refusal, said once in the flags' words.
+    #[error("the server refused the report: {}", in_flags(.0))]
+    Refused(tonic::Status),
     #[error("cannot write the report")]
     Csv(#[from] csv::Error),
     #[error("cannot write the report")]
@@ -34,8 +35,193 @@ pub enum ReportError {
     Io(#[from] std::io::Error),
 }
 
-/// A table of strings: what every report becomes before it is printed.
+impl From<tonic::Status> for ReportError {
+    fn from(status: tonic::Status) -> Self {
+        Self::Refused(status)
+    }
+}
+
+/// The request fields a report's flags fill, and the flags, so that a refusal names what the
+/// person typed (`--from`), not the server's field (`from_month`).
+const FLAGS: &[(&str, &str)] = &[
+    ("from_month", "--from"),
+    ("to_month", "--to"),
+    ("min_visits", "--min-visits"),
+    ("reporting_year", "--year"),
+    ("homes", "--homes"),
+    ("contractor_id", "the contractor id"),
+];
+
+/// A refusal's message with the request's field names put as the command line's flags.
+fn in_flags(status: &tonic::Status) -> String {
+    let mut message = status.message().to_owned();
+    for (field, flag) in FLAGS {
+        message = message.replace(field, flag);
+    }
+    if message.is_empty() {
+        return format!("{:?}", status.code());
+    }
+    message
+}
+
+/// `n thing` or `n things`.
+fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// A rate with its 95% interval, for JSON; absent (null) where the rate is not defined.
 #[derive(Debug, Serialize)]
+pub struct RateFigure {
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+fn rate_figure(rate: Option<&v1::Rate>) -> Option<RateFigure> {
+    rate.filter(|rate| rate.defined).map(|rate| RateFigure {
+        value: rate.value,
+        lower: rate.lower,
+        upper: rate.upper,
+    })
+}
+
+/// A proportion (a share of a total) with its 95% interval, for JSON.
+#[derive(Debug, Serialize)]
+pub struct ProportionFigure {
+    pub count: u64,
+    pub total: u64,
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+fn proportion_figure(proportion: Option<&v1::Proportion>) -> Option<ProportionFigure> {
+    proportion.filter(|p| p.defined).map(|p| ProportionFigure {
+        count: p.count,
+        total: p.total,
+        value: p.value,
+        lower: p.lower,
+        upper: p.upper,
+    })
+}
+
+/// `doorstep report contractors --format json`.
+#[derive(Debug, Serialize)]
+pub struct ContractorsJson {
+    pub from_month: String,
+    pub to_month: String,
+    pub min_visits: u64,
+    pub programme_visits: u64,
+    pub programme_upheld_breaches: u64,
+    pub programme_upheld_per_100_visits: Option<RateFigure>,
+    pub contractors: Vec<ContractorStandingJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContractorStandingJson {
+    /// Absent for a contractor with too few visits to rank.
+    pub rank: Option<u32>,
+    pub contractor_id: String,
+    pub legal_name: String,
+    pub visits: u64,
+    pub upheld_breaches: u64,
+    pub upheld_per_100_visits: Option<RateFigure>,
+    /// `within`, `alert_high`, `alert_low`, `alarm_high`, `alarm_low`, `no_exposure`.
+    pub funnel_status: Option<String>,
+}
+
+/// `doorstep report contractor <id> --format json`.
+#[derive(Debug, Serialize)]
+pub struct ContractorJson {
+    pub contractor_id: String,
+    pub legal_name: String,
+    pub from_month: String,
+    pub to_month: String,
+    pub visits: u64,
+    pub complaints: u64,
+    pub reported_breaches: u64,
+    pub upheld_breaches: u64,
+    pub reported_per_100_visits: Option<RateFigure>,
+    pub upheld_per_100_visits: Option<RateFigure>,
+    pub standards: Vec<StandardJson>,
+    pub visits_with_upheld_breach: Option<ProportionFigure>,
+    pub answered_within_code: Option<ProportionFigure>,
+    pub median_working_days_to_acknowledge: Option<f64>,
+    pub median_working_days_to_respond: Option<f64>,
+    pub escalations_to_stage_two: u64,
+    pub reopened: u64,
+    pub notifier_escalations_raised: u64,
+    pub notifier_escalations_past_deadline: u64,
+    /// Absent for a contractor never audited.
+    pub equality_audit: Option<EqualityAuditJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StandardJson {
+    /// The standard in snake case, e.g. `gates_secured`.
+    pub standard: String,
+    pub reported: u64,
+    pub upheld: u64,
+    pub partly_upheld: u64,
+    pub not_upheld: u64,
+    pub pending: u64,
+    pub upheld_per_100_visits: Option<RateFigure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EqualityAuditJson {
+    pub latest_audit_date: String,
+    /// The outcome in snake case, e.g. `met`.
+    pub latest_outcome: String,
+    /// Absent when every requirement was met.
+    pub requirements_not_met: Option<String>,
+}
+
+/// `doorstep report handling --format json`.
+#[derive(Debug, Serialize)]
+pub struct HandlingJson {
+    pub reporting_year: u32,
+    pub from_date: String,
+    pub to_date: String,
+    pub homes: u64,
+    pub stage_one: StageHandlingJson,
+    pub stage_two: StageHandlingJson,
+    pub extensions_count_as_within_code: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageHandlingJson {
+    pub received: u64,
+    pub per_1000_homes: f64,
+    pub responded: u64,
+    pub responded_within_code: u64,
+    /// Absent when nothing was responded to.
+    pub percent_within_code: Option<f64>,
+}
+
+fn stage_handling(stage: Option<&v1::StageHandling>) -> StageHandlingJson {
+    let stage = stage.cloned().unwrap_or_default();
+    StageHandlingJson {
+        received: stage.received,
+        per_1000_homes: stage.per_1000_homes,
+        responded: stage.responded,
+        responded_within_code: stage.responded_within_code,
+        percent_within_code: stage.percent_within_code,
+    }
+}
+
+/// An enum value's protobuf name without its prefix, in snake case: `FUNNEL_STATUS_ALERT_HIGH`
+/// → `alert_high`.
+fn snake(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// A table of strings: what every report becomes before it is printed.
+#[derive(Debug)]
 struct Report {
     title: String,
     columns: Vec<&'static str>,
@@ -45,8 +231,11 @@ struct Report {
 }
 
 impl Report {
+    /// Prints the table, or its CSV, or `typed` as JSON: typed values, numbers as numbers and
+    /// absent figures as null, never the table's display strings.
     fn print(
         &self,
+        typed: &impl Serialize,
         format: ReportFormat,
         out: &mut impl std::io::Write,
     ) -> Result<(), ReportError> {
@@ -73,18 +262,7 @@ impl Report {
                 writer.flush()?;
             }
             ReportFormat::Json => {
-                let records: Vec<serde_json::Map<String, serde_json::Value>> = self
-                    .rows
-                    .iter()
-                    .map(|row| {
-                        self.columns
-                            .iter()
-                            .zip(row)
-                            .map(|(column, value)| ((*column).to_owned(), value.clone().into()))
-                            .collect()
-                    })
-                    .collect();
-                serde_json::to_writer_pretty(&mut *out, &records)?;
+                serde_json::to_writer_pretty(&mut *out, typed)?;
                 writeln!(out)?;
             }
         }
@@ -195,8 +373,8 @@ pub async fn contractors(
     let [average, average_interval] = rate(answer.programme_upheld_per_100_visits.as_ref());
     let report = Report {
         title: format!(
-            "Contractor performance {from_month} to {to_month}: programme average {average} upheld breaches per 100 visits ({average_interval}), {} visits",
-            answer.programme_visits
+            "Contractor performance {from_month} to {to_month}: programme average {average} upheld breaches per 100 visits ({average_interval}), {}",
+            count(answer.programme_visits, "visit")
         ),
         columns: vec![
             "rank",
@@ -230,10 +408,37 @@ pub async fn contractors(
             })
             .collect(),
         notes: vec![format!(
-            "Only contractors with at least {min_visits} visits are ranked; 1 is the lowest rate."
+            "Only contractors with at least {} are ranked; 1 is the lowest rate.",
+            count(min_visits, "visit")
         )],
     };
-    report.print(format, out)
+    let typed = ContractorsJson {
+        from_month: from_month.to_owned(),
+        to_month: to_month.to_owned(),
+        min_visits,
+        programme_visits: answer.programme_visits,
+        programme_upheld_breaches: answer.programme_upheld_breaches,
+        programme_upheld_per_100_visits: rate_figure(
+            answer.programme_upheld_per_100_visits.as_ref(),
+        ),
+        contractors: answer
+            .contractors
+            .iter()
+            .map(|c| ContractorStandingJson {
+                rank: (c.rank != 0).then_some(c.rank),
+                contractor_id: c.contractor_id.clone(),
+                legal_name: c.legal_name.clone(),
+                visits: c.visits,
+                upheld_breaches: c.upheld_breaches,
+                upheld_per_100_visits: rate_figure(c.upheld_per_100_visits.as_ref()),
+                funnel_status: v1::FunnelStatus::try_from(c.funnel_status)
+                    .ok()
+                    .filter(|status| *status != v1::FunnelStatus::Unspecified)
+                    .map(|status| snake(status.as_str_name(), "FUNNEL_STATUS_")),
+            })
+            .collect(),
+    };
+    report.print(&typed, format, out)
 }
 
 /// One contractor in detail.
@@ -258,8 +463,11 @@ pub async fn contractor(
     let [reported, reported_interval] = rate(answer.reported_per_100_visits.as_ref());
     let report = Report {
         title: format!(
-            "{} ({}) {from_month} to {to_month}: {} visits, {} complaints; reported {reported} per 100 visits ({reported_interval})",
-            answer.legal_name, answer.contractor_id, answer.visits, answer.complaints
+            "{} ({}) {from_month} to {to_month}: {}, {}; reported {reported} per 100 visits ({reported_interval})",
+            answer.legal_name,
+            answer.contractor_id,
+            count(answer.visits, "visit"),
+            count(answer.complaints, "complaint")
         ),
         columns: vec![
             "standard",
@@ -274,7 +482,57 @@ pub async fn contractor(
         rows: contractor_rows(&answer),
         notes: contractor_notes(&answer),
     };
-    report.print(format, out)
+    report.print(&contractor_json(answer), format, out)
+}
+
+fn contractor_json(answer: v1::GetContractorPerformanceResponse) -> ContractorJson {
+    let equality_audit = answer
+        .equality_audit
+        .as_ref()
+        .filter(|audit| audit.audited)
+        .map(|audit| EqualityAuditJson {
+            latest_audit_date: audit.latest_audit_date.clone(),
+            latest_outcome: v1::AuditOutcome::try_from(audit.latest_outcome).map_or_else(
+                |_| format!("outcome_{}", audit.latest_outcome),
+                |outcome| snake(outcome.as_str_name(), "AUDIT_OUTCOME_"),
+            ),
+            requirements_not_met: Some(audit.requirements_not_met.clone())
+                .filter(|not_met| !not_met.is_empty()),
+        });
+    ContractorJson {
+        standards: answer
+            .standards
+            .iter()
+            .map(|s| StandardJson {
+                standard: standard_name(s.standard).to_ascii_lowercase(),
+                reported: s.reported,
+                upheld: s.upheld,
+                partly_upheld: s.partly_upheld,
+                not_upheld: s.not_upheld,
+                pending: s.pending,
+                upheld_per_100_visits: rate_figure(s.upheld_per_100_visits.as_ref()),
+            })
+            .collect(),
+        reported_per_100_visits: rate_figure(answer.reported_per_100_visits.as_ref()),
+        upheld_per_100_visits: rate_figure(answer.upheld_per_100_visits.as_ref()),
+        visits_with_upheld_breach: proportion_figure(answer.visits_with_upheld_breach.as_ref()),
+        answered_within_code: proportion_figure(answer.answered_within_code.as_ref()),
+        equality_audit,
+        contractor_id: answer.contractor_id,
+        legal_name: answer.legal_name,
+        from_month: answer.from_month,
+        to_month: answer.to_month,
+        visits: answer.visits,
+        complaints: answer.complaints,
+        reported_breaches: answer.reported_breaches,
+        upheld_breaches: answer.upheld_breaches,
+        median_working_days_to_acknowledge: answer.median_working_days_to_acknowledge,
+        median_working_days_to_respond: answer.median_working_days_to_respond,
+        escalations_to_stage_two: answer.escalations_to_stage_two,
+        reopened: answer.reopened,
+        notifier_escalations_raised: answer.notifier_escalations_raised,
+        notifier_escalations_past_deadline: answer.notifier_escalations_past_deadline,
+    }
 }
 
 /// The contractor's totals, then one row per service standard.
@@ -391,8 +649,10 @@ pub async fn handling(
     };
     let report = Report {
         title: format!(
-            "Complaint handling {} to {} ({} homes)",
-            answer.from_date, answer.to_date, answer.homes
+            "Complaint handling {} to {} ({})",
+            answer.from_date,
+            answer.to_date,
+            count(answer.homes, "home")
         ),
         columns: vec![
             "stage",
@@ -415,5 +675,14 @@ pub async fn handling(
             }
         )],
     };
-    report.print(format, out)
+    let typed = HandlingJson {
+        reporting_year: answer.reporting_year,
+        from_date: answer.from_date.clone(),
+        to_date: answer.to_date.clone(),
+        homes: answer.homes,
+        stage_one: stage_handling(answer.stage_one.as_ref()),
+        stage_two: stage_handling(answer.stage_two.as_ref()),
+        extensions_count_as_within_code: answer.extensions_count_as_within_code,
+    };
+    report.print(&typed, format, out)
 }

@@ -59,13 +59,17 @@ fn api_keys_file(database_url: &str) -> std::path::PathBuf {
 /// Every role but `contractor`, as a bearer token signed with the secret [`doorstep`] gives the
 /// binary.
 pub fn staff_credential() -> CallerCredential {
+    CallerCredential::bearer(&staff_token()).expect("a sendable token")
+}
+
+/// The token of [`staff_credential`], for the command line's `--token`.
+pub fn staff_token() -> String {
     let claims = TokenClaims::new(
         "test-staff",
         &["intake", "officer", "manager", "admin", "auditor"],
         Duration::from_secs(3_600),
     );
-    let token = issue_hs256(TEST_JWT_SECRET.as_bytes(), &claims).expect("a token is signed");
-    CallerCredential::bearer(&token).expect("a sendable token")
+    issue_hs256(TEST_JWT_SECRET.as_bytes(), &claims).expect("a token is signed")
 }
 
 /// The binary, set up to use `database_url`, port 0, the test JWT secret, no rate limit and
