@@ -333,7 +333,12 @@ async fn the_readme_python_snippet_logs_a_complaint() {
     let mut snippet = Command::new("python3");
     snippet
         .args(["-c", &readme_python_snippet()])
-        .env("PYTHONPATH", generated.path());
+        .env("PYTHONPATH", generated.path())
+        // A default server has no JWT secret: the snippet sends an API key, as `x-api-key`.
+        .env(
+            "DOORSTEP_INTAKE_KEY",
+            app.create_api_key("readme", &["intake"]),
+        );
     let output = run_script(snippet, &app, "readme", &["intake"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -344,7 +349,9 @@ async fn the_readme_python_snippet_logs_a_complaint() {
     let complaint = app
         .client
         .clone()
-        .get_complaint(requests::complaint(stdout.trim()))
+        .get_complaint(requests::complaint(
+            stdout.split_whitespace().next().unwrap_or_default(),
+        ))
         .await
         .expect("the snippet printed the id of a complaint it logged")
         .into_inner()

@@ -305,6 +305,26 @@ pub fn credential_for(
 
 impl TestApp {
     /// The server's connection, sending a token with exactly `roles`.
+    /// Creates an API key with `roles` in this server's key file, as `doorstep api-keys create`
+    /// does, and returns it; the running server accepts it at once.
+    pub fn create_api_key(&self, name: &str, roles: &[&str]) -> String {
+        use secrecy::ExposeSecret;
+        let roles: Vec<doorstep_server::auth::Role> = roles
+            .iter()
+            .map(|role| doorstep_server::auth::Role::parse(role).expect("a Doorstep role"))
+            .collect();
+        doorstep_server::auth::api_keys::create(
+            &self.settings.auth.api_keys_file,
+            name,
+            &roles,
+            None,
+        )
+        .expect("the key is created")
+        .key
+        .expose_secret()
+        .to_owned()
+    }
+
     pub fn channel_as(&self, roles: &[&str]) -> AuthenticatedChannel {
         credential_for(&roles.join("+"), roles, None).attach(self.anonymous_channel.clone())
     }

@@ -19,6 +19,7 @@ pub mod parse;
 mod performance;
 pub mod ports;
 pub mod privacy;
+pub mod quickstart;
 pub mod report;
 mod request;
 pub mod settings;

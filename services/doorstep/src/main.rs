@@ -59,6 +59,10 @@ enum Action {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Keys for trying Doorstep (intake, officer, manager) on the embedded default, made once
+    /// and kept beside the key store; prints the `export` lines that put them in your shell:
+    /// `eval "$(doorstep quickstart)"`.
+    Quickstart,
     /// Performance reports from a running server.
     Report {
         /// The server to ask.
@@ -220,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Action::Serve { role: None }) {
         Action::Report { .. } => {}
         Action::ApiKeys { action } => api_keys_command(&settings, action)?,
+        Action::Quickstart => quickstart(&settings)?,
         Action::Projections {
             action: ProjectionsAction::Rebuild,
         } => rebuild(&settings).await?,
@@ -331,6 +336,27 @@ fn api_keys_command(settings: &Settings, action: ApiKeysAction) -> anyhow::Resul
             eprintln!("revoked API key {id}");
         }
     }
+    Ok(())
+}
+
+/// Makes or finds the tour's keys; says what it did on stderr and prints the exports on stdout.
+fn quickstart(settings: &Settings) -> anyhow::Result<()> {
+    let made = doorstep_server::quickstart::quickstart(settings)?;
+    for key in &made.keys {
+        let how = if key.created { "created" } else { "kept" };
+        eprintln!(
+            "{how} the {} key in {}",
+            key.role.as_str(),
+            key.path.display()
+        );
+    }
+    if made.admin_key_file.is_none() {
+        eprintln!(
+            "the first admin key's file is gone; create an admin key with `doorstep api-keys \
+             create --role admin --name <you>` if you need one"
+        );
+    }
+    print!("{}", made.exports());
     Ok(())
 }
 
