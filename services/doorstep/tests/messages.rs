@@ -249,3 +249,50 @@ async fn reports_name_their_flags_count_in_english_and_give_typed_json() {
     );
     assert!(value["programme_visits"].is_u64(), "{value}");
 }
+
+/// `doorstep quickstart` makes the tour's keys once: run again it finds them, and only a key
+/// that was revoked is made anew.
+#[test]
+fn quickstart_makes_the_tour_keys_once_and_replaces_only_a_revoked_one() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let run = |arguments: &[&str]| {
+        let output = doorstep_in(directory.path())
+            .args(arguments)
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let exports = run(&["quickstart"]);
+    assert!(
+        exports.contains("export DOORSTEP_INTAKE_KEY=\"$(cat '"),
+        "{exports}"
+    );
+    assert!(!exports.contains("dsk_"), "no secret on stdout: {exports}");
+    let tour = directory.path().join("data/tour");
+    let read = |role: &str| std::fs::read_to_string(tour.join(format!("{role}.api-key")));
+    let before: Vec<String> = ["intake", "officer", "manager"]
+        .iter()
+        .map(|role| read(role).expect("the key file"))
+        .collect();
+    assert_eq!(run(&["quickstart"]), exports, "the same lines again");
+    let listed = run(&["api-keys", "list"]);
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "first-admin and three tour keys:\n{listed}"
+    );
+
+    let officer_id = listed
+        .lines()
+        .find(|line| line.contains("tour-officer"))
+        .and_then(|line| line.split('\t').next())
+        .expect("the officer key is listed")
+        .to_owned();
+    run(&["api-keys", "revoke", &officer_id]);
+    run(&["quickstart"]);
+    assert_eq!(read("intake").expect("kept"), before[0]);
+    assert_ne!(read("officer").expect("made anew"), before[1]);
+    assert_eq!(read("manager").expect("kept"), before[2]);
+    assert_eq!(run(&["api-keys", "list"]).lines().count(), 4);
+}
