@@ -12,6 +12,7 @@ mod lease;
 mod postgres;
 mod precheck;
 mod resident_keys;
+mod running_servers;
 mod sqlite;
 mod writer_queue;
 
@@ -24,6 +25,7 @@ pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use resident_keys::{
     KeyToRewrap, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, RewrapRefused, WrappedKey,
 };
+pub use running_servers::{RunningServer, ServerRegistry};
 pub use sqlite::{SqliteEventStore, SqliteSettings};
 
 use async_trait::async_trait;

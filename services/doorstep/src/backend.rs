@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use doorstep_projections::{ProjectionError, ReadModelDatabase};
 use doorstep_store::{
-    EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore, SqliteEventStore,
-    SqliteSettings, StoreError,
+    EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore, ServerRegistry,
+    SqliteEventStore, SqliteSettings, StoreError,
 };
 
 use crate::settings::DatabaseSettings;
@@ -51,6 +51,14 @@ impl OpenedStore {
     }
 
     pub fn shared(&self) -> Arc<dyn EventStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The store's database, where running servers register themselves.
+    pub fn server_registry(&self) -> Arc<dyn ServerRegistry> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),

@@ -20,6 +20,7 @@ mod performance;
 pub mod ports;
 pub mod privacy;
 pub mod quickstart;
+pub mod registration;
 pub mod report;
 mod request;
 pub mod settings;

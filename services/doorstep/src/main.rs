@@ -91,9 +91,15 @@ enum Action {
 
 #[derive(Subcommand)]
 enum ProjectionsAction {
-    /// Drop every read model and rebuild it from the event log. Run it with the servers on this
-    /// database stopped.
-    Rebuild,
+    /// Drop every read model and rebuild it from the event log. Refuses while a server runs on
+    /// this database (servers register themselves in it), naming the server.
+    Rebuild {
+        /// Rebuild although a server is registered as running (one that crashed less than 30 s
+        /// ago, say). A server that is really running keeps its read models wrong until it is
+        /// restarted.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,8 +232,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ApiKeys { action } => api_keys_command(&settings, action)?,
         Action::Quickstart => quickstart(&settings)?,
         Action::Projections {
-            action: ProjectionsAction::Rebuild,
-        } => rebuild(&settings).await?,
+            action: ProjectionsAction::Rebuild { force },
+        } => {
+            if force {
+                tracing::warn!("--force: rebuilding whether or not a server is running");
+            } else {
+                startup::ensure_no_server_running(&settings).await?;
+            }
+            rebuild(&settings).await?
+        }
         Action::Keys {
             action: KeysAction::RotateMaster { destroy_old },
         } => rotate_master(&settings, destroy_old).await?,

@@ -44,6 +44,7 @@ use crate::observability::scrape::MetricsEndpoint;
 use crate::performance::PerformanceApi;
 use crate::ports::BoundPorts;
 use crate::privacy::ResidentVault;
+use crate::registration::Registration;
 use crate::settings::{Role, Settings, TlsSettings};
 use crate::visits::VisitApi;
 
@@ -106,6 +107,11 @@ pub enum StartupError {
     },
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    #[error(
+        "a Doorstep server is running on this database ({0}); stop it first (a rebuild beside \
+         it would leave its read models wrong), or pass --force if it has gone"
+    )]
+    ServerRunning(String),
     #[error("cannot set up the notifier's deliveries")]
     Notifier(#[from] doorstep_notifier::DeliveryError),
 }
@@ -137,6 +143,8 @@ pub struct Application {
     max_message_bytes: usize,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
+    /// This server's row in the database's registry of running servers.
+    registration: Registration,
 }
 
 /// The databases, and the runner that keeps the read models following the log.
@@ -182,6 +190,21 @@ fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
         None => WorkingDayCalendar::england_and_wales(),
     };
     Ok(calendar.with_closure_days(settings.calendar.closure_days.iter().copied()))
+}
+
+/// Refuses while any server is registered as running on the settings' database (its row not
+/// expired), naming each: maintenance such as a rebuild must not run beside one.
+pub async fn ensure_no_server_running(settings: &Settings) -> Result<(), StartupError> {
+    let store = OpenedStore::open(&settings.database).await?;
+    let running = store.server_registry().running(chrono::Utc::now()).await;
+    store.close().await;
+    let running = running?;
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(StartupError::ServerRunning(crate::registration::describe(
+        &running,
+    )))
 }
 
 /// Drops every read model and rebuilds it from position 0 of the log, with the server stopped.
@@ -522,6 +545,12 @@ impl Application {
         let metrics_endpoint = metrics_endpoint(&mut ports)?;
         let (listener, port) = listen(&mut ports)?;
         let role = settings.server.role;
+        let registration = Registration::start(
+            storage.store.server_registry(),
+            SocketAddr::new(settings.server.host, port).to_string(),
+            format!("{role:?}").to_lowercase(),
+        )
+        .await?;
         tracing::info!(
             address = %SocketAddr::new(settings.server.host, settings.server.port),
             port,
@@ -544,6 +573,7 @@ impl Application {
             max_message_bytes: settings.limits.max_message_bytes,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
+            registration,
         })
     }
 
@@ -620,6 +650,7 @@ impl Application {
 
         metrics.abort();
         background.stop().await;
+        self.registration.end().await;
         self.storage.read_models.close().await;
         self.storage.store.close().await;
         tracing::info!("doorstep stopped");

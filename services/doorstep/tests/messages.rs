@@ -296,3 +296,51 @@ fn quickstart_makes_the_tour_keys_once_and_replaces_only_a_revoked_one() {
     assert_eq!(read("manager").expect("kept"), before[2]);
     assert_eq!(run(&["api-keys", "list"]).lines().count(), 4);
 }
+
+/// `doorstep projections rebuild` refuses while a server runs on the same database, naming it
+/// (host, pid, address, since when); `--force` overrides; once the server has stopped cleanly
+/// (it removes itself from the registry) the rebuild runs without being told.
+#[tokio::test]
+async fn rebuild_refuses_beside_a_running_server_and_names_it() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("data/doorstep.db").display()
+    );
+    let mut running = serve(&database_url);
+    let rebuild = |arguments: &[&str]| {
+        doorstep(&database_url)
+            .current_dir(directory.path())
+            .env("RUST_BACKTRACE", "1")
+            .args(["projections", "rebuild"])
+            .args(arguments)
+            .output()
+            .expect("the binary runs")
+    };
+    let refused = rebuild(&[]);
+    let said = stderr_of(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert_said_once(said.lines().last().unwrap_or_default());
+    assert!(said.contains("a Doorstep server is running"), "{said}");
+    assert!(
+        said.contains(&format!("pid {}", running.child.id())),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("127.0.0.1:{}", running.port)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&doorstep_server::registration::host_name()),
+        "{said}"
+    );
+    assert!(said.contains("since 20"), "{said}");
+    assert!(said.contains("--force"), "{said}");
+
+    let forced = rebuild(&["--force"]);
+    assert!(forced.status.success(), "{}", stderr_of(&forced));
+
+    assert!(running.stop_gracefully().await.success());
+    let after = rebuild(&[]);
+    assert!(after.status.success(), "{}", stderr_of(&after));
+}
