@@ -54,9 +54,9 @@ pub fn wanted(settings: &crate::Settings) -> Vec<PortSetting> {
 /// A port that could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot listen for {} on {} (another process has it?): choose another port with {} (or the \
-     environment variable {})",
-    .port.purpose, .port.address, .port.setting, .port.variable
+    "cannot listen for {} on {}: {}. Is another Doorstep running? Choose another port with the \
+     setting {} (or the environment variable {})",
+    .port.purpose, .port.address, .source, .port.setting, .port.variable
 )]
 pub struct PortError {
     pub port: PortSetting,
