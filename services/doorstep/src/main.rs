@@ -376,10 +376,14 @@ fn quickstart(settings: &Settings) -> anyhow::Result<()> {
 /// Rotates the master key and tells the operator what is left to destroy.
 async fn rotate_master(settings: &Settings, destroy_old: bool) -> anyhow::Result<()> {
     let report = rotation::rotate_master(settings, destroy_old).await?;
+    let keys = if report.rewrapped == 1 {
+        "1 resident key".to_owned()
+    } else {
+        format!("{} resident keys", report.rewrapped)
+    };
     eprintln!(
-        "re-wrapped {} resident keys: every resident key is now wrapped by master key \
-         generation {}",
-        report.rewrapped, report.generation
+        "re-wrapped {keys}: every resident key is now wrapped by master key generation {}",
+        report.generation
     );
     if let Some(path) = &report.new_file {
         eprintln!(

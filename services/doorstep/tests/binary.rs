@@ -347,6 +347,8 @@ async fn erasure_leaves_no_key_on_disk_and_rotate_master_retires_the_old_master_
     let said = String::from_utf8_lossy(&rotated.stderr);
     assert!(rotated.status.success(), "{said}");
     assert!(said.contains("generation 2"), "{said}");
+    // One resident is left (the other was forgotten): one key, said in the singular.
+    assert!(said.contains("re-wrapped 1 resident key:"), "{said}");
     assert!(said.contains("destroyed the retired master key"), "{said}");
     assert!(!master_key_file.exists(), "generation 1 is destroyed");
     let running = serve_here();
