@@ -539,12 +539,11 @@ async fn get_and_list_give_received_at_to_the_same_precision() {
             .expect("the list has the complaint");
         assert_eq!(Some(&got), summary.received_at.as_ref(), "{id}");
         assert_eq!(got.nanos % 1_000, 0, "microseconds: {got:?}");
-        let history_at = view
+        let recorded = view
             .history
             .first()
-            .and_then(|entry| entry.recorded_at.clone());
-        if let Some(recorded) = history_at {
-            assert_eq!(recorded.nanos % 1_000, 0, "every timestamp: {recorded:?}");
-        }
+            .and_then(|entry| entry.recorded_at)
+            .expect("the history has the intake's time");
+        assert_eq!(recorded.nanos % 1_000, 0, "every timestamp: {recorded:?}");
     }
 }
