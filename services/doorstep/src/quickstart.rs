@@ -138,3 +138,28 @@ fn create_directory(directory: &Path) -> Result<(), ApiKeyError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quickstart_is_for_the_embedded_default_only() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let mut settings = Settings::for_tests(directory.path());
+        settings.database =
+            crate::settings::DatabaseSettings::new("postgres://doorstep@localhost/doorstep");
+        let refused = quickstart(&settings).expect_err("no tour keys on a shared database");
+        assert!(matches!(refused, QuickstartError::NotEmbedded), "{refused}");
+        assert!(
+            !settings.auth.api_keys_file.exists(),
+            "nothing is created when refused"
+        );
+    }
+
+    #[test]
+    fn a_key_id_is_read_from_the_key() {
+        assert_eq!(key_id("dsk_0123abcd_secret_part"), Some("0123abcd"));
+        assert_eq!(key_id("not-a-key"), None);
+    }
+}
