@@ -176,16 +176,14 @@ fn placeholders_match_what_they_stand_for_and_nothing_else() {
     assert!(!lines_match(&["{", "}"], &["{", "a", "}"]));
 }
 
-/// The directory holding `program` on `PATH`, or in `fallback`.
-fn find_program(program: &str, fallback: &Path) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
+/// The directory holding `program`: `pinned` (the version the repository pins) if it is there,
+/// else the first on `PATH`.
+fn find_program(program: &str, pinned: &Path) -> Option<PathBuf> {
+    if pinned.join(program).is_file() {
+        return Some(pinned.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path).find(|directory| directory.join(program).is_file())
-    });
-    on_path.or_else(|| {
-        fallback
-            .join(program)
-            .is_file()
-            .then(|| fallback.to_owned())
     })
 }
 
