@@ -652,3 +652,291 @@ async fn a_corrected_observation_withdraws_its_finding() {
         .expect_err("nothing to resolve");
     assert_eq!(refused.code(), Code::FailedPrecondition);
 }
+
+/// The 95% Wilson interval, computed here from its formula rather than by the server's code.
+fn wilson(successes: u64, trials: u64) -> (f64, f64, f64) {
+    let z: f64 = 1.959_963_984_540_054;
+    let n = trials as f64;
+    let p = successes as f64 / n;
+    let denominator = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
+    (p, centre - half, centre + half)
+}
+
+fn close(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "{what}: {actual} is not {expected}"
+    );
+}
+
+/// Six standards, all met.
+fn all_met() -> Vec<v1::Observation> {
+    [
+        Courtesy,
+        v1::ServiceStandard::NoSmoking,
+        Protection,
+        Tidiness,
+        Parking,
+        GatesSecured,
+    ]
+    .into_iter()
+    .map(|standard| observation(standard, Met))
+    .collect()
+}
+
+/// What we saw beside what residents told us: acme-retrofit has no complaints but most of what
+/// the officers checked was not met; brick-and-co's work was nearly all met. The figures are
+/// recounted here from the inspections sent, and the disagreement decided by its definition.
+async fn what_we_saw(app: TestApp) {
+    let mut client = officer(&app);
+    let visits = |contractor: &str| {
+        (1..=20)
+            .map(|n| v1::Visit {
+                visit_id: format!("V-{contractor}-{n}"),
+                contractor_id: contractor.to_owned(),
+                uprn: format!("1000233369{n:02}"),
+                work_order_reference: format!("WO-{n}"),
+                visit_date: "2026-04-13".to_owned(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut visit_client =
+        doorstep_api::v1::visit_service_client::VisitServiceClient::new(app.channel.clone());
+    for contractor in ["acme-retrofit", "brick-and-co"] {
+        visit_client
+            .record_visits(v1::RecordVisitsRequest {
+                visits: visits(contractor),
+            })
+            .await
+            .expect("visits recorded");
+    }
+    let acme_inspections = [
+        vec![
+            observation(Courtesy, NotMet),
+            observation(Tidiness, NotMet),
+            observation(Protection, NotMet),
+            observation(Parking, Met),
+        ],
+        vec![
+            observation(GatesSecured, NotMet),
+            observation(v1::ServiceStandard::Identification, NotMet),
+            observation(v1::ServiceStandard::NoSmoking, Met),
+            observation(Parking, NotObserved),
+        ],
+    ];
+    for (index, observations) in acme_inspections.iter().enumerate() {
+        client
+            .record_inspection(record_inspection(
+                &format!("acme-{index}"),
+                inspection_details("acme-retrofit", "2026-04-14T08:00:00Z", observations.clone()),
+            ))
+            .await
+            .expect("recorded");
+    }
+    let mut brick_ids = Vec::new();
+    for index in 0..3 {
+        let recorded = client
+            .record_inspection(record_inspection(
+                &format!("brick-{index}"),
+                inspection_details(
+                    "brick-and-co",
+                    "2026-04-15T08:00:00Z",
+                    all_met(),
+                ),
+            ))
+            .await
+            .expect("recorded")
+            .into_inner();
+        brick_ids.push(recorded.inspection_id);
+    }
+    // A correction replaces what the figures count: one of brick's standards was not met after
+    // all.
+    let mut corrected = all_met();
+    corrected[3].result = NotMet as i32;
+    let correction = client
+        .correct_inspection(v1::CorrectInspectionRequest {
+            inspection_id: brick_ids[2].clone(),
+            details: Some(inspection_details(
+                "brick-and-co",
+                "2026-04-15T08:00:00Z",
+                corrected,
+            )),
+            reason: "Tidiness was marked met by mistake".to_owned(),
+            request_id: "brick-correct".to_owned(),
+            expected_version: None,
+        })
+        .await
+        .expect("corrected")
+        .into_inner();
+
+    // The hand count: every observation sent, the corrected inspection's latest version only.
+    let mut sent: Vec<(&str, Vec<(i32, i32)>)> = acme_inspections
+        .iter()
+        .map(|observations| {
+            (
+                "acme-retrofit",
+                observations.iter().map(|o| (o.standard, o.result)).collect(),
+            )
+        })
+        .collect();
+    for index in 0..3 {
+        let mut observations: Vec<(i32, i32)> = all_met()
+            .iter()
+            .map(|o| (o.standard, o.result))
+            .collect();
+        if index == 2 {
+            observations[3].1 = NotMet as i32;
+        }
+        sent.push(("brick-and-co", observations));
+    }
+    let count = |contractor: &str| {
+        let mut observed = 0_u64;
+        let mut not_met = 0_u64;
+        let mut inspections = 0_u64;
+        for (who, observations) in &sent {
+            if *who != contractor {
+                continue;
+            }
+            inspections += 1;
+            for (_, result) in observations {
+                if *result == Met as i32 {
+                    observed += 1;
+                } else if *result == NotMet as i32 {
+                    observed += 1;
+                    not_met += 1;
+                }
+            }
+        }
+        (inspections, observed, not_met)
+    };
+    let (programme_met, programme_observed) = ["acme-retrofit", "brick-and-co"]
+        .into_iter()
+        .map(count)
+        .fold((0, 0), |(met, observed), (_, o, n)| (met + o - n, observed + o));
+    let programme_share = programme_met as f64 / programme_observed as f64;
+
+    let mut performance =
+        doorstep_api::v1::performance_service_client::PerformanceServiceClient::new(
+            app.channel_as(&["manager"]),
+        );
+    let listed = performance
+        .list_contractor_performance(v1::ListContractorPerformanceRequest {
+            from_month: "2026-04".to_owned(),
+            to_month: "2026-04".to_owned(),
+            min_visits: 1,
+            min_position: Some(correction.position),
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    for contractor in ["acme-retrofit", "brick-and-co"] {
+        let figures = performance
+            .get_contractor_performance(v1::GetContractorPerformanceRequest {
+                contractor_id: contractor.to_owned(),
+                from_month: "2026-04".to_owned(),
+                to_month: "2026-04".to_owned(),
+                min_position: Some(correction.position),
+            })
+            .await
+            .expect("figures")
+            .into_inner();
+        let saw = figures.inspections.expect("what we saw");
+        let (inspections, observed, not_met) = count(contractor);
+        assert_eq!(
+            (saw.inspections, saw.observations, saw.not_met),
+            (inspections, observed, not_met),
+            "{contractor}"
+        );
+        let share = saw.share_met.expect("share met");
+        let (value, lower, upper) = wilson(observed - not_met, observed);
+        close(share.value, value, "share met");
+        close(share.lower, lower, "its lower bound");
+        close(share.upper, upper, "its upper bound");
+        let coverage = saw.coverage_per_100_visits.expect("coverage");
+        close(coverage.value, inspections as f64 * 100.0 / 20.0, "coverage");
+        assert_eq!(saw.coverage_target_per_100_visits, 12.0);
+        assert_eq!(
+            saw.coverage_below_target,
+            inspections as f64 * 100.0 / 20.0 < 12.0
+        );
+        close(
+            saw.programme_share_met.expect("programme").value,
+            programme_share,
+            "programme share met",
+        );
+        // No complaints at all: what residents told us is within the funnel for both.
+        let standing = listed
+            .contractors
+            .iter()
+            .find(|standing| standing.contractor_id == contractor)
+            .expect("listed");
+        assert_eq!(standing.funnel_status, v1::FunnelStatus::Within as i32);
+        let expected = if upper < programme_share {
+            v1::EvidenceAgreement::FewComplaintsPoorInspections
+        } else {
+            v1::EvidenceAgreement::Consistent
+        };
+        assert_eq!(saw.agreement, expected as i32, "{contractor}");
+        assert_eq!(
+            saw.sources_disagree,
+            expected == v1::EvidenceAgreement::FewComplaintsPoorInspections
+        );
+        assert_eq!(standing.inspections.as_ref(), Some(&saw), "{contractor}");
+        // Per standard, from the same hand count.
+        for standard in &saw.standards {
+            let mut expected = (0_u64, 0_u64);
+            for (who, observations) in &sent {
+                for (seen, result) in observations {
+                    if *who == contractor && *seen == standard.standard {
+                        if *result == Met as i32 {
+                            expected.0 += 1;
+                        } else if *result == NotMet as i32 {
+                            expected.0 += 1;
+                            expected.1 += 1;
+                        }
+                    }
+                }
+            }
+            assert_eq!((standard.observations, standard.not_met), expected);
+        }
+    }
+    let acme = listed
+        .contractors
+        .iter()
+        .find(|standing| standing.contractor_id == "acme-retrofit")
+        .and_then(|standing| standing.inspections.clone())
+        .expect("acme's");
+    assert!(
+        acme.sources_disagree,
+        "few complaints but many not met: {acme:?}"
+    );
+    assert!(acme.coverage_below_target);
+}
+
+fn coverage_target_of_twelve(settings: &mut Settings) {
+    settings.inspections.coverage_target_per_100_visits = 12.0;
+}
+
+#[tokio::test]
+async fn what_we_saw_beside_what_residents_told_us_on_sqlite() {
+    let clock = TestClock::at("2026-04-20T12:00:00Z");
+    let app = spawn_app_with(|settings, _| coverage_target_of_twelve(settings), clock).await;
+    what_we_saw(app).await;
+}
+
+#[tokio::test]
+async fn what_we_saw_beside_what_residents_told_us_on_postgres() {
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let clock = TestClock::at("2026-04-20T12:00:00Z");
+    let app = doorstep_tests::spawn_app_on_database_with(
+        database.url(),
+        coverage_target_of_twelve,
+        clock,
+    )
+    .await;
+    what_we_saw(app).await;
+}
