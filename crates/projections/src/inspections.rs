@@ -205,6 +205,8 @@ pub(crate) async fn apply(
                 position: recorded.position,
             };
             store_escalation(connection, &raised).await?;
+            // An escalation is a change to the inspection too: its row moves to this position.
+            move_open_findings(connection, inspection_id, 0, position).await?;
             sqlx::query("DELETE FROM finding_schedule WHERE finding_id = $1")
                 .bind(finding_id.to_string())
                 .execute(&mut *connection)
