@@ -98,8 +98,14 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "doorstep.v1.PerformanceService/GetComplaintHandlingReport",
         &["manager"],
     ),
-    ("doorstep.v1.InspectionService/RecordInspection", &["officer"]),
-    ("doorstep.v1.InspectionService/CorrectInspection", &["officer"]),
+    (
+        "doorstep.v1.InspectionService/RecordInspection",
+        &["officer"],
+    ),
+    (
+        "doorstep.v1.InspectionService/CorrectInspection",
+        &["officer"],
+    ),
     (
         "doorstep.v1.InspectionService/ResolveInspectionFinding",
         &["officer"],

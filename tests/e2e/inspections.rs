@@ -141,7 +141,11 @@ async fn journey(app: TestApp, clock: Arc<TestClock>, receiver: Receiver) {
         .await
         .expect("resolved")
         .into_inner();
-    let finding = &resolved.inspection.as_ref().expect("the inspection").findings[0];
+    let finding = &resolved
+        .inspection
+        .as_ref()
+        .expect("the inspection")
+        .findings[0];
     assert_eq!(finding.state, v1::FindingState::Resolved as i32);
     assert_eq!(finding.resolution, "Dust sheets laid; carpet cleaned");
     assert!(
@@ -273,7 +277,11 @@ async fn journey(app: TestApp, clock: Arc<TestClock>, receiver: Receiver) {
     for _ in 0..3 {
         app.deliver_due().await;
     }
-    let accepted = receiver.accepted.lock().expect("the receiver's lock").clone();
+    let accepted = receiver
+        .accepted
+        .lock()
+        .expect("the receiver's lock")
+        .clone();
     assert_eq!(accepted.len(), 3, "{accepted:?}");
     assert!(
         accepted
@@ -287,12 +295,17 @@ async fn journey(app: TestApp, clock: Arc<TestClock>, receiver: Receiver) {
     let to_manager = accepted
         .iter()
         .find(|received| {
-            received.body["level"] == "contract_manager"
-                && received.body["standard"] == "COURTESY"
+            received.body["level"] == "contract_manager" && received.body["standard"] == "COURTESY"
         })
         .expect("courtesy's contract manager escalation");
-    assert_eq!(to_manager.body["recipients"][0], "contracts@landlord.example");
-    assert_eq!(to_manager.body["inspection_id"], recorded.inspection_id.as_str());
+    assert_eq!(
+        to_manager.body["recipients"][0],
+        "contracts@landlord.example"
+    );
+    assert_eq!(
+        to_manager.body["inspection_id"],
+        recorded.inspection_id.as_str()
+    );
 
     // Lists: in the order of each inspection's last change; open findings only; by pages.
     let listed = client
@@ -430,13 +443,16 @@ async fn inspections_findings_and_their_escalations_on_postgres() {
     journey(app, clock, Receiver::default()).await;
 }
 
+/// What one case does to a valid request.
+type Breaks = Box<dyn Fn(&mut v1::RecordInspectionRequest)>;
+
 /// A request one field away from valid is refused naming that field.
 #[tokio::test]
 async fn bad_inspections_are_refused_naming_the_field() {
     let clock = TestClock::at("2026-04-14T09:00:00Z");
     let app = spawn_app_with(|_, _| {}, clock).await;
     let mut client = officer(&app);
-    let cases: Vec<(&str, Box<dyn Fn(&mut v1::RecordInspectionRequest)>)> = vec![
+    let cases: Vec<(&str, Breaks)> = vec![
         (
             "details.contractor_id",
             Box::new(|request| {
@@ -509,10 +525,7 @@ async fn bad_inspections_are_refused_naming_the_field() {
                 }
             }),
         ),
-        (
-            "request_id",
-            Box::new(|request| request.request_id.clear()),
-        ),
+        ("request_id", Box::new(|request| request.request_id.clear())),
         ("details", Box::new(|request| request.details = None)),
     ];
     for (field, break_it) in cases {
@@ -522,8 +535,16 @@ async fn bad_inspections_are_refused_naming_the_field() {
             .record_inspection(request)
             .await
             .expect_err("refused");
-        assert_eq!(refused.code(), Code::InvalidArgument, "{field}: {refused:?}");
-        assert_eq!(violated_field(&refused).as_deref(), Some(field), "{refused:?}");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert_eq!(
+            violated_field(&refused).as_deref(),
+            Some(field),
+            "{refused:?}"
+        );
     }
     // A visit recorded for another contractor is not acme's to be inspected under.
     doorstep_api::v1::visit_service_client::VisitServiceClient::new(app.channel.clone())
@@ -544,7 +565,10 @@ async fn bad_inspections_are_refused_naming_the_field() {
         .record_inspection(record_inspection("bad-visit", details))
         .await
         .expect_err("another contractor's visit");
-    assert_eq!(violated_field(&refused).as_deref(), Some("details.visit_id"));
+    assert_eq!(
+        violated_field(&refused).as_deref(),
+        Some("details.visit_id")
+    );
 
     let recorded = client
         .record_inspection(record_inspection("good-1", untidy_job()))
@@ -583,7 +607,11 @@ async fn bad_inspections_are_refused_naming_the_field() {
             .resolve_inspection_finding(request)
             .await
             .expect_err("refused");
-        assert_eq!(refused.code(), Code::InvalidArgument, "{field}: {refused:?}");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
         assert_eq!(violated_field(&refused).as_deref(), Some(field));
     }
     let missing = client
@@ -640,7 +668,11 @@ async fn a_corrected_observation_withdraws_its_finding() {
     let findings = corrected.inspection.expect("the inspection").findings;
     assert_eq!(findings[0].state, v1::FindingState::Withdrawn as i32);
     clock.set(at("2026-06-30T12:00:00Z"));
-    assert_eq!(app.raise_all_due().await, 0, "a withdrawn finding escalates nothing");
+    assert_eq!(
+        app.raise_all_due().await,
+        0,
+        "a withdrawn finding escalates nothing"
+    );
     let refused = client
         .resolve_inspection_finding(resolve_finding(
             &recorded.inspection_id,
@@ -730,7 +762,11 @@ async fn what_we_saw(app: TestApp) {
         client
             .record_inspection(record_inspection(
                 &format!("acme-{index}"),
-                inspection_details("acme-retrofit", "2026-04-14T08:00:00Z", observations.clone()),
+                inspection_details(
+                    "acme-retrofit",
+                    "2026-04-14T08:00:00Z",
+                    observations.clone(),
+                ),
             ))
             .await
             .expect("recorded");
@@ -740,11 +776,7 @@ async fn what_we_saw(app: TestApp) {
         let recorded = client
             .record_inspection(record_inspection(
                 &format!("brick-{index}"),
-                inspection_details(
-                    "brick-and-co",
-                    "2026-04-15T08:00:00Z",
-                    all_met(),
-                ),
+                inspection_details("brick-and-co", "2026-04-15T08:00:00Z", all_met()),
             ))
             .await
             .expect("recorded")
@@ -777,15 +809,16 @@ async fn what_we_saw(app: TestApp) {
         .map(|observations| {
             (
                 "acme-retrofit",
-                observations.iter().map(|o| (o.standard, o.result)).collect(),
+                observations
+                    .iter()
+                    .map(|o| (o.standard, o.result))
+                    .collect(),
             )
         })
         .collect();
     for index in 0..3 {
-        let mut observations: Vec<(i32, i32)> = all_met()
-            .iter()
-            .map(|o| (o.standard, o.result))
-            .collect();
+        let mut observations: Vec<(i32, i32)> =
+            all_met().iter().map(|o| (o.standard, o.result)).collect();
         if index == 2 {
             observations[3].1 = NotMet as i32;
         }
@@ -814,7 +847,9 @@ async fn what_we_saw(app: TestApp) {
     let (programme_met, programme_observed) = ["acme-retrofit", "brick-and-co"]
         .into_iter()
         .map(count)
-        .fold((0, 0), |(met, observed), (_, o, n)| (met + o - n, observed + o));
+        .fold((0, 0), |(met, observed), (_, o, n)| {
+            (met + o - n, observed + o)
+        });
     let programme_share = programme_met as f64 / programme_observed as f64;
 
     let mut performance =
@@ -855,7 +890,11 @@ async fn what_we_saw(app: TestApp) {
         close(share.lower, lower, "its lower bound");
         close(share.upper, upper, "its upper bound");
         let coverage = saw.coverage_per_100_visits.expect("coverage");
-        close(coverage.value, inspections as f64 * 100.0 / 20.0, "coverage");
+        close(
+            coverage.value,
+            inspections as f64 * 100.0 / 20.0,
+            "coverage",
+        );
         assert_eq!(saw.coverage_target_per_100_visits, 12.0);
         assert_eq!(
             saw.coverage_below_target,

@@ -4,12 +4,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use doorstep_domain::escalation::EscalationLevel;
+use doorstep_domain::input::{ContractorId, Handler, OptionalText, RequestKey, ShortText, Uprn};
 use doorstep_domain::inspection::{
     FindingRules, FindingState, Inspection, InspectionCommand, InspectionDetails, InspectionEvent,
     InspectionId, Observation, ObservationResult, PlannedFindingEscalation, apply_inspection,
     finding_escalation_id, handle_inspection,
 };
-use doorstep_domain::input::{ContractorId, Handler, OptionalText, RequestKey, ShortText, Uprn};
 use doorstep_domain::{DomainError, ServiceStandard, WorkingDayCalendar, england_date};
 use proptest::prelude::*;
 
@@ -21,7 +21,10 @@ fn at(text: &str) -> DateTime<Utc> {
     valid(text.parse())
 }
 
-fn details(inspected_at: DateTime<Utc>, seen: &[(ServiceStandard, ObservationResult)]) -> InspectionDetails {
+fn details(
+    inspected_at: DateTime<Utc>,
+    seen: &[(ServiceStandard, ObservationResult)],
+) -> InspectionDetails {
     InspectionDetails {
         contractor_id: valid(ContractorId::parse("c", "acme-retrofit")),
         contract_reference: valid(ShortText::parse("r", "RETRO-2026-01")),
@@ -87,7 +90,12 @@ fn resolve(state: &Inspection, index: usize, when: DateTime<Utc>) -> InspectionC
     }
 }
 
-fn escalate(state: &Inspection, index: usize, level: &str, when: DateTime<Utc>) -> InspectionCommand {
+fn escalate(
+    state: &Inspection,
+    index: usize,
+    level: &str,
+    when: DateTime<Utc>,
+) -> InspectionCommand {
     let finding_id = state.findings[index].finding_id;
     let level = valid(EscalationLevel::parse("level", level));
     InspectionCommand::RaiseFindingEscalation {
@@ -122,13 +130,21 @@ fn a_not_met_observation_opens_a_finding_resolved_once() {
     assert_eq!(state.findings.len(), 1);
     assert_eq!(state.findings[0].due_date.to_string(), "2026-04-13");
     let later = at("2026-04-08T10:00:00Z");
-    let (resolved, _) = valid(step(Some(state.clone()), resolve(&state, 0, later), &calendar));
+    let (resolved, _) = valid(step(
+        Some(state.clone()),
+        resolve(&state, 0, later),
+        &calendar,
+    ));
     let resolved = valid(resolved.ok_or("resolved"));
     assert!(matches!(
         resolved.findings[0].state,
         FindingState::Resolved { .. }
     ));
-    let twice = step(Some(resolved.clone()), resolve(&resolved, 0, later), &calendar);
+    let twice = step(
+        Some(resolved.clone()),
+        resolve(&resolved, 0, later),
+        &calendar,
+    );
     assert!(
         matches!(&twice, Err(DomainError::NotAllowed(message)) if message.contains("already resolved")),
         "{twice:?}"

@@ -15,7 +15,11 @@ pub const FINDING_DOCUMENT_TYPE: &str = "inspection_finding.escalated";
 
 /// Whether a delivery is of a finding escalation (not a complaint's).
 pub fn is_finding(delivery: &Delivery) -> bool {
-    delivery.body.get("type").and_then(serde_json::Value::as_str) == Some(FINDING_DOCUMENT_TYPE)
+    delivery
+        .body
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        == Some(FINDING_DOCUMENT_TYPE)
 }
 
 /// The message for one delivery of a finding escalation.

@@ -80,7 +80,10 @@ pub struct InspectionCounts {
 impl InspectionCounts {
     /// Observations met or not met, over every standard.
     pub fn observations(&self) -> u64 {
-        self.standards.values().map(|(observations, _)| observations).sum()
+        self.standards
+            .values()
+            .map(|(observations, _)| observations)
+            .sum()
     }
 
     pub fn not_met(&self) -> u64 {
@@ -122,7 +125,10 @@ impl Counted {
     }
 
     fn count(&self, result: ObservationResult) -> i64 {
-        self.results.values().filter(|seen| **seen == result).count() as i64
+        self.results
+            .values()
+            .filter(|seen| **seen == result)
+            .count() as i64
     }
 }
 

@@ -262,8 +262,14 @@ impl ReadModel {
     /// The finding escalations raised, in log order: escalation id, finding id and level.
     pub async fn finding_escalations(
         &self,
-    ) -> Result<Vec<(uuid::Uuid, uuid::Uuid, doorstep_domain::escalation::EscalationLevel)>, ProjectionError>
-    {
+    ) -> Result<
+        Vec<(
+            uuid::Uuid,
+            uuid::Uuid,
+            doorstep_domain::escalation::EscalationLevel,
+        )>,
+        ProjectionError,
+    > {
         inspections::raised(self.database.pool()).await
     }
 }

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use doorstep_domain::escalation::{EscalationLevel, LadderStep, ladder_due_times};
+use doorstep_domain::input::{
+    ContractorId, EmailAddress, Handler, OptionalText, RequestKey, ShortText, Uprn,
+};
 use doorstep_domain::inspection::{
     FindingRules, Inspection, InspectionCommand, InspectionDetails, InspectionId, Observation,
     ObservationResult, PlannedFindingEscalation, apply_inspection, finding_escalation_id,
     handle_inspection,
-};
-use doorstep_domain::input::{
-    ContractorId, EmailAddress, Handler, OptionalText, RequestKey, ShortText, Uprn,
 };
 use doorstep_domain::{ServiceStandard, WorkingDayCalendar, england_date};
 use doorstep_projections::{
@@ -91,9 +91,13 @@ impl InspectionWriter {
         append(
             &backend.store,
             &StreamId::new("inspection", self.id),
-            events
-                .iter()
-                .map(|event| (event.event_type(), event.schema_version(), event.to_payload())),
+            events.iter().map(|event| {
+                (
+                    event.event_type(),
+                    event.schema_version(),
+                    event.to_payload(),
+                )
+            }),
         )
         .await;
     }
@@ -107,7 +111,10 @@ impl InspectionWriter {
                 finding_id,
                 level: level(name),
                 due_at: at(now),
-                recipients: vec![valid(EmailAddress::parse("e", "contracts@landlord.example"))],
+                recipients: vec![valid(EmailAddress::parse(
+                    "e",
+                    "contracts@landlord.example",
+                ))],
             },
             at: at(now),
         };
@@ -162,7 +169,11 @@ async fn programme(backend: &TestBackend) -> Vec<InspectionWriter> {
         details(
             "acme-retrofit",
             "2026-04-14T08:00:00Z",
-            &[(Tidiness, NotMet), (GatesSecured, Met), (Parking, NotObserved)],
+            &[
+                (Tidiness, NotMet),
+                (GatesSecured, Met),
+                (Parking, NotObserved),
+            ],
         ),
     )
     .await;
@@ -185,7 +196,11 @@ async fn programme(backend: &TestBackend) -> Vec<InspectionWriter> {
     let mut d = InspectionWriter::record(
         backend,
         "d",
-        details("acme-retrofit", "2026-04-20T08:00:00Z", &[(Courtesy, NotMet)]),
+        details(
+            "acme-retrofit",
+            "2026-04-20T08:00:00Z",
+            &[(Courtesy, NotMet)],
+        ),
     )
     .await;
     // a: courtesy was not met either; its tidiness finding reaches the contract manager and is
@@ -343,14 +358,20 @@ async fn read_models_follow_the_replayed_aggregates(backend: TestBackend) {
     assert_eq!(open.len(), 2, "a's courtesy and b's courtesy are open");
 
     let states: Vec<&Inspection> = writers.iter().map(InspectionWriter::inspection).collect();
-    for (from, to) in [("2026-04", "2026-04"), ("2026-05", "2026-05"), ("2026-01", "2026-12")] {
+    for (from, to) in [
+        ("2026-04", "2026-04"),
+        ("2026-05", "2026-05"),
+        ("2026-01", "2026-12"),
+    ] {
         let (from, to) = (valid(Month::parse(from)), valid(Month::parse(to)));
         let counted = valid(read_model.inspection_counts(from, to, None).await);
         // Months whose every inspection moved away keep rows of zeros: compare what is counted.
         let counted: BTreeMap<String, InspectionCounts> = counted
             .into_iter()
             .map(|(id, mut counts)| {
-                counts.standards.retain(|_, (observations, _)| *observations > 0);
+                counts
+                    .standards
+                    .retain(|_, (observations, _)| *observations > 0);
                 (id, counts)
             })
             .filter(|(_, counts)| counts.inspections > 0 || !counts.standards.is_empty())

@@ -12,8 +12,8 @@ use doorstep_domain::complaint::EventDecodeError;
 use doorstep_domain::escalation::EscalationPolicy;
 use doorstep_domain::inspection::{
     Finding, FindingRules, FindingState, Inspection, InspectionCommand, InspectionDetails,
-    InspectionEvent, InspectionId, ObservationResult, PlannedFindingEscalation,
-    apply_inspection, finding_escalation_id, handle_inspection,
+    InspectionEvent, InspectionId, ObservationResult, PlannedFindingEscalation, apply_inspection,
+    finding_escalation_id, handle_inspection,
 };
 use doorstep_domain::stream::Category;
 use doorstep_domain::{DomainError, InvalidInput, WorkingDayCalendar};
@@ -288,11 +288,8 @@ impl InspectionApi {
                 _ => filter.contractor_id = Some(own.as_str().to_owned()),
             }
         }
-        let page_size = parse::page_size(
-            body.page_size,
-            DEFAULT_INSPECTION_PAGE,
-            MAX_INSPECTION_PAGE,
-        )?;
+        let page_size =
+            parse::page_size(body.page_size, DEFAULT_INSPECTION_PAGE, MAX_INSPECTION_PAGE)?;
         let after = parse_inspections::page_token(&body.page_token)?;
         wait_for_read_model(&self.read_model, body.min_position).await?;
         let rows = self

@@ -242,12 +242,7 @@ impl PerformanceApi {
         let inspections = self
             .what_we_saw(contractor_id.as_str(), figures.visits, from, to)
             .await?;
-        Ok(self.contractor_response(
-            &figures,
-            registered.legal_name.clone(),
-            audit,
-            inspections,
-        ))
+        Ok(self.contractor_response(&figures, registered.legal_name.clone(), audit, inspections))
     }
 
     async fn list_contractor_performance(
@@ -278,7 +273,13 @@ impl PerformanceApi {
             .iter()
             .map(|totals| {
                 let counts = inspections.get(&totals.contractor_id).unwrap_or(&none);
-                standing(totals, target, counts, programme_share, self.coverage_target)
+                standing(
+                    totals,
+                    target,
+                    counts,
+                    programme_share,
+                    self.coverage_target,
+                )
             })
             .collect();
         rank(&mut standings, body.min_visits.max(1));

@@ -114,7 +114,10 @@ pub const POLICY: &[(&str, &[Role])] = &[
     // own inspections and findings (confined by the handlers; inspections hold no resident's
     // personal data).
     ("doorstep.v1.InspectionService/RecordInspection", &[Officer]),
-    ("doorstep.v1.InspectionService/CorrectInspection", &[Officer]),
+    (
+        "doorstep.v1.InspectionService/CorrectInspection",
+        &[Officer],
+    ),
     (
         "doorstep.v1.InspectionService/ResolveInspectionFinding",
         &[Officer],

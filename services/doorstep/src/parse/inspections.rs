@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_domain::InvalidInput;
-use doorstep_domain::inspection::{
-    InspectionDetails, InspectionId, Observation, ObservationResult,
-};
 use doorstep_domain::input::{
     ContractorId, Handler, OptionalText, RequestKey, ShortText, Uprn, VisitId,
+};
+use doorstep_domain::inspection::{
+    InspectionDetails, InspectionId, Observation, ObservationResult,
 };
 
 use super::{
@@ -51,7 +51,10 @@ fn result(field: &str, value: i32) -> Result<ObservationResult, InvalidInput> {
             field,
             "is required: met, not met or not observed",
         )),
-        Err(_) => Err(InvalidInput::new(field, "is not a known observation result")),
+        Err(_) => Err(InvalidInput::new(
+            field,
+            "is not a known observation result",
+        )),
     }
 }
 
@@ -117,7 +120,10 @@ pub fn details(
     })
 }
 
-fn details_limits(field: &str, details: &Option<v1::InspectionDetails>) -> Result<(), InvalidInput> {
+fn details_limits(
+    field: &str,
+    details: &Option<v1::InspectionDetails>,
+) -> Result<(), InvalidInput> {
     let Some(details) = details else {
         return Ok(());
     };

@@ -73,12 +73,14 @@ pub fn figures(
         standards: counts
             .standards
             .iter()
-            .map(|(standard, (observations, not_met))| v1::StandardInspectionFigures {
-                standard: convert::standard(*standard) as i32,
-                observations: *observations,
-                not_met: *not_met,
-                share_met: Some(proportion(observations - not_met, *observations)),
-            })
+            .map(
+                |(standard, (observations, not_met))| v1::StandardInspectionFigures {
+                    standard: convert::standard(*standard) as i32,
+                    observations: *observations,
+                    not_met: *not_met,
+                    share_met: Some(proportion(observations - not_met, *observations)),
+                },
+            )
             .collect(),
         programme_share_met: Some(proportion(programme.0, programme.1)),
         sources_disagree: matches!(
