@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "doorstep/v1/contractors.proto",
         "doorstep/v1/escalations.proto",
         "doorstep/v1/events.proto",
+        "doorstep/v1/inspections.proto",
         "doorstep/v1/performance.proto",
     ];
     let descriptors = protox::compile(files, [&proto_root])?;

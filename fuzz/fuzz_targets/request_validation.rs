@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
     let today = now.date_naive();
-    match selector % 6 {
+    match selector % 7 {
         0 => {
             if let Ok(request) = v1::LogComplaintRequest::decode(bytes) {
                 refused_names_a_field(parse::within_limits(&request));
@@ -65,6 +65,13 @@ fuzz_target!(|data: &[u8]| {
                 for (index, visit) in request.visits.iter().enumerate() {
                     refused_names_a_field(parse::visit(&format!("visits[{index}]"), visit, today));
                 }
+            }
+        }
+        5 => {
+            if let Ok(request) = v1::RecordInspectionRequest::decode(bytes) {
+                refused_names_a_field(parse::within_limits(&request));
+                refused_names_a_field(parse::inspections::details(request.details.as_ref(), now));
+                refused_names_a_field(parse::inspections::required_request_id(&request.request_id));
             }
         }
         _ => {

@@ -9,10 +9,11 @@
 
 use doorstep_domain::complaint::{Event, apply, upcast};
 use doorstep_domain::contractor::{ContractorEvent, VisitEvent, apply_contractor};
+use doorstep_domain::inspection::{InspectionEvent, apply_inspection};
 use doorstep_domain::resident::ResidentEvent;
 use libfuzzer_sys::fuzz_target;
 
-const TYPES: [&str; 18] = [
+const TYPES: [&str; 24] = [
     "ComplaintReceived",
     "ComplaintAcknowledged",
     "DeadlineExtended",
@@ -30,6 +31,12 @@ const TYPES: [&str; 18] = [
     "EqualityAuditRecorded",
     "VisitRecorded",
     "ResidentForgotten",
+    "InspectionRecorded",
+    "InspectionCorrected",
+    "FindingOpened",
+    "FindingWithdrawn",
+    "FindingResolved",
+    "FindingEscalated",
     "SomethingElse",
 ];
 
@@ -58,6 +65,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = ContractorEvent::from_payload(event_type, schema_version, &payload) {
         let contractor = apply_contractor(None, &event);
         let _ = contractor.map(|contractor| apply_contractor(Some(contractor), &event));
+    }
+    if let Ok(event) = InspectionEvent::from_payload(event_type, schema_version, &payload) {
+        let _ = event.summary();
+        let inspection = apply_inspection(None, &event);
+        let _ = inspection.map(|inspection| apply_inspection(Some(inspection), &event));
     }
     let _ = VisitEvent::from_payload(event_type, schema_version, &payload);
     let _ = ResidentEvent::from_payload(event_type, schema_version, &payload);

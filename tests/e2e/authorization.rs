@@ -98,6 +98,26 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "doorstep.v1.PerformanceService/GetComplaintHandlingReport",
         &["manager"],
     ),
+    (
+        "doorstep.v1.InspectionService/RecordInspection",
+        &["officer"],
+    ),
+    (
+        "doorstep.v1.InspectionService/CorrectInspection",
+        &["officer"],
+    ),
+    (
+        "doorstep.v1.InspectionService/ResolveInspectionFinding",
+        &["officer"],
+    ),
+    (
+        "doorstep.v1.InspectionService/GetInspection",
+        &["officer", "manager", "contractor"],
+    ),
+    (
+        "doorstep.v1.InspectionService/ListInspections",
+        &["officer", "manager", "contractor"],
+    ),
 ];
 
 const ROLES: [&str; 6] = [

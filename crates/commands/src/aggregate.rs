@@ -58,5 +58,6 @@ stored_event!(
     doorstep_domain::Event,
     doorstep_domain::resident::ResidentEvent,
     doorstep_domain::contractor::ContractorEvent,
-    doorstep_domain::contractor::VisitEvent
+    doorstep_domain::contractor::VisitEvent,
+    doorstep_domain::inspection::InspectionEvent
 );

@@ -196,11 +196,12 @@ impl<A: Aggregate> CommandLog<A> {
         origin: &CommandOrigin,
         policy: &IdPolicy<'_>,
     ) -> Outcome<Option<Executed<A::State>>> {
-        let written = match same_call(first, origin, policy) {
+        let stream = StreamName::parse(first.stream_id.as_str())?;
+        let last = last_of_call(&self.store, policy, &stream, first).await?;
+        let written = match same_call(first, &last, origin, policy) {
             Ok(written) => written,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let stream = StreamName::parse(first.stream_id.as_str())?;
         let state = self
             .load_stream(&stream)
             .await?
@@ -224,7 +225,7 @@ pub async fn start<E: StoredEvent>(
     if policy.looks_first()
         && let Some(first) = first_attempt(store, &policy, stream).await?
     {
-        return landed_retry(&first, origin, &policy);
+        return landed_retry(store, &first, origin, &policy).await;
     }
     let new_events = crate::new_events(events, origin, |index| policy.event_id(stream, index));
     match store.append(&store_id(stream), expected, new_events).await {
@@ -241,7 +242,7 @@ pub async fn start<E: StoredEvent>(
             let first = first_attempt(store, &policy, stream)
                 .await?
                 .ok_or(Failure::Inconsistent("a duplicate event cannot be found"))?;
-            landed_retry(&first, origin, &policy)
+            landed_retry(store, &first, origin, &policy).await
         }
         Err(StoreError::DuplicateEventId { .. }) => Ok(Err(Refusal::KeyReused {
             key_field: policy.key_field(),
@@ -289,18 +290,44 @@ async fn first_attempt(
     }
 }
 
-fn landed_retry(
+async fn landed_retry(
+    store: &Arc<dyn EventStore>,
     first: &RecordedEvent,
     origin: &CommandOrigin,
     policy: &IdPolicy<'_>,
 ) -> Outcome<Landed> {
     let stream = StreamName::parse(first.stream_id.as_str())?;
-    Ok(same_call(first, origin, policy).map(|written| Landed { stream, written }))
+    let last = last_of_call(store, policy, &stream, first).await?;
+    Ok(same_call(first, &last, origin, policy).map(|written| Landed { stream, written }))
 }
 
-/// The answer to a retried command: the first result if it was the same command.
+/// The last event the first attempt appended (its events' ids follow the policy's indexes), so
+/// a retry answers the version and position the first attempt answered, however many events it
+/// wrote.
+async fn last_of_call(
+    store: &Arc<dyn EventStore>,
+    policy: &IdPolicy<'_>,
+    stream: &StreamName,
+    first: &RecordedEvent,
+) -> Result<RecordedEvent, Failure> {
+    let mut last = first.clone();
+    for index in 1.. {
+        let Some(id) = policy.event_id(stream, index) else {
+            break;
+        };
+        match store.find_event(id).await? {
+            Some(next) if next.stream_id == first.stream_id => last = next,
+            _ => break,
+        }
+    }
+    Ok(last)
+}
+
+/// The answer to a retried command: the first result if it was the same command, where `last`
+/// is the last event that first attempt appended.
 fn same_call(
     first: &RecordedEvent,
+    last: &RecordedEvent,
     origin: &CommandOrigin,
     policy: &IdPolicy<'_>,
 ) -> Result<Written, Refusal> {
@@ -310,8 +337,8 @@ fn same_call(
         });
     }
     Ok(Written {
-        version: first.version,
-        position: first.position,
+        version: last.version,
+        position: last.position,
         duplicate: true,
     })
 }

@@ -35,6 +35,8 @@ enum TallyCommand {
     },
     /// Needs the tally to exist.
     Double,
+    /// One event per number.
+    AddEach(Vec<u64>),
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,7 @@ impl Aggregate for Tally {
             TallyCommand::AddBelow { .. } => Err(DomainError::NotAllowed("at the limit".into())),
             TallyCommand::Double if state.is_none() => Err(DomainError::NotFound),
             TallyCommand::Double => Ok(vec![Added(total)]),
+            TallyCommand::AddEach(numbers) => Ok(numbers.into_iter().map(Added).collect()),
         }
     }
 
@@ -296,6 +299,31 @@ async fn a_retry_gets_the_first_result_even_when_the_rules_would_now_refuse() {
     assert_eq!(retry.written.position, first.written.position);
     assert_eq!(retry.state, first.state);
     assert_eq!(store.len(), 1);
+}
+
+/// A command that wrote several events answers its retry with where the last one landed, as
+/// the first attempt did: a caller waiting for `min_position` then sees all of them.
+#[tokio::test]
+async fn a_retry_of_a_command_with_several_events_answers_the_last_ones_position() {
+    let (store, log) = setup();
+    let command = TallyCommand::AddEach(vec![1, 2, 3]);
+    let first = log
+        .execute(&"t1", None, &origin(Some("r1"), "f1"), command.clone())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let retry = log
+        .execute(&"t1", None, &origin(Some("r1"), "f1"), command)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(retry.written.duplicate);
+    assert_eq!(first.written.version, 3);
+    assert_eq!(
+        (retry.written.version, retry.written.position),
+        (first.written.version, first.written.position)
+    );
+    assert_eq!(store.len(), 3);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod complaint;
 pub mod contractor;
 pub mod escalation;
 pub mod input;
+pub mod inspection;
 mod payload;
 pub mod resident;
 pub mod standard;

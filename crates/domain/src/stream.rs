@@ -10,14 +10,16 @@ pub enum Category {
     Contractor,
     Visit,
     Resident,
+    Inspection,
 }
 
 impl Category {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::Complaint,
         Self::Contractor,
         Self::Visit,
         Self::Resident,
+        Self::Inspection,
     ];
 
     /// The category as it stands in stream names.
@@ -27,6 +29,7 @@ impl Category {
             Self::Contractor => "contractor",
             Self::Visit => "visit",
             Self::Resident => "resident",
+            Self::Inspection => "inspection",
         }
     }
 }

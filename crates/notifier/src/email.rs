@@ -45,6 +45,9 @@ impl EmailSender {
 
     /// The message for one delivery.
     pub fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
+        if crate::finding_email::is_finding(delivery) {
+            return crate::finding_email::message(&self.from, &self.calendar, delivery);
+        }
         // The outbox writes every one of these: a body without one is corrupt, and an email
         // with blanks for its complaint or deadline would hide that.
         let text = |key: &str| {

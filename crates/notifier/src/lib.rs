@@ -13,6 +13,8 @@
 
 pub mod deliveries;
 pub mod email;
+pub mod finding_email;
+pub mod findings;
 mod metrics;
 mod rounds;
 pub mod scheduler;
@@ -21,6 +23,7 @@ pub mod webhook;
 
 pub use deliveries::{DeliveryWorker, RetryPolicy, retry_delay};
 pub use email::EmailSender;
+pub use findings::FindingEscalationRaiser;
 pub use scheduler::{EscalationRaiser, RaiseOutcome, Scheduler};
 pub use webhook::WebhookSender;
 

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use crate::findings::FindingEscalationRaiser;
 use crate::metrics::NotifierMetrics;
 use crate::rounds::run_rounds;
 
@@ -50,6 +51,7 @@ pub struct Scheduler {
     now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     poll_interval: Duration,
     metrics: NotifierMetrics,
+    findings: Option<Arc<dyn FindingEscalationRaiser>>,
 }
 
 impl Scheduler {
@@ -66,7 +68,14 @@ impl Scheduler {
             now,
             poll_interval,
             metrics: NotifierMetrics::new(),
+            findings: None,
         }
+    }
+
+    /// Also raises unresolved inspection findings' escalations, through `raiser`, each round.
+    pub fn with_findings(mut self, raiser: Arc<dyn FindingEscalationRaiser>) -> Self {
+        self.findings = Some(raiser);
+        self
     }
 
     pub fn spawn(self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -82,7 +91,8 @@ impl Scheduler {
         })
     }
 
-    /// One round: raises every step due now (in batches). Returns how many it raised.
+    /// One round: raises every step due now (in batches), the Code deadlines' and, with
+    /// [`Scheduler::with_findings`], unresolved inspection findings'. Returns how many it raised.
     ///
     /// A schedule row it cannot read is set aside with its reason (counted, and logged at error
     /// once) and the round goes on: one bad row must not keep every other complaint from
@@ -135,6 +145,15 @@ impl Scheduler {
                     "cannot raise an escalation; will try again"
                 ),
             }
+        }
+        if let Some(findings) = &self.findings {
+            raised += crate::findings::raise_due_findings(
+                &self.read_model,
+                findings.as_ref(),
+                &self.metrics,
+                now,
+            )
+            .await?;
         }
         Ok(raised)
     }

@@ -22,6 +22,7 @@ mod escalation_schedule;
 mod escalations;
 mod handling;
 mod handling_counters;
+mod inspections;
 mod month;
 mod outbox;
 mod performance;
@@ -42,6 +43,10 @@ pub use escalation_schedule::DueEscalation;
 pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
+pub use inspections::{
+    DueFindingEscalation, FindingLadder, InspectionCounts, InspectionFilter, InspectionRow,
+    RaisedFinding, finding_escalation_document,
+};
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{

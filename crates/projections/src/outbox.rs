@@ -89,13 +89,33 @@ pub(crate) async fn enqueue(
     planner: &EscalationPlanner,
     row: &EscalationRow,
 ) -> Result<(), ProjectionError> {
-    let body = escalation_document(row).to_string();
+    enqueue_document(
+        connection,
+        planner,
+        row.escalation_id,
+        &row.recipients,
+        &escalation_document(row),
+        row.raised_at,
+    )
+    .await
+}
+
+/// Fills the outbox for one raised escalation (of a complaint or of an inspection finding):
+/// `document` to every webhook, and to each of `recipients` by email when email is on.
+pub(crate) async fn enqueue_document(
+    connection: &mut AnyConnection,
+    planner: &EscalationPlanner,
+    escalation_id: Uuid,
+    recipients: &[String],
+    document: &serde_json::Value,
+    raised_at: DateTime<Utc>,
+) -> Result<(), ProjectionError> {
+    let body = document.to_string();
     let webhooks = planner
         .webhook_urls
         .iter()
         .map(|url| (DeliveryChannel::Webhook, url.as_str()));
-    let emails = row
-        .recipients
+    let emails = recipients
         .iter()
         .filter(|_| planner.email)
         .map(|address| (DeliveryChannel::Email, address.as_str()));
@@ -106,13 +126,13 @@ pub(crate) async fn enqueue(
              VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, $7) \
              ON CONFLICT (delivery_id) DO NOTHING",
         )
-        .bind(delivery_id(row.escalation_id, channel, target).to_string())
-        .bind(row.escalation_id.to_string())
+        .bind(delivery_id(escalation_id, channel, target).to_string())
+        .bind(escalation_id.to_string())
         .bind(channel.code())
         .bind(target)
         .bind(body.as_str())
-        .bind(millis(row.raised_at))
-        .bind(millis(row.raised_at))
+        .bind(millis(raised_at))
+        .bind(millis(raised_at))
         .execute(&mut *connection)
         .await?;
     }

@@ -4,6 +4,7 @@
 
 mod delivery_state;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +18,9 @@ use crate::escalation_schedule::{self, DueEscalation};
 use crate::escalations::{self, EscalationFilter, EscalationRow};
 use crate::handling::{self, HandlingCounts, HandlingRow};
 use crate::handling_counters;
+use crate::inspections::{
+    self, DueFindingEscalation, InspectionCounts, InspectionFilter, InspectionRow,
+};
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
@@ -212,5 +216,60 @@ impl ReadModel {
     ) -> Result<Option<HandlingRow>, ProjectionError> {
         let mut connection = self.database.pool().acquire().await?;
         handling::load(&mut connection, complaint_id).await
+    }
+
+    /// One page of inspections in the order of their last change, after log position `after`.
+    pub async fn list_inspections(
+        &self,
+        filter: &InspectionFilter,
+        page_size: u32,
+        after: u64,
+    ) -> Result<Vec<InspectionRow>, ProjectionError> {
+        inspections::list(self.database.pool(), filter, page_size, after).await
+    }
+
+    /// Inspection counts per contractor for the months `from..=to` (by month inspected), or
+    /// only `contractor_id`'s.
+    pub async fn inspection_counts(
+        &self,
+        from: Month,
+        to: Month,
+        contractor_id: Option<&str>,
+    ) -> Result<BTreeMap<String, InspectionCounts>, ProjectionError> {
+        inspections::counts(self.database.pool(), from, to, contractor_id).await
+    }
+
+    /// Finding ladder steps whose time has come at `now`, earliest first, each read or found
+    /// unreadable. Rows set aside are not due.
+    pub async fn due_finding_escalation_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Result<DueFindingEscalation, UnreadableRow>>, ProjectionError> {
+        inspections::due(self.database.pool(), now, limit).await
+    }
+
+    /// Sets a finding schedule row aside; false when it was already set aside or has gone.
+    pub async fn set_aside_finding_escalation(
+        &self,
+        key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        inspections::set_aside(self.database.pool(), key, reason, now).await
+    }
+
+    /// The finding escalations raised, in log order: escalation id, finding id and level.
+    pub async fn finding_escalations(
+        &self,
+    ) -> Result<
+        Vec<(
+            uuid::Uuid,
+            uuid::Uuid,
+            doorstep_domain::escalation::EscalationLevel,
+        )>,
+        ProjectionError,
+    > {
+        inspections::raised(self.database.pool()).await
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, VisitEvent};
+use doorstep_domain::inspection::InspectionEvent;
 use doorstep_domain::stream::{Category, id_in};
 use doorstep_store::{EventStore, RecordedEvent};
 use sqlx::AnyConnection;
@@ -25,6 +26,7 @@ use crate::escalation_planner::EscalationPlanner;
 use crate::escalation_schedule::EscalationBatch;
 use crate::escalations;
 use crate::handling;
+use crate::inspections::{self, FindingLadder};
 use crate::outbox;
 use crate::performance_changes;
 use crate::read_model::ReadModel;
@@ -34,7 +36,7 @@ use crate::stall::Stall;
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 13] = [
+const RESET: [&str; 18] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -47,6 +49,11 @@ const RESET: [&str; 13] = [
     "DELETE FROM escalation_clocks",
     "DELETE FROM escalation_schedule",
     "DELETE FROM escalations",
+    "DELETE FROM inspections",
+    "DELETE FROM inspection_month",
+    "DELETE FROM inspection_month_standard",
+    "DELETE FROM finding_schedule",
+    "DELETE FROM finding_escalations",
     "DELETE FROM projection_checkpoints",
 ];
 /// Events applied per transaction, catching up or following the live log. (SQLite read models
@@ -75,6 +82,7 @@ pub struct ProjectionRunner {
     position: watch::Sender<u64>,
     stall: watch::Sender<Option<Stall>>,
     escalations: Arc<EscalationPlanner>,
+    findings: Arc<FindingLadder>,
 }
 
 impl ProjectionRunner {
@@ -96,6 +104,7 @@ impl ProjectionRunner {
                 position,
                 stall,
                 escalations: Arc::new(EscalationPlanner::default()),
+                findings: Arc::new(FindingLadder::default()),
             },
             read_model,
         ))
@@ -105,6 +114,12 @@ impl ProjectionRunner {
     /// deliveries go) instead of the default policy, which tells nobody.
     pub fn with_escalations(mut self, planner: EscalationPlanner) -> Self {
         self.escalations = Arc::new(planner);
+        self
+    }
+
+    /// Schedules unresolved inspection findings up `ladder` (without it, none escalates).
+    pub fn with_finding_ladder(mut self, ladder: FindingLadder) -> Self {
+        self.findings = Arc::new(ladder);
         self
     }
 
@@ -283,6 +298,7 @@ impl ProjectionRunner {
                 &mut changes,
                 &mut escalation_changes,
                 &self.escalations,
+                &self.findings,
                 recorded,
             )
             .await;
@@ -363,6 +379,7 @@ async fn apply_event(
     changes: &mut BatchChanges,
     escalation_changes: &mut EscalationBatch,
     escalations: &EscalationPlanner,
+    findings: &FindingLadder,
     recorded: &RecordedEvent,
 ) -> Result<(), ProjectionError> {
     match recorded.stream_id.category() {
@@ -399,6 +416,25 @@ async fn apply_event(
                     .await
             }
         },
+        "inspection" => {
+            let event = decode(recorded, InspectionEvent::from_payload)?;
+            let inspection_id = stream_id(recorded, Category::Inspection)?;
+            let raised =
+                inspections::apply(connection, findings, inspection_id, &event, recorded).await?;
+            // As for a complaint's: the outbox is filled with the escalation it delivers.
+            if let Some(raised) = raised {
+                outbox::enqueue_document(
+                    connection,
+                    escalations,
+                    raised.escalation_id,
+                    &raised.recipients,
+                    &inspections::finding_escalation_document(&raised),
+                    raised.raised_at,
+                )
+                .await?;
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

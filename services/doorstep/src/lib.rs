@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 mod escalations;
 mod events;
+mod inspections;
 pub mod middleware;
 pub mod notifier;
 mod observability;

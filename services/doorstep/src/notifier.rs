@@ -22,6 +22,17 @@ use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModel};
 /// Who the log says raised an escalation.
 pub const NOTIFIER_ACTOR: &str = "doorstep-notifier";
 
+/// The ladder the projection runner schedules unresolved inspection findings up.
+pub fn finding_ladder(
+    settings: &Settings,
+    calendar: WorkingDayCalendar,
+) -> Result<doorstep_projections::FindingLadder, String> {
+    Ok(doorstep_projections::FindingLadder {
+        steps: settings.inspections.ladder()?,
+        calendar,
+    })
+}
+
 /// What the projection runner needs to schedule escalations and fill the outbox.
 pub fn planner(
     settings: &Settings,
@@ -162,13 +173,24 @@ impl Notifier {
         let notifier = &settings.notifier;
         let poll_interval = Duration::from_millis(notifier.poll_interval_ms);
         let timeout = Duration::from_millis(notifier.timeout_ms);
+        let findings = Arc::new(crate::inspections::FindingEscalations::new(
+            crate::inspections::InspectionLog::new(
+                log.store().clone(),
+                crate::inspections::InspectionRules {
+                    calendar: Arc::new(calendar.clone()),
+                    finding_due_working_days: settings.inspections.finding_due_working_days,
+                },
+            ),
+            policy.clone(),
+        ));
         let raiser = Arc::new(ComplaintEscalations::new(log, policy));
         let scheduler = Scheduler::new(
             read_model.clone(),
             raiser,
             Arc::new(move || clock.now()),
             poll_interval,
-        );
+        )
+        .with_findings(findings);
         let webhook = WebhookSender::new(
             notifier
                 .webhooks

@@ -19,6 +19,8 @@ use doorstep_domain::{InvalidInput, ServiceStandard};
 use doorstep_projections::{ComplaintFilter, EscalationFilter, Month};
 use uuid::Uuid;
 
+pub mod inspections;
+
 /// How far ahead of our clock a caller's timestamp may be before it counts as "in the future".
 const CLOCK_SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(2);
 /// The most standards one complaint can allege (there are nine).

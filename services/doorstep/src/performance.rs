@@ -20,6 +20,8 @@ use crate::error::answered_by;
 use crate::parse;
 use crate::request::wait_for_read_model;
 
+mod what_we_saw;
+
 /// Rates are per 100 visits.
 const PER_VISITS: f64 = 100.0;
 
@@ -27,6 +29,8 @@ pub struct PerformanceApi {
     read_model: ReadModel,
     /// Whether a response inside an agreed extension counts as within the Code's timescales.
     extensions_count_as_within_code: bool,
+    /// Inspections per 100 visits the landlord aims for (`[inspections]`).
+    coverage_target: f64,
 }
 
 impl PerformanceApi {
@@ -34,7 +38,14 @@ impl PerformanceApi {
         Self {
             read_model,
             extensions_count_as_within_code,
+            coverage_target: 0.0,
         }
+    }
+
+    /// Flags inspection coverage below `target` inspections per 100 visits.
+    pub fn with_coverage_target(mut self, target: f64) -> Self {
+        self.coverage_target = target;
+        self
     }
 }
 
@@ -100,6 +111,7 @@ impl PerformanceApi {
         figures: &ContractorFigures,
         legal_name: String,
         audit: v1::EqualityAuditStatus,
+        inspections: v1::InspectionFigures,
     ) -> v1::GetContractorPerformanceResponse {
         let (answered, within) = self.answered(&figures.handling);
         let to_acknowledge = statistics::median_of_counts(&figures.handling.days_to_acknowledge);
@@ -149,11 +161,51 @@ impl PerformanceApi {
             notifier_escalations_past_deadline: figures.escalations_past_deadline,
             reopened: figures.reopened,
             equality_audit: Some(audit),
+            inspections: Some(inspections),
         }
     }
 }
 
 impl PerformanceApi {
+    /// "What we saw" of one contractor in `from..=to`: its inspections against its `visits`,
+    /// compared with the programme (every contractor's inspections and complaint rates).
+    async fn what_we_saw(
+        &self,
+        contractor_id: &str,
+        visits: u64,
+        from: Month,
+        to: Month,
+    ) -> Result<v1::InspectionFigures, ApiError> {
+        let inspections = self.read_model.inspection_counts(from, to, None).await?;
+        let programme_share = what_we_saw::programme_share(inspections.values());
+        let totals = self.read_model.programme_performance(from, to).await?;
+        let (programme_visits, programme_upheld) = totals
+            .iter()
+            .filter(|totals| totals.visits > 0)
+            .fold((0, 0), |(visits, upheld), totals| {
+                (visits + totals.visits, upheld + totals.upheld_breaches)
+            });
+        let upheld = totals
+            .iter()
+            .find(|totals| totals.contractor_id == contractor_id)
+            .map_or(0, |totals| totals.upheld_breaches);
+        let complaints = (visits > 0 && programme_visits > 0).then(|| {
+            funnel_status(
+                upheld,
+                visits as f64,
+                programme_upheld as f64 / programme_visits as f64,
+            )
+        });
+        let none = doorstep_projections::InspectionCounts::default();
+        Ok(what_we_saw::figures(
+            inspections.get(contractor_id).unwrap_or(&none),
+            visits,
+            complaints,
+            programme_share,
+            self.coverage_target,
+        ))
+    }
+
     async fn get_contractor_performance(
         &self,
         request: Request<v1::GetContractorPerformanceRequest>,
@@ -187,7 +239,10 @@ impl PerformanceApi {
             },
             None => v1::EqualityAuditStatus::default(),
         };
-        Ok(self.contractor_response(&figures, registered.legal_name.clone(), audit))
+        let inspections = self
+            .what_we_saw(contractor_id.as_str(), figures.visits, from, to)
+            .await?;
+        Ok(self.contractor_response(&figures, registered.legal_name.clone(), audit, inspections))
     }
 
     async fn list_contractor_performance(
@@ -211,9 +266,21 @@ impl PerformanceApi {
         } else {
             0.0
         };
+        let inspections = self.read_model.inspection_counts(from, to, None).await?;
+        let programme_share = what_we_saw::programme_share(inspections.values());
+        let none = doorstep_projections::InspectionCounts::default();
         let mut standings: Vec<v1::ContractorStanding> = totals
             .iter()
-            .map(|totals| standing(totals, target))
+            .map(|totals| {
+                let counts = inspections.get(&totals.contractor_id).unwrap_or(&none);
+                standing(
+                    totals,
+                    target,
+                    counts,
+                    programme_share,
+                    self.coverage_target,
+                )
+            })
             .collect();
         rank(&mut standings, body.min_visits.max(1));
         Ok(v1::ListContractorPerformanceResponse {
@@ -293,15 +360,20 @@ answered_by! {
     }
 }
 
-/// One contractor's standing against the programme's average rate `target`, not ranked yet.
-fn standing(totals: &ContractorTotals, target: f64) -> v1::ContractorStanding {
+/// One contractor's standing against the programme's average rate `target`, not ranked yet,
+/// with what its inspections saw beside it.
+fn standing(
+    totals: &ContractorTotals,
+    target: f64,
+    inspections: &doorstep_projections::InspectionCounts,
+    programme_share: (u64, u64),
+    coverage_target: f64,
+) -> v1::ContractorStanding {
     let visits = totals.visits as f64;
     let limits = funnel_limits(target, visits, PER_VISITS);
-    let status = if totals.visits == 0 {
-        v1::FunnelStatus::NoExposure
-    } else {
-        funnel(funnel_status(totals.upheld_breaches, visits, target))
-    };
+    let complaints =
+        (totals.visits > 0).then(|| funnel_status(totals.upheld_breaches, visits, target));
+    let status = complaints.map_or(v1::FunnelStatus::NoExposure, funnel);
     v1::ContractorStanding {
         contractor_id: totals.contractor_id.clone(),
         legal_name: totals.legal_name.clone(),
@@ -314,6 +386,13 @@ fn standing(totals: &ContractorTotals, target: f64) -> v1::ContractorStanding {
         alarm_lower: limits.map_or(0.0, |l| l.alarm_lower),
         alarm_upper: limits.map_or(0.0, |l| l.alarm_upper),
         rank: 0,
+        inspections: Some(what_we_saw::figures(
+            inspections,
+            totals.visits,
+            complaints,
+            programme_share,
+            coverage_target,
+        )),
     }
 }
 

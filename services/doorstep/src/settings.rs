@@ -50,6 +50,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub inspections: InspectionSettings,
 }
 
 /// The default port of the Prometheus scrape endpoint (OpenTelemetry's convention).
@@ -342,6 +344,84 @@ impl EscalationSettings {
         }
         EscalationPolicy::new(ladders, recipients, contractor_recipients)
             .map_err(|error| error.to_string())
+    }
+}
+
+/// On-site inspections: how long a "not met" finding has, its escalation ladder, and the
+/// coverage the landlord aims for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InspectionSettings {
+    /// Working days a finding has to be resolved, counted from the day it was opened.
+    pub finding_due_working_days: u32,
+    /// Inspections per 100 visits the landlord aims for; coverage below it is flagged.
+    pub coverage_target_per_100_visits: f64,
+    /// The ladder of an unresolved finding, offsets in working days from its due date (0: the
+    /// due day has ended). Levels are told through `escalation.recipients` like the Code
+    /// deadlines' levels; an empty list escalates nothing.
+    pub escalation_ladder: Vec<LadderStepSettings>,
+}
+
+impl Default for InspectionSettings {
+    fn default() -> Self {
+        Self {
+            finding_due_working_days: 5,
+            coverage_target_per_100_visits: 10.0,
+            escalation_ladder: doorstep_domain::inspection::default_finding_ladder()
+                .into_iter()
+                .map(|(level, working_days)| LadderStepSettings {
+                    level,
+                    working_days,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl InspectionSettings {
+    /// The finding ladder these settings describe, or the first key that is wrong.
+    pub fn ladder(&self) -> Result<Vec<LadderStep>, String> {
+        let key = "inspections.escalation_ladder";
+        let mut steps: Vec<LadderStep> = Vec::new();
+        for (index, step) in self.escalation_ladder.iter().enumerate() {
+            let level = EscalationLevel::parse(&format!("{key}[{index}].level"), &step.level)
+                .map_err(|error| error.to_string())?;
+            if steps.iter().any(|earlier| earlier.level == level) {
+                return Err(format!("{key}[{index}]: level `{level}` appears twice"));
+            }
+            if let Some(last) = steps.last()
+                && step.working_days <= last.offset_working_days
+            {
+                return Err(format!(
+                    "{key}[{index}]: steps must be in strictly increasing working-day order"
+                ));
+            }
+            if !(0..=250).contains(&step.working_days) {
+                return Err(format!(
+                    "{key}[{index}].working_days: must be 0 to 250 working days after the due date"
+                ));
+            }
+            steps.push(LadderStep {
+                level,
+                offset_working_days: step.working_days,
+            });
+        }
+        Ok(steps)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=250).contains(&self.finding_due_working_days) {
+            return Err("inspections.finding_due_working_days: must be 1 to 250".to_owned());
+        }
+        if !self.coverage_target_per_100_visits.is_finite()
+            || self.coverage_target_per_100_visits < 0.0
+        {
+            return Err(
+                "inspections.coverage_target_per_100_visits: must be a number of 0 or more"
+                    .to_owned(),
+            );
+        }
+        self.ladder().map(|_| ())
     }
 }
 
@@ -650,6 +730,7 @@ impl Settings {
                 port: 0,
                 ..MetricsSettings::default()
             },
+            inspections: InspectionSettings::default(),
         }
     }
 }

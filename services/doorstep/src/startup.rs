@@ -10,6 +10,7 @@ use doorstep_api::v1::complaint_service_server::ComplaintServiceServer;
 use doorstep_api::v1::contractor_service_server::ContractorServiceServer;
 use doorstep_api::v1::escalation_service_server::EscalationServiceServer;
 use doorstep_api::v1::event_service_server::EventServiceServer;
+use doorstep_api::v1::inspection_service_server::InspectionServiceServer;
 use doorstep_api::v1::performance_service_server::PerformanceServiceServer;
 use doorstep_api::v1::visit_service_server::VisitServiceServer;
 use doorstep_domain::WorkingDayCalendar;
@@ -35,6 +36,7 @@ use crate::complaints::ComplaintApi;
 use crate::contractors::ContractorApi;
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
+use crate::inspections::{InspectionApi, InspectionRules};
 use crate::notifier::Notifier;
 use crate::observability::calendar::CalendarCoverage;
 use crate::observability::gauges::GaugeSampler;
@@ -49,13 +51,14 @@ use crate::settings::{Role, Settings, TlsSettings};
 use crate::visits::VisitApi;
 
 /// Every Doorstep service, as health checks name them.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     <ComplaintServiceServer<ComplaintApi> as NamedService>::NAME,
     <PerformanceServiceServer<PerformanceApi> as NamedService>::NAME,
     <ContractorServiceServer<ContractorApi> as NamedService>::NAME,
     <VisitServiceServer<VisitApi> as NamedService>::NAME,
     <EventServiceServer<EventApi> as NamedService>::NAME,
     <EscalationServiceServer<EscalationApi> as NamedService>::NAME,
+    <InspectionServiceServer<InspectionApi> as NamedService>::NAME,
 ];
 
 /// The health check name for liveness: SERVING for as long as the process runs, whatever the
@@ -165,6 +168,7 @@ struct ApiServices {
     performance: PerformanceApi,
     events: EventApi,
     escalations: EscalationApi,
+    inspections: InspectionApi,
 }
 
 /// Creates or upgrades every table the settings' database needs: the event log and the read
@@ -228,8 +232,12 @@ pub async fn rebuild_read_models(
         .map_err(StartupError::Settings)?;
     let calendar = Arc::new(calendar(settings)?);
     let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
+    let findings = crate::notifier::finding_ladder(settings, calendar.as_ref().clone())
+        .map_err(StartupError::Settings)?;
     let (runner, _) = ProjectionRunner::open(shared, read_models.clone(), calendar).await?;
-    let runner = runner.with_escalations(planner);
+    let runner = runner
+        .with_escalations(planner)
+        .with_finding_ladder(findings);
     runner.reset().await?;
     let mut applied = 0_u64;
     runner
@@ -349,6 +357,8 @@ impl Storage {
         let shared_store = store.shared();
         let read_models = open_read_models(&settings.database).await?;
         let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
+        let findings = crate::notifier::finding_ladder(settings, calendar.as_ref().clone())
+            .map_err(StartupError::Settings)?;
         let (projection_runner, read_model) =
             ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
                 .await?;
@@ -356,7 +366,9 @@ impl Storage {
             store,
             shared_store,
             read_models,
-            projection_runner: projection_runner.with_escalations(planner),
+            projection_runner: projection_runner
+                .with_escalations(planner)
+                .with_finding_ladder(findings),
             read_model,
         })
     }
@@ -414,12 +426,22 @@ impl ApiServices {
             performance: PerformanceApi::new(
                 read_model.clone(),
                 settings.report.extensions_count_as_within_code,
-            ),
+            )
+            .with_coverage_target(settings.inspections.coverage_target_per_100_visits),
             escalations: EscalationApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 subscriptions_stopped.clone(),
+            ),
+            inspections: InspectionApi::new(
+                store.clone(),
+                InspectionRules {
+                    calendar: calendar.clone(),
+                    finding_due_working_days: settings.inspections.finding_due_working_days,
+                },
+                read_model.clone(),
+                clock.clone(),
             ),
             visits: VisitApi::new(store.clone(), clock),
             events: EventApi::new(store.clone(), subscriptions_stopped),
@@ -457,6 +479,10 @@ impl ApiServices {
                 serves_api,
                 EscalationServiceServer::new(self.escalations).max_decoding_message_size(limit),
             ))
+            .add_optional_service(api(
+                serves_api,
+                InspectionServiceServer::new(self.inspections).max_decoding_message_size(limit),
+            ))
     }
 }
 
@@ -466,6 +492,10 @@ fn validated_policy(settings: &Settings) -> Result<EscalationPolicy, StartupErro
     settings.code.validate().map_err(StartupError::Settings)?;
     settings
         .notifier
+        .validate()
+        .map_err(StartupError::Settings)?;
+    settings
+        .inspections
         .validate()
         .map_err(StartupError::Settings)?;
     settings.escalation.policy().map_err(StartupError::Settings)

@@ -20,7 +20,7 @@ use doorstep_store::{
 use sqlx::Row;
 
 /// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 12] = [
+pub const TABLES: [(&str, &str); 17] = [
     ("complaint_list", "complaint_id"),
     ("contractors", "contractor_id"),
     ("contractor_lookup", "key, contractor_id"),
@@ -35,6 +35,14 @@ pub const TABLES: [(&str, &str); 12] = [
     ("escalation_clocks", "complaint_id"),
     ("escalation_schedule", "escalation_id"),
     ("escalations", "escalation_id"),
+    ("inspections", "inspection_id"),
+    ("inspection_month", "contractor_id, month"),
+    (
+        "inspection_month_standard",
+        "contractor_id, month, standard",
+    ),
+    ("finding_schedule", "escalation_id"),
+    ("finding_escalations", "escalation_id"),
     ("projection_checkpoints", "projection"),
 ];
 

@@ -110,6 +110,26 @@ pub const POLICY: &[(&str, &[Role])] = &[
         "doorstep.v1.PerformanceService/GetComplaintHandlingReport",
         &[Manager],
     ),
+    // Officers inspect on site and see findings through; managers read; a contractor reads its
+    // own inspections and findings (confined by the handlers; inspections hold no resident's
+    // personal data).
+    ("doorstep.v1.InspectionService/RecordInspection", &[Officer]),
+    (
+        "doorstep.v1.InspectionService/CorrectInspection",
+        &[Officer],
+    ),
+    (
+        "doorstep.v1.InspectionService/ResolveInspectionFinding",
+        &[Officer],
+    ),
+    (
+        "doorstep.v1.InspectionService/GetInspection",
+        &[Officer, Manager, Contractor],
+    ),
+    (
+        "doorstep.v1.InspectionService/ListInspections",
+        &[Officer, Manager, Contractor],
+    ),
 ];
 
 /// Who holds each role, for the README's role table.
