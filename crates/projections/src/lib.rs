@@ -22,6 +22,7 @@ mod escalation_schedule;
 mod escalations;
 mod handling;
 mod handling_counters;
+mod liaison;
 mod month;
 mod outbox;
 mod performance;
@@ -34,7 +35,8 @@ mod upsert;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
 pub use contractors::{
-    AuditSummary, ContractorCursor, ContractorRow, normalise_name, phone_key, query_key,
+    AuditSummary, ContractStanding, ContractorCursor, ContractorRow, normalise_name, phone_key,
+    query_key,
 };
 pub use database::{Backend, ReadModelDatabase};
 pub use escalation_planner::EscalationPlanner;
@@ -42,6 +44,7 @@ pub use escalation_schedule::DueEscalation;
 pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
+pub use liaison::LeadHandling;
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
