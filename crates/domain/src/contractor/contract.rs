@@ -118,15 +118,15 @@ pub fn equality_audit_overdue(
     today: NaiveDate,
     max_age_months: u32,
 ) -> bool {
-    let Some(latest) = latest_audit else {
-        return true;
-    };
-    // An audit on the same day of the month `max_age_months` ago still counts; a month too
-    // short for that day ends the window on its last day.
-    let oldest_in_time = today
+    latest_audit.is_none_or(|latest| latest < oldest_audit_in_time(today, max_age_months))
+}
+
+/// The oldest audit date still within `max_age_months` of `today`: the same day of the month
+/// `max_age_months` ago, or the last day of a month too short for it.
+pub fn oldest_audit_in_time(today: NaiveDate, max_age_months: u32) -> NaiveDate {
+    today
         .checked_sub_months(chrono::Months::new(max_age_months))
-        .unwrap_or(NaiveDate::MIN);
-    latest < oldest_in_time
+        .unwrap_or(NaiveDate::MIN)
 }
 
 #[cfg(test)]

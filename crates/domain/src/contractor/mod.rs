@@ -5,7 +5,8 @@ mod contract;
 
 pub use contract::{
     ContractSignOff, EqualityConditions, EqualityTraining, LiaisonLead, ResidentChampion,
-    ResidentLiaison, StandardsSignOff, attributed_lead, equality_audit_overdue, standard_set,
+    ResidentLiaison, StandardsSignOff, attributed_lead, equality_audit_overdue,
+    oldest_audit_in_time, standard_set,
 };
 
 use chrono::{DateTime, NaiveDate, Utc};
