@@ -817,7 +817,6 @@ async fn liaison_leads_compare_as_counted_by_hand(app: &TestApp) {
         );
         let per_100 = actual
             .notifier_escalations_past_deadline_per_100_complaints
-            .clone()
             .expect("a rate");
         assert!(per_100.defined, "{what}");
         assert!(
