@@ -126,6 +126,33 @@ impl BatchChanges {
             .into_iter()
             .filter(|(_, delta)| *delta != 0)
             .collect();
+        // A complaint's lead, contractor and month never change after intake: only the rows the
+        // batch started add to the contractors behind each lead.
+        let mut lead_contractors: BTreeMap<(&'static str, &str, String), i64> = BTreeMap::new();
+        for (complaint_id, row) in &self.handling_rows {
+            if matches!(self.handling_before.get(complaint_id), Some(None)) {
+                let key = (
+                    crate::handling::lead_code(row.liaison_lead),
+                    row.contractor_id.as_str(),
+                    row.month.to_string(),
+                );
+                *lead_contractors.entry(key).or_default() += 1;
+            }
+        }
+        let lead_contractors: Vec<_> = lead_contractors.into_iter().collect();
+        write_rows(
+            connection,
+            &crate::liaison::ADD_CONTRACTOR_COMPLAINTS,
+            &lead_contractors,
+            |query, ((lead, contractor_id, month), complaints)| {
+                query
+                    .bind(*lead)
+                    .bind(contractor_id.to_string())
+                    .bind(month.clone())
+                    .bind(*complaints)
+            },
+        )
+        .await?;
         write_rows(
             connection,
             &handling_counters::UPSERT_LEADS,

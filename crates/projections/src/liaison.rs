@@ -1,6 +1,9 @@
 //! Complaint handling grouped by who leads resident liaison: the liaison leads' counters
 //! (`liaison_handling_counters`, kept beside the contractors' by `handling_counters`), the
-//! contractors behind each lead, and the notifier escalations raised on its complaints.
+//! contractors behind each lead (`liaison_contractor_months`, one row per lead, contractor and
+//! month), and the notifier escalations raised on its complaints, which are read as each
+//! contractor's are: the escalations raised in the months asked for, each joined to its
+//! complaint's handling row by key.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,15 @@ use crate::ProjectionError;
 use crate::handling::count;
 use crate::handling_counters::{self, HandlingSummary};
 use crate::month::Month;
+use crate::upsert::MultiRowUpsert;
+
+/// Adds complaints to `liaison_contractor_months`: (lead, contractor, month, complaints).
+pub(crate) const ADD_CONTRACTOR_COMPLAINTS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO liaison_contractor_months (liaison_lead, contractor_id, month, complaints)",
+    width: 4,
+    on_conflict: "ON CONFLICT (liaison_lead, contractor_id, month) DO UPDATE SET \
+                  complaints = liaison_contractor_months.complaints + excluded.complaints",
+};
 
 /// How the complaints attributed to one liaison lead and received in a range were handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +54,8 @@ pub(crate) async fn lead_handling(
             .collect();
     let contractors = sqlx::query(
         "SELECT liaison_lead, CAST(COUNT(DISTINCT contractor_id) AS BIGINT) AS contractors \
-         FROM complaint_handling WHERE month >= $1 AND month <= $2 GROUP BY liaison_lead",
+         FROM liaison_contractor_months WHERE month >= $1 AND month <= $2 AND complaints > 0 \
+         GROUP BY liaison_lead",
     )
     .bind(from.to_string())
     .bind(to.to_string())

@@ -34,7 +34,7 @@ use crate::stall::Stall;
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 14] = [
+const RESET: [&str; 15] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -48,6 +48,7 @@ const RESET: [&str; 14] = [
     "DELETE FROM escalation_schedule",
     "DELETE FROM escalations",
     "DELETE FROM liaison_handling_counters",
+    "DELETE FROM liaison_contractor_months",
     "DELETE FROM projection_checkpoints",
 ];
 /// Events applied per transaction, catching up or following the live log. (SQLite read models

@@ -5,6 +5,7 @@
 -- of each contract's reference, sorted standard codes and whether they are signed off.
 -- complaint_handling.liaison_lead is the lead a complaint was attributed to when received, and
 -- liaison_handling_counters holds the contractors' handling counters (0003) by that lead.
+-- Escalations by lead join escalations to complaint_handling by complaint_id (its key).
 
 -- The new columns need the whole log. Every read model shares one checkpoint, so forget it (and
 -- the rows it covers): the runner then rebuilds everything from position 0 (as 0002-0004 did).
@@ -26,7 +27,14 @@ ALTER TABLE contractors ADD COLUMN liaison_lead TEXT NOT NULL DEFAULT '';
 ALTER TABLE contractors ADD COLUMN contracts TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE complaint_handling ADD COLUMN liaison_lead TEXT NOT NULL DEFAULT '';
 
-CREATE INDEX complaint_handling_by_liaison_lead ON complaint_handling (month, liaison_lead, contractor_id);
+-- Complaints per liaison lead, contractor and month received: the contractors behind each lead.
+CREATE TABLE liaison_contractor_months (
+    liaison_lead TEXT NOT NULL,
+    contractor_id TEXT NOT NULL,
+    month TEXT NOT NULL,
+    complaints BIGINT NOT NULL,
+    PRIMARY KEY (liaison_lead, contractor_id, month)
+);
 
 CREATE TABLE liaison_handling_counters (
     liaison_lead TEXT NOT NULL,

@@ -20,7 +20,7 @@ use doorstep_store::{
 use sqlx::Row;
 
 /// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 12] = [
+pub const TABLES: [(&str, &str); 13] = [
     ("complaint_list", "complaint_id"),
     ("contractors", "contractor_id"),
     ("contractor_lookup", "key, contractor_id"),
@@ -35,6 +35,10 @@ pub const TABLES: [(&str, &str); 12] = [
     ("escalation_clocks", "complaint_id"),
     ("escalation_schedule", "escalation_id"),
     ("escalations", "escalation_id"),
+    (
+        "liaison_contractor_months",
+        "liaison_lead, contractor_id, month",
+    ),
     ("projection_checkpoints", "projection"),
 ];
 
