@@ -378,6 +378,34 @@ async fn contract_terms_sign_off_and_training(app: &TestApp) {
             .contracts_not_signed_off
             .is_empty()
     );
+    // A standard added is a change too.
+    let added = set_contracts(
+        app,
+        "acme-retrofit",
+        vec![contract(
+            "RETRO-2026-01",
+            v1::LiaisonLead::InHouse,
+            all_standards(),
+        )],
+    )
+    .await
+    .expect("a standard added");
+    assert!(!get(app, "acme-retrofit").await.contract_sign_offs[0].signed_off);
+    assert_eq!(
+        listed(app, "acme-retrofit", added.position)
+            .await
+            .contracts_not_signed_off,
+        ["RETRO-2026-01"]
+    );
+    let again = record_sign_off(app, "sign-off-3", sign_off(all_standards()))
+        .await
+        .expect("signed off once more");
+    assert!(
+        listed(app, "acme-retrofit", again.position)
+            .await
+            .contracts_not_signed_off
+            .is_empty()
+    );
 
     // Training records.
     let training = |staff_trained: u32, course: &str| v1::RecordEqualityTrainingRequest {
