@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
                     "contractor_id",
                     &request.contractor_id,
                 ));
-                refused_names_a_field(parse::contractor_profile(request.profile.as_ref()));
+                refused_names_a_field(parse::contractor_profile(request.profile.as_ref(), today));
             }
         }
         3 => {

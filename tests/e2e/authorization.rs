@@ -118,6 +118,18 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "doorstep.v1.InspectionService/ListInspections",
         &["officer", "manager", "contractor"],
     ),
+    (
+        "doorstep.v1.ContractorService/RecordStandardsSignOff",
+        &["admin"],
+    ),
+    (
+        "doorstep.v1.ContractorService/RecordEqualityTraining",
+        &["admin"],
+    ),
+    (
+        "doorstep.v1.PerformanceService/CompareLiaisonLeads",
+        &["manager"],
+    ),
 ];
 
 const ROLES: [&str; 6] = [

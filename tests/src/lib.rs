@@ -75,6 +75,7 @@ pub fn contractor_profile(contractor_id: &str) -> v1::ContractorProfile {
         contracts: vec![v1::ContractTerms {
             reference: "RETRO-2026-01".to_owned(),
             standards: (1..=9).collect(),
+            ..v1::ContractTerms::default()
         }],
     }
 }

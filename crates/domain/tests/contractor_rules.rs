@@ -5,10 +5,11 @@ use doorstep_domain::DomainError;
 use doorstep_domain::ServiceStandard;
 use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, Contractor, ContractorCommand, ContractorEvent, ContractorProfile,
-    ContractorStatus, EqualityAudit, apply_contractor, handle_contractor,
+    ContractorStatus, EqualityAudit, LiaisonLead, ResidentChampion, ResidentLiaison,
+    StandardsSignOff, apply_contractor, handle_contractor,
 };
 use doorstep_domain::input::{
-    ContractorId, LongText, OptionalText, PersonName, PhoneNumber, ShortText,
+    ContractorId, LongText, OptionalText, PersonName, PhoneNumber, ResidentReference, ShortText,
 };
 
 fn valid<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
@@ -28,6 +29,8 @@ fn profile(name: &str) -> ContractorProfile {
         contracts: vec![ContractTerms {
             reference: valid(ShortText::parse("contracts[0].reference", "RETRO-2026-01")),
             standards: ServiceStandard::ALL.to_vec(),
+            liaison: None,
+            equality_conditions: None,
         }],
     }
 }
@@ -113,5 +116,161 @@ fn registry_lifecycle() {
             .map(|audit| audit.outcome),
         Some(AuditOutcome::Unsatisfactory),
         "the latest audit is the latest by date, not by entry"
+    );
+}
+
+fn sign_off(standards: &[ServiceStandard]) -> StandardsSignOff {
+    StandardsSignOff {
+        contract_reference: valid(ShortText::parse("contract_reference", "RETRO-2026-01")),
+        champions: vec![ResidentChampion {
+            reference: valid(ResidentReference::parse("reference", "RC-7")),
+            published_name: None,
+        }],
+        signed_off_on: valid(NaiveDate::parse_from_str("2026-03-20", "%Y-%m-%d")),
+        standards: standards.to_vec(),
+        comments: OptionalText::default(),
+    }
+}
+
+fn signed_off(state: &Option<Contractor>) -> Vec<bool> {
+    state
+        .iter()
+        .flat_map(|contractor| contractor.sign_offs.iter().map(|s| s.signed_off))
+        .collect()
+}
+
+#[test]
+fn a_sign_off_goes_stale_when_the_contract_standards_change() {
+    let at: DateTime<Utc> = valid("2026-04-01T09:00:00Z".parse());
+    let mut state = None;
+    valid(run(
+        &mut state,
+        ContractorCommand::Register {
+            contractor_id: valid(ContractorId::parse("contractor_id", "acme-retrofit")),
+            profile: profile("Acme Retrofit Ltd"),
+            at,
+        },
+    ));
+    assert_eq!(
+        signed_off(&state),
+        [false],
+        "a new contract is not signed off"
+    );
+
+    // Champions sign off exactly the contract's standards, in any order.
+    let fewer = &ServiceStandard::ALL[..3];
+    let refused = run(
+        &mut state,
+        ContractorCommand::RecordStandardsSignOff {
+            sign_off: sign_off(fewer),
+            at,
+        },
+    );
+    assert!(
+        matches!(&refused, Err(DomainError::InvalidInput(e)) if e.field == "sign_off.standards"),
+        "{refused:?}"
+    );
+    let mut all_reversed = ServiceStandard::ALL.to_vec();
+    all_reversed.reverse();
+    valid(run(
+        &mut state,
+        ContractorCommand::RecordStandardsSignOff {
+            sign_off: sign_off(&all_reversed),
+            at,
+        },
+    ));
+    assert_eq!(signed_off(&state), [true]);
+
+    // The same standards in another profile keep the sign-off; changed standards do not.
+    valid(run(
+        &mut state,
+        ContractorCommand::Update {
+            profile: profile("Acme Retrofit Group Ltd"),
+            at,
+        },
+    ));
+    assert_eq!(signed_off(&state), [true]);
+    let mut changed = profile("Acme Retrofit Group Ltd");
+    changed.contracts[0].standards = fewer.to_vec();
+    valid(run(
+        &mut state,
+        ContractorCommand::Update {
+            profile: changed,
+            at,
+        },
+    ));
+    assert_eq!(signed_off(&state), [false]);
+    // Changing them back is still a change the champions have not seen.
+    valid(run(
+        &mut state,
+        ContractorCommand::Update {
+            profile: profile("Acme Retrofit Group Ltd"),
+            at,
+        },
+    ));
+    assert_eq!(signed_off(&state), [false]);
+    let latest = state
+        .as_ref()
+        .and_then(|contractor| contractor.sign_offs[0].latest.clone());
+    assert_eq!(latest.map(|s| s.standards), Some(all_reversed.clone()));
+
+    valid(run(
+        &mut state,
+        ContractorCommand::RecordStandardsSignOff {
+            sign_off: sign_off(&all_reversed),
+            at,
+        },
+    ));
+    assert_eq!(signed_off(&state), [true], "signed off again");
+
+    let mut unknown = sign_off(&all_reversed);
+    unknown.contract_reference = valid(ShortText::parse("contract_reference", "OTHER-1"));
+    let refused = run(
+        &mut state,
+        ContractorCommand::RecordStandardsSignOff {
+            sign_off: unknown,
+            at,
+        },
+    );
+    assert!(
+        matches!(&refused, Err(DomainError::InvalidInput(e)) if e.field == "sign_off.contract_reference"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_complaint_is_attributed_to_the_lead_all_contracts_name() {
+    let at: DateTime<Utc> = valid("2026-04-01T09:00:00Z".parse());
+    let mut with_lead = profile("Acme Retrofit Ltd");
+    with_lead.contracts[0].liaison = Some(ResidentLiaison {
+        lead: LiaisonLead::InHouse,
+        contact_name: valid(PersonName::parse("liaison_contact_name", "Robin Liaison")),
+    });
+    let mut state = None;
+    valid(run(
+        &mut state,
+        ContractorCommand::Register {
+            contractor_id: valid(ContractorId::parse("contractor_id", "acme-retrofit")),
+            profile: with_lead.clone(),
+            at,
+        },
+    ));
+    let lead = |state: &Option<Contractor>| state.as_ref().and_then(Contractor::liaison_lead);
+    assert_eq!(lead(&state), Some(LiaisonLead::InHouse));
+    let mut second = with_lead.contracts[0].clone();
+    second.reference = valid(ShortText::parse("reference", "RETRO-2027-01"));
+    second.liaison = None;
+    with_lead.contracts.push(second);
+    valid(run(
+        &mut state,
+        ContractorCommand::Update {
+            profile: with_lead,
+            at,
+        },
+    ));
+    assert_eq!(
+        lead(&state),
+        None,
+        "a contract without a lead makes it unknown"
     );
 }

@@ -17,10 +17,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use doorstep_domain::WorkingDayCalendar;
+use doorstep_domain::contractor::LiaisonLead;
 use sqlx::AnyConnection;
 
 use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintRow};
+use crate::contractors;
 use crate::handling::{self, HandlingRow};
 use crate::handling_counters;
 use crate::performance_changes::PerformanceChanges;
@@ -38,6 +40,9 @@ pub(crate) struct BatchChanges {
     handling_before: HashMap<String, Option<HandlingRow>>,
     /// The performance counters and visit rows the batch changes.
     pub(crate) performance: PerformanceChanges,
+    /// Contractors' liaison leads (None: unknown) as the batch has left them, so that a batch of
+    /// intake reads each contractor's once.
+    liaison_leads: HashMap<String, Option<LiaisonLead>>,
 }
 
 impl BatchChanges {
@@ -81,6 +86,25 @@ impl BatchChanges {
         self.handling_rows.insert(row.complaint_id.clone(), row);
     }
 
+    /// The liaison lead a complaint about `contractor_id` received now is attributed to.
+    pub(crate) async fn liaison_lead(
+        &mut self,
+        connection: &mut AnyConnection,
+        contractor_id: &str,
+    ) -> Result<Option<LiaisonLead>, ProjectionError> {
+        if let Some(lead) = self.liaison_leads.get(contractor_id) {
+            return Ok(*lead);
+        }
+        let lead = contractors::liaison_lead(connection, contractor_id).await?;
+        self.liaison_leads.insert(contractor_id.to_owned(), lead);
+        Ok(lead)
+    }
+
+    /// A contractor event of the batch set the contractor's lead.
+    pub(crate) fn put_liaison_lead(&mut self, contractor_id: &str, lead: Option<LiaisonLead>) {
+        self.liaison_leads.insert(contractor_id.to_owned(), lead);
+    }
+
     /// Writes everything gathered, in the batch's transaction. The calendar counts the working
     /// days behind the handling counters.
     pub(crate) async fn flush(
@@ -89,13 +113,53 @@ impl BatchChanges {
         calendar: &WorkingDayCalendar,
     ) -> Result<(), ProjectionError> {
         let mut counter_deltas = BTreeMap::new();
+        let mut lead_deltas = BTreeMap::new();
         for (complaint_id, after) in &self.handling_rows {
             let before = self
                 .handling_before
                 .get(complaint_id)
                 .and_then(Option::as_ref);
             handling_counters::add_change(&mut counter_deltas, before, after, calendar);
+            handling_counters::add_lead_change(&mut lead_deltas, before, after, calendar);
         }
+        let lead_deltas: Vec<_> = lead_deltas
+            .into_iter()
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        // A complaint's lead, contractor and month never change after intake: only the rows the
+        // batch started add to the contractors behind each lead.
+        let mut lead_contractors: BTreeMap<(&'static str, &str, String), i64> = BTreeMap::new();
+        for (complaint_id, row) in &self.handling_rows {
+            if matches!(self.handling_before.get(complaint_id), Some(None)) {
+                let key = (
+                    crate::handling::lead_code(row.liaison_lead),
+                    row.contractor_id.as_str(),
+                    row.month.to_string(),
+                );
+                *lead_contractors.entry(key).or_default() += 1;
+            }
+        }
+        let lead_contractors: Vec<_> = lead_contractors.into_iter().collect();
+        write_rows(
+            connection,
+            &crate::liaison::ADD_CONTRACTOR_COMPLAINTS,
+            &lead_contractors,
+            |query, ((lead, contractor_id, month), complaints)| {
+                query
+                    .bind(*lead)
+                    .bind(contractor_id.to_string())
+                    .bind(month.clone())
+                    .bind(*complaints)
+            },
+        )
+        .await?;
+        write_rows(
+            connection,
+            &handling_counters::UPSERT_LEADS,
+            &lead_deltas,
+            handling_counters::bind,
+        )
+        .await?;
         let counter_deltas: Vec<_> = counter_deltas
             .into_iter()
             .filter(|(_, delta)| *delta != 0)

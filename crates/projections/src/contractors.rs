@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use doorstep_domain::contractor::{AuditOutcome, Contractor, ContractorEvent, ContractorStatus};
+use doorstep_domain::contractor::{
+    AuditOutcome, ContractTerms, Contractor, ContractorEvent, ContractorStatus, LiaisonLead,
+    attributed_lead,
+};
 use doorstep_domain::input::ContractorId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -20,6 +23,27 @@ pub struct AuditSummary {
     pub requirements_not_met: String,
 }
 
+/// One contract's standards and whether resident champions have signed them off since they last
+/// changed, as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractStanding {
+    pub reference: String,
+    /// The contract's standards' codes, sorted and without repeats.
+    pub standards: Vec<String>,
+    pub signed_off: bool,
+}
+
+impl ContractStanding {
+    fn unsigned(contract: &ContractTerms) -> Self {
+        let standards: BTreeSet<&str> = contract.standards.iter().map(|s| s.code()).collect();
+        Self {
+            reference: contract.reference.as_str().to_owned(),
+            standards: standards.into_iter().map(str::to_owned).collect(),
+            signed_off: false,
+        }
+    }
+}
+
 /// One contractor as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractorRow {
@@ -33,6 +57,11 @@ pub struct ContractorRow {
     /// The audit with the latest audit date; of two on the same date, the one recorded last.
     pub latest_audit: Option<AuditSummary>,
     pub version: u64,
+    /// The liaison lead a complaint about the contractor received now is attributed to
+    /// (`Contractor::liaison_lead`); None: unknown.
+    pub liaison_lead: Option<LiaisonLead>,
+    /// Each current contract's sign-off standing, in the profile's order.
+    pub contracts: Vec<ContractStanding>,
 }
 
 impl ContractorRow {
@@ -59,7 +88,28 @@ impl ContractorRow {
                     requirements_not_met: audit.requirements_not_met.as_str().to_owned(),
                 }),
             version: contractor.version,
+            liaison_lead: contractor.liaison_lead(),
+            contracts: profile
+                .contracts
+                .iter()
+                .map(|contract| ContractStanding {
+                    signed_off: contractor
+                        .sign_offs
+                        .iter()
+                        .any(|s| s.contract_reference == contract.reference && s.signed_off),
+                    ..ContractStanding::unsigned(contract)
+                })
+                .collect(),
         }
+    }
+
+    /// References of the contracts whose standards are not signed off: never, or changed since.
+    pub fn contracts_not_signed_off(&self) -> Vec<String> {
+        self.contracts
+            .iter()
+            .filter(|contract| !contract.signed_off)
+            .map(|contract| contract.reference.clone())
+            .collect()
     }
 
     pub fn is_active(&self) -> bool {
@@ -102,6 +152,12 @@ pub fn next_row(
                 logo_url: profile.logo_url.as_str().to_owned(),
                 latest_audit: None,
                 version,
+                liaison_lead: lead_of(&profile.contracts),
+                contracts: profile
+                    .contracts
+                    .iter()
+                    .map(ContractStanding::unsigned)
+                    .collect(),
             }
         }));
     }
@@ -119,6 +175,21 @@ pub fn next_row(
             row.public_contact_name = profile.public_contact_name.as_str().to_owned();
             row.public_phone = profile.public_phone.as_str().to_owned();
             row.logo_url = profile.logo_url.as_str().to_owned();
+            row.liaison_lead = lead_of(&profile.contracts);
+            // A contract keeps its sign-off while its standards stay the same set.
+            row.contracts = profile
+                .contracts
+                .iter()
+                .map(|contract| {
+                    let mut standing = ContractStanding::unsigned(contract);
+                    standing.signed_off = row.contracts.iter().any(|before| {
+                        before.reference == standing.reference
+                            && before.standards == standing.standards
+                            && before.signed_off
+                    });
+                    standing
+                })
+                .collect();
         }
         ContractorEvent::ContractorSuspended { .. } => row.status = ContractorStatus::Suspended,
         ContractorEvent::ContractorReinstated { .. } => row.status = ContractorStatus::Active,
@@ -137,8 +208,56 @@ pub fn next_row(
                 });
             }
         }
+        ContractorEvent::StandardsSignedOff { sign_off, .. } => {
+            for contract in &mut row.contracts {
+                if contract.reference == sign_off.contract_reference.as_str() {
+                    contract.signed_off = true;
+                }
+            }
+        }
+        ContractorEvent::EqualityTrainingRecorded { .. } => {}
     }
     Some(row)
+}
+
+fn lead_of(contracts: &[ContractTerms]) -> Option<LiaisonLead> {
+    attributed_lead(contracts.iter().map(|contract| contract.liaison.as_ref()))
+}
+
+fn encode_contracts(contracts: &[ContractStanding]) -> String {
+    serde_json::Value::Array(
+        contracts
+            .iter()
+            .map(|contract| {
+                serde_json::json!({
+                    "reference": contract.reference,
+                    "standards": contract.standards,
+                    "signed_off": contract.signed_off,
+                })
+            })
+            .collect(),
+    )
+    .to_string()
+}
+
+fn decode_contracts(text: &str) -> Option<Vec<ContractStanding>> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value
+        .as_array()?
+        .iter()
+        .map(|contract| {
+            Some(ContractStanding {
+                reference: contract.get("reference")?.as_str()?.to_owned(),
+                standards: contract
+                    .get("standards")?
+                    .as_array()?
+                    .iter()
+                    .map(|code| code.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()?,
+                signed_off: contract.get("signed_off")?.as_bool()?,
+            })
+        })
+        .collect()
 }
 
 /// A name as it is compared: lower case, punctuation removed, runs of whitespace made one
@@ -250,7 +369,11 @@ macro_rules! columns {
             $prefix,
             "latest_audit_requirements_not_met, ",
             $prefix,
-            "version"
+            "version, ",
+            $prefix,
+            "liaison_lead, ",
+            $prefix,
+            "contracts"
         )
     };
 }
@@ -268,8 +391,8 @@ pub(crate) async fn store(
     sqlx::query(
         "INSERT INTO contractors (contractor_id, legal_name, trading_names, status, \
          public_contact_name, public_phone, logo_url, latest_audit_date, latest_audit_outcome, \
-         latest_audit_requirements_not_met, version, last_position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         latest_audit_requirements_not_met, version, last_position, liaison_lead, contracts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (contractor_id) DO UPDATE SET legal_name = excluded.legal_name, \
          trading_names = excluded.trading_names, status = excluded.status, \
          public_contact_name = excluded.public_contact_name, \
@@ -277,7 +400,8 @@ pub(crate) async fn store(
          latest_audit_date = excluded.latest_audit_date, \
          latest_audit_outcome = excluded.latest_audit_outcome, \
          latest_audit_requirements_not_met = excluded.latest_audit_requirements_not_met, \
-         version = excluded.version, last_position = excluded.last_position",
+         version = excluded.version, last_position = excluded.last_position, \
+         liaison_lead = excluded.liaison_lead, contracts = excluded.contracts",
     )
     .bind(row.contractor_id.as_str())
     .bind(row.legal_name.as_str())
@@ -291,6 +415,8 @@ pub(crate) async fn store(
     .bind(audit.map(|audit| audit.requirements_not_met.clone()))
     .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
     .bind(i64::try_from(position).unwrap_or(i64::MAX))
+    .bind(crate::handling::lead_code(row.liaison_lead))
+    .bind(encode_contracts(&row.contracts))
     .execute(&mut *connection)
     .await?;
 
@@ -322,6 +448,36 @@ pub(crate) async fn get<'e>(
     .fetch_optional(executor)
     .await?;
     row.map(|row| decode(&row)).transpose()
+}
+
+/// The liaison lead a complaint about `contractor_id` received now is attributed to; None for
+/// unknown, or for a contractor not in the registry.
+pub(crate) async fn liaison_lead(
+    connection: &mut AnyConnection,
+    contractor_id: &str,
+) -> Result<Option<LiaisonLead>, ProjectionError> {
+    let code: Option<String> =
+        sqlx::query_scalar("SELECT liaison_lead FROM contractors WHERE contractor_id = $1")
+            .bind(contractor_id)
+            .fetch_optional(connection)
+            .await?;
+    crate::handling::lead_from_code(code.as_deref().unwrap_or_default())
+        .map_err(|reason| corrupt(contractor_id, &reason))
+}
+
+/// How many contractors have no equality audit dated on or after `oldest_in_time` (or none).
+pub(crate) async fn overdue_audit_count(
+    pool: &AnyPool,
+    oldest_in_time: NaiveDate,
+) -> Result<u64, ProjectionError> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM contractors \
+         WHERE latest_audit_date IS NULL OR latest_audit_date < $1",
+    )
+    .bind(oldest_in_time.to_string())
+    .fetch_one(pool)
+    .await?;
+    u64::try_from(count).map_err(|_| corrupt("", "negative count"))
 }
 
 /// One page of contractors in id order, and the cursor of the page after it.
@@ -388,6 +544,8 @@ fn decode(row: &AnyRow) -> Result<ContractorRow, ProjectionError> {
     let audit_outcome: Option<String> = row.try_get("latest_audit_outcome")?;
     let requirements_not_met: Option<String> = row.try_get("latest_audit_requirements_not_met")?;
     let version: i64 = row.try_get("version")?;
+    let liaison_lead: String = row.try_get("liaison_lead")?;
+    let contracts: String = row.try_get("contracts")?;
     let latest_audit = match (audit_date, audit_outcome) {
         (Some(date), Some(outcome)) => Some(AuditSummary {
             audit_date: date
@@ -412,6 +570,10 @@ fn decode(row: &AnyRow) -> Result<ContractorRow, ProjectionError> {
         public_phone: row.try_get("public_phone")?,
         logo_url: row.try_get("logo_url")?,
         latest_audit,
+        liaison_lead: crate::handling::lead_from_code(&liaison_lead)
+            .map_err(|reason| corrupt(&contractor_id, &reason))?,
+        contracts: decode_contracts(&contracts)
+            .ok_or_else(|| corrupt(&contractor_id, "contracts is not a list of contracts"))?,
         version: u64::try_from(version).map_err(|_| corrupt(&contractor_id, "negative version"))?,
         contractor_id,
     })

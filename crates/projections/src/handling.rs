@@ -8,6 +8,7 @@
 
 use chrono::NaiveDate;
 use doorstep_domain::complaint::{Event, Stage};
+use doorstep_domain::contractor::LiaisonLead;
 use doorstep_domain::england_date;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
@@ -75,6 +76,10 @@ pub struct HandlingRow {
     pub escalated: bool,
     pub reopen_count: u32,
     pub version: u64,
+    /// The liaison lead the complaint is attributed to, fixed when it is received from its
+    /// contractor's contracts then (`Contractor::liaison_lead`); None: unknown. The runner sets
+    /// it, because complaint events alone do not tell it.
+    pub liaison_lead: Option<LiaisonLead>,
 }
 
 impl HandlingRow {
@@ -122,6 +127,7 @@ fn received_row(event: &Event, version: u64) -> Option<HandlingRow> {
         escalated: false,
         reopen_count: 0,
         version,
+        liaison_lead: None,
     })
 }
 
@@ -243,7 +249,7 @@ macro_rules! columns {
          stage_one_response_due_original, stage_one_response_due, stage_one_responded, \
          stage_two_started, stage_two_acknowledgement_due, stage_two_acknowledged, \
          stage_two_response_due_original, stage_two_response_due, stage_two_responded, \
-         escalated, reopen_count, version"
+         escalated, reopen_count, version, liaison_lead"
     };
 }
 
@@ -273,8 +279,8 @@ pub(crate) const UPSERT: MultiRowUpsert = MultiRowUpsert {
              stage_one_acknowledged, stage_one_response_due_original, stage_one_response_due, \
              stage_one_responded, stage_two_started, stage_two_acknowledgement_due, \
              stage_two_acknowledged, stage_two_response_due_original, stage_two_response_due, \
-             stage_two_responded, escalated, reopen_count, version)",
-    width: 20,
+             stage_two_responded, escalated, reopen_count, version, liaison_lead)",
+    width: 21,
     on_conflict: "ON CONFLICT (complaint_id) DO UPDATE SET \
          stage_one_acknowledgement_due = excluded.stage_one_acknowledgement_due, \
          stage_one_acknowledged = excluded.stage_one_acknowledged, \
@@ -318,6 +324,22 @@ pub(crate) fn bind<'q>(
         .bind(i64::from(row.escalated))
         .bind(i64::from(row.reopen_count))
         .bind(i64::try_from(row.version).unwrap_or(i64::MAX))
+        .bind(lead_code(row.liaison_lead))
+}
+
+/// How a liaison lead is stored: its code, or empty for unknown.
+pub(crate) fn lead_code(lead: Option<LiaisonLead>) -> &'static str {
+    lead.map_or("", LiaisonLead::code)
+}
+
+/// A stored liaison lead; None for unknown (empty), an error for any other text.
+pub(crate) fn lead_from_code(code: &str) -> Result<Option<LiaisonLead>, String> {
+    if code.is_empty() {
+        return Ok(None);
+    }
+    LiaisonLead::from_code(code)
+        .map(Some)
+        .ok_or_else(|| format!("unknown liaison lead {code}"))
 }
 
 /// A count column; a negative one can only come from a broken database.
@@ -371,7 +393,9 @@ fn decode(row: &AnyRow) -> Result<HandlingRow, ProjectionError> {
     let escalated: i64 = row.try_get("escalated")?;
     let reopen_count: i64 = row.try_get("reopen_count")?;
     let version: i64 = row.try_get("version")?;
+    let liaison_lead: String = row.try_get("liaison_lead")?;
     Ok(HandlingRow {
+        liaison_lead: lead_from_code(&liaison_lead).map_err(corrupt)?,
         contractor_id: row.try_get("contractor_id")?,
         month: Month::parse(&month).map_err(|error| corrupt(error.to_string()))?,
         visit_id: row.try_get("visit_id")?,

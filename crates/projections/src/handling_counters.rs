@@ -120,6 +120,47 @@ fn contributions(row: &HandlingRow, calendar: &WorkingDayCalendar) -> Vec<Counte
     keys
 }
 
+/// The counts one complaint's handling row adds to its liaison lead's counters: its contractor's
+/// counts, kept under the lead's code instead of the contractor id ('' for unknown).
+fn lead_contributions(row: &HandlingRow, calendar: &WorkingDayCalendar) -> Vec<CounterKey> {
+    let lead = crate::handling::lead_code(row.liaison_lead);
+    contributions(row, calendar)
+        .into_iter()
+        .filter(|key| key.contractor_id != LANDLORD_WIDE)
+        .map(|key| CounterKey {
+            contractor_id: lead.to_owned(),
+            ..key
+        })
+        .collect()
+}
+
+/// As [`add_change`], for the liaison leads' counters (`liaison_handling_counters`, whose
+/// `liaison_lead` the key's `contractor_id` holds).
+pub(crate) fn add_lead_change(
+    deltas: &mut BTreeMap<CounterKey, i64>,
+    before: Option<&HandlingRow>,
+    after: &HandlingRow,
+    calendar: &WorkingDayCalendar,
+) {
+    for key in before
+        .map(|row| lead_contributions(row, calendar))
+        .unwrap_or_default()
+    {
+        *deltas.entry(key).or_default() -= 1;
+    }
+    for key in lead_contributions(after, calendar) {
+        *deltas.entry(key).or_default() += 1;
+    }
+}
+
+/// Adds deltas to `liaison_handling_counters`; bound by [`bind`].
+pub(crate) const UPSERT_LEADS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO liaison_handling_counters (liaison_lead, metric, month, value, count)",
+    width: 5,
+    on_conflict: "ON CONFLICT (liaison_lead, metric, month, value) DO UPDATE SET \
+                  count = liaison_handling_counters.count + excluded.count",
+};
+
 /// Adds what `after` contributes and takes away what `before` did.
 pub(crate) fn add_change(
     deltas: &mut BTreeMap<CounterKey, i64>,
@@ -179,6 +220,47 @@ pub struct HandlingSummary {
     pub days_to_respond: Vec<(i64, u64)>,
 }
 
+fn add_to_summary(summary: &mut HandlingSummary, metric: &str, value: i64, n: u64) {
+    match metric {
+        COMPLAINTS => summary.complaints += n,
+        ESCALATED => summary.escalations += n,
+        REOPENED => summary.reopened += n,
+        ANSWERED => summary.answered += n,
+        ANSWERED_WITHIN_ORIGINAL_DUE => summary.answered_within_original_due += n,
+        ANSWERED_WITHIN_EXTENDED_DUE => summary.answered_within_extended_due += n,
+        DAYS_TO_ACKNOWLEDGE if n > 0 => summary.days_to_acknowledge.push((value, n)),
+        DAYS_TO_RESPOND if n > 0 => summary.days_to_respond.push((value, n)),
+        _ => {}
+    }
+}
+
+/// Each liaison lead's handling summary for complaints received in `from..=to`, by stored lead
+/// code ('' for unknown); a lead with no counters is absent.
+pub(crate) async fn lead_summaries(
+    pool: &AnyPool,
+    from: Month,
+    to: Month,
+) -> Result<BTreeMap<String, HandlingSummary>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT liaison_lead, metric, value, CAST(SUM(count) AS BIGINT) AS n \
+         FROM liaison_handling_counters WHERE month >= $1 AND month <= $2 \
+         GROUP BY liaison_lead, metric, value ORDER BY liaison_lead, metric, value",
+    )
+    .bind(from.to_string())
+    .bind(to.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut summaries: BTreeMap<String, HandlingSummary> = BTreeMap::new();
+    for row in &rows {
+        let lead: String = sqlx::Row::try_get(row, "liaison_lead")?;
+        let metric: String = sqlx::Row::try_get(row, "metric")?;
+        let value: i64 = sqlx::Row::try_get(row, "value")?;
+        let n = count(row, "n")?;
+        add_to_summary(summaries.entry(lead).or_default(), &metric, value, n);
+    }
+    Ok(summaries)
+}
+
 /// One contractor's handling summary for complaints received in `from..=to`.
 pub(crate) async fn contractor_summary(
     pool: &AnyPool,
@@ -201,17 +283,7 @@ pub(crate) async fn contractor_summary(
         let metric: String = sqlx::Row::try_get(row, "metric")?;
         let value: i64 = sqlx::Row::try_get(row, "value")?;
         let n = count(row, "n")?;
-        match metric.as_str() {
-            COMPLAINTS => summary.complaints += n,
-            ESCALATED => summary.escalations += n,
-            REOPENED => summary.reopened += n,
-            ANSWERED => summary.answered += n,
-            ANSWERED_WITHIN_ORIGINAL_DUE => summary.answered_within_original_due += n,
-            ANSWERED_WITHIN_EXTENDED_DUE => summary.answered_within_extended_due += n,
-            DAYS_TO_ACKNOWLEDGE if n > 0 => summary.days_to_acknowledge.push((value, n)),
-            DAYS_TO_RESPOND if n > 0 => summary.days_to_respond.push((value, n)),
-            _ => {}
-        }
+        add_to_summary(&mut summary, &metric, value, n);
     }
     Ok(summary)
 }

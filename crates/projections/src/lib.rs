@@ -23,6 +23,7 @@ mod escalations;
 mod handling;
 mod handling_counters;
 mod inspections;
+mod liaison;
 mod month;
 mod outbox;
 mod performance;
@@ -35,7 +36,8 @@ mod upsert;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
 pub use contractors::{
-    AuditSummary, ContractorCursor, ContractorRow, normalise_name, phone_key, query_key,
+    AuditSummary, ContractStanding, ContractorCursor, ContractorRow, normalise_name, phone_key,
+    query_key,
 };
 pub use database::{Backend, ReadModelDatabase};
 pub use escalation_planner::EscalationPlanner;
@@ -47,6 +49,7 @@ pub use inspections::{
     DueFindingEscalation, FindingLadder, InspectionCounts, InspectionFilter, InspectionRow,
     RaisedFinding, finding_escalation_document,
 };
+pub use liaison::LeadHandling;
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{

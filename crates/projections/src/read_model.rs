@@ -21,6 +21,7 @@ use crate::handling_counters;
 use crate::inspections::{
     self, DueFindingEscalation, InspectionCounts, InspectionFilter, InspectionRow,
 };
+use crate::liaison::LeadHandling;
 use crate::month::Month;
 use crate::outbox::{self, Delivery};
 use crate::performance::{self, ContractorFigures, ContractorTotals};
@@ -207,6 +208,25 @@ impl ReadModel {
         to: Month,
     ) -> Result<HandlingCounts, ProjectionError> {
         handling_counters::report(self.database.pool(), from, to).await
+    }
+
+    /// Each liaison lead's handling of complaints received in `from..=to`, by stored lead code
+    /// ('' for unknown); a lead with nothing counted is absent.
+    pub async fn liaison_lead_handling(
+        &self,
+        from: Month,
+        to: Month,
+    ) -> Result<std::collections::BTreeMap<String, LeadHandling>, ProjectionError> {
+        crate::liaison::lead_handling(self.database.pool(), from, to).await
+    }
+
+    /// How many registered contractors have no equality audit dated on or after
+    /// `oldest_in_time`, or none at all.
+    pub async fn contractors_overdue_equality_audit(
+        &self,
+        oldest_in_time: chrono::NaiveDate,
+    ) -> Result<u64, ProjectionError> {
+        contractors::overdue_audit_count(self.database.pool(), oldest_in_time).await
     }
 
     /// One complaint's handling row: its stage clocks as the read model holds them.

@@ -36,7 +36,7 @@ use crate::stall::Stall;
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 18] = [
+const RESET: [&str; 20] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -54,6 +54,8 @@ const RESET: [&str; 18] = [
     "DELETE FROM inspection_month_standard",
     "DELETE FROM finding_schedule",
     "DELETE FROM finding_escalations",
+    "DELETE FROM liaison_handling_counters",
+    "DELETE FROM liaison_contractor_months",
     "DELETE FROM projection_checkpoints",
 ];
 /// Events applied per transaction, catching up or following the live log. (SQLite read models
@@ -406,7 +408,10 @@ async fn apply_event(
             let contractor_id = stream_id(recorded, Category::Contractor)?;
             let current = contractors::get(&mut *connection, contractor_id).await?;
             match contractors::next_row(current, contractor_id, &event, recorded.version) {
-                Some(row) => contractors::store(connection, &row, recorded.position).await,
+                Some(row) => {
+                    changes.put_liaison_lead(contractor_id, row.liaison_lead);
+                    contractors::store(connection, &row, recorded.position).await
+                }
                 None => Ok(()),
             }
         }
@@ -484,9 +489,13 @@ async fn apply_complaint_event(
         changes.handling_row(connection, complaint_id).await?
     };
     let newly_received = current.is_none();
-    let Some(row) = handling::next_row(current, event, recorded.version) else {
+    let Some(mut row) = handling::next_row(current, event, recorded.version) else {
         return Ok(());
     };
+    if newly_received {
+        // Attributed once, from the contractor's contracts as the log stands at intake.
+        row.liaison_lead = changes.liaison_lead(connection, &row.contractor_id).await?;
+    }
     match event {
         Event::ComplaintReceived { standards, .. } if newly_received => {
             performance_changes::record_allegations(&mut changes.performance, &row, standards);

@@ -19,16 +19,18 @@ use doorstep_domain::complaint::{
 };
 use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, Contractor, ContractorCommand, ContractorProfile,
-    ContractorStatus, EqualityAudit, Visit, VisitEvent, apply_contractor, handle_contractor,
+    ContractorStatus, EqualityAudit, EqualityTraining, LiaisonLead, ResidentChampion,
+    ResidentLiaison, StandardsSignOff, Visit, VisitEvent, apply_contractor, handle_contractor,
 };
 use doorstep_domain::input::{
-    ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName, PhoneNumber, ShortText,
-    SourceSystem, Uprn, VisitId,
+    ComplaintId, ContractorId, Handler, LongText, OptionalText, PersonName, PhoneNumber,
+    ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::{Event, ServiceStandard, WorkingDayCalendar, england_date};
 use doorstep_projections::{
     ContractorFigures, ContractorRow, ContractorTotals, HandlingCounts, HandlingRow,
-    HandlingSummary, Month, ReadModel, StageClock, StageCounts, StandardFigures, is_breach,
+    HandlingSummary, LeadHandling, Month, ReadModel, StageClock, StageCounts, StandardFigures,
+    is_breach,
 };
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
@@ -128,6 +130,8 @@ struct ComplaintWriter {
     stream: StreamId,
     state: Option<Complaint>,
     clocks: [Option<StageClock>; 2],
+    /// The lead its contractor's contracts named when it was logged.
+    liaison_lead: Option<LiaisonLead>,
 }
 
 impl ComplaintWriter {
@@ -138,6 +142,7 @@ impl ComplaintWriter {
             stream: StreamId::new("complaint", id),
             state: None,
             clocks: [None, None],
+            liaison_lead: None,
         }
     }
 
@@ -199,6 +204,7 @@ impl ComplaintWriter {
             escalated: state.stage_two.is_some(),
             reopen_count: state.reopen_count,
             version: state.version,
+            liaison_lead: self.liaison_lead,
         }
     }
 }
@@ -281,6 +287,8 @@ fn profile(legal_name: &str, trading_names: &[&str], phone: &str) -> ContractorP
         contracts: vec![ContractTerms {
             reference: short("RETRO-2026-01"),
             standards: ServiceStandard::ALL.to_vec(),
+            liaison: None,
+            equality_conditions: None,
         }],
     }
 }
@@ -364,7 +372,7 @@ struct History {
 }
 
 fn history() -> impl Strategy<Value = History> {
-    let contractor_step = (0..=SLOTS, 0usize..3, 0u8..5, any::<u8>()).prop_map(
+    let contractor_step = (0..=SLOTS, 0usize..3, 0u8..7, any::<u8>()).prop_map(
         |(slot, contractor, kind, variant)| ContractorStep {
             slot,
             contractor,
@@ -420,12 +428,63 @@ fn contractor_command(step: &ContractorStep, at: DateTime<Utc>) -> ContractorCom
         .filter(|(index, _)| variant >> index & 1 == 1)
         .map(|(_, name)| *name)
         .collect();
-    let profile = profile(
+    let mut profile = profile(
         &legal_name,
         &trading,
         PHONES[(step.contractor + variant) % 4],
     );
+    // Each contract's liaison lead (or none), and its standards: all, or some, so that updates
+    // change them and sign-offs go stale.
+    let lead = |bits: usize| {
+        [
+            Some(LiaisonLead::InHouse),
+            Some(LiaisonLead::Contractor),
+            None,
+        ][bits % 3]
+            .map(|lead| ResidentLiaison {
+                lead,
+                contact_name: valid(PersonName::parse("contact", "Robin Liaison")),
+            })
+    };
+    profile.contracts[0].liaison = lead(variant >> 4);
+    if variant >> 6 & 1 == 1 {
+        profile.contracts[0].standards = ALLEGED.to_vec();
+    }
+    if variant >> 7 & 1 == 1 {
+        profile.contracts.push(ContractTerms {
+            reference: short("RETRO-2027-02"),
+            standards: ALLEGED.to_vec(),
+            liaison: lead(variant >> 5),
+            equality_conditions: None,
+        });
+    }
     match step.kind {
+        5 => ContractorCommand::RecordStandardsSignOff {
+            sign_off: StandardsSignOff {
+                contract_reference: short(["RETRO-2026-01", "RETRO-2027-02"][variant % 2]),
+                champions: vec![ResidentChampion {
+                    reference: valid(ResidentReference::parse("champion", "RC-1")),
+                    published_name: None,
+                }],
+                signed_off_on: date("2026-01-01"),
+                // Refused when it is not the contract's standards, as in the service.
+                standards: if variant >> 2 & 1 == 1 {
+                    ALLEGED.to_vec()
+                } else {
+                    ServiceStandard::ALL.to_vec()
+                },
+                comments: OptionalText::default(),
+            },
+            at,
+        },
+        6 => ContractorCommand::RecordEqualityTraining {
+            training: EqualityTraining {
+                trained_on: date("2026-01-01"),
+                course: short("Equality and diversity"),
+                staff_trained: u32::from(step.variant) + 1,
+            },
+            at,
+        },
         0 => ContractorCommand::Register {
             contractor_id: valid(ContractorId::parse("c", CONTRACTORS[step.contractor])),
             profile,
@@ -623,6 +682,10 @@ async fn write_history(
         let received = start + Duration::hours(i64::from(plan.hour));
         let visit = plan.visit.map(|visit| format!("v{visit}"));
         let mut complaint = ComplaintWriter::new();
+        complaint.liaison_lead = written
+            .contractors
+            .get(CONTRACTORS[plan.contractor])
+            .and_then(Contractor::liaison_lead);
         let log = log_command(
             complaint.id,
             CONTRACTORS[plan.contractor],
@@ -761,6 +824,34 @@ impl Written {
             .collect()
     }
 
+    /// Each liaison lead's figures, counted complaint by complaint ('' for unknown).
+    fn expected_leads(&self, from: Month, to: Month) -> BTreeMap<String, LeadHandling> {
+        let mut rows: BTreeMap<String, Vec<HandlingRow>> = BTreeMap::new();
+        for row in self
+            .complaints
+            .iter()
+            .map(ComplaintWriter::expected_handling)
+            .filter(|row| in_months(row.month, from, to))
+        {
+            let lead = row.liaison_lead.map_or("", LiaisonLead::code).to_owned();
+            rows.entry(lead).or_default().push(row);
+        }
+        rows.into_iter()
+            .map(|(lead, rows)| {
+                let contractors: BTreeSet<&str> =
+                    rows.iter().map(|row| row.contractor_id.as_str()).collect();
+                let figures = LeadHandling {
+                    handling: expected_summary(&rows),
+                    contractors: contractors.len() as u64,
+                    // This model's histories raise no notifier escalations.
+                    escalations_raised: 0,
+                    escalations_past_deadline: 0,
+                };
+                (lead, figures)
+            })
+            .collect()
+    }
+
     fn expected_report(&self, from: Month, to: Month) -> HandlingCounts {
         let rows: Vec<HandlingRow> = self
             .complaints
@@ -876,6 +967,11 @@ async fn check_against_domain(read_model: &ReadModel, written: &Written) {
             valid(read_model.programme_performance(from, to).await),
             written.expected_programme(from, to),
             "programme {from}..{to}"
+        );
+        assert_eq!(
+            valid(read_model.liaison_lead_handling(from, to).await),
+            written.expected_leads(from, to),
+            "liaison leads {from}..{to}"
         );
     }
     for (from, to) in [

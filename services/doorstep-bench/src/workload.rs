@@ -44,6 +44,7 @@ pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
                 contracts: vec![v1::ContractTerms {
                     reference: "RETRO-2026-01".to_owned(),
                     standards: vec![v1::ServiceStandard::GatesSecured as i32],
+                    ..v1::ContractTerms::default()
                 }],
             }),
             request_id: format!("register-{CONTRACTOR_ID}"),

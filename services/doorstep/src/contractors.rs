@@ -9,7 +9,8 @@ use doorstep_domain::DomainError;
 use doorstep_domain::InvalidInput;
 use doorstep_domain::complaint::EventDecodeError;
 use doorstep_domain::contractor::{
-    Contractor, ContractorCommand, ContractorEvent, apply_contractor, handle_contractor,
+    Contractor, ContractorCommand, ContractorEvent, apply_contractor, equality_audit_overdue,
+    handle_contractor, oldest_audit_in_time,
 };
 use doorstep_domain::input::ContractorId;
 use doorstep_domain::stream::{Category, StreamName};
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 use crate::error::answered_by;
 use crate::parse::{self, Write};
 use crate::request::{command_origin, wait_for_read_model};
+use crate::settings::EqualitySettings;
 
 /// The contractor registry's rules.
 /// Why a complaint or a visit naming an unknown contractor is refused, and how to put it right.
@@ -75,10 +77,35 @@ pub async fn is_registered(
     Ok(!first.is_empty())
 }
 
+/// How recent a contractor's latest equality audit must be (`[equality] audit_max_age_months`),
+/// judged on the server's clock.
+#[derive(Clone)]
+pub struct AuditWindow {
+    pub clock: Arc<dyn Clock>,
+    pub max_age_months: u32,
+}
+
+impl AuditWindow {
+    fn today(&self) -> chrono::NaiveDate {
+        doorstep_domain::england_date(self.clock.now())
+    }
+
+    /// The oldest audit date that is still recent enough today.
+    pub fn oldest_in_time(&self) -> chrono::NaiveDate {
+        oldest_audit_in_time(self.today(), self.max_age_months)
+    }
+
+    /// Whether a contractor whose latest audit is dated `latest` is overdue one today.
+    pub fn overdue(&self, latest: Option<chrono::NaiveDate>) -> bool {
+        equality_audit_overdue(latest, self.today(), self.max_age_months)
+    }
+}
+
 pub struct ContractorApi {
     log: ContractorLog,
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
+    audit_window: AuditWindow,
 }
 
 const DEFAULT_CONTRACTOR_PAGE: u32 = 100;
@@ -101,8 +128,18 @@ impl ContractorApi {
         Self {
             log: CommandLog::new(store, ContractorRules),
             read_model,
+            audit_window: AuditWindow {
+                clock: clock.clone(),
+                max_age_months: EqualitySettings::default().audit_max_age_months,
+            },
             clock,
         }
+    }
+
+    /// Flags contractors with no equality audit within `max_age_months`.
+    pub fn with_audit_window(mut self, max_age_months: u32) -> Self {
+        self.audit_window.max_age_months = max_age_months;
+        self
     }
 
     /// Runs a parsed command on a contractor: a storage failure or bad input is the outer
@@ -194,6 +231,34 @@ impl ContractorApi {
         ))
     }
 
+    async fn record_standards_sign_off(
+        &self,
+        request: Request<v1::RecordStandardsSignOffRequest>,
+    ) -> Result<v1::RecordStandardsSignOffResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let body = request.get_ref();
+        let write = parse::record_standards_sign_off(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await??;
+        Ok(contractor_response!(
+            v1::RecordStandardsSignOffResponse,
+            written
+        ))
+    }
+
+    async fn record_equality_training(
+        &self,
+        request: Request<v1::RecordEqualityTrainingRequest>,
+    ) -> Result<v1::RecordEqualityTrainingResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let body = request.get_ref();
+        let write = parse::record_equality_training(body, self.clock.now());
+        let written = self.run(&request, body.expected_version, write).await??;
+        Ok(contractor_response!(
+            v1::RecordEqualityTrainingResponse,
+            written
+        ))
+    }
+
     async fn get_contractor(
         &self,
         request: Request<v1::GetContractorRequest>,
@@ -205,8 +270,13 @@ impl ContractorApi {
         let contractor = loaded
             .state
             .ok_or_else(|| ApiError::NotFound("no contractor has this id".to_owned()))?;
+        let overdue = self.audit_window.overdue(
+            contractor
+                .latest_equality_audit()
+                .map(|audit| audit.audit_date),
+        );
         Ok(v1::GetContractorResponse {
-            contractor: Some(convert::contractor(&contractor)),
+            contractor: Some(convert::contractor(&contractor, overdue)),
         })
     }
 
@@ -230,7 +300,10 @@ impl ContractorApi {
             .list_contractors(status, page_size, cursor.as_ref())
             .await?;
         Ok(v1::ListContractorsResponse {
-            contractors: rows.iter().map(contractor_summary).collect(),
+            contractors: rows
+                .iter()
+                .map(|row| contractor_summary(row, &self.audit_window))
+                .collect(),
             // The last page has no token: empty is the API's "no more".
             next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
         })
@@ -278,10 +351,12 @@ answered_by! {
         fn get_contractor(v1::GetContractorRequest) -> v1::GetContractorResponse;
         fn list_contractors(v1::ListContractorsRequest) -> v1::ListContractorsResponse;
         fn verify_contractor(v1::VerifyContractorRequest) -> v1::VerifyContractorResponse;
+        fn record_standards_sign_off(v1::RecordStandardsSignOffRequest) -> v1::RecordStandardsSignOffResponse;
+        fn record_equality_training(v1::RecordEqualityTrainingRequest) -> v1::RecordEqualityTrainingResponse;
     }
 }
 
-fn contractor_summary(row: &ContractorRow) -> v1::ContractorSummary {
+fn contractor_summary(row: &ContractorRow, audit_window: &AuditWindow) -> v1::ContractorSummary {
     v1::ContractorSummary {
         contractor_id: row.contractor_id.clone(),
         legal_name: row.legal_name.clone(),
@@ -301,5 +376,8 @@ fn contractor_summary(row: &ContractorRow) -> v1::ContractorSummary {
             .as_ref()
             .map(|audit| audit.audit_date.to_string())
             .unwrap_or_default(),
+        equality_audit_overdue: audit_window
+            .overdue(row.latest_audit.as_ref().map(|audit| audit.audit_date)),
+        contracts_not_signed_off: row.contracts_not_signed_off(),
     }
 }

@@ -236,7 +236,12 @@ pub fn summary(row: &ComplaintRow, today: NaiveDate) -> v1::ComplaintSummary {
     }
 }
 
-pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::Contractor {
+/// A contractor as `GetContractor` shows it; `equality_audit_overdue` is judged by the caller
+/// (it depends on today and a setting).
+pub fn contractor(
+    contractor: &doorstep_domain::contractor::Contractor,
+    equality_audit_overdue: bool,
+) -> v1::Contractor {
     let profile = &contractor.profile;
     v1::Contractor {
         contractor_id: contractor.id.to_string(),
@@ -260,6 +265,25 @@ pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::C
                         .iter()
                         .map(|s| standard(*s) as i32)
                         .collect(),
+                    liaison_lead: contract
+                        .liaison
+                        .as_ref()
+                        .map_or(v1::LiaisonLead::Unspecified, |liaison| {
+                            liaison_lead(Some(liaison.lead))
+                        }) as i32,
+                    liaison_contact_name: contract
+                        .liaison
+                        .as_ref()
+                        .map(|liaison| liaison.contact_name.as_str().to_owned())
+                        .unwrap_or_default(),
+                    equality_conditions: contract.equality_conditions.as_ref().map(|c| {
+                        v1::EqualityConditions {
+                            equality_training: c.training,
+                            equality_audits: c.audits,
+                            code_of_conduct: c.code_of_conduct,
+                            accepted_date: c.accepted_on.to_string(),
+                        }
+                    }),
                 })
                 .collect(),
         }),
@@ -284,6 +308,62 @@ pub fn contractor(contractor: &doorstep_domain::contractor::Contractor) -> v1::C
             })
             .collect(),
         version: contractor.version,
+        contract_sign_offs: contractor
+            .sign_offs
+            .iter()
+            .map(|standing| v1::ContractSignOff {
+                contract_reference: standing.contract_reference.as_str().to_owned(),
+                signed_off: standing.signed_off,
+                latest_sign_off: standing.latest.as_ref().map(standards_sign_off),
+            })
+            .collect(),
+        equality_training: contractor
+            .equality_training
+            .iter()
+            .map(|training| v1::EqualityTraining {
+                training_date: training.trained_on.to_string(),
+                course: training.course.as_str().to_owned(),
+                staff_trained: training.staff_trained,
+            })
+            .collect(),
+        equality_audit_overdue,
+    }
+}
+
+fn standards_sign_off(
+    sign_off: &doorstep_domain::contractor::StandardsSignOff,
+) -> v1::StandardsSignOff {
+    v1::StandardsSignOff {
+        contract_reference: sign_off.contract_reference.as_str().to_owned(),
+        champions: sign_off
+            .champions
+            .iter()
+            .map(|champion| v1::ResidentChampion {
+                reference: champion.reference.as_str().to_owned(),
+                published_name: champion
+                    .published_name
+                    .as_ref()
+                    .map(|name| name.as_str().to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        signed_off_date: sign_off.signed_off_on.to_string(),
+        standards: sign_off
+            .standards
+            .iter()
+            .map(|s| standard(*s) as i32)
+            .collect(),
+        comments: sign_off.comments.as_str().to_owned(),
+    }
+}
+
+/// A liaison lead as the API shows it; None (unknown) is UNSPECIFIED.
+pub fn liaison_lead(lead: Option<doorstep_domain::contractor::LiaisonLead>) -> v1::LiaisonLead {
+    use doorstep_domain::contractor::LiaisonLead;
+    match lead {
+        None => v1::LiaisonLead::Unspecified,
+        Some(LiaisonLead::InHouse) => v1::LiaisonLead::InHouse,
+        Some(LiaisonLead::Contractor) => v1::LiaisonLead::Contractor,
     }
 }
 

@@ -159,6 +159,15 @@ enum ReportKind {
         #[arg(long)]
         to: String,
     },
+    /// Complaint handling grouped by who leads resident liaison (in-house or the contractor).
+    Liaison {
+        /// First month, YYYY-MM.
+        #[arg(long)]
+        from: String,
+        /// Last month, YYYY-MM (included).
+        #[arg(long)]
+        to: String,
+    },
     /// The regulator's CH01 and CH02 for a reporting year (1 April to 31 March).
     Handling {
         /// The year the reporting year starts in: 2026 is April 2026 to March 2027.
@@ -305,6 +314,9 @@ async fn run_report(
         } => report::contractor(server, contractor_id, from, to, format, &mut out).await?,
         ReportKind::Handling { year, homes } => {
             report::handling(server, *year, *homes, format, &mut out).await?
+        }
+        ReportKind::Liaison { from, to } => {
+            report::liaison(server, from, to, format, &mut out).await?
         }
     }
     Ok(())

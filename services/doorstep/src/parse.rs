@@ -8,7 +8,8 @@ use doorstep_domain::complaint::{
 };
 use doorstep_domain::contractor::{
     AuditOutcome, ContractTerms, ContractorCommand, ContractorProfile, ContractorStatus,
-    EqualityAudit, Visit,
+    EqualityAudit, EqualityConditions, EqualityTraining, LiaisonLead, ResidentChampion,
+    ResidentLiaison, StandardsSignOff, Visit,
 };
 use doorstep_domain::escalation::EscalationLevel;
 use doorstep_domain::input::{
@@ -306,8 +307,154 @@ pub fn date(field: &str, value: &str) -> Result<NaiveDate, InvalidInput> {
         .map_err(|_| InvalidInput::new(field, "must be a date, YYYY-MM-DD"))
 }
 
+/// A contract's liaison lead and contact: both or neither.
+fn resident_liaison(
+    field: &str,
+    contract: &v1::ContractTerms,
+) -> Result<Option<ResidentLiaison>, InvalidInput> {
+    let contact_field = format!("{field}.liaison_contact_name");
+    let contact_name = PersonName::parse(&contact_field, &contract.liaison_contact_name)?;
+    let lead = match v1::LiaisonLead::try_from(contract.liaison_lead) {
+        Ok(v1::LiaisonLead::Unspecified) => None,
+        Ok(v1::LiaisonLead::InHouse) => Some(LiaisonLead::InHouse),
+        Ok(v1::LiaisonLead::Contractor) => Some(LiaisonLead::Contractor),
+        Err(_) => {
+            return Err(InvalidInput::new(
+                format!("{field}.liaison_lead"),
+                "must be IN_HOUSE or CONTRACTOR",
+            ));
+        }
+    };
+    match (lead, contact_name.as_str().is_empty()) {
+        (None, true) => Ok(None),
+        (None, false) => Err(InvalidInput::new(
+            format!("{field}.liaison_lead"),
+            "is required with a liaison contact: IN_HOUSE or CONTRACTOR",
+        )),
+        (Some(_), true) => Err(InvalidInput::new(
+            contact_field,
+            "is required with a liaison lead: residents are given a named liaison contact",
+        )),
+        (Some(lead), false) => Ok(Some(ResidentLiaison { lead, contact_name })),
+    }
+}
+
+/// The equality conditions a contractor accepted; None when the message is absent.
+fn equality_conditions(
+    field: &str,
+    value: Option<&v1::EqualityConditions>,
+    today: NaiveDate,
+) -> Result<Option<EqualityConditions>, InvalidInput> {
+    let Some(conditions) = value else {
+        return Ok(None);
+    };
+    if !(conditions.equality_training || conditions.equality_audits || conditions.code_of_conduct) {
+        return Err(InvalidInput::new(
+            field,
+            "must accept at least one of equality_training, equality_audits and code_of_conduct",
+        ));
+    }
+    let accepted_on = past_date(
+        &format!("{field}.accepted_date"),
+        &conditions.accepted_date,
+        today,
+    )?;
+    Ok(Some(EqualityConditions {
+        training: conditions.equality_training,
+        audits: conditions.equality_audits,
+        code_of_conduct: conditions.code_of_conduct,
+        accepted_on,
+    }))
+}
+
+/// A date `YYYY-MM-DD` that is not after `today`.
+fn past_date(field: &str, value: &str, today: NaiveDate) -> Result<NaiveDate, InvalidInput> {
+    let parsed = date(field, value)?;
+    if parsed > today {
+        return Err(InvalidInput::new(field, "must not be in the future"));
+    }
+    Ok(parsed)
+}
+
+/// The most champions one sign-off may name.
+const MAX_CHAMPIONS: usize = 50;
+
+pub fn standards_sign_off(
+    value: Option<&v1::StandardsSignOff>,
+    today: NaiveDate,
+) -> Result<StandardsSignOff, InvalidInput> {
+    let sign_off = value.ok_or_else(|| InvalidInput::new("sign_off", "is required"))?;
+    let contract_reference =
+        ShortText::parse("sign_off.contract_reference", &sign_off.contract_reference)?;
+    if sign_off.champions.is_empty() {
+        return Err(InvalidInput::new(
+            "sign_off.champions",
+            "must name at least one resident champion",
+        ));
+    }
+    let champions = sign_off
+        .champions
+        .iter()
+        .enumerate()
+        .map(|(index, champion)| {
+            let field = format!("sign_off.champions[{index}]");
+            let published_name =
+                PersonName::parse(&format!("{field}.published_name"), &champion.published_name)?;
+            Ok(ResidentChampion {
+                reference: ResidentReference::parse(
+                    &format!("{field}.reference"),
+                    &champion.reference,
+                )?,
+                published_name: (!published_name.as_str().is_empty()).then_some(published_name),
+            })
+        })
+        .collect::<Result<Vec<_>, InvalidInput>>()?;
+    let signed_off_on = past_date("sign_off.signed_off_date", &sign_off.signed_off_date, today)?;
+    if sign_off.standards.is_empty() {
+        return Err(InvalidInput::new(
+            "sign_off.standards",
+            "must list the standards signed off",
+        ));
+    }
+    let mut standards = Vec::new();
+    for (position, value) in sign_off.standards.iter().enumerate() {
+        let standard = standard(&format!("sign_off.standards[{position}]"), *value)?;
+        if !standards.contains(&standard) {
+            standards.push(standard);
+        }
+    }
+    Ok(StandardsSignOff {
+        contract_reference,
+        champions,
+        signed_off_on,
+        standards,
+        comments: OptionalText::parse("sign_off.comments", &sign_off.comments)?,
+    })
+}
+
+pub fn equality_training(
+    value: Option<&v1::EqualityTraining>,
+    today: NaiveDate,
+) -> Result<EqualityTraining, InvalidInput> {
+    let training = value.ok_or_else(|| InvalidInput::new("training", "is required"))?;
+    let trained_on = past_date("training.training_date", &training.training_date, today)?;
+    let course = ShortText::parse("training.course", &training.course)?;
+    if training.staff_trained == 0 {
+        return Err(InvalidInput::new(
+            "training.staff_trained",
+            "must be at least 1",
+        ));
+    }
+    Ok(EqualityTraining {
+        trained_on,
+        course,
+        staff_trained: training.staff_trained,
+    })
+}
+
 pub fn contractor_profile(
     value: Option<&v1::ContractorProfile>,
+    today: NaiveDate,
 ) -> Result<ContractorProfile, InvalidInput> {
     let profile = value.ok_or_else(|| InvalidInput::new("profile", "is required"))?;
     if profile.trading_names.len() > MAX_PROFILE_ITEMS {
@@ -375,6 +522,12 @@ pub fn contractor_profile(
                         &contract.reference,
                     )?,
                     standards,
+                    liaison: resident_liaison(&field, contract)?,
+                    equality_conditions: equality_conditions(
+                        &format!("{field}.equality_conditions"),
+                        contract.equality_conditions.as_ref(),
+                        today,
+                    )?,
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -593,8 +746,91 @@ fn profile_limits(
                 &format!("{field}.standards"),
                 &contract.standards,
                 MAX_CONTRACT_STANDARDS,
-            )
+            )?;
+            chars(
+                &format!("{field}.liaison_contact_name"),
+                &contract.liaison_contact_name,
+                PersonName::MAX_CHARS,
+            )?;
+            if let Some(conditions) = &contract.equality_conditions {
+                chars(
+                    &format!("{field}.equality_conditions.accepted_date"),
+                    &conditions.accepted_date,
+                    DATE_CHARS,
+                )?;
+            }
+            Ok(())
         })
+}
+
+fn sign_off_limits(
+    field: &str,
+    sign_off: &Option<v1::StandardsSignOff>,
+) -> Result<(), InvalidInput> {
+    let Some(sign_off) = sign_off else {
+        return Ok(());
+    };
+    chars(
+        &format!("{field}.contract_reference"),
+        &sign_off.contract_reference,
+        ShortText::MAX_CHARS,
+    )?;
+    items(
+        &format!("{field}.champions"),
+        &sign_off.champions,
+        MAX_CHAMPIONS,
+    )?;
+    sign_off
+        .champions
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, champion)| {
+            let field = format!("{field}.champions[{index}]");
+            chars(
+                &format!("{field}.reference"),
+                &champion.reference,
+                ResidentReference::MAX_CHARS,
+            )?;
+            chars(
+                &format!("{field}.published_name"),
+                &champion.published_name,
+                PersonName::MAX_CHARS,
+            )
+        })?;
+    chars(
+        &format!("{field}.signed_off_date"),
+        &sign_off.signed_off_date,
+        DATE_CHARS,
+    )?;
+    items(
+        &format!("{field}.standards"),
+        &sign_off.standards,
+        MAX_CONTRACT_STANDARDS,
+    )?;
+    chars(
+        &format!("{field}.comments"),
+        &sign_off.comments,
+        OptionalText::MAX_CHARS,
+    )
+}
+
+fn training_limits(
+    field: &str,
+    training: &Option<v1::EqualityTraining>,
+) -> Result<(), InvalidInput> {
+    let Some(training) = training else {
+        return Ok(());
+    };
+    chars(
+        &format!("{field}.training_date"),
+        &training.training_date,
+        DATE_CHARS,
+    )?;
+    chars(
+        &format!("{field}.course"),
+        &training.course,
+        ShortText::MAX_CHARS,
+    )
 }
 
 fn audit_limits(field: &str, audit: &Option<v1::EqualityAudit>) -> Result<(), InvalidInput> {
@@ -792,6 +1028,16 @@ limits! {
     v1::GetContractorRequest {
         chars contractor_id(ContractorId::MAX_CHARS),
     }
+    v1::RecordStandardsSignOffRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        sign_off_limits sign_off,
+    }
+    v1::RecordEqualityTrainingRequest {
+        chars contractor_id(ContractorId::MAX_CHARS),
+        chars request_id(RequestKey::MAX_CHARS),
+        training_limits training,
+    }
     v1::ListContractorsRequest | v1::ListDeadLettersRequest {
         chars page_token(PAGE_TOKEN_CHARS),
     }
@@ -828,7 +1074,7 @@ limits! {
         chars from_month(DATE_CHARS),
         chars to_month(DATE_CHARS),
     }
-    v1::ListContractorPerformanceRequest {
+    v1::ListContractorPerformanceRequest | v1::CompareLiaisonLeadsRequest {
         chars from_month(DATE_CHARS),
         chars to_month(DATE_CHARS),
     }
@@ -1038,7 +1284,7 @@ pub fn register_contractor(
     contractor_command(&body.contractor_id, &body.request_id, |contractor_id| {
         Ok(ContractorCommand::Register {
             contractor_id: contractor_id.clone(),
-            profile: contractor_profile(body.profile.as_ref())?,
+            profile: contractor_profile(body.profile.as_ref(), doorstep_domain::england_date(now))?,
             at: now,
         })
     })
@@ -1050,7 +1296,7 @@ pub fn update_contractor(
 ) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
     contractor_command(&body.contractor_id, &body.request_id, |_| {
         Ok(ContractorCommand::Update {
-            profile: contractor_profile(body.profile.as_ref())?,
+            profile: contractor_profile(body.profile.as_ref(), doorstep_domain::england_date(now))?,
             at: now,
         })
     })
@@ -1087,6 +1333,36 @@ pub fn record_equality_audit(
     contractor_command(&body.contractor_id, &body.request_id, |_| {
         Ok(ContractorCommand::RecordEqualityAudit {
             audit: equality_audit(body.audit.as_ref(), doorstep_domain::england_date(now))?,
+            at: now,
+        })
+    })
+}
+
+pub fn record_standards_sign_off(
+    body: &v1::RecordStandardsSignOffRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::RecordStandardsSignOff {
+            sign_off: standards_sign_off(
+                body.sign_off.as_ref(),
+                doorstep_domain::england_date(now),
+            )?,
+            at: now,
+        })
+    })
+}
+
+pub fn record_equality_training(
+    body: &v1::RecordEqualityTrainingRequest,
+    now: DateTime<Utc>,
+) -> Result<Write<ContractorId, ContractorCommand>, InvalidInput> {
+    contractor_command(&body.contractor_id, &body.request_id, |_| {
+        Ok(ContractorCommand::RecordEqualityTraining {
+            training: equality_training(
+                body.training.as_ref(),
+                doorstep_domain::england_date(now),
+            )?,
             at: now,
         })
     })

@@ -5,12 +5,13 @@ use chrono::NaiveDate;
 use doorstep_api::v1;
 use doorstep_api::v1::performance_service_server::PerformanceService;
 use doorstep_domain::InvalidInput;
+use doorstep_domain::contractor::LiaisonLead;
 use doorstep_domain::statistics::{
     self, CONFIDENCE_95, Estimate, FunnelStatus, funnel_limits, funnel_status, poisson_rate,
     wilson_proportion,
 };
 use doorstep_projections::{
-    ContractorFigures, ContractorTotals, HandlingSummary, Month, ReadModel,
+    ContractorFigures, ContractorTotals, HandlingSummary, LeadHandling, Month, ReadModel,
 };
 use tonic::Request;
 
@@ -24,6 +25,8 @@ mod what_we_saw;
 
 /// Rates are per 100 visits.
 const PER_VISITS: f64 = 100.0;
+/// Liaison leads' escalation rates are per 100 complaints.
+const PER_COMPLAINTS: f64 = 100.0;
 
 pub struct PerformanceApi {
     read_model: ReadModel,
@@ -351,12 +354,71 @@ impl PerformanceApi {
     }
 }
 
+impl PerformanceApi {
+    async fn compare_liaison_leads(
+        &self,
+        request: Request<v1::CompareLiaisonLeadsRequest>,
+    ) -> Result<v1::CompareLiaisonLeadsResponse, ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let body = request.into_inner();
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let mut figures = self.read_model.liaison_lead_handling(from, to).await?;
+        let leads = [
+            Some(LiaisonLead::InHouse),
+            Some(LiaisonLead::Contractor),
+            None,
+        ]
+        .into_iter()
+        .map(|lead| {
+            let code = lead.map_or("", LiaisonLead::code);
+            let figures = figures.remove(code).unwrap_or_default();
+            self.lead_handling(lead, &figures)
+        })
+        .collect();
+        Ok(v1::CompareLiaisonLeadsResponse {
+            from_month: from.to_string(),
+            to_month: to.to_string(),
+            leads,
+        })
+    }
+
+    fn lead_handling(
+        &self,
+        lead: Option<LiaisonLead>,
+        figures: &LeadHandling,
+    ) -> v1::LiaisonLeadHandling {
+        let handling = &figures.handling;
+        let (answered, within) = self.answered(handling);
+        v1::LiaisonLeadHandling {
+            liaison_lead: convert::liaison_lead(lead) as i32,
+            contractors: u32::try_from(figures.contractors).unwrap_or(u32::MAX),
+            complaints: handling.complaints,
+            answered_within_code: Some(proportion(within, answered)),
+            median_working_days_to_acknowledge: statistics::median_of_counts(
+                &handling.days_to_acknowledge,
+            ),
+            median_working_days_to_respond: statistics::median_of_counts(&handling.days_to_respond),
+            escalated_to_stage_two: Some(proportion(handling.escalations, handling.complaints)),
+            notifier_escalations_raised: figures.escalations_raised,
+            notifier_escalations_past_deadline: figures.escalations_past_deadline,
+            notifier_escalations_past_deadline_per_100_complaints: Some(rate(poisson_rate(
+                figures.escalations_past_deadline,
+                handling.complaints as f64,
+                PER_COMPLAINTS,
+                CONFIDENCE_95,
+            ))),
+        }
+    }
+}
+
 answered_by! {
     /// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
     PerformanceService, PerformanceApi {
         fn get_contractor_performance(v1::GetContractorPerformanceRequest) -> v1::GetContractorPerformanceResponse;
         fn list_contractor_performance(v1::ListContractorPerformanceRequest) -> v1::ListContractorPerformanceResponse;
         fn get_complaint_handling_report(v1::GetComplaintHandlingReportRequest) -> v1::GetComplaintHandlingReportResponse;
+        fn compare_liaison_leads(v1::CompareLiaisonLeadsRequest) -> v1::CompareLiaisonLeadsResponse;
     }
 }
 

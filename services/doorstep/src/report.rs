@@ -686,3 +686,137 @@ pub async fn handling(
     };
     report.print(&typed, format, out)
 }
+
+/// A liaison lead's name in a report; one this build does not know is shown as its number.
+fn lead_name(value: i32) -> String {
+    match v1::LiaisonLead::try_from(value) {
+        Ok(v1::LiaisonLead::InHouse) => "in-house".to_owned(),
+        Ok(v1::LiaisonLead::Contractor) => "contractor".to_owned(),
+        Ok(v1::LiaisonLead::Unspecified) => "unknown".to_owned(),
+        Err(_) => format!("lead {value}"),
+    }
+}
+
+/// Complaint handling grouped by who leads resident liaison.
+pub async fn liaison(
+    server: &ReportServer,
+    from_month: &str,
+    to_month: &str,
+    format: ReportFormat,
+    out: &mut impl std::io::Write,
+) -> Result<(), ReportError> {
+    let answer = client(server)
+        .await?
+        .compare_liaison_leads(v1::CompareLiaisonLeadsRequest {
+            from_month: from_month.to_owned(),
+            to_month: to_month.to_owned(),
+            min_position: None,
+        })
+        .await?
+        .into_inner();
+    let days = |value: Option<f64>| value.map_or("–".to_owned(), |d| format!("{d:.1}"));
+    let report = Report {
+        title: format!(
+            "Complaint handling by liaison lead {} to {}",
+            answer.from_month, answer.to_month
+        ),
+        columns: vec![
+            "liaison lead",
+            "contractors",
+            "complaints",
+            "answered within Code",
+            "median days to acknowledge",
+            "median days to respond",
+            "escalated to stage 2",
+            "deadline escalations",
+            "past deadline",
+            "past deadline per 100 complaints",
+            "95% interval",
+        ],
+        rows: answer
+            .leads
+            .iter()
+            .map(|lead| {
+                let [value, interval] = rate(
+                    lead.notifier_escalations_past_deadline_per_100_complaints
+                        .as_ref(),
+                );
+                vec![
+                    lead_name(lead.liaison_lead),
+                    lead.contractors.to_string(),
+                    lead.complaints.to_string(),
+                    proportion(lead.answered_within_code.as_ref()),
+                    days(lead.median_working_days_to_acknowledge),
+                    days(lead.median_working_days_to_respond),
+                    proportion(lead.escalated_to_stage_two.as_ref()),
+                    lead.notifier_escalations_raised.to_string(),
+                    lead.notifier_escalations_past_deadline.to_string(),
+                    value,
+                    interval,
+                ]
+            })
+            .collect(),
+        notes: vec![
+            "A complaint counts for the lead every contract of its contractor named when it was \
+             received; unknown: no contract, a contract without a lead, or contracts with \
+             different leads."
+                .to_owned(),
+        ],
+    };
+    let typed = LiaisonJson {
+        from_month: answer.from_month.clone(),
+        to_month: answer.to_month.clone(),
+        leads: answer
+            .leads
+            .iter()
+            .map(|lead| LeadHandlingJson {
+                liaison_lead: snake_lead(lead.liaison_lead),
+                contractors: lead.contractors,
+                complaints: lead.complaints,
+                answered_within_code: proportion_figure(lead.answered_within_code.as_ref()),
+                median_working_days_to_acknowledge: lead.median_working_days_to_acknowledge,
+                median_working_days_to_respond: lead.median_working_days_to_respond,
+                escalated_to_stage_two: proportion_figure(lead.escalated_to_stage_two.as_ref()),
+                notifier_escalations_raised: lead.notifier_escalations_raised,
+                notifier_escalations_past_deadline: lead.notifier_escalations_past_deadline,
+                notifier_escalations_past_deadline_per_100_complaints: rate_figure(
+                    lead.notifier_escalations_past_deadline_per_100_complaints
+                        .as_ref(),
+                ),
+            })
+            .collect(),
+    };
+    report.print(&typed, format, out)
+}
+
+/// `doorstep report liaison --format json`.
+#[derive(Debug, Serialize)]
+pub struct LiaisonJson {
+    pub from_month: String,
+    pub to_month: String,
+    pub leads: Vec<LeadHandlingJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeadHandlingJson {
+    /// `in_house`, `contractor` or `unknown`.
+    pub liaison_lead: String,
+    pub contractors: u32,
+    pub complaints: u64,
+    pub answered_within_code: Option<ProportionFigure>,
+    pub median_working_days_to_acknowledge: Option<f64>,
+    pub median_working_days_to_respond: Option<f64>,
+    pub escalated_to_stage_two: Option<ProportionFigure>,
+    pub notifier_escalations_raised: u64,
+    pub notifier_escalations_past_deadline: u64,
+    pub notifier_escalations_past_deadline_per_100_complaints: Option<RateFigure>,
+}
+
+/// A liaison lead's name in JSON: snake_case, `unknown` for none.
+fn snake_lead(value: i32) -> String {
+    match v1::LiaisonLead::try_from(value) {
+        Ok(v1::LiaisonLead::Unspecified) => "unknown".to_owned(),
+        Ok(lead) => snake(lead.as_str_name(), "LIAISON_LEAD_"),
+        Err(_) => value.to_string(),
+    }
+}

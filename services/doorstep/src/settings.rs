@@ -52,6 +52,36 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub inspections: InspectionSettings,
+    pub equality: EqualitySettings,
+}
+
+/// Equality conditions in contracts: how recent a contractor's equality audit must be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EqualitySettings {
+    /// A contractor with no equality audit dated within this many months before today is
+    /// flagged (`equality_audit_overdue`) and counted by `doorstep.contractors.equality_audit_overdue`.
+    pub audit_max_age_months: u32,
+}
+
+impl EqualitySettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=120).contains(&self.audit_max_age_months) {
+            return Err(format!(
+                "equality.audit_max_age_months is {}: it must be 1 to 120 months",
+                self.audit_max_age_months
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for EqualitySettings {
+    fn default() -> Self {
+        Self {
+            audit_max_age_months: 12,
+        }
+    }
 }
 
 /// The default port of the Prometheus scrape endpoint (OpenTelemetry's convention).
@@ -731,6 +761,7 @@ impl Settings {
                 ..MetricsSettings::default()
             },
             inspections: InspectionSettings::default(),
+            equality: EqualitySettings::default(),
         }
     }
 }
@@ -861,6 +892,10 @@ mod tests {
         assert_eq!(settings.server.role, Role::All);
         assert_eq!(settings.metrics.port, DEFAULT_METRICS_PORT);
         assert!(settings.metrics.enabled);
+        assert_eq!(
+            settings.equality.audit_max_age_months,
+            EqualitySettings::default().audit_max_age_months
+        );
         let policy = settings
             .escalation
             .policy()
@@ -878,6 +913,18 @@ mod tests {
             .notifier
             .validate()
             .unwrap_or_else(|error| panic!("the example notifier settings are valid: {error}"));
+    }
+
+    #[test]
+    fn an_equality_audit_window_is_1_to_120_months() {
+        assert!(EqualitySettings::default().validate().is_ok());
+        for months in [0, 121] {
+            let settings = EqualitySettings {
+                audit_max_age_months: months,
+            };
+            let error = settings.validate().err().unwrap_or_default();
+            assert!(error.contains("equality.audit_max_age_months"), "{error}");
+        }
     }
 
     #[test]

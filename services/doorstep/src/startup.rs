@@ -33,7 +33,7 @@ use crate::backend::{BackendError, OpenedStore, open_read_models};
 use crate::clock::{Clock, SystemClock};
 use crate::complaint_log::{ComplaintLog, complaint_log};
 use crate::complaints::ComplaintApi;
-use crate::contractors::ContractorApi;
+use crate::contractors::{AuditWindow, ContractorApi};
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::inspections::{InspectionApi, InspectionRules};
@@ -422,7 +422,8 @@ impl ApiServices {
                 clock.clone(),
                 vault,
             ),
-            contractors: ContractorApi::new(store.clone(), read_model.clone(), clock.clone()),
+            contractors: ContractorApi::new(store.clone(), read_model.clone(), clock.clone())
+                .with_audit_window(settings.equality.audit_max_age_months),
             performance: PerformanceApi::new(
                 read_model.clone(),
                 settings.report.extensions_count_as_within_code,
@@ -490,6 +491,10 @@ impl ApiServices {
 /// ladder, and returns the ladder.
 fn validated_policy(settings: &Settings) -> Result<EscalationPolicy, StartupError> {
     settings.code.validate().map_err(StartupError::Settings)?;
+    settings
+        .equality
+        .validate()
+        .map_err(StartupError::Settings)?;
     settings
         .notifier
         .validate()
@@ -566,12 +571,21 @@ impl Application {
         let storage = Storage::open(&settings, policy.clone(), &calendar).await?;
         let notifier = notifier(&settings, &storage, policy, &calendar, clock.clone())?;
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
-        let api = ApiServices::build(&settings, &storage, &calendar, clock, subscriptions_stopped)
-            .await?;
-        let gauges = Arc::new(GaugeSampler::new(
-            storage.shared_store.clone(),
-            storage.read_model.clone(),
-        ));
+        let api = ApiServices::build(
+            &settings,
+            &storage,
+            &calendar,
+            clock.clone(),
+            subscriptions_stopped,
+        )
+        .await?;
+        let gauges = Arc::new(
+            GaugeSampler::new(storage.shared_store.clone(), storage.read_model.clone())
+                .with_audit_window(AuditWindow {
+                    clock,
+                    max_age_months: settings.equality.audit_max_age_months,
+                }),
+        );
         let metrics_endpoint = metrics_endpoint(&mut ports)?;
         let (listener, port) = listen(&mut ports)?;
         let role = settings.server.role;

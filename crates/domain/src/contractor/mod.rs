@@ -1,20 +1,37 @@
 //! The `Contractor` aggregate: the landlord's registry of the firms that work in residents' homes,
 //! what they agreed to, whether they may work now, and their equality audits.
 
+mod contract;
+
+pub use contract::{
+    ContractSignOff, EqualityConditions, EqualityTraining, LiaisonLead, ResidentChampion,
+    ResidentLiaison, StandardsSignOff, attributed_lead, equality_audit_overdue,
+    oldest_audit_in_time, standard_set,
+};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::complaint::DomainError;
 use crate::input::{
-    ContractorId, LongText, OptionalText, PersonName, PhoneNumber, ShortText, VisitId,
+    ContractorId, InvalidInput, LongText, OptionalText, PersonName, PhoneNumber, ShortText, VisitId,
 };
 use crate::standard::ServiceStandard;
 
 /// A contract the contractor works under, with the service standards it agreed to.
+///
+/// The liaison and equality conditions were added later: stored contracts without them read
+/// back as None, and a contract without them is stored as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractTerms {
     pub reference: ShortText,
     pub standards: Vec<ServiceStandard>,
+    /// Who leads resident liaison, and the contact residents are given; None: not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liaison: Option<ResidentLiaison>,
+    /// The equality conditions the contractor accepted; None: not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equality_conditions: Option<EqualityConditions>,
 }
 
 /// What the registry holds about a contractor and shows residents.
@@ -102,6 +119,14 @@ pub enum ContractorCommand {
         audit: EqualityAudit,
         at: DateTime<Utc>,
     },
+    RecordStandardsSignOff {
+        sign_off: StandardsSignOff,
+        at: DateTime<Utc>,
+    },
+    RecordEqualityTraining {
+        training: EqualityTraining,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +153,14 @@ pub enum ContractorEvent {
         audit: EqualityAudit,
         recorded_at: DateTime<Utc>,
     },
+    StandardsSignedOff {
+        sign_off: StandardsSignOff,
+        recorded_at: DateTime<Utc>,
+    },
+    EqualityTrainingRecorded {
+        training: EqualityTraining,
+        recorded_at: DateTime<Utc>,
+    },
 }
 
 impl ContractorEvent {
@@ -138,6 +171,8 @@ impl ContractorEvent {
             Self::ContractorSuspended { .. } => "ContractorSuspended",
             Self::ContractorReinstated { .. } => "ContractorReinstated",
             Self::EqualityAuditRecorded { .. } => "EqualityAuditRecorded",
+            Self::StandardsSignedOff { .. } => "StandardsSignedOff",
+            Self::EqualityTrainingRecorded { .. } => "EqualityTrainingRecorded",
         }
     }
 
@@ -167,6 +202,10 @@ pub struct Contractor {
     pub registered_at: DateTime<Utc>,
     /// Every audit, in the order recorded.
     pub equality_audits: Vec<EqualityAudit>,
+    /// Each current contract's sign-off standing, in the profile's contract order.
+    pub sign_offs: Vec<ContractSignOff>,
+    /// Every training record, in the order recorded.
+    pub equality_training: Vec<EqualityTraining>,
     pub version: u64,
 }
 
@@ -177,6 +216,87 @@ impl Contractor {
             .iter()
             .max_by_key(|audit| audit.audit_date)
     }
+
+    /// The contract with this reference, if the contractor works under it.
+    pub fn contract(&self, reference: &ShortText) -> Option<&ContractTerms> {
+        self.profile
+            .contracts
+            .iter()
+            .find(|contract| &contract.reference == reference)
+    }
+
+    /// The liaison lead a complaint about this contractor is attributed to (see
+    /// [`attributed_lead`]).
+    pub fn liaison_lead(&self) -> Option<LiaisonLead> {
+        attributed_lead(
+            self.profile
+                .contracts
+                .iter()
+                .map(|contract| contract.liaison.as_ref()),
+        )
+    }
+}
+
+/// Each contract of `profile` with its sign-off standing after the profile replaced `before`: a
+/// contract keeps its standing while its standards are the same set, and goes stale (keeping
+/// its latest sign-off) when they change; a new contract starts not signed off.
+fn sign_offs_after_update(
+    before: &[ContractSignOff],
+    old_profile: &ContractorProfile,
+    profile: &ContractorProfile,
+) -> Vec<ContractSignOff> {
+    profile
+        .contracts
+        .iter()
+        .map(|contract| {
+            let previous = before
+                .iter()
+                .find(|standing| standing.contract_reference == contract.reference);
+            let unchanged = old_profile
+                .contracts
+                .iter()
+                .find(|old| old.reference == contract.reference)
+                .is_some_and(|old| {
+                    standard_set(&old.standards) == standard_set(&contract.standards)
+                });
+            ContractSignOff {
+                contract_reference: contract.reference.clone(),
+                signed_off: unchanged && previous.is_some_and(|standing| standing.signed_off),
+                latest: previous.and_then(|standing| standing.latest.clone()),
+            }
+        })
+        .collect()
+}
+
+fn unsigned(profile: &ContractorProfile) -> Vec<ContractSignOff> {
+    sign_offs_after_update(&[], profile, profile)
+}
+
+/// A sign-off must name one of the contractor's contracts and list exactly its standards.
+fn check_sign_off(contractor: &Contractor, sign_off: &StandardsSignOff) -> Result<(), DomainError> {
+    let Some(contract) = contractor.contract(&sign_off.contract_reference) else {
+        return Err(InvalidInput::new(
+            "sign_off.contract_reference",
+            format!(
+                "is not a contract of contractor {}; record the contract with UpdateContractor first",
+                contractor.id
+            ),
+        )
+        .into());
+    };
+    if standard_set(&contract.standards) != standard_set(&sign_off.standards) {
+        let codes: Vec<&str> = contract.standards.iter().map(|s| s.code()).collect();
+        return Err(InvalidInput::new(
+            "sign_off.standards",
+            format!(
+                "must be exactly the contract's standards ({}): champions sign off what the \
+                 contract holds",
+                codes.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Decides what a command does to the contractor in `state` (None: not registered).
@@ -235,6 +355,19 @@ pub fn handle_contractor(
                 recorded_at: at,
             }])
         }
+        ContractorCommand::RecordStandardsSignOff { sign_off, at } => {
+            check_sign_off(contractor, &sign_off)?;
+            Ok(vec![ContractorEvent::StandardsSignedOff {
+                sign_off,
+                recorded_at: at,
+            }])
+        }
+        ContractorCommand::RecordEqualityTraining { training, at } => {
+            Ok(vec![ContractorEvent::EqualityTrainingRecorded {
+                training,
+                recorded_at: at,
+            }])
+        }
     }
 }
 
@@ -253,6 +386,8 @@ pub fn apply_contractor(state: Option<Contractor>, event: &ContractorEvent) -> O
                 status: ContractorStatus::Active,
                 registered_at: *registered_at,
                 equality_audits: Vec::new(),
+                sign_offs: unsigned(profile),
+                equality_training: Vec::new(),
                 version: 1,
             })
         });
@@ -261,7 +396,11 @@ pub fn apply_contractor(state: Option<Contractor>, event: &ContractorEvent) -> O
     contractor.version += 1;
     match event {
         ContractorEvent::ContractorRegistered { .. } => {}
-        ContractorEvent::ContractorUpdated { profile, .. } => contractor.profile = profile.clone(),
+        ContractorEvent::ContractorUpdated { profile, .. } => {
+            contractor.sign_offs =
+                sign_offs_after_update(&contractor.sign_offs, &contractor.profile, profile);
+            contractor.profile = profile.clone();
+        }
         ContractorEvent::ContractorSuspended { .. } => {
             contractor.status = ContractorStatus::Suspended;
         }
@@ -270,6 +409,19 @@ pub fn apply_contractor(state: Option<Contractor>, event: &ContractorEvent) -> O
         }
         ContractorEvent::EqualityAuditRecorded { audit, .. } => {
             contractor.equality_audits.push(audit.clone());
+        }
+        ContractorEvent::StandardsSignedOff { sign_off, .. } => {
+            if let Some(standing) = contractor
+                .sign_offs
+                .iter_mut()
+                .find(|standing| standing.contract_reference == sign_off.contract_reference)
+            {
+                standing.signed_off = true;
+                standing.latest = Some(sign_off.clone());
+            }
+        }
+        ContractorEvent::EqualityTrainingRecorded { training, .. } => {
+            contractor.equality_training.push(training.clone());
         }
     }
     Some(contractor)

@@ -20,7 +20,7 @@ use doorstep_store::{
 use sqlx::Row;
 
 /// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 17] = [
+pub const TABLES: [(&str, &str); 18] = [
     ("complaint_list", "complaint_id"),
     ("contractors", "contractor_id"),
     ("contractor_lookup", "key, contractor_id"),
@@ -43,6 +43,10 @@ pub const TABLES: [(&str, &str); 17] = [
     ),
     ("finding_schedule", "escalation_id"),
     ("finding_escalations", "escalation_id"),
+    (
+        "liaison_contractor_months",
+        "liaison_lead, contractor_id, month",
+    ),
     ("projection_checkpoints", "projection"),
 ];
 

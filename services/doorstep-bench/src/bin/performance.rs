@@ -328,6 +328,7 @@ async fn register_through_grpc(channel: Channel, contractor_id: &str) -> anyhow:
                         v1::ServiceStandard::GatesSecured as i32,
                         v1::ServiceStandard::NoSmoking as i32,
                     ],
+                    ..v1::ContractTerms::default()
                 }],
             }),
             request_id: format!("register-{contractor_id}"),
@@ -629,6 +630,8 @@ impl Generator {
                     ServiceStandard::Parking,
                     ServiceStandard::Courtesy,
                 ],
+                liaison: None,
+                equality_conditions: None,
             }],
         };
         let at = Utc.from_utc_datetime(

@@ -130,6 +130,23 @@ pub const POLICY: &[(&str, &[Role])] = &[
         "doorstep.v1.InspectionService/ListInspections",
         &[Officer, Manager, Contractor],
     ),
+    // A contract's sign-off and its contractor's equality training belong to the contract
+    // register, kept by the administrators who record the contracts themselves (Register and
+    // UpdateContractor) and the equality audits; liaison officers bring the champions' sign-off
+    // to them rather than writing contract records.
+    (
+        "doorstep.v1.ContractorService/RecordStandardsSignOff",
+        &[Admin],
+    ),
+    (
+        "doorstep.v1.ContractorService/RecordEqualityTraining",
+        &[Admin],
+    ),
+    // Programme-wide, like ListContractorPerformance: no one contractor's figures.
+    (
+        "doorstep.v1.PerformanceService/CompareLiaisonLeads",
+        &[Manager],
+    ),
 ];
 
 /// Who holds each role, for the README's role table.

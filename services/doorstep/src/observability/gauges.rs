@@ -1,6 +1,6 @@
 //! Gauges sampled from the log and the read models every few seconds, and read by the metrics
-//! exporters from the last sample: open complaints by status and stage, and how far the read
-//! models trail the log (in events and in seconds). Whether the read models are stuck at an
+//! exporters from the last sample: open complaints by status and stage, how far the read
+//! models trail the log (in events and in seconds), and contractors overdue an equality audit. Whether the read models are stuck at an
 //! event is read from the runner at each collection.
 
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,8 @@ use std::time::Duration;
 use doorstep_domain::complaint::Status;
 use doorstep_projections::ReadModel;
 use doorstep_store::EventStore;
+
+use crate::contractors::AuditWindow;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::ObservableGauge;
 use tokio::task::JoinHandle;
@@ -24,6 +26,8 @@ struct Sample {
     open: Vec<(Status, u32, u64)>,
     lag_events: u64,
     lag_seconds: f64,
+    /// None until the first sample with an audit window.
+    overdue_equality_audits: Option<u64>,
 }
 
 /// Samples the gauges; the instruments read the last sample.
@@ -31,8 +35,10 @@ pub struct GaugeSampler {
     store: Arc<dyn EventStore>,
     read_model: ReadModel,
     sample: Arc<Mutex<Sample>>,
-    _instruments: [ObservableGauge<u64>; 3],
+    _instruments: [ObservableGauge<u64>; 4],
     _lag_seconds: ObservableGauge<f64>,
+    /// Which equality audits are recent enough; None: the gauge is not sampled.
+    audit_window: Option<AuditWindow>,
 }
 
 impl GaugeSampler {
@@ -104,13 +110,38 @@ impl GaugeSampler {
                 })
                 .build()
         };
+        let overdue_equality_audits = {
+            let sample = sample.clone();
+            meter
+                .u64_observable_gauge("doorstep.contractors.equality_audit_overdue")
+                .with_unit("{contractor}")
+                .with_description(
+                    "Registered contractors with no equality audit within \
+                     [equality] audit_max_age_months",
+                )
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock()
+                        && let Some(overdue) = sample.overdue_equality_audits
+                    {
+                        observer.observe(overdue, &[]);
+                    }
+                })
+                .build()
+        };
         Self {
             store,
             read_model,
             sample,
-            _instruments: [open, lag_events, stalled],
+            _instruments: [open, lag_events, stalled, overdue_equality_audits],
             _lag_seconds: lag_seconds,
+            audit_window: None,
         }
+    }
+
+    /// Also samples how many contractors are overdue an equality audit in `window`.
+    pub fn with_audit_window(mut self, window: AuditWindow) -> Self {
+        self.audit_window = Some(window);
+        self
     }
 
     /// Samples at once, then every few seconds until the task is aborted (for exporters that
@@ -144,11 +175,20 @@ impl GaugeSampler {
                 .map_or(0.0, |age| age.as_secs_f64()),
             None => 0.0,
         };
+        let overdue_equality_audits = match &self.audit_window {
+            Some(window) => Some(
+                self.read_model
+                    .contractors_overdue_equality_audit(window.oldest_in_time())
+                    .await?,
+            ),
+            None => None,
+        };
         if let Ok(mut sample) = self.sample.lock() {
             *sample = Sample {
                 open,
                 lag_events,
                 lag_seconds,
+                overdue_equality_audits,
             };
         }
         Ok(())

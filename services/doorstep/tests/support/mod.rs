@@ -256,6 +256,7 @@ pub async fn register_contractor(port: u16, contractor_id: &str) -> v1::Register
                 contracts: vec![v1::ContractTerms {
                     reference: "RETRO-2026-01".to_owned(),
                     standards: (1..=9).collect(),
+                    ..v1::ContractTerms::default()
                 }],
             }),
             request_id: format!("register-{contractor_id}"),
