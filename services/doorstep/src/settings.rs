@@ -246,6 +246,9 @@ pub struct EscalationSettings {
     pub recipients: BTreeMap<String, Vec<String>>,
     /// Extra addresses per contractor id and level, e.g. the contractor's own complaints lead.
     pub contractor_recipients: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// When a step before its deadline (a warning) fires on the morning of its working day, as
+    /// `HH:MM` in UK time (Europe/London, summer time included). Default `08:00`.
+    pub warning_time: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +268,7 @@ impl Default for EscalationSettings {
                 .collect(),
             recipients: BTreeMap::new(),
             contractor_recipients: BTreeMap::new(),
+            warning_time: "08:00".to_owned(),
         }
     }
 }
@@ -340,7 +344,16 @@ impl EscalationSettings {
             }
             contractor_recipients.insert(contractor.clone(), per_level);
         }
+        let warning_time = chrono::NaiveTime::parse_from_str(self.warning_time.trim(), "%H:%M")
+            .map_err(|_| {
+                format!(
+                    "escalation.warning_time: `{}` is not a time of day; use HH:MM in UK time, \
+                     e.g. 08:00",
+                    self.warning_time
+                )
+            })?;
         EscalationPolicy::new(ladders, recipients, contractor_recipients)
+            .map(|policy| policy.with_warning_time(warning_time))
             .map_err(|error| error.to_string())
     }
 }
@@ -801,6 +814,19 @@ mod tests {
 
     #[test]
     fn escalation_settings_name_the_key_at_fault() {
+        let mut escalation = EscalationSettings::default();
+        escalation.warning_time = "8 o'clock".to_owned();
+        assert!(
+            escalation
+                .policy()
+                .err()
+                .is_some_and(|error| error.starts_with("escalation.warning_time: `8 o'clock`"))
+        );
+        escalation.warning_time = "07:30".to_owned();
+        assert_eq!(
+            escalation.policy().map(|policy| policy.warning_time()),
+            Ok(chrono::NaiveTime::from_hms_opt(7, 30, 0).unwrap_or_default())
+        );
         let mut escalation = EscalationSettings::default();
         escalation
             .recipients
