@@ -92,7 +92,9 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
     // Received Thursday 2 April 2026: acknowledgement due Monday 13 April (Easter between).
     let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
     valid(runner.catch_up().await);
-    assert!(due_at(&read_model, "2026-04-10T12:00:00Z").await.is_empty());
+    // The warning comes at 08:00 UK time (07:00 UTC) on Friday 10 April, and not before.
+    assert!(due_at(&read_model, "2026-04-10T06:59:00Z").await.is_empty());
+    assert_eq!(due_at(&read_model, "2026-04-10T07:00:00Z").await.len(), 1);
     let due = due_at(&read_model, "2026-04-14T08:00:00Z").await;
     // The schedule holds each clock's next step only: the warning, though the breach is due too.
     let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
