@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{
-    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
+    Audience, Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
+    end_of_england_day,
     ladder_due_times, plan, shift_working_days, working_days_late,
 };
 use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
@@ -239,6 +240,35 @@ fn the_warning_comes_on_the_morning_of_the_last_working_day_before_the_deadline_
         policy().with_warning_time(half_seven).warning_time(),
         half_seven
     );
+}
+
+#[test]
+fn only_addresses_the_landlord_lists_as_staff_are_written_to_as_staff() {
+    let policy = policy();
+    assert_eq!(policy.audience("liaison@landlord.example"), Audience::Staff);
+    assert_eq!(policy.audience(" Head@Landlord.example "), Audience::Staff);
+    assert_eq!(
+        policy.audience("complaints@acme.example"),
+        Audience::Contractor
+    );
+    // An address the settings no longer list gets the copy with the least personal data.
+    assert_eq!(
+        policy.audience("someone@elsewhere.example"),
+        Audience::Contractor
+    );
+    // Listed both as staff and for a contractor: a contractor's copy.
+    let both = parsed(EscalationPolicy::new(
+        Deadline::ALL
+            .into_iter()
+            .map(|deadline| (deadline, default_steps()))
+            .collect(),
+        BTreeMap::from([(level("breach"), vec![email("shared@acme.example")])]),
+        BTreeMap::from([(
+            "acme-retrofit".to_owned(),
+            BTreeMap::from([(level("warning"), vec![email("shared@acme.example")])]),
+        )]),
+    ));
+    assert_eq!(both.audience("shared@acme.example"), Audience::Contractor);
 }
 
 #[test]

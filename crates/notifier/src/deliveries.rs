@@ -3,6 +3,7 @@
 //! after the last try. Delivery times are the machine's real time (they are about receivers
 //! coming back), unlike escalations, whose time comes from the service's clock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,7 +15,8 @@ use tracing::Instrument as _;
 
 use crate::metrics::{DeliveryOutcome, NotifierMetrics};
 use crate::rounds::run_rounds;
-use crate::{DeliveryError, EmailSender, WebhookSender};
+use crate::email::Letter;
+use crate::{CaseLookup, DeliveryError, EmailSender, WebhookSender};
 
 /// Deliveries claimed per round.
 const BATCH: u32 = 32;
@@ -48,6 +50,9 @@ pub struct DeliveryWorker {
     read_model: ReadModel,
     webhook: WebhookSender,
     email: Option<EmailSender>,
+    /// Where an email finds its complaint's details; without it, an email names what the
+    /// escalation itself holds.
+    cases: Option<Arc<dyn CaseLookup>>,
     policy: RetryPolicy,
     poll_interval: Duration,
     metrics: NotifierMetrics,
@@ -65,10 +70,43 @@ impl DeliveryWorker {
             read_model,
             webhook,
             email,
+            cases: None,
             policy,
             poll_interval,
             metrics: NotifierMetrics::new(),
         }
+    }
+
+    /// Emails name the complaint with what `cases` finds: the contractor's name, the standards,
+    /// the handler and, for the landlord's staff, the resident's reference and the property.
+    #[must_use]
+    pub fn with_cases(mut self, cases: Arc<dyn CaseLookup>) -> Self {
+        self.cases = Some(cases);
+        self
+    }
+
+    /// One email: `main` with the `also` deliveries it stands for, written with the complaint's
+    /// details. A failed look-up is a failed try, retried like a relay that is down.
+    async fn send_email(
+        &self,
+        email: &EmailSender,
+        main: &Delivery,
+        also: &[Delivery],
+    ) -> Result<(), DeliveryError> {
+        let case = match (&self.cases, main.body.get("complaint_id").and_then(|id| id.as_str())) {
+            (Some(cases), Some(complaint_id)) => cases
+                .case(complaint_id)
+                .await
+                .map_err(|error| DeliveryError::Lookup(doorstep_telemetry::error_chain(&*error)))?,
+            _ => None,
+        };
+        email
+            .send(&Letter {
+                main,
+                also,
+                case: case.as_ref(),
+            })
+            .await
     }
 
     /// Runs until `shutdown` turns true.
@@ -162,7 +200,7 @@ impl DeliveryWorker {
         let outcome = match delivery.channel {
             DeliveryChannel::Webhook => self.webhook.send(&delivery).await,
             DeliveryChannel::Email => match &self.email {
-                Some(email) => email.send(&delivery).await,
+                Some(email) => self.send_email(email, &delivery, &[]).await,
                 None => Err(DeliveryError::NotConfigured("email".to_owned())),
             },
         };

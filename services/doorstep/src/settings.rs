@@ -377,6 +377,9 @@ pub struct NotifierSettings {
     pub max_backoff_ms: u64,
     /// How long one HTTP or SMTP attempt may take.
     pub timeout_ms: u64,
+    /// The link an escalation email gives to its complaint's case page: `{complaint_id}` is
+    /// replaced by the complaint's id.
+    pub case_url_template: String,
 }
 
 impl Default for NotifierSettings {
@@ -391,6 +394,7 @@ impl Default for NotifierSettings {
             initial_backoff_ms: 5_000,
             max_backoff_ms: 3_600_000,
             timeout_ms: 10_000,
+            case_url_template: doorstep_notifier::DEFAULT_CASE_URL_TEMPLATE.to_owned(),
         }
     }
 }
@@ -471,6 +475,16 @@ impl NotifierSettings {
                     "notifier.webhooks[{index}].secret must be at least 16 characters"
                 ));
             }
+        }
+        let template = self.case_url_template.trim();
+        if !(template.starts_with("https://") || template.starts_with("http://"))
+            || !template.contains("{complaint_id}")
+        {
+            return Err(
+                "notifier.case_url_template must be an http:// or https:// URL holding \
+                 {complaint_id}, e.g. https://doorstep.landlord.example/complaints/{complaint_id}"
+                    .to_owned(),
+            );
         }
         if let Some(email) = &self.email {
             if email.smtp_host.trim().is_empty() {
@@ -872,6 +886,15 @@ mod tests {
             notifier
                 .validate()
                 .is_err_and(|e| e.contains("webhooks[1].url is listed twice"))
+        );
+        let notifier = NotifierSettings {
+            case_url_template: "https://doorstep.example/complaints/".to_owned(),
+            ..NotifierSettings::default()
+        };
+        assert!(
+            notifier
+                .validate()
+                .is_err_and(|e| e.starts_with("notifier.case_url_template"))
         );
         let defaults = Settings::load_with_environment(None, Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("{error}"));
