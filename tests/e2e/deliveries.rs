@@ -11,8 +11,8 @@ use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{Role, Settings, WebhookSettings};
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
 use doorstep_tests::{
-    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value,
-    notify_on_test_rounds, spawn_app_with, violated_field,
+    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value, spawn_app_with,
+    violated_field,
 };
 use secrecy::SecretString;
 use tonic::Code;

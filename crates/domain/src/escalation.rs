@@ -543,22 +543,17 @@ pub fn plan(
         policy.warning_time(),
     )
     .into_iter()
-        .map(|step| PlannedEscalation {
-            escalation_id: escalation_id(
-                complaint_id,
-                clock.deadline,
-                &step.level,
-                clock.started_at,
-            ),
-            contractor_id: contractor_id.clone(),
-            deadline: clock.deadline,
-            recipients: policy.recipients(&step.level, contractor_id),
-            level: step.level,
-            deadline_date: clock.due,
-            clock_started_at: clock.started_at,
-            due_at: step.due_at,
-        })
-        .collect()
+    .map(|step| PlannedEscalation {
+        escalation_id: escalation_id(complaint_id, clock.deadline, &step.level, clock.started_at),
+        contractor_id: contractor_id.clone(),
+        deadline: clock.deadline,
+        recipients: policy.recipients(&step.level, contractor_id),
+        level: step.level,
+        deadline_date: clock.due,
+        clock_started_at: clock.started_at,
+        due_at: step.due_at,
+    })
+    .collect()
 }
 
 /// The default ladder for every deadline: a warning when one working day is left, the breach,

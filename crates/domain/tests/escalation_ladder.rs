@@ -7,8 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{
     Audience, Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
-    end_of_england_day,
-    ladder_due_times, plan, shift_working_days, working_days_late,
+    end_of_england_day, ladder_due_times, plan, shift_working_days, working_days_late,
 };
 use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};

@@ -13,9 +13,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use tracing::Instrument as _;
 
+use crate::email::Letter;
 use crate::metrics::{DeliveryOutcome, NotifierMetrics};
 use crate::rounds::run_rounds;
-use crate::email::Letter;
 use crate::{CaseLookup, DeliveryError, EmailSender, WebhookSender};
 
 /// Deliveries claimed per round.
@@ -93,7 +93,10 @@ impl DeliveryWorker {
         main: &Delivery,
         also: &[Delivery],
     ) -> Result<(), DeliveryError> {
-        let case = match (&self.cases, main.body.get("complaint_id").and_then(|id| id.as_str())) {
+        let case = match (
+            &self.cases,
+            main.body.get("complaint_id").and_then(|id| id.as_str()),
+        ) {
             (Some(cases), Some(complaint_id)) => cases
                 .case(complaint_id)
                 .await

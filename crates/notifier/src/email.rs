@@ -9,8 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::escalation::{
-    Audience, Deadline, EscalationPolicy, end_of_england_day, shift_working_days,
-    working_days_late,
+    Audience, Deadline, EscalationPolicy, end_of_england_day, shift_working_days, working_days_late,
 };
 use doorstep_projections::Delivery;
 use lettre::message::header::ContentType;
@@ -208,10 +207,13 @@ impl EmailSender {
             (Audience::Staff, Some(case)) => {
                 format!("resident {}, {contractor}", case.resident_reference)
             }
-            (_, Some(CaseDetails {
-                received_at: Some(received),
-                ..
-            })) => format!(
+            (
+                _,
+                Some(CaseDetails {
+                    received_at: Some(received),
+                    ..
+                }),
+            ) => format!(
                 "complaint received {} about {contractor}",
                 uk_date(doorstep_domain::england_date(*received))
             ),
@@ -294,10 +296,7 @@ impl EmailSender {
                     .unwrap_or_else(|| "nobody yet: no handler is recorded".to_owned()),
             ));
             if let Some(received) = case.received_at {
-                fields.push((
-                    "Received",
-                    uk_date(doorstep_domain::england_date(received)),
-                ));
+                fields.push(("Received", uk_date(doorstep_domain::england_date(received))));
             }
         }
         if let Some(raised) = escalation.raised_at {
@@ -643,7 +642,11 @@ mod tests {
             contractor_name: Some("Acme Retrofit Ltd".to_owned()),
             contractor_trading_names: vec!["Acme Warm Homes".to_owned()],
             standards: vec!["Gates and doors left as found".to_owned()],
-            received_at: Some("2026-03-30T09:00:00Z".parse().unwrap_or_else(|_| Utc::now())),
+            received_at: Some(
+                "2026-03-30T09:00:00Z"
+                    .parse()
+                    .unwrap_or_else(|_| Utc::now()),
+            ),
             handler: Some("Ann Officer".to_owned()),
             resident_reference: "T-1001".to_owned(),
             property_address: Some("1 Example Road, Leeds".to_owned()),
@@ -693,7 +696,10 @@ mod tests {
             ),
             "{message}"
         );
-        assert!(message.contains("Content-Transfer-Encoding: 7bit"), "{message}");
+        assert!(
+            message.contains("Content-Transfer-Encoding: 7bit"),
+            "{message}"
+        );
         assert!(message.contains("Resident:          T-1001\n"), "{message}");
         assert!(message.contains("Property:          1 Example Road, Leeds\n"));
         assert!(
@@ -701,13 +707,15 @@ mod tests {
         );
         assert!(message.contains("Standards alleged: Gates and doors left as found\n"));
         assert!(message.contains("Stage:             Stage 1\n"));
-        assert!(message.contains("Deadline:          stage 1 response, due Monday 13 April 2026\n"));
+        assert!(
+            message.contains("Deadline:          stage 1 response, due Monday 13 April 2026\n")
+        );
         assert!(message.contains("How late:          10 working days late\n"));
         assert!(message.contains("Handled by:        Ann Officer\n"));
         assert!(message.contains("Escalated:         Tuesday 28 April 2026 at 00:00 (UK time)\n"));
-        assert!(message.contains(
-            "https://doorstep.example/c/01a216ae-0000-7000-8000-000000000001\n"
-        ));
+        assert!(
+            message.contains("https://doorstep.example/c/01a216ae-0000-7000-8000-000000000001\n")
+        );
         assert!(message.contains("Message-ID: <00000000-0000-0000-0000-000000000000@doorstep>"));
         assert!(!message.contains("AcknowledgeEscalation"));
         assert!(!message.contains("head_of_service"));

@@ -20,8 +20,8 @@ pub mod scheduler;
 pub mod signature;
 pub mod webhook;
 
-pub use deliveries::{DeliveryWorker, RetryPolicy, retry_delay};
 pub use case::{CaseDetails, CaseLookup};
+pub use deliveries::{DeliveryWorker, RetryPolicy, retry_delay};
 pub use email::{DEFAULT_CASE_URL_TEMPLATE, EmailSender, Letter};
 pub use scheduler::{EscalationRaiser, RaiseOutcome, Scheduler};
 pub use webhook::WebhookSender;

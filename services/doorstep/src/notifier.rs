@@ -191,9 +191,7 @@ impl ComplaintCases {
             .map_err(ApiError::internal)?;
         Ok(Some(CaseDetails {
             contractor_name: contractor.as_ref().map(|row| row.legal_name.clone()),
-            contractor_trading_names: contractor
-                .map(|row| row.trading_names)
-                .unwrap_or_default(),
+            contractor_trading_names: contractor.map(|row| row.trading_names).unwrap_or_default(),
             standards: complaint
                 .standards
                 .iter()
