@@ -6,10 +6,12 @@
 //! the last working day before the deadline. Every round is driven by the test.
 
 use doorstep_api::v1;
+use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{EmailSettings, Settings};
 use doorstep_tests::smtp::{Mail, SmtpServer};
+use doorstep_tests::webhook::free_address;
 use doorstep_tests::{
-    TestApp, TestClock, gate_left_open, notify_on_test_rounds, requests, spawn_app_with,
+    TestApp, TestClock, gate_left_open, notify_on_test_rounds, requests, spawn_app_with, whole_log,
 };
 
 const CASE_PAGES: &str = "http://127.0.0.1:8080/complaints/{complaint_id}";
@@ -173,5 +175,197 @@ async fn staff_and_contractor_each_read_the_escalation_in_plain_english() {
         contractor.body
     );
     assert_written_for_people(contractor, &complaint_id);
+    smtp.stop().await;
+}
+
+/// Every level of the default ladder tells the complaints team; acme-retrofit's complaints lead
+/// hears of the breach and the contract manager.
+fn every_level_emailed(settings: &mut Settings, smtp_port: u16) {
+    notify_on_test_rounds(settings, "breach");
+    for level in [
+        "warning",
+        "breach",
+        "liaison_officer",
+        "contract_manager",
+        "head_of_service",
+    ] {
+        settings.escalation.recipients.insert(
+            level.to_owned(),
+            vec!["complaints-team@landlord.example".to_owned()],
+        );
+    }
+    settings
+        .escalation
+        .contractor_recipients
+        .entry("acme-retrofit".to_owned())
+        .or_default()
+        .insert(
+            "contract_manager".to_owned(),
+            vec!["complaints@acme.example".to_owned()],
+        );
+    settings.notifier.case_url_template = CASE_PAGES.to_owned();
+    settings.notifier.email = Some(EmailSettings {
+        smtp_host: "127.0.0.1".to_owned(),
+        smtp_port,
+        from: "Doorstep <complaints@landlord.example>".to_owned(),
+    });
+}
+
+/// An old complaint, received on Monday 2 March 2026 and never acknowledged (due Monday 9
+/// March), caught up on Tuesday 14 April: every level of its ladder is due at once.
+const OLD_COMPLAINT_RECEIVED: &str = "2026-03-02T09:00:00Z";
+const CATCH_UP_AT: &str = "2026-04-14T08:00:00Z";
+
+fn levels_raised(escalations: &[v1::Escalation]) -> Vec<&str> {
+    escalations.iter().map(|e| e.level.as_str()).collect()
+}
+
+async fn escalations_of(app: &TestApp) -> Vec<v1::Escalation> {
+    EscalationServiceClient::new(app.channel.clone())
+        .list_escalations(v1::ListEscalationsRequest::default())
+        .await
+        .expect("listed")
+        .into_inner()
+        .escalations
+}
+
+/// The catch-up message to the team: one, at the head of service, listing the four others.
+fn assert_one_catch_up_message_each(messages: &[Mail], complaint_id: &str) {
+    assert_eq!(messages.len(), 2, "one per recipient: {messages:#?}");
+    let team = to(messages, "complaints-team@landlord.example");
+    let [team] = team.as_slice() else {
+        panic!("one message to the team: {messages:#?}");
+    };
+    assert_eq!(
+        team.subject(),
+        "[Doorstep] Head of Service: the stage 1 acknowledgement is 23 working days late \
+         (resident T-1001, acme-retrofit Ltd)"
+    );
+    let listed = team
+        .body
+        .split("Also reached for this complaint, and not sent separately:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("the other levels are listed:\n{}", team.body));
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        vec![
+            "  - Warning, on Friday 6 March 2026 at 08:00 (UK time)",
+            "  - Deadline missed, at the end of Monday 9 March 2026",
+            "  - Liaison officer, at the end of Wednesday 11 March 2026",
+            "  - Contract manager, at the end of Monday 16 March 2026",
+        ]
+    );
+    assert_written_for_people(team, complaint_id);
+    let contractor = to(messages, "complaints@acme.example");
+    let [contractor] = contractor.as_slice() else {
+        panic!("one message to the contractor: {messages:#?}");
+    };
+    assert!(
+        contractor
+            .subject()
+            .starts_with("[Doorstep] Contract manager: the stage 1 acknowledgement is 23"),
+        "{}",
+        contractor.subject()
+    );
+    assert!(
+        contractor
+            .body
+            .contains("  - Deadline missed, at the end of Monday 9 March 2026\n")
+    );
+    assert!(contractor.prose().contains(
+        "please respond to the contract manager through the complaints team at \
+         complaints@landlord.example by the end of Wednesday 15 April 2026"
+    ));
+    assert!(!contractor.raw.contains("T-1001"));
+    assert_written_for_people(contractor, complaint_id);
+}
+
+#[tokio::test]
+async fn a_backlog_raises_every_level_but_sends_one_message_per_complaint_even_across_a_restart() {
+    if !SmtpServer::available() {
+        return;
+    }
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port;
+    let clock = TestClock::at(CATCH_UP_AT);
+    let app = spawn_app_with(|settings, _| every_level_emailed(settings, port), clock).await;
+    let logged = log(&app, "old-1", OLD_COMPLAINT_RECEIVED).await;
+    let complaint_id = logged.complaint_id;
+    app.read_models_reach(logged.position).await;
+    // One scheduler round raises the clock's first due step, the warning; the breach is due
+    // too and not raised yet, so the warning's email waits for it rather than going alone.
+    assert_eq!(app.raise_due().await, 1);
+    let head = whole_log(&app.channel)
+        .await
+        .last()
+        .map_or(0, |event| event.position);
+    app.read_models_reach(head).await;
+    assert_eq!(levels_raised(&escalations_of(&app).await), vec!["warning"]);
+    assert_eq!(app.deliver_due().await, 0, "the warning waits for the rest");
+    assert!(smtp.messages().is_empty());
+
+    // Every level is raised, each its own event, so the record is complete.
+    assert_eq!(app.raise_all_due().await, 4);
+    assert_eq!(
+        levels_raised(&escalations_of(&app).await),
+        vec![
+            "warning",
+            "breach",
+            "liaison_officer",
+            "contract_manager",
+            "head_of_service"
+        ]
+    );
+    // The server stops with every email owed, and comes back.
+    let app = app.restart().await;
+    // Five deliveries to the team and two to the contractor, sent as two messages.
+    assert_eq!(app.deliver_due().await, 7);
+    assert_eq!(app.deliver_due().await, 0, "nothing is owed any more");
+    assert_one_catch_up_message_each(&smtp.messages(), &complaint_id);
+    smtp.stop().await;
+}
+
+#[tokio::test]
+async fn a_caught_up_message_that_fails_is_dead_lettered_and_retried_as_one_message() {
+    if !SmtpServer::available() {
+        return;
+    }
+    // Nothing listens for SMTP yet; every delivery fails on its only try.
+    let port = free_address().port();
+    let clock = TestClock::at(CATCH_UP_AT);
+    let app = spawn_app_with(
+        |settings, _| {
+            every_level_emailed(settings, port);
+            settings.notifier.max_attempts = 1;
+        },
+        clock,
+    )
+    .await;
+    let complaint_id = log(&app, "old-2", OLD_COMPLAINT_RECEIVED)
+        .await
+        .complaint_id;
+    assert_eq!(app.raise_all_due().await, 5);
+    assert_eq!(app.deliver_due().await, 7);
+    let mut escalations = EscalationServiceClient::new(app.channel.clone());
+    let dead = escalations
+        .list_dead_letters(v1::ListDeadLettersRequest::default())
+        .await
+        .expect("listed")
+        .into_inner()
+        .dead_letters;
+    assert_eq!(dead.len(), 7, "each delivery is dead-lettered: {dead:#?}");
+
+    let smtp = SmtpServer::start_on(port).await;
+    for letter in &dead {
+        escalations
+            .retry_dead_letter(v1::RetryDeadLetterRequest {
+                delivery_id: letter.delivery_id.clone(),
+            })
+            .await
+            .expect("queued again");
+    }
+    assert_eq!(app.deliver_due().await, 7);
+    assert_one_catch_up_message_each(&smtp.messages(), &complaint_id);
     smtp.stop().await;
 }

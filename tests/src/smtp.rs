@@ -39,10 +39,14 @@ impl SmtpServer {
 
     /// Starts the server on a free port with an empty mailbox.
     pub async fn start() -> Self {
+        Self::start_on(free_address().port()).await
+    }
+
+    /// Starts the server on `port` (one a test left unserved until now).
+    pub async fn start_on(port: u16) -> Self {
         let directory = tempfile::tempdir().expect("a directory");
         // aiosmtpd creates the Maildir (cur, new, tmp) only where nothing exists yet.
         let maildir = directory.path().join("mail");
-        let port = free_address().port();
         let child = tokio::process::Command::new("python3")
             .args([
                 "-m",

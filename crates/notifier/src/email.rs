@@ -307,22 +307,21 @@ impl EmailSender {
         }
         body.push('\n');
         if !also.is_empty() {
-            paragraph(
-                &mut body,
-                "Also reached for this complaint, and not sent separately:",
-            );
+            body.push_str("Also reached for this complaint, and not sent separately:\n");
             for other in also {
                 let when = other
                     .due_at
                     .map_or_else(|| other.deadline_day(), due_in_words);
+                // The deadline is named only when it is not the message's own.
+                let deadline = if other.deadline_text == escalation.deadline_text {
+                    String::new()
+                } else {
+                    format!(" ({})", other.deadline_text)
+                };
                 hanging(
                     &mut body,
                     "  - ",
-                    &format!(
-                        "{} ({}), {when}",
-                        level_title(&other.level),
-                        other.deadline_text
-                    ),
+                    &format!("{}{deadline}, {when}", level_title(&other.level)),
                 );
             }
             body.push('\n');

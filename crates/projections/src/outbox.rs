@@ -172,8 +172,45 @@ pub(crate) async fn claim_due(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;
+    lease_each(pool, &candidates, now, lease).await
+}
+
+/// Claims for `lease` every other pending email to `target` about `complaint_id` that no
+/// worker holds, whenever it is due: a backlog caught up at once is sent as one message per
+/// complaint and recipient. A row that cannot be read is returned as such, unclaimed.
+pub(crate) async fn claim_companions(
+    pool: &AnyPool,
+    complaint_id: &str,
+    target: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
+    let candidates = sqlx::query(
+        "SELECT CAST(d.delivery_id AS TEXT) AS key, d.delivery_id, d.escalation_id, d.channel, \
+         d.target, d.body, d.attempts, d.last_error, d.created_at, d.next_attempt_at \
+         FROM escalation_deliveries d JOIN escalations e ON e.escalation_id = d.escalation_id \
+         WHERE e.complaint_id = $1 AND d.channel = 'EMAIL' AND d.target = $2 \
+         AND d.state = 'PENDING' AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+         ORDER BY d.created_at, d.delivery_id",
+    )
+    .bind(complaint_id)
+    .bind(target)
+    .bind(millis(now))
+    .fetch_all(pool)
+    .await?;
+    lease_each(pool, &candidates, now, lease).await
+}
+
+/// Leases each candidate row no other worker took meanwhile; returns those it leased, and
+/// those it cannot read (unleased).
+async fn lease_each(
+    pool: &AnyPool,
+    candidates: &[AnyRow],
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
     let mut claimed = Vec::with_capacity(candidates.len());
-    for row in &candidates {
+    for row in candidates {
         let key: String = row.try_get("key")?;
         let delivery = match decode(row) {
             Ok(delivery) => delivery,
@@ -196,6 +233,18 @@ pub(crate) async fn claim_due(
         }
     }
     Ok(claimed)
+}
+
+/// Gives up a claim without trying the delivery: it is due again at once, for any worker.
+pub(crate) async fn release(pool: &AnyPool, delivery_id: Uuid) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE escalation_deliveries SET lease_until = NULL WHERE delivery_id = $1 \
+         AND state = 'PENDING'",
+    )
+    .bind(delivery_id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Sets a pending delivery aside with `reason`: it is never claimed again, and keeps the

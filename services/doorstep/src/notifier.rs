@@ -241,12 +241,8 @@ impl Notifier {
         let poll_interval = Duration::from_millis(notifier.poll_interval_ms);
         let timeout = Duration::from_millis(notifier.timeout_ms);
         let raiser = Arc::new(ComplaintEscalations::new(log, policy.clone()));
-        let scheduler = Scheduler::new(
-            read_model.clone(),
-            raiser,
-            Arc::new(move || clock.now()),
-            poll_interval,
-        );
+        let now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync> = Arc::new(move || clock.now());
+        let scheduler = Scheduler::new(read_model.clone(), raiser, now.clone(), poll_interval);
         let webhook = WebhookSender::new(
             notifier
                 .webhooks
@@ -279,7 +275,8 @@ impl Notifier {
             notifier.retry_policy(),
             poll_interval,
         )
-        .with_cases(cases);
+        .with_cases(cases)
+        .with_schedule_clock(now);
         Ok(Self {
             scheduler,
             deliveries,
