@@ -207,7 +207,7 @@ impl DeliveryWorker {
         let mut tries = JoinSet::new();
         for mut send in sends {
             // The highest level reached last: the one the message is sent for.
-            send.sort_by(|a, b| level_order(a).cmp(&level_order(b)));
+            send.sort_by_key(level_order);
             let Some(main) = send.pop() else {
                 continue;
             };

@@ -147,15 +147,6 @@ impl EmailSender {
         self
     }
 
-    /// The message for one delivery, alone.
-    pub fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
-        self.letter(&Letter {
-            main: delivery,
-            also: &[],
-            case: None,
-        })
-    }
-
     /// The message for a letter.
     pub fn letter(&self, letter: &Letter<'_>) -> Result<Message, DeliveryError> {
         let delivery = letter.main;
@@ -256,16 +247,16 @@ impl EmailSender {
         let contractor = contractor_name(escalation, case);
         paragraph(&mut body, &self.opening(escalation, audience, &contractor));
         let mut fields: Vec<(&str, String)> = Vec::new();
-        if audience == Audience::Staff {
-            if let Some(case) = case {
-                fields.push(("Resident", case.resident_reference.clone()));
-                fields.push((
-                    "Property",
-                    case.property_address
-                        .clone()
-                        .unwrap_or_else(|| "erased at the resident's request".to_owned()),
-                ));
-            }
+        if audience == Audience::Staff
+            && let Some(case) = case
+        {
+            fields.push(("Resident", case.resident_reference.clone()));
+            fields.push((
+                "Property",
+                case.property_address
+                    .clone()
+                    .unwrap_or_else(|| "erased at the resident's request".to_owned()),
+            ));
         }
         fields.push(("Contractor", contractor_full_name(escalation, case)));
         if let Some(case) = case {

@@ -828,8 +828,10 @@ mod tests {
 
     #[test]
     fn escalation_settings_name_the_key_at_fault() {
-        let mut escalation = EscalationSettings::default();
-        escalation.warning_time = "8 o'clock".to_owned();
+        let mut escalation = EscalationSettings {
+            warning_time: "8 o'clock".to_owned(),
+            ..EscalationSettings::default()
+        };
         assert!(
             escalation
                 .policy()
