@@ -6,6 +6,7 @@
 //! the last working day before the deadline. Every round is driven by the test.
 
 use doorstep_api::v1;
+use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_server::settings::{EmailSettings, Settings};
 use doorstep_tests::smtp::{Mail, SmtpServer};
@@ -481,4 +482,41 @@ async fn in_summer_time_the_warning_still_comes_at_eight_uk_time() {
         "{}",
         message.body
     );
+}
+
+#[tokio::test]
+async fn after_erasure_the_staff_copy_no_longer_gives_the_address() {
+    if !SmtpServer::available() {
+        return;
+    }
+    let smtp = SmtpServer::start().await;
+    let clock = TestClock::at("2026-04-14T08:00:00Z");
+    let app = spawn_app_with(|settings, _| email_through(settings, &smtp), clock).await;
+    let logged = log(&app, "erased-1", "2026-04-02T09:00:00Z").await;
+    // The resident asks to be forgotten before the breach is emailed.
+    ComplaintServiceClient::new(app.channel_as(&["admin"]))
+        .forget_resident(v1::ForgetResidentRequest {
+            resident_reference: "T-1001".to_owned(),
+            reason: "Erasure request".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("forgotten");
+    assert_eq!(app.raise_all_due().await, 2);
+    assert_eq!(app.deliver_due().await, 2);
+    let messages = smtp.messages();
+    let team = to(&messages, "complaints-team@landlord.example");
+    let [team] = team.as_slice() else {
+        panic!("one message to the team: {messages:#?}");
+    };
+    assert!(
+        team.body
+            .lines()
+            .any(|l| l == "Property:          erased at the resident's request"),
+        "{}",
+        team.body
+    );
+    assert!(!team.raw.contains("Example Road"));
+    assert_written_for_people(team, &logged.complaint_id);
+    smtp.stop().await;
 }

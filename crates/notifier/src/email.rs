@@ -753,6 +753,18 @@ mod tests {
              the end of Monday 13 April 2026 (resident T-1001, Acme Retrofit Ltd)"
         ));
         assert!(message.contains("How late:          Not yet missed: this is a warning\n"));
+        // Raised at 08:00 on Monday 13 April for Tuesday 14 April.
+        let mut tuesday = delivery(
+            "head-of-service@landlord.example",
+            "warning",
+            "2026-04-13T07:00:00Z",
+            "2026-04-13T07:00:00Z",
+        );
+        tuesday.body["deadline_date"] = serde_json::json!("2026-04-14");
+        assert!(text(&tuesday, Some(&case())).contains(
+            "Subject: [Doorstep] Warning: deadline tomorrow for the stage 1 response, due by \
+             the end of Tuesday 14 April 2026 (resident T-1001, Acme Retrofit Ltd)"
+        ));
         assert_eq!(level_title("site_visit_needed"), "Site visit needed");
     }
 }
