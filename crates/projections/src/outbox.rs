@@ -185,19 +185,22 @@ pub(crate) async fn claim_companions(
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
-    let candidates = sqlx::query(
-        "SELECT CAST(d.delivery_id AS TEXT) AS key, d.delivery_id, d.escalation_id, d.channel, \
-         d.target, d.body, d.attempts, d.last_error, d.created_at, d.next_attempt_at \
-         FROM escalation_deliveries d JOIN escalations e ON e.escalation_id = d.escalation_id \
-         WHERE e.complaint_id = $1 AND d.channel = 'EMAIL' AND d.target = $2 \
-         AND d.state = 'PENDING' AND (d.lease_until IS NULL OR d.lease_until <= $3) \
-         ORDER BY d.created_at, d.delivery_id",
-    )
-    .bind(complaint_id)
-    .bind(target)
-    .bind(millis(now))
-    .fetch_all(pool)
-    .await?;
+    // Driven from the pending deliveries (few, and indexed by state), each checked against its
+    // escalation by primary key: the escalations table has no index by complaint.
+    let sql = format!(
+        "SELECT CAST(d.delivery_id AS TEXT) AS key, {COLUMNS} FROM escalation_deliveries d \
+         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
+         AND (d.lease_until IS NULL OR d.lease_until <= $2) \
+         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
+         AND e.complaint_id = $3) \
+         ORDER BY d.created_at, d.delivery_id"
+    );
+    let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(target)
+        .bind(millis(now))
+        .bind(complaint_id)
+        .fetch_all(pool)
+        .await?;
     lease_each(pool, &candidates, now, lease).await
 }
 
