@@ -184,11 +184,7 @@ impl DeliveryWorker {
         for ((complaint_id, target), mut letter) in letters {
             if self.more_levels_coming(&complaint_id, &letter).await? {
                 count -= letter.len();
-                for delivery in &letter {
-                    self.read_model
-                        .release_delivery(delivery.delivery_id)
-                        .await?;
-                }
+                self.release(&letter).await?;
                 continue;
             }
             for row in self
@@ -201,6 +197,14 @@ impl DeliveryWorker {
                     Ok(delivery) => letter.push(delivery),
                     Err(unreadable) => self.set_aside(&unreadable).await?,
                 }
+            }
+            if self
+                .split_with_another_worker(&complaint_id, &target, &letter, now)
+                .await?
+            {
+                count -= letter.len();
+                self.release(&letter).await?;
+                continue;
             }
             sends.push(letter);
         }
@@ -235,6 +239,47 @@ impl DeliveryWorker {
         Ok(count)
     }
 
+    /// Whether another worker (a replica, or this process's own loop beside a round run by
+    /// hand) holds some of the emails this letter would stand for. Both give theirs back and
+    /// the next round, by either, takes them all, so the recipient still gets one message;
+    /// only briefly, so that two workers in step can never hold an email back for good.
+    async fn split_with_another_worker(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        letter: &[Delivery],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        if !self.within_hold(letter) {
+            return Ok(false);
+        }
+        let held = self
+            .read_model
+            .leased_email_companions(complaint_id, target, now)
+            .await?;
+        Ok(held > letter.len() as u64)
+    }
+
+    async fn release(&self, letter: &[Delivery]) -> Result<(), ProjectionError> {
+        for delivery in letter {
+            self.read_model
+                .release_delivery(delivery.delivery_id)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the newest delivery of a letter was raised recently enough (on the service's
+    /// clock) for the letter to wait for the rest of its complaint's levels.
+    fn within_hold(&self, letter: &[Delivery]) -> bool {
+        let now = (self.schedule_clock)();
+        letter
+            .iter()
+            .map(|delivery| delivery.created_at)
+            .max()
+            .is_some_and(|created| now - created <= HOLD_FOR_MORE_LEVELS)
+    }
+
     /// Whether the scheduler is about to raise another level of this complaint (one is due on
     /// the service's clock and not raised yet): its email waits a round to go with it, rather
     /// than ahead of it. Only briefly, so that a step that cannot be raised never holds an
@@ -244,13 +289,11 @@ impl DeliveryWorker {
         complaint_id: &str,
         letter: &[Delivery],
     ) -> Result<bool, ProjectionError> {
-        let now = (self.schedule_clock)();
-        let newest = letter.iter().map(|delivery| delivery.created_at).max();
-        if newest.is_none_or(|created| now - created > HOLD_FOR_MORE_LEVELS) {
+        if !self.within_hold(letter) {
             return Ok(false);
         }
         self.read_model
-            .has_unraised_due_step(complaint_id, now)
+            .has_unraised_due_step(complaint_id, (self.schedule_clock)())
             .await
     }
 

@@ -190,6 +190,17 @@ impl ReadModel {
         outbox::claim_companions(self.database.pool(), complaint_id, target, now, lease).await
     }
 
+    /// How many pending emails to `target` about `complaint_id` are held by a worker's lease at
+    /// `now` (this one's included).
+    pub async fn leased_email_companions(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ProjectionError> {
+        outbox::leased_companions(self.database.pool(), complaint_id, target, now).await
+    }
+
     /// Gives up a claim without trying the delivery.
     pub async fn release_delivery(&self, delivery_id: uuid::Uuid) -> Result<(), ProjectionError> {
         outbox::release(self.database.pool(), delivery_id).await

@@ -439,7 +439,23 @@ async fn one_complaints_emails_to_one_recipient_are_claimed_together(backend: Te
         .is_empty(),
         "nothing else is owed to another recipient"
     );
+    assert_eq!(
+        valid(
+            read_model
+                .leased_email_companions(&id, "team@landlord.example", now)
+                .await
+        ),
+        3
+    );
     valid(read_model.release_delivery(together[0].delivery_id).await);
+    assert_eq!(
+        valid(
+            read_model
+                .leased_email_companions(&id, "team@landlord.example", now)
+                .await
+        ),
+        2
+    );
     let again = valid(
         read_model
             .claim_email_companions(&id, "team@landlord.example", now, lease)
