@@ -1,18 +1,18 @@
-//! Deliveries end to end against real receivers started by the test: an HTTP server on
+//! Deliveries end to end against a real receiver started by the test: an HTTP server on
 //! 127.0.0.1 that checks every webhook's HMAC-SHA256 signature the way the README tells
-//! receivers to, and a real SMTP server (Python's aiosmtpd) whose mailbox the test reads back.
+//! receivers to. Email deliveries, read back from a real SMTP server, are in
+//! `escalation_emails.rs`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
-use doorstep_server::settings::{EmailSettings, Role, Settings, WebhookSettings};
+use doorstep_server::settings::{Role, Settings, WebhookSettings};
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
 use doorstep_tests::{
-    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value,
-    notify_on_test_rounds, spawn_app_with, violated_field,
+    ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, gate_left_open, metric_value, spawn_app_with,
+    violated_field,
 };
 use secrecy::SecretString;
 use tonic::Code;
@@ -212,133 +212,4 @@ async fn a_receiver_that_is_down_gets_everything_when_it_comes_back_even_across_
     ids.dedup();
     assert_eq!(ids.len(), 4);
     assert!(dead_letters(&app).await.is_empty());
-}
-
-/// A real SMTP server: Python's aiosmtpd writing every message it accepts into a Maildir.
-struct SmtpServer {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl SmtpServer {
-    /// Whether Python's aiosmtpd can run here. Without it the e-mail test says so loudly and is
-    /// skipped, as the PostgreSQL tests are without PostgreSQL, unless `DOORSTEP_REQUIRE_SMTP=1`
-    /// (set by `.ci/run`, which installs it) makes that a failure.
-    fn available() -> bool {
-        let installed = std::process::Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if installed {
-            return true;
-        }
-        assert!(
-            std::env::var("DOORSTEP_REQUIRE_SMTP").as_deref() != Ok("1"),
-            "DOORSTEP_REQUIRE_SMTP=1 but python3 cannot import aiosmtpd (pip install aiosmtpd)"
-        );
-        eprintln!(
-            "\n*** SKIPPED: the e-mail delivery test needs Python's aiosmtpd \
-             (pip install aiosmtpd) ***\n"
-        );
-        false
-    }
-
-    async fn start(maildir: &Path) -> Self {
-        let port = free_address().port();
-        let child = tokio::process::Command::new("python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(maildir)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs (aiosmtpd is needed: pip install aiosmtpd)");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self { child, port };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("aiosmtpd did not start on port {port}; is it installed (pip install aiosmtpd)?");
-    }
-}
-
-fn messages_in(maildir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(maildir.join("new")) else {
-        return Vec::new();
-    };
-    let mut messages: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .collect();
-    messages.sort();
-    messages
-}
-
-#[tokio::test]
-async fn escalations_are_emailed_to_each_recipient_as_plain_text_a_person_can_act_on() {
-    if !SmtpServer::available() {
-        return;
-    }
-    let directory = tempfile::tempdir().expect("a directory");
-    // aiosmtpd creates the Maildir (cur, new, tmp) only where nothing exists yet.
-    let maildir = directory.path().join("mail");
-    let mut smtp = SmtpServer::start(&maildir).await;
-    let clock = TestClock::at("2026-04-14T08:00:00Z");
-    let port = smtp.port;
-    let app = spawn_app_with(
-        |settings, _| {
-            notify_on_test_rounds(settings, "breach");
-            settings.notifier.email = Some(EmailSettings {
-                smtp_host: "127.0.0.1".to_owned(),
-                smtp_port: port,
-                from: "Doorstep <complaints@landlord.example>".to_owned(),
-            });
-        },
-        clock,
-    )
-    .await;
-    let complaint_id = overdue_complaint(&app, "email-1").await;
-    // The breach tells the landlord's team and the contractor; the warning has no recipients.
-    assert_eq!(app.raise_all_due().await, 2, "the warning and the breach");
-    assert_eq!(app.deliver_due().await, 2, "one message to each recipient");
-    assert_eq!(app.deliver_due().await, 0, "and nothing more");
-    let messages = messages_in(&maildir);
-    assert_eq!(messages.len(), 2);
-    let unfolded: Vec<String> = messages
-        .iter()
-        .map(|message| message.replace("\r\n ", " ").replace("\n ", " "))
-        .collect();
-    let to_team = unfolded
-        .iter()
-        .find(|m| m.contains("To: complaints-team@landlord.example"))
-        .expect("one to the landlord's team");
-    assert!(
-        unfolded
-            .iter()
-            .any(|m| m.contains("To: complaints@acme.example"))
-    );
-    for message in &unfolded {
-        assert!(message.contains("Content-Type: text/plain"));
-        assert!(message.contains("From: Doorstep <complaints@landlord.example>"));
-        assert!(message.contains("Message-ID: <"));
-        assert!(message.contains(&format!("Complaint:      {complaint_id}")));
-        assert!(message.contains("Contractor:     acme-retrofit"));
-        assert!(message.contains("Deadline:       stage 1 acknowledgement, due 2026-04-13"));
-        assert!(message.contains("How late:       missed: the deadline day has ended"));
-        assert!(message.contains("AcknowledgeEscalation"));
-    }
-    assert!(to_team.contains(&format!(
-        "Subject: [Doorstep] breach: stage 1 acknowledgement for complaint {complaint_id}"
-    )));
-    let _ = smtp.child.kill().await;
 }

@@ -77,9 +77,10 @@ async fn the_ladder_climbs_in_simulated_days_across_easter() {
     let mut client = app.client.clone();
 
     // Each level is raised at its due time and not a minute before (UK midnight is 23:00 UTC in
-    // summer time). Good Friday and Easter Monday are not working days.
+    // summer time). Good Friday and Easter Monday are not working days. The warning comes at
+    // 08:00 UK time (07:00 UTC) on Friday 10 April, the last working day before the deadline.
     let ladder = [
-        ("warning", "2026-04-10T23:00:00Z"),
+        ("warning", "2026-04-10T07:00:00Z"),
         ("breach", "2026-04-13T23:00:00Z"),
         ("liaison_officer", "2026-04-15T23:00:00Z"),
         ("contract_manager", "2026-04-20T23:00:00Z"),
@@ -310,11 +311,12 @@ async fn acknowledging_stops_the_clock_and_reopening_starts_it_again() {
         .expect("acknowledged")
         .into_inner();
     app.read_models_reach(acknowledged.position).await;
-    clock.set(at("2026-04-23T22:59:00Z"));
+    clock.set(at("2026-04-23T06:59:00Z"));
     assert_eq!(app.raise_due().await, 0, "no response warning yet");
     assert!(all_escalations(&app).await.is_empty());
-    // The response warning falls due when Thursday 23 April ends.
-    clock.set(at("2026-04-23T23:00:00Z"));
+    // The response warning falls due at 08:00 UK time on Thursday 23 April, the last working
+    // day before the deadline.
+    clock.set(at("2026-04-23T07:00:00Z"));
     assert_eq!(app.raise_due().await, 1, "the response warning is due");
     let listed = wait_for_count(&app, 1).await;
     assert_eq!(listed[0].deadline, v1::Deadline::StageOneResponse as i32);

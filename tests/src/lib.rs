@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 pub use doorstep_server::auth::client::AuthenticatedChannel;
 
 pub mod requests;
+pub mod smtp;
 pub mod webhook;
 
 /// Every role but `contractor` (which is bound to one contractor and excludes the others): what

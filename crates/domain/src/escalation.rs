@@ -1,11 +1,15 @@
 //! The escalation ladder: who is told, and when, as a Code deadline approaches and passes.
 //!
 //! Each of a complaint's four deadlines (stage 1 and stage 2, acknowledgement and response) has a
-//! ladder of steps. A step is a named level and an offset in working days from the deadline: a
-//! step fires when working day `offset` relative to the deadline has ended, in England. So `-1`
-//! fires when only the deadline day itself is left, `0` when the deadline day has ended without the
-//! step being taken (the breach), and `3` when the step is three working days late. Working days
-//! come from the same [`WorkingDayCalendar`] that set the deadline.
+//! ladder of steps. A step is a named level and an offset in working days from the deadline. A
+//! step on or after the deadline (`offset >= 0`) fires when working day `offset` relative to the
+//! deadline has ended, in England: `0` when the deadline day has ended without the step being
+//! taken (the breach), `3` when the step is three working days late. A step before the deadline
+//! (a warning) fires at the start of its working day, at the policy's warning time (08:00 UK time
+//! unless configured), so it is read that morning: `-1` on the morning of the last working day
+//! before the deadline day, leaving that day and the deadline day to act. (Fired as that day
+//! ended instead, a Monday deadline's warning came out at midnight on Saturday and was read on
+//! the Monday.) Working days come from the same [`WorkingDayCalendar`] that set the deadline.
 //!
 //! An escalation is identified by (complaint, deadline, level, when the deadline's clock started),
 //! so each level is raised at most once per clock, and a reopening, which restarts a clock, raises
@@ -141,6 +145,27 @@ pub struct EscalationPolicy {
     ladders: BTreeMap<Deadline, Vec<LadderStep>>,
     recipients: BTreeMap<EscalationLevel, Vec<EmailAddress>>,
     contractor_recipients: BTreeMap<String, BTreeMap<EscalationLevel, Vec<EmailAddress>>>,
+    /// When, UK time, a step before the deadline fires on the morning of its working day.
+    warning_time: WarningTime,
+}
+
+/// The UK time of day a warning (a step before its deadline) fires on its working day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarningTime(pub NaiveTime);
+
+impl Default for WarningTime {
+    /// 08:00, the start of the working day, so the warning is read that morning.
+    fn default() -> Self {
+        Self(NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN))
+    }
+}
+
+/// Who an escalation message is written for: the landlord's staff, who see the resident's
+/// reference and property address, or a contractor, who never sees a resident's personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Staff,
+    Contractor,
 }
 
 /// Why a policy is refused; names the settings key at fault.
@@ -221,7 +246,40 @@ impl EscalationPolicy {
             ladders,
             recipients,
             contractor_recipients,
+            warning_time: WarningTime::default(),
         })
+    }
+
+    /// The same policy with warnings firing at `time` (UK time) on their working day.
+    #[must_use]
+    pub fn with_warning_time(mut self, time: NaiveTime) -> Self {
+        self.warning_time = WarningTime(time);
+        self
+    }
+
+    /// When, UK time, warnings fire on their working day.
+    pub fn warning_time(&self) -> NaiveTime {
+        self.warning_time.0
+    }
+
+    /// Who `address` is. An address the landlord lists only under `escalation.recipients` is
+    /// staff. An address listed for any contractor (even if also listed as staff), and one the
+    /// policy no longer lists at all (the settings changed after the escalation was raised), is
+    /// written to as a contractor: when in doubt, a message holds less personal data.
+    pub fn audience(&self, address: &str) -> Audience {
+        let same = |known: &EmailAddress| known.as_str().eq_ignore_ascii_case(address.trim());
+        let listed_for_a_contractor = self
+            .contractor_recipients
+            .values()
+            .flat_map(BTreeMap::values)
+            .flatten()
+            .any(same);
+        let listed_as_staff = self.recipients.values().flatten().any(same);
+        if listed_as_staff && !listed_for_a_contractor {
+            Audience::Staff
+        } else {
+            Audience::Contractor
+        }
     }
 
     /// The ladder of one deadline, in firing order.
@@ -272,24 +330,50 @@ pub struct ScheduledStep {
     pub due_at: DateTime<Utc>,
 }
 
-/// When each step of `ladder` falls due for a deadline on `deadline_date`, in firing order.
+/// When each step of `ladder` falls due for a deadline on `deadline_date`, in firing order: a
+/// step before the deadline at `warning_time` (UK time) on the morning of its working day, any
+/// other as its working day ends.
 pub fn ladder_due_times(
     deadline_date: NaiveDate,
     ladder: &[LadderStep],
     calendar: &WorkingDayCalendar,
+    warning_time: NaiveTime,
 ) -> Vec<ScheduledStep> {
     ladder
         .iter()
-        .map(|step| ScheduledStep {
-            level: step.level.clone(),
-            offset_working_days: step.offset_working_days,
-            due_at: end_of_england_day(shift_working_days(
-                calendar,
-                deadline_date,
-                step.offset_working_days,
-            )),
+        .map(|step| {
+            let day = shift_working_days(calendar, deadline_date, step.offset_working_days);
+            ScheduledStep {
+                level: step.level.clone(),
+                offset_working_days: step.offset_working_days,
+                due_at: if step.offset_working_days < 0 {
+                    england_time(day, warning_time)
+                } else {
+                    end_of_england_day(day)
+                },
+            }
         })
         .collect()
+}
+
+/// The instant `time` strikes on `date` in England. A time the clocks skip (between 01:00 and
+/// 02:00 on the last Sunday of March) is taken an hour later; a time they repeat (the last
+/// Sunday of October) is its first occurrence.
+pub fn england_time(date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    let local = date.and_time(time);
+    let london = chrono_tz::Europe::London;
+    london
+        .from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            london
+                .from_local_datetime(&(local + Duration::hours(1)))
+                .earliest()
+        })
+        .map_or_else(
+            || Utc.from_utc_datetime(&local),
+            |at| at.with_timezone(&Utc),
+        )
 }
 
 /// `date` moved `offset` working days later (negative: earlier). Zero gives `date` itself.
@@ -452,24 +536,24 @@ pub fn plan(
     policy: &EscalationPolicy,
     calendar: &WorkingDayCalendar,
 ) -> Vec<PlannedEscalation> {
-    ladder_due_times(clock.due, policy.ladder(clock.deadline), calendar)
-        .into_iter()
-        .map(|step| PlannedEscalation {
-            escalation_id: escalation_id(
-                complaint_id,
-                clock.deadline,
-                &step.level,
-                clock.started_at,
-            ),
-            contractor_id: contractor_id.clone(),
-            deadline: clock.deadline,
-            recipients: policy.recipients(&step.level, contractor_id),
-            level: step.level,
-            deadline_date: clock.due,
-            clock_started_at: clock.started_at,
-            due_at: step.due_at,
-        })
-        .collect()
+    ladder_due_times(
+        clock.due,
+        policy.ladder(clock.deadline),
+        calendar,
+        policy.warning_time(),
+    )
+    .into_iter()
+    .map(|step| PlannedEscalation {
+        escalation_id: escalation_id(complaint_id, clock.deadline, &step.level, clock.started_at),
+        contractor_id: contractor_id.clone(),
+        deadline: clock.deadline,
+        recipients: policy.recipients(&step.level, contractor_id),
+        level: step.level,
+        deadline_date: clock.due,
+        clock_started_at: clock.started_at,
+        due_at: step.due_at,
+    })
+    .collect()
 }
 
 /// The default ladder for every deadline: a warning when one working day is left, the breach,

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use doorstep_domain::complaint::{Command, Complaint};
 use doorstep_domain::escalation::{
-    Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder, end_of_england_day,
-    ladder_due_times, plan, shift_working_days, working_days_late,
+    Audience, Deadline, EscalationLevel, EscalationPolicy, LadderStep, default_ladder,
+    end_of_england_day, ladder_due_times, plan, shift_working_days, working_days_late,
 };
 use doorstep_domain::input::{EmailAddress, Handler, LongText, OptionalText, ShortText};
 use doorstep_domain::{DomainError, Event, ServiceStandard, WorkingDayCalendar, england_date};
@@ -22,6 +22,10 @@ fn level(name: &str) -> EscalationLevel {
 
 fn email(address: &str) -> EmailAddress {
     parsed(EmailAddress::parse("email", address))
+}
+
+fn eight_o_clock() -> NaiveTime {
+    NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_else(|| panic!("08:00 is a time"))
 }
 
 fn default_steps() -> Vec<LadderStep> {
@@ -145,11 +149,16 @@ impl Simulation {
 }
 
 #[test]
-fn due_times_skip_easter_and_fall_at_midnight_in_england() {
+fn due_times_skip_easter_warn_at_eight_and_otherwise_fall_at_midnight_in_england() {
     let calendar = WorkingDayCalendar::england_and_wales();
     // A deadline on Tuesday 7 April 2026: Good Friday (3rd) and Easter Monday (6th) are bank
     // holidays, so the working day before it is Thursday 2 April.
-    let due = ladder_due_times(date("2026-04-07"), &default_steps(), &calendar);
+    let due = ladder_due_times(
+        date("2026-04-07"),
+        &default_steps(),
+        &calendar,
+        eight_o_clock(),
+    );
     let times: Vec<(String, DateTime<Utc>)> = due
         .into_iter()
         .map(|step| (step.level.to_string(), step.due_at))
@@ -157,8 +166,9 @@ fn due_times_skip_easter_and_fall_at_midnight_in_england() {
     assert_eq!(
         times,
         vec![
-            // British Summer Time: midnight in London is 23:00 UTC.
-            ("warning".to_owned(), at("2026-04-02T23:00:00Z")),
+            // British Summer Time: 08:00 in London is 07:00 UTC, midnight is 23:00 UTC. The
+            // warning is on the morning of Thursday 2 April, not as that day ends.
+            ("warning".to_owned(), at("2026-04-02T07:00:00Z")),
             ("breach".to_owned(), at("2026-04-07T23:00:00Z")),
             ("liaison_officer".to_owned(), at("2026-04-09T23:00:00Z")),
             ("contract_manager".to_owned(), at("2026-04-14T23:00:00Z")),
@@ -177,6 +187,89 @@ fn due_times_skip_easter_and_fall_at_midnight_in_england() {
     );
 }
 
+/// When the warning (one working day before) of a deadline on `deadline` comes, at `time`.
+fn warning_for(deadline: &str, time: NaiveTime) -> DateTime<Utc> {
+    let calendar = WorkingDayCalendar::england_and_wales();
+    let due = ladder_due_times(date(deadline), &default_steps(), &calendar, time);
+    due[0].due_at
+}
+
+#[test]
+fn the_warning_comes_on_the_morning_of_the_last_working_day_before_the_deadline_in_uk_time() {
+    // A Monday deadline: the warning is read on the Friday morning, not at midnight on Saturday.
+    assert_eq!(
+        warning_for("2026-12-14", eight_o_clock()),
+        at("2026-12-11T08:00:00Z")
+    );
+    // Across a bank holiday: a deadline on Tuesday 29 December 2026 (Christmas Day, then Boxing
+    // Day observed on Monday 28th) is warned on the morning of Thursday 24 December.
+    assert_eq!(
+        warning_for("2026-12-29", eight_o_clock()),
+        at("2026-12-24T08:00:00Z")
+    );
+    // The clocks go back on Sunday 25 October 2026: the Friday before is still summer time
+    // (08:00 is 07:00 UTC) and the Monday after is winter time (08:00 UTC).
+    assert_eq!(
+        warning_for("2026-10-26", eight_o_clock()),
+        at("2026-10-23T07:00:00Z")
+    );
+    assert_eq!(
+        warning_for("2026-10-27", eight_o_clock()),
+        at("2026-10-26T08:00:00Z")
+    );
+    // The clocks go forward on Sunday 29 March 2026: the Friday before is winter time, the
+    // Monday after summer time.
+    assert_eq!(
+        warning_for("2026-03-30", eight_o_clock()),
+        at("2026-03-27T08:00:00Z")
+    );
+    assert_eq!(
+        warning_for("2026-03-31", eight_o_clock()),
+        at("2026-03-30T07:00:00Z")
+    );
+    // A configured time is UK time too.
+    let half_seven = NaiveTime::from_hms_opt(7, 30, 0).unwrap_or_else(|| panic!("a time"));
+    assert_eq!(
+        warning_for("2026-07-07", half_seven),
+        at("2026-07-06T06:30:00Z")
+    );
+    // The policy's warning time is 08:00 unless it is given another.
+    assert_eq!(policy().warning_time(), eight_o_clock());
+    assert_eq!(
+        policy().with_warning_time(half_seven).warning_time(),
+        half_seven
+    );
+}
+
+#[test]
+fn only_addresses_the_landlord_lists_as_staff_are_written_to_as_staff() {
+    let policy = policy();
+    assert_eq!(policy.audience("liaison@landlord.example"), Audience::Staff);
+    assert_eq!(policy.audience(" Head@Landlord.example "), Audience::Staff);
+    assert_eq!(
+        policy.audience("complaints@acme.example"),
+        Audience::Contractor
+    );
+    // An address the settings no longer list gets the copy with the least personal data.
+    assert_eq!(
+        policy.audience("someone@elsewhere.example"),
+        Audience::Contractor
+    );
+    // Listed both as staff and for a contractor: a contractor's copy.
+    let both = parsed(EscalationPolicy::new(
+        Deadline::ALL
+            .into_iter()
+            .map(|deadline| (deadline, default_steps()))
+            .collect(),
+        BTreeMap::from([(level("breach"), vec![email("shared@acme.example")])]),
+        BTreeMap::from([(
+            "acme-retrofit".to_owned(),
+            BTreeMap::from([(level("warning"), vec![email("shared@acme.example")])]),
+        )]),
+    ));
+    assert_eq!(both.audience("shared@acme.example"), Audience::Contractor);
+}
+
 #[test]
 fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
     // Received on Thursday 2 April 2026, before Easter: acknowledgement due Monday 13 April.
@@ -186,9 +279,9 @@ fn a_complaint_left_alone_climbs_the_whole_ladder_once() {
     assert_eq!(
         simulation.raised_days(),
         vec![
-            // The working day before Monday 13 April is Friday 10 April; it ends at midnight,
-            // which is Saturday 11 April in England.
-            (ack, "warning".to_owned(), date("2026-04-11")),
+            // The working day before Monday 13 April is Friday 10 April: the warning comes at
+            // 08:00 that morning, to be read with two working days left.
+            (ack, "warning".to_owned(), date("2026-04-10")),
             (ack, "breach".to_owned(), date("2026-04-14")),
             (ack, "liaison_officer".to_owned(), date("2026-04-16")),
             (ack, "contract_manager".to_owned(), date("2026-04-21")),
@@ -260,10 +353,11 @@ fn acknowledging_stops_the_clock_extending_moves_it_and_reopening_restarts_it() 
     assert_eq!(
         days,
         vec![
-            (ack, "warning".to_owned(), date("2026-04-11")),
+            (ack, "warning".to_owned(), date("2026-04-10")),
             (ack, "breach".to_owned(), date("2026-04-14")),
-            // The warning for the old date (as 28 April ended) was raised before the extension…
-            (response, "warning".to_owned(), date("2026-04-29")),
+            // The warning for the old date (on the morning of 28 April) was raised before the
+            // extension…
+            (response, "warning".to_owned(), date("2026-04-28")),
             // …and is not raised again for the new one; the breach follows the new date.
             (response, "breach".to_owned(), date("2026-05-08")),
         ]
@@ -402,13 +496,20 @@ proptest! {
             .enumerate()
             .map(|(index, offset)| LadderStep { level: level(&format!("level_{index}")), offset_working_days: offset })
             .collect();
-        let due = ladder_due_times(deadline, &steps, &calendar);
+        let due = ladder_due_times(deadline, &steps, &calendar, eight_o_clock());
         for pair in due.windows(2) {
             prop_assert!(pair[0].due_at < pair[1].due_at);
         }
         for step in &due {
-            // The step fires as a working day ends: the instant before it is in that day.
-            let day = england_date(step.due_at - Duration::seconds(1));
+            // A warning fires at 08:00 UK time on its working day; any other step as its working
+            // day ends, so the instant before it is in that day.
+            let day = if step.offset_working_days < 0 {
+                let local = step.due_at.with_timezone(&chrono_tz::Europe::London);
+                prop_assert_eq!(local.time(), eight_o_clock());
+                local.date_naive()
+            } else {
+                england_date(step.due_at - Duration::seconds(1))
+            };
             prop_assert!(calendar.is_working_day(day));
             prop_assert_eq!(calendar.working_days_between(deadline, day), i64::from(step.offset_working_days));
             if step.offset_working_days >= 0 {

@@ -3,6 +3,8 @@
 //! after the last try. Delivery times are the machine's real time (they are about receivers
 //! coming back), unlike escalations, whose time comes from the service's clock.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,12 +14,17 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use tracing::Instrument as _;
 
+use crate::email::Letter;
 use crate::metrics::{DeliveryOutcome, NotifierMetrics};
 use crate::rounds::run_rounds;
-use crate::{DeliveryError, EmailSender, WebhookSender};
+use crate::{CaseLookup, DeliveryError, EmailSender, WebhookSender};
 
 /// Deliveries claimed per round.
 const BATCH: u32 = 32;
+
+/// How long, on the service's clock, an email waits for levels of its complaint that are due
+/// but not raised yet, so that a backlog goes out as one message.
+const HOLD_FOR_MORE_LEVELS: chrono::Duration = chrono::Duration::minutes(15);
 
 /// How often and how long a delivery is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +55,11 @@ pub struct DeliveryWorker {
     read_model: ReadModel,
     webhook: WebhookSender,
     email: Option<EmailSender>,
+    /// Where an email finds its complaint's details; without it, an email names what the
+    /// escalation itself holds.
+    cases: Option<Arc<dyn CaseLookup>>,
+    /// The service's clock, which the escalation schedule is kept in.
+    schedule_clock: Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>,
     policy: RetryPolicy,
     poll_interval: Duration,
     metrics: NotifierMetrics,
@@ -65,10 +77,57 @@ impl DeliveryWorker {
             read_model,
             webhook,
             email,
+            cases: None,
+            schedule_clock: Arc::new(Utc::now),
             policy,
             poll_interval,
             metrics: NotifierMetrics::new(),
         }
+    }
+
+    /// Emails name the complaint with what `cases` finds: the contractor's name, the standards,
+    /// the handler and, for the landlord's staff, the resident's reference and the property.
+    #[must_use]
+    pub fn with_cases(mut self, cases: Arc<dyn CaseLookup>) -> Self {
+        self.cases = Some(cases);
+        self
+    }
+
+    /// The service's clock, which decides when escalations fall due (tests set it).
+    #[must_use]
+    pub fn with_schedule_clock(
+        mut self,
+        now: Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>,
+    ) -> Self {
+        self.schedule_clock = now;
+        self
+    }
+
+    /// One email: `main` with the `also` deliveries it stands for, written with the complaint's
+    /// details. A failed look-up is a failed try, retried like a relay that is down.
+    async fn send_email(
+        &self,
+        email: &EmailSender,
+        main: &Delivery,
+        also: &[Delivery],
+    ) -> Result<(), DeliveryError> {
+        let case = match (
+            &self.cases,
+            main.body.get("complaint_id").and_then(|id| id.as_str()),
+        ) {
+            (Some(cases), Some(complaint_id)) => cases
+                .case(complaint_id)
+                .await
+                .map_err(|error| DeliveryError::Lookup(doorstep_telemetry::error_chain(&*error)))?,
+            _ => None,
+        };
+        email
+            .send(&Letter {
+                main,
+                also,
+                case: case.as_ref(),
+            })
+            .await
     }
 
     /// Runs until `shutdown` turns true.
@@ -78,7 +137,7 @@ impl DeliveryWorker {
             run_rounds(shutdown, self.poll_interval, move || async move {
                 match worker.deliver_due().await {
                     // A full batch: there may be more waiting.
-                    Ok(claimed) => claimed == BATCH as usize,
+                    Ok(claimed) => claimed >= BATCH as usize,
                     Err(error) => {
                         tracing::error!(error = ?error, "delivery round failed; retrying");
                         false
@@ -89,39 +148,86 @@ impl DeliveryWorker {
         })
     }
 
-    /// One round: claims the due deliveries and tries each at once. Returns how many rows it
-    /// took up: claimed, or set aside because they cannot be read (counted, and logged at error
-    /// once; one bad row must not hold up every other delivery).
+    /// One round: claims the due deliveries and tries each at once. Emails to one recipient
+    /// about one complaint go as one message, at the highest level reached, listing the others
+    /// (a backlog caught up at once); each webhook delivery goes on its own. Returns how many
+    /// rows it took up: claimed, or set aside because they cannot be read (counted, and logged
+    /// at error once; one bad row must not hold up every other delivery).
     pub async fn deliver_due(&self) -> Result<usize, ProjectionError> {
         // A claim outlives every try it covers, so no other worker takes a delivery mid-try.
         let lease = chrono::Duration::from_std(self.policy.timeout * 2 + Duration::from_secs(5))
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let now = Utc::now();
         let rows = self
             .read_model
-            .claim_due_delivery_rows(Utc::now(), lease, BATCH)
+            .claim_due_delivery_rows(now, lease, BATCH)
             .await?;
-        let count = rows.len();
-        let mut claimed = Vec::with_capacity(rows.len());
+        let mut count = rows.len();
+        let mut sends: Vec<Vec<Delivery>> = Vec::new();
+        let mut letters: BTreeMap<(String, String), Vec<Delivery>> = BTreeMap::new();
         for row in rows {
-            match row {
-                Ok(delivery) => claimed.push(delivery),
-                Err(unreadable) => self.set_aside(&unreadable).await?,
+            let delivery = match row {
+                Ok(delivery) => delivery,
+                Err(unreadable) => {
+                    self.set_aside(&unreadable).await?;
+                    continue;
+                }
+            };
+            match (delivery.channel, complaint_of(&delivery)) {
+                (DeliveryChannel::Email, Some(complaint_id)) => letters
+                    .entry((complaint_id, delivery.target.clone()))
+                    .or_default()
+                    .push(delivery),
+                _ => sends.push(vec![delivery]),
             }
         }
+        for ((complaint_id, target), mut letter) in letters {
+            if self.more_levels_coming(&complaint_id, &letter).await? {
+                count -= letter.len();
+                self.release(&letter).await?;
+                continue;
+            }
+            for row in self
+                .read_model
+                .claim_email_companions(&complaint_id, &target, now, lease)
+                .await?
+            {
+                count += 1;
+                match row {
+                    Ok(delivery) => letter.push(delivery),
+                    Err(unreadable) => self.set_aside(&unreadable).await?,
+                }
+            }
+            if self
+                .split_with_another_worker(&complaint_id, &target, &letter, now)
+                .await?
+            {
+                count -= letter.len();
+                self.release(&letter).await?;
+                continue;
+            }
+            sends.push(letter);
+        }
         let mut tries = JoinSet::new();
-        for delivery in claimed {
+        for mut send in sends {
+            // The highest level reached last: the one the message is sent for.
+            send.sort_by_key(level_order);
+            let Some(main) = send.pop() else {
+                continue;
+            };
             let worker = self.clone();
             let span = tracing::info_span!(
                 "notifier.deliver",
-                delivery_id = %delivery.delivery_id,
-                escalation_id = %delivery.escalation_id,
-                channel = delivery.channel.code(),
-                attempt = delivery.attempts.saturating_add(1),
+                delivery_id = %main.delivery_id,
+                escalation_id = %main.escalation_id,
+                channel = main.channel.code(),
+                attempt = main.attempts.saturating_add(1),
+                also = send.len(),
                 outcome = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
             );
             doorstep_telemetry::record_trace_id(&span);
-            tries.spawn(async move { worker.try_once(delivery).await }.instrument(span));
+            tries.spawn(async move { worker.try_once(main, send).await }.instrument(span));
         }
         while let Some(result) = tries.join_next().await {
             match result {
@@ -131,6 +237,64 @@ impl DeliveryWorker {
             }
         }
         Ok(count)
+    }
+
+    /// Whether another worker (a replica, or this process's own loop beside a round run by
+    /// hand) holds some of the emails this letter would stand for. Both give theirs back and
+    /// the next round, by either, takes them all, so the recipient still gets one message;
+    /// only briefly, so that two workers in step can never hold an email back for good.
+    async fn split_with_another_worker(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        letter: &[Delivery],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        if !self.within_hold(letter) {
+            return Ok(false);
+        }
+        let held = self
+            .read_model
+            .leased_email_companions(complaint_id, target, now)
+            .await?;
+        Ok(held > letter.len() as u64)
+    }
+
+    async fn release(&self, letter: &[Delivery]) -> Result<(), ProjectionError> {
+        for delivery in letter {
+            self.read_model
+                .release_delivery(delivery.delivery_id)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the newest delivery of a letter was raised recently enough (on the service's
+    /// clock) for the letter to wait for the rest of its complaint's levels.
+    fn within_hold(&self, letter: &[Delivery]) -> bool {
+        let now = (self.schedule_clock)();
+        letter
+            .iter()
+            .map(|delivery| delivery.created_at)
+            .max()
+            .is_some_and(|created| now - created <= HOLD_FOR_MORE_LEVELS)
+    }
+
+    /// Whether the scheduler is about to raise another level of this complaint (one is due on
+    /// the service's clock and not raised yet): its email waits a round to go with it, rather
+    /// than ahead of it. Only briefly, so that a step that cannot be raised never holds an
+    /// email back for good.
+    async fn more_levels_coming(
+        &self,
+        complaint_id: &str,
+        letter: &[Delivery],
+    ) -> Result<bool, ProjectionError> {
+        if !self.within_hold(letter) {
+            return Ok(false);
+        }
+        self.read_model
+            .has_unraised_due_step(complaint_id, (self.schedule_clock)())
+            .await
     }
 
     async fn set_aside(&self, unreadable: &UnreadableRow) -> Result<(), ProjectionError> {
@@ -157,25 +321,41 @@ impl DeliveryWorker {
         tracing::Span::current().record("outcome", outcome.code());
     }
 
-    async fn try_once(&self, delivery: Delivery) -> Result<(), ProjectionError> {
-        let attempt = delivery.attempts.saturating_add(1);
-        let outcome = match delivery.channel {
-            DeliveryChannel::Webhook => self.webhook.send(&delivery).await,
+    /// One try of `main`, an email also standing for `also`; every delivery it stands for is
+    /// recorded with the outcome.
+    async fn try_once(&self, main: Delivery, also: Vec<Delivery>) -> Result<(), ProjectionError> {
+        let outcome = match main.channel {
+            DeliveryChannel::Webhook => self.webhook.send(&main).await,
             DeliveryChannel::Email => match &self.email {
-                Some(email) => email.send(&delivery).await,
+                Some(email) => self.send_email(email, &main, &also).await,
                 None => Err(DeliveryError::NotConfigured("email".to_owned())),
             },
         };
         let now = Utc::now();
+        for delivery in std::iter::once(&main).chain(&also) {
+            self.record(delivery, &outcome, &main, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        delivery: &Delivery,
+        outcome: &Result<(), DeliveryError>,
+        main: &Delivery,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        let attempt = delivery.attempts.saturating_add(1);
         match outcome {
             Ok(()) => {
-                self.observe(&delivery, DeliveryOutcome::Delivered);
+                self.observe(delivery, DeliveryOutcome::Delivered);
                 tracing::info!(
                     delivery_id = %delivery.delivery_id,
                     escalation_id = %delivery.escalation_id,
                     channel = delivery.channel.code(),
                     target = delivery.target,
                     attempt,
+                    sent_as = %main.delivery_id,
                     "escalation delivered"
                 );
                 self.read_model
@@ -190,7 +370,7 @@ impl DeliveryWorker {
                         .unwrap_or_else(|_| chrono::Duration::hours(1))
                 });
                 self.observe(
-                    &delivery,
+                    delivery,
                     match next {
                         Some(_) => DeliveryOutcome::Failed,
                         None => DeliveryOutcome::DeadLettered,
@@ -219,6 +399,35 @@ impl DeliveryWorker {
             }
         }
     }
+}
+
+/// The complaint an escalation delivery is about, from its body.
+fn complaint_of(delivery: &Delivery) -> Option<String> {
+    delivery
+        .body
+        .get("complaint_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The order levels were reached in: by when they fell due, then by log position.
+fn level_order(delivery: &Delivery) -> (String, i64) {
+    let due = delivery
+        .body
+        .get("due_at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+        .map(|at| {
+            at.with_timezone(&Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        })
+        .unwrap_or_default();
+    let position = delivery
+        .body
+        .get("position")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or_default();
+    (due, position)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! Deliveries are at least once: a receiver may see a delivery again (after a crash between
 //! sending and recording it, or a retry), always with the same delivery id to deduplicate on.
 
+pub mod case;
 pub mod deliveries;
 pub mod email;
 pub mod finding_email;
@@ -21,8 +22,9 @@ pub mod scheduler;
 pub mod signature;
 pub mod webhook;
 
+pub use case::{CaseDetails, CaseLookup};
 pub use deliveries::{DeliveryWorker, RetryPolicy, retry_delay};
-pub use email::EmailSender;
+pub use email::{DEFAULT_CASE_URL_TEMPLATE, EmailSender, Letter};
 pub use findings::FindingEscalationRaiser;
 pub use scheduler::{EscalationRaiser, RaiseOutcome, Scheduler};
 pub use webhook::WebhookSender;
@@ -38,6 +40,8 @@ pub enum DeliveryError {
     Smtp(String),
     #[error("the message cannot be built: {0}")]
     Message(String),
+    #[error("cannot look up the complaint: {0}")]
+    Lookup(String),
     #[error("{0} is no longer configured")]
     NotConfigured(String),
 }

@@ -393,6 +393,24 @@ pub(crate) async fn due(
     Ok(due)
 }
 
+/// Whether a step of `complaint_id`'s ladder is due at `now` and not raised yet (rows set aside
+/// are not due): the scheduler is about to raise it.
+pub(crate) async fn has_unraised_due_step(
+    pool: &AnyPool,
+    complaint_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, ProjectionError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM escalation_schedule WHERE complaint_id = $1 AND due_at <= $2 \
+         AND set_aside_reason IS NULL LIMIT 1",
+    )
+    .bind(complaint_id)
+    .bind(millis(now))
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 fn decode_due(row: &AnyRow, id: &str) -> Result<DueEscalation, ProjectionError> {
     let deadline: String = row.try_get("deadline")?;
     let level: String = row.try_get("level")?;

@@ -14,10 +14,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use doorstep_domain::ServiceStandard;
 use doorstep_domain::WorkingDayCalendar;
-use doorstep_domain::escalation::{EscalationLevel, LadderStep, ladder_due_times};
+use doorstep_domain::escalation::{EscalationLevel, LadderStep, WarningTime, ladder_due_times};
 use doorstep_domain::inspection::{
     InspectionDetails, InspectionEvent, ObservationResult, finding_escalation_id,
 };
@@ -35,6 +35,8 @@ use crate::{ProjectionError, UnreadableRow};
 pub struct FindingLadder {
     pub steps: Vec<LadderStep>,
     pub calendar: WorkingDayCalendar,
+    /// When a step before the due date fires (UK time), as for the Code's deadlines.
+    pub warning_time: NaiveTime,
 }
 
 impl Default for FindingLadder {
@@ -43,6 +45,7 @@ impl Default for FindingLadder {
         Self {
             steps: Vec::new(),
             calendar: WorkingDayCalendar::england_and_wales(),
+            warning_time: WarningTime::default().0,
         }
     }
 }
@@ -413,9 +416,14 @@ async fn next_step(
             .bind(finding_id.to_string())
             .fetch_all(&mut *connection)
             .await?;
-    let step = ladder_due_times(due_date, &ladder.steps, &ladder.calendar)
-        .into_iter()
-        .find(|step| !raised.iter().any(|level| level == step.level.as_str()));
+    let step = ladder_due_times(
+        due_date,
+        &ladder.steps,
+        &ladder.calendar,
+        ladder.warning_time,
+    )
+    .into_iter()
+    .find(|step| !raised.iter().any(|level| level == step.level.as_str()));
     Ok(step.map(|step| ScheduleRow {
         escalation_id: finding_escalation_id(finding_id, &step.level),
         finding_id,

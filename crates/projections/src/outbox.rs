@@ -192,8 +192,71 @@ pub(crate) async fn claim_due(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;
+    lease_each(pool, &candidates, now, lease).await
+}
+
+/// Claims for `lease` every other pending email to `target` about `complaint_id` that no
+/// worker holds, whenever it is due: a backlog caught up at once is sent as one message per
+/// complaint and recipient. A row that cannot be read is returned as such, unclaimed.
+pub(crate) async fn claim_companions(
+    pool: &AnyPool,
+    complaint_id: &str,
+    target: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
+    // Driven from the pending deliveries (few, and indexed by state), each checked against its
+    // escalation by primary key: the escalations table has no index by complaint.
+    let sql = format!(
+        "SELECT CAST(d.delivery_id AS TEXT) AS key, {COLUMNS} FROM escalation_deliveries d \
+         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
+         AND (d.lease_until IS NULL OR d.lease_until <= $2) \
+         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
+         AND e.complaint_id = $3) \
+         ORDER BY d.created_at, d.delivery_id"
+    );
+    let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(target)
+        .bind(millis(now))
+        .bind(complaint_id)
+        .fetch_all(pool)
+        .await?;
+    lease_each(pool, &candidates, now, lease).await
+}
+
+/// How many pending emails to `target` about `complaint_id` some worker holds a lease on at
+/// `now`: more than one worker holds when this exceeds what one of them claimed.
+pub(crate) async fn leased_companions(
+    pool: &AnyPool,
+    complaint_id: &str,
+    target: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, ProjectionError> {
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM escalation_deliveries d \
+         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
+         AND d.lease_until > $2 \
+         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
+         AND e.complaint_id = $3)",
+    )
+    .bind(target)
+    .bind(millis(now))
+    .bind(complaint_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(leased).unwrap_or(0))
+}
+
+/// Leases each candidate row no other worker took meanwhile; returns those it leased, and
+/// those it cannot read (unleased).
+async fn lease_each(
+    pool: &AnyPool,
+    candidates: &[AnyRow],
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
     let mut claimed = Vec::with_capacity(candidates.len());
-    for row in &candidates {
+    for row in candidates {
         let key: String = row.try_get("key")?;
         let delivery = match decode(row) {
             Ok(delivery) => delivery,
@@ -216,6 +279,18 @@ pub(crate) async fn claim_due(
         }
     }
     Ok(claimed)
+}
+
+/// Gives up a claim without trying the delivery: it is due again at once, for any worker.
+pub(crate) async fn release(pool: &AnyPool, delivery_id: Uuid) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE escalation_deliveries SET lease_until = NULL WHERE delivery_id = $1 \
+         AND state = 'PENDING'",
+    )
+    .bind(delivery_id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Sets a pending delivery aside with `reason`: it is never claimed again, and keeps the

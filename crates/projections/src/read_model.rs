@@ -183,6 +183,44 @@ impl ReadModel {
         escalations::get(self.database.pool(), escalation_id).await
     }
 
+    /// Claims the other pending emails to `target` about `complaint_id`, so that one message
+    /// stands for all of them.
+    pub async fn claim_email_companions(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
+        outbox::claim_companions(self.database.pool(), complaint_id, target, now, lease).await
+    }
+
+    /// How many pending emails to `target` about `complaint_id` are held by a worker's lease at
+    /// `now` (this one's included).
+    pub async fn leased_email_companions(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ProjectionError> {
+        outbox::leased_companions(self.database.pool(), complaint_id, target, now).await
+    }
+
+    /// Gives up a claim without trying the delivery.
+    pub async fn release_delivery(&self, delivery_id: uuid::Uuid) -> Result<(), ProjectionError> {
+        outbox::release(self.database.pool(), delivery_id).await
+    }
+
+    /// Whether a step of the complaint's ladder is due at `now` (the service's clock) and not
+    /// raised yet.
+    pub async fn has_unraised_due_step(
+        &self,
+        complaint_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ProjectionError> {
+        escalation_schedule::has_unraised_due_step(self.database.pool(), complaint_id, now).await
+    }
+
     /// Dead-lettered deliveries, oldest first, after (created_at, delivery_id).
     pub async fn dead_letters(
         &self,

@@ -92,7 +92,9 @@ async fn schedule_follows_the_clock_and_rebuilds(backend: TestBackend) {
     // Received Thursday 2 April 2026: acknowledgement due Monday 13 April (Easter between).
     let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
     valid(runner.catch_up().await);
-    assert!(due_at(&read_model, "2026-04-10T12:00:00Z").await.is_empty());
+    // The warning comes at 08:00 UK time (07:00 UTC) on Friday 10 April, and not before.
+    assert!(due_at(&read_model, "2026-04-10T06:59:00Z").await.is_empty());
+    assert_eq!(due_at(&read_model, "2026-04-10T07:00:00Z").await.len(), 1);
     let due = due_at(&read_model, "2026-04-14T08:00:00Z").await;
     // The schedule holds each clock's next step only: the warning, though the breach is due too.
     let levels: Vec<&str> = due.iter().map(|step| step.level.as_str()).collect();
@@ -366,7 +368,106 @@ async fn deliveries_are_retried_dead_lettered_and_retried_again(backend: TestBac
     backend.close().await;
 }
 
+/// A backlog's emails to one recipient about one complaint are claimed together, and the
+/// notifier can tell that more of the complaint's levels are due and not raised yet.
+async fn one_complaints_emails_to_one_recipient_are_claimed_together(backend: TestBackend) {
+    let (runner, read_model, database) = backend.projections().await;
+    let runner = runner.with_escalations(planner());
+    let mut complaint = ComplaintWriter::log(&backend, at("2026-04-02T09:00:00Z")).await;
+    valid(runner.catch_up().await);
+    let id = complaint.id.to_string();
+    // The warning is due at 08:00 on Friday 10 April; on Thursday 16 April every level up to
+    // the liaison officer is.
+    assert!(!valid(
+        read_model
+            .has_unraised_due_step(&id, at("2026-04-10T06:59:00Z"))
+            .await
+    ));
+    assert!(valid(
+        read_model
+            .has_unraised_due_step(&id, at("2026-04-16T08:00:00Z"))
+            .await
+    ));
+    let team = valid(EmailAddress::parse("e", "team@landlord.example"));
+    for mut step in planned(&complaint).into_iter().take(3) {
+        step.recipients = vec![team.clone()];
+        raise(&mut complaint, &backend, step, at("2026-04-16T08:00:00Z")).await;
+    }
+    valid(runner.catch_up().await);
+    // The next step, the contract manager, is not due until Monday 20 April ends.
+    assert!(!valid(
+        read_model
+            .has_unraised_due_step(&id, at("2026-04-16T08:00:00Z"))
+            .await
+    ));
+    let lease = Duration::seconds(30);
+    let now = at("2026-04-16T08:00:01Z");
+    let together: Vec<_> = valid(
+        read_model
+            .claim_email_companions(&id, "team@landlord.example", now, lease)
+            .await,
+    )
+    .into_iter()
+    .map(|row| valid(row.map_err(|unreadable| unreadable.reason)))
+    .collect();
+    let mut levels: Vec<String> = together
+        .iter()
+        .map(|delivery| {
+            delivery.body["level"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    levels.sort();
+    assert_eq!(levels, vec!["breach", "liaison_officer", "warning"]);
+    // Held by this claim: nobody else takes them, until one is given back.
+    assert!(
+        valid(
+            read_model
+                .claim_email_companions(&id, "team@landlord.example", now, lease)
+                .await
+        )
+        .is_empty()
+    );
+    assert!(
+        valid(
+            read_model
+                .claim_email_companions(&id, "liaison@landlord.example", now, lease)
+                .await
+        )
+        .is_empty(),
+        "nothing else is owed to another recipient"
+    );
+    assert_eq!(
+        valid(
+            read_model
+                .leased_email_companions(&id, "team@landlord.example", now)
+                .await
+        ),
+        3
+    );
+    valid(read_model.release_delivery(together[0].delivery_id).await);
+    assert_eq!(
+        valid(
+            read_model
+                .leased_email_companions(&id, "team@landlord.example", now)
+                .await
+        ),
+        2
+    );
+    let again = valid(
+        read_model
+            .claim_email_companions(&id, "team@landlord.example", now, lease)
+            .await,
+    );
+    assert_eq!(again.len(), 1);
+    database.close().await;
+    backend.close().await;
+}
+
 on_every_backend!(
     schedule_follows_the_clock_and_rebuilds,
-    deliveries_are_retried_dead_lettered_and_retried_again
+    deliveries_are_retried_dead_lettered_and_retried_again,
+    one_complaints_emails_to_one_recipient_are_claimed_together
 );

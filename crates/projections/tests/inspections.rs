@@ -47,6 +47,7 @@ fn ladder() -> FindingLadder {
             },
         ],
         calendar: WorkingDayCalendar::england_and_wales(),
+        warning_time: FindingLadder::default().warning_time,
     }
 }
 
@@ -384,9 +385,14 @@ async fn read_models_follow_the_replayed_aggregates(backend: TestBackend) {
     let mut expected_due = Vec::new();
     for inspection in &states {
         for finding in inspection.findings.iter().filter(|f| f.is_open()) {
-            if let Some(step) = ladder_due_times(finding.due_date, &ladder().steps, &calendar)
-                .into_iter()
-                .find(|step| !finding.escalated_levels.contains(&step.level))
+            if let Some(step) = ladder_due_times(
+                finding.due_date,
+                &ladder().steps,
+                &calendar,
+                ladder().warning_time,
+            )
+            .into_iter()
+            .find(|step| !finding.escalated_levels.contains(&step.level))
             {
                 expected_due.push((
                     finding_escalation_id(finding.finding_id, &step.level),

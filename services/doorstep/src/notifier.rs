@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::complaint_log::ComplaintLog;
 use crate::error::ApiError;
+use crate::privacy::{Personal, ResidentVault};
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use doorstep_commands::{CommandOrigin, IdPolicy, Refusal};
@@ -15,7 +16,8 @@ use doorstep_domain::escalation::{EscalationPolicy, PlannedEscalation, escalatio
 use doorstep_domain::input::ComplaintId;
 use doorstep_domain::{DomainError, WorkingDayCalendar};
 use doorstep_notifier::{
-    DeliveryWorker, EmailSender, EscalationRaiser, RaiseOutcome, Scheduler, WebhookSender,
+    CaseDetails, CaseLookup, DeliveryWorker, EmailSender, EscalationRaiser, RaiseOutcome,
+    Scheduler, WebhookSender,
 };
 use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModel};
 
@@ -30,6 +32,7 @@ pub fn finding_ladder(
     Ok(doorstep_projections::FindingLadder {
         steps: settings.inspections.ladder()?,
         calendar,
+        warning_time: settings.escalation.policy()?.warning_time(),
     })
 }
 
@@ -153,6 +156,81 @@ impl EscalationRaiser for ComplaintEscalations {
     }
 }
 
+/// A complaint's details for its escalation emails, from its stream, the vault (the property's
+/// address, sealed at intake) and the contractor registry.
+pub struct ComplaintCases {
+    log: ComplaintLog,
+    vault: Arc<ResidentVault>,
+    read_model: ReadModel,
+}
+
+impl ComplaintCases {
+    pub fn new(log: ComplaintLog, vault: Arc<ResidentVault>, read_model: ReadModel) -> Self {
+        Self {
+            log,
+            vault,
+            read_model,
+        }
+    }
+
+    async fn find(&self, complaint_id: &str) -> Result<Option<CaseDetails>, ApiError> {
+        let complaint_id = ComplaintId::parse("complaint_id", complaint_id)?;
+        let loaded = self.log.load(&complaint_id).await?;
+        let Some(complaint) = loaded.state.as_ref() else {
+            return Ok(None);
+        };
+        let intake = loaded
+            .events
+            .iter()
+            .find(|(recorded, _)| recorded.event_type == "ComplaintReceived");
+        let property_address = match intake {
+            Some((recorded, _)) => match self
+                .vault
+                .open(&recorded.payload)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                Personal::Opened(personal) => Some(personal.address),
+                Personal::Plain => Some(complaint.property.address.as_str().to_owned()),
+                Personal::Erased => None,
+            },
+            None => None,
+        };
+        let contractor = self
+            .read_model
+            .contractor(complaint.contractor_id.as_str())
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(Some(CaseDetails {
+            contractor_name: contractor.as_ref().map(|row| row.legal_name.clone()),
+            contractor_trading_names: contractor.map(|row| row.trading_names).unwrap_or_default(),
+            standards: complaint
+                .standards
+                .iter()
+                .map(|standard| standard.label().to_owned())
+                .collect(),
+            received_at: Some(complaint.received_at),
+            handler: complaint
+                .current_stage()
+                .handler
+                .as_ref()
+                .map(|handler| handler.as_str().to_owned()),
+            resident_reference: complaint.resident.reference.as_str().to_owned(),
+            property_address,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl CaseLookup for ComplaintCases {
+    async fn case(
+        &self,
+        complaint_id: &str,
+    ) -> Result<Option<CaseDetails>, Box<dyn std::error::Error + Send + Sync>> {
+        self.find(complaint_id).await.map_err(Into::into)
+    }
+}
+
 /// The scheduler and the delivery worker, ready to spawn; a clone runs the same rounds on demand
 /// (`scheduler.raise_due()`, `deliveries.deliver_due()`), which is how tests drive them.
 #[derive(Clone)]
@@ -169,6 +247,7 @@ impl Notifier {
         calendar: WorkingDayCalendar,
         read_model: ReadModel,
         clock: Arc<dyn Clock>,
+        cases: Arc<ComplaintCases>,
     ) -> Result<Self, doorstep_notifier::DeliveryError> {
         let notifier = &settings.notifier;
         let poll_interval = Duration::from_millis(notifier.poll_interval_ms);
@@ -183,14 +262,10 @@ impl Notifier {
             ),
             policy.clone(),
         ));
-        let raiser = Arc::new(ComplaintEscalations::new(log, policy));
-        let scheduler = Scheduler::new(
-            read_model.clone(),
-            raiser,
-            Arc::new(move || clock.now()),
-            poll_interval,
-        )
-        .with_findings(findings);
+        let raiser = Arc::new(ComplaintEscalations::new(log, policy.clone()));
+        let now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync> = Arc::new(move || clock.now());
+        let scheduler = Scheduler::new(read_model.clone(), raiser, now.clone(), poll_interval)
+            .with_findings(findings);
         let webhook = WebhookSender::new(
             notifier
                 .webhooks
@@ -209,6 +284,11 @@ impl Notifier {
                     timeout,
                     calendar.clone(),
                 )
+                .map(|sender| {
+                    sender
+                        .with_policy(policy.clone())
+                        .with_case_url_template(&notifier.case_url_template)
+                })
             })
             .transpose()?;
         let deliveries = DeliveryWorker::new(
@@ -217,7 +297,9 @@ impl Notifier {
             email,
             notifier.retry_policy(),
             poll_interval,
-        );
+        )
+        .with_cases(cases)
+        .with_schedule_clock(now);
         Ok(Self {
             scheduler,
             deliveries,

@@ -278,6 +278,9 @@ pub struct EscalationSettings {
     pub recipients: BTreeMap<String, Vec<String>>,
     /// Extra addresses per contractor id and level, e.g. the contractor's own complaints lead.
     pub contractor_recipients: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// When a step before its deadline (a warning) fires on the morning of its working day, as
+    /// `HH:MM` in UK time (Europe/London, summer time included). Default `08:00`.
+    pub warning_time: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +300,7 @@ impl Default for EscalationSettings {
                 .collect(),
             recipients: BTreeMap::new(),
             contractor_recipients: BTreeMap::new(),
+            warning_time: "08:00".to_owned(),
         }
     }
 }
@@ -372,7 +376,16 @@ impl EscalationSettings {
             }
             contractor_recipients.insert(contractor.clone(), per_level);
         }
+        let warning_time = chrono::NaiveTime::parse_from_str(self.warning_time.trim(), "%H:%M")
+            .map_err(|_| {
+                format!(
+                    "escalation.warning_time: `{}` is not a time of day; use HH:MM in UK time, \
+                     e.g. 08:00",
+                    self.warning_time
+                )
+            })?;
         EscalationPolicy::new(ladders, recipients, contractor_recipients)
+            .map(|policy| policy.with_warning_time(warning_time))
             .map_err(|error| error.to_string())
     }
 }
@@ -474,6 +487,9 @@ pub struct NotifierSettings {
     pub max_backoff_ms: u64,
     /// How long one HTTP or SMTP attempt may take.
     pub timeout_ms: u64,
+    /// The link an escalation email gives to its complaint's case page: `{complaint_id}` is
+    /// replaced by the complaint's id.
+    pub case_url_template: String,
 }
 
 impl Default for NotifierSettings {
@@ -488,6 +504,7 @@ impl Default for NotifierSettings {
             initial_backoff_ms: 5_000,
             max_backoff_ms: 3_600_000,
             timeout_ms: 10_000,
+            case_url_template: doorstep_notifier::DEFAULT_CASE_URL_TEMPLATE.to_owned(),
         }
     }
 }
@@ -568,6 +585,16 @@ impl NotifierSettings {
                     "notifier.webhooks[{index}].secret must be at least 16 characters"
                 ));
             }
+        }
+        let template = self.case_url_template.trim();
+        if !(template.starts_with("https://") || template.starts_with("http://"))
+            || !template.contains("{complaint_id}")
+        {
+            return Err(
+                "notifier.case_url_template must be an http:// or https:// URL holding \
+                 {complaint_id}, e.g. https://doorstep.landlord.example/complaints/{complaint_id}"
+                    .to_owned(),
+            );
         }
         if let Some(email) = &self.email {
             if email.smtp_host.trim().is_empty() {
@@ -929,6 +956,21 @@ mod tests {
 
     #[test]
     fn escalation_settings_name_the_key_at_fault() {
+        let mut escalation = EscalationSettings {
+            warning_time: "8 o'clock".to_owned(),
+            ..EscalationSettings::default()
+        };
+        assert!(
+            escalation
+                .policy()
+                .err()
+                .is_some_and(|error| error.starts_with("escalation.warning_time: `8 o'clock`"))
+        );
+        escalation.warning_time = "07:30".to_owned();
+        assert_eq!(
+            escalation.policy().map(|policy| policy.warning_time()),
+            Ok(chrono::NaiveTime::from_hms_opt(7, 30, 0).unwrap_or_default())
+        );
         let mut escalation = EscalationSettings::default();
         escalation
             .recipients
@@ -974,6 +1016,15 @@ mod tests {
             notifier
                 .validate()
                 .is_err_and(|e| e.contains("webhooks[1].url is listed twice"))
+        );
+        let notifier = NotifierSettings {
+            case_url_template: "https://doorstep.example/complaints/".to_owned(),
+            ..NotifierSettings::default()
+        };
+        assert!(
+            notifier
+                .validate()
+                .is_err_and(|e| e.starts_with("notifier.case_url_template"))
         );
         let defaults = Settings::load_with_environment(None, Some(config::Map::new()))
             .unwrap_or_else(|error| panic!("{error}"));

@@ -37,7 +37,7 @@ use crate::contractors::{AuditWindow, ContractorApi};
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
 use crate::inspections::{InspectionApi, InspectionRules};
-use crate::notifier::Notifier;
+use crate::notifier::{ComplaintCases, Notifier};
 use crate::observability::calendar::CalendarCoverage;
 use crate::observability::gauges::GaugeSampler;
 use crate::observability::health::HealthMonitor;
@@ -402,20 +402,18 @@ impl Storage {
 }
 
 impl ApiServices {
-    /// The API's services. Opening the resident key vault takes the server's lease on the
-    /// database, so a master key rotation cannot run beside this server.
-    async fn build(
+    /// The API's services, with the resident key vault the server opened.
+    fn build(
         settings: &Settings,
         storage: &Storage,
         calendar: &Arc<WorkingDayCalendar>,
         clock: Arc<dyn Clock>,
         subscriptions_stopped: watch::Receiver<bool>,
-    ) -> Result<Self, StartupError> {
+        vault: Arc<ResidentVault>,
+    ) -> Self {
         let store = &storage.shared_store;
         let read_model = &storage.read_model;
-        let vault =
-            Arc::new(ResidentVault::load(&settings.privacy, storage.store.resident_keys()).await?);
-        Ok(Self {
+        Self {
             complaints: ComplaintApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
@@ -446,7 +444,7 @@ impl ApiServices {
             ),
             visits: VisitApi::new(store.clone(), clock),
             events: EventApi::new(store.clone(), subscriptions_stopped),
-        })
+        }
     }
 
     /// Adds every service to the server, or none on a replica that does not serve the API, each
@@ -513,6 +511,7 @@ fn notifier(
     policy: EscalationPolicy,
     calendar: &Arc<WorkingDayCalendar>,
     clock: Arc<dyn Clock>,
+    vault: Arc<ResidentVault>,
 ) -> Result<Option<Notifier>, StartupError> {
     if !settings.server.role.runs_notifier() {
         return Ok(None);
@@ -524,6 +523,11 @@ fn notifier(
         calendar.as_ref().clone(),
         storage.read_model.clone(),
         clock,
+        Arc::new(ComplaintCases::new(
+            storage.complaint_log(settings, calendar),
+            vault,
+            storage.read_model.clone(),
+        )),
     )?))
 }
 
@@ -569,7 +573,18 @@ impl Application {
         let calendar = Arc::new(calendar(&settings)?);
         let calendar_coverage = CalendarCoverage::watch(&calendar, clock.clone());
         let storage = Storage::open(&settings, policy.clone(), &calendar).await?;
-        let notifier = notifier(&settings, &storage, policy, &calendar, clock.clone())?;
+        // Opening the vault takes the server's lease on the database, so a master key rotation
+        // cannot run beside this server; the API and the notifier's emails share it.
+        let vault =
+            Arc::new(ResidentVault::load(&settings.privacy, storage.store.resident_keys()).await?);
+        let notifier = notifier(
+            &settings,
+            &storage,
+            policy,
+            &calendar,
+            clock.clone(),
+            vault.clone(),
+        )?;
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
         let api = ApiServices::build(
             &settings,
@@ -577,8 +592,8 @@ impl Application {
             &calendar,
             clock.clone(),
             subscriptions_stopped,
-        )
-        .await?;
+            vault,
+        );
         let gauges = Arc::new(
             GaugeSampler::new(storage.shared_store.clone(), storage.read_model.clone())
                 .with_audit_window(AuditWindow {
