@@ -50,6 +50,127 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
+}
+
+/// The default port of the web console.
+pub const DEFAULT_CONSOLE_PORT: u16 = 8080;
+
+/// The web console (`services/doorstep/src/console`): HTML pages for managers, liaison officers
+/// and contractors, on a port of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// Loopback by default, as the API is.
+    pub host: IpAddr,
+    /// 0 picks a free port (tests do this).
+    pub port: u16,
+    /// Where people reach the console, without a trailing slash: the base of links in emails and
+    /// of the OpenID Connect redirect URI (`{public_url}/auth/callback`). Cookies are `Secure`
+    /// when it is `https://`.
+    pub public_url: String,
+    /// Homes owned, the denominator of CH01; 0 leaves CH01 out of the programme page.
+    pub homes: u64,
+    /// A session unused for this long ends.
+    pub idle_minutes: u32,
+    /// A session ends this long after sign-in, however much it is used.
+    pub absolute_hours: u32,
+    /// Sign-in through an OpenID Connect provider; absent: API-key sign-in only.
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_CONSOLE_PORT,
+            public_url: format!("http://127.0.0.1:{DEFAULT_CONSOLE_PORT}"),
+            homes: 0,
+            idle_minutes: 30,
+            absolute_hours: 12,
+            oidc: None,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// `public_url` without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The case page of a complaint, for links in escalation emails.
+    pub fn complaint_url(&self, complaint_id: &str) -> String {
+        format!("{}/complaints/{complaint_id}", self.base_url())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.public_url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("console.public_url must be an http:// or https:// URL".to_owned());
+        }
+        if self.idle_minutes == 0 || self.absolute_hours == 0 {
+            return Err(
+                "console.idle_minutes and console.absolute_hours must be at least 1".to_owned(),
+            );
+        }
+        if let Some(oidc) = &self.oidc {
+            if oidc.issuer_url.trim().is_empty() || oidc.client_id.trim().is_empty() {
+                return Err("console.oidc needs issuer_url and client_id".to_owned());
+            }
+            for (claim_value, role) in &oidc.role_map {
+                if !crate::auth::Role::ALL
+                    .iter()
+                    .any(|known| known.as_str() == role)
+                {
+                    return Err(format!(
+                        "console.oidc.role_map.{claim_value}: `{role}` is not a role; use intake, \
+                         officer, manager, contractor, admin or auditor"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// OpenID Connect sign-in (authorization code with PKCE), e.g. Microsoft Entra ID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer, whose `/.well-known/openid-configuration` is read at start.
+    pub issuer_url: String,
+    pub client_id: String,
+    /// Absent for a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim (in the ID token, else userinfo) holding the user's roles or groups: a string
+    /// or an array of strings.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Claim value → Doorstep role name; a value that is already a role name maps to itself.
+    #[serde(default)]
+    pub role_map: BTreeMap<String, String>,
+    /// The claim holding a contractor user's contractor id.
+    #[serde(default = "default_contractor_claim")]
+    pub contractor_claim: String,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".to_owned(), "profile".to_owned()]
+}
+
+fn default_roles_claim() -> String {
+    "doorstep_roles".to_owned()
+}
+
+fn default_contractor_claim() -> String {
+    "doorstep_contractor_id".to_owned()
 }
 
 /// The default port of the Prometheus scrape endpoint (OpenTelemetry's convention).
@@ -649,6 +770,10 @@ impl Settings {
             metrics: MetricsSettings {
                 port: 0,
                 ..MetricsSettings::default()
+            },
+            console: ConsoleSettings {
+                port: 0,
+                ..ConsoleSettings::default()
             },
         }
     }

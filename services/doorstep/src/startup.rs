@@ -113,6 +113,8 @@ pub enum StartupError {
     },
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    #[error("cannot start the web console")]
+    Console(#[from] crate::console::ConsoleSetupError),
     #[error("cannot set up the notifier's deliveries")]
     Notifier(#[from] doorstep_notifier::DeliveryError),
 }
@@ -144,6 +146,8 @@ pub struct Application {
     max_message_bytes: usize,
     stop_subscriptions: watch::Sender<bool>,
     shutdown_grace: Duration,
+    /// The web console, on its own port (roles that serve the API, when enabled).
+    console: Option<crate::console::Console>,
 }
 
 /// The databases, and the runner that keeps the read models following the log.
@@ -157,13 +161,14 @@ struct Storage {
 }
 
 /// The gRPC services of the API (a notifier-only replica serves none of them).
+/// The services are shared (`Arc`) with the console, which calls them in-process.
 struct ApiServices {
-    complaints: ComplaintApi,
-    contractors: ContractorApi,
+    complaints: Arc<ComplaintApi>,
+    contractors: Arc<ContractorApi>,
     visits: VisitApi,
-    performance: PerformanceApi,
+    performance: Arc<PerformanceApi>,
     events: EventApi,
-    escalations: EscalationApi,
+    escalations: Arc<EscalationApi>,
 }
 
 /// Creates or upgrades every table the settings' database needs: the event log and the read
@@ -388,26 +393,40 @@ impl ApiServices {
         let vault =
             Arc::new(ResidentVault::load(&settings.privacy, storage.store.resident_keys()).await?);
         Ok(Self {
-            complaints: ComplaintApi::new(
+            complaints: Arc::new(ComplaintApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 vault,
-            ),
-            contractors: ContractorApi::new(store.clone(), read_model.clone(), clock.clone()),
-            performance: PerformanceApi::new(
+            )),
+            contractors: Arc::new(ContractorApi::new(
+                store.clone(),
+                read_model.clone(),
+                clock.clone(),
+            )),
+            performance: Arc::new(PerformanceApi::new(
                 read_model.clone(),
                 settings.report.extensions_count_as_within_code,
-            ),
-            escalations: EscalationApi::new(
+            )),
+            escalations: Arc::new(EscalationApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 subscriptions_stopped.clone(),
-            ),
+            )),
             visits: VisitApi::new(store.clone(), clock),
             events: EventApi::new(store.clone(), subscriptions_stopped),
         })
+    }
+
+    /// The services the console calls in-process.
+    fn for_console(&self) -> crate::console::Services {
+        crate::console::Services {
+            complaints: self.complaints.clone(),
+            contractors: self.contractors.clone(),
+            performance: self.performance.clone(),
+            escalations: self.escalations.clone(),
+        }
     }
 
     /// Adds every service to the server, or none on a replica that does not serve the API, each
@@ -419,11 +438,12 @@ impl ApiServices {
         router
             .add_optional_service(api(
                 serves_api,
-                ComplaintServiceServer::new(self.complaints).max_decoding_message_size(limit),
+                ComplaintServiceServer::from_arc(self.complaints).max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
-                ContractorServiceServer::new(self.contractors).max_decoding_message_size(limit),
+                ContractorServiceServer::from_arc(self.contractors)
+                    .max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
@@ -431,7 +451,8 @@ impl ApiServices {
             ))
             .add_optional_service(api(
                 serves_api,
-                PerformanceServiceServer::new(self.performance).max_decoding_message_size(limit),
+                PerformanceServiceServer::from_arc(self.performance)
+                    .max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
@@ -439,7 +460,8 @@ impl ApiServices {
             ))
             .add_optional_service(api(
                 serves_api,
-                EscalationServiceServer::new(self.escalations).max_decoding_message_size(limit),
+                EscalationServiceServer::from_arc(self.escalations)
+                    .max_decoding_message_size(limit),
             ))
     }
 }
@@ -489,6 +511,40 @@ async fn metrics_endpoint(settings: &Settings) -> Result<Option<MetricsEndpoint>
     Ok(Some(endpoint))
 }
 
+/// The web console, bound to its port, for roles that serve the API when it is enabled.
+async fn console(
+    settings: &Settings,
+    storage: &Storage,
+    api: &ApiServices,
+    authenticator: &Arc<Authenticator>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<crate::console::Console>, StartupError> {
+    if !settings.console.enabled || !settings.server.role.serves_api() {
+        return Ok(None);
+    }
+    settings
+        .console
+        .validate()
+        .map_err(StartupError::Settings)?;
+    let console = crate::console::Console::bind(
+        &settings.console,
+        crate::console::ConsoleParts {
+            services: api.for_console(),
+            read_model: storage.read_model.clone(),
+            authenticator: authenticator.clone(),
+            sessions: storage.store.console_sessions(),
+            clock,
+        },
+    )
+    .await?;
+    tracing::info!(
+        address = %console.address(),
+        "console listening on http://{}",
+        console.address()
+    );
+    Ok(Some(console))
+}
+
 /// Binds the gRPC port; returns the listener and the port it got (port 0 asks for any).
 async fn listen(settings: &Settings) -> Result<(TcpListener, u16), StartupError> {
     let address = SocketAddr::new(settings.server.host, settings.server.port);
@@ -522,6 +578,7 @@ impl Application {
         let storage = Storage::open(&settings, policy.clone(), &calendar).await?;
         let notifier = notifier(&settings, &storage, policy, &calendar, clock.clone())?;
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
+        let clock_for_console = clock.clone();
         let api = ApiServices::build(&settings, &storage, &calendar, clock, subscriptions_stopped)
             .await?;
         let gauges = Arc::new(GaugeSampler::new(
@@ -529,6 +586,7 @@ impl Application {
             storage.read_model.clone(),
         ));
         let metrics_endpoint = metrics_endpoint(&settings).await?;
+        let console = console(&settings, &storage, &api, &authenticator, clock_for_console).await?;
         let (listener, port) = listen(&settings).await?;
         let role = settings.server.role;
         tracing::info!(
@@ -553,7 +611,13 @@ impl Application {
             max_message_bytes: settings.limits.max_message_bytes,
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
+            console,
         })
+    }
+
+    /// Where the web console listens, when this server runs it.
+    pub fn console_address(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(crate::console::Console::address)
     }
 
     /// The port the server listens on (useful when the settings asked for port 0).
@@ -600,6 +664,12 @@ impl Application {
         let health_monitor = RunningHealthMonitor::start(health_monitor);
         let metrics = MetricsTasks::start(self.gauges, self.metrics_endpoint);
         let (drain_started, drain_signal) = watch::channel(false);
+        let console = self.console.map(|console| {
+            let mut draining = drain_signal.clone();
+            tokio::spawn(console.serve(async move {
+                let _ = draining.wait_for(|started| *started).await;
+            }))
+        });
         let graceful = drain_on(
             shutdown,
             health_monitor,
@@ -626,6 +696,17 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
         let result = serve_with_grace(server.as_mut(), drain_signal, self.shutdown_grace).await;
+        if let Some(console) = console {
+            // Pages in flight have had the grace period with the gRPC calls; cut off the rest.
+            if tokio::time::timeout(self.shutdown_grace, console)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "console requests still running after the grace period were cut off"
+                );
+            }
+        }
 
         metrics.abort();
         background.stop().await;
