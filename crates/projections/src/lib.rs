@@ -45,7 +45,8 @@ pub use handling_counters::HandlingSummary;
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
-    ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
+    ContractorFigures, ContractorTotals, MonthlyBreaches, StandardDelta, StandardFigures,
+    finding_change, is_breach,
 };
 pub use read_model::ReadModel;
 pub use runner::ProjectionRunner;

@@ -22,6 +22,10 @@ pub enum ConsoleError {
     Conflict(String),
     #[error("unavailable")]
     Unavailable,
+    #[error("the sign-in did not complete")]
+    SignInFailed,
+    #[error("the signed-in user has no Doorstep role")]
+    NoRole,
     #[error("internal error")]
     Internal,
 }
@@ -60,6 +64,20 @@ impl IntoResponse for ConsoleError {
                 message.clone(),
             ),
             Self::Conflict(message) => (StatusCode::CONFLICT, "Changed meanwhile", message.clone()),
+            Self::SignInFailed => (
+                StatusCode::UNAUTHORIZED,
+                "Sign-in did not complete",
+                "Your organisation's sign-in did not complete or took too long. Start again from \
+                 the sign-in page."
+                    .to_owned(),
+            ),
+            Self::NoRole => (
+                StatusCode::FORBIDDEN,
+                "No access to Doorstep",
+                "You are signed in with your organisation, but your account has no Doorstep role. \
+                 Ask your administrator to add you to a Doorstep group."
+                    .to_owned(),
+            ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again shortly",

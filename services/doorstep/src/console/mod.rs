@@ -164,6 +164,24 @@ fn router(state: Shared) -> Router {
             "/programme/complaint-handling.csv",
             get(pages::programme::handling_csv),
         )
+        .route("/contractors", get(pages::contractor::index))
+        .route("/contractors/mine", get(pages::contractor::mine))
+        .route("/contractors/{contractor_id}", get(pages::contractor::page))
+        .route("/complaints", get(pages::complaints::list))
+        .route("/complaints/{complaint_id}", get(pages::complaints::case))
+        .route("/escalations", get(pages::escalations::page))
+        .route(
+            "/escalations/{escalation_id}/acknowledge",
+            post(pages::escalations::acknowledge),
+        )
+        .route(
+            "/dead-letters/retry-all",
+            post(pages::escalations::retry_all),
+        )
+        .route(
+            "/dead-letters/{delivery_id}/retry",
+            post(pages::escalations::retry),
+        )
         .fallback(not_found)
         .layer(axum::middleware::map_response(protective_headers))
         .with_state(state)

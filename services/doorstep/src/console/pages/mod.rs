@@ -1,6 +1,10 @@
 //! The console's pages, one module each.
 
+pub mod complaints;
+pub mod contractor;
+pub mod escalations;
 pub mod programme;
+mod words;
 
 use maud::Markup;
 

@@ -29,14 +29,14 @@ pub struct Period {
 }
 
 /// The period asked for, with defaults filled in.
-struct Chosen {
-    from: String,
-    to: String,
-    min_visits: u64,
+pub struct Chosen {
+    pub from: String,
+    pub to: String,
+    pub min_visits: u64,
 }
 
 impl Chosen {
-    fn of(period: &Period, state: &ConsoleState) -> Self {
+    pub fn of(period: &Period, state: &ConsoleState) -> Self {
         let to_default = this_month(state.clock.as_ref());
         let chosen = |value: &Option<String>| {
             value
