@@ -24,19 +24,16 @@ use std::time::Duration;
 
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use doorstep_api::v1;
+use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
-use doorstep_server::auth::Role;
-use doorstep_server::auth::api_keys;
 use doorstep_server::clock::SystemClock;
-use doorstep_server::settings::OidcSettings;
 use doorstep_tests::requests;
-use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_tests::{
-    TestApp, contractor_profile, gate_left_open, notify_on_test_rounds, spawn_app_with,
+    TestApp, console_oidc, contractor_profile, free_port, gate_left_open, notify_on_test_rounds,
+    spawn_app_with,
 };
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::process::Command;
@@ -170,15 +167,6 @@ fn start_provider(work: &Path, console_url: &str) -> Provider {
         .expect("the provider printed its issuer URL")
         .to_owned();
     Provider { child, issuer }
-}
-
-/// A free port for the console: the provider must know the console's redirect URI before the
-/// console starts, and the console reads the provider's discovery document when it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The months the pages and the API are asked about: the last twelve, this one included.
@@ -350,11 +338,7 @@ fn status_name(status: v1::FunnelStatus) -> String {
 
 fn rate_values(rate: Option<&v1::Rate>) -> [Value; 3] {
     match rate {
-        Some(rate) if rate.defined => [
-            json!(rate.value),
-            json!(rate.lower),
-            json!(rate.upper),
-        ],
+        Some(rate) if rate.defined => [json!(rate.value), json!(rate.lower), json!(rate.upper)],
         _ => [Value::Null, Value::Null, Value::Null],
     }
 }
@@ -481,33 +465,26 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
     let provider = start_provider(work.path(), &console_url);
 
     let issuer = provider.issuer.clone();
-    let public_url = console_url.clone();
     let app = spawn_app_with(
         move |settings, _| {
             notify_on_test_rounds(settings, "contract_manager");
-            settings.console.enabled = true;
-            settings.console.port = console_port;
-            settings.console.public_url = public_url;
-            settings.console.oidc = Some(OidcSettings {
-                issuer_url: issuer,
-                client_id: CLIENT_ID.to_owned(),
-                client_secret: Some(SecretString::from(CLIENT_SECRET)),
-                scopes: vec!["openid".to_owned(), "profile".to_owned()],
-                roles_claim: "doorstep_roles".to_owned(),
-                role_map: BTreeMap::from([("complaints-team".to_owned(), "officer".to_owned())]),
-                contractor_claim: "doorstep_contractor_id".to_owned(),
-            });
+            console_oidc(
+                settings,
+                console_port,
+                &issuer,
+                CLIENT_ID,
+                Some(CLIENT_SECRET),
+            );
+            // The officer's claim is a group name, as Entra ID's would be, mapped to the role.
+            if let Some(oidc) = settings.console.oidc.as_mut() {
+                oidc.role_map
+                    .insert("complaints-team".to_owned(), "officer".to_owned());
+            }
         },
         Arc::new(SystemClock),
     )
     .await;
-    let key = api_keys::create(
-        &app.settings().auth.api_keys_file,
-        "browser-test-manager",
-        &[Role::Manager],
-        None,
-    )
-    .expect("an API key is created");
+    let api_key = app.create_api_key("browser-test-manager", &["manager"], None);
 
     let today = Utc::now().date_naive();
     let period = Period::last_twelve_months(today);
@@ -526,7 +503,7 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
         "console_url": console_url,
         "chromium": CHROMIUM,
         "screenshots": screenshots,
-        "api_key": key.key.expose_secret(),
+        "api_key": api_key,
         "users": [
             {
                 "login": "manager",
