@@ -432,7 +432,7 @@ async fn the_league_table_the_funnel_and_the_csv_are_the_apis_figures() {
             .await
             .expect("figures")
             .into_inner();
-        let rate = standing.upheld_per_100_visits.clone().expect("a rate");
+        let rate = standing.upheld_per_100_visits.expect("a rate");
         assert_eq!(value_of(cells, "rank"), standing.rank.to_string());
         assert_eq!(value_of(cells, "visits"), standing.visits.to_string());
         assert_eq!(
@@ -448,7 +448,7 @@ async fn the_league_table_the_funnel_and_the_csv_are_the_apis_figures() {
             number(value_of(cells, "upheld_per_100_visits_upper")),
             rate.upper
         );
-        let share = figures.visits_with_upheld_breach.clone().expect("a share");
+        let share = figures.visits_with_upheld_breach.expect("a share");
         assert_eq!(
             number(value_of(cells, "visits_with_upheld_breach")),
             share.value
@@ -461,7 +461,7 @@ async fn the_league_table_the_funnel_and_the_csv_are_the_apis_figures() {
             number(value_of(cells, "visits_with_upheld_breach_upper")),
             share.upper
         );
-        let within = figures.answered_within_code.clone().expect("answered");
+        let within = figures.answered_within_code.expect("answered");
         match within.defined {
             true => assert_eq!(
                 number(value_of(cells, "answered_within_code")),

@@ -237,7 +237,7 @@ pub fn display_name(standing: &v1::ContractorStanding) -> &str {
 
 /// A point's figures in words, for hover and focus.
 fn point_summary(standing: &v1::ContractorStanding) -> String {
-    let rate = standing.upheld_per_100_visits.clone().unwrap_or_default();
+    let rate = standing.upheld_per_100_visits.unwrap_or_default();
     format!(
         "{}: {:.2} upheld breaches per 100 visits (95% interval {:.2} to {:.2}); {} upheld \
          breaches in {} visits; alert limits {:.2} to {:.2}, alarm limits {:.2} to {:.2}. {}.",

@@ -295,7 +295,7 @@ fn performance_section(
     own: &[crate::performance::MonthlyRate],
     programme: &[crate::performance::MonthlyRate],
 ) -> Markup {
-    let rate = figures.upheld_per_100_visits.clone().unwrap_or_default();
+    let rate = figures.upheld_per_100_visits.unwrap_or_default();
     let standards = Table {
         id: "standards",
         caption: format!("Breaches per standard, {} to {}", chosen.from, chosen.to),
