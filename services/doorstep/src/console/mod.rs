@@ -147,6 +147,7 @@ fn router(state: Shared) -> Router {
         .route("/", get(start))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
+        .route("/favicon.ico", get(favicon))
         .route("/sign-in", get(sign_in::page))
         .route("/sign-in/key", post(sign_in::with_key))
         .route("/sign-in/oidc", get(sign_in::with_oidc))
@@ -207,6 +208,15 @@ async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         layout::STYLESHEET,
+    )
+}
+
+/// Browsers ask for an icon on every page, signed in or not: answer without one rather than
+/// with the sign-in page.
+async fn favicon() -> impl IntoResponse {
+    (
+        http::StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "public, max-age=86400")],
     )
 }
 
