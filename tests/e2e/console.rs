@@ -523,7 +523,7 @@ async fn the_league_table_the_funnel_and_the_csv_are_the_apis_figures() {
             .trim_start_matches("FUNNEL_STATUS_")
             .to_lowercase();
         let marker = format!(
-            "<g class=\"funnel-point\" data-contractor-id=\"{}\" data-status=\"{status}\" tabindex=\"0\">",
+            "<g class=\"funnel-point\" data-contractor-id=\"{}\" data-status=\"{status}\" tabindex=\"0\" role=\"img\" aria-label=\"",
             standing.contractor_id
         );
         assert!(page.body.contains(&marker), "{marker}");

@@ -168,7 +168,9 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
     );
     let plot_bottom = HEIGHT - BOTTOM;
     html! {
-        svg id="funnel-plot" class="chart" role="img" aria-labelledby="funnel-title funnel-desc"
+        // A group, not an image: an image's children are presentational, and its points must
+        // stay reachable from the keyboard, each an image named by its figures.
+        svg id="funnel-plot" class="chart" role="group" aria-labelledby="funnel-title funnel-desc"
             viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) xmlns="http://www.w3.org/2000/svg" {
             title id="funnel-title" { "Funnel plot: upheld breaches per 100 visits by contractor" }
             desc id="funnel-desc" { (description) }
@@ -201,8 +203,9 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
                 @let (x, y) = (frame.x(standing.visits as f64), frame.y(rate_of(standing)));
                 @let name = display_name(standing);
                 @let near_right = x > WIDTH - RIGHT - 140.0;
-                g class="funnel-point" data-contractor-id=(standing.contractor_id) data-status=(status) tabindex="0" {
-                    title { (point_summary(standing)) }
+                @let summary = point_summary(standing);
+                g class="funnel-point" data-contractor-id=(standing.contractor_id) data-status=(status) tabindex="0" role="img" aria-label=(summary) {
+                    title { (summary) }
                     (marker(&status, x, y))
                     text x=(format!("{:.1}", if near_right { x - 10.0 } else { x + 10.0 })) y=(format!("{:.1}", y + 4.0))
                         text-anchor=(if near_right { "end" } else { "start" }) { (name) }
@@ -216,7 +219,7 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
             @for (status, words) in LEGEND {
                 li {
                     svg viewBox="0 0 24 24" aria-hidden="true" class="chart-key" {
-                        g class="funnel-point" data-status=(status) { (marker(status, 12.0, 12.0)) }
+                        g class="legend-marker" data-status=(status) { (marker(status, 12.0, 12.0)) }
                     }
                     (words)
                 }
