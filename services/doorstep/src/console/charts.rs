@@ -208,7 +208,8 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
                     title { (summary) }
                     (marker(&status, x, y))
                     text x=(format!("{:.1}", if near_right { x - 10.0 } else { x + 10.0 })) y=(format!("{:.1}", y + 4.0))
-                        text-anchor=(if near_right { "end" } else { "start" }) { (name) }
+                        text-anchor=(if near_right { "end" } else { "start" })
+                        paint-order="stroke" stroke="#ffffff" stroke-width="5" stroke-linejoin="round" { (name) }
                 }
             }
         }
@@ -294,7 +295,7 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
             title id="run-title" { "Monthly upheld breaches per 100 visits: " (name) " against the programme" }
             desc id="run-desc" {
                 "A line per series, one point per month: " (name) "'s rate (solid, round markers) and the \
-                 programme average (dashed). Months without visits have no point. The table beside gives every figure."
+                 programme average (dashed, square markers). Months without visits have no point. The table beside gives every figure."
             }
             @for tick in ticks(frame.y_max) {
                 line class="grid" x1=(LEFT) x2=(WIDTH - RIGHT) y1=(format!("{:.1}", frame.y(tick))) y2=(format!("{:.1}", frame.y(tick))) {}
@@ -312,6 +313,13 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
                 transform=(format!("rotate(-90 16 {:.1})", (TOP + plot_bottom) / 2.0)) { "Upheld breaches per 100 visits" }
             polyline class="programme-series" points=(series(|p| p.programme_rate)) {}
             polyline class="series" points=(series(|p| p.rate)) {}
+            @for (index, point) in points.iter().enumerate() {
+                @if let Some(rate) = point.programme_rate {
+                    rect x=(format!("{:.1}", x_of(index) - 3.5)) y=(format!("{:.1}", frame.y(rate) - 3.5)) width="7" height="7" fill="#ffffff" stroke="#0b0c0c" stroke-width="1.5" {
+                        title { (point.month) ": programme " (format!("{rate:.2}")) " per 100 visits" }
+                    }
+                }
+            }
             @for (index, point) in points.iter().enumerate() {
                 @if let Some(rate) = point.rate {
                     circle cx=(format!("{:.1}", x_of(index))) cy=(format!("{:.1}", frame.y(rate))) r="4.5" fill="#1d4f91" stroke="#0b0c0c" {

@@ -482,7 +482,7 @@ fn audits_section(
             @if contractor.equality_audits.is_empty() {
                 p { "Not audited yet." }
             } @else {
-                div class="table-wrap" {
+                div class="table-wrap" tabindex="0" role="region" aria-label="Equality audits" {
                     table id="equality-audits" {
                         caption { "Equality audits, latest last" }
                         thead { tr {
