@@ -905,6 +905,12 @@ mod tests {
         assert_eq!(settings.server.role, Role::All);
         assert_eq!(settings.metrics.port, DEFAULT_METRICS_PORT);
         assert!(settings.metrics.enabled);
+        assert_eq!(settings.console.port, DEFAULT_CONSOLE_PORT);
+        assert_eq!(
+            settings.console.public_url,
+            ConsoleSettings::default().public_url
+        );
+        assert!(settings.console.validate().is_ok());
         let policy = settings
             .escalation
             .policy()
@@ -976,6 +982,55 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
         assert!(defaults.escalation.policy().is_ok());
         assert!(defaults.notifier.validate().is_ok());
+    }
+
+    #[test]
+    fn console_settings_name_the_key_at_fault_and_link_to_case_pages() {
+        let environment = config::Map::from([
+            (
+                "DOORSTEP__CONSOLE__PUBLIC_URL".to_owned(),
+                "https://doorstep.landlord.example/".to_owned(),
+            ),
+            (
+                "DOORSTEP__CONSOLE__OIDC__ISSUER_URL".to_owned(),
+                "https://login.example/t/v2.0".to_owned(),
+            ),
+            (
+                "DOORSTEP__CONSOLE__OIDC__CLIENT_ID".to_owned(),
+                "doorstep".to_owned(),
+            ),
+        ]);
+        let settings = Settings::load_with_environment(None, Some(environment))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(settings.console.validate().is_ok());
+        assert_eq!(
+            settings.console.complaint_url("01a2"),
+            "https://doorstep.landlord.example/complaints/01a2"
+        );
+        let oidc = settings
+            .console
+            .oidc
+            .clone()
+            .unwrap_or_else(|| panic!("oidc"));
+        assert_eq!(oidc.roles_claim, "doorstep_roles");
+        assert_eq!(oidc.scopes, vec!["openid", "profile"]);
+        let mut wrong = settings.console.clone();
+        if let Some(oidc) = wrong.oidc.as_mut() {
+            oidc.role_map
+                .insert("complaints-team".to_owned(), "superuser".to_owned());
+        }
+        assert!(
+            wrong
+                .validate()
+                .is_err_and(|error| error.contains("console.oidc.role_map.complaints-team"))
+        );
+        let mut wrong = settings.console;
+        wrong.public_url = "doorstep.example".to_owned();
+        assert!(
+            wrong
+                .validate()
+                .is_err_and(|error| error.contains("console.public_url"))
+        );
     }
 
     #[test]

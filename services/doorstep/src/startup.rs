@@ -530,7 +530,6 @@ async fn console(
         &settings.console,
         crate::console::ConsoleParts {
             services: api.for_console(),
-            read_model: storage.read_model.clone(),
             authenticator: authenticator.clone(),
             sessions: storage.store.console_sessions(),
             clock,

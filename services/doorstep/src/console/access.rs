@@ -23,6 +23,7 @@ pub mod method {
     pub const RETRY_DEAD_LETTER: &str = "doorstep.v1.EscalationService/RetryDeadLetter";
 
     /// Every method the console calls, for the test that each has a policy line.
+    #[cfg(test)]
     pub const ALL: [&str; 11] = [
         LIST_CONTRACTOR_PERFORMANCE,
         GET_CONTRACTOR_PERFORMANCE,

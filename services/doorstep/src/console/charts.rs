@@ -168,7 +168,9 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
     );
     let plot_bottom = HEIGHT - BOTTOM;
     html! {
-        svg id="funnel-plot" class="chart" role="img" aria-labelledby="funnel-title funnel-desc"
+        // A group, not an image: an image's children are presentational, and its points must
+        // stay reachable from the keyboard, each an image named by its figures.
+        svg id="funnel-plot" class="chart" role="group" aria-labelledby="funnel-title funnel-desc"
             viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) xmlns="http://www.w3.org/2000/svg" {
             title id="funnel-title" { "Funnel plot: upheld breaches per 100 visits by contractor" }
             desc id="funnel-desc" { (description) }
@@ -201,11 +203,13 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
                 @let (x, y) = (frame.x(standing.visits as f64), frame.y(rate_of(standing)));
                 @let name = display_name(standing);
                 @let near_right = x > WIDTH - RIGHT - 140.0;
-                g class="funnel-point" data-contractor-id=(standing.contractor_id) data-status=(status) tabindex="0" {
-                    title { (point_summary(standing)) }
+                @let summary = point_summary(standing);
+                g class="funnel-point" data-contractor-id=(standing.contractor_id) data-status=(status) tabindex="0" role="img" aria-label=(summary) {
+                    title { (summary) }
                     (marker(&status, x, y))
                     text x=(format!("{:.1}", if near_right { x - 10.0 } else { x + 10.0 })) y=(format!("{:.1}", y + 4.0))
-                        text-anchor=(if near_right { "end" } else { "start" }) { (name) }
+                        text-anchor=(if near_right { "end" } else { "start" })
+                        paint-order="stroke" stroke="#ffffff" stroke-width="5" stroke-linejoin="round" { (name) }
                 }
             }
         }
@@ -216,7 +220,7 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
             @for (status, words) in LEGEND {
                 li {
                     svg viewBox="0 0 24 24" aria-hidden="true" class="chart-key" {
-                        g class="funnel-point" data-status=(status) { (marker(status, 12.0, 12.0)) }
+                        g class="legend-marker" data-status=(status) { (marker(status, 12.0, 12.0)) }
                     }
                     (words)
                 }
@@ -237,7 +241,7 @@ pub fn display_name(standing: &v1::ContractorStanding) -> &str {
 
 /// A point's figures in words, for hover and focus.
 fn point_summary(standing: &v1::ContractorStanding) -> String {
-    let rate = standing.upheld_per_100_visits.clone().unwrap_or_default();
+    let rate = standing.upheld_per_100_visits.unwrap_or_default();
     format!(
         "{}: {:.2} upheld breaches per 100 visits (95% interval {:.2} to {:.2}); {} upheld \
          breaches in {} visits; alert limits {:.2} to {:.2}, alarm limits {:.2} to {:.2}. {}.",
@@ -291,7 +295,7 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
             title id="run-title" { "Monthly upheld breaches per 100 visits: " (name) " against the programme" }
             desc id="run-desc" {
                 "A line per series, one point per month: " (name) "'s rate (solid, round markers) and the \
-                 programme average (dashed). Months without visits have no point. The table beside gives every figure."
+                 programme average (dashed, square markers). Months without visits have no point. The table beside gives every figure."
             }
             @for tick in ticks(frame.y_max) {
                 line class="grid" x1=(LEFT) x2=(WIDTH - RIGHT) y1=(format!("{:.1}", frame.y(tick))) y2=(format!("{:.1}", frame.y(tick))) {}
@@ -309,6 +313,13 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
                 transform=(format!("rotate(-90 16 {:.1})", (TOP + plot_bottom) / 2.0)) { "Upheld breaches per 100 visits" }
             polyline class="programme-series" points=(series(|p| p.programme_rate)) {}
             polyline class="series" points=(series(|p| p.rate)) {}
+            @for (index, point) in points.iter().enumerate() {
+                @if let Some(rate) = point.programme_rate {
+                    rect x=(format!("{:.1}", x_of(index) - 3.5)) y=(format!("{:.1}", frame.y(rate) - 3.5)) width="7" height="7" fill="#ffffff" stroke="#0b0c0c" stroke-width="1.5" {
+                        title { (point.month) ": programme " (format!("{rate:.2}")) " per 100 visits" }
+                    }
+                }
+            }
             @for (index, point) in points.iter().enumerate() {
                 @if let Some(rate) = point.rate {
                     circle cx=(format!("{:.1}", x_of(index))) cy=(format!("{:.1}", frame.y(rate))) r="4.5" fill="#1d4f91" stroke="#0b0c0c" {

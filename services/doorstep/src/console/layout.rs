@@ -1,6 +1,6 @@
 //! The page shell every page shares: skip link, header with navigation and sign-out, `<main>`.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::access::Page;
 use super::session::Session;
@@ -84,9 +84,4 @@ pub fn message(title: &str, session: Option<&Session>, text: &str) -> Markup {
             p { a href="/" { "Back to the start" } }
         },
     )
-}
-
-/// Inline text that must not be escaped (fixed SVG fragments built in this module's callers).
-pub fn raw(text: String) -> PreEscaped<String> {
-    PreEscaped(text)
 }

@@ -28,7 +28,6 @@ use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use doorstep_projections::ReadModel;
 use http::request::Parts;
 use http::{HeaderValue, header};
 use tokio::net::TcpListener;
@@ -45,7 +44,6 @@ pub use session::{Session, Sessions};
 /// Everything a page handler may need.
 pub struct ConsoleState {
     services: Services,
-    read_model: ReadModel,
     authenticator: Arc<Authenticator>,
     sessions: Sessions,
     oidc: Option<oidc::OidcClient>,
@@ -65,7 +63,6 @@ pub struct Console {
 /// What the console is built from.
 pub struct ConsoleParts {
     pub services: Services,
-    pub read_model: ReadModel,
     pub authenticator: Arc<Authenticator>,
     pub sessions: Arc<dyn doorstep_store::ConsoleSessionStore>,
     pub clock: Arc<dyn Clock>,
@@ -114,7 +111,6 @@ impl Console {
         let state = Arc::new(ConsoleState {
             sessions: Sessions::new(parts.sessions, parts.clock.clone(), settings),
             services: parts.services,
-            read_model: parts.read_model,
             authenticator: parts.authenticator,
             oidc,
             settings: settings.clone(),
@@ -151,6 +147,7 @@ fn router(state: Shared) -> Router {
         .route("/", get(start))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
+        .route("/favicon.ico", get(favicon))
         .route("/sign-in", get(sign_in::page))
         .route("/sign-in/key", post(sign_in::with_key))
         .route("/sign-in/oidc", get(sign_in::with_oidc))
@@ -211,6 +208,15 @@ async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         layout::STYLESHEET,
+    )
+}
+
+/// Browsers ask for an icon on every page, signed in or not: answer without one rather than
+/// with the sign-in page.
+async fn favicon() -> impl IntoResponse {
+    (
+        http::StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "public, max-age=86400")],
     )
 }
 

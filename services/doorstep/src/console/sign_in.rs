@@ -55,11 +55,20 @@ pub async fn page(
     if let Some(session) = state.sessions.find(&headers).await? {
         return Ok(Redirect::to(access::home(&session.principal)).into_response());
     }
-    Ok(fresh_form(&state, StatusCode::OK, None))
+    Ok(form_for(&state, &headers, StatusCode::OK, None))
 }
 
-fn fresh_form(state: &Shared, status: StatusCode, problem: Option<&str>) -> Response {
-    let token = random_token();
+/// The sign-in form, with the token the browser already holds when it has one: a second load
+/// (another tab, the browser's own requests for an icon) must not invalidate the form on screen.
+fn form_for(
+    state: &Shared,
+    headers: &HeaderMap,
+    status: StatusCode,
+    problem: Option<&str>,
+) -> Response {
+    let token = cookie(headers, SIGN_IN_COOKIE)
+        .filter(|token| token.len() == 64 && token.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        .map_or_else(random_token, str::to_owned);
     let cookie = state
         .sessions
         .cookie(SIGN_IN_COOKIE, &token, "Strict", SIGN_IN_FORM_SECONDS);
@@ -102,15 +111,17 @@ pub async fn with_key(
     let principal = match principal {
         Ok(principal) => principal,
         Err(crate::error::ApiError::RateLimited) => {
-            return Ok(fresh_form(
+            return Ok(form_for(
                 &state,
+                &headers,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("Too many keys were tried from here. Wait a minute and try again."),
             ));
         }
         Err(_) => {
-            return Ok(fresh_form(
+            return Ok(form_for(
                 &state,
+                &headers,
                 StatusCode::UNAUTHORIZED,
                 Some("That API key was not accepted. Check it and paste it again."),
             ));

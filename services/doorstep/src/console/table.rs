@@ -88,7 +88,7 @@ pub struct Table {
 impl Table {
     pub fn html(&self) -> Markup {
         html! {
-            div class="table-wrap" {
+            div class="table-wrap" tabindex="0" role="region" aria-label=(self.caption) {
                 table id=(self.id) data-sortable[self.sortable] {
                     caption { (self.caption) }
                     thead {

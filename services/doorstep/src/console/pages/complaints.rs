@@ -82,7 +82,7 @@ pub fn summary_table(
     let rows = complaints
         .iter()
         .map(|summary| {
-            let short: String = summary.complaint_id.chars().take(8).collect();
+            let short = words::short_id(&summary.complaint_id);
             let received = summary
                 .received_at
                 .as_ref()
@@ -239,7 +239,7 @@ pub async fn case(
     let complaint = answer.complaint.unwrap_or_default();
     let resident = complaint.resident.clone().unwrap_or_default();
     let property = complaint.property.clone().unwrap_or_default();
-    let short: String = complaint.complaint_id.chars().take(8).collect();
+    let short = words::short_id(&complaint.complaint_id);
     let body = html! {
         p class="lead" {
             (words::status(complaint.status)) ", " (words::stage(complaint.stage)) ". Contractor "
@@ -259,7 +259,7 @@ pub async fn case(
             @if !complaint.reasonable_adjustments.is_empty() { dt { "Reasonable adjustments" } dd { (complaint.reasonable_adjustments) } }
         }
         h2 { "Stage clocks" }
-        div class="table-wrap" {
+        div class="table-wrap" tabindex="0" role="region" aria-label="Stage clocks" {
             table id="stage-clocks" {
                 caption { "Each stage's deadlines and whether they were kept" }
                 thead { tr {

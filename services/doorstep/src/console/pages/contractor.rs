@@ -295,7 +295,7 @@ fn performance_section(
     own: &[crate::performance::MonthlyRate],
     programme: &[crate::performance::MonthlyRate],
 ) -> Markup {
-    let rate = figures.upheld_per_100_visits.clone().unwrap_or_default();
+    let rate = figures.upheld_per_100_visits.unwrap_or_default();
     let standards = Table {
         id: "standards",
         caption: format!("Breaches per standard, {} to {}", chosen.from, chosen.to),
@@ -482,7 +482,7 @@ fn audits_section(
             @if contractor.equality_audits.is_empty() {
                 p { "Not audited yet." }
             } @else {
-                div class="table-wrap" {
+                div class="table-wrap" tabindex="0" role="region" aria-label="Equality audits" {
                     table id="equality-audits" {
                         caption { "Equality audits, latest last" }
                         thead { tr {

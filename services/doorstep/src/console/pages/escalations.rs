@@ -57,10 +57,13 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                 .or_default()
                 .push(escalation);
         }
+        let mut by_level: Vec<(String, Vec<v1::Escalation>)> = by_level.into_iter().collect();
+        by_level.sort_by_key(|(level, _)| seniority(level));
         Some(by_level)
     } else {
         None
     };
+    let names = contractor_names(&state, &session).await?;
     let dead = if may_call(principal, method::LIST_DEAD_LETTERS) {
         Some(
             call(
@@ -87,10 +90,10 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                 p { "No escalation is open." }
             }
             @for (level, escalations) in by_level {
-                h3 { "Level: " (level) " (" (escalations.len()) ")" }
-                div class="table-wrap" {
+                h3 { (level_words(level)) " (" (escalations.len()) ")" }
+                div class="table-wrap" tabindex="0" role="region" aria-label=(format!("Open {} escalations", level_words(level))) {
                     table id=(format!("escalations-{level}")) {
-                        caption { "Open " (level) " escalations" }
+                        caption { "Open " (level_words(level)) " escalations" }
                         thead { tr {
                             th scope="col" { "Complaint" } th scope="col" { "Contractor" }
                             th scope="col" { "Deadline" } th scope="col" { "Due" } th scope="col" { "Raised" }
@@ -99,8 +102,8 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                         tbody {
                             @for escalation in escalations {
                                 tr data-escalation-id=(escalation.escalation_id) {
-                                    th scope="row" { a href=(format!("/complaints/{}", escalation.complaint_id)) { (escalation.complaint_id.chars().take(8).collect::<String>()) } }
-                                    td { (escalation.contractor_id) }
+                                    th scope="row" { a href=(format!("/complaints/{}", escalation.complaint_id)) { (words::short_id(&escalation.complaint_id)) } }
+                                    td { (names.get(&escalation.contractor_id).unwrap_or(&escalation.contractor_id)) }
                                     td { (words::deadline(escalation.deadline)) }
                                     td { (words::date(&escalation.deadline_date)) }
                                     td { (words::when(escalation.raised_at.as_ref())) }
@@ -109,8 +112,8 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                                             form method="post" action=(format!("/escalations/{}/acknowledge", escalation.escalation_id)) {
                                                 (layout::csrf_field(&session))
                                                 input type="hidden" name="request_id" value=(random_token());
-                                                label for=(format!("note-{}", escalation.escalation_id)) { "Note (optional)" }
-                                                input id=(format!("note-{}", escalation.escalation_id)) name="note" type="text" maxlength="500";
+                                                label class="visually-hidden" for=(format!("note-{}", escalation.escalation_id)) { "Note on complaint " (words::short_id(&escalation.complaint_id)) " (optional)" }
+                                                input id=(format!("note-{}", escalation.escalation_id)) name="note" type="text" maxlength="500" placeholder="Note (optional)";
                                                 " "
                                                 button type="submit" { "Acknowledge" }
                                             }
@@ -135,7 +138,7 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                         button type="submit" { "Retry all " (dead.len()) }
                     }
                 }
-                div class="table-wrap" {
+                div class="table-wrap" tabindex="0" role="region" aria-label="Dead-lettered deliveries" {
                     table id="dead-letters" {
                         caption { "Dead-lettered deliveries" }
                         thead { tr {
@@ -173,6 +176,50 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
         Some(Page::Escalations),
         body,
     ))
+}
+
+/// Most senior first, in the default ladder's order; levels of a ladder of the operator's own
+/// after them, by name.
+fn seniority(level: &str) -> (usize, String) {
+    let ladder = doorstep_domain::escalation::default_ladder();
+    let position = ladder
+        .iter()
+        .rev()
+        .position(|(known, _)| known == level)
+        .unwrap_or(ladder.len());
+    (position, level.to_owned())
+}
+
+fn level_words(level: &str) -> String {
+    words::name(level)
+}
+
+/// Contractors' legal names by id, when the user may list the registry (else ids are shown).
+async fn contractor_names(
+    state: &Shared,
+    session: &Session,
+) -> Result<HashMap<String, String>, ConsoleError> {
+    if !may_call(&session.principal, method::LIST_CONTRACTORS) {
+        return Ok(HashMap::new());
+    }
+    use doorstep_api::v1::contractor_service_server::ContractorService;
+    let api = state.services.contractors.as_ref();
+    let listed = call(
+        &session.principal,
+        method::LIST_CONTRACTORS,
+        v1::ListContractorsRequest {
+            page_size: 500,
+            ..Default::default()
+        },
+        |request| api.list_contractors(request),
+    )
+    .await?;
+    Ok(listed
+        .contractors
+        .into_iter()
+        .filter(|contractor| !contractor.legal_name.is_empty())
+        .map(|contractor| (contractor.contractor_id, contractor.legal_name))
+        .collect())
 }
 
 fn checked(session: &Session, form: &HashMap<String, String>) -> Result<(), ConsoleError> {

@@ -375,7 +375,6 @@ pub async fn page(
     let average = programme
         .list
         .programme_upheld_per_100_visits
-        .clone()
         .unwrap_or_default();
     let homes_known = state.settings.homes > 0;
     let query = chosen.query();

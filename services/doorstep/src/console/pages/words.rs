@@ -68,6 +68,18 @@ pub fn finding(code: i32) -> String {
     )
 }
 
+/// A complaint id short enough to read and still tell complaints apart: its last 8 hex digits
+/// (the first ones of a UUIDv7 are its time, shared by complaints logged close together).
+pub fn short_id(id: &str) -> String {
+    let hex: Vec<char> = id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex[hex.len().saturating_sub(8)..].iter().collect()
+}
+
+/// A setting's name in words: `contract_manager` → "Contract manager".
+pub fn name(setting: &str) -> String {
+    sentence(setting, "")
+}
+
 /// A timestamp as a date and time in England.
 pub fn when(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp
