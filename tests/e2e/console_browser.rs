@@ -388,6 +388,9 @@ async fn expected_programme(app: &TestApp, period: &Period, min_visits: u64) -> 
                 "contractor_id": c.contractor_id,
                 "label": c.legal_name,
                 "status": status_name(c.funnel_status()),
+                // What a screen reader hears of the point: its rate as shown, and its visits.
+                "rate_shown": format!("{:.2}", c.upheld_per_100_visits.unwrap_or_default().value),
+                "visits_shown": format!("{} visits", c.visits),
             })
         })
         .collect();

@@ -309,6 +309,8 @@ await attempt('programme figures', async () => {
     status: g.getAttribute('data-status'),
     label: (g.querySelector('text')?.textContent ?? '').trim(),
     tabindex: g.getAttribute('tabindex'),
+    role: g.getAttribute('role'),
+    name: g.getAttribute('aria-label') ?? '',
   })));
   const svg = await page.evaluate(() => {
     const plot = document.querySelector('#funnel-plot');
@@ -319,7 +321,10 @@ await attempt('programme figures', async () => {
       desc: document.getElementById('funnel-desc')?.textContent?.trim() ?? '',
     };
   });
-  check('the funnel plot is an image with a title and a description', svg && svg.role === 'img' && svg.title && svg.desc, svg);
+  // A group (an image's children would be presentational, and the points are focusable), named
+  // by its title and description; each point an image named by its figures.
+  check('the funnel plot is a group named by a title and a description',
+    svg && svg.role === 'group' && svg.labelledby === 'funnel-title funnel-desc' && svg.title && svg.desc, svg);
   const byId = new Map(points.map((p) => [p.contractor_id, p]));
   check('the funnel plot has one point per contractor with visits', points.length === programme.funnel.length && byId.size === points.length,
     { shown: points.map((p) => p.contractor_id), expected: programme.funnel.map((p) => p.contractor_id) });
@@ -328,6 +333,8 @@ await attempt('programme figures', async () => {
     check(`funnel point ${expected.contractor_id}: status ${expected.status}`, point?.status === expected.status, point ?? 'no point');
     check(`funnel point ${expected.contractor_id}: labelled "${expected.label}"`, point?.label.includes(expected.label), point ?? 'no point');
     check(`funnel point ${expected.contractor_id}: reachable by Tab`, point?.tabindex === '0', point ?? 'no point');
+    check(`funnel point ${expected.contractor_id}: an image named by its figures`,
+      point?.role === 'img' && point.name.includes(expected.label) && point.name.includes(expected.rate_shown) && point.name.includes(expected.visits_shown), point ?? 'no point');
   }
   const funnelTable = await page.locator('#funnel-table').count();
   check('the funnel plot has a table of the same numbers beside it', funnelTable === 1);
