@@ -438,6 +438,22 @@ fn page(path: &str, h1: &str, screenshot: Option<&str>) -> Value {
     json!({ "path": path, "status": 200, "h1": h1, "screenshot": screenshot })
 }
 
+/// The resident's personal data in every complaint the fixture logs (`gate_left_open`): what a
+/// contractor must not see of it.
+const RESIDENT: [&str; 5] = [
+    "Ada Resident",
+    "07700 900123",
+    "ada@example.org",
+    "1 Example Road",
+    "Large print letters",
+];
+
+/// A page whose text must (`present_text`) or must not (`absent_text`) contain `texts`.
+fn with_text(mut page: Value, key: &str, texts: &[&str]) -> Value {
+    page[key] = json!(texts);
+    page
+}
+
 fn refused(path: &str, status: u16) -> Value {
     json!({ "path": path, "status": status })
 }
@@ -513,12 +529,16 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                 "landing": "/programme",
                 "nav": ["/programme", "/complaints", "/escalations"],
                 "pages": [
-                    page(&programme_path, "", Some("programme")),
-                    page("/contractors", "", Some("contractors")),
+                    page(&programme_path, "Programme", Some("programme")),
+                    page("/contractors", "Contractors", Some("contractors")),
                     page(&format!("/contractors/{}", "cosy-homes"), "Cosy Homes Retrofit", Some("contractor")),
-                    page("/complaints", "", Some("complaints")),
-                    page(&format!("/complaints/{}", complaint("cosy-homes")), "", Some("complaint")),
-                    page("/escalations", "", Some("escalations")),
+                    page("/complaints", "Complaints", Some("complaints")),
+                    with_text(
+                        page(&format!("/complaints/{}", complaint("cosy-homes")), "Complaint", Some("complaint")),
+                        "present_text",
+                        &RESIDENT,
+                    ),
+                    page("/escalations", "Escalations", Some("escalations")),
                 ],
             },
             {
@@ -527,8 +547,8 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                 "nav": ["/complaints", "/escalations"],
                 "nav_absent": ["/programme"],
                 "pages": [
-                    page("/complaints", "", None),
-                    page("/escalations", "", None),
+                    page("/complaints", "Complaints", None),
+                    page("/escalations", "Escalations", None),
                 ],
                 "refused": [refused(&programme_path, 403)],
             },
@@ -536,14 +556,14 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                 "login": "admin",
                 "landing": "/contractors",
                 "nav_absent": ["/programme"],
-                "pages": [page("/escalations", "", Some("dead-letters"))],
+                "pages": [page("/escalations", "Escalations", Some("dead-letters"))],
                 "refused": [refused(&programme_path, 403)],
             },
             {
                 "login": "intake",
                 "landing": "/contractors",
                 "nav_absent": ["/programme", "/escalations"],
-                "pages": [page("/complaints", "", None)],
+                "pages": [page("/complaints", "Complaints", None)],
                 "refused": [refused(&programme_path, 403), refused("/escalations", 403)],
             },
             {
@@ -552,8 +572,13 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                 "nav_absent": ["/programme", "/escalations"],
                 "pages": [
                     page(&format!("/contractors/{CONTRACTOR_A}"), "Alpha Insulation", Some("contractor-own-view")),
-                    page("/complaints", "", Some("complaints-contractor-view")),
-                    page(&format!("/complaints/{}", complaint(CONTRACTOR_A)), "", Some("complaint-contractor-view")),
+                    page("/complaints", "Complaints", Some("complaints-contractor-view")),
+                    // A contractor sees its complaints with the resident's personal data blanked.
+                    with_text(
+                        page(&format!("/complaints/{}", complaint(CONTRACTOR_A)), "Complaint", Some("complaint-contractor-view")),
+                        "absent_text",
+                        &RESIDENT,
+                    ),
                 ],
                 "refused": [refused(&programme_path, 403), refused("/escalations", 403)],
                 "refused_posts": [

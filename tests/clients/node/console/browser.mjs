@@ -207,6 +207,13 @@ async function visit(page, role, spec) {
     const h1 = (await page.locator('main h1').first().textContent({ timeout: 2_000 }).catch(() => null)) ?? '';
     check(`${role} ${spec.path}: <main> has the heading "${spec.h1}"`, h1.includes(spec.h1), `the heading is "${h1.trim()}"`);
   }
+  const text = await page.locator('body').innerText();
+  for (const absent of spec.absent_text ?? []) {
+    check(`${role} ${spec.path}: does not show "${absent}"`, !text.includes(absent));
+  }
+  for (const present of spec.present_text ?? []) {
+    check(`${role} ${spec.path}: shows "${present}"`, text.includes(present));
+  }
   await axeCheck(page, `${role} ${spec.path}`);
   if (spec.keyboard !== false) await keyboardCheck(page, `${role} ${spec.path}`);
   if (spec.screenshot) await screenshotsOf(page, spec.screenshot);

@@ -65,6 +65,8 @@ server.listen(0, '127.0.0.1', () => {
     // Claims of the requested scopes in the ID token itself, not only from userinfo.
     conformIdTokenClaims: false,
     features: { devInteractions: { enabled: true } },
+    // Lifetimes in seconds, long enough for one test.
+    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 3600, IdToken: 3600 },
     async findAccount(_ctx, sub) {
       const user = users[sub];
       if (!user) return undefined;
