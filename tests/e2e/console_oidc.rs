@@ -73,7 +73,7 @@ async fn token(
     }
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({
-        "iss": provider.issuer, "sub": "alice", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+        "iss": provider.issuer, "sub": "alice", "name": "Alice Manager", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
         "nonce": provider.nonce_override.clone().unwrap_or_else(|| nonce.clone()),
         "doorstep_roles": provider.roles,
     });
@@ -222,7 +222,9 @@ async fn a_manager_signs_in_through_the_identity_provider() {
     assert!(browser.cookies.contains_key("doorstep_session"));
     let (status, _, programme) = browser.get("/programme").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(programme.contains("oidc:alice"));
+    // The header names the person and the role; the subject stays the audit trail's actor.
+    assert!(programme.contains("Alice Manager · manager"), "{programme}");
+    assert!(programme.contains("title=\"oidc:alice\""));
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ pub struct StoredSession {
     /// The SHA-256 (hex) of the id in the browser's cookie.
     pub id_hash: String,
     pub subject: String,
+    /// The person's name, for the page header.
+    pub display_name: String,
     pub roles: Vec<String>,
     pub contractor_id: Option<String>,
     pub csrf_token: String,
@@ -70,9 +72,9 @@ pub trait ConsoleSessionStore: Send + Sync + 'static {
 }
 
 const INSERT_SESSION: &str = "INSERT INTO console_sessions \
-     (id_hash, subject, roles, contractor_id, csrf_token, created_at, last_seen_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const SELECT_SESSION: &str = "SELECT id_hash, subject, roles, contractor_id, csrf_token, \
+     (id_hash, subject, display_name, roles, contractor_id, csrf_token, created_at, \
+     last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const SELECT_SESSION: &str = "SELECT id_hash, subject, display_name, roles, contractor_id, csrf_token, \
      created_at, last_seen_at FROM console_sessions WHERE id_hash = $1";
 const TOUCH_SESSION: &str = "UPDATE console_sessions SET last_seen_at = $2 \
      WHERE id_hash = $1 AND last_seen_at < $2";
@@ -97,6 +99,7 @@ where
     Ok(StoredSession {
         id_hash: row.try_get("id_hash")?,
         subject: row.try_get("subject")?,
+        display_name: row.try_get("display_name")?,
         roles: roles
             .split(',')
             .filter(|role| !role.is_empty())
@@ -138,6 +141,7 @@ macro_rules! impl_console_session_store {
                 sqlx::query(INSERT_SESSION)
                     .bind(&session.id_hash)
                     .bind(&session.subject)
+                    .bind(&session.display_name)
                     .bind(session.roles.join(","))
                     .bind(&session.contractor_id)
                     .bind(&session.csrf_token)

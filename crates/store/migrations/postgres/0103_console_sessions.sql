@@ -5,6 +5,8 @@ CREATE TABLE console_sessions (
     id_hash TEXT PRIMARY KEY NOT NULL,
     -- The principal, as the credential it was signed in with made it.
     subject TEXT NOT NULL,
+    -- What the header shows: the person's name from the identity provider, or the key's name.
+    display_name TEXT NOT NULL,
     -- Role names, comma-separated.
     roles TEXT NOT NULL,
     contractor_id TEXT,

@@ -44,7 +44,10 @@ pub fn page(title: &str, session: Option<&Session>, current: Option<Page>, body:
                             }
                         }
                         div class="who" {
-                            span class="subject" { (session.principal.subject) }
+                            span class="subject" title=(session.principal.subject) {
+                                (session.display_name) " · "
+                                (session.principal.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(", "))
+                            }
                             form method="post" action="/sign-out" class="inline" {
                                 (csrf_field(session))
                                 button type="submit" class="link-button" { "Sign out" }

@@ -169,7 +169,7 @@ impl OidcClient {
         sessions: &Sessions,
         headers: &HeaderMap,
         query: &HashMap<String, String>,
-    ) -> Result<Principal, ConsoleError> {
+    ) -> Result<(Principal, String), ConsoleError> {
         if let Some(error) = query.get("error") {
             tracing::info!(%error, "the identity provider refused a sign-in");
             return Err(ConsoleError::SignInFailed);
@@ -223,11 +223,24 @@ impl OidcClient {
                 claims.entry(name.clone()).or_insert_with(|| value.clone());
             }
         }
-        claims_to_principal(&self.settings, subject.as_str(), &claims).map_err(|error| {
-            tracing::info!(%error, subject = %subject.as_str(), "an OpenID Connect user has no Doorstep role");
-            ConsoleError::NoRole
-        })
+        let principal =
+            claims_to_principal(&self.settings, subject.as_str(), &claims).map_err(|error| {
+                tracing::info!(%error, subject = %subject.as_str(), "an OpenID Connect user has no Doorstep role");
+                ConsoleError::NoRole
+            })?;
+        Ok((principal, display_name(&claims, subject.as_str())))
     }
+}
+
+/// What the header calls the person: `name`, else `preferred_username`, else `email`, else the
+/// subject.
+fn display_name(claims: &serde_json::Map<String, Value>, subject: &str) -> String {
+    ["name", "preferred_username", "email"]
+        .iter()
+        .find_map(|claim| claims.get(*claim).and_then(Value::as_str))
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or(subject)
+        .to_owned()
 }
 
 /// The claims of a JWT's payload (which the caller has verified).

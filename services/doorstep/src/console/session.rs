@@ -26,6 +26,8 @@ const TOUCH_EVERY_SECONDS: i64 = 60;
 #[derive(Debug, Clone)]
 pub struct Session {
     pub principal: Principal,
+    /// The person's name (from the identity provider) or the API key's name.
+    pub display_name: String,
     pub csrf_token: String,
     id_hash: String,
 }
@@ -73,7 +75,11 @@ impl Sessions {
 
     /// Starts a session for `principal`; returns the `Set-Cookie` value that hands it to the
     /// browser.
-    pub async fn start(&self, principal: &Principal) -> Result<String, SessionError> {
+    pub async fn start(
+        &self,
+        principal: &Principal,
+        display_name: &str,
+    ) -> Result<String, SessionError> {
         let id = random_token();
         let now = self.now().timestamp();
         // Expired sessions go when someone signs in, so the table holds only live ones and
@@ -85,6 +91,7 @@ impl Sessions {
             .insert_session(&StoredSession {
                 id_hash: digest(&id),
                 subject: principal.subject.clone(),
+                display_name: display_name.chars().take(200).collect(),
                 roles: principal
                     .roles
                     .iter()
@@ -131,6 +138,7 @@ impl Sessions {
         }
         Ok(Some(Session {
             principal,
+            display_name: stored.display_name,
             csrf_token: stored.csrf_token,
             id_hash,
         }))

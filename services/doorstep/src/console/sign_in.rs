@@ -127,15 +127,22 @@ pub async fn with_key(
             ));
         }
     };
-    signed_in(&state, &principal).await
+    // The key's name: what `doorstep api-keys create --name` was given.
+    let name = principal
+        .subject
+        .strip_prefix("api-key:")
+        .unwrap_or(&principal.subject)
+        .to_owned();
+    signed_in(&state, &principal, &name).await
 }
 
 /// Starts the session and sends the browser to its first page.
 pub(super) async fn signed_in(
     state: &Shared,
     principal: &crate::auth::Principal,
+    display_name: &str,
 ) -> Result<Response, ConsoleError> {
-    let session_cookie = state.sessions.start(principal).await?;
+    let session_cookie = state.sessions.start(principal, display_name).await?;
     tracing::info!(subject = %principal.subject, "signed in to the console");
     let mut response = Redirect::to(access::home(principal)).into_response();
     for value in [session_cookie, state.sessions.removal(SIGN_IN_COOKIE)] {
@@ -180,8 +187,8 @@ pub async fn oidc_callback(
     let Some(oidc) = &state.oidc else {
         return Err(ConsoleError::NotFound);
     };
-    let principal = oidc.callback(&state.sessions, &headers, &query).await?;
-    let session_cookie = state.sessions.start(&principal).await?;
+    let (principal, display_name) = oidc.callback(&state.sessions, &headers, &query).await?;
+    let session_cookie = state.sessions.start(&principal, &display_name).await?;
     tracing::info!(subject = %principal.subject, "signed in to the console through OpenID Connect");
     // The browser arrives here from the provider's site, so a redirect straight on would be
     // part of a cross-site navigation and the new SameSite=Strict cookie would not be sent with

@@ -92,7 +92,7 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
             @for (level, escalations) in by_level {
                 h3 { (level_words(level)) " (" (escalations.len()) ")" }
                 div class="table-wrap" tabindex="0" role="region" aria-label=(format!("Open {} escalations", level_words(level))) {
-                    table id=(format!("escalations-{level}")) {
+                    table id=(format!("escalations-{level}")) class="stacked" {
                         caption { "Open " (level_words(level)) " escalations" }
                         thead { tr {
                             th scope="col" { "Complaint" } th scope="col" { "Contractor" }
@@ -103,12 +103,12 @@ pub async fn page(State(state): State<Shared>, session: Session) -> Result<Marku
                             @for escalation in escalations {
                                 tr data-escalation-id=(escalation.escalation_id) {
                                     th scope="row" { a href=(format!("/complaints/{}", escalation.complaint_id)) { (words::short_id(&escalation.complaint_id)) } }
-                                    td { (names.get(&escalation.contractor_id).unwrap_or(&escalation.contractor_id)) }
-                                    td { (words::deadline(escalation.deadline)) }
-                                    td { (words::date(&escalation.deadline_date)) }
-                                    td { (words::when(escalation.raised_at.as_ref())) }
+                                    td data-label="Contractor" { (names.get(&escalation.contractor_id).unwrap_or(&escalation.contractor_id)) }
+                                    td data-label="Deadline" { (words::deadline(escalation.deadline)) }
+                                    td data-label="Due" { (words::date(&escalation.deadline_date)) }
+                                    td data-label="Raised" { (words::when(escalation.raised_at.as_ref())) }
                                     @if may_acknowledge {
-                                        td {
+                                        td data-label="Acknowledge" {
                                             form method="post" action=(format!("/escalations/{}/acknowledge", escalation.escalation_id)) {
                                                 (layout::csrf_field(&session))
                                                 input type="hidden" name="request_id" value=(random_token());
