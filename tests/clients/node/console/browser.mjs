@@ -182,6 +182,21 @@ async function keyboardCheck(page, name) {
   check(`${name}: focus is visible on every element Tab reaches`, unfocused.length === 0, unfocused);
 }
 
+// Chart text as drawn: an SVG scaled down to a narrow column scales its type down with it.
+const LEGIBLE_TEXT_PX = 9;
+async function chartTextCheck(page, name, width) {
+  const small = await page.evaluate((least) => [...document.querySelectorAll('main svg text')]
+    .filter((t) => t.textContent.trim() !== '' && t.getBoundingClientRect().width > 0)
+    .map((t) => {
+      const svg = t.ownerSVGElement;
+      const box = svg.viewBox.baseVal;
+      const scale = box && box.width ? svg.getBoundingClientRect().width / box.width : 1;
+      return { text: t.textContent.trim().slice(0, 30), px: Math.round(parseFloat(getComputedStyle(t).fontSize) * scale * 10) / 10 };
+    })
+    .filter((t) => t.px < least), LEGIBLE_TEXT_PX);
+  check(`${name}: chart text at least ${LEGIBLE_TEXT_PX} px at ${width} px wide`, small.length === 0, small.slice(0, 8));
+}
+
 async function screenshotsOf(page, name) {
   await page.evaluate(() => {
     document.activeElement?.blur();
@@ -189,10 +204,14 @@ async function screenshotsOf(page, name) {
   });
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: path.join(screenshots, `${name}-1280.png`), fullPage: true });
+  await chartTextCheck(page, name, 1280);
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   check(`${name}: no sideways scrolling at 390 px`, overflow <= 0, `the page is ${overflow}px wider than the window`);
+  await chartTextCheck(page, name, 390);
   await page.screenshot({ path: path.join(screenshots, `${name}-390.png`), fullPage: true });
+  // The first screenful, as a phone shows it.
+  await page.screenshot({ path: path.join(screenshots, `${name}-390-first-screen.png`) });
   await page.setViewportSize({ width: 1280, height: 800 });
 }
 
