@@ -551,6 +551,8 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                     page("/escalations", "Escalations", None),
                 ],
                 "refused": [refused(&programme_path, 403)],
+                // Retrying deliveries is the administrator's.
+                "refused_posts": [{ "path": "/dead-letters/retry-all", "status": [403] }],
             },
             {
                 "login": "admin",
@@ -583,6 +585,7 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
                 "refused": [refused(&programme_path, 403), refused("/escalations", 403)],
                 "refused_posts": [
                     { "path": format!("/escalations/{untouched}/acknowledge"), "status": [403, 404] },
+                    { "path": "/dead-letters/retry-all", "status": [403] },
                 ],
             },
             {
