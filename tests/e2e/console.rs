@@ -169,6 +169,21 @@ async fn signed_out_visitors_are_sent_to_the_sign_in_page() {
 }
 
 #[tokio::test]
+async fn the_console_stops_with_the_server() {
+    let mut app = spawn_app().await;
+    let address = app.console_address.expect("the console runs");
+    assert_eq!(
+        Browser::new(&app).get("/sign-in").await.status,
+        StatusCode::OK
+    );
+    app.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "nothing listens on the console's port once the server has stopped"
+    );
+}
+
+#[tokio::test]
 async fn an_api_key_signs_in_once_with_a_strict_http_only_cookie() {
     let app = spawn_app().await;
     let key = app.create_api_key("manager", &["manager"], None);

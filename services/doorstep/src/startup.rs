@@ -663,10 +663,17 @@ impl Application {
         let health_monitor = RunningHealthMonitor::start(health_monitor);
         let metrics = MetricsTasks::start(self.gauges, self.metrics_endpoint);
         let (drain_started, drain_signal) = watch::channel(false);
+        // The console stops taking requests when draining begins, or when the gRPC server has
+        // stopped for any other reason.
+        let (console_stop, console_stopped) = watch::channel(false);
         let console = self.console.map(|console| {
             let mut draining = drain_signal.clone();
+            let mut stopped = console_stopped.clone();
             tokio::spawn(console.serve(async move {
-                let _ = draining.wait_for(|started| *started).await;
+                tokio::select! {
+                    _ = draining.wait_for(|started| *started) => {}
+                    _ = stopped.wait_for(|stopped| *stopped) => {}
+                }
             }))
         });
         let graceful = drain_on(
@@ -695,12 +702,14 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
         let result = serve_with_grace(server.as_mut(), drain_signal, self.shutdown_grace).await;
-        if let Some(console) = console {
-            // Pages in flight have had the grace period with the gRPC calls; cut off the rest.
-            if tokio::time::timeout(self.shutdown_grace, console)
+        let _ = console_stop.send(true);
+        if let Some(mut console) = console {
+            // Pages in flight get the grace period too; the rest are cut off.
+            if tokio::time::timeout(self.shutdown_grace, &mut console)
                 .await
                 .is_err()
             {
+                console.abort();
                 tracing::warn!(
                     "console requests still running after the grace period were cut off"
                 );

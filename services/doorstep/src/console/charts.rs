@@ -168,6 +168,7 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
     );
     let plot_bottom = HEIGHT - BOTTOM;
     html! {
+        div class="chart-wrap" tabindex="0" role="region" aria-label="Funnel plot (scrolls sideways on narrow screens)" {
         // A group, not an image: an image's children are presentational, and its points must
         // stay reachable from the keyboard, each an image named by its figures.
         svg id="funnel-plot" class="chart" role="group" aria-labelledby="funnel-title funnel-desc"
@@ -212,6 +213,7 @@ pub fn funnel(list: &v1::ListContractorPerformanceResponse) -> Markup {
                         paint-order="stroke" stroke="#ffffff" stroke-width="5" stroke-linejoin="round" { (name) }
                 }
             }
+        }
         }
         ul class="legend" aria-label="Legend" {
             li { svg viewBox="0 0 24 16" aria-hidden="true" { line class="average" x1="0" x2="24" y1="8" y2="8" stroke="#0b0c0c" stroke-width="2" {} } "Programme average" }
@@ -290,6 +292,7 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
     let plot_bottom = HEIGHT - BOTTOM;
     let every = points.len().div_ceil(12).max(1);
     html! {
+        div class="chart-wrap" tabindex="0" role="region" aria-label="Run chart (scrolls sideways on narrow screens)" {
         svg id="run-chart" class="chart" role="img" aria-labelledby="run-title run-desc"
             viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) xmlns="http://www.w3.org/2000/svg" {
             title id="run-title" { "Monthly upheld breaches per 100 visits: " (name) " against the programme" }
@@ -327,6 +330,7 @@ pub fn run_chart(name: &str, points: &[RunPoint]) -> Markup {
                     }
                 }
             }
+        }
         }
         ul class="legend" aria-label="Legend" {
             li { svg viewBox="0 0 24 16" aria-hidden="true" { line x1="0" x2="24" y1="8" y2="8" stroke="#1d4f91" stroke-width="2.5" {} } (name) }

@@ -87,9 +87,19 @@ pub struct Table {
 
 impl Table {
     pub fn html(&self) -> Markup {
+        self.render(false)
+    }
+
+    /// As [`Table::html`], with rows that stack into cards on narrow screens, each cell under
+    /// its heading.
+    pub fn stacked_html(&self) -> Markup {
+        self.render(true)
+    }
+
+    fn render(&self, stacked: bool) -> Markup {
         html! {
             div class="table-wrap" tabindex="0" role="region" aria-label=(self.caption) {
-                table id=(self.id) data-sortable[self.sortable] {
+                table id=(self.id) data-sortable[self.sortable] class=[stacked.then_some("stacked")] {
                     caption { (self.caption) }
                     thead {
                         tr {
@@ -107,7 +117,7 @@ impl Table {
                                     @if index == 0 {
                                         th scope="row" data-column=(column.key) data-value=(cell.value) { (linked(cell)) }
                                     } @else {
-                                        td data-column=(column.key) data-value=(cell.value) class=[column.numeric.then_some("number")] { (linked(cell)) }
+                                        td data-column=(column.key) data-value=(cell.value) data-label=(column.heading) class=[column.numeric.then_some("number")] { (linked(cell)) }
                                     }
                                 }
                             }

@@ -398,7 +398,7 @@ pub async fn page(
                 (charts::funnel(&programme.list))
                 figcaption { "Points outside the dashed lines differ from the programme average by more than chance would usually explain (≈2 SD); outside the dotted lines, by far more (≈3 SD)." }
             }
-            div { (funnel_table(&programme).html()) }
+            div { (funnel_table(&programme).stacked_html()) }
         }
         p class="downloads" { a href=(format!("/programme/funnel.csv?{query}")) download { "Download the funnel figures (CSV)" } }
         h2 { "League table" }
