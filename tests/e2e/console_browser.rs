@@ -59,6 +59,10 @@ const PROGRAMME: [(&str, &str, usize, usize); 6] = [
     ("fresh-air", "Fresh Air Ventilation", 0, 0),
 ];
 
+/// The visits below which the programme page (asked with `min_visits`) and the API leave a
+/// contractor unranked.
+const MIN_VISITS: u64 = 100;
+
 /// Contractor A and B: the two contractor users, each bound to one.
 const CONTRACTOR_A: &str = "alpha-insulation";
 const CONTRACTOR_B: &str = "beta-heat";
@@ -458,7 +462,8 @@ fn refused(path: &str, status: u16) -> Value {
     json!({ "path": path, "status": status })
 }
 
-async fn open_escalations(app: &TestApp) -> BTreeMap<String, v1::Escalation> {
+/// Every escalation, open or acknowledged, by id.
+async fn all_escalations(app: &TestApp) -> BTreeMap<String, v1::Escalation> {
     EscalationServiceClient::new(app.channel.clone())
         .list_escalations(v1::ListEscalationsRequest {
             page_size: 500,
@@ -620,7 +625,7 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
     let plan_path = work.path().join("plan.json");
     std::fs::write(&plan_path, plan.to_string()).expect("the plan is written");
 
-    let before = open_escalations(&app).await;
+    let before = all_escalations(&app).await;
     let output = tokio::time::timeout(
         BROWSER_TIMEOUT,
         Command::new("node")
@@ -652,7 +657,7 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
     assert!(checks > 100, "only {checks} browser checks ran");
 
     // What the pages did, seen through the API.
-    let after = open_escalations(&app).await;
+    let after = all_escalations(&app).await;
     let acknowledged = &after[&to_acknowledge];
     assert!(
         !acknowledged.acknowledged_by.is_empty() && acknowledged.acknowledged_at.is_some(),
@@ -675,6 +680,3 @@ async fn the_console_works_in_a_real_browser_for_every_role() {
     }
     drop(provider);
 }
-
-/// The visits below which the console's programme page shows a contractor unranked.
-const MIN_VISITS: u64 = 100;
