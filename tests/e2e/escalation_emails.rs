@@ -21,7 +21,7 @@ const CASE_PAGES: &str = "http://127.0.0.1:8080/complaints/{complaint_id}";
 /// landlord's complaints team and acme-retrofit's complaints lead.
 fn email_through(settings: &mut Settings, smtp: &SmtpServer) {
     notify_on_test_rounds(settings, "breach");
-    settings.notifier.case_url_template = CASE_PAGES.to_owned();
+    settings.notifier.case_url_template = Some(CASE_PAGES.to_owned());
     settings.notifier.email = Some(EmailSettings {
         smtp_host: "127.0.0.1".to_owned(),
         smtp_port: smtp.port,
@@ -204,7 +204,7 @@ fn every_level_emailed(settings: &mut Settings, smtp_port: u16) {
             "contract_manager".to_owned(),
             vec!["complaints@acme.example".to_owned()],
         );
-    settings.notifier.case_url_template = CASE_PAGES.to_owned();
+    settings.notifier.case_url_template = Some(CASE_PAGES.to_owned());
     settings.notifier.email = Some(EmailSettings {
         smtp_host: "127.0.0.1".to_owned(),
         smtp_port,

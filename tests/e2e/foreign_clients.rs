@@ -337,7 +337,7 @@ async fn the_readme_python_snippet_logs_a_complaint() {
         // A default server has no JWT secret: the snippet sends an API key, as `x-api-key`.
         .env(
             "DOORSTEP_INTAKE_KEY",
-            app.create_api_key("readme", &["intake"]),
+            app.create_api_key("readme", &["intake"], None),
         );
     let output = run_script(snippet, &app, "readme", &["intake"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -41,6 +41,8 @@ pub struct TestApp {
     pub anonymous_channel: Channel,
     /// Where the Prometheus endpoint listens (port 0 in the test settings picks a free one).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where the web console listens (port 0 in the test settings picks a free one).
+    pub console_address: Option<std::net::SocketAddr>,
     /// The server's scheduler and delivery worker (roles `all` and `notifier`), whose rounds a
     /// test runs itself.
     notifier: Option<doorstep_server::notifier::Notifier>,
@@ -247,6 +249,7 @@ async fn start_with_clock(
         .expect("the application builds");
     let port = application.port();
     let metrics_address = application.metrics_address();
+    let console_address = application.console_address();
     let notifier = application.notifier();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -266,6 +269,7 @@ async fn start_with_clock(
         channel,
         anonymous_channel,
         metrics_address,
+        console_address,
         notifier,
         data_dir,
         settings,
@@ -307,26 +311,6 @@ pub fn credential_for(
 
 impl TestApp {
     /// The server's connection, sending a token with exactly `roles`.
-    /// Creates an API key with `roles` in this server's key file, as `doorstep api-keys create`
-    /// does, and returns it; the running server accepts it at once.
-    pub fn create_api_key(&self, name: &str, roles: &[&str]) -> String {
-        use secrecy::ExposeSecret;
-        let roles: Vec<doorstep_server::auth::Role> = roles
-            .iter()
-            .map(|role| doorstep_server::auth::Role::parse(role).expect("a Doorstep role"))
-            .collect();
-        doorstep_server::auth::api_keys::create(
-            &self.settings.auth.api_keys_file,
-            name,
-            &roles,
-            None,
-        )
-        .expect("the key is created")
-        .key
-        .expose_secret()
-        .to_owned()
-    }
-
     pub fn channel_as(&self, roles: &[&str]) -> AuthenticatedChannel {
         credential_for(&roles.join("+"), roles, None).attach(self.anonymous_channel.clone())
     }
@@ -423,6 +407,74 @@ impl TestApp {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+
+    /// The web console's base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub fn console_url(&self) -> String {
+        let address = self
+            .console_address
+            .expect("the console is enabled (console.enabled, a role that serves the API)");
+        format!("http://{address}")
+    }
+
+    /// A new API key with `roles` (and the contractor a contractor key is bound to), for
+    /// signing in to the console; the server reads the key file again when it changes.
+    pub fn create_api_key(
+        &self,
+        name: &str,
+        roles: &[&str],
+        contractor_id: Option<&str>,
+    ) -> String {
+        use secrecy::ExposeSecret;
+        let roles: Vec<doorstep_server::auth::Role> = roles
+            .iter()
+            .map(|role| doorstep_server::auth::Role::parse(role).expect("a role name"))
+            .collect();
+        // The server notices a change of the key file by its modification time, whose
+        // granularity may be coarse: make sure this change is a new time.
+        std::thread::sleep(Duration::from_millis(20));
+        doorstep_server::auth::api_keys::create(
+            &self.settings.auth.api_keys_file,
+            name,
+            &roles,
+            contractor_id,
+        )
+        .expect("a key is created")
+        .key
+        .expose_secret()
+        .to_owned()
+    }
+}
+
+/// A free TCP port on the loopback interface, for a test that must know the console's address
+/// before the server starts (an identity provider registered with its redirect URI, say).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Signs the console in through an OpenID Connect provider at `issuer_url`, on `console_port`
+/// (its redirect URI is `http://127.0.0.1:{console_port}/auth/callback`), with the roles claim
+/// `doorstep_roles` and the contractor claim `doorstep_contractor_id`.
+pub fn console_oidc(
+    settings: &mut Settings,
+    console_port: u16,
+    issuer_url: &str,
+    client_id: &str,
+    client_secret: Option<&str>,
+) {
+    settings.console.port = console_port;
+    settings.console.public_url = format!("http://127.0.0.1:{console_port}");
+    settings.console.oidc = Some(doorstep_server::settings::OidcSettings {
+        issuer_url: issuer_url.to_owned(),
+        client_id: client_id.to_owned(),
+        client_secret: client_secret.map(|secret| secret.to_owned().into()),
+        scopes: vec!["openid".to_owned(), "profile".to_owned()],
+        roles_claim: "doorstep_roles".to_owned(),
+        role_map: Default::default(),
+        contractor_claim: "doorstep_contractor_id".to_owned(),
+    });
 }
 
 impl Drop for TestApp {

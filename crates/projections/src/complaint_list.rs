@@ -424,3 +424,35 @@ pub(crate) async fn open_counts(
         })
         .collect()
 }
+
+/// One page of the list in the order a caseworker works it: complaints with a pending deadline
+/// first, the earliest deadline first (so the overdue, then those due soonest), then the rest
+/// newest first. `offset` rows are skipped; returns the page and whether more follow. The
+/// partial index on `next_deadline` serves the first part.
+pub(crate) async fn list_by_deadline(
+    pool: &AnyPool,
+    filter: &ComplaintFilter,
+    page_size: u32,
+    offset: u64,
+) -> Result<(Vec<ComplaintRow>, bool), ProjectionError> {
+    let mut statement = Statement::new(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM complaint_list WHERE 1 = 1"
+    ));
+    push_filter(&mut statement, filter);
+    statement.push(
+        " ORDER BY CASE WHEN next_deadline IS NULL THEN 1 ELSE 0 END, next_deadline, \
+         received_at_micros DESC, complaint_id DESC LIMIT {}",
+        Parameter::Integer(i64::from(page_size) + 1),
+    );
+    statement.push(
+        " OFFSET {}",
+        Parameter::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
+    );
+    let rows = statement.query().fetch_all(pool).await?;
+    let mut complaints = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let more = complaints.len() > page_size as usize;
+    complaints.truncate(page_size as usize);
+    Ok((complaints, more))
+}

@@ -53,7 +53,8 @@ pub use liaison::LeadHandling;
 pub use month::{InvalidMonth, Month};
 pub use outbox::{Delivery, DeliveryChannel, delivery_id, escalation_document};
 pub use performance::{
-    ContractorFigures, ContractorTotals, StandardDelta, StandardFigures, finding_change, is_breach,
+    ContractorFigures, ContractorTotals, MonthlyBreaches, StandardDelta, StandardFigures,
+    finding_change, is_breach,
 };
 pub use read_model::ReadModel;
 pub use runner::ProjectionRunner;

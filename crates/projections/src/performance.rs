@@ -383,3 +383,78 @@ mod tests {
         );
     }
 }
+
+/// Visits and upheld breaches in one month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthlyBreaches {
+    pub month: Month,
+    pub visits: u64,
+    pub upheld_breaches: u64,
+}
+
+/// Each month of `from..=to`, for one contractor or (with `None`) the whole programme: visits by
+/// visit month and upheld breaches by the month the complaint was received, as the reports count
+/// them, read from the same monthly counters. Months with neither are included with zeros.
+pub(crate) async fn monthly_breaches(
+    pool: &AnyPool,
+    contractor_id: Option<&str>,
+    from: Month,
+    to: Month,
+) -> Result<Vec<MonthlyBreaches>, ProjectionError> {
+    let (from_text, to_text) = (from.to_string(), to.to_string());
+    let contractor = contractor_id.unwrap_or_default();
+    let every = i64::from(contractor_id.is_none());
+    let visits = sqlx::query(
+        "SELECT month, CAST(SUM(visits) AS BIGINT) AS visits FROM contractor_month_visits \
+         WHERE (contractor_id = $1 OR $2 = 1) AND month >= $3 AND month <= $4 GROUP BY month",
+    )
+    .bind(contractor)
+    .bind(every)
+    .bind(from_text.as_str())
+    .bind(to_text.as_str())
+    .fetch_all(pool)
+    .await?;
+    let breaches = sqlx::query(
+        "SELECT month, CAST(SUM(upheld + partly_upheld) AS BIGINT) AS upheld_breaches \
+         FROM contractor_month_standard \
+         WHERE (contractor_id = $1 OR $2 = 1) AND month >= $3 AND month <= $4 GROUP BY month",
+    )
+    .bind(contractor)
+    .bind(every)
+    .bind(from_text.as_str())
+    .bind(to_text.as_str())
+    .fetch_all(pool)
+    .await?;
+    let mut months: BTreeMap<Month, MonthlyBreaches> = BTreeMap::new();
+    let mut month = from;
+    while month <= to {
+        months.insert(
+            month,
+            MonthlyBreaches {
+                month,
+                visits: 0,
+                upheld_breaches: 0,
+            },
+        );
+        month = month.next();
+    }
+    let month_of = |row: &sqlx::any::AnyRow| -> Result<Month, ProjectionError> {
+        let text: String = row.try_get("month")?;
+        Month::parse(&text).map_err(|_| ProjectionError::CorruptRecord {
+            table: "contractor_month_visits",
+            key: text.clone(),
+            reason: "not a month".to_owned(),
+        })
+    };
+    for row in &visits {
+        if let Some(entry) = months.get_mut(&month_of(row)?) {
+            entry.visits = count(row, "visits")?;
+        }
+    }
+    for row in &breaches {
+        if let Some(entry) = months.get_mut(&month_of(row)?) {
+            entry.upheld_breaches = count(row, "upheld_breaches")?;
+        }
+    }
+    Ok(months.into_values().collect())
+}

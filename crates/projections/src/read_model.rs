@@ -91,6 +91,28 @@ impl ReadModel {
         complaint_list::list(self.database.pool(), filter, page_size, after).await
     }
 
+    /// One page of complaints in working order: pending deadlines first, earliest first (the
+    /// overdue, then those due soonest), then the rest newest first; and whether more follow.
+    pub async fn list_complaints_by_deadline(
+        &self,
+        filter: &ComplaintFilter,
+        page_size: u32,
+        offset: u64,
+    ) -> Result<(Vec<ComplaintRow>, bool), ProjectionError> {
+        complaint_list::list_by_deadline(self.database.pool(), filter, page_size, offset).await
+    }
+
+    /// Visits and upheld breaches month by month over `from..=to`, for one contractor or, with
+    /// `None`, the whole programme (the run chart).
+    pub async fn monthly_breaches(
+        &self,
+        contractor_id: Option<&str>,
+        from: Month,
+        to: Month,
+    ) -> Result<Vec<performance::MonthlyBreaches>, ProjectionError> {
+        performance::monthly_breaches(self.database.pool(), contractor_id, from, to).await
+    }
+
     /// One contractor from the registry.
     pub async fn contractor(
         &self,

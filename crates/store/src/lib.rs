@@ -7,6 +7,7 @@
 //! processes share one database, and its positions have gaps but never reorder.
 
 mod batch_plan;
+mod console_sessions;
 mod counts;
 mod lease;
 mod postgres;
@@ -20,6 +21,9 @@ mod writer_queue;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use console_sessions::{
+    ConsoleSessionError, ConsoleSessionStore, PendingSignIn, StoredSession,
+};
 pub use lease::{EXCLUSIVE_WAIT, LeaseError, ServerLease, lock_file};
 pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use resident_keys::{

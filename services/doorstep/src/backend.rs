@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use doorstep_projections::{ProjectionError, ReadModelDatabase};
 use doorstep_store::{
-    EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore, ServerRegistry,
-    SqliteEventStore, SqliteSettings, StoreError,
+    ConsoleSessionStore, EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore,
+    ServerRegistry, SqliteEventStore, SqliteSettings, StoreError,
 };
 
 use crate::settings::DatabaseSettings;
@@ -67,6 +67,14 @@ impl OpenedStore {
 
     /// The store's database, where the resident keys live.
     pub fn resident_keys(&self) -> Arc<dyn ResidentKeyStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The store's database, where the console's sessions live.
+    pub fn console_sessions(&self) -> Arc<dyn ConsoleSessionStore> {
         match self {
             Self::Sqlite(store) => Arc::new(store.clone()),
             Self::Postgres(store) => Arc::new(store.clone()),

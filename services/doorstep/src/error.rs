@@ -187,3 +187,8 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+/// Displays an error with every cause after it, for logs outside the gRPC path (the console).
+pub fn chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> impl std::fmt::Display + 'a {
+    ErrorChain(error)
+}

@@ -6,6 +6,7 @@ mod backend;
 pub mod clock;
 pub mod complaint_log;
 mod complaints;
+pub mod console;
 mod contractors;
 mod convert;
 pub mod error;

@@ -287,7 +287,7 @@ impl Notifier {
                 .map(|sender| {
                     sender
                         .with_policy(policy.clone())
-                        .with_case_url_template(&notifier.case_url_template)
+                        .with_case_url_template(&settings.case_url_template())
                 })
             })
             .transpose()?;

@@ -412,6 +412,61 @@ impl PerformanceApi {
     }
 }
 
+/// One month of the run chart: a contractor's, or the programme's, upheld breaches per 100
+/// visits (with its interval), from the monthly counters the reports sum.
+pub struct MonthlyRate {
+    pub month: String,
+    pub visits: u64,
+    pub upheld_breaches: u64,
+    pub rate: v1::Rate,
+}
+
+impl PerformanceApi {
+    /// The monthly series of a contractor and of the programme over a period, for the console's
+    /// run chart: the same policy line (`GetContractorPerformance`) and the same confinement (a
+    /// contractor sees its own series and the programme's average only).
+    pub(crate) async fn monthly_rates(
+        &self,
+        request: Request<v1::GetContractorPerformanceRequest>,
+    ) -> Result<tonic::Response<(Vec<MonthlyRate>, Vec<MonthlyRate>)>, tonic::Status> {
+        crate::error::answer(self.monthly_series(request).await)
+    }
+
+    async fn monthly_series(
+        &self,
+        request: Request<v1::GetContractorPerformanceRequest>,
+    ) -> Result<(Vec<MonthlyRate>, Vec<MonthlyRate>), ApiError> {
+        parse::within_limits(request.get_ref())?;
+        let principal = crate::auth::principal(&request)?.clone();
+        let body = request.into_inner();
+        let contractor_id = crate::parse::contractor_id("contractor_id", &body.contractor_id)?;
+        if !principal.may_see_contractor(&contractor_id) {
+            return Err(ApiError::PermissionDenied(
+                "a contractor may see only its own figures".to_owned(),
+            ));
+        }
+        let (from, to) = parse::month_range(&body.from_month, &body.to_month)?;
+        wait_for_read_model(&self.read_model, body.min_position).await?;
+        let series = |months: Vec<doorstep_projections::MonthlyBreaches>| -> Vec<MonthlyRate> {
+            months
+                .into_iter()
+                .map(|month| MonthlyRate {
+                    month: month.month.to_string(),
+                    visits: month.visits,
+                    upheld_breaches: month.upheld_breaches,
+                    rate: per_hundred_visits(month.upheld_breaches, month.visits),
+                })
+                .collect()
+        };
+        let own = self
+            .read_model
+            .monthly_breaches(Some(contractor_id.as_str()), from, to)
+            .await?;
+        let programme = self.read_model.monthly_breaches(None, from, to).await?;
+        Ok((series(own), series(programme)))
+    }
+}
+
 answered_by! {
     /// Delegates every call to [`PerformanceApi`]'s own methods and answers in one step.
     PerformanceService, PerformanceApi {

@@ -22,6 +22,8 @@ pub struct PortSetting {
 pub const GRPC: &str = "server.port";
 /// The Prometheus endpoint's setting.
 pub const METRICS: &str = "metrics.port";
+/// The web console's setting.
+pub const CONSOLE: &str = "console.port";
 
 /// Every port these settings ask this process to listen on. A new listener is one line here,
 /// then a [`BoundPorts::take`] where it is served.
@@ -46,6 +48,15 @@ pub fn wanted(settings: &crate::Settings) -> Vec<PortSetting> {
             "metrics scrapes",
             settings.metrics.host,
             settings.metrics.port,
+        ));
+    }
+    if settings.console.enabled && settings.server.role.serves_api() {
+        ports.push(port(
+            CONSOLE,
+            "DOORSTEP__CONSOLE__PORT",
+            "the web console",
+            settings.console.host,
+            settings.console.port,
         ));
     }
     ports

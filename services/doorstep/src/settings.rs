@@ -52,7 +52,10 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub inspections: InspectionSettings,
+    #[serde(default)]
     pub equality: EqualitySettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
 }
 
 /// Equality conditions in contracts: how recent a contractor's equality audit must be.
@@ -76,12 +79,131 @@ impl EqualitySettings {
     }
 }
 
+/// The default port of the web console.
+pub const DEFAULT_CONSOLE_PORT: u16 = 8080;
+
+/// The web console (`services/doorstep/src/console`): HTML pages for managers, liaison officers
+/// and contractors, on a port of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// Loopback by default, as the API is.
+    pub host: IpAddr,
+    /// 0 picks a free port (tests do this).
+    pub port: u16,
+    /// Where people reach the console, without a trailing slash: the base of links in emails and
+    /// of the OpenID Connect redirect URI (`{public_url}/auth/callback`). Cookies are `Secure`
+    /// when it is `https://`.
+    pub public_url: String,
+    /// Homes owned, the denominator of CH01; 0 leaves CH01 out of the programme page.
+    pub homes: u64,
+    /// A session unused for this long ends.
+    pub idle_minutes: u32,
+    /// A session ends this long after sign-in, however much it is used.
+    pub absolute_hours: u32,
+    /// Sign-in through an OpenID Connect provider; absent: API-key sign-in only.
+    pub oidc: Option<OidcSettings>,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_CONSOLE_PORT,
+            public_url: format!("http://127.0.0.1:{DEFAULT_CONSOLE_PORT}"),
+            homes: 0,
+            idle_minutes: 30,
+            absolute_hours: 12,
+            oidc: None,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// `public_url` without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The case page of a complaint, for links in escalation emails.
+    pub fn complaint_url(&self, complaint_id: &str) -> String {
+        format!("{}/complaints/{complaint_id}", self.base_url())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.public_url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("console.public_url must be an http:// or https:// URL".to_owned());
+        }
+        if self.idle_minutes == 0 || self.absolute_hours == 0 {
+            return Err(
+                "console.idle_minutes and console.absolute_hours must be at least 1".to_owned(),
+            );
+        }
+        if let Some(oidc) = &self.oidc {
+            if oidc.issuer_url.trim().is_empty() || oidc.client_id.trim().is_empty() {
+                return Err("console.oidc needs issuer_url and client_id".to_owned());
+            }
+            for (claim_value, role) in &oidc.role_map {
+                if !crate::auth::Role::ALL
+                    .iter()
+                    .any(|known| known.as_str() == role)
+                {
+                    return Err(format!(
+                        "console.oidc.role_map.{claim_value}: `{role}` is not a role; use intake, \
+                         officer, manager, contractor, admin or auditor"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for EqualitySettings {
     fn default() -> Self {
         Self {
             audit_max_age_months: 12,
         }
     }
+}
+
+/// OpenID Connect sign-in (authorization code with PKCE), e.g. Microsoft Entra ID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer, whose `/.well-known/openid-configuration` is read at start.
+    pub issuer_url: String,
+    pub client_id: String,
+    /// Absent for a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim (in the ID token, else userinfo) holding the user's roles or groups: a string
+    /// or an array of strings.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Claim value → Doorstep role name; a value that is already a role name maps to itself.
+    #[serde(default)]
+    pub role_map: BTreeMap<String, String>,
+    /// The claim holding a contractor user's contractor id.
+    #[serde(default = "default_contractor_claim")]
+    pub contractor_claim: String,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".to_owned(), "profile".to_owned()]
+}
+
+fn default_roles_claim() -> String {
+    "doorstep_roles".to_owned()
+}
+
+fn default_contractor_claim() -> String {
+    "doorstep_contractor_id".to_owned()
 }
 
 /// The default port of the Prometheus scrape endpoint (OpenTelemetry's convention).
@@ -488,8 +610,9 @@ pub struct NotifierSettings {
     /// How long one HTTP or SMTP attempt may take.
     pub timeout_ms: u64,
     /// The link an escalation email gives to its complaint's case page: `{complaint_id}` is
-    /// replaced by the complaint's id.
-    pub case_url_template: String,
+    /// replaced by the complaint's id. Unset: the console's case page,
+    /// `{console.public_url}/complaints/{complaint_id}` ([`Settings::case_url_template`]).
+    pub case_url_template: Option<String>,
 }
 
 impl Default for NotifierSettings {
@@ -504,7 +627,7 @@ impl Default for NotifierSettings {
             initial_backoff_ms: 5_000,
             max_backoff_ms: 3_600_000,
             timeout_ms: 10_000,
-            case_url_template: doorstep_notifier::DEFAULT_CASE_URL_TEMPLATE.to_owned(),
+            case_url_template: None,
         }
     }
 }
@@ -586,10 +709,11 @@ impl NotifierSettings {
                 ));
             }
         }
-        let template = self.case_url_template.trim();
-        if !(template.starts_with("https://") || template.starts_with("http://"))
-            || !template.contains("{complaint_id}")
-        {
+        let template = self.case_url_template.as_deref().map(str::trim);
+        if template.is_some_and(|template| {
+            !(template.starts_with("https://") || template.starts_with("http://"))
+                || !template.contains("{complaint_id}")
+        }) {
             return Err(
                 "notifier.case_url_template must be an http:// or https:// URL holding \
                  {complaint_id}, e.g. https://doorstep.landlord.example/complaints/{complaint_id}"
@@ -700,6 +824,15 @@ fn default_shutdown_grace_seconds() -> u64 {
 }
 
 impl Settings {
+    /// The link escalation emails give to a complaint: `notifier.case_url_template` when set,
+    /// else the console's case page under `console.public_url`.
+    pub fn case_url_template(&self) -> String {
+        self.notifier
+            .case_url_template
+            .clone()
+            .unwrap_or_else(|| format!("{}/complaints/{{complaint_id}}", self.console.base_url()))
+    }
+
     /// Reads the defaults, then `file` if given (it must exist) or `doorstep.toml` in the working
     /// directory if present, then the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, config::ConfigError> {
@@ -789,6 +922,10 @@ impl Settings {
             },
             inspections: InspectionSettings::default(),
             equality: EqualitySettings::default(),
+            console: ConsoleSettings {
+                port: 0,
+                ..ConsoleSettings::default()
+            },
         }
     }
 }
@@ -923,6 +1060,12 @@ mod tests {
             settings.equality.audit_max_age_months,
             EqualitySettings::default().audit_max_age_months
         );
+        assert_eq!(settings.console.port, DEFAULT_CONSOLE_PORT);
+        assert_eq!(
+            settings.console.public_url,
+            ConsoleSettings::default().public_url
+        );
+        assert!(settings.console.validate().is_ok());
         let policy = settings
             .escalation
             .policy()
@@ -1018,7 +1161,7 @@ mod tests {
                 .is_err_and(|e| e.contains("webhooks[1].url is listed twice"))
         );
         let notifier = NotifierSettings {
-            case_url_template: "https://doorstep.example/complaints/".to_owned(),
+            case_url_template: Some("https://doorstep.example/complaints/".to_owned()),
             ..NotifierSettings::default()
         };
         assert!(
@@ -1030,6 +1173,66 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
         assert!(defaults.escalation.policy().is_ok());
         assert!(defaults.notifier.validate().is_ok());
+        // Unset, emails link to the console's case page, wherever the console is published.
+        assert_eq!(
+            defaults.case_url_template(),
+            "http://127.0.0.1:8080/complaints/{complaint_id}"
+        );
+        let mut published = defaults.clone();
+        published.console.public_url = "https://doorstep.landlord.example/".to_owned();
+        assert_eq!(
+            published.case_url_template(),
+            "https://doorstep.landlord.example/complaints/{complaint_id}"
+        );
+    }
+
+    #[test]
+    fn console_settings_name_the_key_at_fault_and_link_to_case_pages() {
+        let environment = config::Map::from([
+            (
+                "DOORSTEP__CONSOLE__PUBLIC_URL".to_owned(),
+                "https://doorstep.landlord.example/".to_owned(),
+            ),
+            (
+                "DOORSTEP__CONSOLE__OIDC__ISSUER_URL".to_owned(),
+                "https://login.example/t/v2.0".to_owned(),
+            ),
+            (
+                "DOORSTEP__CONSOLE__OIDC__CLIENT_ID".to_owned(),
+                "doorstep".to_owned(),
+            ),
+        ]);
+        let settings = Settings::load_with_environment(None, Some(environment))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(settings.console.validate().is_ok());
+        assert_eq!(
+            settings.console.complaint_url("01a2"),
+            "https://doorstep.landlord.example/complaints/01a2"
+        );
+        let oidc = settings
+            .console
+            .oidc
+            .clone()
+            .unwrap_or_else(|| panic!("oidc"));
+        assert_eq!(oidc.roles_claim, "doorstep_roles");
+        assert_eq!(oidc.scopes, vec!["openid", "profile"]);
+        let mut wrong = settings.console.clone();
+        if let Some(oidc) = wrong.oidc.as_mut() {
+            oidc.role_map
+                .insert("complaints-team".to_owned(), "superuser".to_owned());
+        }
+        assert!(
+            wrong
+                .validate()
+                .is_err_and(|error| error.contains("console.oidc.role_map.complaints-team"))
+        );
+        let mut wrong = settings.console;
+        wrong.public_url = "doorstep.example".to_owned();
+        assert!(
+            wrong
+                .validate()
+                .is_err_and(|error| error.contains("console.public_url"))
+        );
     }
 
     #[test]

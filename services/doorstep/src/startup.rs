@@ -115,6 +115,8 @@ pub enum StartupError {
          it would leave its read models wrong), or pass --force if it has gone"
     )]
     ServerRunning(String),
+    #[error("cannot start the web console")]
+    Console(#[from] crate::console::ConsoleSetupError),
     #[error("cannot set up the notifier's deliveries")]
     Notifier(#[from] doorstep_notifier::DeliveryError),
 }
@@ -148,6 +150,8 @@ pub struct Application {
     shutdown_grace: Duration,
     /// This server's row in the database's registry of running servers.
     registration: Registration,
+    /// The web console, on its own port (roles that serve the API, when enabled).
+    console: Option<crate::console::Console>,
 }
 
 /// The databases, and the runner that keeps the read models following the log.
@@ -161,13 +165,14 @@ struct Storage {
 }
 
 /// The gRPC services of the API (a notifier-only replica serves none of them).
+/// The services are shared (`Arc`) with the console, which calls them in-process.
 struct ApiServices {
-    complaints: ComplaintApi,
-    contractors: ContractorApi,
+    complaints: Arc<ComplaintApi>,
+    contractors: Arc<ContractorApi>,
     visits: VisitApi,
-    performance: PerformanceApi,
+    performance: Arc<PerformanceApi>,
     events: EventApi,
-    escalations: EscalationApi,
+    escalations: Arc<EscalationApi>,
     inspections: InspectionApi,
 }
 
@@ -414,25 +419,29 @@ impl ApiServices {
         let store = &storage.shared_store;
         let read_model = &storage.read_model;
         Self {
-            complaints: ComplaintApi::new(
+            complaints: Arc::new(ComplaintApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 vault,
+            )),
+            contractors: Arc::new(
+                ContractorApi::new(store.clone(), read_model.clone(), clock.clone())
+                    .with_audit_window(settings.equality.audit_max_age_months),
             ),
-            contractors: ContractorApi::new(store.clone(), read_model.clone(), clock.clone())
-                .with_audit_window(settings.equality.audit_max_age_months),
-            performance: PerformanceApi::new(
-                read_model.clone(),
-                settings.report.extensions_count_as_within_code,
-            )
-            .with_coverage_target(settings.inspections.coverage_target_per_100_visits),
-            escalations: EscalationApi::new(
+            performance: Arc::new(
+                PerformanceApi::new(
+                    read_model.clone(),
+                    settings.report.extensions_count_as_within_code,
+                )
+                .with_coverage_target(settings.inspections.coverage_target_per_100_visits),
+            ),
+            escalations: Arc::new(EscalationApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 subscriptions_stopped.clone(),
-            ),
+            )),
             inspections: InspectionApi::new(
                 store.clone(),
                 InspectionRules {
@@ -447,6 +456,16 @@ impl ApiServices {
         }
     }
 
+    /// The services the console calls in-process.
+    fn for_console(&self) -> crate::console::Services {
+        crate::console::Services {
+            complaints: self.complaints.clone(),
+            contractors: self.contractors.clone(),
+            performance: self.performance.clone(),
+            escalations: self.escalations.clone(),
+        }
+    }
+
     /// Adds every service to the server, or none on a replica that does not serve the API, each
     /// refusing larger messages than `limit` before they are decoded (OUT_OF_RANGE).
     fn add_to<L>(self, router: Router<L>, serves_api: bool, limit: usize) -> Router<L> {
@@ -456,11 +475,12 @@ impl ApiServices {
         router
             .add_optional_service(api(
                 serves_api,
-                ComplaintServiceServer::new(self.complaints).max_decoding_message_size(limit),
+                ComplaintServiceServer::from_arc(self.complaints).max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
-                ContractorServiceServer::new(self.contractors).max_decoding_message_size(limit),
+                ContractorServiceServer::from_arc(self.contractors)
+                    .max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
@@ -468,7 +488,8 @@ impl ApiServices {
             ))
             .add_optional_service(api(
                 serves_api,
-                PerformanceServiceServer::new(self.performance).max_decoding_message_size(limit),
+                PerformanceServiceServer::from_arc(self.performance)
+                    .max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
@@ -476,7 +497,8 @@ impl ApiServices {
             ))
             .add_optional_service(api(
                 serves_api,
-                EscalationServiceServer::new(self.escalations).max_decoding_message_size(limit),
+                EscalationServiceServer::from_arc(self.escalations)
+                    .max_decoding_message_size(limit),
             ))
             .add_optional_service(api(
                 serves_api,
@@ -541,6 +563,44 @@ fn metrics_endpoint(ports: &mut BoundPorts) -> Result<Option<MetricsEndpoint>, S
     Ok(Some(endpoint))
 }
 
+/// The web console, bound to its port, for roles that serve the API when it is enabled.
+async fn console(
+    settings: &Settings,
+    storage: &Storage,
+    api: &ApiServices,
+    authenticator: &Arc<Authenticator>,
+    clock: Arc<dyn Clock>,
+    ports: &mut BoundPorts,
+) -> Result<Option<crate::console::Console>, StartupError> {
+    if !settings.console.enabled || !settings.server.role.serves_api() {
+        return Ok(None);
+    }
+    settings
+        .console
+        .validate()
+        .map_err(StartupError::Settings)?;
+    let listener = ports
+        .take(crate::ports::CONSOLE)
+        .ok_or_else(|| StartupError::Settings("the console's port was not bound".to_owned()))?;
+    let console = crate::console::Console::serve_on(
+        listener,
+        &settings.console,
+        crate::console::ConsoleParts {
+            services: api.for_console(),
+            authenticator: authenticator.clone(),
+            sessions: storage.store.console_sessions(),
+            clock,
+        },
+    )
+    .await?;
+    tracing::info!(
+        address = %console.address(),
+        "console listening on http://{}",
+        console.address()
+    );
+    Ok(Some(console))
+}
+
 /// The gRPC listener, bound at start, and the port it got (port 0 asks for any).
 fn listen(ports: &mut BoundPorts) -> Result<(TcpListener, u16), StartupError> {
     let listener = ports
@@ -586,6 +646,7 @@ impl Application {
             vault.clone(),
         )?;
         let (stop_subscriptions, subscriptions_stopped) = watch::channel(false);
+        let clock_for_console = clock.clone();
         let api = ApiServices::build(
             &settings,
             &storage,
@@ -602,6 +663,15 @@ impl Application {
                 }),
         );
         let metrics_endpoint = metrics_endpoint(&mut ports)?;
+        let console = console(
+            &settings,
+            &storage,
+            &api,
+            &authenticator,
+            clock_for_console,
+            &mut ports,
+        )
+        .await?;
         let (listener, port) = listen(&mut ports)?;
         let role = settings.server.role;
         let registration = Registration::start(
@@ -633,7 +703,13 @@ impl Application {
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
             registration,
+            console,
         })
+    }
+
+    /// Where the web console listens, when this server runs it.
+    pub fn console_address(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(crate::console::Console::address)
     }
 
     /// The port the server listens on (useful when the settings asked for port 0).
@@ -680,6 +756,19 @@ impl Application {
         let health_monitor = RunningHealthMonitor::start(health_monitor);
         let metrics = MetricsTasks::start(self.gauges, self.metrics_endpoint);
         let (drain_started, drain_signal) = watch::channel(false);
+        // The console stops taking requests when draining begins, or when the gRPC server has
+        // stopped for any other reason.
+        let (console_stop, console_stopped) = watch::channel(false);
+        let console = self.console.map(|console| {
+            let mut draining = drain_signal.clone();
+            let mut stopped = console_stopped.clone();
+            tokio::spawn(console.serve(async move {
+                tokio::select! {
+                    _ = draining.wait_for(|started| *started) => {}
+                    _ = stopped.wait_for(|stopped| *stopped) => {}
+                }
+            }))
+        });
         let graceful = drain_on(
             shutdown,
             health_monitor,
@@ -706,6 +795,19 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, graceful);
         tokio::pin!(server);
         let result = serve_with_grace(server.as_mut(), drain_signal, self.shutdown_grace).await;
+        let _ = console_stop.send(true);
+        if let Some(mut console) = console {
+            // Pages in flight get the grace period too; the rest are cut off.
+            if tokio::time::timeout(self.shutdown_grace, &mut console)
+                .await
+                .is_err()
+            {
+                console.abort();
+                tracing::warn!(
+                    "console requests still running after the grace period were cut off"
+                );
+            }
+        }
 
         metrics.abort();
         background.stop().await;

@@ -522,6 +522,8 @@ async fn assert_starts_and_answers_health(
         ("DOORSTEP__SERVER__PORT", "0"),
         ("DOORSTEP__METRICS__HOST", "127.0.0.1"),
         ("DOORSTEP__METRICS__PORT", "0"),
+        ("DOORSTEP__CONSOLE__HOST", "127.0.0.1"),
+        ("DOORSTEP__CONSOLE__PORT", "0"),
     ] {
         environment.insert(name.to_owned(), value.to_owned());
     }

@@ -157,6 +157,8 @@ fn finish(dir: tempfile::TempDir, keep: bool) -> anyhow::Result<()> {
 
 struct RunningServer {
     port: u16,
+    /// Where the web console listens.
+    console: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), StartupError>>,
 }
@@ -167,11 +169,17 @@ impl RunningServer {
             .await
             .context("building the Doorstep application")?;
         let port = application.port();
+        let console = application.console_address();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        Ok(Self { port, stop, task })
+        Ok(Self {
+            port,
+            console,
+            stop,
+            task,
+        })
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {
@@ -450,6 +458,17 @@ async fn large_log_phase(options: &Options, root: &std::path::Path) -> anyhow::R
         file_size(&dir.path().join("doorstep.read-models.db")) as f64 / 1e6
     );
 
+    let console_key = doorstep_server::auth::api_keys::create(
+        &settings.auth.api_keys_file,
+        "bench-console",
+        &[
+            doorstep_server::auth::Role::Manager,
+            doorstep_server::auth::Role::Officer,
+            doorstep_server::auth::Role::Admin,
+        ],
+        None,
+    )
+    .context("creating the console's API key")?;
     let server = RunningServer::start(settings).await?;
     let channel = server.channel().await?;
     let mut client =
@@ -536,10 +555,124 @@ async fn large_log_phase(options: &Options, root: &std::path::Path) -> anyhow::R
             times.len()
         );
     }
+    if let Some(console) = server.console {
+        console_pages(
+            console,
+            &console_key,
+            channel.clone(),
+            &contractor,
+            options.calls,
+        )
+        .await?;
+    }
     drop(client);
     drop(channel);
     server.stop().await?;
     finish(dir, options.keep_data)
+}
+
+/// Times each console page over HTTP on loopback, signed in as a manager who is also an officer
+/// and an administrator (so every section of every page is drawn): an upper bound on the time
+/// the server spends on it.
+async fn console_pages(
+    console: std::net::SocketAddr,
+    key: &doorstep_server::auth::api_keys::CreatedKey,
+    channel: Channel,
+    contractor: &str,
+    calls: usize,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = format!("http://{console}");
+    let form = http.get(format!("{base}/sign-in")).send().await?;
+    let sign_in_cookie = form
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .context("the sign-in form sets its cookie")?
+        .to_owned();
+    let body = form.text().await?;
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = body.find(marker).context("the sign-in form has a token")? + marker.len();
+    let token = &body[start..start + 64];
+    let signed_in = http
+        .post(format!("{base}/sign-in/key"))
+        .header(reqwest::header::COOKIE, &sign_in_cookie)
+        .form(&[("api_key", key.key.expose_secret()), ("csrf_token", token)])
+        .send()
+        .await?;
+    let session = signed_in
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("doorstep_session="))
+        .and_then(|value| value.split(';').next())
+        .context("signed in to the console")?
+        .to_owned();
+    let complaint =
+        doorstep_api::v1::complaint_service_client::ComplaintServiceClient::new(channel)
+            .list_complaints(with_actor(v1::ListComplaintsRequest {
+                contractor_id: contractor.to_owned(),
+                page_size: 1,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner()
+            .complaints
+            .first()
+            .map(|complaint| complaint.complaint_id.clone())
+            .context("the contractor has a complaint")?;
+    let period = format!("from={FROM_MONTH}&to={TO_MONTH}");
+    let pages = [
+        ("programme", format!("/programme?{period}")),
+        ("league CSV", format!("/programme/league.csv?{period}")),
+        ("contractor", format!("/contractors/{contractor}?{period}")),
+        ("complaints (first page)", "/complaints".to_owned()),
+        ("complaints (page 20)", "/complaints?page=20".to_owned()),
+        ("case page", format!("/complaints/{complaint}")),
+        ("escalations", "/escalations".to_owned()),
+    ];
+    println!("  console pages over HTTP ({calls} timed calls each after one untimed):");
+    for (name, path) in pages {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for call in 0..=calls {
+            let started = Instant::now();
+            let response = http
+                .get(format!("{base}{path}"))
+                .header(reqwest::header::COOKIE, &session)
+                .send()
+                .await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            let elapsed = started.elapsed();
+            if !status.is_success() {
+                bail!("{path} answered {status}");
+            }
+            bytes = body.len();
+            if call > 0 {
+                times.push(elapsed);
+            }
+        }
+        times.sort();
+        let p95 = times
+            .get((times.len() * 95).div_ceil(100).saturating_sub(1))
+            .copied()
+            .unwrap_or_default();
+        println!(
+            "    {name}: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} kB)",
+            ms(median(&times)),
+            ms(p95),
+            ms(times.last().copied().unwrap_or_default()),
+            bytes / 1024
+        );
+    }
+    Ok(())
 }
 
 fn file_size(path: &std::path::Path) -> u64 {

@@ -90,6 +90,8 @@ pub fn doorstep(database_url: &str) -> Command {
         .env("RUST_LOG", "info")
         // Test binaries run side by side: the metrics endpoint's fixed default port would clash.
         .env("DOORSTEP__METRICS__PORT", "0")
+        // And the console's.
+        .env("DOORSTEP__CONSOLE__PORT", "0")
         .env_remove("DOORSTEP_CONFIG");
     if database_url.starts_with("postgres") {
         // On a shared database the operator provides the master key; a test one will do.

@@ -1,0 +1,514 @@
+//! The contractors index and a contractor's page: profile, breaches per standard, the monthly
+//! run chart, open complaints with their next deadline, open escalations and equality audits.
+//! Each section is shown when the policy lets the user call the method it reads.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use doorstep_api::v1;
+use doorstep_api::v1::contractor_service_server::ContractorService;
+use doorstep_api::v1::escalation_service_server::EscalationService;
+use doorstep_api::v1::performance_service_server::PerformanceService;
+use maud::{Markup, html};
+
+use super::super::Shared;
+use super::super::access::{Page, may_call, method};
+use super::super::charts::{self, RunPoint};
+use super::super::error::ConsoleError;
+use super::super::layout;
+use super::super::services::call;
+use super::super::session::Session;
+use super::super::table::{Cell, Column, Row, Table};
+use super::programme::{Chosen, Period};
+use super::words;
+
+/// `GET /contractors`: the registry, for staff who may list it; a contractor goes to its own.
+pub async fn index(
+    State(state): State<Shared>,
+    session: Session,
+) -> Result<Response, ConsoleError> {
+    if session.principal.contractor_scope().is_some() {
+        return Ok(Redirect::to("/contractors/mine").into_response());
+    }
+    let contractors = state.services.contractors.as_ref();
+    let mut rows = Vec::new();
+    let mut page_token = String::new();
+    // The registry is small (tens of contractors); read it whole, a page at a time.
+    for _ in 0..100 {
+        let page = call(
+            &session.principal,
+            method::LIST_CONTRACTORS,
+            v1::ListContractorsRequest {
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            },
+            |request| contractors.list_contractors(request),
+        )
+        .await?;
+        rows.extend(page.contractors);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let table = Table {
+        id: "contractors",
+        caption: "Registered contractors".to_owned(),
+        columns: vec![
+            Column {
+                key: "contractor",
+                heading: "Contractor",
+                numeric: false,
+            },
+            Column {
+                key: "contractor_id",
+                heading: "Id",
+                numeric: false,
+            },
+            Column {
+                key: "status",
+                heading: "Status",
+                numeric: false,
+            },
+            Column {
+                key: "public_phone",
+                heading: "Public phone",
+                numeric: false,
+            },
+        ],
+        rows: rows
+            .iter()
+            .map(|contractor| {
+                let status =
+                    v1::ContractorStatus::try_from(contractor.status).map_or("—", |status| {
+                        match status {
+                            v1::ContractorStatus::Active => "Active",
+                            v1::ContractorStatus::Suspended => "Suspended",
+                            v1::ContractorStatus::Unspecified => "—",
+                        }
+                    });
+                Row {
+                    id: Some(("data-contractor-id", contractor.contractor_id.clone())),
+                    cells: vec![
+                        Cell::text(contractor.contractor_id.clone())
+                            .shown_as(contractor.legal_name.clone())
+                            .linked(format!("/contractors/{}", contractor.contractor_id)),
+                        Cell::text(contractor.contractor_id.clone()),
+                        Cell::text(status),
+                        Cell::text(contractor.public_phone.clone()),
+                    ],
+                }
+            })
+            .collect(),
+        sortable: true,
+    };
+    Ok(layout::page(
+        "Contractors",
+        Some(&session),
+        Some(Page::Contractors),
+        table.html(),
+    )
+    .into_response())
+}
+
+/// `GET /contractors/mine`: a contractor's own page.
+pub async fn mine(session: Session) -> Result<Redirect, ConsoleError> {
+    let own = session
+        .principal
+        .contractor_scope()
+        .ok_or(ConsoleError::NotFound)?;
+    Ok(Redirect::to(&format!("/contractors/{}", own.as_str())))
+}
+
+/// `GET /contractors/{id}`.
+pub async fn page(
+    State(state): State<Shared>,
+    session: Session,
+    Path(contractor_id): Path<String>,
+    Query(period): Query<Period>,
+) -> Result<Markup, ConsoleError> {
+    let principal = &session.principal;
+    // Another contractor's page is exactly a missing one.
+    if principal
+        .contractor_scope()
+        .is_some_and(|own| own.as_str() != contractor_id)
+    {
+        return Err(ConsoleError::NotFound);
+    }
+    if !Page::Contractors.allows(principal) {
+        return Err(ConsoleError::Forbidden);
+    }
+    let chosen = Chosen::of(&period, &state);
+    let services = &state.services;
+    let profile = if may_call(principal, method::GET_CONTRACTOR) {
+        let contractors = services.contractors.as_ref();
+        Some(
+            call(
+                principal,
+                method::GET_CONTRACTOR,
+                v1::GetContractorRequest {
+                    contractor_id: contractor_id.clone(),
+                },
+                |request| contractors.get_contractor(request),
+            )
+            .await?
+            .contractor
+            .unwrap_or_default(),
+        )
+    } else {
+        None
+    };
+    let performance = if may_call(principal, method::GET_CONTRACTOR_PERFORMANCE) {
+        let api = services.performance.as_ref();
+        let request = || v1::GetContractorPerformanceRequest {
+            contractor_id: contractor_id.clone(),
+            from_month: chosen.from.clone(),
+            to_month: chosen.to.clone(),
+            min_position: None,
+        };
+        let figures = call(
+            principal,
+            method::GET_CONTRACTOR_PERFORMANCE,
+            request(),
+            |request| api.get_contractor_performance(request),
+        )
+        .await?;
+        let (own, programme) = call(
+            principal,
+            method::GET_CONTRACTOR_PERFORMANCE,
+            request(),
+            |request| api.monthly_rates(request),
+        )
+        .await?;
+        Some((figures, own, programme))
+    } else {
+        None
+    };
+    let complaints = if may_call(principal, method::LIST_COMPLAINTS) {
+        let api = services.complaints.as_ref();
+        let (rows, _) = call(
+            principal,
+            method::LIST_COMPLAINTS,
+            v1::ListComplaintsRequest {
+                contractor_id: contractor_id.clone(),
+                page_size: 25,
+                ..Default::default()
+            },
+            |request| api.list_complaints_by_deadline(request, 0),
+        )
+        .await?;
+        Some(
+            rows.into_iter()
+                .filter(|row| !row.next_deadline.is_empty())
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
+    let escalations = if may_call(principal, method::LIST_ESCALATIONS) {
+        let api = services.escalations.as_ref();
+        Some(
+            call(
+                principal,
+                method::LIST_ESCALATIONS,
+                v1::ListEscalationsRequest {
+                    open_only: true,
+                    contractor_id: contractor_id.clone(),
+                    page_size: 100,
+                    ..Default::default()
+                },
+                |request| api.list_escalations(request),
+            )
+            .await?
+            .escalations,
+        )
+    } else {
+        None
+    };
+    let name = profile
+        .as_ref()
+        .and_then(|contractor| contractor.profile.as_ref())
+        .map(|profile| profile.legal_name.clone())
+        .or_else(|| {
+            performance
+                .as_ref()
+                .map(|(figures, _, _)| figures.legal_name.clone())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| contractor_id.clone());
+    let body = html! {
+        @if let Some(contractor) = &profile { (profile_section(contractor)) }
+        @if let Some((figures, own, programme)) = &performance {
+            (performance_section(&contractor_id, &name, &chosen, figures, own, programme))
+        }
+        @if let Some(complaints) = &complaints { (complaints_section(complaints)) }
+        @if let Some(escalations) = &escalations { (escalations_section(escalations)) }
+        (audits_section(profile.as_ref(), performance.as_ref().map(|(figures, _, _)| figures)))
+    };
+    Ok(layout::page(
+        &name,
+        Some(&session),
+        Some(Page::Contractors),
+        body,
+    ))
+}
+
+fn profile_section(contractor: &v1::Contractor) -> Markup {
+    let profile = contractor.profile.clone().unwrap_or_default();
+    html! {
+        h2 { "Profile" }
+        div class="profile" {
+            @if !profile.logo_url.is_empty() {
+                img src=(profile.logo_url) alt=(format!("Logo of {}", profile.legal_name));
+            }
+            dl class="facts" {
+                dt { "Legal name" } dd { (profile.legal_name) }
+                @if !profile.trading_names.is_empty() {
+                    dt { "Trading as" } dd { (profile.trading_names.join(", ")) }
+                }
+                dt { "Public contact" } dd { (profile.public_contact_name) }
+                dt { "Public phone" } dd { a href=(format!("tel:{}", profile.public_phone.replace(' ', ""))) { (profile.public_phone) } }
+                dt { "Status" } dd { (if contractor.status == v1::ContractorStatus::Suspended as i32 { "Suspended" } else { "Active" }) }
+            }
+        }
+        h3 { "Contracts and the standards agreed" }
+        @if profile.contracts.is_empty() {
+            p { "No contract is recorded." }
+        } @else {
+            ul {
+                @for contract in &profile.contracts {
+                    li {
+                        strong { (contract.reference) } ": "
+                        (contract.standards.iter().map(|code| words::standard(*code)).collect::<Vec<_>>().join(", "))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn performance_section(
+    contractor_id: &str,
+    name: &str,
+    chosen: &Chosen,
+    figures: &v1::GetContractorPerformanceResponse,
+    own: &[crate::performance::MonthlyRate],
+    programme: &[crate::performance::MonthlyRate],
+) -> Markup {
+    let rate = figures.upheld_per_100_visits.unwrap_or_default();
+    let standards = Table {
+        id: "standards",
+        caption: format!("Breaches per standard, {} to {}", chosen.from, chosen.to),
+        columns: vec![
+            Column {
+                key: "standard",
+                heading: "Standard",
+                numeric: false,
+            },
+            Column {
+                key: "reported",
+                heading: "Reported",
+                numeric: true,
+            },
+            Column {
+                key: "upheld",
+                heading: "Upheld",
+                numeric: true,
+            },
+            Column {
+                key: "partly_upheld",
+                heading: "Partly upheld",
+                numeric: true,
+            },
+            Column {
+                key: "not_upheld",
+                heading: "Not upheld",
+                numeric: true,
+            },
+            Column {
+                key: "pending",
+                heading: "No finding yet",
+                numeric: true,
+            },
+            Column {
+                key: "upheld_per_100_visits",
+                heading: "Upheld per 100 visits",
+                numeric: true,
+            },
+        ],
+        rows: figures
+            .standards
+            .iter()
+            .map(|standard| Row {
+                id: None,
+                cells: vec![
+                    Cell::text(words::standard(standard.standard)),
+                    Cell::count(standard.reported),
+                    Cell::count(standard.upheld),
+                    Cell::count(standard.partly_upheld),
+                    Cell::count(standard.not_upheld),
+                    Cell::count(standard.pending),
+                    Cell::number(
+                        standard
+                            .upheld_per_100_visits
+                            .as_ref()
+                            .filter(|r| r.defined)
+                            .map(|r| r.value),
+                        2,
+                    ),
+                ],
+            })
+            .collect(),
+        sortable: true,
+    };
+    let points: Vec<RunPoint> = own
+        .iter()
+        .zip(programme)
+        .map(|(own, programme)| RunPoint {
+            month: own.month.clone(),
+            rate: own.rate.defined.then_some(own.rate.value),
+            programme_rate: programme.rate.defined.then_some(programme.rate.value),
+        })
+        .collect();
+    let monthly = Table {
+        id: "run-table",
+        caption: "Month by month".to_owned(),
+        columns: vec![
+            Column {
+                key: "month",
+                heading: "Month",
+                numeric: false,
+            },
+            Column {
+                key: "visits",
+                heading: "Visits",
+                numeric: true,
+            },
+            Column {
+                key: "upheld_breaches",
+                heading: "Upheld breaches",
+                numeric: true,
+            },
+            Column {
+                key: "upheld_per_100_visits",
+                heading: "Per 100 visits",
+                numeric: true,
+            },
+            Column {
+                key: "programme_per_100_visits",
+                heading: "Programme per 100 visits",
+                numeric: true,
+            },
+        ],
+        rows: own
+            .iter()
+            .zip(programme)
+            .map(|(own, programme)| Row {
+                id: None,
+                cells: vec![
+                    Cell::text(own.month.clone()),
+                    Cell::count(own.visits),
+                    Cell::count(own.upheld_breaches),
+                    Cell::number(own.rate.defined.then_some(own.rate.value), 2),
+                    Cell::number(programme.rate.defined.then_some(programme.rate.value), 2),
+                ],
+            })
+            .collect(),
+        sortable: false,
+    };
+    html! {
+        h2 { "Performance, " (chosen.from) " to " (chosen.to) }
+        form class="period" method="get" action=(format!("/contractors/{contractor_id}")) {
+            div { label for="from" { "From month" } input id="from" name="from" type="month" value=(chosen.from); }
+            div { label for="to" { "To month" } input id="to" name="to" type="month" value=(chosen.to); }
+            div { button type="submit" { "Show" } }
+        }
+        div class="cards" {
+            div class="card" { div { "Visits" } div class="figure" { (figures.visits) } }
+            div class="card" { div { "Upheld breaches" } div class="figure" { (figures.upheld_breaches) } }
+            div class="card" {
+                div { "Upheld per 100 visits" }
+                div class="figure" { @if rate.defined { (format!("{:.2}", rate.value)) } @else { "—" } }
+                @if rate.defined { div { "95% interval " (format!("{:.2} to {:.2}", rate.lower, rate.upper)) } }
+            }
+            div class="card" { div { "Complaints" } div class="figure" { (figures.complaints) } }
+        }
+        (standards.html())
+        h3 id="run-heading" { "Monthly breach rate against the programme" }
+        div class="figure-pair" {
+            figure aria-labelledby="run-heading" { (charts::run_chart(name, &points)) }
+            div { (monthly.html()) }
+        }
+    }
+}
+
+fn complaints_section(complaints: &[v1::ComplaintSummary]) -> Markup {
+    html! {
+        h2 { "Open complaints" }
+        @if complaints.is_empty() {
+            p { "No complaint is waiting on a deadline." }
+        } @else {
+            (super::complaints::summary_table("open-complaints", "Open complaints, the next deadline first", complaints, None).html())
+        }
+    }
+}
+
+fn escalations_section(escalations: &[v1::Escalation]) -> Markup {
+    html! {
+        h2 { "Open escalations" }
+        @if escalations.is_empty() {
+            p { "No escalation is open." }
+        } @else {
+            ul {
+                @for escalation in escalations {
+                    li {
+                        strong { (escalation.level) } " — " (words::deadline(escalation.deadline))
+                        " due " (words::date(&escalation.deadline_date)) ", complaint "
+                        a href=(format!("/complaints/{}", escalation.complaint_id)) { (escalation.complaint_id) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn audits_section(
+    profile: Option<&v1::Contractor>,
+    figures: Option<&v1::GetContractorPerformanceResponse>,
+) -> Markup {
+    html! {
+        h2 { "Equality audits" }
+        @if let Some(contractor) = profile {
+            @if contractor.equality_audits.is_empty() {
+                p { "Not audited yet." }
+            } @else {
+                div class="table-wrap" tabindex="0" role="region" aria-label="Equality audits" {
+                    table id="equality-audits" {
+                        caption { "Equality audits, latest last" }
+                        thead { tr {
+                            th scope="col" { "Date" } th scope="col" { "Auditor" } th scope="col" { "Outcome" }
+                            th scope="col" { "Requirements not met" }
+                        } }
+                        tbody {
+                            @for audit in &contractor.equality_audits {
+                                tr {
+                                    th scope="row" { (words::date(&audit.audit_date)) }
+                                    td { (audit.auditor) }
+                                    td { (words::audit_outcome(audit.outcome)) }
+                                    td { (audit.requirements_not_met) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } @else if let Some(audit) = figures.and_then(|figures| figures.equality_audit.as_ref()) {
+            @if audit.audited {
+                p { "Latest audit " (words::date(&audit.latest_audit_date)) ": " (words::audit_outcome(audit.latest_outcome)) "."
+                    @if !audit.requirements_not_met.is_empty() { " Requirements not met: " (audit.requirements_not_met) "." } }
+            } @else {
+                p { "Not audited yet." }
+            }
+        }
+    }
+}
