@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::transport::server::{Router, ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
@@ -145,6 +146,8 @@ pub struct Application {
     shutdown_grace: Duration,
     /// This server's row in the database's registry of running servers.
     registration: Registration,
+    /// Services served beside the API behind the same layers; see [`Application::serve_also`].
+    extra_routes: Routes,
 }
 
 /// The databases, and the runner that keeps the read models following the log.
@@ -574,7 +577,17 @@ impl Application {
             stop_subscriptions,
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
             registration,
+            extra_routes: Routes::default(),
         })
+    }
+
+    /// Serves `routes` beside the API, behind the same layers (telemetry, authentication, the
+    /// rate limit), so that `doorstep-bench` can measure a trivial method through exactly the
+    /// middleware every Doorstep call passes. A path needs a line in `auth::policy` or it is
+    /// refused; the `doorstep` binary never calls this.
+    pub fn serve_also(mut self, routes: Routes) -> Self {
+        self.extra_routes = routes;
+        self
     }
 
     /// The port the server listens on (useful when the settings asked for port 0).
@@ -639,6 +652,7 @@ impl Application {
         let router = builder
             .layer(RpcTelemetryLayer::new(RpcDuration::new()))
             .layer(AuthLayer::new(self.authenticator))
+            .add_routes(self.extra_routes)
             .add_service(health_service)
             .add_service(reflection);
         let server = self
