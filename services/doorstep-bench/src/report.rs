@@ -245,13 +245,19 @@ impl Summary {
         for (name, phase) in self.phases() {
             let _ = writeln!(out, "{}", phase_row(&name, phase));
         }
+        if self.baseline.is_some() {
+            let _ = writeln!(
+                out,
+                "(store phases append {}-byte events (payload and metadata JSON) like the \
+                 intake's; per commit: events per transaction)",
+                self.store_event_bytes
+            );
+        }
         let _ = writeln!(
             out,
-            "(store phases append {}-byte events (payload and metadata JSON) like the intake's; \
-             per commit: events per transaction;\n cpu: this process in % of one core / machine \
-             busy % / machine iowait %; a PostgreSQL server's own CPU shows only in machine busy;\n \
-             cpu µs/op: process CPU time per completed call, counting {})",
-            self.store_event_bytes,
+            "(cpu: this process in % of one core / machine busy % / machine iowait %; a \
+             PostgreSQL server's own CPU shows only in machine busy;\n cpu µs/op: process CPU \
+             time per completed call, counting {})",
             self.cpu_counted.words()
         );
         if let Some(reason) = &self.echo_skipped {
