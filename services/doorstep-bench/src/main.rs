@@ -666,9 +666,10 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
     }
 
-    /// The echo passes through authentication like every API call: no credential, no answer.
+    /// The echo passes through authentication and the policy like every API call: no credential,
+    /// no answer; a credential without the intake role, PERMISSION_DENIED; the bench's, an echo.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_echo_is_refused_without_a_credential() {
+    async fn the_echo_is_admitted_as_log_complaint_is() {
         let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
         let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
             .await
@@ -687,6 +688,32 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("an anonymous echo was answered"));
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        // Admitted as LogComplaint is: the intake role, not merely any valid credential.
+        let claims = doorstep_server::auth::jwt::TokenClaims::new(
+            "auditor-only",
+            &["auditor"],
+            Duration::from_secs(600),
+        );
+        let token = doorstep_server::auth::jwt::issue_hs256(
+            doorstep_server::settings::TEST_JWT_SECRET.as_bytes(),
+            &claims,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let auditor = CallerCredential::bearer(&token).unwrap_or_else(|error| panic!("{error}"));
+        let channels = intake::connect(&address, 1, &auditor)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let mut client =
+            echo::proto::echo_service_client::EchoServiceClient::new(channels[0].clone());
+        let refused = client
+            .echo(echo::proto::EchoRequest {
+                text: "hello".to_owned(),
+            })
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("an auditor's echo was answered"));
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
         let channels = intake::connect(
             &address,
