@@ -1,20 +1,23 @@
-//! The intake measurement: the real server in this process, and many concurrent clients calling
-//! `LogComplaint` over a few HTTP/2 connections for a fixed time.
+//! The measured phases: many concurrent clients calling `LogComplaint` (intake) or the bench's
+//! trivial `Echo` over a few HTTP/2 connections for a fixed time, against the real server in this
+//! process or one given with `--target`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
-use doorstep_server::auth::client::AuthenticatedChannel;
+use doorstep_server::auth::client::{AuthenticatedChannel, CallerCredential};
 use doorstep_server::{Application, Settings, StartupError};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tonic::transport::Endpoint;
 
+use crate::echo::proto::EchoRequest;
+use crate::echo::proto::echo_service_client::EchoServiceClient;
 use crate::latency::LatencyRecorder;
 use crate::machine::{CpuSnapshot, CpuUsage};
-use crate::workload::{ComplaintTemplate, bench_credential};
+use crate::workload::ComplaintTemplate;
 
 /// A call that takes longer than this counts as an error.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,9 +33,11 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
-        let application = Application::build(settings)
-            .await
-            .context("building the Doorstep application")?;
+        let application = crate::echo::mounted_on(
+            Application::build(settings)
+                .await
+                .context("building the Doorstep application")?,
+        );
         let port = application.port();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async {
@@ -57,11 +62,16 @@ impl RunningServer {
     }
 }
 
-/// Opens `count` separate HTTP/2 connections: tonic multiplexes every call on one
-/// connection per `Channel`, so clients are spread over several channels.
-pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<AuthenticatedChannel>> {
-    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .context("building the server's endpoint")?
+/// Opens `count` separate HTTP/2 connections to `address` (`host:port`), each presenting
+/// `credential`: tonic multiplexes every call on one connection per `Channel`, so clients are
+/// spread over several channels.
+pub async fn connect(
+    address: &str,
+    count: usize,
+    credential: &CallerCredential,
+) -> anyhow::Result<Vec<AuthenticatedChannel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .with_context(|| format!("{address} is not a host:port the bench can connect to"))?
         .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true);
     let mut channels = Vec::with_capacity(count);
@@ -69,10 +79,53 @@ pub async fn connect(port: u16, count: usize) -> anyhow::Result<Vec<Authenticate
         let channel = endpoint
             .connect()
             .await
-            .with_context(|| format!("connecting to the server on port {port}"))?;
-        channels.push(bench_credential()?.attach(channel));
+            .with_context(|| format!("connecting to the server at {address}"))?;
+        channels.push(credential.clone().attach(channel));
     }
     Ok(channels)
+}
+
+/// What each client calls, back to back.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// `LogComplaint` with this complaint under a fresh idempotency key each time.
+    Intake(Arc<ComplaintTemplate>),
+    /// The bench's trivial `Echo`, with the same fresh key as its text.
+    Echo,
+}
+
+/// One client's stub for its workload.
+enum Caller {
+    Intake(
+        ComplaintServiceClient<AuthenticatedChannel>,
+        Arc<ComplaintTemplate>,
+    ),
+    Echo(EchoServiceClient<AuthenticatedChannel>),
+}
+
+impl Caller {
+    fn new(workload: &Workload, channel: AuthenticatedChannel) -> Self {
+        match workload {
+            Workload::Intake(template) => {
+                Self::Intake(ComplaintServiceClient::new(channel), Arc::clone(template))
+            }
+            Workload::Echo => Self::Echo(EchoServiceClient::new(channel)),
+        }
+    }
+
+    /// One call; `Ok(true)` when the server answered that the key was a duplicate.
+    async fn call(&mut self, key: String) -> Result<bool, tonic::Status> {
+        match self {
+            Self::Intake(client, template) => client
+                .log_complaint(log_complaint_request(template, key))
+                .await
+                .map(|response| response.get_ref().duplicate),
+            Self::Echo(client) => client
+                .echo(tonic::Request::new(EchoRequest { text: key }))
+                .await
+                .map(|_| false),
+        }
+    }
 }
 
 /// What the clients of one phase achieved.
@@ -138,12 +191,12 @@ pub struct Phase {
     pub duration: Duration,
 }
 
-/// Runs `phase.clients` clients, spread round-robin over `channels`, each calling
-/// `LogComplaint` back to back until the phase's time is up. A call started before the end is
-/// waited for and counted.
+/// Runs `phase.clients` clients, spread round-robin over `channels`, each calling `workload`
+/// back to back until the phase's time is up. A call started before the end is waited for and
+/// counted.
 pub async fn drive(
     channels: &[AuthenticatedChannel],
-    template: &Arc<ComplaintTemplate>,
+    workload: &Workload,
     phase: Phase,
 ) -> anyhow::Result<PhaseTally> {
     if channels.is_empty() {
@@ -155,10 +208,8 @@ pub async fn drive(
     let mut clients = JoinSet::new();
     for client_index in 0..phase.clients {
         let channel = channels[client_index % channels.len()].clone();
-        let template = Arc::clone(template);
         clients.spawn(run_client(
-            ComplaintServiceClient::new(channel),
-            template,
+            Caller::new(workload, channel),
             format!("{}-{client_index}", phase.name),
             deadline,
         ));
@@ -174,8 +225,7 @@ pub async fn drive(
 }
 
 async fn run_client(
-    mut client: ComplaintServiceClient<AuthenticatedChannel>,
-    template: Arc<ComplaintTemplate>,
+    mut caller: Caller,
     key_prefix: String,
     deadline: Instant,
 ) -> anyhow::Result<PhaseTally> {
@@ -183,19 +233,19 @@ async fn run_client(
     let mut sequence: u64 = 0;
     while Instant::now() < deadline {
         sequence += 1;
-        let request = log_complaint_request(&template, format!("bench-{key_prefix}-{sequence}"));
+        let key = format!("bench-{key_prefix}-{sequence}");
         let call_started = Instant::now();
-        let outcome = client.log_complaint(request).await;
+        let outcome = caller.call(key).await;
         let latency = call_started.elapsed();
         match outcome {
-            Ok(response) if response.get_ref().duplicate => {
+            Ok(true) => {
                 tally.errors += 1;
                 keep_error_sample(
                     &mut tally.error_samples,
                     "a fresh idempotency key was answered as a duplicate".to_owned(),
                 );
             }
-            Ok(_) => {
+            Ok(false) => {
                 tally.completed += 1;
                 tally.latency.record(latency);
             }

@@ -64,6 +64,8 @@ pub fn filesystem_of(path: &Path) -> Option<String> {
 /// the whole machine (which shows other work competing for the two cores).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CpuUsage {
+    /// This process's user plus system CPU time over the phase, in seconds (10 ms resolution).
+    pub process_cpu_seconds: f64,
     /// This process's CPU time over wall time, in percent of one core (200 = two cores busy).
     pub process_percent_of_one_core: f64,
     /// Every CPU's busy time over the machine's capacity, in percent.
@@ -108,8 +110,10 @@ impl CpuSnapshot {
             return None;
         }
         let total = total as f64;
+        let process_cpu_seconds = process as f64 / TICKS_PER_SECOND;
         Some(CpuUsage {
-            process_percent_of_one_core: 100.0 * process as f64 / TICKS_PER_SECOND / wall_seconds,
+            process_cpu_seconds,
+            process_percent_of_one_core: 100.0 * process_cpu_seconds / wall_seconds,
             machine_busy_percent: 100.0 * (total - idle as f64 - iowait as f64) / total,
             machine_iowait_percent: 100.0 * iowait as f64 / total,
         })

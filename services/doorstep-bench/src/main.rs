@@ -2,14 +2,21 @@
 //! `LogComplaint`, at what latency, against the store's own one-commit-per-event rate on the
 //! same disk.
 //!
+//! Beside the intake, an echo phase calls a trivial method through the same server, layers,
+//! clients and connections: intake ÷ echo is what Doorstep adds beside gRPC itself.
+//!
 //! ```sh
 //! cargo run --release -p doorstep-bench -- --clients 64 --seconds 20
 //! cargo run --release -p doorstep-bench -- --backend postgres
 //! cargo run --release -p doorstep-bench -- --database postgres://postgres@127.0.0.1/postgres
+//! # the server on one machine (or process), the load from another:
+//! cargo run --release -p doorstep-bench -- --serve 0.0.0.0:50051
+//! cargo run --release -p doorstep-bench -- --target server-host:50051
 //! ```
 
 mod backend;
 mod baseline;
+mod echo;
 mod intake;
 mod latency;
 mod machine;
@@ -29,10 +36,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
 use crate::backend::{Backend, Storage};
-use crate::intake::{Phase, PhaseTally, RunningServer};
+use doorstep_server::auth::client::{AuthenticatedChannel, CallerCredential};
+
+use crate::intake::{Phase, PhaseTally, RunningServer, Workload};
 use crate::machine::Machine;
-use crate::report::{PhaseSummary, Summary, Targets};
-use crate::workload::{ComplaintTemplate, EventTemplate};
+use crate::report::{CpuCounted, PhaseSummary, Summary, Targets, ratio};
+use crate::workload::{ComplaintTemplate, EventTemplate, bench_credential};
 
 /// Measures LogComplaint intake against the real server, and the same store on its own: one
 /// appender (the baseline: one commit per event) and many. Exits non-zero only when a call or an
@@ -85,6 +94,31 @@ struct Options {
     /// The intake's p99 latency must stay below this.
     #[arg(long, default_value_t = 25.0)]
     target_p99_ms: f64,
+    /// Intake must reach this fraction of the echo phase's calls per second.
+    #[arg(long, default_value_t = 0.35)]
+    target_echo_ratio: f64,
+    /// Skip the echo phase.
+    #[arg(long)]
+    no_echo: bool,
+    /// Drive the server at this host:port instead of starting one in this process. The store
+    /// phases are skipped, and CPU time counts the clients only. The echo phase needs a server
+    /// started with `doorstep-bench --serve`; against `doorstep serve` it is skipped.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "serve")]
+    target: Option<String>,
+    /// The API key the clients present to `--target` (needs the intake role; registering the
+    /// bench's contractor needs admin, and is skipped with a warning without it). Without a key
+    /// the clients present a JWT signed with the test secret, which a `--serve` server accepts.
+    #[arg(
+        long,
+        env = "DOORSTEP_BENCH_API_KEY",
+        hide_env_values = true,
+        requires = "target"
+    )]
+    api_key: Option<String>,
+    /// Serve (API and echo) at this host:port on fresh storage until interrupted, for another
+    /// `doorstep-bench --target` to drive. Accepts JWTs signed with the test secret.
+    #[arg(long, value_name = "HOST:PORT")]
+    serve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,21 +133,15 @@ async fn main() -> anyhow::Result<ExitCode> {
     // Server warnings and errors reach stderr; RUST_LOG shows more.
     doorstep_telemetry::init(doorstep_telemetry::LogFormat::Text, "warn");
 
-    let backend = match (&options.database, options.backend) {
-        (Some(url), _) => {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                bail!("--database takes a postgres:// URL");
-            }
-            Backend::Postgres {
-                admin_url: Some(url.clone()),
-            }
-        }
-        (None, BackendChoice::Postgres) => Backend::Postgres { admin_url: None },
-        (None, BackendChoice::Sqlite) => Backend::Sqlite {
-            root: options.data_dir.clone().unwrap_or_else(default_data_root),
-        },
+    let backend = backend(&options)?;
+    if let Some(address) = options.serve {
+        serve(&backend, address, options.keep_data).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = match &options.target {
+        Some(target) => run_against(&options, target).await?,
+        None => run(&options, &backend).await?,
     };
-    let summary = run(&options, &backend).await?;
 
     if options.json {
         println!(
@@ -130,6 +158,23 @@ async fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
+fn backend(options: &Options) -> anyhow::Result<Backend> {
+    Ok(match (&options.database, options.backend) {
+        (Some(url), _) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("--database takes a postgres:// URL");
+            }
+            Backend::Postgres {
+                admin_url: Some(url.clone()),
+            }
+        }
+        (None, BackendChoice::Postgres) => Backend::Postgres { admin_url: None },
+        (None, BackendChoice::Sqlite) => Backend::Sqlite {
+            root: options.data_dir.clone().unwrap_or_else(default_data_root),
+        },
+    })
+}
+
 /// `target/doorstep-bench` when run by Cargo (the binary sits in `target/<profile>/`), else the
 /// system's temporary directory.
 fn default_data_root() -> PathBuf {
@@ -139,12 +184,90 @@ fn default_data_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("doorstep-bench"))
 }
 
+/// `--serve`: the bench's server (API and echo) on fresh storage until Ctrl-C.
+async fn serve(
+    backend: &Backend,
+    address: std::net::SocketAddr,
+    keep_data: bool,
+) -> anyhow::Result<()> {
+    let storage = backend.fresh_storage("serve").await?;
+    let mut settings = storage.server_settings(&std::env::temp_dir());
+    settings.server.host = address.ip();
+    settings.server.port = address.port();
+    let server = RunningServer::start(settings).await?;
+    eprintln!(
+        "serving the API and the bench's echo on {}:{} ({} backend, data in {}); Ctrl-C stops",
+        address.ip(),
+        server.port(),
+        backend.name(),
+        backend.location()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    server.stop().await?;
+    storage.finish(keep_data).await
+}
+
+/// The clients' settings, as counts.
+struct Load {
+    clients: usize,
+    connections: usize,
+}
+
+impl Load {
+    fn of(options: &Options) -> anyhow::Result<Self> {
+        Ok(Self {
+            clients: usize::try_from(options.clients).context("too many clients")?,
+            connections: usize::try_from(options.connections).context("too many connections")?,
+        })
+    }
+}
+
+/// What the measured phases against one server gave.
+struct Measured {
+    echo: Result<PhaseTally, String>,
+    intake: PhaseTally,
+}
+
+/// `--target`: the echo and intake phases against a server elsewhere; no store phases.
+async fn run_against(options: &Options, target: &str) -> anyhow::Result<Summary> {
+    let load = Load::of(options)?;
+    let credential = match &options.api_key {
+        Some(key) => CallerCredential::api_key(key)
+            .context("the API key holds characters a gRPC header cannot carry")?,
+        None => bench_credential()?,
+    };
+    let channels = intake::connect(target, load.connections, &credential).await?;
+    let channel = channels.first().context("no connection to the server")?;
+    if let Err(error) = workload::register_contractor(channel.clone()).await {
+        eprintln!(
+            "warning: {error:#}; continuing in case {} is registered already",
+            workload::CONTRACTOR_ID
+        );
+    }
+    let complaint = Arc::new(ComplaintTemplate::gate_left_open(chrono::Utc::now()));
+    probe_intake(channel, &complaint).await?;
+    let measured = measure_phases(options, &channels, &load, complaint).await?;
+    drop(channels);
+    let mut summary = summarise(
+        options,
+        &load,
+        measured,
+        Machine::describe(None),
+        CpuCounted::ClientsOnly,
+    );
+    summary.backend = "remote".to_owned();
+    summary.storage = format!("the server at {target}");
+    summary.target = Some(target.to_owned());
+    Ok(summary)
+}
+
 async fn run(options: &Options, backend: &Backend) -> anyhow::Result<Summary> {
-    let clients = usize::try_from(options.clients).context("too many clients")?;
-    let connections = usize::try_from(options.connections).context("too many connections")?;
+    let load = Load::of(options)?;
     let store_appenders = match options.store_appenders {
         Some(appenders) => usize::try_from(appenders).context("too many appenders")?,
-        None => clients,
+        None => load.clients,
     };
     let local_root = match backend {
         Backend::Sqlite { root } => {
@@ -170,8 +293,7 @@ async fn run(options: &Options, backend: &Backend) -> anyhow::Result<Summary> {
     if let Some(settings) = &database_settings {
         eprintln!("database: {settings}");
     }
-    let (intake_tally, event_template) =
-        measure_intake(options, &intake_storage, clients, connections).await?;
+    let (measured, event_template) = measure_in_process(options, &intake_storage, &load).await?;
     intake_storage.finish(options.keep_data).await?;
     let event_template = Arc::new(event_template);
 
@@ -208,78 +330,189 @@ async fn run(options: &Options, backend: &Backend) -> anyhow::Result<Summary> {
         None
     };
 
-    let intake = PhaseSummary::from_tally(&intake_tally, None);
-    let baseline = PhaseSummary::from_tally(&baseline_tally, Some(baseline_commits));
-    let intake_over_baseline = if baseline.per_second > 0.0 {
-        intake.per_second / baseline.per_second
-    } else {
-        f64::NAN
-    };
-    let mut summary = Summary {
-        backend: backend.name().to_owned(),
-        storage: backend.location(),
-        database_settings,
+    let mut summary = summarise(
+        options,
+        &load,
+        measured,
         machine,
-        clients,
-        connections,
-        warmup_seconds: options.warmup_seconds,
-        store_appenders,
-        intake,
-        baseline,
-        store_concurrent,
-        store_event_bytes: event_template.stored_bytes,
-        intake_over_baseline,
-        checks: Vec::new(),
-    };
-    summary.check(Targets {
-        min_intake_over_baseline: options.target_ratio,
-        max_p99_ms: options.target_p99_ms,
-    });
+        CpuCounted::ServerAndClients,
+    );
+    let baseline = PhaseSummary::from_tally(&baseline_tally, Some(baseline_commits));
+    summary.intake_over_baseline = ratio(summary.intake.per_second, baseline.per_second);
+    summary.backend = backend.name().to_owned();
+    summary.storage = backend.location();
+    summary.database_settings = database_settings;
+    summary.store_appenders = store_appenders;
+    summary.baseline = Some(baseline);
+    summary.store_concurrent = store_concurrent;
+    summary.store_event_bytes = event_template.stored_bytes;
+    summary.check(targets(options));
     Ok(summary)
 }
 
-/// Starts the server on `storage`, warms it up, measures the intake and stops the server.
-/// Returns the measurement and the server's own intake event, for the store phases to append.
-async fn measure_intake(
+fn targets(options: &Options) -> Targets {
+    Targets {
+        min_intake_over_baseline: options.target_ratio,
+        max_p99_ms: options.target_p99_ms,
+        min_intake_over_echo: options.target_echo_ratio,
+    }
+}
+
+/// The summary of the measured phases, without store phases (the caller adds them).
+fn summarise(
+    options: &Options,
+    load: &Load,
+    measured: Measured,
+    machine: Machine,
+    cpu_counted: CpuCounted,
+) -> Summary {
+    let intake = PhaseSummary::from_tally(&measured.intake, None);
+    let (echo, echo_skipped) = match measured.echo {
+        Ok(tally) => (Some(PhaseSummary::from_tally(&tally, None)), None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let intake_over_echo = echo
+        .as_ref()
+        .and_then(|echo| ratio(intake.per_second, echo.per_second));
+    let cpu_intake_over_echo = echo
+        .as_ref()
+        .and_then(|echo| ratio(intake.cpu_us_per_call?, echo.cpu_us_per_call?));
+    let mut summary = Summary {
+        backend: String::new(),
+        storage: String::new(),
+        database_settings: None,
+        machine,
+        clients: load.clients,
+        connections: load.connections,
+        warmup_seconds: options.warmup_seconds,
+        store_appenders: 0,
+        target: None,
+        cpu_counted,
+        echo,
+        echo_skipped,
+        intake,
+        intake_over_echo,
+        cpu_intake_over_echo,
+        baseline: None,
+        store_concurrent: None,
+        store_event_bytes: 0,
+        intake_over_baseline: None,
+        checks: Vec::new(),
+    };
+    summary.check(targets(options));
+    summary
+}
+
+/// Starts the server on `storage`, measures the echo and intake phases and stops the server.
+/// Returns the measurements and the server's own intake event, for the store phases to append.
+async fn measure_in_process(
     options: &Options,
     storage: &Storage,
-    clients: usize,
-    connections: usize,
-) -> anyhow::Result<(PhaseTally, EventTemplate)> {
+    load: &Load,
+) -> anyhow::Result<(Measured, EventTemplate)> {
     let server = RunningServer::start(storage.server_settings(&std::env::temp_dir())).await?;
-    let channels = intake::connect(server.port(), connections).await?;
+    let address = format!("127.0.0.1:{}", server.port());
+    let channels = intake::connect(&address, load.connections, &bench_credential()?).await?;
+    let channel = channels.first().context("no connection to the server")?;
+    workload::register_contractor(channel.clone()).await?;
     let complaint = Arc::new(ComplaintTemplate::gate_left_open(chrono::Utc::now()));
-    let event_template = first_intake_event(&channels, &complaint).await?;
+    let complaint_id = probe_intake(channel, &complaint).await?;
+    let event_template =
+        EventTemplate::read_from_server(channel.clone(), format!("complaint-{complaint_id}"))
+            .await?;
+    let measured = measure_phases(options, &channels, load, complaint).await?;
+    drop(channels);
+    server.stop().await?;
+    Ok((measured, event_template))
+}
 
+/// The echo phase (unless skipped, or the server does not serve it), then the intake phase,
+/// each after its own warm-up.
+async fn measure_phases(
+    options: &Options,
+    channels: &[AuthenticatedChannel],
+    load: &Load,
+    complaint: Arc<ComplaintTemplate>,
+) -> anyhow::Result<Measured> {
+    let echo = if options.no_echo {
+        Err("--no-echo".to_owned())
+    } else if let Some(reason) = echo_unavailable(channels).await? {
+        Err(reason)
+    } else {
+        Ok(measure(options, channels, load, &Workload::Echo, "echo").await?)
+    };
+    let intake = measure(
+        options,
+        channels,
+        load,
+        &Workload::Intake(complaint),
+        "intake",
+    )
+    .await?;
+    Ok(Measured { echo, intake })
+}
+
+/// Why the echo phase cannot run against this server, or `None` when one call succeeds.
+async fn echo_unavailable(channels: &[AuthenticatedChannel]) -> anyhow::Result<Option<String>> {
+    let channel = channels.first().context("no connection to the server")?;
+    let mut client = echo::proto::echo_service_client::EchoServiceClient::new(channel.clone());
+    match client
+        .echo(echo::proto::EchoRequest {
+            text: "bench-probe".to_owned(),
+        })
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Some(
+            "the server does not serve the bench's echo (start it with `doorstep-bench --serve`)"
+                .to_owned(),
+        )),
+        Err(status) => bail!(
+            "the first echo call failed: {:?}: {}",
+            status.code(),
+            status.message()
+        ),
+    }
+}
+
+/// Warms up with `workload`, then measures it.
+async fn measure(
+    options: &Options,
+    channels: &[AuthenticatedChannel],
+    load: &Load,
+    workload: &Workload,
+    name: &'static str,
+) -> anyhow::Result<PhaseTally> {
     if options.warmup_seconds > 0 {
-        eprintln!("warming up for {} s", options.warmup_seconds);
+        eprintln!("{name}: warming up for {} s", options.warmup_seconds);
         let warmup = Phase {
-            name: "warmup",
-            clients,
+            name: if name == "echo" {
+                "echo-warmup"
+            } else {
+                "warmup"
+            },
+            clients: load.clients,
             duration: Duration::from_secs(options.warmup_seconds),
         };
-        let tally = intake::drive(&channels, &complaint, warmup).await?;
+        let tally = intake::drive(channels, workload, warmup).await?;
         if tally.errors > 0 {
             bail!(
-                "{} calls failed while warming up, e.g. {:?}",
+                "{} {name} calls failed while warming up, e.g. {:?}",
                 tally.errors,
                 tally.error_samples
             );
         }
     }
     eprintln!(
-        "intake: {clients} clients for {} s over {connections} connections",
-        options.seconds
+        "{name}: {} clients for {} s over {} connections",
+        load.clients, options.seconds, load.connections
     );
     let measured = Phase {
-        name: "measured",
-        clients,
+        name,
+        clients: load.clients,
         duration: Duration::from_secs(options.seconds),
     };
-    let tally = intake::drive(&channels, &complaint, measured).await?;
-    drop(channels);
-    server.stop().await?;
-    Ok((tally, event_template))
+    intake::drive(channels, workload, measured).await
 }
 
 /// Appends straight to a fresh store with `appenders` tasks; returns the tally and the number
@@ -307,28 +540,193 @@ async fn measure_store(
     Ok((tally?, commits))
 }
 
-/// Registers the contractor, logs one complaint and reads its stored event back, which both
-/// proves the request is valid before any clock starts and gives the store phases the server's
-/// own event to append.
-async fn first_intake_event(
-    channels: &[doorstep_server::auth::client::AuthenticatedChannel],
+/// Logs one complaint, which proves the request is valid before any clock starts; returns its id.
+async fn probe_intake(
+    channel: &AuthenticatedChannel,
     complaint: &ComplaintTemplate,
-) -> anyhow::Result<EventTemplate> {
-    let channel = channels.first().context("no connection to the server")?;
-    workload::register_contractor(channel.clone()).await?;
+) -> anyhow::Result<String> {
     let mut client =
         doorstep_api::v1::complaint_service_client::ComplaintServiceClient::new(channel.clone());
     let response = client
         .log_complaint(intake::log_complaint_request(
             complaint,
-            "bench-probe".to_owned(),
+            format!("bench-probe-{}", uuid::Uuid::now_v7()),
         ))
         .await
         .context("the first LogComplaint call failed")?
         .into_inner();
-    EventTemplate::read_from_server(
-        channel.clone(),
-        format!("complaint-{}", response.complaint_id),
-    )
-    .await
+    Ok(response.complaint_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("doorstep-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn target_mode_takes_an_address_and_an_api_key() {
+        let options = parse(&["--target", "10.0.0.5:50051", "--api-key", "dsk_abc"])
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(options.target.as_deref(), Some("10.0.0.5:50051"));
+        assert_eq!(options.api_key.as_deref(), Some("dsk_abc"));
+        assert!(options.serve.is_none());
+        assert!((options.target_echo_ratio - 0.35).abs() < f64::EPSILON);
+        assert!(!options.no_echo);
+    }
+
+    #[test]
+    fn an_api_key_without_a_target_and_serve_with_target_are_refused() {
+        assert!(parse(&["--api-key", "dsk_abc"]).is_err());
+        assert!(parse(&["--serve", "127.0.0.1:50051", "--target", "h:1"]).is_err());
+        assert!(parse(&["--serve", "not-an-address"]).is_err());
+        let options =
+            parse(&["--serve", "0.0.0.0:50051"]).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            options.serve,
+            Some(std::net::SocketAddr::from(([0, 0, 0, 0], 50051)))
+        );
+    }
+
+    fn quick_options() -> Options {
+        parse(&[
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--clients",
+            "4",
+            "--connections",
+            "2",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// A second of echo and a second of intake against the real server in this process: both
+    /// phases complete calls without errors, and the report's figures agree with the tallies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn echo_and_intake_run_against_the_in_process_server() {
+        let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let backend = Backend::Sqlite {
+            root: root.path().to_owned(),
+        };
+        let options = quick_options();
+        let load = Load::of(&options).unwrap_or_else(|error| panic!("{error}"));
+        let storage = backend
+            .fresh_storage("smoke")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let (measured, event_template) = measure_in_process(&options, &storage, &load)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        assert_eq!(event_template.event_type, "ComplaintReceived");
+
+        let echo = measured
+            .echo
+            .as_ref()
+            .unwrap_or_else(|reason| panic!("no echo phase: {reason}"));
+        for (name, tally) in [("echo", echo), ("intake", &measured.intake)] {
+            assert!(tally.completed > 0, "{name} completed no call");
+            assert_eq!(tally.errors, 0, "{name}: {:?}", tally.error_samples);
+            assert_eq!(tally.latency.summary().calls, tally.completed, "{name}");
+            assert!(tally.elapsed >= Duration::from_secs(1), "{name}");
+        }
+
+        let summary = summarise(
+            &options,
+            &load,
+            measured,
+            Machine::describe(None),
+            CpuCounted::ServerAndClients,
+        );
+        let echo = summary.echo.as_ref().unwrap_or_else(|| panic!("no echo"));
+        let expected = summary.intake.per_second / echo.per_second;
+        let ratio = summary
+            .intake_over_echo
+            .unwrap_or_else(|| panic!("no ratio"));
+        assert!((ratio - expected).abs() < 1e-9, "{ratio} vs {expected}");
+        for phase in [echo, &summary.intake] {
+            let cpu = phase.cpu.unwrap_or_else(|| panic!("no CPU reading"));
+            let per_call = phase
+                .cpu_us_per_call
+                .unwrap_or_else(|| panic!("no CPU per call"));
+            let expected = cpu.process_cpu_seconds * 1e6 / phase.completed as f64;
+            assert!((per_call - expected).abs() < 1e-6);
+        }
+        let table = summary.table();
+        assert!(table.contains("echo: trivial call, same stack"), "{table}");
+        assert!(table.contains("server and clients together"), "{table}");
+        storage
+            .finish(false)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    /// The echo passes through authentication and the policy like every API call: no credential,
+    /// no answer; a credential without the intake role, PERMISSION_DENIED; the bench's, an echo.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_echo_is_admitted_as_log_complaint_is() {
+        let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let address = format!("127.0.0.1:{}", server.port());
+        let channels = intake::connect(&address, 1, &CallerCredential::none())
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let mut client =
+            echo::proto::echo_service_client::EchoServiceClient::new(channels[0].clone());
+        let refused = client
+            .echo(echo::proto::EchoRequest {
+                text: "hello".to_owned(),
+            })
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("an anonymous echo was answered"));
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        // Admitted as LogComplaint is: the intake role, not merely any valid credential.
+        let claims = doorstep_server::auth::jwt::TokenClaims::new(
+            "auditor-only",
+            &["auditor"],
+            Duration::from_secs(600),
+        );
+        let token = doorstep_server::auth::jwt::issue_hs256(
+            doorstep_server::settings::TEST_JWT_SECRET.as_bytes(),
+            &claims,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let auditor = CallerCredential::bearer(&token).unwrap_or_else(|error| panic!("{error}"));
+        let channels = intake::connect(&address, 1, &auditor)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let mut client =
+            echo::proto::echo_service_client::EchoServiceClient::new(channels[0].clone());
+        let refused = client
+            .echo(echo::proto::EchoRequest {
+                text: "hello".to_owned(),
+            })
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("an auditor's echo was answered"));
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+        let channels = intake::connect(
+            &address,
+            1,
+            &bench_credential().unwrap_or_else(|error| panic!("{error}")),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+        assert_eq!(echo_unavailable(&channels).await.ok(), Some(None));
+        drop(channels);
+        server
+            .stop()
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+    }
 }

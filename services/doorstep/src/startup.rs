@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::transport::server::{Router, ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
@@ -152,6 +153,8 @@ pub struct Application {
     registration: Registration,
     /// The web console, on its own port (roles that serve the API, when enabled).
     console: Option<crate::console::Console>,
+    /// Services served beside the API behind the same layers; see [`Application::serve_also`].
+    extra_routes: Routes,
 }
 
 /// The databases, and the runner that keeps the read models following the log.
@@ -704,12 +707,22 @@ impl Application {
             shutdown_grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
             registration,
             console,
+            extra_routes: Routes::default(),
         })
     }
 
     /// Where the web console listens, when this server runs it.
     pub fn console_address(&self) -> Option<SocketAddr> {
         self.console.as_ref().map(crate::console::Console::address)
+    }
+
+    /// Serves `routes` beside the API, behind the same layers (telemetry, authentication, the
+    /// rate limit), so that `doorstep-bench` can measure a trivial method through exactly the
+    /// middleware every Doorstep call passes. A path needs a line in `auth::policy` or it is
+    /// refused; the `doorstep` binary never calls this.
+    pub fn serve_also(mut self, routes: Routes) -> Self {
+        self.extra_routes = routes;
+        self
     }
 
     /// The port the server listens on (useful when the settings asked for port 0).
@@ -787,6 +800,7 @@ impl Application {
         let router = builder
             .layer(RpcTelemetryLayer::new(RpcDuration::new()))
             .layer(AuthLayer::new(self.authenticator))
+            .add_routes(self.extra_routes)
             .add_service(health_service)
             .add_service(reflection);
         let server = self
