@@ -91,11 +91,19 @@ fn the_image_builds_the_real_binary_and_runs_it_as_a_user() {
     // The image's own environment names real settings, listens beyond loopback, and exposes the
     // ports those settings give.
     let settings = load(None, &dockerfile.environment(), "the Dockerfile's ENV");
-    assert!(settings.server.host.is_unspecified() && settings.metrics.host.is_unspecified());
+    assert!(
+        settings.server.host.is_unspecified()
+            && settings.metrics.host.is_unspecified()
+            && settings.console.host.is_unspecified()
+    );
     assert_eq!(
         dockerfile.exposed_ports(),
-        BTreeSet::from([settings.server.port, settings.metrics.port]),
-        "EXPOSE lists the gRPC and metrics ports of the settings"
+        BTreeSet::from([
+            settings.server.port,
+            settings.metrics.port,
+            settings.console.port
+        ]),
+        "EXPOSE lists the gRPC, metrics and console ports of the settings"
     );
 
     // The builder's Rust is at least the workspace's rust-version.
@@ -206,11 +214,15 @@ fn compose_runs_two_api_replicas_and_a_notifier_on_real_settings() {
             "{context}: stop_grace_period {stop_seconds}s must exceed server.shutdown_grace_seconds"
         );
         if let Some(ports) = get(service_node(&compose, context), "ports") {
+            // gRPC, and the console where this service serves it.
+            let mut published = vec![settings.server.port];
+            if settings.console.enabled && settings.server.role.serves_api() {
+                published.push(settings.console.port);
+            }
             for mapping in strings(ports) {
-                assert_eq!(
-                    container_port(&mapping),
-                    settings.server.port,
-                    "{context}: {mapping}"
+                assert!(
+                    published.contains(&container_port(&mapping)),
+                    "{context}: {mapping} publishes none of {published:?}"
                 );
             }
         }
