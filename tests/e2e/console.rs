@@ -1267,6 +1267,38 @@ async fn the_contractor_page_shows_what_we_saw_and_its_contracts_as_the_api_has_
     assert!(page.body.contains("Equality audit overdue"));
     assert!(!page.body.contains("The sources disagree"));
 
+    // The registry says the same in a column each (once its read model has every write).
+    ContractorServiceClient::new(app.channel.clone())
+        .list_contractors(v1::ListContractorsRequest {
+            min_position: Some(last),
+            ..Default::default()
+        })
+        .await
+        .expect("listed");
+    let index = manager.get("/contractors").await;
+    let registry = table_rows(&index.body, "contractors");
+    let registered: HashMap<&str, &[(String, String)]> = registry
+        .iter()
+        .map(|(id, cells)| (id.as_str(), cells.as_slice()))
+        .collect();
+    assert_eq!(
+        value_of(registered["brick-and-co"], "contracts_not_signed_off"),
+        "RETRO-2026-01"
+    );
+    assert_eq!(
+        value_of(registered["acme-retrofit"], "contracts_not_signed_off"),
+        ""
+    );
+    assert_eq!(
+        value_of(registered["brick-and-co"], "equality_audit_overdue"),
+        "true"
+    );
+    assert_eq!(
+        value_of(registered["acme-retrofit"], "equality_audit_overdue"),
+        "false"
+    );
+    assert!(index.body.contains(">Overdue</td>") && index.body.contains(">All signed off</td>"));
+
     // A contractor sees what we saw of its own work, and no contract register (GetContractor is
     // not its to call); another's page is missing.
     let mut own = Browser::signed_in(&app, &["contractor"], Some("acme-retrofit")).await;

@@ -75,6 +75,16 @@ pub async fn index(
                 heading: "Public phone",
                 numeric: false,
             },
+            Column {
+                key: "contracts_not_signed_off",
+                heading: "Contracts not signed off",
+                numeric: false,
+            },
+            Column {
+                key: "equality_audit_overdue",
+                heading: "Equality audit",
+                numeric: false,
+            },
         ],
         rows: rows
             .iter()
@@ -96,6 +106,17 @@ pub async fn index(
                         Cell::text(contractor.contractor_id.clone()),
                         Cell::text(status),
                         Cell::text(contractor.public_phone.clone()),
+                        if contractor.contracts_not_signed_off.is_empty() {
+                            Cell::text("").shown_as("All signed off")
+                        } else {
+                            Cell::text(contractor.contracts_not_signed_off.join(" "))
+                                .shown_as(contractor.contracts_not_signed_off.join(", "))
+                        },
+                        if contractor.equality_audit_overdue {
+                            Cell::text("true").shown_as("Overdue")
+                        } else {
+                            Cell::text("false").shown_as("Up to date")
+                        },
                     ],
                 }
             })
