@@ -290,7 +290,7 @@ fn profile_section(contractor: &v1::Contractor) -> Markup {
                 dt { "Public contact" } dd { (profile.public_contact_name) }
                 dt { "Public phone" } dd { a href=(format!("tel:{}", profile.public_phone.replace(' ', ""))) { (profile.public_phone) } }
                 dt { "Status" } dd { (if contractor.status == v1::ContractorStatus::Suspended as i32 { "Suspended" } else { "Active" }) }
-                dt { "Equality audit" } dd { (if contractor.equality_audit_overdue { "Equality audit overdue" } else { "Up to date" }) }
+                dt { "Equality audit" } dd { (if contractor.equality_audit_overdue { "Overdue" } else { "Up to date" }) }
             }
         }
         h3 { "Contracts and the standards agreed" }
@@ -616,7 +616,9 @@ fn what_we_saw(chosen: &Chosen, saw: Option<&v1::InspectionFigures>) -> Markup {
                             None => "—",
                         }
                     }
-                    div { (words::share_with_interval(saw.share_met.as_ref())) }
+                    @if saw.share_met.as_ref().is_some_and(|s| s.defined) {
+                        div { (words::share_with_interval(saw.share_met.as_ref())) }
+                    }
                     div { (saw.not_met) " not met of " (saw.observations) " observed" }
                     @if let Some(programme) = programme {
                         div { "Programme: " (format!("{:.1}%", programme.value * 100.0)) }
