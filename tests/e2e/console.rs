@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use doorstep_api::v1;
+use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
+use doorstep_api::v1::inspection_service_client::InspectionServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
 use doorstep_tests::{
@@ -847,5 +849,620 @@ async fn on_postgresql_a_session_started_on_one_replica_works_on_another() {
     assert_eq!(
         browser.get("/programme").await.status,
         StatusCode::SEE_OTHER
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: what we saw beside what residents told us, contracts' liaison and sign-off, and
+// complaint handling by liaison lead.
+
+const APRIL: &str = "from=2026-04&to=2026-04";
+
+/// Every data row of the table with `id` (any `<tr>` in its `<tbody>`) as `data-column` →
+/// `data-value` pairs.
+fn plain_rows(body: &str, id: &str) -> Vec<Vec<(String, String)>> {
+    let start = body
+        .find(&format!("<table id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table {id}"));
+    let table = &body[start..start + body[start..].find("</table>").expect("the table ends")];
+    let body_start = table.find("<tbody>").expect("a tbody");
+    table[body_start..]
+        .split("<tr")
+        .skip(1)
+        .map(|row| {
+            row.split("data-column=\"")
+                .skip(1)
+                .map(|cell| {
+                    let key = cell[..cell.find('"').expect("key ends")].to_owned();
+                    let value_start = cell.find("data-value=\"").expect("a value") + 12;
+                    let value = cell[value_start
+                        ..value_start + cell[value_start..].find('"').expect("value ends")]
+                        .to_owned();
+                    (key, value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The text of the element whose opening tag contains `marker`, up to its `</{tag}>`.
+fn section<'a>(body: &'a str, marker: &str, tag: &str) -> &'a str {
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {body}"));
+    let end = start
+        + body[start..]
+            .find(&format!("</{tag}>"))
+            .expect("the element ends");
+    &body[start..end]
+}
+
+/// `value` as a reader sees a share: "72.0%".
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+fn number(text: &str) -> f64 {
+    text.parse()
+        .unwrap_or_else(|_| panic!("a number: {text:?}"))
+}
+
+/// The same as the API's value: empty when undefined, else the same number.
+fn same(shown: &str, api: Option<f64>, what: &str) {
+    match api {
+        Some(api) => assert_eq!(number(shown), api, "{what}"),
+        None => assert_eq!(shown, "", "{what}"),
+    }
+}
+
+/// A contract with `lead` ("Robin Liaison" as contact) and every equality condition accepted on
+/// 1 March 2026.
+fn contract_led_by(lead: v1::LiaisonLead, standards: Vec<i32>) -> v1::ContractTerms {
+    v1::ContractTerms {
+        reference: "RETRO-2026-01".to_owned(),
+        standards,
+        liaison_lead: lead as i32,
+        liaison_contact_name: "Robin Liaison".to_owned(),
+        equality_conditions: Some(v1::EqualityConditions {
+            equality_training: true,
+            equality_audits: true,
+            code_of_conduct: true,
+            accepted_date: "2026-03-01".to_owned(),
+        }),
+    }
+}
+
+async fn set_contract(app: &TestApp, contractor_id: &str, contract: v1::ContractTerms) -> u64 {
+    ContractorServiceClient::new(app.channel.clone())
+        .update_contractor(v1::UpdateContractorRequest {
+            contractor_id: contractor_id.to_owned(),
+            profile: Some(v1::ContractorProfile {
+                contracts: vec![contract],
+                ..doorstep_tests::contractor_profile(contractor_id)
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("updated")
+        .into_inner()
+        .position
+}
+
+async fn sign_off(app: &TestApp, contractor_id: &str, standards: Vec<i32>) -> u64 {
+    ContractorServiceClient::new(app.channel.clone())
+        .record_standards_sign_off(v1::RecordStandardsSignOffRequest {
+            contractor_id: contractor_id.to_owned(),
+            request_id: format!("sign-off-{contractor_id}"),
+            sign_off: Some(v1::StandardsSignOff {
+                contract_reference: "RETRO-2026-01".to_owned(),
+                champions: vec![v1::ResidentChampion {
+                    reference: "RC-0042".to_owned(),
+                    published_name: "Winnie Champion".to_owned(),
+                }],
+                signed_off_date: "2026-03-20".to_owned(),
+                standards,
+                comments: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("signed off")
+        .into_inner()
+        .position
+}
+
+/// In April 2026 (the clock is 20 April): acme's liaison is led in-house, signed off and
+/// audited, with 2 complaints and 2 inspections finding most standards not met; brick's is led
+/// by the contractor, its sign-off gone stale and never audited, with 1 complaint and 3
+/// inspections finding everything met. 20 visits each. Returns the last position.
+async fn april_with_inspections(app: &TestApp) -> u64 {
+    use v1::ObservationResult::{Met, NotMet, NotObserved};
+    use v1::ServiceStandard::{
+        Courtesy, GatesSecured, Identification, NoSmoking, Parking, Protection, Tidiness,
+    };
+    let all: Vec<i32> = (1..=9).collect();
+    let mut last = set_contract(
+        app,
+        "acme-retrofit",
+        contract_led_by(v1::LiaisonLead::InHouse, all.clone()),
+    )
+    .await;
+    last = last.max(sign_off(app, "acme-retrofit", all.clone()).await);
+    last = last.max(
+        set_contract(
+            app,
+            "brick-and-co",
+            contract_led_by(v1::LiaisonLead::Contractor, all.clone()),
+        )
+        .await,
+    );
+    last = last.max(sign_off(app, "brick-and-co", all).await);
+    // Brick's standards change after the sign-off: it is stale.
+    last = last.max(
+        set_contract(
+            app,
+            "brick-and-co",
+            contract_led_by(v1::LiaisonLead::Contractor, (1..=8).collect()),
+        )
+        .await,
+    );
+    last = last.max(
+        ContractorServiceClient::new(app.channel.clone())
+            .record_equality_audit(v1::RecordEqualityAuditRequest {
+                contractor_id: "acme-retrofit".to_owned(),
+                request_id: "audit-acme".to_owned(),
+                audit: Some(v1::EqualityAudit {
+                    audit_date: "2026-04-01".to_owned(),
+                    auditor: "Equality Team".to_owned(),
+                    outcome: v1::AuditOutcome::Satisfactory as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("audited")
+            .into_inner()
+            .position,
+    );
+    for contractor_id in ["acme-retrofit", "brick-and-co"] {
+        VisitServiceClient::new(app.channel.clone())
+            .record_visits(v1::RecordVisitsRequest {
+                visits: (0..20)
+                    .map(|n| v1::Visit {
+                        visit_id: format!("{contractor_id}-visit-{n}"),
+                        contractor_id: contractor_id.to_owned(),
+                        uprn: "100023336956".to_owned(),
+                        work_order_reference: format!("WO-{n}"),
+                        visit_date: "2026-04-02".to_owned(),
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("visits recorded");
+    }
+    let mut client = app.client.clone();
+    for (key, contractor_id, visit) in [
+        ("acme-a", "acme-retrofit", 0),
+        ("acme-b", "acme-retrofit", 1),
+        ("brick-a", "brick-and-co", 0),
+    ] {
+        let mut request = gate_left_open(key, "2026-04-14T10:00:00Z");
+        request.contractor_id = contractor_id.to_owned();
+        request.visit_id = Some(format!("{contractor_id}-visit-{visit}"));
+        let id = client
+            .log_complaint(request)
+            .await
+            .expect("logged")
+            .into_inner()
+            .complaint_id;
+        last = last.max(
+            client
+                .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
+                    complaint_id: id,
+                    stage: v1::Stage::One as i32,
+                    handler: "Officer One".to_owned(),
+                    effective_at: Some(timestamp("2026-04-15T09:00:00Z")),
+                    ..Default::default()
+                })
+                .await
+                .expect("acknowledged")
+                .into_inner()
+                .position,
+        );
+    }
+    let mut inspections = InspectionServiceClient::new(app.channel_as(&["officer"]));
+    let observe = |pairs: &[(v1::ServiceStandard, v1::ObservationResult)]| -> Vec<v1::Observation> {
+        pairs
+            .iter()
+            .map(|(standard, result)| requests::observation(*standard, *result))
+            .collect()
+    };
+    let acme = [
+        observe(&[
+            (Courtesy, NotMet),
+            (Tidiness, NotMet),
+            (Protection, NotMet),
+            (Parking, Met),
+        ]),
+        observe(&[
+            (GatesSecured, NotMet),
+            (Identification, NotMet),
+            (NoSmoking, Met),
+            (Parking, NotObserved),
+        ]),
+    ];
+    let brick = observe(&[
+        (Courtesy, Met),
+        (NoSmoking, Met),
+        (Protection, Met),
+        (Tidiness, Met),
+        (Parking, Met),
+        (GatesSecured, Met),
+    ]);
+    let seen = acme
+        .into_iter()
+        .map(|observations| ("acme-retrofit", observations))
+        .chain((0..3).map(|_| ("brick-and-co", brick.clone())));
+    for (index, (contractor_id, observations)) in seen.enumerate() {
+        last = last.max(
+            inspections
+                .record_inspection(requests::record_inspection(
+                    &format!("inspection-{index}"),
+                    requests::inspection_details(
+                        contractor_id,
+                        "2026-04-14T08:00:00Z",
+                        observations,
+                    ),
+                ))
+                .await
+                .expect("inspected")
+                .into_inner()
+                .position,
+        );
+    }
+    last
+}
+
+async fn spawn_april() -> TestApp {
+    spawn_app_with(
+        |settings, _| settings.inspections.coverage_target_per_100_visits = 12.0,
+        TestClock::at("2026-04-20T12:00:00Z"),
+    )
+    .await
+}
+
+async fn april_figures(
+    app: &TestApp,
+    contractor_id: &str,
+    last: u64,
+) -> v1::GetContractorPerformanceResponse {
+    PerformanceServiceClient::new(app.channel_as(&["manager"]))
+        .get_contractor_performance(v1::GetContractorPerformanceRequest {
+            contractor_id: contractor_id.to_owned(),
+            from_month: "2026-04".to_owned(),
+            to_month: "2026-04".to_owned(),
+            min_position: Some(last),
+        })
+        .await
+        .expect("figures")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn the_contractor_page_shows_what_we_saw_and_its_contracts_as_the_api_has_them() {
+    let app = spawn_april().await;
+    let last = april_with_inspections(&app).await;
+    let acme = april_figures(&app, "acme-retrofit", last).await;
+    let saw = acme.inspections.clone().expect("what we saw");
+    assert_eq!((saw.inspections, saw.observations, saw.not_met), (2, 7, 5));
+    assert!(
+        saw.sources_disagree,
+        "few complaints, much not met: {saw:?}"
+    );
+    let brick = april_figures(&app, "brick-and-co", last).await;
+    assert!(
+        !brick
+            .inspections
+            .as_ref()
+            .expect("brick's")
+            .sources_disagree
+    );
+
+    let mut manager = Browser::signed_in(&app, &["manager"], None).await;
+    let page = manager
+        .get(&format!("/contractors/acme-retrofit?{APRIL}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // Beside what residents told us, what we saw, in the API's numbers.
+    assert!(page.body.contains("What residents told us"));
+    let seen = section(&page.body, "id=\"what-we-saw\"", "section");
+    assert!(seen.contains("What we saw: our inspections"));
+    assert!(seen.contains(&format!("data-value=\"{}\"", saw.inspections)));
+    let share = saw.share_met.expect("share met");
+    assert!(
+        seen.contains(&format!(
+            "{} (95% interval {} to {})",
+            percent(share.value),
+            percent(share.lower),
+            percent(share.upper)
+        )),
+        "{seen}"
+    );
+    assert!(seen.contains(&format!(
+        "{} not met of {} observed",
+        saw.not_met, saw.observations
+    )));
+    let coverage = saw.coverage_per_100_visits.expect("coverage");
+    assert_eq!(coverage.value, 10.0, "2 inspections in 20 visits");
+    assert!(seen.contains(&format!("{:.2}", coverage.value)));
+    assert!(seen.contains("Target 12.00"));
+    assert!(saw.coverage_below_target);
+    assert!(seen.contains("Below target"), "said in words, not colour");
+    assert!(
+        seen.contains("The sources disagree: </strong>few complaints from residents, but our inspections found the standards met significantly less often than across the programme"),
+        "{seen}"
+    );
+    let rows = plain_rows(seen, "inspection-standards");
+    assert_eq!(rows.len(), saw.standards.len());
+    for (row, standard) in rows.iter().zip(&saw.standards) {
+        assert_eq!(
+            value_of(row, "observations"),
+            standard.observations.to_string()
+        );
+        assert_eq!(value_of(row, "not_met"), standard.not_met.to_string());
+        let share = standard.share_met.as_ref().filter(|share| share.defined);
+        same(
+            value_of(row, "share_met"),
+            share.map(|s| s.value),
+            "share met",
+        );
+        same(
+            value_of(row, "share_met_lower"),
+            share.map(|s| s.lower),
+            "lower",
+        );
+        same(
+            value_of(row, "share_met_upper"),
+            share.map(|s| s.upper),
+            "upper",
+        );
+    }
+    assert!(seen.contains("<th scope=\"col\" data-column=\"not_met\""));
+    // The contract: who leads liaison, the sign-off, the equality conditions; audited lately.
+    assert!(
+        page.body.contains(
+            "Resident liaison led in-house (our liaison officers); contact: Robin Liaison"
+        )
+    );
+    assert!(
+        page.body
+            .contains("Signed off by resident champions on 20 Mar 2026")
+    );
+    assert!(page.body.contains(
+        "Equality conditions accepted on 1 Mar 2026: equality and diversity training, equality audits, the code of conduct"
+    ));
+    assert!(
+        !page.body.contains("Equality audit overdue"),
+        "audited on 1 April"
+    );
+
+    // Brick's sign-off went stale when its standards changed; it was never audited; its
+    // inspections agree with its complaints.
+    let page = manager
+        .get(&format!("/contractors/brick-and-co?{APRIL}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("Resident liaison led by the contractor; contact: Robin Liaison")
+    );
+    assert!(!page.body.contains("Signed off by resident champions on"));
+    assert!(
+        page.body
+            .contains("Not signed off: the standards changed after the resident champions")
+            && page.body.contains("sign-off on 20 Mar 2026"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Equality audit overdue"));
+    assert!(!page.body.contains("The sources disagree"));
+
+    // The registry says the same in a column each (once its read model has every write).
+    ContractorServiceClient::new(app.channel.clone())
+        .list_contractors(v1::ListContractorsRequest {
+            min_position: Some(last),
+            ..Default::default()
+        })
+        .await
+        .expect("listed");
+    let index = manager.get("/contractors").await;
+    let registry = table_rows(&index.body, "contractors");
+    let registered: HashMap<&str, &[(String, String)]> = registry
+        .iter()
+        .map(|(id, cells)| (id.as_str(), cells.as_slice()))
+        .collect();
+    assert_eq!(
+        value_of(registered["brick-and-co"], "contracts_not_signed_off"),
+        "RETRO-2026-01"
+    );
+    assert_eq!(
+        value_of(registered["acme-retrofit"], "contracts_not_signed_off"),
+        ""
+    );
+    assert_eq!(
+        value_of(registered["brick-and-co"], "equality_audit_overdue"),
+        "true"
+    );
+    assert_eq!(
+        value_of(registered["acme-retrofit"], "equality_audit_overdue"),
+        "false"
+    );
+    assert!(index.body.contains(">Overdue</td>") && index.body.contains(">All signed off</td>"));
+
+    // A contractor sees what we saw of its own work, and no contract register (GetContractor is
+    // not its to call); another's page is missing.
+    let mut own = Browser::signed_in(&app, &["contractor"], Some("acme-retrofit")).await;
+    let page = own
+        .get(&format!("/contractors/acme-retrofit?{APRIL}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("What we saw: our inspections"));
+    assert!(page.body.contains("The sources disagree"));
+    assert!(!page.body.contains("Resident liaison led"));
+    assert!(!page.body.contains("Signed off by resident champions"));
+    assert_eq!(
+        own.get(&format!("/contractors/brick-and-co?{APRIL}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_programme_compares_liaison_leads_and_marks_disagreeing_sources_as_the_api_does() {
+    let app = spawn_april().await;
+    let last = april_with_inspections(&app).await;
+    let compared = PerformanceServiceClient::new(app.channel_as(&["manager"]))
+        .compare_liaison_leads(v1::CompareLiaisonLeadsRequest {
+            from_month: "2026-04".to_owned(),
+            to_month: "2026-04".to_owned(),
+            min_position: Some(last),
+        })
+        .await
+        .expect("compared")
+        .into_inner();
+    let _ = april_figures(&app, "acme-retrofit", last).await;
+
+    let mut manager = Browser::signed_in(&app, &["manager"], None).await;
+    let page = manager.get(&format!("/programme?{APRIL}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<h2>Who leads resident liaison</h2>"));
+    let rows = plain_rows(&page.body, "liaison-leads");
+    let leads: Vec<&str> = rows
+        .iter()
+        .map(|row| value_of(row, "liaison_lead"))
+        .collect();
+    assert_eq!(leads, ["in_house", "contractor", "unknown"]);
+    // By hand: acme's 2 complaints in-house, brick's 1 with the contractor.
+    let complaints: Vec<&str> = rows.iter().map(|row| value_of(row, "complaints")).collect();
+    assert_eq!(complaints, ["2", "1", "0"]);
+    assert_eq!(rows.len(), compared.leads.len());
+    for (row, lead) in rows.iter().zip(&compared.leads) {
+        let what = format!("lead {}", lead.liaison_lead);
+        assert_eq!(value_of(row, "contractors"), lead.contractors.to_string());
+        assert_eq!(value_of(row, "complaints"), lead.complaints.to_string());
+        let within = lead.answered_within_code.as_ref().filter(|s| s.defined);
+        same(
+            value_of(row, "answered_within_code"),
+            within.map(|s| s.value),
+            &what,
+        );
+        same(
+            value_of(row, "answered_within_code_lower"),
+            within.map(|s| s.lower),
+            &what,
+        );
+        same(
+            value_of(row, "answered_within_code_upper"),
+            within.map(|s| s.upper),
+            &what,
+        );
+        same(
+            value_of(row, "median_working_days_to_acknowledge"),
+            lead.median_working_days_to_acknowledge,
+            &what,
+        );
+        same(
+            value_of(row, "median_working_days_to_respond"),
+            lead.median_working_days_to_respond,
+            &what,
+        );
+        same(
+            value_of(row, "escalated_to_stage_two"),
+            lead.escalated_to_stage_two
+                .as_ref()
+                .filter(|s| s.defined)
+                .map(|s| s.value),
+            &what,
+        );
+        assert_eq!(
+            value_of(row, "notifier_escalations_past_deadline"),
+            lead.notifier_escalations_past_deadline.to_string()
+        );
+        let past = lead
+            .notifier_escalations_past_deadline_per_100_complaints
+            .as_ref()
+            .filter(|r| r.defined);
+        same(
+            value_of(row, "notifier_escalations_past_deadline_per_100_complaints"),
+            past.map(|r| r.value),
+            &what,
+        );
+        same(
+            value_of(
+                row,
+                "notifier_escalations_past_deadline_per_100_complaints_upper",
+            ),
+            past.map(|r| r.upper),
+            &what,
+        );
+    }
+    let in_house = section(&page.body, "<table id=\"liaison-leads\"", "table");
+    assert!(in_house.contains("<caption>"));
+    assert!(in_house.contains(
+        "<th scope=\"row\" data-column=\"liaison_lead\" data-value=\"in_house\">In-house</th>"
+    ));
+
+    // Its CSV is the table.
+    let csv = manager
+        .get(&format!("/programme/liaison-leads.csv?{APRIL}"))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("Liaison lead,Contractors,Complaints,Answered within the Code"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), rows.len() + 1);
+    for (line, row) in lines[1..].iter().zip(&rows) {
+        let values: Vec<&str> = row.iter().map(|(_, value)| value.as_str()).collect();
+        assert_eq!(line.split(',').collect::<Vec<_>>(), values);
+    }
+
+    // The league table marks whose inspections disagree with their complaints, in words.
+    let league = table_rows(&page.body, "league-table");
+    let marks: HashMap<&str, &str> = league
+        .iter()
+        .map(|(id, cells)| (id.as_str(), value_of(cells, "sources_disagree")))
+        .collect();
+    assert_eq!(marks["acme-retrofit"], "true");
+    assert_eq!(marks["brick-and-co"], "false");
+    let note = section(&page.body, "id=\"sources-disagree\"", "div");
+    assert!(
+        note.contains("disagrees with what residents told us"),
+        "{note}"
+    );
+    assert!(note.contains("/contractors/acme-retrofit"));
+    assert!(!note.contains("/contractors/brick-and-co"));
+    let league_csv = manager.get(&format!("/programme/league.csv?{APRIL}")).await;
+    assert!(
+        league_csv
+            .body
+            .lines()
+            .next()
+            .is_some_and(|heading| heading.ends_with(",Inspections disagree with complaints")),
+        "{}",
+        league_csv.body
+    );
+
+    // Only managers may compare liaison leads (CompareLiaisonLeads' policy line).
+    let mut officer = Browser::signed_in(&app, &["officer"], None).await;
+    assert_eq!(
+        officer
+            .get(&format!("/programme/liaison-leads.csv?{APRIL}"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
     );
 }

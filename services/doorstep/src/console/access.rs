@@ -21,10 +21,11 @@ pub mod method {
     pub const ACKNOWLEDGE_ESCALATION: &str = "doorstep.v1.EscalationService/AcknowledgeEscalation";
     pub const LIST_DEAD_LETTERS: &str = "doorstep.v1.EscalationService/ListDeadLetters";
     pub const RETRY_DEAD_LETTER: &str = "doorstep.v1.EscalationService/RetryDeadLetter";
+    pub const COMPARE_LIAISON_LEADS: &str = "doorstep.v1.PerformanceService/CompareLiaisonLeads";
 
     /// Every method the console calls, for the test that each has a policy line.
     #[cfg(test)]
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         LIST_CONTRACTOR_PERFORMANCE,
         GET_CONTRACTOR_PERFORMANCE,
         GET_COMPLAINT_HANDLING_REPORT,
@@ -36,6 +37,7 @@ pub mod method {
         ACKNOWLEDGE_ESCALATION,
         LIST_DEAD_LETTERS,
         RETRY_DEAD_LETTER,
+        COMPARE_LIAISON_LEADS,
     ];
 }
 

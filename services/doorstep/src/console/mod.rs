@@ -154,6 +154,10 @@ fn router(state: Shared) -> Router {
             "/programme/complaint-handling.csv",
             get(pages::programme::handling_csv),
         )
+        .route(
+            "/programme/liaison-leads.csv",
+            get(pages::programme::liaison_csv),
+        )
         .route("/contractors", get(pages::contractor::index))
         .route("/contractors/mine", get(pages::contractor::mine))
         .route("/contractors/{contractor_id}", get(pages::contractor::page))

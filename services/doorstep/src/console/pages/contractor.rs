@@ -75,6 +75,16 @@ pub async fn index(
                 heading: "Public phone",
                 numeric: false,
             },
+            Column {
+                key: "contracts_not_signed_off",
+                heading: "Contracts not signed off",
+                numeric: false,
+            },
+            Column {
+                key: "equality_audit_overdue",
+                heading: "Equality audit",
+                numeric: false,
+            },
         ],
         rows: rows
             .iter()
@@ -96,6 +106,17 @@ pub async fn index(
                         Cell::text(contractor.contractor_id.clone()),
                         Cell::text(status),
                         Cell::text(contractor.public_phone.clone()),
+                        if contractor.contracts_not_signed_off.is_empty() {
+                            Cell::text("").shown_as("All signed off")
+                        } else {
+                            Cell::text(contractor.contracts_not_signed_off.join(" "))
+                                .shown_as(contractor.contracts_not_signed_off.join(", "))
+                        },
+                        if contractor.equality_audit_overdue {
+                            Cell::text("true").shown_as("Overdue")
+                        } else {
+                            Cell::text("false").shown_as("Up to date")
+                        },
                     ],
                 }
             })
@@ -269,21 +290,91 @@ fn profile_section(contractor: &v1::Contractor) -> Markup {
                 dt { "Public contact" } dd { (profile.public_contact_name) }
                 dt { "Public phone" } dd { a href=(format!("tel:{}", profile.public_phone.replace(' ', ""))) { (profile.public_phone) } }
                 dt { "Status" } dd { (if contractor.status == v1::ContractorStatus::Suspended as i32 { "Suspended" } else { "Active" }) }
+                dt { "Equality audit" } dd { (if contractor.equality_audit_overdue { "Overdue" } else { "Up to date" }) }
             }
         }
         h3 { "Contracts and the standards agreed" }
         @if profile.contracts.is_empty() {
             p { "No contract is recorded." }
         } @else {
-            ul {
+            ul id="contracts" {
                 @for contract in &profile.contracts {
-                    li {
+                    li data-contract=(contract.reference) {
                         strong { (contract.reference) } ": "
                         (contract.standards.iter().map(|code| words::standard(*code)).collect::<Vec<_>>().join(", "))
+                        ul {
+                            li { (liaison_words(contract)) }
+                            li { (sign_off_words(contract_sign_off(contractor, &contract.reference))) }
+                            li { (conditions_words(contract.equality_conditions.as_ref())) }
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+fn liaison_words(contract: &v1::ContractTerms) -> String {
+    match v1::LiaisonLead::try_from(contract.liaison_lead) {
+        Ok(v1::LiaisonLead::InHouse) => format!(
+            "Resident liaison led in-house (our liaison officers); contact: {}",
+            contract.liaison_contact_name
+        ),
+        Ok(v1::LiaisonLead::Contractor) => format!(
+            "Resident liaison led by the contractor; contact: {}",
+            contract.liaison_contact_name
+        ),
+        _ => "Resident liaison lead not recorded".to_owned(),
+    }
+}
+
+fn contract_sign_off<'a>(
+    contractor: &'a v1::Contractor,
+    reference: &str,
+) -> Option<&'a v1::ContractSignOff> {
+    contractor
+        .contract_sign_offs
+        .iter()
+        .find(|sign_off| sign_off.contract_reference == reference)
+}
+
+fn sign_off_words(sign_off: Option<&v1::ContractSignOff>) -> String {
+    let latest = sign_off.and_then(|sign_off| sign_off.latest_sign_off.as_ref());
+    match (sign_off.is_some_and(|sign_off| sign_off.signed_off), latest) {
+        (true, Some(latest)) => format!(
+            "Signed off by resident champions on {}",
+            words::date(&latest.signed_off_date)
+        ),
+        (true, None) => "Signed off by resident champions".to_owned(),
+        (false, Some(latest)) => format!(
+            "Not signed off: the standards changed after the resident champions' sign-off on {}",
+            words::date(&latest.signed_off_date)
+        ),
+        (false, None) => "Not signed off by resident champions".to_owned(),
+    }
+}
+
+fn conditions_words(conditions: Option<&v1::EqualityConditions>) -> String {
+    match conditions {
+        Some(conditions) => {
+            let accepted: Vec<&str> = [
+                (
+                    conditions.equality_training,
+                    "equality and diversity training",
+                ),
+                (conditions.equality_audits, "equality audits"),
+                (conditions.code_of_conduct, "the code of conduct"),
+            ]
+            .into_iter()
+            .filter_map(|(accepted, name)| accepted.then_some(name))
+            .collect();
+            format!(
+                "Equality conditions accepted on {}: {}",
+                words::date(&conditions.accepted_date),
+                accepted.join(", ")
+            )
+        }
+        None => "Equality conditions not recorded".to_owned(),
     }
 }
 
@@ -423,6 +514,7 @@ fn performance_section(
             div { label for="to" { "To month" } input id="to" name="to" type="month" value=(chosen.to); }
             div { button type="submit" { "Show" } }
         }
+        h3 { "What residents told us" }
         div class="cards" {
             div class="card" { div { "Visits" } div class="figure" { (figures.visits) } }
             div class="card" { div { "Upheld breaches" } div class="figure" { (figures.upheld_breaches) } }
@@ -434,10 +526,129 @@ fn performance_section(
             div class="card" { div { "Complaints" } div class="figure" { (figures.complaints) } }
         }
         (standards.html())
+        (what_we_saw(chosen, figures.inspections.as_ref()))
         h3 id="run-heading" { "Monthly breach rate against the programme" }
         div class="figure-pair" {
             figure aria-labelledby="run-heading" { (charts::run_chart(name, &points)) }
             div { (monthly.html()) }
+        }
+    }
+}
+
+/// "What we saw": the landlord's own inspections beside the complaint figures.
+fn what_we_saw(chosen: &Chosen, saw: Option<&v1::InspectionFigures>) -> Markup {
+    let Some(saw) = saw else {
+        return html! {};
+    };
+    let coverage = saw
+        .coverage_per_100_visits
+        .as_ref()
+        .filter(|rate| rate.defined);
+    let programme = saw
+        .programme_share_met
+        .as_ref()
+        .filter(|share| share.defined);
+    let standards = Table {
+        id: "inspection-standards",
+        caption: format!("What we saw per standard, {} to {}", chosen.from, chosen.to),
+        columns: vec![
+            Column {
+                key: "standard",
+                heading: "Standard",
+                numeric: false,
+            },
+            Column {
+                key: "observations",
+                heading: "Observed (met or not met)",
+                numeric: true,
+            },
+            Column {
+                key: "not_met",
+                heading: "Not met",
+                numeric: true,
+            },
+            Column {
+                key: "share_met",
+                heading: "Share met",
+                numeric: true,
+            },
+            Column {
+                key: "share_met_lower",
+                heading: "95% lower",
+                numeric: true,
+            },
+            Column {
+                key: "share_met_upper",
+                heading: "95% upper",
+                numeric: true,
+            },
+        ],
+        rows: saw
+            .standards
+            .iter()
+            .map(|standard| {
+                let share = standard.share_met.as_ref().filter(|share| share.defined);
+                Row {
+                    id: None,
+                    cells: vec![
+                        Cell::text(words::standard(standard.standard)),
+                        Cell::count(standard.observations),
+                        Cell::count(standard.not_met),
+                        Cell::share(share.map(|share| share.value)),
+                        Cell::share(share.map(|share| share.lower)),
+                        Cell::share(share.map(|share| share.upper)),
+                    ],
+                }
+            })
+            .collect(),
+        sortable: true,
+    };
+    html! {
+        section id="what-we-saw" aria-labelledby="what-we-saw-heading" {
+            h3 id="what-we-saw-heading" { "What we saw: our inspections" }
+            div class="cards" {
+                div class="card" { div { "Inspections" } div class="figure" data-value=(saw.inspections) { (saw.inspections) } }
+                div class="card" {
+                    div { "Observations met" }
+                    div class="figure" data-value=(saw.share_met.as_ref().filter(|s| s.defined).map(|s| s.value.to_string()).unwrap_or_default()) {
+                        @match saw.share_met.as_ref().filter(|s| s.defined) {
+                            Some(share) => (format!("{:.1}%", share.value * 100.0)),
+                            None => "—",
+                        }
+                    }
+                    @if saw.share_met.as_ref().is_some_and(|s| s.defined) {
+                        div { (words::share_with_interval(saw.share_met.as_ref())) }
+                    }
+                    div { (saw.not_met) " not met of " (saw.observations) " observed" }
+                    @if let Some(programme) = programme {
+                        div { "Programme: " (format!("{:.1}%", programme.value * 100.0)) }
+                    }
+                }
+                div class="card" {
+                    div { "Inspections per 100 visits" }
+                    div class="figure" data-value=(coverage.map(|r| r.value.to_string()).unwrap_or_default()) {
+                        @match coverage { Some(rate) => (format!("{:.2}", rate.value)), None => "—" }
+                    }
+                    div { "Target " (format!("{:.2}", saw.coverage_target_per_100_visits)) }
+                    @if saw.coverage_below_target {
+                        div { strong { "Below target" } }
+                    } @else if coverage.is_some() {
+                        div { "Meets the target" }
+                    }
+                }
+            }
+            @if saw.sources_disagree {
+                p id="sources-disagree" class="note" {
+                    strong { "The sources disagree: " }
+                    (super::programme::disagreement_text(saw.agreement))
+                    ". Read the complaint figures with care."
+                }
+            }
+            @if saw.standards.is_empty() {
+                p { "No standard was observed on inspection in this period." }
+            } @else {
+                (standards.html())
+            }
         }
     }
 }
@@ -478,6 +689,17 @@ fn audits_section(
 ) -> Markup {
     html! {
         h2 { "Equality audits" }
+        @if profile.is_some_and(|contractor| contractor.equality_audit_overdue) {
+            p id="equality-audit-overdue" class="note" { strong { "Equality audit overdue" } ": no audit in the time the landlord allows." }
+        }
+        @if let Some(contractor) = profile.filter(|contractor| !contractor.equality_training.is_empty()) {
+            h3 { "Equality and diversity training" }
+            ul id="equality-training" {
+                @for training in &contractor.equality_training {
+                    li { (words::date(&training.training_date)) ": " (training.course) ", " (training.staff_trained) " staff trained" }
+                }
+            }
+        }
         @if let Some(contractor) = profile {
             @if contractor.equality_audits.is_empty() {
                 p { "Not audited yet." }

@@ -10,7 +10,7 @@ use http::header;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::super::access::{Page, method};
+use super::super::access::{Page, may_call, method};
 use super::super::charts;
 use super::super::error::ConsoleError;
 use super::super::layout;
@@ -18,7 +18,7 @@ use super::super::services::call;
 use super::super::session::Session;
 use super::super::table::{Cell, Column, Row, Table};
 use super::super::{ConsoleState, Shared};
-use super::{months_before, this_month};
+use super::{months_before, this_month, words};
 
 /// `?from=YYYY-MM&to=YYYY-MM&min_visits=N`; the last 12 months by default.
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +83,8 @@ struct Programme {
     /// Each listed contractor's own figures, by id.
     figures: HashMap<String, v1::GetContractorPerformanceResponse>,
     handling: Option<v1::GetComplaintHandlingReportResponse>,
+    /// Complaint handling by who leads resident liaison, when the policy lets the user see it.
+    liaison: Option<v1::CompareLiaisonLeadsResponse>,
 }
 
 async fn load(
@@ -134,9 +136,7 @@ async fn load(
         }
     }
     let handling = match chosen.reporting_year() {
-        Some(reporting_year)
-            if super::super::access::may_call(principal, method::GET_COMPLAINT_HANDLING_REPORT) =>
-        {
+        Some(reporting_year) if may_call(principal, method::GET_COMPLAINT_HANDLING_REPORT) => {
             Some(
                 call(
                     principal,
@@ -154,10 +154,28 @@ async fn load(
         }
         _ => None,
     };
+    let liaison = if may_call(principal, method::COMPARE_LIAISON_LEADS) {
+        Some(
+            call(
+                principal,
+                method::COMPARE_LIAISON_LEADS,
+                v1::CompareLiaisonLeadsRequest {
+                    from_month: chosen.from.clone(),
+                    to_month: chosen.to.clone(),
+                    min_position: None,
+                },
+                |request| performance.compare_liaison_leads(request),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     Ok(Programme {
         list,
         figures,
         handling,
+        liaison,
     })
 }
 
@@ -203,6 +221,11 @@ fn league_table(programme: &Programme) -> Table {
         column("notifier_escalations_raised", "Escalations raised"),
         column("escalations_to_stage_two", "Escalated to stage 2"),
         column("reopened", "Reopened"),
+        Column {
+            key: "sources_disagree",
+            heading: "Inspections disagree with complaints",
+            numeric: false,
+        },
     ];
     let rows = programme
         .list
@@ -240,6 +263,7 @@ fn league_table(programme: &Programme) -> Table {
                     count(|f| f.notifier_escalations_raised),
                     count(|f| f.escalations_to_stage_two),
                     count(|f| f.reopened),
+                    disagreement_cell(standing.inspections.as_ref()),
                 ],
             }
         })
@@ -250,6 +274,123 @@ fn league_table(programme: &Programme) -> Table {
         columns,
         rows,
         sortable: true,
+    }
+}
+
+/// Whether what we saw on inspection disagrees with what residents told us: "true"/"false" (empty
+/// without inspection figures), in words.
+fn disagreement_cell(inspections: Option<&v1::InspectionFigures>) -> Cell {
+    match inspections {
+        None => Cell::text("").shown_as("—"),
+        Some(saw) if saw.sources_disagree => Cell::text("true").shown_as("Yes (see the note)"),
+        Some(saw) if saw.agreement == v1::EvidenceAgreement::NotEnoughEvidence as i32 => {
+            Cell::text("false").shown_as("Not enough evidence")
+        }
+        Some(_) => Cell::text("false").shown_as("No"),
+    }
+}
+
+/// What a disagreement means, in a sentence.
+pub fn disagreement_text(agreement: i32) -> &'static str {
+    match v1::EvidenceAgreement::try_from(agreement) {
+        Ok(v1::EvidenceAgreement::FewComplaintsPoorInspections) => {
+            "few complaints from residents, but our inspections found the standards met significantly less often than across the programme"
+        }
+        Ok(v1::EvidenceAgreement::ManyComplaintsGoodInspections) => {
+            "many complaints from residents, but our inspections found the standards met significantly more often than across the programme"
+        }
+        _ => "the two sources agree or there is not enough evidence to compare them",
+    }
+}
+
+/// Complaint handling by who leads resident liaison.
+fn liaison_table(compared: &v1::CompareLiaisonLeadsResponse) -> Table {
+    let number = |key, heading| Column {
+        key,
+        heading,
+        numeric: true,
+    };
+    let columns = vec![
+        Column {
+            key: "liaison_lead",
+            heading: "Liaison lead",
+            numeric: false,
+        },
+        number("contractors", "Contractors"),
+        number("complaints", "Complaints"),
+        number("answered_within_code", "Answered within the Code"),
+        number("answered_within_code_lower", "95% lower"),
+        number("answered_within_code_upper", "95% upper"),
+        number(
+            "median_working_days_to_acknowledge",
+            "Median working days to acknowledge",
+        ),
+        number(
+            "median_working_days_to_respond",
+            "Median working days to respond",
+        ),
+        number("escalated_to_stage_two", "Taken to stage 2"),
+        number(
+            "notifier_escalations_past_deadline",
+            "Escalations past a deadline",
+        ),
+        number(
+            "notifier_escalations_past_deadline_per_100_complaints",
+            "Escalations past a deadline per 100 complaints",
+        ),
+        number(
+            "notifier_escalations_past_deadline_per_100_complaints_lower",
+            "95% lower (per 100)",
+        ),
+        number(
+            "notifier_escalations_past_deadline_per_100_complaints_upper",
+            "95% upper (per 100)",
+        ),
+    ];
+    let rows = compared
+        .leads
+        .iter()
+        .map(|lead| {
+            let key = match v1::LiaisonLead::try_from(lead.liaison_lead) {
+                Ok(v1::LiaisonLead::InHouse) => "in_house",
+                Ok(v1::LiaisonLead::Contractor) => "contractor",
+                _ => "unknown",
+            };
+            let within = lead.answered_within_code.as_ref();
+            let past = lead
+                .notifier_escalations_past_deadline_per_100_complaints
+                .as_ref();
+            Row {
+                id: None,
+                cells: vec![
+                    Cell::text(key).shown_as(words::liaison_lead(lead.liaison_lead)),
+                    Cell::count(u64::from(lead.contractors)),
+                    Cell::count(lead.complaints),
+                    Cell::share(share_value(within, |s| s.value)),
+                    Cell::share(share_value(within, |s| s.lower)),
+                    Cell::share(share_value(within, |s| s.upper)),
+                    Cell::number(lead.median_working_days_to_acknowledge, 1),
+                    Cell::number(lead.median_working_days_to_respond, 1),
+                    Cell::share(share_value(lead.escalated_to_stage_two.as_ref(), |s| {
+                        s.value
+                    })),
+                    Cell::count(lead.notifier_escalations_past_deadline),
+                    Cell::number(rate_value(past, |r| r.value), 2),
+                    Cell::number(rate_value(past, |r| r.lower), 2),
+                    Cell::number(rate_value(past, |r| r.upper), 2),
+                ],
+            }
+        })
+        .collect();
+    Table {
+        id: "liaison-leads",
+        caption: format!(
+            "Complaint handling by who leads resident liaison, complaints received {} to {}",
+            compared.from_month, compared.to_month
+        ),
+        columns,
+        rows,
+        sortable: false,
     }
 }
 
@@ -403,7 +544,14 @@ pub async fn page(
         p class="downloads" { a href=(format!("/programme/funnel.csv?{query}")) download { "Download the funnel figures (CSV)" } }
         h2 { "League table" }
         (league_table(&programme).html())
+        (disagreement_note(&programme))
         p class="downloads" { a href=(format!("/programme/league.csv?{query}")) download { "Download the league table (CSV)" } }
+        @if let Some(compared) = &programme.liaison {
+            h2 { "Who leads resident liaison" }
+            p { "Complaints are counted under the liaison lead every contract of their contractor named when they were received; \"Unknown\" holds contractors without a contract, without a recorded lead, or with contracts that name different leads." }
+            (liaison_table(compared).html())
+            p class="downloads" { a href=(format!("/programme/liaison-leads.csv?{query}")) download { "Download liaison leads (CSV)" } }
+        }
         @if let Some(report) = &programme.handling {
             h2 { "Complaint handling (CH01, CH02)" }
             (handling_table(report, homes_known).html())
@@ -419,6 +567,36 @@ pub async fn page(
         Some(Page::Programme),
         body,
     ))
+}
+
+/// The league's contractors whose inspections disagree with their complaints, in words.
+fn disagreement_note(programme: &Programme) -> Markup {
+    let disagreeing: Vec<&v1::ContractorStanding> = programme
+        .list
+        .contractors
+        .iter()
+        .filter(|standing| {
+            standing
+                .inspections
+                .as_ref()
+                .is_some_and(|saw| saw.sources_disagree)
+        })
+        .collect();
+    html! {
+        @if !disagreeing.is_empty() {
+            div id="sources-disagree" class="note" {
+                p { strong { "Note: what we saw on inspection disagrees with what residents told us for:" } }
+                ul {
+                    @for standing in disagreeing {
+                        li {
+                            a href=(format!("/contractors/{}", standing.contractor_id)) { (charts::display_name(standing)) }
+                            ": " (disagreement_text(standing.inspections.as_ref().map_or(0, |saw| saw.agreement))) "."
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn csv_response(name: &str, table: &Table) -> Result<Response, ConsoleError> {
@@ -479,5 +657,20 @@ pub async fn handling_csv(
     csv_response(
         &format!("complaint-handling-{}.csv", report.reporting_year),
         &handling_table(&report, state.settings.homes > 0),
+    )
+}
+
+/// `GET /programme/liaison-leads.csv`.
+pub async fn liaison_csv(
+    State(state): State<Shared>,
+    session: Session,
+    Query(period): Query<Period>,
+) -> Result<Response, ConsoleError> {
+    let chosen = Chosen::of(&period, &state);
+    let programme = load(&state, &session, &chosen).await?;
+    let compared = programme.liaison.ok_or(ConsoleError::Forbidden)?;
+    csv_response(
+        &format!("liaison-leads-{}-{}.csv", chosen.from, chosen.to),
+        &liaison_table(&compared),
     )
 }

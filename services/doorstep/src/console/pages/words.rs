@@ -68,6 +68,29 @@ pub fn finding(code: i32) -> String {
     )
 }
 
+/// Who leads resident liaison, as a landlord says it.
+pub fn liaison_lead(code: i32) -> &'static str {
+    match v1::LiaisonLead::try_from(code) {
+        Ok(v1::LiaisonLead::InHouse) => "In-house",
+        Ok(v1::LiaisonLead::Contractor) => "Contractor",
+        _ => "Unknown",
+    }
+}
+
+/// A proportion (0 to 1) with its 95% interval, as "72.0% (95% interval 60.1% to 81.5%)"; a
+/// dash when undefined.
+pub fn share_with_interval(share: Option<&v1::Proportion>) -> String {
+    match share.filter(|share| share.defined) {
+        Some(share) => format!(
+            "{:.1}% (95% interval {:.1}% to {:.1}%)",
+            share.value * 100.0,
+            share.lower * 100.0,
+            share.upper * 100.0
+        ),
+        None => "—".to_owned(),
+    }
+}
+
 /// A complaint id short enough to read and still tell complaints apart: its last 8 hex digits
 /// (the first ones of a UUIDv7 are its time, shared by complaints logged close together).
 pub fn short_id(id: &str) -> String {
