@@ -417,7 +417,8 @@ impl TestApp {
     }
 
     /// A new API key with `roles` (and the contractor a contractor key is bound to), for
-    /// signing in to the console; the server reads the key file again when it changes.
+    /// signing in to the console; the server reads the key file again when it changes
+    /// (each write is a new file, renamed into place).
     pub fn create_api_key(
         &self,
         name: &str,
@@ -429,9 +430,6 @@ impl TestApp {
             .iter()
             .map(|role| doorstep_server::auth::Role::parse(role).expect("a role name"))
             .collect();
-        // The server notices a change of the key file by its modification time, whose
-        // granularity may be coarse: make sure this change is a new time.
-        std::thread::sleep(Duration::from_millis(20));
         doorstep_server::auth::api_keys::create(
             &self.settings.auth.api_keys_file,
             name,

@@ -300,9 +300,33 @@ pub struct ApiKeyStore {
     argon2_runs: AtomicU64,
 }
 
+/// Which version of the key file was read: its modification time alone is too coarse (the
+/// kernel stamps it from a clock that ticks every few milliseconds), but every write replaces the
+/// file by a rename, so a new version is also a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    modified: Option<SystemTime>,
+    inode: u64,
+    len: u64,
+}
+
+impl FileVersion {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self {
+            modified: metadata.modified().ok(),
+            inode,
+            len: metadata.len(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Loaded {
-    modified: Option<SystemTime>,
+    version: Option<FileVersion>,
     keys: HashMap<String, StoredKey>,
     /// Keys already verified, by the digest of the whole key, with the record each matched, so
     /// a busy integration pays for a check once, not per call. A re-read of the file keeps the
@@ -433,12 +457,12 @@ impl ApiKeyStore {
     }
 
     fn refresh(&self, state: &mut Loaded) -> Result<(), ApiKeyError> {
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(metadata) => metadata.modified().ok(),
+        let version = match std::fs::metadata(&self.path) {
+            Ok(metadata) => Some(FileVersion::of(&metadata)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(io_error(&self.path)(error)),
         };
-        if modified.is_some() && modified == state.modified {
+        if version.is_some() && version == state.version {
             return Ok(());
         }
         let file = read_file(&self.path)?;
@@ -449,7 +473,7 @@ impl ApiKeyStore {
             .collect();
         let Loaded { keys, verified, .. } = &mut *state;
         verified.retain(|_, (record, _)| keys.get(&record.id) == Some(&*record));
-        state.modified = modified;
+        state.version = version;
         Ok(())
     }
 }
