@@ -61,13 +61,7 @@ fn to_hex(bytes: &[u8]) -> String {
 /// Whether the stored hex fingerprint is `digest`, in time that does not depend on where they
 /// differ.
 fn fingerprint_matches(stored: &str, digest: &[u8; 32]) -> bool {
-    let expected = to_hex(digest);
-    stored.len() == expected.len()
-        && stored
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0_u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
+    super::same_secret(stored, &to_hex(digest))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -161,6 +161,16 @@ pub fn principal<T>(request: &Request<T>) -> Result<&Principal, ApiError> {
         .ok_or_else(|| ApiError::Unauthenticated("a credential is required".to_owned()))
 }
 
+/// Compares two secrets in time that depends on their lengths only, not on where they differ:
+/// key fingerprints, and the console's CSRF, sign-in and OpenID Connect state tokens.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0_u8, |differences, (x, y)| differences | (x ^ y))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

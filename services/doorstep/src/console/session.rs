@@ -186,14 +186,7 @@ pub fn digest(secret: &str) -> String {
     format!("{:x}", Sha256::digest(secret.as_bytes()))
 }
 
-/// Compares two secrets in time that depends on their lengths only.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0_u8, |differences, (x, y)| differences | (x ^ y))
-            == 0
-}
+pub use crate::auth::same_secret;
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
