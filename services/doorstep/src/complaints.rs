@@ -146,7 +146,13 @@ impl ComplaintApi {
             );
         }
         if let Some(visit_id) = &parsed.visit_id {
-            check_visit_belongs(self.log.store(), visit_id, &parsed.contractor_id).await?;
+            check_visit_belongs(
+                self.log.store(),
+                "visit_id",
+                visit_id,
+                &parsed.contractor_id,
+            )
+            .await?;
         }
         let origin = command_origin(&request, Some(key), &parsed.channel)?;
         let (complaint_id, result) = log_new(

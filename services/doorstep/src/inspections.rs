@@ -114,10 +114,7 @@ impl InspectionApi {
                 InvalidInput::new("details.contractor_id", "is not a registered contractor")
             })?;
         let contract = contractor
-            .profile
-            .contracts
-            .iter()
-            .find(|contract| contract.reference == details.contract_reference)
+            .contract(&details.contract_reference)
             .ok_or_else(|| {
                 InvalidInput::new(
                     "details.contract_reference",
@@ -137,15 +134,13 @@ impl InspectionApi {
             }
         }
         if let Some(visit_id) = &details.visit_id {
-            crate::visits::check_visit_belongs(self.log.store(), visit_id, &details.contractor_id)
-                .await
-                .map_err(|error| match error {
-                    ApiError::InvalidInput(mut invalid) => {
-                        invalid.field = "details.visit_id".to_owned();
-                        ApiError::InvalidInput(invalid)
-                    }
-                    other => other,
-                })?;
+            crate::visits::check_visit_belongs(
+                self.log.store(),
+                "details.visit_id",
+                visit_id,
+                &details.contractor_id,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -174,9 +174,10 @@ fn rejected(index: usize, visit_id: &str, field: String, reason: String) -> v1::
 
 /// A complaint about a recorded visit must name the contractor that made it: otherwise its
 /// breaches would count against another contractor's visits. A visit not recorded yet is
-/// accepted (work-order systems may send visits late).
+/// accepted (work-order systems may send visits late). `field` names the visit id in the refusal.
 pub async fn check_visit_belongs(
     store: &Arc<dyn EventStore>,
+    field: &str,
     visit_id: &VisitId,
     contractor_id: &ContractorId,
 ) -> Result<(), ApiError> {
@@ -192,7 +193,7 @@ pub async fn check_visit_belongs(
     .map_err(ApiError::internal)?;
     if &visit.contractor_id != contractor_id {
         return Err(InvalidInput::new(
-            "visit_id",
+            field,
             format!(
                 "is a visit by {}, not by {contractor_id}",
                 visit.contractor_id
