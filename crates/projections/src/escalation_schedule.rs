@@ -363,7 +363,7 @@ async fn load_clock(
 }
 
 /// The table the schedule's rows are set aside in.
-const SCHEDULE: &str = "escalation_schedule";
+pub(crate) const SCHEDULE: &str = "escalation_schedule";
 
 /// Ladder steps due at `now`, earliest first, each read or found unreadable. Rows set aside
 /// are not due.
@@ -432,18 +432,21 @@ fn decode_due(row: &AnyRow, id: &str) -> Result<DueEscalation, ProjectionError> 
     Ok(due)
 }
 
-/// Sets a schedule row aside with `reason`, so it is no longer due. Returns false when it was
-/// set aside already (by another scheduler) or has gone.
+/// Sets a row of schedule `table` (this module's [`SCHEDULE`] or the findings' one) aside with
+/// `reason`, so it is no longer due. Returns false when it was set aside already (by another
+/// scheduler) or has gone.
 pub(crate) async fn set_aside(
     pool: &AnyPool,
+    table: &'static str,
     key: &str,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, ProjectionError> {
-    let result = sqlx::query(
-        "UPDATE escalation_schedule SET set_aside_reason = $1, set_aside_at = $2 \
-         WHERE escalation_id = $3 AND set_aside_reason IS NULL",
-    )
+    // `table` is one of two constants, never input.
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET set_aside_reason = $1, set_aside_at = $2 \
+         WHERE escalation_id = $3 AND set_aside_reason IS NULL"
+    )))
     .bind(reason)
     .bind(millis(now))
     .bind(key)

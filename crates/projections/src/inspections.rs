@@ -588,7 +588,7 @@ pub(crate) async fn counts(
 }
 
 /// The table finding steps are set aside in.
-const SCHEDULE: &str = "finding_schedule";
+pub(crate) const SCHEDULE: &str = "finding_schedule";
 
 /// Finding ladder steps due at `now`, earliest first, each read or found unreadable.
 pub(crate) async fn due(
@@ -629,25 +629,6 @@ fn decode_due(row: &AnyRow, id: &str) -> Result<DueFindingEscalation, Projection
         due_date: parse_date(&date, id)?,
         due_at: from_millis(row.try_get("due_at")?, id)?,
     })
-}
-
-/// Sets a finding schedule row aside with `reason`; false when it was already or has gone.
-pub(crate) async fn set_aside(
-    pool: &AnyPool,
-    key: &str,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, ProjectionError> {
-    let result = sqlx::query(
-        "UPDATE finding_schedule SET set_aside_reason = $1, set_aside_at = $2 \
-         WHERE escalation_id = $3 AND set_aside_reason IS NULL",
-    )
-    .bind(reason)
-    .bind(millis(now))
-    .bind(key)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() == 1)
 }
 
 /// The finding escalations raised, in log order: (escalation id, finding id, level).

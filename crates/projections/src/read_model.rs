@@ -336,7 +336,14 @@ impl ReadModel {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
-        inspections::set_aside(self.database.pool(), key, reason, now).await
+        escalation_schedule::set_aside(
+            self.database.pool(),
+            inspections::SCHEDULE,
+            key,
+            reason,
+            now,
+        )
+        .await
     }
 
     /// The finding escalations raised, in log order: escalation id, finding id and level.

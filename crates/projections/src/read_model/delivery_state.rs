@@ -19,7 +19,14 @@ impl ReadModel {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
-        escalation_schedule::set_aside(self.database.pool(), key, reason, now).await
+        escalation_schedule::set_aside(
+            self.database.pool(),
+            escalation_schedule::SCHEDULE,
+            key,
+            reason,
+            now,
+        )
+        .await
     }
 
     /// Claims pending deliveries due at `now` for `lease`, so no other worker sends them while
