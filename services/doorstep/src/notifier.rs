@@ -25,14 +25,16 @@ use doorstep_projections::{DueEscalation, EscalationPlanner, ReadModel};
 pub const NOTIFIER_ACTOR: &str = "doorstep-notifier";
 
 /// The ladder the projection runner schedules unresolved inspection findings up.
+/// Its warning time is the escalation policy's, as for the Code's deadlines.
 pub fn finding_ladder(
     settings: &Settings,
+    policy: &EscalationPolicy,
     calendar: WorkingDayCalendar,
 ) -> Result<doorstep_projections::FindingLadder, String> {
     Ok(doorstep_projections::FindingLadder {
         steps: settings.inspections.ladder()?,
         calendar,
-        warning_time: settings.escalation.policy()?.warning_time(),
+        warning_time: policy.warning_time(),
     })
 }
 

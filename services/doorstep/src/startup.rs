@@ -239,9 +239,9 @@ pub async fn rebuild_read_models(
         .policy()
         .map_err(StartupError::Settings)?;
     let calendar = Arc::new(calendar(settings)?);
-    let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
-    let findings = crate::notifier::finding_ladder(settings, calendar.as_ref().clone())
+    let findings = crate::notifier::finding_ladder(settings, &policy, calendar.as_ref().clone())
         .map_err(StartupError::Settings)?;
+    let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
     let (runner, _) = ProjectionRunner::open(shared, read_models.clone(), calendar).await?;
     let runner = runner
         .with_escalations(planner)
@@ -364,9 +364,10 @@ impl Storage {
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
         let read_models = open_read_models(&settings.database).await?;
+        let findings =
+            crate::notifier::finding_ladder(settings, &policy, calendar.as_ref().clone())
+                .map_err(StartupError::Settings)?;
         let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
-        let findings = crate::notifier::finding_ladder(settings, calendar.as_ref().clone())
-            .map_err(StartupError::Settings)?;
         let (projection_runner, read_model) =
             ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
                 .await?;
