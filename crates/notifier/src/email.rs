@@ -21,7 +21,7 @@ use crate::case::CaseDetails;
 
 /// Where a message links to when no template is configured: the console's case page on this
 /// machine.
-pub const DEFAULT_CASE_URL_TEMPLATE: &str = "http://127.0.0.1:8080/complaints/{complaint_id}";
+const DEFAULT_CASE_URL_TEMPLATE: &str = "http://127.0.0.1:8080/complaints/{complaint_id}";
 
 /// The width body text is wrapped to: lettre sends lines under 76 characters as plain 7-bit
 /// text, readable even raw.
@@ -523,7 +523,7 @@ fn due_in_words(due: DateTime<Utc>) -> String {
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|at| at.with_timezone(&Utc))

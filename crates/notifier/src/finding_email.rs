@@ -1,7 +1,7 @@
 //! The email for an inspection finding left unresolved: what was not met, where, how late, and
 //! what to do, in plain English a contract manager can act on.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::escalation::working_days_late;
 use doorstep_projections::Delivery;
@@ -49,9 +49,7 @@ pub fn message(
     let standard = text("standard_label")?;
     let due_text = text("due_date")?;
     let raised_text = text("raised_at")?;
-    let raised_at = DateTime::parse_from_rfc3339(&raised_text)
-        .ok()
-        .map(|at| at.with_timezone(&Utc));
+    let raised_at = crate::email::parse_time(&raised_text);
     let due = NaiveDate::parse_from_str(&due_text, "%Y-%m-%d").ok();
     let lateness = match (due, raised_at) {
         (Some(due), Some(raised)) => match working_days_late(calendar, due, raised) {
@@ -61,9 +59,7 @@ pub fn message(
         },
         _ => "overdue".to_owned(),
     };
-    let due_words = due.map_or(due_text.clone(), |due| {
-        due.format("%A %-d %B %Y").to_string()
-    });
+    let due_words = due.map_or_else(|| due_text.clone(), crate::email::uk_date);
     let subject = format!(
         "[Doorstep] {level}: inspection finding not resolved for {contractor_id} ({lateness})"
     );
@@ -106,6 +102,7 @@ pub fn message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn the_message_says_what_was_not_met_how_late_and_what_to_do() {

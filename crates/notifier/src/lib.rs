@@ -24,7 +24,7 @@ pub mod webhook;
 
 pub use case::{CaseDetails, CaseLookup};
 pub use deliveries::{DeliveryWorker, RetryPolicy, retry_delay};
-pub use email::{DEFAULT_CASE_URL_TEMPLATE, EmailSender, Letter};
+pub use email::{EmailSender, Letter};
 pub use findings::FindingEscalationRaiser;
 pub use scheduler::{EscalationRaiser, RaiseOutcome, Scheduler};
 pub use webhook::WebhookSender;
