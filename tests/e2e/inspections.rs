@@ -923,7 +923,18 @@ async fn what_we_saw(app: TestApp) {
             expected == v1::EvidenceAgreement::FewComplaintsPoorInspections
         );
         assert_eq!(standing.inspections.as_ref(), Some(&saw), "{contractor}");
-        // Per standard, from the same hand count.
+        // Per standard, from the same hand count: every standard seen met or not met is listed,
+        // so the loop below cannot pass over an empty or short list.
+        for (who, observations) in &sent {
+            for (seen, result) in observations {
+                if *who == contractor && (*result == Met as i32 || *result == NotMet as i32) {
+                    assert!(
+                        saw.standards.iter().any(|listed| listed.standard == *seen),
+                        "{contractor}: standard {seen} was observed but is not listed"
+                    );
+                }
+            }
+        }
         for standard in &saw.standards {
             let mut expected = (0_u64, 0_u64);
             for (who, observations) in &sent {

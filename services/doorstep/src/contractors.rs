@@ -26,11 +26,11 @@ use crate::parse::{self, Write};
 use crate::request::{command_origin, wait_for_read_model};
 use crate::settings::EqualitySettings;
 
-/// The contractor registry's rules.
 /// Why a complaint or a visit naming an unknown contractor is refused, and how to put it right.
 pub const NOT_REGISTERED: &str = "is not a registered contractor: an administrator (the admin \
      role) registers it first with doorstep.v1.ContractorService/RegisterContractor";
 
+/// The contractor registry's rules.
 pub struct ContractorRules;
 
 impl Aggregate for ContractorRules {
