@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::auth::Principal;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use doorstep_api::v1;
@@ -135,48 +136,67 @@ async fn load(
             Err(error) => return Err(error),
         }
     }
-    let handling = match chosen.reporting_year() {
-        Some(reporting_year) if may_call(principal, method::GET_COMPLAINT_HANDLING_REPORT) => {
-            Some(
-                call(
-                    principal,
-                    method::GET_COMPLAINT_HANDLING_REPORT,
-                    v1::GetComplaintHandlingReportRequest {
-                        reporting_year,
-                        // CH02 needs no homes; CH01 is shown only when they are configured.
-                        homes: state.settings.homes.max(1),
-                        min_position: None,
-                    },
-                    |request| performance.get_complaint_handling_report(request),
-                )
-                .await?,
-            )
-        }
-        _ => None,
-    };
-    let liaison = if may_call(principal, method::COMPARE_LIAISON_LEADS) {
-        Some(
-            call(
-                principal,
-                method::COMPARE_LIAISON_LEADS,
-                v1::CompareLiaisonLeadsRequest {
-                    from_month: chosen.from.clone(),
-                    to_month: chosen.to.clone(),
-                    min_position: None,
-                },
-                |request| performance.compare_liaison_leads(request),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let handling = load_handling(state, principal, chosen).await?;
+    let liaison = load_liaison(state, principal, chosen).await?;
     Ok(Programme {
         list,
         figures,
         handling,
         liaison,
     })
+}
+
+/// CH01 and CH02 for the period's reporting year, when there is one and the policy lets the
+/// user see them.
+async fn load_handling(
+    state: &ConsoleState,
+    principal: &Principal,
+    chosen: &Chosen,
+) -> Result<Option<v1::GetComplaintHandlingReportResponse>, ConsoleError> {
+    let Some(reporting_year) = chosen.reporting_year() else {
+        return Ok(None);
+    };
+    if !may_call(principal, method::GET_COMPLAINT_HANDLING_REPORT) {
+        return Ok(None);
+    }
+    let performance = state.services.performance.as_ref();
+    call(
+        principal,
+        method::GET_COMPLAINT_HANDLING_REPORT,
+        v1::GetComplaintHandlingReportRequest {
+            reporting_year,
+            // CH02 needs no homes; CH01 is shown only when they are configured.
+            homes: state.settings.homes.max(1),
+            min_position: None,
+        },
+        |request| performance.get_complaint_handling_report(request),
+    )
+    .await
+    .map(Some)
+}
+
+/// Complaint handling by liaison lead, when the policy lets the user see it.
+async fn load_liaison(
+    state: &ConsoleState,
+    principal: &Principal,
+    chosen: &Chosen,
+) -> Result<Option<v1::CompareLiaisonLeadsResponse>, ConsoleError> {
+    if !may_call(principal, method::COMPARE_LIAISON_LEADS) {
+        return Ok(None);
+    }
+    let performance = state.services.performance.as_ref();
+    call(
+        principal,
+        method::COMPARE_LIAISON_LEADS,
+        v1::CompareLiaisonLeadsRequest {
+            from_month: chosen.from.clone(),
+            to_month: chosen.to.clone(),
+            min_position: None,
+        },
+        |request| performance.compare_liaison_leads(request),
+    )
+    .await
+    .map(Some)
 }
 
 fn rate_value(rate: Option<&v1::Rate>, pick: fn(&v1::Rate) -> f64) -> Option<f64> {
@@ -652,8 +672,13 @@ pub async fn handling_csv(
     Query(period): Query<Period>,
 ) -> Result<Response, ConsoleError> {
     let chosen = Chosen::of(&period, &state);
-    let programme = load(&state, &session, &chosen).await?;
-    let report = programme.handling.ok_or(ConsoleError::NotFound)?;
+    // Only the report itself: not the league's calls.
+    if !may_call(&session.principal, method::GET_COMPLAINT_HANDLING_REPORT) {
+        return Err(ConsoleError::Forbidden);
+    }
+    let report = load_handling(&state, &session.principal, &chosen)
+        .await?
+        .ok_or(ConsoleError::NotFound)?;
     csv_response(
         &format!("complaint-handling-{}.csv", report.reporting_year),
         &handling_table(&report, state.settings.homes > 0),
@@ -667,8 +692,10 @@ pub async fn liaison_csv(
     Query(period): Query<Period>,
 ) -> Result<Response, ConsoleError> {
     let chosen = Chosen::of(&period, &state);
-    let programme = load(&state, &session, &chosen).await?;
-    let compared = programme.liaison.ok_or(ConsoleError::Forbidden)?;
+    // Only the comparison itself: not the league's calls.
+    let compared = load_liaison(&state, &session.principal, &chosen)
+        .await?
+        .ok_or(ConsoleError::Forbidden)?;
     csv_response(
         &format!("liaison-leads-{}-{}.csv", chosen.from, chosen.to),
         &liaison_table(&compared),
