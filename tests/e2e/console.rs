@@ -9,6 +9,7 @@ use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_api::v1::inspection_service_client::InspectionServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
+use doorstep_tests::programme::{judged_complaint as complaint, record_visits as visits};
 use doorstep_tests::{
     TestApp, TestClock, gate_left_open, notify_on_test_rounds, requests, spawn_app, spawn_app_with,
     timestamp,
@@ -324,62 +325,6 @@ fn value_of<'a>(cells: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no column {key}"))
 }
 
-/// Records `count` visits for a contractor in May 2026.
-async fn visits(app: &TestApp, contractor_id: &str, count: usize) {
-    VisitServiceClient::new(app.channel.clone())
-        .record_visits(v1::RecordVisitsRequest {
-            visits: (0..count)
-                .map(|n| v1::Visit {
-                    visit_id: format!("{contractor_id}-visit-{n}"),
-                    contractor_id: contractor_id.to_owned(),
-                    uprn: "100023336956".to_owned(),
-                    work_order_reference: format!("WO-{n}"),
-                    visit_date: "2026-05-04".to_owned(),
-                })
-                .collect(),
-        })
-        .await
-        .expect("visits recorded");
-}
-
-/// Logs a complaint about a contractor's visit, acknowledges it and records `outcome`; returns
-/// the complaint id and the last position.
-async fn complaint(
-    app: &TestApp,
-    key: &str,
-    contractor_id: &str,
-    visit: usize,
-    outcome: v1::FindingOutcome,
-) -> (String, u64) {
-    let mut client = app.client.clone();
-    let mut request = gate_left_open(key, "2026-05-05T10:00:00Z");
-    request.contractor_id = contractor_id.to_owned();
-    request.visit_id = Some(format!("{contractor_id}-visit-{visit}"));
-    let id = client
-        .log_complaint(request)
-        .await
-        .expect("logged")
-        .into_inner()
-        .complaint_id;
-    client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            effective_at: Some(timestamp("2026-05-07T09:00:00Z")),
-            ..Default::default()
-        })
-        .await
-        .expect("acknowledged");
-    let position = client
-        .record_findings(requests::gates_finding(&id, outcome, ""))
-        .await
-        .expect("finding recorded")
-        .into_inner()
-        .position;
-    (id, position)
-}
-
 /// acme: 400 visits, 6 upheld; brick: 50 visits, 9 partly upheld; tiny: 1 visit, none.
 async fn small_programme(app: &TestApp) -> u64 {
     doorstep_tests::register_contractor(&app.channel, "tiny-co").await;
@@ -394,9 +339,9 @@ async fn small_programme(app: &TestApp) -> u64 {
             "acme-retrofit",
             n,
             v1::FindingOutcome::Upheld,
+            None,
         )
-        .await
-        .1;
+        .await;
     }
     last = last.max(
         complaint(
@@ -405,9 +350,9 @@ async fn small_programme(app: &TestApp) -> u64 {
             "acme-retrofit",
             7,
             v1::FindingOutcome::NotUpheld,
+            None,
         )
-        .await
-        .1,
+        .await,
     );
     for n in 0..9 {
         last = complaint(
@@ -416,9 +361,9 @@ async fn small_programme(app: &TestApp) -> u64 {
             "brick-and-co",
             n,
             v1::FindingOutcome::PartlyUpheld,
+            None,
         )
-        .await
-        .1;
+        .await;
     }
     app.read_models_reach(last).await;
     last

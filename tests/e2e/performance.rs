@@ -4,81 +4,8 @@
 use doorstep_api::v1;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
-use doorstep_api::v1::visit_service_client::VisitServiceClient;
-use doorstep_tests::requests;
-use doorstep_tests::{TestApp, gate_left_open, register_contractor, spawn_app, timestamp};
-
-/// Records `count` visits for a contractor in May 2026 and returns the last position.
-async fn visits(app: &TestApp, contractor_id: &str, count: usize) -> u64 {
-    let mut client = VisitServiceClient::new(app.channel.clone());
-    let visits = (0..count)
-        .map(|n| v1::Visit {
-            visit_id: format!("{contractor_id}-visit-{n}"),
-            contractor_id: contractor_id.to_owned(),
-            uprn: "100023336956".to_owned(),
-            work_order_reference: format!("WO-{n}"),
-            visit_date: "2026-05-04".to_owned(),
-        })
-        .collect();
-    client
-        .record_visits(v1::RecordVisitsRequest { visits })
-        .await
-        .expect("visits recorded")
-        .into_inner()
-        .position
-}
-
-/// Logs a complaint about one visit, acknowledges it and records `outcome` for its standard;
-/// when `respond_on` is given the stage 1 response is issued that day. Returns the last position.
-async fn complaint(
-    app: &TestApp,
-    key: &str,
-    contractor_id: &str,
-    visit: usize,
-    outcome: v1::FindingOutcome,
-    respond_on: Option<&str>,
-) -> u64 {
-    let mut client = app.client.clone();
-    let mut request = gate_left_open(key, "2026-05-05T10:00:00Z");
-    request.contractor_id = contractor_id.to_owned();
-    request.visit_id = Some(format!("{contractor_id}-visit-{visit}"));
-    let id = client
-        .log_complaint(request)
-        .await
-        .expect("logged")
-        .into_inner()
-        .complaint_id;
-    client
-        .acknowledge_complaint(v1::AcknowledgeComplaintRequest {
-            complaint_id: id.clone(),
-            stage: v1::Stage::One as i32,
-            handler: "Officer One".to_owned(),
-            // Tuesday 5 May 2026 is day 0; acknowledged on day 2.
-            effective_at: Some(timestamp("2026-05-07T09:00:00Z")),
-            ..Default::default()
-        })
-        .await
-        .expect("acknowledged");
-    let mut position = client
-        .record_findings(requests::gates_finding(&id, outcome, ""))
-        .await
-        .expect("finding recorded")
-        .into_inner()
-        .position;
-    if let Some(day) = respond_on {
-        position = client
-            .issue_response(requests::response(
-                &id,
-                "Decided",
-                Some(&format!("{day}T09:00:00Z")),
-            ))
-            .await
-            .expect("responded")
-            .into_inner()
-            .position;
-    }
-    position
-}
+use doorstep_tests::programme::{judged_complaint as complaint, record_visits as visits};
+use doorstep_tests::{register_contractor, spawn_app};
 
 #[tokio::test]
 async fn contractors_are_compared_per_visit_with_honest_uncertainty() {

@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 
 pub use doorstep_server::auth::client::AuthenticatedChannel;
 
+pub mod programme;
 pub mod requests;
 pub mod smtp;
 pub mod webhook;
