@@ -13,7 +13,7 @@ use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_server::settings::Settings;
 use doorstep_tests::{
     TestApp, TestClock, contractor_profile, gate_left_open, notify_on_test_rounds, requests,
-    spawn_app_on_database_with, spawn_app_with, timestamp, violated_field, whole_log,
+    spawn_app_on_database_with, spawn_app_with, timestamp, violated_field, whole_log, wilson,
 };
 use tonic::Code;
 
@@ -595,16 +595,6 @@ async fn respond(app: &TestApp, complaint_id: &str, on: &str) {
         ))
         .await
         .expect("responded");
-}
-
-/// The 95% Wilson interval of `count / total`, worked out here from its formula.
-fn wilson(count: u64, total: u64) -> (f64, f64, f64) {
-    let z: f64 = 1.959_963_984_540_054;
-    let n = total as f64;
-    let p = count as f64 / n;
-    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
-    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
-    (p, centre - half, centre + half)
 }
 
 fn assert_proportion(actual: Option<&v1::Proportion>, count: u64, total: u64, what: &str) {

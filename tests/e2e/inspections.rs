@@ -16,7 +16,7 @@ use doorstep_tests::requests::{
 use doorstep_tests::webhook::{Receiver, SECRET, free_address, serve_receiver};
 use doorstep_tests::{
     AuthenticatedChannel, ROUNDS_DRIVEN_BY_THE_TEST_MS, TestApp, TestClock, spawn_app_with,
-    violated_field, whole_log,
+    violated_field, whole_log, wilson,
 };
 use secrecy::SecretString;
 use tonic::Code;
@@ -683,17 +683,6 @@ async fn a_corrected_observation_withdraws_its_finding() {
         .await
         .expect_err("nothing to resolve");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-}
-
-/// The 95% Wilson interval, computed here from its formula rather than by the server's code.
-fn wilson(successes: u64, trials: u64) -> (f64, f64, f64) {
-    let z: f64 = 1.959_963_984_540_054;
-    let n = trials as f64;
-    let p = successes as f64 / n;
-    let denominator = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denominator;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
-    (p, centre - half, centre + half)
 }
 
 fn close(actual: f64, expected: f64, what: &str) {

@@ -661,3 +661,15 @@ pub fn metric_value(scraped: &str, name: &str, labels: &[(&str, &str)]) -> Optio
     }
     found
 }
+
+/// The 95% Wilson interval of `successes` out of `trials`, worked out here from the formula,
+/// independently of the server's statistics: (share, lower, upper).
+pub fn wilson(successes: u64, trials: u64) -> (f64, f64, f64) {
+    let z: f64 = 1.959_963_984_540_054;
+    let n = trials as f64;
+    let p = successes as f64 / n;
+    let denominator = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
+    (p, centre - half, centre + half)
+}
