@@ -15,6 +15,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,38 +42,17 @@ use doorstep_domain::input::{
     ResidentReference, ShortText, SourceSystem, Uprn, VisitId,
 };
 use doorstep_domain::standard::ServiceStandard;
-use doorstep_server::auth::client::AuthenticatedChannel as Channel;
-use doorstep_server::{Application, Settings, StartupError};
+use doorstep_server::Settings;
 use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteEventStore, SqliteSettings,
     StreamId,
 };
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::Endpoint;
 use uuid::Uuid;
 
-const ACTOR: &str = "doorstep-bench";
+use common::{
+    ACTOR, Channel, FROM_MONTH, RunningServer, TO_MONTH, contractor_name, file_size, mix, ms,
+};
 
-/// A token for every staff role, signed with the secret of the servers this bench starts
-/// (`Settings::for_tests`), naming [`ACTOR`].
-fn bench_credential() -> anyhow::Result<doorstep_server::auth::client::CallerCredential> {
-    let claims = doorstep_server::auth::jwt::TokenClaims::new(
-        ACTOR,
-        &["intake", "officer", "manager", "admin", "auditor"],
-        Duration::from_secs(24 * 3_600),
-    );
-    let token = doorstep_server::auth::jwt::issue_hs256(
-        doorstep_server::settings::TEST_JWT_SECRET.as_bytes(),
-        &claims,
-    )?;
-    Ok(doorstep_server::auth::client::CallerCredential::bearer(
-        &token,
-    )?)
-}
-/// The reporting window queried: a full reporting year inside the generated 24 months.
-const FROM_MONTH: &str = "2025-04";
-const TO_MONTH: &str = "2026-03";
 const REPORTING_YEAR: u32 = 2025;
 
 /// Measures RecordVisits, the read-model rebuild and the performance queries on SQLite.
@@ -155,60 +136,9 @@ fn finish(dir: tempfile::TempDir, keep: bool) -> anyhow::Result<()> {
     }
 }
 
-struct RunningServer {
-    port: u16,
-    /// Where the web console listens.
-    console: Option<std::net::SocketAddr>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), StartupError>>,
-}
-
-impl RunningServer {
-    async fn start(settings: Settings) -> anyhow::Result<Self> {
-        let application = Application::build(settings)
-            .await
-            .context("building the Doorstep application")?;
-        let port = application.port();
-        let console = application.console_address();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(application.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        Ok(Self {
-            port,
-            console,
-            stop,
-            task,
-        })
-    }
-
-    async fn channel(&self) -> anyhow::Result<Channel> {
-        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
-            .context("building the server's endpoint")?
-            .timeout(Duration::from_secs(600))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .context("connecting to the server")?;
-        Ok(bench_credential()?.attach(channel))
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .context("the server task panicked")?
-            .context("the server failed")
-    }
-}
-
 fn with_actor<T>(message: T) -> tonic::Request<T> {
     // The actor recorded is the principal the bench's token names, not a header.
     tonic::Request::new(message)
-}
-
-fn contractor_name(index: u32) -> String {
-    format!("bench-contractor-{index:03}")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,7 +158,7 @@ async fn record_visits_phase(options: &Options, root: &std::path::Path) -> anyho
         .map(|chunk| v1::RecordVisitsRequest {
             visits: chunk
                 .iter()
-                .map(|&i| grpc_visit(i, options.intake_contractors, today))
+                .map(|&i| common::visit("grpc-visit", i, options.intake_contractors, today))
                 .collect(),
         })
         .collect();
@@ -344,19 +274,6 @@ async fn register_through_grpc(channel: Channel, contractor_id: &str) -> anyhow:
         .await
         .with_context(|| format!("registering {contractor_id}"))?;
     Ok(())
-}
-
-fn grpc_visit(index: u64, contractors: u32, today: NaiveDate) -> v1::Visit {
-    let contractor = u32::try_from(index % u64::from(contractors)).unwrap_or(0);
-    let days_back = mix(index) % 700 + 1;
-    let visit_date = today - chrono::Duration::days(i64::try_from(days_back).unwrap_or(1));
-    v1::Visit {
-        visit_id: format!("grpc-visit-{index}"),
-        contractor_id: contractor_name(contractor),
-        uprn: format!("{}", 100_000_000 + mix(index ^ 0xabcd) % 900_000_000),
-        work_order_reference: format!("WO-{}", index / 3),
-        visit_date: visit_date.format("%Y-%m-%d").to_string(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -675,24 +592,8 @@ async fn console_pages(
     Ok(())
 }
 
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
-
 fn median(sorted: &[Duration]) -> Duration {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-}
-
-/// splitmix64: a deterministic, well-spread hash of a unit's index.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[derive(Default)]
