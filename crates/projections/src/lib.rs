@@ -18,6 +18,7 @@ mod complaint_list;
 mod contractors;
 mod database;
 mod escalation_planner;
+mod generation;
 mod escalation_schedule;
 mod escalations;
 mod handling;
@@ -41,6 +42,7 @@ pub use contractors::{
 };
 pub use database::{Backend, ReadModelDatabase};
 pub use escalation_planner::EscalationPlanner;
+pub use generation::{drop_generation, postgres_generation_schema, sqlite_generation_file};
 pub use escalation_schedule::DueEscalation;
 pub use escalations::{EscalationFilter, EscalationRow};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
@@ -141,6 +143,8 @@ pub enum ProjectionError {
         #[source]
         source: Box<ProjectionError>,
     },
+    #[error("cannot remove an old read-model generation's file")]
+    Io(#[from] std::io::Error),
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
     #[error("page token is not one this service issued")]
