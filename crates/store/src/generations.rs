@@ -117,6 +117,9 @@ fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
 
 /// The statements, in the placeholder style of each backend.
 struct Statements {
+    /// Takes SQLite's write lock up front, so that a transaction that reads before it writes
+    /// waits for another writer (the busy timeout) rather than failing when it upgrades.
+    begin: &'static str,
     live: &'static str,
     current: &'static str,
     building: &'static str,
@@ -131,6 +134,7 @@ struct Statements {
 }
 
 const SQLITE: Statements = Statements {
+    begin: "BEGIN IMMEDIATE",
     live: "SELECT generation FROM read_model_generations WHERE state = 'live'",
     current: "SELECT generation, state, started_at_micros, switched_at_micros, position, target, \
               events_per_second FROM read_model_generations WHERE state <> 'retired' \
@@ -154,6 +158,7 @@ const SQLITE: Statements = Statements {
 };
 
 const POSTGRES: Statements = Statements {
+    begin: "BEGIN",
     live: SQLITE.live,
     current: SQLITE.current,
     building: "SELECT generation, state, started_at_micros, switched_at_micros, position, \
@@ -219,7 +224,7 @@ macro_rules! impl_generation_registry {
             ) -> Result<(Generation, bool), StoreError> {
                 let $this = self;
                 let _gate = $gate;
-                let mut transaction = self.pool().begin().await?;
+                let mut transaction = self.pool().begin_with($statements.begin).await?;
                 let building = sqlx::query::<$database>($statements.building)
                     .fetch_optional(&mut *transaction)
                     .await?;
@@ -280,7 +285,7 @@ macro_rules! impl_generation_registry {
             ) -> Result<u64, StoreError> {
                 let $this = self;
                 let _gate = $gate;
-                let mut transaction = self.pool().begin().await?;
+                let mut transaction = self.pool().begin_with($statements.begin).await?;
                 let retired: Vec<i64> =
                     sqlx::query_scalar::<$database, i64>($statements.retire_live)
                         .fetch_all(&mut *transaction)
