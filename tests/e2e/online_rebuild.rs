@@ -378,3 +378,114 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
         .expect("the offline rebuild succeeds");
     assert_eq!(online, sqlite_snapshot(&generation).await);
 }
+
+/// Every derived table's rows in one PostgreSQL schema, each as text, sorted.
+async fn postgres_snapshot(url: &str, schema: &str) -> Vec<(String, Vec<String>)> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("the database opens");
+    let mut snapshot = Vec::new();
+    for table in DERIVED {
+        let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(t AS TEXT) FROM {schema}.{table} t"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|error| panic!("{schema}.{table} is read: {error}"));
+        rows.sort();
+        snapshot.push((table.to_owned(), rows));
+    }
+    pool.close().await;
+    snapshot
+}
+
+/// Whether `schema` holds `table` in a PostgreSQL database.
+async fn postgres_has_table(url: &str, schema: &str, table: &str) -> bool {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("the database opens");
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name = $2",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_optional(&pool)
+    .await
+    .expect("the catalogue is read");
+    pool.close().await;
+    found.is_some()
+}
+
+#[tokio::test]
+async fn an_online_rebuild_on_postgres_switches_both_replicas() {
+    use doorstep_tests::spawn_app_on_database;
+
+    let Some(database) = doorstep_test_postgres::fresh_database().await else {
+        return;
+    };
+    let mut first = spawn_app_on_database(database.url()).await;
+    let mut second = spawn_app_on_database(database.url()).await;
+    let mut client = first.client.clone();
+    for n in 0..30 {
+        client
+            .log_complaint(gate_left_open(&format!("pg-before-{n}"), "2026-04-02T10:00:00Z"))
+            .await
+            .expect("logged");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    let writers = [
+        keep_writing(&first, "first", stop.clone(), written.clone()),
+        keep_writing(&second, "second", stop.clone(), written.clone()),
+    ];
+    let readers = [
+        keep_querying(&first, stop.clone(), seen.clone()),
+        keep_querying(&second, stop.clone(), seen.clone()),
+    ];
+    while written.load(Ordering::Relaxed) < 10 {
+        tokio::task::yield_now().await;
+    }
+    let outcome = rebuild_online(first.settings(), OnlineRebuildOptions::default(), |_| {})
+        .await
+        .expect("the online rebuild succeeds");
+    assert!(
+        matches!(outcome, OnlineRebuild::Done { generation: 1, from: 0, applied } if applied > 0),
+        "{outcome:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut last = 0;
+    let mut logged = 0;
+    for writer in writers {
+        let (position, count) = writer.await.expect("the writer ran");
+        last = last.max(position);
+        logged += count;
+    }
+    for reader in readers {
+        assert!(reader.await.expect("the reader ran") >= 5);
+    }
+    // Both replicas serve the new generation, with every write.
+    for app in [&first, &second] {
+        assert_eq!(listed(app, last).await, 30 + logged as usize);
+    }
+    assert!(!postgres_has_table(database.url(), "public", "complaint_list").await);
+    assert!(postgres_has_table(database.url(), "public", "escalation_deliveries").await);
+    assert!(!postgres_has_table(database.url(), "read_models_g1", "escalation_deliveries").await);
+
+    first.stop().await;
+    second.stop().await;
+    let online = postgres_snapshot(database.url(), "read_models_g1").await;
+    doorstep_server::startup::rebuild_read_models(first.settings(), |_| {}, |_, _| {})
+        .await
+        .expect("the offline rebuild succeeds");
+    let offline = postgres_snapshot(database.url(), "read_models_g1").await;
+    for ((table, online), (_, offline)) in online.iter().zip(&offline) {
+        assert_eq!(online, offline, "{table} equals an offline rebuild");
+    }
+}

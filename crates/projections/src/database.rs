@@ -66,20 +66,12 @@ impl ReadModelDatabase {
         // dropped so that the one every generation shares is the one found by name.
         let database = Self::connect(&place.url.clone(), Place::Alone(place.clone())).await?;
         database.migrate().await?;
-        database.drop_own_outbox().await?;
+        sqlx::query(sqlx::AssertSqlSafe(place.own_outbox_drop()))
+            .execute(&database.pool)
+            .await?;
         database.close().await;
         let url = place.url.clone();
         Self::connect(&url, Place::Generation(place)).await
-    }
-
-    /// Drops this place's own `escalation_deliveries`, when it is not generation 0's.
-    async fn drop_own_outbox(&self) -> Result<(), ProjectionError> {
-        let statement = match self.backend {
-            Backend::Sqlite => "DROP TABLE IF EXISTS main.escalation_deliveries",
-            Backend::Postgres => "DROP TABLE IF EXISTS escalation_deliveries",
-        };
-        sqlx::query(statement).execute(&self.pool).await?;
-        Ok(())
     }
 
     async fn connect(url: &str, place: Place) -> Result<Self, ProjectionError> {

@@ -42,6 +42,9 @@ pub(crate) struct GenerationPlace {
 pub(crate) struct Entry {
     attach: Option<PathBuf>,
     schema: Option<String>,
+    /// Create the schema first (only the migrating pool does: connections creating one schema
+    /// at once can collide even with IF NOT EXISTS).
+    create: bool,
 }
 
 impl GenerationPlace {
@@ -51,6 +54,16 @@ impl GenerationPlace {
         Entry {
             attach: self.outbox_file.clone().filter(|_| outbox),
             schema: self.schema.clone(),
+            create: !outbox,
+        }
+    }
+
+    /// The statement that drops the generation's own copy of the outbox, which its migrations
+    /// made, named in its own schema so that it can never reach the shared one.
+    pub(crate) fn own_outbox_drop(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("DROP TABLE IF EXISTS {schema}.escalation_deliveries"),
+            None => "DROP TABLE IF EXISTS main.escalation_deliveries".to_owned(),
         }
     }
 }
@@ -129,9 +142,13 @@ pub(crate) async fn enter(
     match backend {
         Backend::Postgres => {
             if let Some(schema) = entry.schema {
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+                if entry.create {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS {schema}"
+                    )))
                     .execute(&mut *connection)
                     .await?;
+                }
                 sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}, public")))
                     .execute(&mut *connection)
                     .await?;
