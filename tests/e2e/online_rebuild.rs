@@ -14,7 +14,7 @@ use doorstep_server::generations::{
 };
 use doorstep_server::settings::Role;
 use doorstep_tests::{
-    TestApp, gate_left_open, notify_on_test_rounds, requests, spawn_app_with,
+    TestApp, gate_left_open, metric_value, notify_on_test_rounds, requests, spawn_app_with,
 };
 use tokio::task::JoinHandle;
 
@@ -240,7 +240,10 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     let mut client = app.client.clone();
     for n in 0..30 {
         let logged = client
-            .log_complaint(gate_left_open(&format!("before-{n}"), "2026-04-02T10:00:00Z"))
+            .log_complaint(gate_left_open(
+                &format!("before-{n}"),
+                "2026-04-02T10:00:00Z",
+            ))
             .await
             .expect("logged")
             .into_inner();
@@ -295,7 +298,10 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     let outcome = rebuild_online(app.settings(), OnlineRebuildOptions::default(), |_| {})
         .await
         .expect("the second online rebuild succeeds");
-    assert!(matches!(outcome, OnlineRebuild::Done { generation: 2, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, OnlineRebuild::Done { generation: 2, .. }),
+        "{outcome:?}"
+    );
     let first = app.data_dir().join("doorstep.read-models.g1.db");
     let second = app.data_dir().join("doorstep.read-models.g2.db");
     assert!(!first.exists(), "generation 1's file is deleted");
@@ -315,7 +321,10 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     for ((table, online), (_, offline)) in online.iter().zip(&offline) {
         assert_eq!(online, offline, "{table} equals an offline rebuild");
     }
-    assert_eq!(sqlite_rows(&read_models, "escalation_deliveries").await, outbox_after);
+    assert_eq!(
+        sqlite_rows(&read_models, "escalation_deliveries").await,
+        outbox_after
+    );
 }
 
 #[tokio::test]
@@ -325,7 +334,10 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     let mut last = 0;
     for n in 0..1_600 {
         last = client
-            .log_complaint(gate_left_open(&format!("crash-{n}"), "2026-04-02T10:00:00Z"))
+            .log_complaint(gate_left_open(
+                &format!("crash-{n}"),
+                "2026-04-02T10:00:00Z",
+            ))
             .await
             .expect("logged")
             .into_inner()
@@ -346,6 +358,28 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     .await
     .expect("the rebuild runs until stopped");
     assert_eq!(stopped, OnlineRebuild::Stopped { generation: 1 });
+    // The servers export the stopped build's progress: the position it reported, the head.
+    let metrics = app.scrape_metrics().await;
+    let generation_1 = [("generation", "1")];
+    let reached = metric_value(
+        &metrics,
+        "doorstep_projection_rebuild_position",
+        &generation_1,
+    )
+    .expect("the rebuild's position is exported");
+    let target = metric_value(
+        &metrics,
+        "doorstep_projection_rebuild_target",
+        &generation_1,
+    )
+    .expect("the rebuild's target is exported");
+    assert!(reached > 0.0 && reached < target, "{reached} of {target}");
+    let rate = metric_value(
+        &metrics,
+        "doorstep_projection_rebuild_rate_per_second",
+        &generation_1,
+    );
+    assert!(rate.is_some_and(|rate| rate > 0.0), "{rate:?} events/s");
     // The live generation serves, untouched.
     assert_eq!(listed(&app, last).await, 1_600);
     assert_eq!(sqlite_snapshot(&read_models).await, live_before);
@@ -368,6 +402,12 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     };
     assert!(position > 0, "it resumed from where it stopped, not from 0");
     assert!(matches!(outcome, OnlineRebuild::Done { generation: 1, from, .. } if from == position));
+    let metrics = app.scrape_metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "doorstep_projection_rebuild_position", &[]),
+        None,
+        "no rebuild is in progress"
+    );
     assert_eq!(listed(&app, last).await, 1_600);
 
     app.stop().await;
@@ -433,7 +473,10 @@ async fn an_online_rebuild_on_postgres_switches_both_replicas() {
     let mut client = first.client.clone();
     for n in 0..30 {
         client
-            .log_complaint(gate_left_open(&format!("pg-before-{n}"), "2026-04-02T10:00:00Z"))
+            .log_complaint(gate_left_open(
+                &format!("pg-before-{n}"),
+                "2026-04-02T10:00:00Z",
+            ))
             .await
             .expect("logged");
     }

@@ -149,17 +149,21 @@ pub(crate) async fn enter(
                     .execute(&mut *connection)
                     .await?;
                 }
-                sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}, public")))
-                    .execute(&mut *connection)
-                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {schema}, public"
+                )))
+                .execute(&mut *connection)
+                .await?;
             }
         }
         Backend::Sqlite => {
             if let Some(file) = entry.attach {
                 let quoted = file.display().to_string().replace('\'', "''");
-                sqlx::query(sqlx::AssertSqlSafe(format!("ATTACH DATABASE '{quoted}' AS {SHARED_OUTBOX}")))
-                    .execute(&mut *connection)
-                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ATTACH DATABASE '{quoted}' AS {SHARED_OUTBOX}"
+                )))
+                .execute(&mut *connection)
+                .await?;
             }
         }
     }
@@ -203,9 +207,11 @@ pub async fn drop_generation(url: &str, generation: u64) -> Result<(), Projectio
             sqlx::any::install_default_drivers();
             let mut connection = <AnyConnection as sqlx::Connection>::connect(url).await?;
             let schema = postgres_generation_schema(generation);
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                .execute(&mut connection)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&mut connection)
+            .await?;
             sqlx::Connection::close(connection).await?;
         }
     }
@@ -225,7 +231,10 @@ mod tests {
             Path::new("/data/doorstep.read-models.g3.db")
         );
         let place = place("sqlite:///data/doorstep.read-models.db?mode=rwc", 2).unwrap();
-        assert_eq!(place.url, "sqlite:///data/doorstep.read-models.g2.db?mode=rwc");
+        assert_eq!(
+            place.url,
+            "sqlite:///data/doorstep.read-models.g2.db?mode=rwc"
+        );
         assert_eq!(postgres_generation_schema(7), "read_models_g7");
     }
 }

@@ -18,9 +18,9 @@ mod complaint_list;
 mod contractors;
 mod database;
 mod escalation_planner;
-mod generation;
 mod escalation_schedule;
 mod escalations;
+mod generation;
 mod handling;
 mod handling_counters;
 mod inspections;
@@ -42,9 +42,9 @@ pub use contractors::{
 };
 pub use database::{Backend, ReadModelDatabase};
 pub use escalation_planner::EscalationPlanner;
-pub use generation::{drop_generation, postgres_generation_schema, sqlite_generation_file};
 pub use escalation_schedule::DueEscalation;
 pub use escalations::{EscalationFilter, EscalationRow};
+pub use generation::{drop_generation, postgres_generation_schema, sqlite_generation_file};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
 pub use inspections::{

@@ -113,7 +113,10 @@ impl ReadModel {
                 let served = self.current();
                 let mut receiver = served.position.clone();
                 // Fails when the generation's runner has stopped: it has been switched from.
-                let reached = receiver.wait_for(|reached| *reached >= position).await.is_ok();
+                let reached = receiver
+                    .wait_for(|reached| *reached >= position)
+                    .await
+                    .is_ok();
                 if Arc::ptr_eq(&served, &self.current()) {
                     return reached;
                 }

@@ -103,7 +103,8 @@ fn corrupt(reason: String) -> StoreError {
 }
 
 fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(format!("read_model_generations holds {what} {value}")))
+    u64::try_from(value)
+        .map_err(|_| corrupt(format!("read_model_generations holds {what} {value}")))
 }
 
 fn signed(value: u64) -> i64 {
@@ -111,8 +112,11 @@ fn signed(value: u64) -> i64 {
 }
 
 fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| corrupt(format!("read_model_generations holds a time out of range: {micros}")))
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+        corrupt(format!(
+            "read_model_generations holds a time out of range: {micros}"
+        ))
+    })
 }
 
 /// The statements, in the placeholder style of each backend.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use doorstep_projections::{ProjectionError, ReadModelDatabase};
 use doorstep_store::{
-    ConsoleSessionStore, EventStore, GenerationRegistry, PostgresEventStore, PostgresSettings, ResidentKeyStore,
-    ServerRegistry, SqliteEventStore, SqliteSettings, StoreError,
+    ConsoleSessionStore, EventStore, GenerationRegistry, PostgresEventStore, PostgresSettings,
+    ResidentKeyStore, ServerRegistry, SqliteEventStore, SqliteSettings, StoreError,
 };
 
 use crate::settings::DatabaseSettings;

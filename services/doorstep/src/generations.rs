@@ -53,8 +53,9 @@ impl RunnerParts {
             .policy()
             .map_err(StartupError::Settings)?;
         let calendar = Arc::new(crate::startup::calendar(settings)?);
-        let findings = crate::notifier::finding_ladder(settings, &policy, calendar.as_ref().clone())
-            .map_err(StartupError::Settings)?;
+        let findings =
+            crate::notifier::finding_ladder(settings, &policy, calendar.as_ref().clone())
+                .map_err(StartupError::Settings)?;
         let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
         Ok(Self {
             database: settings.database.clone(),
@@ -100,10 +101,19 @@ impl Serving {
         }
     }
 
+    /// Stops the runner and closes the pool: the server is stopping.
     async fn stop(self) {
+        let database = self.database.clone();
+        self.retire().await;
+        database.close().await;
+    }
+
+    /// Stops the runner and lets the pool go without closing it: a query that took it just
+    /// before the switch still runs on it, and the pool closes when that query lets it go
+    /// (closing it here would fail such a query with "pool closed").
+    async fn retire(self) {
         let _ = self.stop.send(true);
         let _ = self.runner.await;
-        self.database.close().await;
     }
 }
 
@@ -160,7 +170,7 @@ impl GenerationFollower {
                     Ok(next) => {
                         let old = std::mem::replace(&mut serving, next);
                         let from = old.generation;
-                        old.stop().await;
+                        old.retire().await;
                         this.record(live).await;
                         tracing::info!(from, to = live, "now serving a new read-model generation");
                     }
@@ -317,7 +327,9 @@ async fn build_and_switch(
             registry.as_ref(),
             generation,
             target,
-            options.stop_after_batches.map(|limit| limit.saturating_sub(batches)),
+            options
+                .stop_after_batches
+                .map(|limit| limit.saturating_sub(batches)),
             &mut |events, position| {
                 applied += events as u64;
                 batches += 1;
@@ -339,9 +351,7 @@ async fn build_and_switch(
         }
     }
     database.close().await;
-    let retired = registry
-        .switch_live(generation, chrono::Utc::now())
-        .await?;
+    let retired = registry.switch_live(generation, chrono::Utc::now()).await?;
     report(RebuildProgress::Switched {
         generation,
         retired,
@@ -378,7 +388,7 @@ async fn catch_up(
     });
     tokio::pin!(applying);
     let mut count = 0_usize;
-    let mut last_report = Instant::now();
+    let mut last_report: Option<Instant> = None;
     let mut window = (Instant::now(), 0_u64);
     let mut rate = 0.0_f64;
     loop {
@@ -393,11 +403,11 @@ async fn catch_up(
                 count += 1;
                 progress(events, position);
                 window.1 += events as u64;
-                if last_report.elapsed() >= REPORT_EVERY {
+                if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
                     let seconds = window.0.elapsed().as_secs_f64().max(1e-3);
                     rate = window.1 as f64 / seconds;
                     window = (Instant::now(), 0);
-                    last_report = Instant::now();
+                    last_report = Some(Instant::now());
                     registry
                         .report_progress(generation, position, target.max(position), rate)
                         .await?;

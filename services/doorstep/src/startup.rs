@@ -36,8 +36,8 @@ use crate::complaint_log::{ComplaintLog, complaint_log};
 use crate::complaints::ComplaintApi;
 use crate::contractors::{AuditWindow, ContractorApi};
 use crate::escalations::EscalationApi;
-use crate::generations::{GenerationFollower, RunnerParts};
 use crate::events::EventApi;
+use crate::generations::{GenerationFollower, RunnerParts};
 use crate::inspections::{InspectionApi, InspectionRules};
 use crate::notifier::{ComplaintCases, Notifier};
 use crate::observability::calendar::CalendarCoverage;
@@ -704,6 +704,7 @@ impl Application {
         );
         let gauges = Arc::new(
             GaugeSampler::new(storage.shared_store.clone(), storage.read_model.clone())
+                .with_generations(storage.store.generations())
                 .with_audit_window(AuditWindow {
                     clock,
                     max_age_months: settings.equality.audit_max_age_months,
