@@ -307,9 +307,19 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     assert!(!first.exists(), "generation 1's file is deleted");
     assert_eq!(listed(&app, last).await, 30 + logged as usize);
 
+    // The notifier reads the new generation: the complaints logged during the rebuild escalate,
+    // and their deliveries are queued in the outbox every generation shares.
+    assert!(
+        app.raise_all_due().await > 0,
+        "escalations raised on the new generation"
+    );
     app.stop().await;
     let online = sqlite_snapshot(&second).await;
     let outbox_after = sqlite_rows(&read_models, "escalation_deliveries").await;
+    assert!(
+        outbox_after.len() > outbox_before.len(),
+        "new deliveries are queued"
+    );
     // The rebuild re-inserted the deliveries it met: nothing lost, nothing doubled or reset.
     for row in &outbox_before {
         assert!(outbox_after.contains(row), "delivery kept unchanged: {row}");

@@ -41,6 +41,9 @@ impl Place {
 pub struct ReadModelDatabase {
     pool: AnyPool,
     backend: Backend,
+    /// The outbox is in another SQLite file (a later generation's connections attach generation
+    /// 0's): the runner commits its rows apart, first (`outbox::hold_apart`).
+    outbox_apart: bool,
 }
 
 impl ReadModelDatabase {
@@ -82,6 +85,7 @@ impl ReadModelDatabase {
         } else {
             return Err(ProjectionError::UnsupportedUrl);
         };
+        let outbox_apart = backend == Backend::Sqlite && matches!(place, Place::Generation(_));
         install_default_drivers();
         let max_connections = match backend {
             // SQLite has one writer; a few readers are plenty beside the event store's own pool.
@@ -126,11 +130,21 @@ impl ReadModelDatabase {
                 .execute(&pool)
                 .await?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            outbox_apart,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether the delivery outbox is in another file than the read models (see
+    /// `outbox::hold_apart`).
+    pub(crate) fn outbox_apart(&self) -> bool {
+        self.outbox_apart
     }
 
     pub fn backend(&self) -> Backend {
