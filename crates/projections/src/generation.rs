@@ -230,7 +230,8 @@ mod tests {
             sqlite_generation_file(base, 3),
             Path::new("/data/doorstep.read-models.g3.db")
         );
-        let place = place("sqlite:///data/doorstep.read-models.db?mode=rwc", 2).unwrap();
+        let place = place("sqlite:///data/doorstep.read-models.db?mode=rwc", 2)
+            .expect("a SQLite URL has a place");
         assert_eq!(
             place.url,
             "sqlite:///data/doorstep.read-models.g2.db?mode=rwc"

@@ -500,13 +500,16 @@ async fn rebuild_online(settings: &Settings, restart: bool) -> anyhow::Result<()
             resumed,
             position,
         } => {
-            if resumed {
-                bar.println(format!(
-                    "resuming read-model generation {generation} from position {position}"
-                ));
-            } else {
-                bar.println(format!("building read-model generation {generation}"));
-            }
+            // On stderr whether or not it is a terminal (the bar draws only on one).
+            bar.suspend(|| {
+                if resumed {
+                    eprintln!(
+                        "resuming read-model generation {generation} from position {position}"
+                    );
+                } else {
+                    eprintln!("building read-model generation {generation}");
+                }
+            });
             bar.set_position(position);
             bar.reset_eta();
         }
