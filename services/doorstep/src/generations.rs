@@ -27,6 +27,8 @@ use crate::startup::StartupError;
 
 /// How often a server asks the registry which generation is live.
 pub const POLL: Duration = Duration::from_millis(500);
+/// Every this many polls (10 s) a server records again the generation it serves.
+const RECORD_EVERY_POLLS: u32 = 20;
 /// How long a server lets a new generation's runner catch up with the old one before it serves
 /// it anyway (it follows the log from there, and `min_position` waits for it).
 const CATCH_UP_BEFORE_SERVING: Duration = Duration::from_secs(10);
@@ -151,10 +153,17 @@ impl GenerationFollower {
         tokio::spawn(async move {
             let mut serving = Serving::start(generation, database, runner);
             this.record(serving.generation).await;
+            let mut polls = 0_u32;
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => break,
                     () = tokio::time::sleep(POLL) => {}
+                }
+                polls = polls.wrapping_add(1);
+                if polls.is_multiple_of(RECORD_EVERY_POLLS) {
+                    // A row registered again (removed by an operator, or expired in a stall)
+                    // starts at generation 0: say again which one this server serves.
+                    this.record(serving.generation).await;
                 }
                 let live = match this.registry.live_generation().await {
                     Ok(live) => live,
