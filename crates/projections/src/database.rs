@@ -15,16 +15,69 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where a pool's connections are: generation 0 (or a place with nothing to set up), a later
+/// generation before its migrations have run, or a later generation ready to serve.
+#[derive(Debug, Clone)]
+enum Place {
+    Base,
+    Alone(crate::generation::GenerationPlace),
+    Generation(crate::generation::GenerationPlace),
+}
+
+impl Place {
+    /// What each new connection must do to be in the place: nothing, its generation's schema
+    /// (PostgreSQL), or also the shared outbox.
+    fn generation(&self) -> Option<crate::generation::Entry> {
+        match self {
+            Self::Base => None,
+            Self::Alone(place) => Some(place.entry(false)),
+            Self::Generation(place) => Some(place.entry(true)),
+        }
+    }
+}
+
 /// A pool on the read-model database and the dialect it speaks.
 #[derive(Debug, Clone)]
 pub struct ReadModelDatabase {
     pool: AnyPool,
     backend: Backend,
+    /// The outbox is in another SQLite file (a later generation's connections attach generation
+    /// 0's): the runner commits its rows apart, first (`outbox::hold_apart`).
+    outbox_apart: bool,
 }
 
 impl ReadModelDatabase {
     /// Connects to `sqlite://…` or `postgres://…` and creates or upgrades the read-model tables.
     pub async fn open(url: &str) -> Result<Self, ProjectionError> {
+        let database = Self::connect(url, Place::Base).await?;
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    /// Opens read-model generation `generation` (see `generation.rs`) of the read models whose
+    /// generation 0 is at `url` (`sqlite://…<name>.read-models.db…` or `postgres://…`), creating
+    /// or upgrading its tables there. Generation 0 is [`ReadModelDatabase::open`]. A later one
+    /// lives in a file `<name>.read-models.g<N>.db` beside it (SQLite) or a schema
+    /// `read_models_g<N>` (PostgreSQL), and reaches the delivery outbox, which is not
+    /// generational, where generation 0 keeps it.
+    pub async fn open_generation(url: &str, generation: u64) -> Result<Self, ProjectionError> {
+        if generation == 0 {
+            return Self::open(url).await;
+        }
+        let place = crate::generation::place(url, generation)?;
+        // Migrations run into the generation's own place, alone, then its outbox table is
+        // dropped so that the one every generation shares is the one found by name.
+        let database = Self::connect(&place.url.clone(), Place::Alone(place.clone())).await?;
+        database.migrate().await?;
+        sqlx::query(sqlx::AssertSqlSafe(place.own_outbox_drop()))
+            .execute(&database.pool)
+            .await?;
+        database.close().await;
+        let url = place.url.clone();
+        Self::connect(&url, Place::Generation(place)).await
+    }
+
+    async fn connect(url: &str, place: Place) -> Result<Self, ProjectionError> {
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -32,6 +85,7 @@ impl ReadModelDatabase {
         } else {
             return Err(ProjectionError::UnsupportedUrl);
         };
+        let outbox_apart = backend == Backend::Sqlite && matches!(place, Place::Generation(_));
         install_default_drivers();
         let max_connections = match backend {
             // SQLite has one writer; a few readers are plenty beside the event store's own pool.
@@ -45,7 +99,11 @@ impl ReadModelDatabase {
             // away. PostgreSQL keeps the check, which finds connections a restart has broken.
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _| {
+                let place = place.clone();
                 Box::pin(async move {
+                    if let Some(generation) = place.generation() {
+                        crate::generation::enter(connection, backend, generation).await?;
+                    }
                     if backend == Backend::Sqlite {
                         // Read models can be rebuilt from the log, and each batch commits with
                         // its checkpoint, so a commit lost in a power cut is simply applied
@@ -72,13 +130,21 @@ impl ReadModelDatabase {
                 .execute(&pool)
                 .await?;
         }
-        let database = Self { pool, backend };
-        database.migrate().await?;
-        Ok(database)
+        Ok(Self {
+            pool,
+            backend,
+            outbox_apart,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether the delivery outbox is in another file than the read models (see
+    /// `outbox::hold_apart`).
+    pub(crate) fn outbox_apart(&self) -> bool {
+        self.outbox_apart
     }
 
     pub fn backend(&self) -> Backend {

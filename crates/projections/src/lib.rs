@@ -20,6 +20,7 @@ mod database;
 mod escalation_planner;
 mod escalation_schedule;
 mod escalations;
+mod generation;
 mod handling;
 mod handling_counters;
 mod inspections;
@@ -43,6 +44,7 @@ pub use database::{Backend, ReadModelDatabase};
 pub use escalation_planner::EscalationPlanner;
 pub use escalation_schedule::DueEscalation;
 pub use escalations::{EscalationFilter, EscalationRow};
+pub use generation::{drop_generation, postgres_generation_schema, sqlite_generation_file};
 pub use handling::{HandlingCounts, HandlingRow, StageClock, StageCounts};
 pub use handling_counters::HandlingSummary;
 pub use inspections::{
@@ -141,6 +143,8 @@ pub enum ProjectionError {
         #[source]
         source: Box<ProjectionError>,
     },
+    #[error("cannot remove an old read-model generation's file")]
+    Io(#[from] std::io::Error),
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
     #[error("page token is not one this service issued")]

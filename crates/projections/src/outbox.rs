@@ -411,3 +411,67 @@ pub(crate) async fn retry_dead(
     .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// On SQLite, a later read-model generation reaches the shared outbox in generation 0's file,
+/// attached to its connections; a transaction across two WAL files is atomic in each file but not
+/// across them if the process dies between their commits. So the batch's outbox rows are held
+/// in a table of the connection's own (`temp.escalation_deliveries`, found before the shared one
+/// by name) while the batch is applied, and [`commit_held_apart`] commits them in a transaction
+/// of their own before the batch's transaction commits. A crash between the two leaves rows for a
+/// batch that is applied again, which re-inserts them: inserting a delivery id again does
+/// nothing.
+pub(crate) async fn hold_apart(connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "CREATE TEMP TABLE escalation_deliveries AS \
+         SELECT * FROM shared_outbox.escalation_deliveries WHERE 0",
+    )
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "CREATE UNIQUE INDEX temp.escalation_deliveries_in_batch \
+         ON escalation_deliveries (delivery_id)",
+    )
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Commits the rows [`hold_apart`] held through another connection of `pool`, in their own
+/// transaction, and drops the held table from the batch's transaction.
+pub(crate) async fn commit_held_apart(
+    pool: &sqlx::AnyPool,
+    batch: &mut AnyConnection,
+) -> Result<(), ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT delivery_id, escalation_id, channel, target, body, next_attempt_at, created_at \
+         FROM temp.escalation_deliveries",
+    )
+    .fetch_all(&mut *batch)
+    .await?;
+    sqlx::query("DROP TABLE temp.escalation_deliveries")
+        .execute(&mut *batch)
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut outbox = pool.begin().await?;
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO escalation_deliveries (delivery_id, escalation_id, channel, target, \
+             body, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, $7) \
+             ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .bind(row.try_get::<String, _>("delivery_id")?)
+        .bind(row.try_get::<String, _>("escalation_id")?)
+        .bind(row.try_get::<String, _>("channel")?)
+        .bind(row.try_get::<String, _>("target")?)
+        .bind(row.try_get::<String, _>("body")?)
+        .bind(row.try_get::<i64, _>("next_attempt_at")?)
+        .bind(row.try_get::<i64, _>("created_at")?)
+        .execute(&mut *outbox)
+        .await?;
+    }
+    outbox.commit().await?;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 mod delivery_state;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,8 +31,18 @@ use crate::{ProjectionError, UnreadableRow};
 
 /// The read models' queries, with the position they have reached; and the delivery state the
 /// notifier writes beside them (`read_model/delivery_state.rs`, the only methods that write).
+///
+/// Every clone shares one handle on the generation served (see `generation.rs`): when a server
+/// switches to a new generation ([`ReadModel::serve`]), every service and the notifier query the
+/// new one from their next call. A query takes the generation's pool from the handle and never
+/// holds the handle's lock across a wait.
 #[derive(Clone)]
 pub struct ReadModel {
+    served: Arc<RwLock<Arc<Served>>>,
+}
+
+/// One generation's database and its runner's progress.
+struct Served {
     database: ReadModelDatabase,
     position: watch::Receiver<u64>,
     stall: watch::Receiver<Option<Stall>>,
@@ -44,41 +55,83 @@ impl ReadModel {
         stall: watch::Receiver<Option<Stall>>,
     ) -> Self {
         Self {
-            database,
-            position,
-            stall,
+            served: Arc::new(RwLock::new(Arc::new(Served {
+                database,
+                position,
+                stall,
+            }))),
         }
+    }
+
+    fn current(&self) -> Arc<Served> {
+        // A poisoned lock still holds a whole `Arc`: nothing is written half-way under it.
+        Arc::clone(&self.served.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn database(&self) -> ReadModelDatabase {
+        self.current().database.clone()
+    }
+
+    /// Serves what `other` serves (a new generation of the read models, with its runner's
+    /// progress) through this handle and every clone of it, from their next query on.
+    pub fn serve(&self, other: &ReadModel) {
+        let next = other.current();
+        *self.served.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
+    /// Whether this handle and `other` serve the same generation.
+    pub fn serves_same_as(&self, other: &ReadModel) -> bool {
+        Arc::ptr_eq(&self.current(), &other.current())
+    }
+
+    /// Asks the served generation's database for an answer: for health checks.
+    pub async fn ping(&self) -> Result<(), ProjectionError> {
+        self.database().ping().await
     }
 
     /// The log position the read models have reached.
     pub fn position(&self) -> u64 {
-        *self.position.borrow()
+        *self.current().position.borrow()
     }
 
     /// The event the read models are stuck at, if they are.
     pub fn stalled(&self) -> Option<Stall> {
-        self.stall.borrow().clone()
+        self.current().stall.borrow().clone()
     }
 
-    /// Follows [`ReadModel::stalled`].
+    /// Follows [`ReadModel::stalled`] (of the generation served now).
     pub fn watch_stall(&self) -> watch::Receiver<Option<Stall>> {
-        self.stall.clone()
+        self.current().stall.clone()
     }
 
     /// Waits until the read models have reached `position`, for at most `timeout`.
-    /// Returns whether they did.
+    /// Returns whether they did. A switch to another generation meanwhile is followed: the
+    /// answer is about the generation served when the wait ends, which the next query reads.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut receiver = self.position.clone();
-        tokio::time::timeout(timeout, receiver.wait_for(|reached| *reached >= position))
+        let waiting = async {
+            loop {
+                let served = self.current();
+                let mut receiver = served.position.clone();
+                // Fails when the generation's runner has stopped: it has been switched from.
+                let reached = receiver
+                    .wait_for(|reached| *reached >= position)
+                    .await
+                    .is_ok();
+                if Arc::ptr_eq(&served, &self.current()) {
+                    return reached;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, waiting)
             .await
-            .is_ok_and(|result| result.is_ok())
+            .unwrap_or(false)
     }
 
     /// Complaints not closed or withdrawn, by status and stage, for the open-complaints gauge.
     pub async fn open_complaint_counts(
         &self,
     ) -> Result<Vec<(doorstep_domain::complaint::Status, u32, u64)>, ProjectionError> {
-        complaint_list::open_counts(self.database.pool()).await
+        complaint_list::open_counts(self.database().pool()).await
     }
 
     /// One page of complaints, newest first.
@@ -88,7 +141,7 @@ impl ReadModel {
         page_size: u32,
         after: Option<&PageCursor>,
     ) -> Result<(Vec<ComplaintRow>, Option<PageCursor>), ProjectionError> {
-        complaint_list::list(self.database.pool(), filter, page_size, after).await
+        complaint_list::list(self.database().pool(), filter, page_size, after).await
     }
 
     /// One page of complaints in working order: pending deadlines first, earliest first (the
@@ -99,7 +152,7 @@ impl ReadModel {
         page_size: u32,
         offset: u64,
     ) -> Result<(Vec<ComplaintRow>, bool), ProjectionError> {
-        complaint_list::list_by_deadline(self.database.pool(), filter, page_size, offset).await
+        complaint_list::list_by_deadline(self.database().pool(), filter, page_size, offset).await
     }
 
     /// Visits and upheld breaches month by month over `from..=to`, for one contractor or, with
@@ -110,7 +163,7 @@ impl ReadModel {
         from: Month,
         to: Month,
     ) -> Result<Vec<performance::MonthlyBreaches>, ProjectionError> {
-        performance::monthly_breaches(self.database.pool(), contractor_id, from, to).await
+        performance::monthly_breaches(self.database().pool(), contractor_id, from, to).await
     }
 
     /// One contractor from the registry.
@@ -118,7 +171,7 @@ impl ReadModel {
         &self,
         contractor_id: &str,
     ) -> Result<Option<ContractorRow>, ProjectionError> {
-        contractors::get(self.database.pool(), contractor_id).await
+        contractors::get(self.database().pool(), contractor_id).await
     }
 
     /// One page of the registry in contractor id order, optionally only one status.
@@ -128,7 +181,7 @@ impl ReadModel {
         page_size: u32,
         after: Option<&ContractorCursor>,
     ) -> Result<(Vec<ContractorRow>, Option<ContractorCursor>), ProjectionError> {
-        contractors::list(self.database.pool(), status, page_size, after).await
+        contractors::list(self.database().pool(), status, page_size, after).await
     }
 
     /// Contractors whose legal name or a trading name (case, spacing and punctuation aside) or
@@ -138,7 +191,7 @@ impl ReadModel {
         &self,
         query: &str,
     ) -> Result<Vec<ContractorRow>, ProjectionError> {
-        contractors::verify(self.database.pool(), query).await
+        contractors::verify(self.database().pool(), query).await
     }
 
     /// One contractor's figures for the months `from..=to`.
@@ -148,7 +201,7 @@ impl ReadModel {
         from: Month,
         to: Month,
     ) -> Result<ContractorFigures, ProjectionError> {
-        performance::contractor_performance(self.database.pool(), contractor_id, from, to).await
+        performance::contractor_performance(self.database().pool(), contractor_id, from, to).await
     }
 
     /// Every registered contractor, and every other contractor with visits or complaints in
@@ -158,7 +211,7 @@ impl ReadModel {
         from: Month,
         to: Month,
     ) -> Result<Vec<ContractorTotals>, ProjectionError> {
-        performance::programme_performance(self.database.pool(), from, to).await
+        performance::programme_performance(self.database().pool(), from, to).await
     }
 
     /// Ladder steps whose time has come at `now`, earliest first; an unreadable one is an
@@ -178,14 +231,14 @@ impl ReadModel {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Result<DueEscalation, UnreadableRow>>, ProjectionError> {
-        escalation_schedule::due(self.database.pool(), now, limit).await
+        escalation_schedule::due(self.database().pool(), now, limit).await
     }
 
     /// The schedule rows set aside: key, reason and when, oldest first.
     pub async fn set_aside_escalations(
         &self,
     ) -> Result<Vec<(String, String, DateTime<Utc>)>, ProjectionError> {
-        escalation_schedule::set_aside_rows(self.database.pool()).await
+        escalation_schedule::set_aside_rows(self.database().pool()).await
     }
 
     /// One page of raised escalations in the order raised, after log position `after`.
@@ -195,14 +248,14 @@ impl ReadModel {
         page_size: u32,
         after: u64,
     ) -> Result<Vec<EscalationRow>, ProjectionError> {
-        escalations::list(self.database.pool(), filter, page_size, after).await
+        escalations::list(self.database().pool(), filter, page_size, after).await
     }
 
     pub async fn escalation(
         &self,
         escalation_id: uuid::Uuid,
     ) -> Result<Option<EscalationRow>, ProjectionError> {
-        escalations::get(self.database.pool(), escalation_id).await
+        escalations::get(self.database().pool(), escalation_id).await
     }
 
     /// Claims the other pending emails to `target` about `complaint_id`, so that one message
@@ -214,7 +267,7 @@ impl ReadModel {
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
-        outbox::claim_companions(self.database.pool(), complaint_id, target, now, lease).await
+        outbox::claim_companions(self.database().pool(), complaint_id, target, now, lease).await
     }
 
     /// How many pending emails to `target` about `complaint_id` are held by a worker's lease at
@@ -225,12 +278,12 @@ impl ReadModel {
         target: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, ProjectionError> {
-        outbox::leased_companions(self.database.pool(), complaint_id, target, now).await
+        outbox::leased_companions(self.database().pool(), complaint_id, target, now).await
     }
 
     /// Gives up a claim without trying the delivery.
     pub async fn release_delivery(&self, delivery_id: uuid::Uuid) -> Result<(), ProjectionError> {
-        outbox::release(self.database.pool(), delivery_id).await
+        outbox::release(self.database().pool(), delivery_id).await
     }
 
     /// Whether a step of the complaint's ladder is due at `now` (the service's clock) and not
@@ -240,7 +293,7 @@ impl ReadModel {
         complaint_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
-        escalation_schedule::has_unraised_due_step(self.database.pool(), complaint_id, now).await
+        escalation_schedule::has_unraised_due_step(self.database().pool(), complaint_id, now).await
     }
 
     /// Dead-lettered deliveries, oldest first, after (created_at, delivery_id).
@@ -249,7 +302,7 @@ impl ReadModel {
         page_size: u32,
         after: Option<(DateTime<Utc>, uuid::Uuid)>,
     ) -> Result<Vec<Delivery>, ProjectionError> {
-        outbox::dead_letters(self.database.pool(), page_size, after).await
+        outbox::dead_letters(self.database().pool(), page_size, after).await
     }
 
     /// A delivery's state (`PENDING`, `DELIVERED`, `DEAD`, `SET_ASIDE`), if it exists.
@@ -257,7 +310,7 @@ impl ReadModel {
         &self,
         delivery_id: uuid::Uuid,
     ) -> Result<Option<String>, ProjectionError> {
-        outbox::state(self.database.pool(), delivery_id).await
+        outbox::state(self.database().pool(), delivery_id).await
     }
 
     /// Each stage's received and responded counts for the months `from..=to` (in England): CH01
@@ -267,7 +320,7 @@ impl ReadModel {
         from: Month,
         to: Month,
     ) -> Result<HandlingCounts, ProjectionError> {
-        handling_counters::report(self.database.pool(), from, to).await
+        handling_counters::report(self.database().pool(), from, to).await
     }
 
     /// Each liaison lead's handling of complaints received in `from..=to`, by stored lead code
@@ -277,7 +330,7 @@ impl ReadModel {
         from: Month,
         to: Month,
     ) -> Result<std::collections::BTreeMap<String, LeadHandling>, ProjectionError> {
-        crate::liaison::lead_handling(self.database.pool(), from, to).await
+        crate::liaison::lead_handling(self.database().pool(), from, to).await
     }
 
     /// How many registered contractors have no equality audit dated on or after
@@ -286,7 +339,7 @@ impl ReadModel {
         &self,
         oldest_in_time: chrono::NaiveDate,
     ) -> Result<u64, ProjectionError> {
-        contractors::overdue_audit_count(self.database.pool(), oldest_in_time).await
+        contractors::overdue_audit_count(self.database().pool(), oldest_in_time).await
     }
 
     /// One complaint's handling row: its stage clocks as the read model holds them.
@@ -294,7 +347,7 @@ impl ReadModel {
         &self,
         complaint_id: &str,
     ) -> Result<Option<HandlingRow>, ProjectionError> {
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database().pool().acquire().await?;
         handling::load(&mut connection, complaint_id).await
     }
 
@@ -305,7 +358,7 @@ impl ReadModel {
         page_size: u32,
         after: u64,
     ) -> Result<Vec<InspectionRow>, ProjectionError> {
-        inspections::list(self.database.pool(), filter, page_size, after).await
+        inspections::list(self.database().pool(), filter, page_size, after).await
     }
 
     /// Inspection counts per contractor for the months `from..=to` (by month inspected), or
@@ -316,7 +369,7 @@ impl ReadModel {
         to: Month,
         contractor_id: Option<&str>,
     ) -> Result<BTreeMap<String, InspectionCounts>, ProjectionError> {
-        inspections::counts(self.database.pool(), from, to, contractor_id).await
+        inspections::counts(self.database().pool(), from, to, contractor_id).await
     }
 
     /// Finding ladder steps whose time has come at `now`, earliest first, each read or found
@@ -326,7 +379,7 @@ impl ReadModel {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Result<DueFindingEscalation, UnreadableRow>>, ProjectionError> {
-        inspections::due(self.database.pool(), now, limit).await
+        inspections::due(self.database().pool(), now, limit).await
     }
 
     /// Sets a finding schedule row aside; false when it was already set aside or has gone.
@@ -337,7 +390,7 @@ impl ReadModel {
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
         escalation_schedule::set_aside(
-            self.database.pool(),
+            self.database().pool(),
             inspections::SCHEDULE,
             key,
             reason,
@@ -357,6 +410,6 @@ impl ReadModel {
         )>,
         ProjectionError,
     > {
-        inspections::raised(self.database.pool()).await
+        inspections::raised(self.database().pool()).await
     }
 }

@@ -36,7 +36,7 @@ use crate::stall::Stall;
 /// so that existing databases keep their checkpoint row.
 const COMPLAINT_LIST: &str = "complaint_list";
 /// Empties every read-model table and the checkpoint: what a reset runs, in one transaction.
-const RESET: [&str; 20] = [
+pub(crate) const RESET: [&str; 20] = [
     "DELETE FROM complaint_list",
     "DELETE FROM contractors",
     "DELETE FROM contractor_lookup",
@@ -284,6 +284,11 @@ impl ProjectionRunner {
             );
             return Ok(usize::from(stored > checkpoint));
         }
+        // The outbox in another SQLite file: its rows are committed apart, first.
+        let outbox_apart = self.database.outbox_apart();
+        if outbox_apart {
+            outbox::hold_apart(&mut transaction).await?;
+        }
         let mut changes = BatchChanges::default();
         let mut escalation_changes = EscalationBatch::default();
         let visit_ids: Vec<&str> = events
@@ -318,6 +323,9 @@ impl ProjectionRunner {
         }
         changes.flush(&mut transaction, &self.calendar).await?;
         escalation_changes.flush(&mut transaction).await?;
+        if outbox_apart {
+            outbox::commit_held_apart(self.database.pool(), &mut transaction).await?;
+        }
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position",

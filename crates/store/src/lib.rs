@@ -9,6 +9,7 @@
 mod batch_plan;
 mod console_sessions;
 mod counts;
+mod generations;
 mod lease;
 mod postgres;
 mod precheck;
@@ -24,6 +25,7 @@ pub mod conformance;
 pub use console_sessions::{
     ConsoleSessionError, ConsoleSessionStore, PendingSignIn, StoredSession,
 };
+pub use generations::{Generation, GenerationRegistry, GenerationState};
 pub use lease::{EXCLUSIVE_WAIT, LeaseError, ServerLease, lock_file};
 pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use resident_keys::{

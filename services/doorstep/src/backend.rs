@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use doorstep_projections::{ProjectionError, ReadModelDatabase};
 use doorstep_store::{
-    ConsoleSessionStore, EventStore, PostgresEventStore, PostgresSettings, ResidentKeyStore,
-    ServerRegistry, SqliteEventStore, SqliteSettings, StoreError,
+    ConsoleSessionStore, EventStore, GenerationRegistry, PostgresEventStore, PostgresSettings,
+    ResidentKeyStore, ServerRegistry, SqliteEventStore, SqliteSettings, StoreError,
 };
 
 use crate::settings::DatabaseSettings;
@@ -65,6 +65,14 @@ impl OpenedStore {
         }
     }
 
+    /// The store's database, where the read-model generations are registered.
+    pub fn generations(&self) -> Arc<dyn GenerationRegistry> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
     /// The store's database, where the resident keys live.
     pub fn resident_keys(&self) -> Arc<dyn ResidentKeyStore> {
         match self {
@@ -98,18 +106,25 @@ impl OpenedStore {
     }
 }
 
-/// Opens the read-model database beside the event store and applies its migrations.
+/// Opens generation `generation` of the read models beside the event store (generation 0 is
+/// the read-model database as it was before generations; see `doorstep_projections::generation`)
+/// and applies its migrations.
 pub async fn open_read_models(
     database: &DatabaseSettings,
+    generation: u64,
 ) -> Result<ReadModelDatabase, BackendError> {
     let url = database.read_model_url().map_err(BackendError::Settings)?;
     if !database.is_postgres() {
         let path = database
             .sqlite_read_model_path()
             .map_err(BackendError::Settings)?;
+        // Generation 0's file holds the outbox every generation shares.
         create_private_file(&path)?;
+        create_private_file(&doorstep_projections::sqlite_generation_file(
+            &path, generation,
+        ))?;
     }
-    Ok(ReadModelDatabase::open(&url).await?)
+    Ok(ReadModelDatabase::open_generation(&url, generation).await?)
 }
 
 /// Creates a SQLite file readable and writable by its owner only, before SQLite would create it

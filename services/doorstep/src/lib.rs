@@ -12,6 +12,7 @@ mod convert;
 pub mod error;
 mod escalations;
 mod events;
+pub mod generations;
 mod inspections;
 pub mod middleware;
 pub mod notifier;

@@ -99,6 +99,15 @@ enum ProjectionsAction {
         /// restarted.
         #[arg(long)]
         force: bool,
+        /// Rebuild beside the running servers: build the next generation of the read models
+        /// while they serve, switch them all to it, then drop the old one. A rebuild that stopped
+        /// half-way is resumed from where it got to.
+        #[arg(long, conflicts_with = "force")]
+        online: bool,
+        /// With --online: discard a generation a stopped rebuild left half-built and start again
+        /// from position 0.
+        #[arg(long, requires = "online")]
+        restart: bool,
     },
 }
 
@@ -241,7 +250,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ApiKeys { action } => api_keys_command(&settings, action)?,
         Action::Quickstart => quickstart(&settings)?,
         Action::Projections {
-            action: ProjectionsAction::Rebuild { force },
+            action:
+                ProjectionsAction::Rebuild {
+                    online: true,
+                    restart,
+                    ..
+                },
+        } => rebuild_online(&settings, restart).await?,
+        Action::Projections {
+            action: ProjectionsAction::Rebuild { force, .. },
         } => {
             if force {
                 tracing::warn!("--force: rebuilding whether or not a server is running");
@@ -456,6 +473,88 @@ async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
         events_per_second = applied as f64 / seconds.max(1e-9),
         "read models rebuilt"
     );
+    Ok(())
+}
+
+/// Rebuilds the read models beside the running servers, with a progress bar on stderr. The bar
+/// counts log positions: on SQLite they are the events, one each; on PostgreSQL they have gaps,
+/// so its rate and time left are estimated from positions (the events applied are logged at the
+/// end).
+async fn rebuild_online(settings: &Settings, restart: bool) -> anyhow::Result<()> {
+    use doorstep_server::generations::{self, OnlineRebuild, RebuildProgress};
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left) {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let options = generations::OnlineRebuildOptions {
+        restart,
+        ..Default::default()
+    };
+    let outcome = generations::rebuild_online(settings, options, |progress| match progress {
+        RebuildProgress::Started {
+            generation,
+            resumed,
+            position,
+        } => {
+            // On stderr whether or not it is a terminal (the bar draws only on one).
+            bar.suspend(|| {
+                if resumed {
+                    eprintln!(
+                        "resuming read-model generation {generation} from position {position}"
+                    );
+                } else {
+                    eprintln!("building read-model generation {generation}");
+                }
+            });
+            bar.set_position(position);
+            bar.reset_eta();
+        }
+        RebuildProgress::Applied {
+            position, target, ..
+        } => {
+            bar.set_length(target);
+            bar.set_position(position);
+        }
+        RebuildProgress::Switched {
+            generation,
+            retired,
+        } => {
+            bar.set_message(format!(
+                "generation {generation} is live; waiting for the servers to leave {retired}"
+            ));
+        }
+        RebuildProgress::Finished { dropped } => {
+            bar.finish_and_clear();
+            match dropped {
+                Some(old) => eprintln!("every server switched; generation {old} dropped"),
+                None => eprintln!(
+                    "some servers did not switch in time: the old generation is kept (see the log)"
+                ),
+            }
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    if let OnlineRebuild::Done {
+        generation,
+        from,
+        applied,
+    } = outcome
+    {
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            generation,
+            from,
+            events = applied,
+            seconds,
+            events_per_second = applied as f64 / seconds.max(1e-9),
+            "read models rebuilt online"
+        );
+    }
     Ok(())
 }
 

@@ -94,6 +94,11 @@ impl Registration {
         })
     }
 
+    /// This server's id in the registry.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
     /// Stops renewing and removes the row: the server is stopping cleanly.
     pub async fn end(self) {
         let _ = self.stop.send(true);

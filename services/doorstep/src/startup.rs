@@ -37,6 +37,7 @@ use crate::complaints::ComplaintApi;
 use crate::contractors::{AuditWindow, ContractorApi};
 use crate::escalations::EscalationApi;
 use crate::events::EventApi;
+use crate::generations::{GenerationFollower, RunnerParts};
 use crate::inspections::{InspectionApi, InspectionRules};
 use crate::notifier::{ComplaintCases, Notifier};
 use crate::observability::calendar::CalendarCoverage;
@@ -161,9 +162,19 @@ pub struct Application {
 struct Storage {
     store: OpenedStore,
     shared_store: Arc<dyn EventStore>,
+    /// The read-model generation served at start, its pool and its runner; the
+    /// `GenerationFollower` runs them and moves to the next generation when one goes live.
+    generation: u64,
     read_models: ReadModelDatabase,
     projection_runner: ProjectionRunner,
-    /// The query side, for health to see whether the runner is stuck.
+    runner_parts: RunnerParts,
+    /// The query side every service and the notifier share (whichever generation it serves).
+    read_model: ReadModel,
+}
+
+/// What is left of [`Storage`] once the follower has taken the read models' runner.
+struct StorageRest {
+    store: OpenedStore,
     read_model: ReadModel,
 }
 
@@ -183,13 +194,14 @@ struct ApiServices {
 /// models.
 pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
     let store = OpenedStore::open(&settings.database).await?;
-    let read_models = open_read_models(&settings.database).await?;
+    let live = store.generations().live_generation().await?;
+    let read_models = open_read_models(&settings.database, live).await?;
     read_models.close().await;
     store.close().await;
     Ok(())
 }
 
-fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
+pub(crate) fn calendar(settings: &Settings) -> Result<WorkingDayCalendar, StartupError> {
     let calendar = match &settings.calendar.bank_holidays_file {
         Some(path) => {
             let json =
@@ -229,7 +241,8 @@ pub async fn rebuild_read_models(
     mut progress: impl FnMut(usize, u64),
 ) -> Result<u64, StartupError> {
     let store = OpenedStore::open(&settings.database).await?;
-    let read_models = open_read_models(&settings.database).await?;
+    let live = store.generations().live_generation().await?;
+    let read_models = open_read_models(&settings.database, live).await?;
     let shared = store.shared();
     if let OpenedStore::Sqlite(_) = store {
         on_length(shared.head_position().await?);
@@ -363,23 +376,54 @@ impl Storage {
     ) -> Result<Self, StartupError> {
         let store = OpenedStore::open(&settings.database).await?;
         let shared_store = store.shared();
-        let read_models = open_read_models(&settings.database).await?;
+        // A server started while a generation is being built serves the live one.
+        let generation = store.generations().live_generation().await?;
+        let read_models = open_read_models(&settings.database, generation).await?;
         let findings =
             crate::notifier::finding_ladder(settings, &policy, calendar.as_ref().clone())
                 .map_err(StartupError::Settings)?;
         let planner = crate::notifier::planner(settings, policy, calendar.as_ref().clone());
+        let runner_parts = RunnerParts {
+            database: settings.database.clone(),
+            store: shared_store.clone(),
+            calendar: calendar.clone(),
+            planner: planner.clone(),
+            findings: findings.clone(),
+        };
         let (projection_runner, read_model) =
             ProjectionRunner::open(shared_store.clone(), read_models.clone(), calendar.clone())
                 .await?;
         Ok(Self {
             store,
             shared_store,
+            generation,
             read_models,
             projection_runner: projection_runner
                 .with_escalations(planner)
                 .with_finding_ladder(findings),
+            runner_parts,
             read_model,
         })
+    }
+
+    /// Runs the read models' runner, following the live generation, for the server `server_id`.
+    fn follower(self_: Storage, server_id: String) -> (StorageRest, GenerationFollower) {
+        let follower = GenerationFollower {
+            parts: self_.runner_parts,
+            registry: self_.store.generations(),
+            read_model: self_.read_model.clone(),
+            server_id,
+            generation: self_.generation,
+            database: self_.read_models,
+            runner: self_.projection_runner,
+        };
+        (
+            StorageRest {
+                store: self_.store,
+                read_model: self_.read_model,
+            },
+            follower,
+        )
     }
 
     /// What follows the databases' reachability for gRPC health.
@@ -390,7 +434,6 @@ impl Storage {
     ) -> HealthMonitor {
         HealthMonitor {
             store: self.store.clone(),
-            read_models: self.read_models.clone(),
             read_model: self.read_model.clone(),
             reporter: reporter.clone(),
             services: services.to_vec(),
@@ -661,6 +704,7 @@ impl Application {
         );
         let gauges = Arc::new(
             GaugeSampler::new(storage.shared_store.clone(), storage.read_model.clone())
+                .with_generations(storage.store.generations())
                 .with_audit_window(AuditWindow {
                     clock,
                     max_age_months: settings.equality.audit_max_age_months,
@@ -765,7 +809,9 @@ impl Application {
         let health_monitor = self
             .storage
             .health_monitor(&health_reporter, &health_services);
-        let background = Background::start(self.storage.projection_runner, self.notifier);
+        let (storage, follower) =
+            Storage::follower(self.storage, self.registration.server_id().to_owned());
+        let background = Background::start(follower, self.notifier);
         // Health follows the databases until draining begins.
         let health_monitor = RunningHealthMonitor::start(health_monitor);
         let metrics = MetricsTasks::start(self.gauges, self.metrics_endpoint);
@@ -827,8 +873,9 @@ impl Application {
         metrics.abort();
         background.stop().await;
         self.registration.end().await;
-        self.storage.read_models.close().await;
-        self.storage.store.close().await;
+        // The follower closed the generation it served when it stopped.
+        drop(storage.read_model);
+        storage.store.close().await;
         tracing::info!("doorstep stopped");
         result.map_err(StartupError::from)
     }
@@ -854,9 +901,9 @@ struct Background {
 }
 
 impl Background {
-    fn start(projection_runner: ProjectionRunner, notifier: Option<Notifier>) -> Self {
+    fn start(follower: GenerationFollower, notifier: Option<Notifier>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![projection_runner.spawn(stopped.clone())];
+        let mut tasks = vec![follower.spawn(stopped.clone())];
         if let Some(notifier) = notifier {
             tasks.push(notifier.scheduler.spawn(stopped.clone()));
             tasks.push(notifier.deliveries.spawn(stopped));

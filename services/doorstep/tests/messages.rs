@@ -350,3 +350,48 @@ async fn rebuild_refuses_beside_a_running_server_and_names_it() {
     let after = rebuild(&[]);
     assert!(after.status.success(), "{}", stderr_of(&after));
 }
+
+/// `doorstep projections rebuild --online` runs beside a running server (the binary, as an
+/// operator runs it): it builds the next generation, the server switches to it, and the old
+/// generation is dropped; a second run builds the one after.
+#[tokio::test]
+async fn an_online_rebuild_runs_beside_a_running_server() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!(
+        "sqlite://{}",
+        directory.path().join("data/doorstep.db").display()
+    );
+    let mut server = doorstep(&database_url);
+    server.current_dir(directory.path()).arg("serve");
+    let mut running = support::spawn(server);
+    let rebuild = |arguments: &[&str]| {
+        doorstep(&database_url)
+            .current_dir(directory.path())
+            .args(["projections", "rebuild", "--online"])
+            .args(arguments)
+            .output()
+            .expect("the binary runs")
+    };
+    let first = rebuild(&[]);
+    let said = stderr_of(&first);
+    assert!(first.status.success(), "{said}");
+    assert!(said.contains("building read-model generation 1"), "{said}");
+    assert!(
+        said.contains("every server switched; generation 0 dropped"),
+        "{said}"
+    );
+
+    let second = rebuild(&["--restart"]);
+    let said = stderr_of(&second);
+    assert!(second.status.success(), "{said}");
+    assert!(said.contains("building read-model generation 2"), "{said}");
+    assert!(said.contains("generation 1 dropped"), "{said}");
+    assert!(
+        !directory
+            .path()
+            .join("data/doorstep.read-models.g1.db")
+            .exists(),
+        "generation 1's file is deleted"
+    );
+    assert!(running.stop_gracefully().await.success());
+}

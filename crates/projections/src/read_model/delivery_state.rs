@@ -20,7 +20,7 @@ impl ReadModel {
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
         escalation_schedule::set_aside(
-            self.database.pool(),
+            self.database().pool(),
             escalation_schedule::SCHEDULE,
             key,
             reason,
@@ -49,7 +49,7 @@ impl ReadModel {
         lease: chrono::Duration,
         limit: u32,
     ) -> Result<Vec<Result<Delivery, UnreadableRow>>, ProjectionError> {
-        outbox::claim_due(self.database.pool(), now, lease, limit).await
+        outbox::claim_due(self.database().pool(), now, lease, limit).await
     }
 
     /// Sets an unreadable pending delivery aside with `reason`: it is never claimed again.
@@ -59,7 +59,7 @@ impl ReadModel {
         key: &str,
         reason: &str,
     ) -> Result<bool, ProjectionError> {
-        outbox::set_aside(self.database.pool(), key, reason).await
+        outbox::set_aside(self.database().pool(), key, reason).await
     }
 
     pub async fn mark_delivered(
@@ -68,7 +68,7 @@ impl ReadModel {
         attempts: u32,
         now: DateTime<Utc>,
     ) -> Result<(), ProjectionError> {
-        outbox::mark_delivered(self.database.pool(), delivery_id, attempts, now).await
+        outbox::mark_delivered(self.database().pool(), delivery_id, attempts, now).await
     }
 
     /// Records a failed try: tried again at `next_attempt_at`, or dead-lettered when `None`.
@@ -80,7 +80,7 @@ impl ReadModel {
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<(), ProjectionError> {
         outbox::mark_failed(
-            self.database.pool(),
+            self.database().pool(),
             delivery_id,
             attempts,
             error,
@@ -95,6 +95,6 @@ impl ReadModel {
         delivery_id: uuid::Uuid,
         now: DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
-        outbox::retry_dead(self.database.pool(), delivery_id, now).await
+        outbox::retry_dead(self.database().pool(), delivery_id, now).await
     }
 }

@@ -1,6 +1,7 @@
 //! Gauges sampled from the log and the read models every few seconds, and read by the metrics
 //! exporters from the last sample: open complaints by status and stage, how far the read
-//! models trail the log (in events and in seconds), and contractors overdue an equality audit. Whether the read models are stuck at an
+//! models trail the log (in events and in seconds), contractors overdue an equality audit, and
+//! an online rebuild's progress (from the registry of read-model generations). Whether the read models are stuck at an
 //! event is read from the runner at each collection.
 
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use doorstep_domain::complaint::Status;
 use doorstep_projections::ReadModel;
-use doorstep_store::EventStore;
+use doorstep_store::{EventStore, GenerationRegistry, GenerationState};
 
 use crate::contractors::AuditWindow;
 use opentelemetry::KeyValue;
@@ -28,6 +29,9 @@ struct Sample {
     lag_seconds: f64,
     /// None until the first sample with an audit window.
     overdue_equality_audits: Option<u64>,
+    /// The read-model generation being built by an online rebuild, if any: its number, the
+    /// position it has reached, the head it aims at and its rate (events per second).
+    rebuild: Option<(u64, u64, u64, f64)>,
 }
 
 /// Samples the gauges; the instruments read the last sample.
@@ -37,6 +41,10 @@ pub struct GaugeSampler {
     sample: Arc<Mutex<Sample>>,
     _instruments: [ObservableGauge<u64>; 4],
     _lag_seconds: ObservableGauge<f64>,
+    _rebuild: [ObservableGauge<u64>; 2],
+    _rebuild_rate: ObservableGauge<f64>,
+    /// Where an online rebuild reports its progress; None: not sampled.
+    generations: Option<Arc<dyn GenerationRegistry>>,
     /// Which equality audits are recent enough; None: the gauge is not sampled.
     audit_window: Option<AuditWindow>,
 }
@@ -128,14 +136,80 @@ impl GaugeSampler {
                 })
                 .build()
         };
+        let rebuild_gauge = |name: &'static str,
+                             description: &'static str,
+                             pick: fn(&(u64, u64, u64, f64)) -> u64| {
+            let sample = sample.clone();
+            meter
+                .u64_observable_gauge(name)
+                .with_unit("{position}")
+                .with_description(description)
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock()
+                        && let Some(rebuild) = &sample.rebuild
+                    {
+                        observer.observe(
+                            pick(rebuild),
+                            &[KeyValue::new(
+                                "generation",
+                                i64::try_from(rebuild.0).unwrap_or(i64::MAX),
+                            )],
+                        );
+                    }
+                })
+                .build()
+        };
+        let rebuild = [
+            rebuild_gauge(
+                "doorstep.projection.rebuild.position",
+                "While an online rebuild runs: the log position its new read-model generation has \
+                 reached",
+                |rebuild| rebuild.1,
+            ),
+            rebuild_gauge(
+                "doorstep.projection.rebuild.target",
+                "While an online rebuild runs: the head of the log it is catching up to",
+                |rebuild| rebuild.2,
+            ),
+        ];
+        let rebuild_rate = {
+            let sample = sample.clone();
+            meter
+                .f64_observable_gauge("doorstep.projection.rebuild.rate")
+                .with_unit("{event}/s")
+                .with_description("While an online rebuild runs: events it applies per second")
+                .with_callback(move |observer| {
+                    if let Ok(sample) = sample.lock()
+                        && let Some(rebuild) = &sample.rebuild
+                    {
+                        observer.observe(
+                            rebuild.3,
+                            &[KeyValue::new(
+                                "generation",
+                                i64::try_from(rebuild.0).unwrap_or(i64::MAX),
+                            )],
+                        );
+                    }
+                })
+                .build()
+        };
         Self {
             store,
             read_model,
             sample,
             _instruments: [open, lag_events, stalled, overdue_equality_audits],
             _lag_seconds: lag_seconds,
+            _rebuild: rebuild,
+            _rebuild_rate: rebuild_rate,
+            generations: None,
             audit_window: None,
         }
+    }
+
+    /// Also samples the progress of an online rebuild from the registry of generations.
+    pub fn with_generations(mut self, generations: Arc<dyn GenerationRegistry>) -> Self {
+        self.generations = Some(generations);
+        self
     }
 
     /// Also samples how many contractors are overdue an equality audit in `window`.
@@ -183,12 +257,29 @@ impl GaugeSampler {
             ),
             None => None,
         };
+        let rebuild = match &self.generations {
+            Some(generations) => generations
+                .current_generations()
+                .await?
+                .into_iter()
+                .find(|generation| generation.state == GenerationState::Building)
+                .map(|building| {
+                    (
+                        building.generation,
+                        building.position,
+                        building.target,
+                        building.events_per_second,
+                    )
+                }),
+            None => None,
+        };
         if let Ok(mut sample) = self.sample.lock() {
             *sample = Sample {
                 open,
                 lag_events,
                 lag_seconds,
                 overdue_equality_audits,
+                rebuild,
             };
         }
         Ok(())

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use doorstep_projections::{ReadModel, ReadModelDatabase};
+use doorstep_projections::ReadModel;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
@@ -27,7 +27,6 @@ pub const READ_MODELS_SERVICE: &str = "read_models";
 /// Follows the databases and sets the health statuses of `services` (and the overall one).
 pub struct HealthMonitor {
     pub store: OpenedStore,
-    pub read_models: ReadModelDatabase,
     /// Says whether the projection runner is stuck at an event.
     pub read_model: ReadModel,
     pub reporter: HealthReporter,
@@ -81,7 +80,7 @@ impl HealthMonitor {
     async fn databases_answer(&self) -> bool {
         let checks = async {
             let store = self.store.ping().await;
-            let read_models = self.read_models.ping().await;
+            let read_models = self.read_model.ping().await;
             if let Err(error) = &store {
                 tracing::debug!(%error, "the event store's database does not answer");
             }
