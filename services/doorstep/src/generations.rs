@@ -6,7 +6,7 @@
 //! store's registry (`doorstep_store::GenerationRegistry`) in one transaction. Every server's
 //! [`GenerationFollower`] polls the registry, opens the new generation, lets its own runner bring
 //! it up to where the old one was, swaps the `ReadModel` handle every service and the notifier
-//! share, stops the old runner and closes the old pool, and records the generation it serves in
+//! share, stops the old runner and lets the old pool go when its last query ends, and records the generation it serves in
 //! its `running_servers` row. The rebuild waits for every server to report the new generation,
 //! then drops the old one.
 
