@@ -166,6 +166,43 @@ impl ProjectionRunner {
     /// memory at once.
     pub async fn catch_up_reporting(
         &self,
+        progress: impl FnMut(usize, u64),
+    ) -> Result<u64, ProjectionError> {
+        // One connection for the whole catch-up. On SQLite its commits skip the fsync of WAL
+        // checkpoints while it runs (`synchronous = OFF`: with WAL a crashed process cannot leave
+        // the file corrupt, and a batch lost to a power cut is applied again from the log), and
+        // at the end the WAL is checkpointed with fsync before the connection goes back.
+        let mut connection = self.database.pool().acquire().await?;
+        let sqlite = self.database.backend() == crate::database::Backend::Sqlite;
+        if sqlite {
+            sqlx::query("PRAGMA synchronous = OFF")
+                .execute(&mut *connection)
+                .await?;
+        }
+        let caught_up = self.catch_up_on(&mut connection, progress).await;
+        if sqlite {
+            let restored = async {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *connection)
+                    .await?;
+                Ok::<(), ProjectionError>(())
+            }
+            .await;
+            if let Err(error) = restored {
+                // Never lend out a connection that may still skip fsyncs.
+                connection.close_on_drop();
+                return caught_up.and(Err(error));
+            }
+        }
+        caught_up
+    }
+
+    async fn catch_up_on(
+        &self,
+        connection: &mut AnyConnection,
         mut progress: impl FnMut(usize, u64),
     ) -> Result<u64, ProjectionError> {
         let limit = self.catch_up_batch_size;
@@ -187,7 +224,10 @@ impl ProjectionRunner {
             if events.len() == limit {
                 read_ahead = Some(ReadAhead::start(Arc::clone(&self.store), last + 1, limit));
             }
-            let applied = match self.apply_read_batch(checkpoint, &events, last).await {
+            let applied = match self
+                .apply_read_batch(&mut *connection, checkpoint, &events, last)
+                .await
+            {
                 Ok(applied) => applied,
                 Err(error) => {
                     if let Some(ahead) = read_ahead {
@@ -287,13 +327,16 @@ impl ProjectionRunner {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
-        self.apply_read_batch(checkpoint, &events, last).await
+        let mut connection = self.database.pool().acquire().await?;
+        self.apply_read_batch(&mut connection, checkpoint, &events, last)
+            .await
     }
 
     /// Applies `events`, read after `checkpoint` and ending at position `last`, in one
     /// transaction, in a span that links to the calls that appended them.
     async fn apply_read_batch(
         &self,
+        connection: &mut AnyConnection,
         checkpoint: u64,
         events: &[RecordedEvent],
         last: u64,
@@ -316,18 +359,19 @@ impl ProjectionRunner {
                 doorstep_telemetry::link_to(&span, trace_id, span_id);
             }
         }
-        self.apply_batch(checkpoint, events, last)
+        self.apply_batch(connection, checkpoint, events, last)
             .instrument(span)
             .await
     }
 
     async fn apply_batch(
         &self,
+        connection: &mut AnyConnection,
         checkpoint: u64,
         events: &[RecordedEvent],
         last: u64,
     ) -> Result<usize, ProjectionError> {
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = sqlx::Connection::begin(connection).await?;
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
         // stored checkpoint is still the one these events were read after. Otherwise another
         // runner got there first, and this one takes up from where that one left off.
