@@ -86,6 +86,12 @@ impl BatchChanges {
         self.handling_rows.insert(row.complaint_id.clone(), row);
     }
 
+    /// Whether the complaint's handling row was started by this batch (nothing of the complaint
+    /// is stored yet).
+    pub(crate) fn received_in_batch(&self, complaint_id: &str) -> bool {
+        matches!(self.handling_before.get(complaint_id), Some(None))
+    }
+
     /// The liaison lead a complaint about `contractor_id` received now is attributed to.
     pub(crate) async fn liaison_lead(
         &mut self,

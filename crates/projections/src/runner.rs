@@ -624,11 +624,13 @@ async fn apply_complaint_event(
             performance_changes::record_allegations(&mut changes.performance, &row, standards);
         }
         Event::FindingsRecorded { findings, .. } => {
+            let received_in_batch = changes.received_in_batch(complaint_id);
             performance_changes::record_findings(
                 connection,
                 &mut changes.performance,
                 &row,
                 findings,
+                received_in_batch,
             )
             .await?;
         }
