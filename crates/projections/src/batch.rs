@@ -7,9 +7,9 @@
 //! ([`PerformanceChanges`]). The writes go out as multi-row statements at the end of the batch,
 //! inside its transaction, so the batch is still applied with its checkpoint or not at all.
 //!
-//! Visit rows are read for a whole batch in a few statements before it is applied. Tables that an
-//! event both reads and writes rarely (`complaint_findings`, the registry) are still written as
-//! each event is applied.
+//! Visit rows are read for a whole batch in a few statements before it is applied, and a
+//! complaint's findings once per batch. Tables that events change rarely (the registry, the
+//! escalations raised, inspections, the outbox) are still written as each event is applied.
 //!
 //! The dependency runs one way: this module uses the read models' loads and upserts; no read
 //! model uses it.
