@@ -140,12 +140,11 @@ impl PerformanceChanges {
         if !self.findings_loaded.insert(complaint_id.to_owned()) || received_in_batch {
             return Ok(());
         }
-        let rows = sqlx::query(
-            "SELECT standard, outcome FROM complaint_findings WHERE complaint_id = $1",
-        )
-        .bind(complaint_id)
-        .fetch_all(&mut *connection)
-        .await?;
+        let rows =
+            sqlx::query("SELECT standard, outcome FROM complaint_findings WHERE complaint_id = $1")
+                .bind(complaint_id)
+                .fetch_all(&mut *connection)
+                .await?;
         for row in rows {
             let standard: String = row.try_get("standard")?;
             let code: String = row.try_get("outcome")?;

@@ -35,8 +35,7 @@ use doorstep_projections::{
 use doorstep_store::{EventStore, StreamId};
 use proptest::prelude::*;
 use support::{
-    Kind, TestBackend, append, append_complaint_events, calendar, dump_tables, log_complaint,
-    valid,
+    Kind, TestBackend, append, append_complaint_events, calendar, dump_tables, log_complaint, valid,
 };
 
 // ---------------------------------------------------------------------------------------------
