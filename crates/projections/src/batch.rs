@@ -7,9 +7,9 @@
 //! ([`PerformanceChanges`]). The writes go out as multi-row statements at the end of the batch,
 //! inside its transaction, so the batch is still applied with its checkpoint or not at all.
 //!
-//! Visit rows are read for a whole batch in a few statements before it is applied. Tables that an
-//! event both reads and writes rarely (`complaint_findings`, the registry) are still written as
-//! each event is applied.
+//! Visit rows are read for a whole batch in a few statements before it is applied, and a
+//! complaint's findings once per batch. Tables that events change rarely (the registry, the
+//! escalations raised, inspections, the outbox) are still written as each event is applied.
 //!
 //! The dependency runs one way: this module uses the read models' loads and upserts; no read
 //! model uses it.
@@ -84,6 +84,12 @@ impl BatchChanges {
             .entry(row.complaint_id.clone())
             .or_insert(None);
         self.handling_rows.insert(row.complaint_id.clone(), row);
+    }
+
+    /// Whether the complaint's handling row was started by this batch (nothing of the complaint
+    /// is stored yet).
+    pub(crate) fn received_in_batch(&self, complaint_id: &str) -> bool {
+        matches!(self.handling_before.get(complaint_id), Some(None))
     }
 
     /// The liaison lead a complaint about `contractor_id` received now is attributed to.

@@ -147,6 +147,9 @@ pub enum ProjectionError {
     Io(#[from] std::io::Error),
     #[error("the read-model database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
+    /// The task reading a catch-up's next batch ahead panicked or was cancelled.
+    #[error("reading the log ahead failed: {0}")]
+    ReadAhead(String),
     #[error("page token is not one this service issued")]
     InvalidPageToken,
 }

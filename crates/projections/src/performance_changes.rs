@@ -6,10 +6,10 @@
 //! allegations, findings and visits here (`record_*`); `performance` holds the pure deltas, the
 //! tables' upserts and the reports, and knows nothing of batches.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use doorstep_domain::ServiceStandard;
-use doorstep_domain::complaint::Finding;
+use doorstep_domain::complaint::{Finding, FindingOutcome};
 use doorstep_domain::contractor::Visit;
 use sqlx::{AnyConnection, Row};
 
@@ -35,6 +35,11 @@ pub(crate) struct PerformanceChanges {
     /// Visit rows read or changed by the batch (None: no row), and which of them changed.
     visits: HashMap<String, Option<VisitRow>>,
     changed_visits: BTreeSet<String>,
+    /// Each finding's outcome as the batch has left it, for the complaints in
+    /// `findings_loaded`, and which of them changed (written once at the batch's end).
+    findings: HashMap<(String, ServiceStandard), FindingOutcome>,
+    findings_loaded: HashSet<String>,
+    changed_findings: BTreeSet<(String, ServiceStandard)>,
 }
 
 impl PerformanceChanges {
@@ -124,8 +129,59 @@ impl PerformanceChanges {
         total.1 += with_upheld_breach;
     }
 
+    /// Reads a complaint's stored findings once per batch; a complaint received in this batch
+    /// (`received_in_batch`) has none stored yet, so nothing is read for it.
+    async fn load_findings(
+        &mut self,
+        connection: &mut AnyConnection,
+        complaint_id: &str,
+        received_in_batch: bool,
+    ) -> Result<(), ProjectionError> {
+        if !self.findings_loaded.insert(complaint_id.to_owned()) || received_in_batch {
+            return Ok(());
+        }
+        let rows =
+            sqlx::query("SELECT standard, outcome FROM complaint_findings WHERE complaint_id = $1")
+                .bind(complaint_id)
+                .fetch_all(&mut *connection)
+                .await?;
+        for row in rows {
+            let standard: String = row.try_get("standard")?;
+            let code: String = row.try_get("outcome")?;
+            let corrupt = |reason: String| ProjectionError::CorruptRecord {
+                table: "complaint_findings",
+                key: complaint_id.to_owned(),
+                reason,
+            };
+            let standard = ServiceStandard::from_code(&standard)
+                .ok_or_else(|| corrupt(format!("unknown standard {standard}")))?;
+            let outcome = outcome_from_code(&code)
+                .ok_or_else(|| corrupt(format!("unknown outcome {code}")))?;
+            self.findings
+                .insert((complaint_id.to_owned(), standard), outcome);
+        }
+        Ok(())
+    }
+
     /// Writes the visit rows and counter deltas gathered, in the batch's transaction.
     pub(crate) async fn flush(self, connection: &mut AnyConnection) -> Result<(), ProjectionError> {
+        let findings: Vec<(&(String, ServiceStandard), FindingOutcome)> = self
+            .changed_findings
+            .iter()
+            .filter_map(|key| Some((key, *self.findings.get(key)?)))
+            .collect();
+        write_rows(
+            connection,
+            &UPSERT_FINDINGS,
+            &findings,
+            |query, ((complaint_id, standard), outcome)| {
+                query
+                    .bind(complaint_id.clone())
+                    .bind(standard.code())
+                    .bind(outcome.code())
+            },
+        )
+        .await?;
         let visits: Vec<(String, VisitRow)> = self
             .changed_visits
             .iter()
@@ -182,6 +238,12 @@ impl PerformanceChanges {
     }
 }
 
+const UPSERT_FINDINGS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO complaint_findings (complaint_id, standard, outcome)",
+    width: 3,
+    on_conflict: "ON CONFLICT (complaint_id, standard) DO UPDATE SET outcome = excluded.outcome",
+};
+
 const UPSERT_VISITS: MultiRowUpsert = MultiRowUpsert {
     insert: "INSERT INTO visits (visit_id, contractor_id, month, upheld_breaches)",
     width: 4,
@@ -211,42 +273,27 @@ pub(crate) fn record_allegations(
 }
 
 /// Applies findings in the order given (a later finding on the same standard wins, as in the
-/// aggregate), moving counts from each standard's previous outcome to its new one.
+/// aggregate), moving counts from each standard's previous outcome to its new one. Outcomes are
+/// read once per complaint and batch (not at all for a complaint received in the batch) and
+/// written once at its end.
 pub(crate) async fn record_findings(
     connection: &mut AnyConnection,
     changes: &mut PerformanceChanges,
     complaint: &HandlingRow,
     findings: &[Finding],
+    received_in_batch: bool,
 ) -> Result<(), ProjectionError> {
-    for finding in findings {
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT outcome FROM complaint_findings WHERE complaint_id = $1 AND standard = $2",
-        )
-        .bind(complaint.complaint_id.as_str())
-        .bind(finding.standard.code())
-        .fetch_optional(&mut *connection)
+    changes
+        .load_findings(connection, &complaint.complaint_id, received_in_batch)
         .await?;
-        let previous = previous
-            .map(|code| {
-                outcome_from_code(&code).ok_or_else(|| ProjectionError::CorruptRecord {
-                    table: "complaint_findings",
-                    key: complaint.complaint_id.clone(),
-                    reason: format!("unknown outcome {code}"),
-                })
-            })
-            .transpose()?;
+    for finding in findings {
+        let key = (complaint.complaint_id.clone(), finding.standard);
+        let previous = changes.findings.get(&key).copied();
         let Some((standard_delta, visit_delta)) = finding_change(previous, finding.outcome) else {
             continue;
         };
-        sqlx::query(
-            "INSERT INTO complaint_findings (complaint_id, standard, outcome) VALUES ($1, $2, $3) \
-             ON CONFLICT (complaint_id, standard) DO UPDATE SET outcome = excluded.outcome",
-        )
-        .bind(complaint.complaint_id.as_str())
-        .bind(finding.standard.code())
-        .bind(finding.outcome.code())
-        .execute(&mut *connection)
-        .await?;
+        changes.findings.insert(key.clone(), finding.outcome);
+        changes.changed_findings.insert(key);
         changes.add_to_standard(
             &complaint.contractor_id,
             complaint.month.to_string(),

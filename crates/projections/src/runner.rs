@@ -58,9 +58,15 @@ pub(crate) const RESET: [&str; 20] = [
     "DELETE FROM liaison_contractor_months",
     "DELETE FROM projection_checkpoints",
 ];
-/// Events applied per transaction, catching up or following the live log. (SQLite read models
-/// live in a file of their own, so a long batch holds no lock the event writer needs.)
+/// Events applied per transaction following the live log. (SQLite read models live in a file of
+/// their own, so a long batch holds no lock the event writer needs.)
 const BATCH_SIZE: usize = 500;
+/// Events applied per transaction by [`ProjectionRunner::catch_up`] (a rebuild, or a start far
+/// behind the head). Each batch reads every row it changes at most once and writes it once, so
+/// the larger the batch the fewer reads and writes per event (a complaint's events, a counter's
+/// many deltas, fall in one batch); the batch is held in memory, a few kB per event, so this
+/// bounds the memory a catch-up takes whatever the log's size.
+const CATCH_UP_BATCH_SIZE: usize = 10_000;
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -85,6 +91,8 @@ pub struct ProjectionRunner {
     stall: watch::Sender<Option<Stall>>,
     escalations: Arc<EscalationPlanner>,
     findings: Arc<FindingLadder>,
+    /// Events per transaction while catching up.
+    catch_up_batch_size: usize,
 }
 
 impl ProjectionRunner {
@@ -107,6 +115,7 @@ impl ProjectionRunner {
                 stall,
                 escalations: Arc::new(EscalationPlanner::default()),
                 findings: Arc::new(FindingLadder::default()),
+                catch_up_batch_size: CATCH_UP_BATCH_SIZE,
             },
             read_model,
         ))
@@ -122,6 +131,14 @@ impl ProjectionRunner {
     /// Schedules unresolved inspection findings up `ladder` (without it, none escalates).
     pub fn with_finding_ladder(mut self, ladder: FindingLadder) -> Self {
         self.findings = Arc::new(ladder);
+        self
+    }
+
+    /// Catches up `events` events per transaction (at least one) instead of
+    /// [`CATCH_UP_BATCH_SIZE`]: the read models must not depend on it, which tests check by
+    /// rebuilding one event per batch.
+    pub fn with_catch_up_batch_size(mut self, events: usize) -> Self {
+        self.catch_up_batch_size = events.max(1);
         self
     }
 
@@ -143,17 +160,87 @@ impl ProjectionRunner {
 
     /// As [`ProjectionRunner::catch_up`], telling `progress` after every batch how many events it
     /// applied and the position reached.
+    ///
+    /// The next batch is read (and its rows decoded, on another thread) while this one is
+    /// applied, so reading the log overlaps writing the read models. At most two batches are in
+    /// memory at once.
     pub async fn catch_up_reporting(
         &self,
+        progress: impl FnMut(usize, u64),
+    ) -> Result<u64, ProjectionError> {
+        // One connection for the whole catch-up. On SQLite its commits skip the fsync of WAL
+        // checkpoints while it runs (`synchronous = OFF`: with WAL a crashed process cannot leave
+        // the file corrupt, and a batch lost to a power cut is applied again from the log), and
+        // at the end the WAL is checkpointed with fsync before the connection goes back.
+        let mut connection = self.database.pool().acquire().await?;
+        let sqlite = self.database.backend() == crate::database::Backend::Sqlite;
+        if sqlite {
+            sqlx::query("PRAGMA synchronous = OFF")
+                .execute(&mut *connection)
+                .await?;
+        }
+        let caught_up = self.catch_up_on(&mut connection, progress).await;
+        if sqlite {
+            let restored = async {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *connection)
+                    .await?;
+                Ok::<(), ProjectionError>(())
+            }
+            .await;
+            if let Err(error) = restored {
+                // Never lend out a connection that may still skip fsyncs.
+                connection.close_on_drop();
+                return caught_up.and(Err(error));
+            }
+        }
+        caught_up
+    }
+
+    async fn catch_up_on(
+        &self,
+        connection: &mut AnyConnection,
         mut progress: impl FnMut(usize, u64),
     ) -> Result<u64, ProjectionError> {
+        let limit = self.catch_up_batch_size;
+        let mut read_ahead: Option<ReadAhead> = None;
         loop {
-            let applied = self.apply_next_batch(BATCH_SIZE).await?;
-            let position = *self.position.borrow();
-            if applied == 0 {
-                return Ok(position);
+            let checkpoint = *self.position.borrow();
+            let events = match read_ahead.take() {
+                // Another runner may have moved the checkpoint since the read began.
+                Some(ahead) if ahead.from == checkpoint + 1 => ahead.events().await?,
+                Some(ahead) => {
+                    ahead.task.abort();
+                    self.store.read_all(checkpoint + 1, limit).await?
+                }
+                None => self.store.read_all(checkpoint + 1, limit).await?,
+            };
+            let Some(last) = events.last().map(|event| event.position) else {
+                return Ok(checkpoint);
+            };
+            if events.len() == limit {
+                read_ahead = Some(ReadAhead::start(Arc::clone(&self.store), last + 1, limit));
             }
-            progress(applied, position);
+            let applied = match self
+                .apply_read_batch(&mut *connection, checkpoint, &events, last)
+                .await
+            {
+                Ok(applied) => applied,
+                Err(error) => {
+                    if let Some(ahead) = read_ahead {
+                        ahead.task.abort();
+                    }
+                    return Err(error);
+                }
+            };
+            drop(events);
+            if applied == 0 {
+                return Ok(*self.position.borrow());
+            }
+            progress(applied, *self.position.borrow());
         }
     }
 
@@ -240,6 +327,20 @@ impl ProjectionRunner {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
+        let mut connection = self.database.pool().acquire().await?;
+        self.apply_read_batch(&mut connection, checkpoint, &events, last)
+            .await
+    }
+
+    /// Applies `events`, read after `checkpoint` and ending at position `last`, in one
+    /// transaction, in a span that links to the calls that appended them.
+    async fn apply_read_batch(
+        &self,
+        connection: &mut AnyConnection,
+        checkpoint: u64,
+        events: &[RecordedEvent],
+        last: u64,
+    ) -> Result<usize, ProjectionError> {
         let span = tracing::info_span!(
             "projection.batch",
             events = events.len(),
@@ -258,18 +359,19 @@ impl ProjectionRunner {
                 doorstep_telemetry::link_to(&span, trace_id, span_id);
             }
         }
-        self.apply_batch(checkpoint, &events, last)
+        self.apply_batch(connection, checkpoint, events, last)
             .instrument(span)
             .await
     }
 
     async fn apply_batch(
         &self,
+        connection: &mut AnyConnection,
         checkpoint: u64,
         events: &[RecordedEvent],
         last: u64,
     ) -> Result<usize, ProjectionError> {
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = sqlx::Connection::begin(connection).await?;
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
         // stored checkpoint is still the one these events were read after. Otherwise another
         // runner got there first, and this one takes up from where that one left off.
@@ -342,6 +444,27 @@ impl ProjectionRunner {
             "projection batch applied"
         );
         Ok(events.len())
+    }
+}
+
+/// The next batch of a catch-up, being read from the log on a task of its own.
+struct ReadAhead {
+    /// The position the read starts at.
+    from: u64,
+    task: JoinHandle<Result<Vec<RecordedEvent>, doorstep_store::StoreError>>,
+}
+
+impl ReadAhead {
+    fn start(store: Arc<dyn EventStore>, from: u64, limit: usize) -> Self {
+        let task = tokio::spawn(async move { store.read_all(from, limit).await });
+        Self { from, task }
+    }
+
+    async fn events(self) -> Result<Vec<RecordedEvent>, ProjectionError> {
+        match self.task.await {
+            Ok(read) => Ok(read?),
+            Err(error) => Err(ProjectionError::ReadAhead(error.to_string())),
+        }
     }
 }
 
@@ -509,11 +632,13 @@ async fn apply_complaint_event(
             performance_changes::record_allegations(&mut changes.performance, &row, standards);
         }
         Event::FindingsRecorded { findings, .. } => {
+            let received_in_batch = changes.received_in_batch(complaint_id);
             performance_changes::record_findings(
                 connection,
                 &mut changes.performance,
                 &row,
                 findings,
+                received_in_batch,
             )
             .await?;
         }

@@ -20,7 +20,7 @@ use doorstep_store::{
 use sqlx::Row;
 
 /// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 18] = [
+pub const TABLES: [(&str, &str); 20] = [
     ("complaint_list", "complaint_id"),
     ("contractors", "contractor_id"),
     ("contractor_lookup", "key, contractor_id"),
@@ -32,6 +32,7 @@ pub const TABLES: [(&str, &str); 18] = [
     ),
     ("complaint_findings", "complaint_id, standard"),
     ("complaint_handling", "complaint_id"),
+    ("handling_counters", "contractor_id, metric, month, value"),
     ("escalation_clocks", "complaint_id"),
     ("escalation_schedule", "escalation_id"),
     ("escalations", "escalation_id"),
@@ -46,6 +47,10 @@ pub const TABLES: [(&str, &str); 18] = [
     (
         "liaison_contractor_months",
         "liaison_lead, contractor_id, month",
+    ),
+    (
+        "liaison_handling_counters",
+        "liaison_lead, metric, month, value",
     ),
     ("projection_checkpoints", "projection"),
 ];

@@ -89,6 +89,15 @@ struct Options {
     /// Leave the databases behind.
     #[arg(long)]
     keep_data: bool,
+    /// Phase 2 on the log in this directory (`doorstep.db`), built there first if it has none,
+    /// and kept: the same log can then be rebuilt again and again (`--events` is only the size
+    /// of a log built here).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Phase 2 stops after the rebuild (no server, no queries), so the process's peak memory
+    /// is the rebuild's.
+    #[arg(long)]
+    rebuild_only: bool,
 }
 
 #[tokio::main]
@@ -279,90 +288,47 @@ async fn register_through_grpc(channel: Channel, contractor_id: &str) -> anyhow:
 // ---------------------------------------------------------------------------------------------
 // Phase 2: a large log, the rebuild and the queries.
 
+/// Where phase 2's log lives: a fresh directory, or the one `--log-dir` names (always kept).
+enum LogDir {
+    Fresh(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl LogDir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Fresh(dir) => dir.path(),
+            Self::Given(path) => path,
+        }
+    }
+
+    fn finish(self, keep: bool) -> anyhow::Result<()> {
+        match self {
+            Self::Fresh(dir) => finish(dir, keep),
+            Self::Given(path) => {
+                println!("kept {}", path.display());
+                Ok(())
+            }
+        }
+    }
+}
+
 async fn large_log_phase(options: &Options, root: &std::path::Path) -> anyhow::Result<()> {
-    let dir = fresh_dir(root, "log")?;
+    let dir = match &options.log_dir {
+        Some(path) => {
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            LogDir::Given(path.clone())
+        }
+        None => LogDir::Fresh(fresh_dir(root, "log")?),
+    };
     let settings = Settings::for_tests(dir.path());
     let path = dir.path().join("doorstep.db");
-    let store = SqliteEventStore::open(SqliteSettings::new(&path))
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-    let generator = Arc::new(Generator::new(options.contractors)?);
-
-    println!(
-        "building a log of {} events ({} contractors, 24 months, {} appenders)",
-        options.events, options.contractors, options.appenders
-    );
-    let started = Instant::now();
-    for index in 0..options.contractors {
-        let (stream, events) = generator.registration(index)?;
-        shared
-            .append(&stream, ExpectedVersion::NoStream, events)
-            .await?;
+    if path.exists() {
+        println!("reusing the log in {}", path.display());
+    } else {
+        build_log(options, &path).await?;
     }
-    let written = Arc::new(AtomicU64::new(u64::from(options.contractors)));
-    let next_unit = Arc::new(AtomicU64::new(0));
-    let tally = Arc::new(Tally::default());
-    let mut workers = Vec::new();
-    for _ in 0..options.appenders.max(1) {
-        let shared = Arc::clone(&shared);
-        let generator = Arc::clone(&generator);
-        let written = Arc::clone(&written);
-        let next_unit = Arc::clone(&next_unit);
-        let tally = Arc::clone(&tally);
-        let target = options.events;
-        workers.push(tokio::spawn(async move {
-            while written.load(Ordering::Relaxed) < target {
-                let unit = next_unit.fetch_add(1, Ordering::Relaxed);
-                let (stream, events) = generator.unit(unit, &tally)?;
-                let count = events.len() as u64;
-                if count == 0 {
-                    continue;
-                }
-                shared
-                    .append(&stream, ExpectedVersion::NoStream, events)
-                    .await?;
-                written.fetch_add(count, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
-    }
-    let progress = {
-        let written = Arc::clone(&written);
-        let target = options.events;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                let now = written.load(Ordering::Relaxed);
-                eprintln!("  … {now} / {target} events");
-                if now >= target {
-                    break;
-                }
-            }
-        })
-    };
-    for worker in workers {
-        worker.await.context("an appender panicked")??;
-    }
-    progress.abort();
-    let elapsed = started.elapsed();
-    let head = shared.head_position().await?;
-    let commits = store.commits();
-    store.close().await;
-    let db_bytes = file_size(&path);
-    println!(
-        "  wrote {head} events in {:.1} s ({:.0} events/s, {:.1} events per commit); \
-         {} complaints ({} stage 2, {} refused steps), {} visits; database {:.0} MB",
-        elapsed.as_secs_f64(),
-        head as f64 / elapsed.as_secs_f64(),
-        head as f64 / commits.max(1) as f64,
-        tally.complaints.load(Ordering::Relaxed),
-        tally.stage_two.load(Ordering::Relaxed),
-        tally.refused.load(Ordering::Relaxed),
-        tally.visits.load(Ordering::Relaxed),
-        db_bytes as f64 / 1e6
-    );
-
     let started = Instant::now();
     let applied = doorstep_server::startup::rebuild_read_models(&settings, |_| {}, |_, _| {})
         .await
@@ -374,6 +340,9 @@ async fn large_log_phase(options: &Options, root: &std::path::Path) -> anyhow::R
         applied as f64 / elapsed.as_secs_f64(),
         file_size(&dir.path().join("doorstep.read-models.db")) as f64 / 1e6
     );
+    if options.rebuild_only {
+        return dir.finish(options.keep_data);
+    }
 
     let console_key = doorstep_server::auth::api_keys::create(
         &settings.auth.api_keys_file,
@@ -485,7 +454,92 @@ async fn large_log_phase(options: &Options, root: &std::path::Path) -> anyhow::R
     drop(client);
     drop(channel);
     server.stop().await?;
-    finish(dir, options.keep_data)
+    dir.finish(options.keep_data)
+}
+
+/// Appends the large log to a new SQLite store at `path`.
+async fn build_log(options: &Options, path: &std::path::Path) -> anyhow::Result<()> {
+    let store = SqliteEventStore::open(SqliteSettings::new(path))
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let generator = Arc::new(Generator::new(options.contractors)?);
+
+    println!(
+        "building a log of {} events ({} contractors, 24 months, {} appenders)",
+        options.events, options.contractors, options.appenders
+    );
+    let started = Instant::now();
+    for index in 0..options.contractors {
+        let (stream, events) = generator.registration(index)?;
+        shared
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await?;
+    }
+    let written = Arc::new(AtomicU64::new(u64::from(options.contractors)));
+    let next_unit = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
+    let mut workers = Vec::new();
+    for _ in 0..options.appenders.max(1) {
+        let shared = Arc::clone(&shared);
+        let generator = Arc::clone(&generator);
+        let written = Arc::clone(&written);
+        let next_unit = Arc::clone(&next_unit);
+        let tally = Arc::clone(&tally);
+        let target = options.events;
+        workers.push(tokio::spawn(async move {
+            while written.load(Ordering::Relaxed) < target {
+                let unit = next_unit.fetch_add(1, Ordering::Relaxed);
+                let (stream, events) = generator.unit(unit, &tally)?;
+                let count = events.len() as u64;
+                if count == 0 {
+                    continue;
+                }
+                shared
+                    .append(&stream, ExpectedVersion::NoStream, events)
+                    .await?;
+                written.fetch_add(count, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let progress = {
+        let written = Arc::clone(&written);
+        let target = options.events;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let now = written.load(Ordering::Relaxed);
+                eprintln!("  … {now} / {target} events");
+                if now >= target {
+                    break;
+                }
+            }
+        })
+    };
+    for worker in workers {
+        worker.await.context("an appender panicked")??;
+    }
+    progress.abort();
+    let elapsed = started.elapsed();
+    let head = shared.head_position().await?;
+    let commits = store.commits();
+    store.close().await;
+    let db_bytes = file_size(path);
+    println!(
+        "  wrote {head} events in {:.1} s ({:.0} events/s, {:.1} events per commit); \
+         {} complaints ({} stage 2, {} refused steps), {} visits; database {:.0} MB",
+        elapsed.as_secs_f64(),
+        head as f64 / elapsed.as_secs_f64(),
+        head as f64 / commits.max(1) as f64,
+        tally.complaints.load(Ordering::Relaxed),
+        tally.stage_two.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+        tally.visits.load(Ordering::Relaxed),
+        db_bytes as f64 / 1e6
+    );
+
+    Ok(())
 }
 
 /// Times each console page over HTTP on loopback, signed in as a manager who is also an officer
