@@ -361,6 +361,7 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
         app.settings(),
         OnlineRebuildOptions {
             stop_after_batches: Some(2),
+            catch_up_batch_size: Some(500),
             ..Default::default()
         },
         |_| {},

@@ -262,6 +262,9 @@ pub struct OnlineRebuildOptions {
     pub switch_wait: Duration,
     /// Tests: stop (as a crash would, mid-batch or between batches) after this many batches.
     pub stop_after_batches: Option<usize>,
+    /// Tests: events per catch-up batch instead of the runner's own (10,000), so a small log
+    /// still takes several batches.
+    pub catch_up_batch_size: Option<usize>,
 }
 
 impl Default for OnlineRebuildOptions {
@@ -270,6 +273,7 @@ impl Default for OnlineRebuildOptions {
             restart: false,
             switch_wait: Duration::from_secs(60),
             stop_after_batches: None,
+            catch_up_batch_size: None,
         }
     }
 }
@@ -321,6 +325,10 @@ async fn build_and_switch(
     let generation = building.generation;
     let parts = RunnerParts::new(settings, shared.clone())?;
     let (database, runner, read_model) = parts.open(generation).await?;
+    let runner = match options.catch_up_batch_size {
+        Some(events) => runner.with_catch_up_batch_size(events),
+        None => runner,
+    };
     let from = read_model.position();
     report(RebuildProgress::Started {
         generation,
