@@ -21,6 +21,7 @@ mod intake;
 mod latency;
 mod machine;
 mod report;
+mod server_cpu;
 mod workload;
 
 // The server runs in this process, so it gets the same allocator as the `doorstep` binary.
@@ -115,6 +116,12 @@ struct Options {
         requires = "target"
     )]
     api_key: Option<String>,
+    /// The `--target` server's Prometheus endpoint (host:port): its `process_cpu_time_seconds_total`
+    /// is read before and after each phase, so the report gives the server's CPU per call beside
+    /// the clients'. `doorstep serve` has it on its metrics port (9464 by default);
+    /// `doorstep-bench --serve` prints where its is.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    metrics: Option<String>,
     /// Serve (API and echo) at this host:port on fresh storage until interrupted, for another
     /// `doorstep-bench --target` to drive. Accepts JWTs signed with the test secret.
     #[arg(long, value_name = "HOST:PORT")]
@@ -194,6 +201,8 @@ async fn serve(
     let mut settings = storage.server_settings(&std::env::temp_dir());
     settings.server.host = address.ip();
     settings.server.port = address.port();
+    // Beside the API, on a free port, for `doorstep-bench --target … --metrics …`.
+    settings.metrics.host = address.ip();
     let server = RunningServer::start(settings).await?;
     eprintln!(
         "serving the API and the bench's echo on {}:{} ({} backend, data in {}); Ctrl-C stops",
@@ -202,6 +211,9 @@ async fn serve(
         backend.name(),
         backend.location()
     );
+    if let Some(metrics) = server.metrics_address() {
+        eprintln!("metrics (the server's CPU for --metrics) on {metrics}");
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -238,6 +250,10 @@ async fn run_against(options: &Options, target: &str) -> anyhow::Result<Summary>
             .context("the API key holds characters a gRPC header cannot carry")?,
         None => bench_credential()?,
     };
+    let server_metrics = match &options.metrics {
+        Some(address) => Some(server_cpu::ServerMetrics::connect(address).await?),
+        None => None,
+    };
     let channels = intake::connect(target, load.connections, &credential).await?;
     let channel = channels.first().context("no connection to the server")?;
     if let Err(error) = workload::register_contractor(channel.clone()).await {
@@ -248,7 +264,14 @@ async fn run_against(options: &Options, target: &str) -> anyhow::Result<Summary>
     }
     let complaint = Arc::new(ComplaintTemplate::gate_left_open(chrono::Utc::now()));
     probe_intake(channel, &complaint).await?;
-    let measured = measure_phases(options, &channels, &load, complaint).await?;
+    let measured = measure_phases(
+        options,
+        &channels,
+        &load,
+        complaint,
+        server_metrics.as_ref(),
+    )
+    .await?;
     drop(channels);
     let mut summary = summarise(
         options,
@@ -377,6 +400,12 @@ fn summarise(
     let cpu_intake_over_echo = echo
         .as_ref()
         .and_then(|echo| ratio(intake.cpu_us_per_call?, echo.cpu_us_per_call?));
+    let server_cpu_intake_over_echo = echo.as_ref().and_then(|echo| {
+        ratio(
+            intake.server_cpu_us_per_call?,
+            echo.server_cpu_us_per_call?,
+        )
+    });
     let mut summary = Summary {
         backend: String::new(),
         storage: String::new(),
@@ -393,6 +422,7 @@ fn summarise(
         intake,
         intake_over_echo,
         cpu_intake_over_echo,
+        server_cpu_intake_over_echo,
         baseline: None,
         store_concurrent: None,
         store_event_bytes: 0,
@@ -420,7 +450,7 @@ async fn measure_in_process(
     let event_template =
         EventTemplate::read_from_server(channel.clone(), format!("complaint-{complaint_id}"))
             .await?;
-    let measured = measure_phases(options, &channels, load, complaint).await?;
+    let measured = measure_phases(options, &channels, load, complaint, None).await?;
     drop(channels);
     server.stop().await?;
     Ok((measured, event_template))
@@ -433,13 +463,14 @@ async fn measure_phases(
     channels: &[AuthenticatedChannel],
     load: &Load,
     complaint: Arc<ComplaintTemplate>,
+    server: Option<&server_cpu::ServerMetrics>,
 ) -> anyhow::Result<Measured> {
     let echo = if options.no_echo {
         Err("--no-echo".to_owned())
     } else if let Some(reason) = echo_unavailable(channels).await? {
         Err(reason)
     } else {
-        Ok(measure(options, channels, load, &Workload::Echo, "echo").await?)
+        Ok(measure(options, channels, load, &Workload::Echo, "echo", server).await?)
     };
     let intake = measure(
         options,
@@ -447,6 +478,7 @@ async fn measure_phases(
         load,
         &Workload::Intake(complaint),
         "intake",
+        server,
     )
     .await?;
     Ok(Measured { echo, intake })
@@ -482,6 +514,7 @@ async fn measure(
     load: &Load,
     workload: &Workload,
     name: &'static str,
+    server: Option<&server_cpu::ServerMetrics>,
 ) -> anyhow::Result<PhaseTally> {
     if options.warmup_seconds > 0 {
         eprintln!("{name}: warming up for {} s", options.warmup_seconds);
@@ -494,7 +527,7 @@ async fn measure(
             clients: load.clients,
             duration: Duration::from_secs(options.warmup_seconds),
         };
-        let tally = intake::drive(channels, workload, warmup).await?;
+        let tally = intake::drive(channels, workload, warmup, None).await?;
         if tally.errors > 0 {
             bail!(
                 "{} {name} calls failed while warming up, e.g. {:?}",
@@ -512,7 +545,7 @@ async fn measure(
         clients: load.clients,
         duration: Duration::from_secs(options.seconds),
     };
-    intake::drive(channels, workload, measured).await
+    intake::drive(channels, workload, measured, server).await
 }
 
 /// Appends straight to a fresh store with `appenders` tasks; returns the tally and the number
