@@ -400,12 +400,9 @@ fn summarise(
     let cpu_intake_over_echo = echo
         .as_ref()
         .and_then(|echo| ratio(intake.cpu_us_per_call?, echo.cpu_us_per_call?));
-    let server_cpu_intake_over_echo = echo.as_ref().and_then(|echo| {
-        ratio(
-            intake.server_cpu_us_per_call?,
-            echo.server_cpu_us_per_call?,
-        )
-    });
+    let server_cpu_intake_over_echo = echo
+        .as_ref()
+        .and_then(|echo| ratio(intake.server_cpu_us_per_call?, echo.server_cpu_us_per_call?));
     let mut summary = Summary {
         backend: String::new(),
         storage: String::new(),
@@ -697,6 +694,58 @@ mod tests {
             .finish(false)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    /// `--target … --metrics …` against a server in another task (as `--serve` starts one): the
+    /// report gives the server's own CPU per call for both phases, read from its metrics.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_run_reports_the_servers_cpu_from_its_metrics() {
+        let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let metrics = server
+            .metrics_address()
+            .unwrap_or_else(|| panic!("the server has no metrics endpoint"));
+        let target = format!("127.0.0.1:{}", server.port());
+        let metrics = metrics.to_string();
+        let options = parse(&[
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--clients",
+            "4",
+            "--connections",
+            "2",
+            "--target",
+            &target,
+            "--metrics",
+            &metrics,
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+        let summary = run_against(&options, &target)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let echo = summary.echo.as_ref().unwrap_or_else(|| panic!("no echo"));
+        for (name, phase) in [("echo", echo), ("intake", &summary.intake)] {
+            assert_eq!(phase.errors, 0, "{name}: {:?}", phase.error_samples);
+            let server_cpu = phase
+                .server_cpu_us_per_call
+                .unwrap_or_else(|| panic!("{name}: no server CPU per call"));
+            assert!(server_cpu > 0.0, "{name}: {server_cpu}");
+        }
+        assert!(summary.server_cpu_intake_over_echo.is_some());
+        let table = summary.table();
+        assert!(table.contains("server CPU"), "{table}");
+        assert!(
+            parse(&["--metrics", "127.0.0.1:9464"]).is_err(),
+            "--metrics needs --target"
+        );
+        server
+            .stop()
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
     }
 
     /// The echo passes through authentication and the policy like every API call: no credential,

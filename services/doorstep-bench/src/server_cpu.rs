@@ -21,6 +21,9 @@ impl ServerMetrics {
     /// The endpoint at `address` (`host:port`), checked by one scrape that must carry the
     /// server's CPU time.
     pub async fn connect(address: &str) -> anyhow::Result<Self> {
+        // reqwest's rustls wants a process-wide provider even for plain http:// (the workspace
+        // builds it without one); another part of the process may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(SCRAPE_TIMEOUT)
             .build()
@@ -73,7 +76,10 @@ process_cpu_time_seconds_total_other 9
 process_cpu_time_seconds_total{otel_scope_name=\"doorstep\"} 12.34
 ";
         assert_eq!(cpu_seconds(text), Some(12.34));
-        assert_eq!(cpu_seconds("process_cpu_time_seconds_total 0.5\n"), Some(0.5));
+        assert_eq!(
+            cpu_seconds("process_cpu_time_seconds_total 0.5\n"),
+            Some(0.5)
+        );
         assert_eq!(cpu_seconds("up 1\n"), None);
     }
 }
