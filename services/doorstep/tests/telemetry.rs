@@ -450,5 +450,8 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         .and_then(|line| line.rsplit_once(' '))
         .and_then(|(_, value)| value.parse().ok())
         .unwrap_or_else(|| panic!("the process's CPU time in:\n{scraped}"));
-    assert!(cpu_seconds > 0.0, "a server that answered calls used CPU: {cpu_seconds}");
+    assert!(
+        cpu_seconds > 0.0,
+        "a server that answered calls used CPU: {cpu_seconds}"
+    );
 }
