@@ -42,6 +42,8 @@ impl HealthMonitor {
             let mut serving = true;
             let mut read_models_serving = None;
             let mut stall = Some(self.read_model.watch_stall());
+            // Whether the last round saw the read models stuck.
+            let mut stuck = false;
             loop {
                 let reachable = if read_models_serving.is_none() {
                     // The first round: the databases answered at start-up.
@@ -50,7 +52,7 @@ impl HealthMonitor {
                     tokio::select! {
                         () = tokio::time::sleep(CHECK_INTERVAL) => {}
                         // A stall is reported at once, without waiting for the next check.
-                        () = stall_changed(&mut stall) => {}
+                        () = stall_changed(&mut stall, stuck) => {}
                         _ = stop.changed() => return,
                     }
                     self.databases_answer().await
@@ -58,7 +60,8 @@ impl HealthMonitor {
                 if *stop.borrow() {
                     return;
                 }
-                let read_models_now = reachable && self.read_model.stalled().is_none();
+                stuck = self.read_model.stalled().is_some();
+                let read_models_now = reachable && !stuck;
                 if read_models_serving != Some(read_models_now) {
                     read_models_serving = Some(read_models_now);
                     self.reporter
@@ -103,12 +106,22 @@ impl HealthMonitor {
     }
 }
 
-/// Waits for the runner's stall report to change; once the runner has gone (its task ended),
-/// never, so the monitor falls back to its regular checks instead of waking in a loop.
-async fn stall_changed(stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>) {
+/// Waits until the runner's stall report says otherwise than `stuck`; once the runner has gone
+/// (its task ended), never, so the monitor falls back to its regular checks instead of waking in
+/// a loop. The runner reports "not stuck" again after every batch it applies, so waking on every
+/// report would ask both databases for an answer once per batch (two `SELECT 1` per batch at
+/// intake) for a status that has not changed.
+async fn stall_changed(
+    stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>,
+    stuck: bool,
+) {
     match stall {
         Some(receiver) => {
-            if receiver.changed().await.is_err() {
+            if receiver
+                .wait_for(|now| now.is_some() != stuck)
+                .await
+                .is_err()
+            {
                 *stall = None;
             }
         }
