@@ -136,3 +136,58 @@ fn status(serving: bool) -> ServingStatus {
         ServingStatus::NotServing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use doorstep_projections::Stall;
+    use futures::FutureExt;
+    use tokio::sync::watch;
+
+    use super::stall_changed;
+
+    fn stall() -> Stall {
+        Stall {
+            position: 7,
+            event_id: uuid::Uuid::nil(),
+            event_type: "ComplaintReceived".to_owned(),
+            stream_id: "complaint-1".to_owned(),
+            reason: "cannot decode".to_owned(),
+        }
+    }
+
+    /// The runner reports "not stuck" after every batch; only turning stuck or unstuck wakes the
+    /// monitor (which then asks both databases for an answer).
+    #[test]
+    fn only_turning_stuck_or_unstuck_wakes_the_monitor() {
+        let (sender, receiver) = watch::channel(None);
+        let mut stall_report = Some(receiver);
+
+        // A batch applied: "not stuck" again, while the monitor last saw the read models fine.
+        sender.send_replace(None);
+        assert!(
+            stall_changed(&mut stall_report, false)
+                .now_or_never()
+                .is_none()
+        );
+
+        sender.send_replace(Some(stall()));
+        assert!(
+            stall_changed(&mut stall_report, false)
+                .now_or_never()
+                .is_some()
+        );
+        // Still stuck at the same event: nothing to report.
+        assert!(
+            stall_changed(&mut stall_report, true)
+                .now_or_never()
+                .is_none()
+        );
+
+        sender.send_replace(None);
+        assert!(
+            stall_changed(&mut stall_report, true)
+                .now_or_never()
+                .is_some()
+        );
+    }
+}
