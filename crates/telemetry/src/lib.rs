@@ -7,7 +7,8 @@
 //!   OTLP/gRPC only when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. The W3C `traceparent` propagator is installed.
 //! - **Metrics**: one OpenTelemetry meter provider for the process, read by a Prometheus registry
-//!   (served by the binary on its metrics port) and pushed over OTLP when configured.
+//!   (served by the binary on its metrics port) and pushed over OTLP when configured. The
+//!   process's CPU time is one of them (`process.cpu.time`, `process_cpu_time_seconds_total`).
 //!
 //! The standard variables are honoured as the OpenTelemetry SDK reads them: `OTEL_SERVICE_NAME`
 //! (default `doorstep`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`(`_ARG`),
@@ -16,6 +17,7 @@
 
 mod metrics;
 mod otlp;
+mod process;
 mod propagation;
 
 use std::io::IsTerminal;

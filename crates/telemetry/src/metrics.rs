@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use opentelemetry::metrics::{MeterProvider as _, ObservableCounter};
 use opentelemetry_otlp::MetricExporter;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -14,6 +15,8 @@ use prometheus::{Encoder, TextEncoder};
 struct Metrics {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
+    /// Observed at each collection; kept so it lives as long as the provider.
+    _cpu_time: ObservableCounter<f64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -51,7 +54,12 @@ fn build(resource: Resource, otlp: Option<PeriodicReader<MetricExporter>>) -> Me
     }
     let provider = builder.build();
     opentelemetry::global::set_meter_provider(provider.clone());
-    Metrics { registry, provider }
+    let cpu_time = crate::process::cpu_time_counter(&provider.meter(crate::SCOPE));
+    Metrics {
+        registry,
+        provider,
+        _cpu_time: cpu_time,
+    }
 }
 
 /// Every metric in Prometheus' text exposition format.

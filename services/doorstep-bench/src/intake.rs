@@ -17,6 +17,7 @@ use crate::echo::proto::EchoRequest;
 use crate::echo::proto::echo_service_client::EchoServiceClient;
 use crate::latency::LatencyRecorder;
 use crate::machine::{CpuSnapshot, CpuUsage};
+use crate::server_cpu::ServerMetrics;
 use crate::workload::ComplaintTemplate;
 
 /// A call that takes longer than this counts as an error.
@@ -27,6 +28,7 @@ const KEPT_ERROR_SAMPLES: usize = 5;
 /// The server, serving on a loopback port until [`RunningServer::stop`].
 pub struct RunningServer {
     port: u16,
+    metrics: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), StartupError>>,
 }
@@ -39,16 +41,27 @@ impl RunningServer {
                 .context("building the Doorstep application")?,
         );
         let port = application.port();
+        let metrics = application.metrics_address();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async {
             // A dropped sender stops the server as well.
             let _ = stopped.await;
         }));
-        Ok(Self { port, stop, task })
+        Ok(Self {
+            port,
+            metrics,
+            stop,
+            task,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where its Prometheus endpoint listens.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
     }
 
     /// Shuts down gracefully: in-flight calls finish and the store commits its last appends.
@@ -138,6 +151,8 @@ pub struct PhaseTally {
     /// From the start of the phase until the last client's last call returned.
     pub elapsed: Duration,
     pub cpu: Option<CpuUsage>,
+    /// The server's CPU time over the phase, in seconds, when it was read from its metrics.
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl PhaseTally {
@@ -149,6 +164,7 @@ impl PhaseTally {
             latency: LatencyRecorder::new()?,
             elapsed: Duration::ZERO,
             cpu: None,
+            server_cpu_seconds: None,
         })
     }
 
@@ -193,15 +209,20 @@ pub struct Phase {
 
 /// Runs `phase.clients` clients, spread round-robin over `channels`, each calling `workload`
 /// back to back until the phase's time is up. A call started before the end is waited for and
-/// counted.
+/// counted. With `server`, the server's CPU time is read before and after.
 pub async fn drive(
     channels: &[AuthenticatedChannel],
     workload: &Workload,
     phase: Phase,
+    server: Option<&ServerMetrics>,
 ) -> anyhow::Result<PhaseTally> {
     if channels.is_empty() {
         bail!("no connection to drive the server through");
     }
+    let server_cpu_at_start = match server {
+        Some(server) => Some(server.cpu_seconds().await?),
+        None => None,
+    };
     let cpu_at_start = CpuSnapshot::now();
     let started = Instant::now();
     let deadline = started + phase.duration;
@@ -221,6 +242,9 @@ pub async fn drive(
     }
     tally.elapsed = started.elapsed();
     tally.cpu = CpuSnapshot::usage_since(&cpu_at_start);
+    if let (Some(server), Some(at_start)) = (server, server_cpu_at_start) {
+        tally.server_cpu_seconds = Some(server.cpu_seconds().await? - at_start);
+    }
     Ok(tally)
 }
 

@@ -21,6 +21,7 @@ mod intake;
 mod latency;
 mod machine;
 mod report;
+mod server_cpu;
 mod workload;
 
 // The server runs in this process, so it gets the same allocator as the `doorstep` binary.
@@ -115,6 +116,12 @@ struct Options {
         requires = "target"
     )]
     api_key: Option<String>,
+    /// The `--target` server's Prometheus endpoint (host:port): its `process_cpu_time_seconds_total`
+    /// is read before and after each phase, so the report gives the server's CPU per call beside
+    /// the clients'. `doorstep serve` has it on its metrics port (9464 by default);
+    /// `doorstep-bench --serve` prints where its is.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    metrics: Option<String>,
     /// Serve (API and echo) at this host:port on fresh storage until interrupted, for another
     /// `doorstep-bench --target` to drive. Accepts JWTs signed with the test secret.
     #[arg(long, value_name = "HOST:PORT")]
@@ -194,6 +201,8 @@ async fn serve(
     let mut settings = storage.server_settings(&std::env::temp_dir());
     settings.server.host = address.ip();
     settings.server.port = address.port();
+    // Beside the API, on a free port, for `doorstep-bench --target … --metrics …`.
+    settings.metrics.host = address.ip();
     let server = RunningServer::start(settings).await?;
     eprintln!(
         "serving the API and the bench's echo on {}:{} ({} backend, data in {}); Ctrl-C stops",
@@ -202,6 +211,9 @@ async fn serve(
         backend.name(),
         backend.location()
     );
+    if let Some(metrics) = server.metrics_address() {
+        eprintln!("metrics (the server's CPU for --metrics) on {metrics}");
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -238,6 +250,10 @@ async fn run_against(options: &Options, target: &str) -> anyhow::Result<Summary>
             .context("the API key holds characters a gRPC header cannot carry")?,
         None => bench_credential()?,
     };
+    let server_metrics = match &options.metrics {
+        Some(address) => Some(server_cpu::ServerMetrics::connect(address).await?),
+        None => None,
+    };
     let channels = intake::connect(target, load.connections, &credential).await?;
     let channel = channels.first().context("no connection to the server")?;
     if let Err(error) = workload::register_contractor(channel.clone()).await {
@@ -248,7 +264,14 @@ async fn run_against(options: &Options, target: &str) -> anyhow::Result<Summary>
     }
     let complaint = Arc::new(ComplaintTemplate::gate_left_open(chrono::Utc::now()));
     probe_intake(channel, &complaint).await?;
-    let measured = measure_phases(options, &channels, &load, complaint).await?;
+    let measured = measure_phases(
+        options,
+        &channels,
+        &load,
+        complaint,
+        server_metrics.as_ref(),
+    )
+    .await?;
     drop(channels);
     let mut summary = summarise(
         options,
@@ -377,6 +400,9 @@ fn summarise(
     let cpu_intake_over_echo = echo
         .as_ref()
         .and_then(|echo| ratio(intake.cpu_us_per_call?, echo.cpu_us_per_call?));
+    let server_cpu_intake_over_echo = echo
+        .as_ref()
+        .and_then(|echo| ratio(intake.server_cpu_us_per_call?, echo.server_cpu_us_per_call?));
     let mut summary = Summary {
         backend: String::new(),
         storage: String::new(),
@@ -393,6 +419,7 @@ fn summarise(
         intake,
         intake_over_echo,
         cpu_intake_over_echo,
+        server_cpu_intake_over_echo,
         baseline: None,
         store_concurrent: None,
         store_event_bytes: 0,
@@ -420,7 +447,7 @@ async fn measure_in_process(
     let event_template =
         EventTemplate::read_from_server(channel.clone(), format!("complaint-{complaint_id}"))
             .await?;
-    let measured = measure_phases(options, &channels, load, complaint).await?;
+    let measured = measure_phases(options, &channels, load, complaint, None).await?;
     drop(channels);
     server.stop().await?;
     Ok((measured, event_template))
@@ -433,13 +460,14 @@ async fn measure_phases(
     channels: &[AuthenticatedChannel],
     load: &Load,
     complaint: Arc<ComplaintTemplate>,
+    server: Option<&server_cpu::ServerMetrics>,
 ) -> anyhow::Result<Measured> {
     let echo = if options.no_echo {
         Err("--no-echo".to_owned())
     } else if let Some(reason) = echo_unavailable(channels).await? {
         Err(reason)
     } else {
-        Ok(measure(options, channels, load, &Workload::Echo, "echo").await?)
+        Ok(measure(options, channels, load, &Workload::Echo, "echo", server).await?)
     };
     let intake = measure(
         options,
@@ -447,6 +475,7 @@ async fn measure_phases(
         load,
         &Workload::Intake(complaint),
         "intake",
+        server,
     )
     .await?;
     Ok(Measured { echo, intake })
@@ -482,6 +511,7 @@ async fn measure(
     load: &Load,
     workload: &Workload,
     name: &'static str,
+    server: Option<&server_cpu::ServerMetrics>,
 ) -> anyhow::Result<PhaseTally> {
     if options.warmup_seconds > 0 {
         eprintln!("{name}: warming up for {} s", options.warmup_seconds);
@@ -494,7 +524,7 @@ async fn measure(
             clients: load.clients,
             duration: Duration::from_secs(options.warmup_seconds),
         };
-        let tally = intake::drive(channels, workload, warmup).await?;
+        let tally = intake::drive(channels, workload, warmup, None).await?;
         if tally.errors > 0 {
             bail!(
                 "{} {name} calls failed while warming up, e.g. {:?}",
@@ -512,7 +542,7 @@ async fn measure(
         clients: load.clients,
         duration: Duration::from_secs(options.seconds),
     };
-    intake::drive(channels, workload, measured).await
+    intake::drive(channels, workload, measured, server).await
 }
 
 /// Appends straight to a fresh store with `appenders` tasks; returns the tally and the number
@@ -664,6 +694,58 @@ mod tests {
             .finish(false)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    /// `--target … --metrics …` against a server in another task (as `--serve` starts one): the
+    /// report gives the server's own CPU per call for both phases, read from its metrics.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_run_reports_the_servers_cpu_from_its_metrics() {
+        let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let metrics = server
+            .metrics_address()
+            .unwrap_or_else(|| panic!("the server has no metrics endpoint"));
+        let target = format!("127.0.0.1:{}", server.port());
+        let metrics = metrics.to_string();
+        let options = parse(&[
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--clients",
+            "4",
+            "--connections",
+            "2",
+            "--target",
+            &target,
+            "--metrics",
+            &metrics,
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+        let summary = run_against(&options, &target)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let echo = summary.echo.as_ref().unwrap_or_else(|| panic!("no echo"));
+        for (name, phase) in [("echo", echo), ("intake", &summary.intake)] {
+            assert_eq!(phase.errors, 0, "{name}: {:?}", phase.error_samples);
+            let server_cpu = phase
+                .server_cpu_us_per_call
+                .unwrap_or_else(|| panic!("{name}: no server CPU per call"));
+            assert!(server_cpu > 0.0, "{name}: {server_cpu}");
+        }
+        assert!(summary.server_cpu_intake_over_echo.is_some());
+        let table = summary.table();
+        assert!(table.contains("server CPU"), "{table}");
+        assert!(
+            parse(&["--metrics", "127.0.0.1:9464"]).is_err(),
+            "--metrics needs --target"
+        );
+        server
+            .stop()
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
     }
 
     /// The echo passes through authentication and the policy like every API call: no credential,

@@ -63,6 +63,8 @@ pub struct Summary {
     pub intake_over_echo: Option<f64>,
     /// CPU µs per complaint over CPU µs per echo call.
     pub cpu_intake_over_echo: Option<f64>,
+    /// The same for the `--target` server's own CPU, read from its metrics (`--metrics`).
+    pub server_cpu_intake_over_echo: Option<f64>,
     /// One appender straight on the store: one event per transaction (not with `--target`).
     pub baseline: Option<PhaseSummary>,
     /// Many appenders straight on the store, without the server: what group commit gives.
@@ -84,6 +86,8 @@ pub struct PhaseSummary {
     pub cpu: Option<CpuUsage>,
     /// Process CPU time per completed call, in µs (see [`Summary::cpu_counted`]).
     pub cpu_us_per_call: Option<f64>,
+    /// The `--target` server's CPU time per completed call, in µs, from its metrics.
+    pub server_cpu_us_per_call: Option<f64>,
     /// Transactions the store committed, when the phase could see them.
     pub commits: Option<u64>,
 }
@@ -114,6 +118,7 @@ impl PhaseSummary {
                 tally.cpu.map(|cpu| cpu.process_cpu_seconds),
                 tally.completed,
             ),
+            server_cpu_us_per_call: cpu_us_per_call(tally.server_cpu_seconds, tally.completed),
             commits,
         }
     }
@@ -260,6 +265,14 @@ impl Summary {
              time per completed call, counting {})",
             self.cpu_counted.words()
         );
+        for (name, phase) in self.phases() {
+            if let Some(micros) = phase.server_cpu_us_per_call {
+                let _ = writeln!(
+                    out,
+                    "server CPU (its process_cpu_time_seconds_total) in {name}: {micros:.0} µs/op"
+                );
+            }
+        }
         if let Some(reason) = &self.echo_skipped {
             let _ = writeln!(out, "no echo phase: {reason}");
         }
@@ -273,6 +286,13 @@ impl Summary {
                 shown(self.intake_over_echo),
                 shown(self.cpu_intake_over_echo)
             );
+            if self.server_cpu_intake_over_echo.is_some() {
+                let _ = writeln!(
+                    out,
+                    "server cpu per complaint / server cpu per echo = {}",
+                    shown(self.server_cpu_intake_over_echo)
+                );
+            }
         }
         if self.baseline.is_some() {
             let _ = writeln!(

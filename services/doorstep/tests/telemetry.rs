@@ -443,4 +443,15 @@ async fn a_traced_call_arrives_over_otlp_with_the_callers_trace_and_its_store_ap
         .find(|line| line.starts_with("doorstep_projection_lag_events"))
         .unwrap_or_else(|| panic!("the read models' lag in:\n{scraped}"));
     assert!(lag.ends_with(" 0"), "the read models have caught up: {lag}");
+    // The process's CPU time, which `doorstep-bench --metrics` divides by the calls it made.
+    let cpu_seconds: f64 = scraped
+        .lines()
+        .find(|line| line.starts_with("process_cpu_time_seconds_total"))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("the process's CPU time in:\n{scraped}"));
+    assert!(
+        cpu_seconds > 0.0,
+        "a server that answered calls used CPU: {cpu_seconds}"
+    );
 }

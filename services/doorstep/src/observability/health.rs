@@ -41,6 +41,8 @@ impl HealthMonitor {
             let mut serving = true;
             let mut read_models_serving = None;
             let mut stall = Some(self.read_model.watch_stall());
+            // Whether the last round saw the read models stuck.
+            let mut stuck = false;
             loop {
                 let reachable = if read_models_serving.is_none() {
                     // The first round: the databases answered at start-up.
@@ -49,7 +51,7 @@ impl HealthMonitor {
                     tokio::select! {
                         () = tokio::time::sleep(CHECK_INTERVAL) => {}
                         // A stall is reported at once, without waiting for the next check.
-                        () = stall_changed(&mut stall) => {}
+                        () = stall_changed(&mut stall, stuck) => {}
                         _ = stop.changed() => return,
                     }
                     self.databases_answer().await
@@ -57,7 +59,8 @@ impl HealthMonitor {
                 if *stop.borrow() {
                     return;
                 }
-                let read_models_now = reachable && self.read_model.stalled().is_none();
+                stuck = self.read_model.stalled().is_some();
+                let read_models_now = reachable && !stuck;
                 if read_models_serving != Some(read_models_now) {
                     read_models_serving = Some(read_models_now);
                     self.reporter
@@ -102,12 +105,22 @@ impl HealthMonitor {
     }
 }
 
-/// Waits for the runner's stall report to change; once the runner has gone (its task ended),
-/// never, so the monitor falls back to its regular checks instead of waking in a loop.
-async fn stall_changed(stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>) {
+/// Waits until the runner's stall report says otherwise than `stuck`; once the runner has gone
+/// (its task ended), never, so the monitor falls back to its regular checks instead of waking in
+/// a loop. The runner reports "not stuck" again after every batch it applies, so waking on every
+/// report would ask both databases for an answer once per batch (two `SELECT 1` per batch at
+/// intake) for a status that has not changed.
+async fn stall_changed(
+    stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>,
+    stuck: bool,
+) {
     match stall {
         Some(receiver) => {
-            if receiver.changed().await.is_err() {
+            if receiver
+                .wait_for(|now| now.is_some() != stuck)
+                .await
+                .is_err()
+            {
                 *stall = None;
             }
         }
@@ -120,5 +133,60 @@ fn status(serving: bool) -> ServingStatus {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doorstep_projections::Stall;
+    use futures::FutureExt;
+    use tokio::sync::watch;
+
+    use super::stall_changed;
+
+    fn stall() -> Stall {
+        Stall {
+            position: 7,
+            event_id: uuid::Uuid::nil(),
+            event_type: "ComplaintReceived".to_owned(),
+            stream_id: "complaint-1".to_owned(),
+            reason: "cannot decode".to_owned(),
+        }
+    }
+
+    /// The runner reports "not stuck" after every batch; only turning stuck or unstuck wakes the
+    /// monitor (which then asks both databases for an answer).
+    #[test]
+    fn only_turning_stuck_or_unstuck_wakes_the_monitor() {
+        let (sender, receiver) = watch::channel(None);
+        let mut stall_report = Some(receiver);
+
+        // A batch applied: "not stuck" again, while the monitor last saw the read models fine.
+        sender.send_replace(None);
+        assert!(
+            stall_changed(&mut stall_report, false)
+                .now_or_never()
+                .is_none()
+        );
+
+        sender.send_replace(Some(stall()));
+        assert!(
+            stall_changed(&mut stall_report, false)
+                .now_or_never()
+                .is_some()
+        );
+        // Still stuck at the same event: nothing to report.
+        assert!(
+            stall_changed(&mut stall_report, true)
+                .now_or_never()
+                .is_none()
+        );
+
+        sender.send_replace(None);
+        assert!(
+            stall_changed(&mut stall_report, true)
+                .now_or_never()
+                .is_some()
+        );
     }
 }
