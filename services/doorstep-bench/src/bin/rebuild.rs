@@ -230,7 +230,7 @@ impl Observed {
         for _ in PHASES {
             let mut per_query = Vec::new();
             for _ in QUERIES {
-                per_query.push(Histogram::new(3)?);
+                per_query.push(Histogram::new_with_bounds(1, 600_000_000, 3)?);
             }
             latencies.push(per_query);
         }
