@@ -648,7 +648,7 @@ pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventSto
     let payloads = [
         json!({ "text": "Ünïcödé — 苦情 🏠 \u{202e}right-to-left\u{202c}", "empty": "" }),
         json!({ "escapes": "quote \" backslash \\ slash / newline \n tab \t return \r" }),
-        json!({ "control": "nul \u{0} bell \u{7} escape \u{1b} delete \u{7f}", "key \"quoted\"": 1 }),
+        json!({ "control": "start of heading \u{1} bell \u{7} escape \u{1b} delete \u{7f}", "key \"quoted\"": 1 }),
         json!({ "max": u64::MAX, "min": i64::MIN, "huge": 1.5e300, "tiny": -2.5e-10, "zero": 0.0 }),
         json!({ "over_u64": 123_456_789_012_345_678_901_234_567_890.0_f64, "negative_zero": -0.0 }),
         json!([1, [2, [3, { "nested": null }]], true, false, "]},[{"]),
