@@ -447,7 +447,9 @@ impl ProjectionRunner {
     }
 }
 
-/// The next batch of a catch-up, being read from the log on a task of its own.
+/// The next batch of a catch-up, being read from the log on a task of its own, in bulk
+/// ([`EventStore::read_all_bulk`]: on SQLite a JSON text per few thousand events rather than a
+/// row per event, and decoded on that task).
 struct ReadAhead {
     /// The position the read starts at.
     from: u64,
@@ -456,7 +458,7 @@ struct ReadAhead {
 
 impl ReadAhead {
     fn start(store: Arc<dyn EventStore>, from: u64, limit: usize) -> Self {
-        let task = tokio::spawn(async move { store.read_all(from, limit).await });
+        let task = tokio::spawn(async move { store.read_all_bulk(from, limit).await });
         Self { from, task }
     }
 

@@ -66,6 +66,7 @@ macro_rules! event_store_conformance_tests {
             empty_append_is_refused,
             read_stream_from_a_version_with_a_limit,
             read_all_is_in_position_order,
+            read_all_bulk_returns_what_read_all_returns,
             find_event_returns_the_recorded_event,
             head_position_and_watch_head_advance,
             count_after_counts_the_readable_events_past_a_position,
@@ -635,6 +636,117 @@ pub async fn read_stream_from_a_version_with_a_limit(store: Arc<dyn EventStore>)
         .await
         .expect("read_stream of an unknown stream should succeed");
     assert!(unknown.is_empty(), "an unknown stream reads as empty");
+}
+
+/// `read_all_bulk` returns exactly what `read_all` returns, for ranges starting and ending
+/// anywhere (inside an append, between appends, past the head), paged with every limit, and for
+/// payloads and metadata that a hand-made encoding could get wrong: unicode, escapes, control
+/// characters, numbers at the edges of their types, nesting, and non-object payloads.
+pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventStore>) {
+    let store = store.as_ref();
+    let head_before = head(store).await;
+    let payloads = [
+        json!({ "text": "Ünïcödé — 苦情 🏠 \u{202e}right-to-left\u{202c}", "empty": "" }),
+        json!({ "escapes": "quote \" backslash \\ slash / newline \n tab \t return \r" }),
+        json!({ "control": "start of heading \u{1} bell \u{7} escape \u{1b} delete \u{7f}", "key \"quoted\"": 1 }),
+        json!({ "max": u64::MAX, "min": i64::MIN, "huge": 1.5e300, "tiny": -2.5e-10, "zero": 0.0 }),
+        json!({ "over_u64": 123_456_789_012_345_678_901_234_567_890.0_f64, "negative_zero": -0.0 }),
+        json!([1, [2, [3, { "nested": null }]], true, false, "]},[{"]),
+        json!("a bare string ]"),
+        json!(12_345_678_901_234_567_u64),
+        json!(null),
+        json!({}),
+        json!({ "index": 10 }),
+    ];
+    let streams = [
+        fresh_stream("complaint"),
+        fresh_stream("visit"),
+        fresh_stream("contractor"),
+    ];
+    let mut appended = 0;
+    for (round, stream) in streams.iter().cycle().take(7).enumerate() {
+        let events: Vec<NewEvent> = (0..=round % 4)
+            .map(|index| {
+                let payload = payloads[(appended + index) % payloads.len()].clone();
+                let mut event = new_event("Unusual \"type\" ✓", payload);
+                if index % 2 == 1 {
+                    event.metadata = EventMetadata {
+                        actor: "résident \"O'Brien\" \\ \n".to_owned(),
+                        causation_id: Some(Uuid::now_v7()),
+                        correlation_id: Some(Uuid::now_v7()),
+                        request_id: Some("req-🏠-\u{1}".to_owned()),
+                        source_channel: "post".to_owned(),
+                        command_fingerprint: Some("f".repeat(64)),
+                        trace_id: Some("0af7651916cd43dd8448eb211c80319c".to_owned()),
+                        span_id: Some("b7ad6b7169203331".to_owned()),
+                    };
+                }
+                event
+            })
+            .collect();
+        appended += events.len();
+        append_ok(store, stream, ExpectedVersion::Any, events).await;
+    }
+    let ours = events_after(store, head_before).await;
+    assert_eq!(ours.len(), appended, "every appended event is readable");
+    let first = ours[0].position;
+    let last = ours[ours.len() - 1].position;
+
+    let bulk_whole = store
+        .read_all_bulk(first, EVERYTHING)
+        .await
+        .expect("read_all_bulk should succeed");
+    assert_eq!(
+        bulk_whole, ours,
+        "a bulk read of the whole range equals read_all"
+    );
+    let payloads_read: Vec<&serde_json::Value> =
+        bulk_whole.iter().map(|event| &event.payload).collect();
+    assert!(
+        payloads
+            .iter()
+            .all(|payload| payloads_read.contains(&payload)),
+        "every unusual payload comes back as it was appended"
+    );
+
+    let mut starts: Vec<u64> = ours.iter().map(|event| event.position).collect();
+    starts.extend([last + 1, last + 1000]);
+    for from in starts {
+        for limit in [0, 1, 2, 3, 5, 8, EVERYTHING] {
+            let expected = store
+                .read_all(from, limit)
+                .await
+                .expect("read_all should succeed");
+            let bulk = store
+                .read_all_bulk(from, limit)
+                .await
+                .expect("read_all_bulk should succeed");
+            assert_eq!(
+                bulk, expected,
+                "read_all_bulk({from}, {limit}) equals read_all({from}, {limit})"
+            );
+        }
+    }
+
+    for limit in [1, 2, 3, 4, 7] {
+        let mut paged = Vec::new();
+        let mut from = first;
+        loop {
+            let page = store
+                .read_all_bulk(from, limit)
+                .await
+                .expect("read_all_bulk should succeed");
+            let Some(page_last) = page.last().map(|event| event.position) else {
+                break;
+            };
+            paged.extend(page);
+            from = page_last + 1;
+        }
+        assert_eq!(
+            paged, ours,
+            "paging read_all_bulk by {limit} reads the log once, in order"
+        );
+    }
 }
 
 /// `read_all` returns the whole log in position order, keeps append order, pages by position

@@ -236,6 +236,19 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Exactly what [`EventStore::read_all`] returns for the same arguments (the same events in
+    /// the same order, the same errors), for a reader that wants a large chunk of the log at once
+    /// (a catch-up). A backend may answer it more cheaply than row by row: SQLite returns a few
+    /// thousand events as one JSON text per query, so that reading pays no per-row hand-off
+    /// between threads and no per-column copies. By default it is `read_all`.
+    async fn read_all_bulk(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(from_position, limit).await
+    }
+
     /// Finds one event by its id, among every committed event (readable by
     /// [`EventStore::read_all`] or not yet).
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;

@@ -22,8 +22,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use self::rows::{
-    bound_to_sql, decode_recorded_event, decode_recorded_events, event_id_to_text, limit_to_sql,
-    select_events, stored_count,
+    SELECT_EVENT_CHUNK, bound_to_sql, decode_event_chunk, decode_recorded_event,
+    decode_recorded_events, event_id_to_text, limit_to_sql, select_events, stored_count,
 };
 use self::writer::{Writer, load_next_position};
 use crate::precheck::validate_append;
@@ -31,6 +31,11 @@ use crate::writer_queue::{WriterMessage, run_writer, submit};
 use crate::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
 };
+
+/// How many events one query of [`EventStore::read_all_bulk`] returns at most: large enough that
+/// the per-query costs vanish, small enough that one piece's text (a few MB) stays far below
+/// SQLite's limit on a value's length.
+const BULK_READ_PIECE: usize = 2_000;
 
 /// How long a connection waits for another connection's write lock before giving up. Writes
 /// through [`SqliteEventStore::pool`] take [`SqliteEventStore::exclusive_write`] first, so this
@@ -372,6 +377,42 @@ impl EventStore for SqliteEventStore {
         .await
         .map_err(read_error)?;
         decode_recorded_events(&rows)
+    }
+
+    /// Reads in pieces of [`BULK_READ_PIECE`] events, each one query answering one row holding
+    /// the piece as JSON text ([`SELECT_EVENT_CHUNK`]), instead of a row (a hand-off from
+    /// SQLite's worker thread and a copy of every column) per event.
+    async fn read_all_bulk(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events: Vec<RecordedEvent> = Vec::with_capacity(limit.min(BULK_READ_PIECE * 8));
+        let mut from = from_position;
+        while events.len() < limit {
+            let piece_limit = (limit - events.len()).min(BULK_READ_PIECE);
+            let chunk: Option<String> = sqlx::query_scalar(SELECT_EVENT_CHUNK)
+                .bind(bound_to_sql(from))
+                .bind(limit_to_sql(piece_limit))
+                .fetch_one(self.pool())
+                .await
+                .map_err(read_error)?;
+            let Some(chunk) = chunk else { break };
+            let piece = match decode_event_chunk(&chunk) {
+                Some(piece) => piece?,
+                None => self.read_all(from, piece_limit).await?,
+            };
+            let Some(last) = piece.last().map(|event| event.position) else {
+                break;
+            };
+            let complete = piece.len() == piece_limit;
+            events.extend(piece);
+            if !complete {
+                break;
+            }
+            from = last.saturating_add(1);
+        }
+        Ok(events)
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {

@@ -291,3 +291,112 @@ async fn key_batches_leave_every_pooled_connection_flushing_its_commits() {
     drop(connections);
     store.close().await;
 }
+
+/// `read_all_bulk` reads in pieces of a few thousand events: across the pieces' boundaries, and
+/// for limits just below, at and above them, it returns exactly what `read_all` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_read_equals_read_all_across_its_pieces() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    let streams = [stream("complaint"), stream("visit"), stream("contractor")];
+    let mut appended = 0;
+    let mut append_size = 1;
+    while appended < 4_321 {
+        let events = (appended..appended + append_size).map(event).collect();
+        store
+            .append(&streams[appended % 3], ExpectedVersion::Any, events)
+            .await
+            .expect("the append should succeed");
+        appended += append_size;
+        append_size = append_size % 97 + 13;
+    }
+    let whole = store
+        .read_all(1, usize::MAX)
+        .await
+        .expect("read_all should succeed");
+    assert_eq!(whole.len(), appended, "every event is readable");
+
+    for (from, limit) in [
+        (1, usize::MAX),
+        (1, 1_999),
+        (1, 2_000),
+        (1, 2_001),
+        (1_999, 2),
+        (2_000, 4_000),
+        (2_001, 2_000),
+        (4_000, 10),
+        (4_321, 5),
+        (4_322, 5),
+        (1, 0),
+    ] {
+        let expected = store
+            .read_all(from, limit)
+            .await
+            .expect("read_all should succeed");
+        let bulk = store
+            .read_all_bulk(from, limit)
+            .await
+            .expect("read_all_bulk should succeed");
+        assert_eq!(
+            bulk.len(),
+            expected.len(),
+            "read_all_bulk({from}, {limit}) reads as many events as read_all"
+        );
+        assert!(
+            bulk == expected,
+            "read_all_bulk({from}, {limit}) equals read_all({from}, {limit})"
+        );
+    }
+    store.close().await;
+}
+
+/// A stored row that does not decode fails the bulk read with the error `read_all` gives, naming
+/// the row, also when the bulk encoding itself cannot carry it (a text with a newline where a
+/// timestamp belongs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_read_reports_a_corrupt_row_as_read_all_does() {
+    let (store, _directory) = fresh_sqlite_store().await;
+    store
+        .append(
+            &stream("complaint"),
+            ExpectedVersion::Any,
+            (0..6).map(event).collect(),
+        )
+        .await
+        .expect("the append should succeed");
+    for statement in [
+        "DROP TRIGGER events_refuse_update",
+        "UPDATE events SET event_id = 'not-a-uuid' WHERE position = 3",
+        "UPDATE events SET recorded_at = 'yesterday' || char(10) || 'noon' WHERE position = 5",
+    ] {
+        sqlx::query(statement)
+            .execute(store.pool())
+            .await
+            .expect("the test's corruption should apply");
+    }
+
+    for (from, corrupt_position) in [(1, 3), (4, 5)] {
+        let expected = store
+            .read_all(from, 100)
+            .await
+            .expect_err("read_all of a corrupt row should fail");
+        let bulk = store
+            .read_all_bulk(from, 100)
+            .await
+            .expect_err("read_all_bulk of a corrupt row should fail");
+        assert!(
+            matches!(bulk, doorstep_store::StoreError::Corrupt { position, .. } if position == corrupt_position),
+            "the bulk read names row {corrupt_position}: {bulk}"
+        );
+        assert_eq!(
+            bulk.to_string(),
+            expected.to_string(),
+            "the same error as read_all"
+        );
+    }
+    let before_corruption = store
+        .read_all_bulk(1, 2)
+        .await
+        .expect("the rows before the corrupt one still read");
+    assert_eq!(before_corruption.len(), 2);
+    store.close().await;
+}
