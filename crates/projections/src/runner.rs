@@ -210,13 +210,10 @@ impl ProjectionRunner {
         loop {
             let checkpoint = *self.position.borrow();
             let events = match read_ahead.take() {
-                // Another runner may have moved the checkpoint since the read began.
+                // Another runner may have moved the checkpoint since the read began (a read
+                // ahead that is not used is dropped, which stops it).
                 Some(ahead) if ahead.from == checkpoint + 1 => ahead.events().await?,
-                Some(ahead) => {
-                    ahead.task.abort();
-                    self.store.read_all(checkpoint + 1, limit).await?
-                }
-                None => self.store.read_all(checkpoint + 1, limit).await?,
+                _ => self.store.read_all_bulk(checkpoint + 1, limit).await?,
             };
             let Some(last) = events.last().map(|event| event.position) else {
                 return Ok(checkpoint);
@@ -224,18 +221,9 @@ impl ProjectionRunner {
             if events.len() == limit {
                 read_ahead = Some(ReadAhead::start(Arc::clone(&self.store), last + 1, limit));
             }
-            let applied = match self
+            let applied = self
                 .apply_read_batch(&mut *connection, checkpoint, &events, last)
-                .await
-            {
-                Ok(applied) => applied,
-                Err(error) => {
-                    if let Some(ahead) = read_ahead {
-                        ahead.task.abort();
-                    }
-                    return Err(error);
-                }
-            };
+                .await?;
             drop(events);
             if applied == 0 {
                 return Ok(*self.position.borrow());
@@ -462,11 +450,19 @@ impl ReadAhead {
         Self { from, task }
     }
 
-    async fn events(self) -> Result<Vec<RecordedEvent>, ProjectionError> {
-        match self.task.await {
+    async fn events(mut self) -> Result<Vec<RecordedEvent>, ProjectionError> {
+        match (&mut self.task).await {
             Ok(read) => Ok(read?),
             Err(error) => Err(ProjectionError::ReadAhead(error.to_string())),
         }
+    }
+}
+
+impl Drop for ReadAhead {
+    /// A read ahead that is not used (the catch-up failed, or another runner moved the
+    /// checkpoint) stops rather than reading on unseen.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
