@@ -373,7 +373,13 @@ async fn build_and_switch(
         generation,
         retired,
     });
-    let dropped = if every_server_serves(registry.as_ref(), generation, options.switch_wait).await?
+    let dropped = if every_server_serves(
+        registry.as_ref(),
+        generation,
+        retired,
+        options.switch_wait,
+    )
+    .await?
     {
         doorstep_projections::drop_generation(&url, retired).await?;
         Some(retired)
@@ -450,6 +456,7 @@ async fn catch_up(
 async fn every_server_serves(
     registry: &dyn GenerationRegistry,
     generation: u64,
+    retired: u64,
     wait: Duration,
 ) -> Result<bool, StartupError> {
     let deadline = Instant::now() + wait;
@@ -466,8 +473,11 @@ async fn every_server_serves(
         if Instant::now() >= deadline {
             tracing::warn!(
                 servers = ?behind,
-                "some servers still serve the old read-model generation; it is kept (drop it \
-                 by running the rebuild again once they have switched or stopped)"
+                retired,
+                "some servers still serve the old read-model generation; it is kept, and no \
+                 later rebuild drops it: once they have switched or stopped, remove it by hand \
+                 (SQLite: the file doorstep.read-models.g<retired>.db; PostgreSQL: DROP SCHEMA \
+                 read_models_g<retired> CASCADE)"
             );
             return Ok(false);
         }
