@@ -48,6 +48,14 @@ impl HealthMonitor {
                     // The first round: the databases answered at start-up.
                     true
                 } else {
+                    if stall.is_none() {
+                        // The runner followed before was switched from (an online rebuild): follow
+                        // the one of the generation served now, unless it has stopped too.
+                        let served = self.read_model.watch_stall();
+                        if served.has_changed().is_ok() {
+                            stall = Some(served);
+                        }
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(CHECK_INTERVAL) => {}
                         // A stall is reported at once, without waiting for the next check.
