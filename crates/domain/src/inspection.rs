@@ -222,7 +222,7 @@ impl InspectionEvent {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
-        crate::payload::tagged(event_type, schema_version, payload.clone())
+        crate::payload::tagged(event_type, schema_version, payload)
     }
 }
 

@@ -37,7 +37,7 @@ impl ResidentEvent {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, crate::complaint::EventDecodeError> {
-        crate::payload::tagged(event_type, schema_version, payload.clone())
+        crate::payload::tagged(event_type, schema_version, payload)
     }
 }
 

@@ -208,23 +208,12 @@ impl Event {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
+        // A payload already in the current shape (nearly every one) is read where it lies.
+        if schema_version == super::upcast::current_schema_version(event_type) {
+            return crate::payload::tagged(event_type, schema_version, payload);
+        }
         let (_, current) = super::upcast::upcast(event_type, schema_version, payload.clone())?;
-        let mut tagged = current
-            .as_object()
-            .cloned()
-            .ok_or_else(|| EventDecodeError {
-                event_type: event_type.to_owned(),
-                schema_version,
-                reason: "payload is not a JSON object".to_owned(),
-            })?;
-        tagged.insert("type".to_owned(), serde_json::Value::from(event_type));
-        serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|error| {
-            EventDecodeError {
-                event_type: event_type.to_owned(),
-                schema_version,
-                reason: error.to_string(),
-            }
-        })
+        crate::payload::tagged(event_type, schema_version, &current)
     }
 
     /// One line for a person reading the complaint's history.

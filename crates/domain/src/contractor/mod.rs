@@ -189,7 +189,7 @@ impl ContractorEvent {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, crate::complaint::EventDecodeError> {
-        crate::payload::tagged(event_type, schema_version, payload.clone())
+        crate::payload::tagged(event_type, schema_version, payload)
     }
 }
 
@@ -462,6 +462,6 @@ impl VisitEvent {
         schema_version: u32,
         payload: &serde_json::Value,
     ) -> Result<Self, crate::complaint::EventDecodeError> {
-        crate::payload::tagged(event_type, schema_version, payload.clone())
+        crate::payload::tagged(event_type, schema_version, payload)
     }
 }
