@@ -120,14 +120,14 @@ fn recorded_event(columns: StoredColumns<'_>) -> Result<RecordedEvent, StoreErro
 /// The bulk read's statement: up to `?2` events from position `?1`, as one JSON array of arrays
 /// whose elements are the columns of [`select_events!`] in order. Text columns are quoted with
 /// `json_quote`; `payload` and `metadata` are JSON already (a `CHECK (json_valid(...))` on the
-/// table) and are spliced in as they are stored, so SQLite does not parse them. `NULL` when no
-/// event is there. `group_concat` is not promised to keep the subquery's order, so
-/// [`decode_event_chunk`] does not rely on it.
+/// table) and are spliced in as they are stored, so SQLite does not parse them. Each event's
+/// array is written by one `printf`, not a chain of `||` (each of which copied the row so far).
+/// `NULL` when no event is there. `group_concat` is not promised to keep the subquery's order,
+/// so [`decode_event_chunk`] does not rely on it.
 pub(super) const SELECT_EVENT_CHUNK: &str = "\
-    SELECT '[' || group_concat('[' || position || ',' || json_quote(stream_id) || ',' || \
-        version || ',' || json_quote(event_id) || ',' || json_quote(event_type) || ',' || \
-        schema_version || ',' || payload || ',' || metadata || ',' || json_quote(recorded_at) || \
-        ']', ',') || ']' \
+    SELECT '[' || group_concat(printf('[%d,%s,%d,%s,%s,%d,%s,%s,%s]', position, \
+        json_quote(stream_id), version, json_quote(event_id), json_quote(event_type), \
+        schema_version, payload, metadata, json_quote(recorded_at)), ',') || ']' \
     FROM (SELECT position, stream_id, version, event_id, event_type, schema_version, payload, \
         metadata, recorded_at FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2)";
 
