@@ -8,6 +8,9 @@ use sqlx::{AnyConnection, AnyPool};
 
 use crate::ProjectionError;
 
+/// The page cache of each SQLite read-model connection, in KiB (64 MiB).
+pub(crate) const SQLITE_CACHE: &str = "PRAGMA cache_size = -65536";
+
 /// Which SQL dialect the read models live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -114,9 +117,7 @@ impl ReadModelDatabase {
                         // Every batch touches index pages all over the file (complaint, visit
                         // and clock keys are random); SQLite's default 2 MB page cache would
                         // re-read them from the OS on every batch once the read models grow.
-                        sqlx::query("PRAGMA cache_size = -65536")
-                            .execute(&mut *connection)
-                            .await?;
+                        sqlx::query(SQLITE_CACHE).execute(&mut *connection).await?;
                     }
                     Ok(())
                 })

@@ -34,6 +34,7 @@ mod runner;
 mod stall;
 mod stored_values;
 mod upsert;
+mod written_visits;
 
 pub use complaint_list::{ComplaintFilter, ComplaintRow, PageCursor, next_row};
 pub use contractors::{

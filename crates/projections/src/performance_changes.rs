@@ -28,13 +28,25 @@ pub(crate) struct VisitRow {
     pub(crate) upheld_breaches: i64,
 }
 
+/// A visit's row as the batch has read or left it (None: no row), and whether the batch
+/// changed it.
+#[derive(Debug, Default)]
+struct VisitEntry {
+    row: Option<VisitRow>,
+    changed: bool,
+}
+
+/// Maps filled once or more per event of a rebuild: keyed by ids from the log, hashed fast.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 pub(crate) struct PerformanceChanges {
     standard_deltas: BTreeMap<(String, String, ServiceStandard), StandardDelta>,
-    month_visit_deltas: BTreeMap<(String, String), (i64, i64)>,
-    /// Visit rows read or changed by the batch (None: no row), and which of them changed.
-    visits: HashMap<String, Option<VisitRow>>,
-    changed_visits: BTreeSet<String>,
+    /// Visits and visits with an upheld breach added, by contractor, then month (looked up
+    /// without building a key: nearly every event of a large log adds to one).
+    month_visit_deltas: FastMap<String, FastMap<String, (i64, i64)>>,
+    /// Visit rows read or changed by the batch.
+    visits: FastMap<String, VisitEntry>,
     /// Each finding's outcome as the batch has left it, for the complaints in
     /// `findings_loaded`, and which of them changed (written once at the batch's end).
     findings: HashMap<(String, ServiceStandard), FindingOutcome>,
@@ -66,7 +78,8 @@ impl PerformanceChanges {
                 |query, visit_id| query.bind(visit_id.to_string()),
             );
             for visit_id in chunk {
-                self.visits.insert((*visit_id).to_owned(), None);
+                self.visits
+                    .insert((*visit_id).to_owned(), VisitEntry::default());
             }
             for row in query.fetch_all(&mut *connection).await? {
                 let visit_id: String = row.try_get("visit_id")?;
@@ -75,10 +88,32 @@ impl PerformanceChanges {
                     month: row.try_get("month")?,
                     upheld_breaches: row.try_get("upheld_breaches")?,
                 };
-                self.visits.insert(visit_id, Some(visit));
+                self.visits.insert(
+                    visit_id,
+                    VisitEntry {
+                        row: Some(visit),
+                        changed: false,
+                    },
+                );
             }
         }
         Ok(())
+    }
+
+    /// Takes it that the visits of `visit_ids` have no rows, without reading them: for a catch-up
+    /// from empty tables that has written none of them (`WrittenVisits`).
+    pub(crate) fn assume_no_rows(&mut self, visit_ids: &[&str]) {
+        for visit_id in visit_ids {
+            self.visits.entry((*visit_id).to_owned()).or_default();
+        }
+    }
+
+    /// The visits whose rows the batch writes.
+    pub(crate) fn changed_visit_ids(&self) -> impl Iterator<Item = &str> {
+        self.visits
+            .iter()
+            .filter(|(_, entry)| entry.changed)
+            .map(|(visit_id, _)| visit_id.as_str())
     }
 
     /// A visit's row as the batch has left it so far.
@@ -90,12 +125,23 @@ impl PerformanceChanges {
         if !self.visits.contains_key(visit_id) {
             self.prefetch_visits(connection, &[visit_id]).await?;
         }
-        Ok(self.visits.get(visit_id).cloned().flatten())
+        Ok(self
+            .visits
+            .get(visit_id)
+            .and_then(|entry| entry.row.clone()))
     }
 
     pub(crate) fn put_visit(&mut self, visit_id: &str, row: VisitRow) {
-        self.visits.insert(visit_id.to_owned(), Some(row));
-        self.changed_visits.insert(visit_id.to_owned());
+        let entry = VisitEntry {
+            row: Some(row),
+            changed: true,
+        };
+        match self.visits.get_mut(visit_id) {
+            Some(stored) => *stored = entry,
+            None => {
+                self.visits.insert(visit_id.to_owned(), entry);
+            }
+        }
     }
 
     /// Adds to one standard's counters of one contractor and month.
@@ -121,10 +167,17 @@ impl PerformanceChanges {
         visits: i64,
         with_upheld_breach: i64,
     ) {
-        let total = self
-            .month_visit_deltas
-            .entry((contractor_id.to_owned(), month.to_owned()))
-            .or_default();
+        let months = match self.month_visit_deltas.get_mut(contractor_id) {
+            Some(months) => months,
+            None => self
+                .month_visit_deltas
+                .entry(contractor_id.to_owned())
+                .or_default(),
+        };
+        let total = match months.get_mut(month) {
+            Some(total) => total,
+            None => months.entry(month.to_owned()).or_default(),
+        };
         total.0 += visits;
         total.1 += with_upheld_breach;
     }
@@ -182,21 +235,21 @@ impl PerformanceChanges {
             },
         )
         .await?;
-        let visits: Vec<(String, VisitRow)> = self
-            .changed_visits
+        // In key order, which is the order the table keeps them in.
+        let mut visits: Vec<(&String, &VisitRow)> = self
+            .visits
             .iter()
-            .filter_map(|visit_id| {
-                let row = self.visits.get(visit_id).cloned().flatten()?;
-                Some((visit_id.clone(), row))
-            })
+            .filter(|(_, entry)| entry.changed)
+            .filter_map(|(visit_id, entry)| Some((visit_id, entry.row.as_ref()?)))
             .collect();
+        visits.sort_unstable_by_key(|(visit_id, _)| *visit_id);
         write_rows(
             connection,
             &UPSERT_VISITS,
             &visits,
             |query, (visit_id, row)| {
                 query
-                    .bind(visit_id.clone())
+                    .bind((*visit_id).clone())
                     .bind(row.contractor_id.clone())
                     .bind(row.month.clone())
                     .bind(row.upheld_breaches)
@@ -217,11 +270,17 @@ impl PerformanceChanges {
             },
         )
         .await?;
-        let month_visit_deltas: Vec<_> = self
+        let mut month_visit_deltas: Vec<_> = self
             .month_visit_deltas
             .into_iter()
+            .flat_map(|(contractor_id, months)| {
+                months
+                    .into_iter()
+                    .map(move |(month, delta)| ((contractor_id.clone(), month), delta))
+            })
             .filter(|(_, delta)| *delta != (0, 0))
             .collect();
+        month_visit_deltas.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         write_rows(
             connection,
             &performance::ADD_TO_MONTH_VISITS,

@@ -31,6 +31,7 @@ use crate::outbox;
 use crate::performance_changes;
 use crate::read_model::ReadModel;
 use crate::stall::Stall;
+use crate::written_visits::WrittenVisits;
 
 /// The name of the checkpoint every read model shares. It kept the name of the first read model
 /// so that existing databases keep their checkpoint row.
@@ -67,6 +68,9 @@ const BATCH_SIZE: usize = 500;
 /// many deltas, fall in one batch); the batch is held in memory, a few kB per event, so this
 /// bounds the memory a catch-up takes whatever the log's size.
 const CATCH_UP_BATCH_SIZE: usize = 10_000;
+/// The page cache of the connection catching up on SQLite, in KiB (256 MiB), instead of
+/// [`crate::database::SQLITE_CACHE`]'s.
+const CATCH_UP_CACHE: &str = "PRAGMA cache_size = -262144";
 /// Pause after a failed batch before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -178,11 +182,20 @@ impl ProjectionRunner {
             sqlx::query("PRAGMA synchronous = OFF")
                 .execute(&mut *connection)
                 .await?;
+            // A catch-up touches every page of the read models, and a rebuild's grow past the
+            // usual 64 MiB page cache (about 900 MB at ten million events): a larger cache
+            // while it runs spares re-reading them from the OS.
+            sqlx::query(CATCH_UP_CACHE)
+                .execute(&mut *connection)
+                .await?;
         }
         let caught_up = self.catch_up_on(&mut connection, progress).await;
         if sqlite {
             let restored = async {
                 sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query(crate::database::SQLITE_CACHE)
                     .execute(&mut *connection)
                     .await?;
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -207,22 +220,29 @@ impl ProjectionRunner {
     ) -> Result<u64, ProjectionError> {
         let limit = self.catch_up_batch_size;
         let mut read_ahead: Option<ReadAhead> = None;
+        let mut written_visits = self.written_visits_from_empty(connection).await?;
         loop {
             let checkpoint = *self.position.borrow();
             let events = match read_ahead.take() {
                 // Another runner may have moved the checkpoint since the read began (a read
                 // ahead that is not used is dropped, which stops it).
                 Some(ahead) if ahead.from == checkpoint + 1 => ahead.events().await?,
-                _ => self.store.read_all_bulk(checkpoint + 1, limit).await?,
+                _ => decode_all(self.store.read_all_bulk(checkpoint + 1, limit).await?),
             };
-            let Some(last) = events.last().map(|event| event.position) else {
+            let Some(last) = events.last().map(|event| event.recorded.position) else {
                 return Ok(checkpoint);
             };
             if events.len() == limit {
                 read_ahead = Some(ReadAhead::start(Arc::clone(&self.store), last + 1, limit));
             }
             let applied = self
-                .apply_read_batch(&mut *connection, checkpoint, &events, last)
+                .apply_read_batch(
+                    &mut *connection,
+                    checkpoint,
+                    &events,
+                    last,
+                    &mut written_visits,
+                )
                 .await?;
             drop(events);
             if applied == 0 {
@@ -311,13 +331,35 @@ impl ProjectionRunner {
 
     async fn apply_next_batch(&self, limit: usize) -> Result<usize, ProjectionError> {
         let checkpoint = *self.position.borrow();
-        let events = self.store.read_all(checkpoint + 1, limit).await?;
-        let Some(last) = events.last().map(|event| event.position) else {
+        let events = decode_all(self.store.read_all(checkpoint + 1, limit).await?);
+        let Some(last) = events.last().map(|event| event.recorded.position) else {
             return Ok(0);
         };
         let mut connection = self.database.pool().acquire().await?;
-        self.apply_read_batch(&mut connection, checkpoint, &events, last)
+        self.apply_read_batch(&mut connection, checkpoint, &events, last, &mut None)
             .await
+    }
+
+    /// For a catch-up that starts from empty read models (a rebuild), a record of the visit rows
+    /// it writes, so that it need not look up visits it has never written; `None` otherwise.
+    async fn written_visits_from_empty(
+        &self,
+        connection: &mut AnyConnection,
+    ) -> Result<Option<WrittenVisits>, ProjectionError> {
+        let checkpoint = *self.position.borrow();
+        if checkpoint != 0 {
+            return Ok(None);
+        }
+        let any_visit: Option<i64> = sqlx::query_scalar("SELECT 1 FROM visits LIMIT 1")
+            .fetch_optional(&mut *connection)
+            .await?;
+        if any_visit.is_some() {
+            return Ok(None);
+        }
+        let events = self.store.count_after(checkpoint).await?;
+        Ok(Some(WrittenVisits::new(
+            usize::try_from(events).unwrap_or(usize::MAX),
+        )))
     }
 
     /// Applies `events`, read after `checkpoint` and ending at position `last`, in one
@@ -326,8 +368,9 @@ impl ProjectionRunner {
         &self,
         connection: &mut AnyConnection,
         checkpoint: u64,
-        events: &[RecordedEvent],
+        events: &[ReadEvent],
         last: u64,
+        written_visits: &mut Option<WrittenVisits>,
     ) -> Result<usize, ProjectionError> {
         let span = tracing::info_span!(
             "projection.batch",
@@ -339,7 +382,7 @@ impl ProjectionRunner {
         doorstep_telemetry::record_trace_id(&span);
         // The batch points back at the calls that appended its events (a few dozen at most).
         let mut linked = std::collections::HashSet::new();
-        for metadata in events.iter().map(|event| &event.metadata) {
+        for metadata in events.iter().map(|event| &event.recorded.metadata) {
             if let (Some(trace_id), Some(span_id)) = (&metadata.trace_id, &metadata.span_id)
                 && linked.len() < MAX_LINKS_PER_BATCH
                 && linked.insert(span_id.as_str())
@@ -347,7 +390,7 @@ impl ProjectionRunner {
                 doorstep_telemetry::link_to(&span, trace_id, span_id);
             }
         }
-        self.apply_batch(connection, checkpoint, events, last)
+        self.apply_batch(connection, checkpoint, events, last, written_visits)
             .instrument(span)
             .await
     }
@@ -356,8 +399,9 @@ impl ProjectionRunner {
         &self,
         connection: &mut AnyConnection,
         checkpoint: u64,
-        events: &[RecordedEvent],
+        events: &[ReadEvent],
         last: u64,
+        written_visits: &mut Option<WrittenVisits>,
     ) -> Result<usize, ProjectionError> {
         let mut transaction = sqlx::Connection::begin(connection).await?;
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
@@ -365,6 +409,8 @@ impl ProjectionRunner {
         // runner got there first, and this one takes up from where that one left off.
         let stored = claim_checkpoint(&mut transaction, self.database.backend()).await?;
         if stored != checkpoint {
+            // Another runner has written rows this one has not seen.
+            *written_visits = None;
             transaction.rollback().await?;
             self.position.send_replace(stored);
             tracing::debug!(
@@ -381,22 +427,30 @@ impl ProjectionRunner {
         }
         let mut changes = BatchChanges::default();
         let mut escalation_changes = EscalationBatch::default();
-        let visit_ids: Vec<&str> = events
+        let mut visit_ids: Vec<&str> = events
             .iter()
-            .filter_map(|recorded| recorded.stream_id.as_str().strip_prefix("visit-"))
+            .filter_map(|event| event.recorded.stream_id.as_str().strip_prefix("visit-"))
             .collect();
+        if let Some(written) = written_visits {
+            let (may_have_rows, have_none): (Vec<&str>, Vec<&str>) = visit_ids
+                .into_iter()
+                .partition(|visit_id| written.may_have_row(visit_id));
+            changes.performance.assume_no_rows(&have_none);
+            visit_ids = may_have_rows;
+        }
         changes
             .performance
             .prefetch_visits(&mut transaction, &visit_ids)
             .await?;
-        for (index, recorded) in events.iter().enumerate() {
+        for (index, event) in events.iter().enumerate() {
+            let recorded = &event.recorded;
             let applied = apply_event(
                 &mut transaction,
                 &mut changes,
                 &mut escalation_changes,
                 &self.escalations,
                 &self.findings,
-                recorded,
+                event,
             )
             .await;
             match applied {
@@ -409,6 +463,13 @@ impl ProjectionRunner {
                     });
                 }
                 Err(error) => return Err(error),
+            }
+        }
+        if let Some(written) = written_visits {
+            // Before the batch commits: a batch that then fails leaves ids it did not write,
+            // which only costs lookups.
+            for visit_id in changes.performance.changed_visit_ids() {
+                written.insert(visit_id);
             }
         }
         changes.flush(&mut transaction, &self.calendar).await?;
@@ -437,20 +498,22 @@ impl ProjectionRunner {
 
 /// The next batch of a catch-up, being read from the log on a task of its own, in bulk
 /// ([`EventStore::read_all_bulk`]: on SQLite a JSON text per few thousand events rather than a
-/// row per event, and decoded on that task).
+/// row per event), and its events decoded on that task, so that the task applying a batch does
+/// nothing but apply it.
 struct ReadAhead {
     /// The position the read starts at.
     from: u64,
-    task: JoinHandle<Result<Vec<RecordedEvent>, doorstep_store::StoreError>>,
+    task: JoinHandle<Result<Vec<ReadEvent>, doorstep_store::StoreError>>,
 }
 
 impl ReadAhead {
     fn start(store: Arc<dyn EventStore>, from: u64, limit: usize) -> Self {
-        let task = tokio::spawn(async move { store.read_all_bulk(from, limit).await });
+        let task =
+            tokio::spawn(async move { Ok(decode_all(store.read_all_bulk(from, limit).await?)) });
         Self { from, task }
     }
 
-    async fn events(mut self) -> Result<Vec<RecordedEvent>, ProjectionError> {
+    async fn events(mut self) -> Result<Vec<ReadEvent>, ProjectionError> {
         match (&mut self.task).await {
             Ok(read) => Ok(read?),
             Err(error) => Err(ProjectionError::ReadAhead(error.to_string())),
@@ -504,6 +567,45 @@ fn checkpoint_position(position: i64) -> Result<u64, ProjectionError> {
     })
 }
 
+/// An event read from the log, and what it decodes to (or why it does not).
+struct ReadEvent {
+    recorded: RecordedEvent,
+    /// The event, or why this build cannot read it.
+    decoded: Result<DecodedEvent, String>,
+}
+
+/// A stored event decoded by its stream's category; `Other` feeds no read model.
+enum DecodedEvent {
+    Complaint(Event),
+    Contractor(ContractorEvent),
+    Visit(VisitEvent),
+    Inspection(InspectionEvent),
+    Other,
+}
+
+/// Decodes each event once, before its batch is applied. An event that does not decode keeps
+/// its error, which stops the read models at it when its turn comes (the events before it
+/// still apply).
+fn decode_all(events: Vec<RecordedEvent>) -> Vec<ReadEvent> {
+    events
+        .into_iter()
+        .map(|recorded| {
+            let decoded = match recorded.stream_id.category() {
+                "complaint" => decode(&recorded, Event::from_payload).map(DecodedEvent::Complaint),
+                "contractor" => {
+                    decode(&recorded, ContractorEvent::from_payload).map(DecodedEvent::Contractor)
+                }
+                "visit" => decode(&recorded, VisitEvent::from_payload).map(DecodedEvent::Visit),
+                "inspection" => {
+                    decode(&recorded, InspectionEvent::from_payload).map(DecodedEvent::Inspection)
+                }
+                _ => Ok(DecodedEvent::Other),
+            };
+            ReadEvent { recorded, decoded }
+        })
+        .collect()
+}
+
 /// Applies one event to every read model its stream category feeds.
 async fn apply_event(
     connection: &mut AnyConnection,
@@ -511,18 +613,27 @@ async fn apply_event(
     escalation_changes: &mut EscalationBatch,
     escalations: &EscalationPlanner,
     findings: &FindingLadder,
-    recorded: &RecordedEvent,
+    event: &ReadEvent,
 ) -> Result<(), ProjectionError> {
-    match recorded.stream_id.category() {
-        "complaint" => {
-            let event = decode(recorded, Event::from_payload)?;
+    let recorded = &event.recorded;
+    let decoded = match &event.decoded {
+        Ok(decoded) => decoded,
+        Err(reason) => {
+            return Err(ProjectionError::UndecodableEvent {
+                position: recorded.position,
+                reason: reason.clone(),
+            });
+        }
+    };
+    match decoded {
+        DecodedEvent::Complaint(event) => {
             let complaint_id = stream_id(recorded, Category::Complaint)?;
             let raised = escalations::apply(
                 connection,
                 escalation_changes,
                 escalations,
                 complaint_id,
-                &event,
+                event,
                 recorded,
             )
             .await?;
@@ -530,13 +641,12 @@ async fn apply_event(
             if let Some(row) = raised {
                 outbox::enqueue(connection, escalations, &row).await?;
             }
-            apply_complaint_event(connection, changes, complaint_id, &event, recorded).await
+            apply_complaint_event(connection, changes, complaint_id, event, recorded).await
         }
-        "contractor" => {
-            let event = decode(recorded, ContractorEvent::from_payload)?;
+        DecodedEvent::Contractor(event) => {
             let contractor_id = stream_id(recorded, Category::Contractor)?;
             let current = contractors::get(&mut *connection, contractor_id).await?;
-            match contractors::next_row(current, contractor_id, &event, recorded.version) {
+            match contractors::next_row(current, contractor_id, event, recorded.version) {
                 Some(row) => {
                     changes.put_liaison_lead(contractor_id, row.liaison_lead);
                     contractors::store(connection, &row, recorded.position).await
@@ -544,17 +654,13 @@ async fn apply_event(
                 None => Ok(()),
             }
         }
-        "visit" => match decode(recorded, VisitEvent::from_payload)? {
-            VisitEvent::VisitRecorded { visit } => {
-                performance_changes::record_visit(connection, &mut changes.performance, &visit)
-                    .await
-            }
-        },
-        "inspection" => {
-            let event = decode(recorded, InspectionEvent::from_payload)?;
+        DecodedEvent::Visit(VisitEvent::VisitRecorded { visit }) => {
+            performance_changes::record_visit(connection, &mut changes.performance, visit).await
+        }
+        DecodedEvent::Inspection(event) => {
             let inspection_id = stream_id(recorded, Category::Inspection)?;
             let raised =
-                inspections::apply(connection, findings, inspection_id, &event, recorded).await?;
+                inspections::apply(connection, findings, inspection_id, event, recorded).await?;
             // As for a complaint's: the outbox is filled with the escalation it delivers.
             if let Some(raised) = raised {
                 outbox::enqueue_document(
@@ -569,7 +675,7 @@ async fn apply_event(
             }
             Ok(())
         }
-        _ => Ok(()),
+        DecodedEvent::Other => Ok(()),
     }
 }
 
@@ -580,16 +686,13 @@ async fn apply_event(
 fn decode<T, E: std::fmt::Display>(
     recorded: &RecordedEvent,
     from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
-) -> Result<T, ProjectionError> {
+) -> Result<T, String> {
     from_payload(
         &recorded.event_type,
         recorded.schema_version,
         &recorded.payload,
     )
-    .map_err(|error| ProjectionError::UndecodableEvent {
-        position: recorded.position,
-        reason: error.to_string(),
-    })
+    .map_err(|error| error.to_string())
 }
 
 async fn apply_complaint_event(
