@@ -363,7 +363,7 @@ impl ProjectionRunner {
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
         // stored checkpoint is still the one these events were read after. Otherwise another
         // runner got there first, and this one takes up from where that one left off.
-        let stored = claim_checkpoint(&mut transaction, self.database.backend()).await?;
+        let stored = claim_checkpoint(&mut transaction).await?;
         if stored != checkpoint {
             transaction.rollback().await?;
             self.position.send_replace(stored);
@@ -466,31 +466,20 @@ impl Drop for ReadAhead {
     }
 }
 
-/// Reads the stored checkpoint inside the batch transaction, locking it on PostgreSQL so that two
-/// runners cannot both apply the batch after it. (SQLite has one writer at a time already.)
-async fn claim_checkpoint(
-    connection: &mut AnyConnection,
-    backend: crate::database::Backend,
-) -> Result<u64, ProjectionError> {
-    sqlx::query(
+/// Reads the stored checkpoint inside the batch transaction, in one statement: it creates the
+/// row if there is none (a new database, or after a reset) and otherwise writes it unchanged,
+/// which on PostgreSQL locks it until the batch commits, so that two runners cannot both apply
+/// the batch after it (a second waits, then reads the position the first committed). On SQLite
+/// the write takes the file's one write lock for the transaction.
+async fn claim_checkpoint(connection: &mut AnyConnection) -> Result<u64, ProjectionError> {
+    let position: i64 = sqlx::query_scalar(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) \
-         ON CONFLICT (projection) DO NOTHING",
+         ON CONFLICT (projection) DO UPDATE SET position = projection_checkpoints.position \
+         RETURNING position",
     )
     .bind(COMPLAINT_LIST)
-    .execute(&mut *connection)
+    .fetch_one(&mut *connection)
     .await?;
-    let select = match backend {
-        crate::database::Backend::Postgres => {
-            "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE"
-        }
-        crate::database::Backend::Sqlite => {
-            "SELECT position FROM projection_checkpoints WHERE projection = $1"
-        }
-    };
-    let position: i64 = sqlx::query_scalar(select)
-        .bind(COMPLAINT_LIST)
-        .fetch_one(&mut *connection)
-        .await?;
     checkpoint_position(position)
 }
 
