@@ -298,9 +298,15 @@ impl ProjectionRunner {
         self.stall.send_replace(Some(stall));
     }
 
-    /// The read models got past the event they were stuck at, if any.
+    /// The read models got past the event they were stuck at, if any. Nothing is woken when
+    /// they were not stuck: this runs after every batch.
     fn moved_on(&self) {
-        if let Some(stall) = self.stall.send_replace(None) {
+        let mut cleared = None;
+        self.stall.send_if_modified(|stall| {
+            cleared = stall.take();
+            cleared.is_some()
+        });
+        if let Some(stall) = cleared {
             tracing::info!(
                 position = stall.position,
                 event_id = %stall.event_id,
