@@ -18,13 +18,13 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
-use crate::database::{placeholders, row_values};
+use crate::database::placeholders;
 use crate::escalation_planner::EscalationPlanner;
 use crate::stored_values::{
     corrupt, exact, from_millis, millis, parse_date, parse_deadline, parse_exact, parse_level,
     parse_uuid,
 };
-use crate::upsert::ROWS_PER_STATEMENT;
+use crate::upsert::{MultiRowUpsert, in_list_chunks, write_rows};
 use crate::{ProjectionError, UnreadableRow};
 
 /// A ladder step whose time has come, as the scheduler reads it.
@@ -190,26 +190,20 @@ impl EscalationBatch {
             .iter()
             .filter_map(|id| self.clocks.get(id).map(|stored| (id, stored)))
             .collect();
-        for chunk in clocks.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO escalation_clocks (complaint_id, contractor_id, deadline, \
-                 deadline_date, clock_started_at) VALUES {} \
-                 ON CONFLICT (complaint_id) DO UPDATE SET deadline = excluded.deadline, \
-                 deadline_date = excluded.deadline_date, \
-                 clock_started_at = excluded.clock_started_at",
-                row_values(connection, chunk.len(), 5)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (complaint_id, (contractor_id, clock)) in chunk {
-                query = query
+        write_rows(
+            connection,
+            &UPSERT_CLOCKS,
+            &clocks,
+            |query, (complaint_id, (contractor_id, clock))| {
+                query
                     .bind((*complaint_id).clone())
                     .bind(contractor_id.clone())
                     .bind(clock.as_ref().map(|clock| clock.deadline.code()))
                     .bind(clock.as_ref().map(|clock| clock.due.to_string()))
-                    .bind(clock.as_ref().map(|clock| exact(clock.started_at)));
-            }
-            query.execute(&mut *connection).await?;
-        }
+                    .bind(clock.as_ref().map(|clock| exact(clock.started_at)))
+            },
+        )
+        .await?;
         let replaced: Vec<String> = self
             .schedules
             .iter()
@@ -229,30 +223,36 @@ impl EscalationBatch {
             .values()
             .flat_map(|pending| pending.insert.values())
             .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
-                 deadline, level, deadline_date, clock_started_at, due_at) VALUES {} \
-                 ON CONFLICT (escalation_id) DO NOTHING",
-                row_values(connection, chunk.len(), 8)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                query = query
-                    .bind(row.escalation_id.to_string())
-                    .bind(row.complaint_id.clone())
-                    .bind(row.contractor_id.clone())
-                    .bind(row.deadline.code())
-                    .bind(row.level.as_str().to_owned())
-                    .bind(row.deadline_date.to_string())
-                    .bind(exact(row.clock_started_at))
-                    .bind(millis(row.due_at));
-            }
-            query.execute(&mut *connection).await?;
-        }
-        Ok(())
+        write_rows(connection, &INSERT_SCHEDULE, &rows, |query, row| {
+            query
+                .bind(row.escalation_id.to_string())
+                .bind(row.complaint_id.clone())
+                .bind(row.contractor_id.clone())
+                .bind(row.deadline.code())
+                .bind(row.level.as_str().to_owned())
+                .bind(row.deadline_date.to_string())
+                .bind(exact(row.clock_started_at))
+                .bind(millis(row.due_at))
+        })
+        .await
     }
 }
+
+const UPSERT_CLOCKS: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO escalation_clocks (complaint_id, contractor_id, deadline, \
+             deadline_date, clock_started_at)",
+    width: 5,
+    on_conflict: "ON CONFLICT (complaint_id) DO UPDATE SET deadline = excluded.deadline, \
+                  deadline_date = excluded.deadline_date, \
+                  clock_started_at = excluded.clock_started_at",
+};
+
+const INSERT_SCHEDULE: MultiRowUpsert = MultiRowUpsert {
+    insert: "INSERT INTO escalation_schedule (escalation_id, complaint_id, contractor_id, \
+             deadline, level, deadline_date, clock_started_at, due_at)",
+    width: 8,
+    on_conflict: "ON CONFLICT (escalation_id) DO NOTHING",
+};
 
 /// Deletes the schedule rows whose `column` (`complaint_id` or `escalation_id`) is in `keys`.
 async fn delete_where_in(
@@ -260,13 +260,13 @@ async fn delete_where_in(
     column: &'static str,
     keys: &[String],
 ) -> Result<(), ProjectionError> {
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+    for chunk in in_list_chunks(keys) {
         let sql = format!(
             "DELETE FROM escalation_schedule WHERE {column} IN ({})",
             placeholders(connection, 1, chunk.len())
         );
         let query = chunk
-            .iter()
+            .into_iter()
             .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, key| {
                 query.bind(key.clone())
             });

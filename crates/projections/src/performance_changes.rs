@@ -18,7 +18,7 @@ use crate::database::placeholders;
 use crate::handling::HandlingRow;
 use crate::month::Month;
 use crate::performance::{self, StandardDelta, finding_change, outcome_from_code};
-use crate::upsert::{MultiRowUpsert, ROWS_PER_STATEMENT, write_rows};
+use crate::upsert::{MultiRowUpsert, in_list_chunks, write_rows};
 
 /// A row of `visits`: `contractor_id` and `month` stay empty until the visit itself is recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl PerformanceChanges {
             .copied()
             .filter(|visit_id| !self.visits.contains_key(*visit_id))
             .collect();
-        for chunk in missing.chunks(ROWS_PER_STATEMENT) {
+        for chunk in in_list_chunks(&missing) {
             let statement = format!(
                 "SELECT visit_id, contractor_id, month, upheld_breaches FROM visits \
                  WHERE visit_id IN ({})",

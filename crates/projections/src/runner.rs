@@ -318,9 +318,15 @@ impl ProjectionRunner {
         self.stall.send_replace(Some(stall));
     }
 
-    /// The read models got past the event they were stuck at, if any.
+    /// The read models got past the event they were stuck at, if any. Nothing is woken when
+    /// they were not stuck: this runs after every batch.
     fn moved_on(&self) {
-        if let Some(stall) = self.stall.send_replace(None) {
+        let mut cleared = None;
+        self.stall.send_if_modified(|stall| {
+            cleared = stall.take();
+            cleared.is_some()
+        });
+        if let Some(stall) = cleared {
             tracing::info!(
                 position = stall.position,
                 event_id = %stall.event_id,
@@ -407,7 +413,7 @@ impl ProjectionRunner {
         // Replicas on one PostgreSQL database share these tables: the batch applies only if the
         // stored checkpoint is still the one these events were read after. Otherwise another
         // runner got there first, and this one takes up from where that one left off.
-        let stored = claim_checkpoint(&mut transaction, self.database.backend()).await?;
+        let stored = claim_checkpoint(&mut transaction).await?;
         if stored != checkpoint {
             // Another runner has written rows this one has not seen.
             *written_visits = None;
@@ -529,31 +535,20 @@ impl Drop for ReadAhead {
     }
 }
 
-/// Reads the stored checkpoint inside the batch transaction, locking it on PostgreSQL so that two
-/// runners cannot both apply the batch after it. (SQLite has one writer at a time already.)
-async fn claim_checkpoint(
-    connection: &mut AnyConnection,
-    backend: crate::database::Backend,
-) -> Result<u64, ProjectionError> {
-    sqlx::query(
+/// Reads the stored checkpoint inside the batch transaction, in one statement: it creates the
+/// row if there is none (a new database, or after a reset) and otherwise writes it unchanged,
+/// which on PostgreSQL locks it until the batch commits, so that two runners cannot both apply
+/// the batch after it (a second waits, then reads the position the first committed). On SQLite
+/// the write takes the file's one write lock for the transaction.
+async fn claim_checkpoint(connection: &mut AnyConnection) -> Result<u64, ProjectionError> {
+    let position: i64 = sqlx::query_scalar(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) \
-         ON CONFLICT (projection) DO NOTHING",
+         ON CONFLICT (projection) DO UPDATE SET position = projection_checkpoints.position \
+         RETURNING position",
     )
     .bind(COMPLAINT_LIST)
-    .execute(&mut *connection)
+    .fetch_one(&mut *connection)
     .await?;
-    let select = match backend {
-        crate::database::Backend::Postgres => {
-            "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE"
-        }
-        crate::database::Backend::Sqlite => {
-            "SELECT position FROM projection_checkpoints WHERE projection = $1"
-        }
-    };
-    let position: i64 = sqlx::query_scalar(select)
-        .bind(COMPLAINT_LIST)
-        .fetch_one(&mut *connection)
-        .await?;
     checkpoint_position(position)
 }
 

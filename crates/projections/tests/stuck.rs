@@ -149,7 +149,36 @@ async fn the_read_models_get_past_a_row_they_could_not_read_once_it_is_fixed(bac
     backend.close().await;
 }
 
+/// The runner says "not stuck" after every batch, but only to itself: a watcher of the stall
+/// report (the health monitor) is woken when it turns stuck or unstuck, never per batch.
+async fn applying_batches_wakes_no_stall_watcher(backend: TestBackend) {
+    let (runner, read_model, _database) = backend.projections().await;
+    let mut stall = read_model.watch_stall();
+    stall.mark_unchanged();
+    let (stop, stopped) = watch::channel(false);
+    let running = runner.spawn(stopped);
+    for hour in ["09", "10", "11"] {
+        ComplaintWriter::log(&backend, at(&format!("2026-04-02T{hour}:00:00Z"))).await;
+        let head = valid(backend.store.read_all(1, 100).await)
+            .last()
+            .map_or(0, |event| event.position);
+        assert!(read_model.wait_for(head, Duration::from_secs(30)).await);
+    }
+    // The runner applied the third batch after it had finished with the first two (and said
+    // "not stuck" after each).
+    assert!(
+        !valid(stall.has_changed()),
+        "a batch woke the stall watcher"
+    );
+    assert!(read_model.stalled().is_none());
+
+    let _ = stop.send(true);
+    valid(running.await);
+    backend.close().await;
+}
+
 on_every_backend!(
+    applying_batches_wakes_no_stall_watcher,
     an_event_that_cannot_be_decoded_stops_the_read_models_at_it,
     the_read_models_get_past_a_row_they_could_not_read_once_it_is_fixed,
 );

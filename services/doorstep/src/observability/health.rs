@@ -115,9 +115,10 @@ impl HealthMonitor {
 
 /// Waits until the runner's stall report says otherwise than `stuck`; once the runner has gone
 /// (its task ended), never, so the monitor falls back to its regular checks instead of waking in
-/// a loop. The runner reports "not stuck" again after every batch it applies, so waking on every
-/// report would ask both databases for an answer once per batch (two `SELECT 1` per batch at
-/// intake) for a status that has not changed.
+/// a loop. Only a change between stuck and unstuck wakes it: a report of another stuck event
+/// changes no status, and waking per batch would ask both databases for an answer once per batch
+/// (two `SELECT 1` per batch at intake). (The runner sends nothing when a batch leaves the read
+/// models as unstuck as they were.)
 async fn stall_changed(
     stall: &mut Option<watch::Receiver<Option<doorstep_projections::Stall>>>,
     stuck: bool,
