@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use doorstep_domain::ServiceStandard;
 use doorstep_domain::complaint::{Finding, FindingOutcome};
 use doorstep_domain::contractor::Visit;
+use indexmap::IndexMap;
 use sqlx::{AnyConnection, Row};
 
 use crate::ProjectionError;
@@ -45,8 +46,9 @@ pub(crate) struct PerformanceChanges {
     /// Visits and visits with an upheld breach added, by contractor, then month (looked up
     /// without building a key: nearly every event of a large log adds to one).
     month_visit_deltas: FastMap<String, FastMap<String, (i64, i64)>>,
-    /// Visit rows read or changed by the batch.
-    visits: FastMap<String, VisitEntry>,
+    /// Visit rows read or changed by the batch, in the order the batch met them (the log's,
+    /// usually the keys' order too, which makes sorting them to write nearly free).
+    visits: IndexMap<String, VisitEntry, foldhash::fast::RandomState>,
     /// Each finding's outcome as the batch has left it, for the complaints in
     /// `findings_loaded`, and which of them changed (written once at the batch's end).
     findings: HashMap<(String, ServiceStandard), FindingOutcome>,

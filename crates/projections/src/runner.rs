@@ -67,7 +67,7 @@ const BATCH_SIZE: usize = 500;
 /// the larger the batch the fewer reads and writes per event (a complaint's events, a counter's
 /// many deltas, fall in one batch); the batch is held in memory, a few kB per event, so this
 /// bounds the memory a catch-up takes whatever the log's size.
-const CATCH_UP_BATCH_SIZE: usize = 10_000;
+const CATCH_UP_BATCH_SIZE: usize = 25_000;
 /// The page cache of the connection catching up on SQLite, in KiB (256 MiB), instead of
 /// [`crate::database::SQLITE_CACHE`]'s.
 const CATCH_UP_CACHE: &str = "PRAGMA cache_size = -262144";
@@ -188,6 +188,14 @@ impl ProjectionRunner {
             sqlx::query(CATCH_UP_CACHE)
                 .execute(&mut *connection)
                 .await?;
+            // Each batch commits its changed pages to the WAL, and SQLite copies the WAL into the
+            // file every 1,000 pages by default: every few batches, so the pages most batches
+            // change (counters, the tops of the trees) were copied again and again. Copying
+            // every 100,000 pages (about 400 MB of WAL at most) copies each of them once in
+            // many batches.
+            sqlx::query("PRAGMA wal_autocheckpoint = 100000")
+                .execute(&mut *connection)
+                .await?;
         }
         let caught_up = self.catch_up_on(&mut connection, progress).await;
         if sqlite {
@@ -196,6 +204,9 @@ impl ProjectionRunner {
                     .execute(&mut *connection)
                     .await?;
                 sqlx::query(crate::database::SQLITE_CACHE)
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query("PRAGMA wal_autocheckpoint = 1000")
                     .execute(&mut *connection)
                     .await?;
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -244,7 +255,8 @@ impl ProjectionRunner {
                     &mut written_visits,
                 )
                 .await?;
-            drop(events);
+            // Freeing a batch of decoded events is work of its own: not on the applying task.
+            tokio::task::spawn_blocking(move || drop(events));
             if applied == 0 {
                 return Ok(*self.position.borrow());
             }

@@ -14,7 +14,9 @@ use fastbloom::BloomFilter;
 const FALSE_POSITIVE_RATE: f64 = 0.01;
 
 pub(crate) struct WrittenVisits {
-    filter: BloomFilter,
+    /// Hashed with foldhash, which is several times faster than the default SipHash on short
+    /// ids (the ids are the log's, not an attacker's choice).
+    filter: BloomFilter<foldhash::fast::RandomState>,
 }
 
 impl WrittenVisits {
@@ -22,6 +24,7 @@ impl WrittenVisits {
     pub(crate) fn new(expected: usize) -> Self {
         Self {
             filter: BloomFilter::with_false_pos(FALSE_POSITIVE_RATE)
+                .hasher(foldhash::fast::RandomState::default())
                 .expected_items(expected.max(1)),
         }
     }
