@@ -167,7 +167,7 @@ impl ProjectionRunner {
     ///
     /// The next batch is read (and its rows decoded, on another thread) while this one is
     /// applied, so reading the log overlaps writing the read models. At most two batches are in
-    /// memory at once.
+    /// memory at once, beside the one before them while it is freed.
     pub async fn catch_up_reporting(
         &self,
         progress: impl FnMut(usize, u64),

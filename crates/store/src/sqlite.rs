@@ -176,17 +176,16 @@ impl SqliteEventStore {
         &self.shared.pool
     }
 
-    /// Starts the query of one piece of [`EventStore::read_all_bulk`] on a task of its own
-    /// (stopped with [`stop`] when it is not wanted).
+    /// Starts the query of one piece of [`EventStore::read_all_bulk`] on a task of its own.
     fn query_chunk(&self, from: u64, limit: usize) -> ChunkQuery {
         let pool = self.pool().clone();
-        tokio::spawn(async move {
+        ChunkQuery(tokio::spawn(async move {
             sqlx::query_scalar(SELECT_EVENT_CHUNK)
                 .bind(bound_to_sql(from))
                 .bind(limit_to_sql(limit))
                 .fetch_one(&pool)
                 .await
-        })
+        }))
     }
 
     /// Waits until the event writer is between transactions and keeps it there while the guard
@@ -330,13 +329,23 @@ async fn create_private_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The query of one piece of a bulk read, running on a task of its own.
-type ChunkQuery = tokio::task::JoinHandle<Result<Option<String>, sqlx::Error>>;
+/// The query of one piece of a bulk read, running on a task of its own. Dropped unanswered (a
+/// piece read ahead that is not wanted, or a read that is itself dropped), it stops.
+struct ChunkQuery(tokio::task::JoinHandle<Result<Option<String>, sqlx::Error>>);
 
-/// Stops a piece read ahead that is no longer wanted.
-fn stop<T>(ahead: Option<(T, ChunkQuery)>) {
-    if let Some((_, query)) = ahead {
-        query.abort();
+impl ChunkQuery {
+    async fn answer(&mut self) -> Result<Option<String>, StoreError> {
+        match (&mut self.0).await {
+            Ok(chunk) => chunk.map_err(read_error),
+            // The query's task panicked or was cancelled.
+            Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
+        }
+    }
+}
+
+impl Drop for ChunkQuery {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -418,45 +427,28 @@ impl EventStore for SqliteEventStore {
         let mut piece_limit = limit.min(BULK_READ_PIECE);
         let mut pending = self.query_chunk(from, piece_limit);
         while events.len() < limit {
-            let chunk = match pending.await {
-                Ok(chunk) => chunk.map_err(read_error)?,
-                // The query's task panicked or was cancelled.
-                Err(_) => return Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
+            let Some(chunk) = pending.answer().await? else {
+                break;
             };
-            let Some(chunk) = chunk else { break };
             let left_after = limit - events.len() - piece_limit;
-            let next = (
-                from.saturating_add(piece_limit as u64),
-                left_after.min(BULK_READ_PIECE),
-            );
-            let ahead = (next.1 > 0).then(|| (next, self.query_chunk(next.0, next.1)));
+            let ahead_from = from.saturating_add(piece_limit as u64);
+            let ahead_limit = left_after.min(BULK_READ_PIECE);
+            let ahead = (ahead_limit > 0).then(|| self.query_chunk(ahead_from, ahead_limit));
             let piece = match decode_event_chunk(&chunk) {
-                Some(piece) => piece,
-                None => self.read_all(from, piece_limit).await,
-            };
-            let piece = match piece {
-                Ok(piece) => piece,
-                Err(error) => {
-                    stop(ahead);
-                    return Err(error);
-                }
+                Some(piece) => piece?,
+                None => self.read_all(from, piece_limit).await?,
             };
             let last = piece.last().map(|event| event.position);
             let complete = piece.len() == piece_limit;
             events.extend(piece);
-            let (Some(last), true) = (last, complete) else {
-                stop(ahead);
-                break;
-            };
-            let Some(((ahead_from, ahead_limit), ahead_query)) = ahead else {
+            let (Some(last), true, Some(ahead)) = (last, complete, ahead) else {
                 break;
             };
             from = last.saturating_add(1);
             piece_limit = ahead_limit;
             pending = if ahead_from == from {
-                ahead_query
+                ahead
             } else {
-                ahead_query.abort();
                 self.query_chunk(from, piece_limit)
             };
         }
