@@ -217,10 +217,10 @@ impl InspectionEvent {
         crate::payload::untagged(self)
     }
 
-    pub fn from_payload(
+    pub fn from_payload<'a>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: impl Into<crate::payload::StoredPayload<'a>>,
     ) -> Result<Self, EventDecodeError> {
         crate::payload::tagged(event_type, schema_version, payload)
     }

@@ -22,4 +22,5 @@ pub use complaint::{
     Status, apply, handle, replay,
 };
 pub use input::InvalidInput;
+pub use payload::StoredPayload;
 pub use standard::ServiceStandard;

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::complaint::Event;
 use doorstep_domain::escalation::{Deadline, EscalationLevel, RunningClock, clock_after, plan};
 use doorstep_domain::input::{ComplaintId, ContractorId};
-use doorstep_store::RecordedEvent;
+use doorstep_store::EventHeader;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
@@ -97,7 +97,7 @@ impl EscalationBatch {
         connection: &mut AnyConnection,
         complaint_id: &str,
         event: &Event,
-        recorded: &RecordedEvent,
+        recorded: &EventHeader,
     ) -> Result<Option<(String, Option<RunningClock>)>, ProjectionError> {
         // A stream's first event has no clock to load: skipping the read matters at intake.
         let stored = if recorded.version == 1 {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::complaint::Event;
 use doorstep_domain::escalation::{Deadline, EscalationLevel, RunningClock, end_of_england_day};
-use doorstep_store::RecordedEvent;
+use doorstep_store::EventHeader;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
@@ -54,7 +54,7 @@ pub(crate) async fn apply(
     planner: &EscalationPlanner,
     complaint_id: &str,
     event: &Event,
-    recorded: &RecordedEvent,
+    recorded: &EventHeader,
 ) -> Result<Option<EscalationRow>, ProjectionError> {
     let Some((contractor_id, current)) = batch
         .clock_before(connection, complaint_id, event, recorded)

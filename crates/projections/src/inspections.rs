@@ -21,7 +21,7 @@ use doorstep_domain::escalation::{EscalationLevel, LadderStep, WarningTime, ladd
 use doorstep_domain::inspection::{
     InspectionDetails, InspectionEvent, ObservationResult, finding_escalation_id,
 };
-use doorstep_store::RecordedEvent;
+use doorstep_store::EventHeader;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
@@ -142,7 +142,7 @@ pub(crate) async fn apply(
     ladder: &FindingLadder,
     inspection_id: &str,
     event: &InspectionEvent,
-    recorded: &RecordedEvent,
+    recorded: &EventHeader,
 ) -> Result<Option<RaisedFinding>, ProjectionError> {
     let position = i64::try_from(recorded.position).unwrap_or(i64::MAX);
     match event {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorstep_domain::WorkingDayCalendar;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, VisitEvent};
 use doorstep_domain::inspection::InspectionEvent;
+use doorstep_domain::{StoredPayload, WorkingDayCalendar};
+
 use doorstep_domain::stream::{Category, id_in};
-use doorstep_store::{EventStore, RecordedEvent};
+use doorstep_store::{EventHeader, EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -576,7 +577,8 @@ fn checkpoint_position(position: i64) -> Result<u64, ProjectionError> {
 
 /// An event read from the log, and what it decodes to (or why it does not).
 struct ReadEvent {
-    recorded: RecordedEvent,
+    /// The event without its payload, which is decoded below.
+    recorded: EventHeader,
     /// The event, or why this build cannot read it.
     decoded: Result<DecodedEvent, String>,
 }
@@ -590,25 +592,38 @@ enum DecodedEvent {
     Other,
 }
 
-/// Decodes each event once, before its batch is applied. An event that does not decode keeps
-/// its error, which stops the read models at it when its turn comes (the events before it
-/// still apply).
-fn decode_all(events: Vec<RecordedEvent>) -> Vec<ReadEvent> {
+/// Decodes each event once, before its batch is applied, and lets its payload go. An event that
+/// does not decode keeps its error, which stops the read models at it when its turn comes (the
+/// events before it still apply) rather than being skipped: skipping would advance the
+/// checkpoint that every replica shares, so a newer event met by an older replica during a
+/// rolling upgrade would be lost from the read models for good. The payload is parsed (the
+/// live log's reads) or its stored text (a catch-up's bulk read, parsed straight into events).
+fn decode_all<P>(events: Vec<RecordedEvent<P>>) -> Vec<ReadEvent>
+where
+    for<'a> &'a P: Into<StoredPayload<'a>>,
+{
     events
         .into_iter()
         .map(|recorded| {
-            let decoded = match recorded.stream_id.category() {
-                "complaint" => decode(&recorded, Event::from_payload).map(DecodedEvent::Complaint),
-                "contractor" => {
-                    decode(&recorded, ContractorEvent::from_payload).map(DecodedEvent::Contractor)
+            let (event_type, version) = (recorded.event_type.as_str(), recorded.schema_version);
+            let payload: StoredPayload<'_> = (&recorded.payload).into();
+            let decoded =
+                match recorded.stream_id.category() {
+                    "complaint" => Event::from_payload(event_type, version, payload)
+                        .map(DecodedEvent::Complaint),
+                    "contractor" => ContractorEvent::from_payload(event_type, version, payload)
+                        .map(DecodedEvent::Contractor),
+                    "visit" => VisitEvent::from_payload(event_type, version, payload)
+                        .map(DecodedEvent::Visit),
+                    "inspection" => InspectionEvent::from_payload(event_type, version, payload)
+                        .map(DecodedEvent::Inspection),
+                    _ => Ok(DecodedEvent::Other),
                 }
-                "visit" => decode(&recorded, VisitEvent::from_payload).map(DecodedEvent::Visit),
-                "inspection" => {
-                    decode(&recorded, InspectionEvent::from_payload).map(DecodedEvent::Inspection)
-                }
-                _ => Ok(DecodedEvent::Other),
-            };
-            ReadEvent { recorded, decoded }
+                .map_err(|error| error.to_string());
+            ReadEvent {
+                recorded: recorded.map_payload(drop),
+                decoded,
+            }
         })
         .collect()
 }
@@ -686,28 +701,12 @@ async fn apply_event(
     }
 }
 
-/// Decodes a stored event. An event this build cannot read stops the read models at it (the
-/// runner reports a [`Stall`], logged once, and retries) rather than being skipped: skipping
-/// would advance the checkpoint that every replica shares, so a newer event met by an older
-/// replica during a rolling upgrade would be lost from the read models for good.
-fn decode<T, E: std::fmt::Display>(
-    recorded: &RecordedEvent,
-    from_payload: impl FnOnce(&str, u32, &serde_json::Value) -> Result<T, E>,
-) -> Result<T, String> {
-    from_payload(
-        &recorded.event_type,
-        recorded.schema_version,
-        &recorded.payload,
-    )
-    .map_err(|error| error.to_string())
-}
-
 async fn apply_complaint_event(
     connection: &mut AnyConnection,
     changes: &mut BatchChanges,
     complaint_id: &str,
     event: &Event,
-    recorded: &RecordedEvent,
+    recorded: &EventHeader,
 ) -> Result<(), ProjectionError> {
     // A stream's first event starts its rows: each event is applied exactly once (batch and
     // checkpoint commit together), so there is nothing to load for it. Skipping the two reads
@@ -768,7 +767,7 @@ async fn load_checkpoint(database: &ReadModelDatabase) -> Result<u64, Projection
 
 /// The id in an event's stream name; a corrupt name stops the read models at the event rather
 /// than filing it under an empty id.
-fn stream_id(recorded: &RecordedEvent, category: Category) -> Result<&str, ProjectionError> {
+fn stream_id(recorded: &EventHeader, category: Category) -> Result<&str, ProjectionError> {
     id_in(recorded.stream_id.as_str(), category).map_err(|error| {
         ProjectionError::UndecodableEvent {
             position: recorded.position,

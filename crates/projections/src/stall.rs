@@ -1,6 +1,6 @@
 //! The event the read models are stuck at, which the runner reports and `ReadModel` exposes.
 
-use doorstep_store::RecordedEvent;
+use doorstep_store::EventHeader;
 
 use crate::ProjectionError;
 
@@ -17,7 +17,7 @@ pub struct Stall {
 }
 
 impl Stall {
-    pub(crate) fn at(recorded: &RecordedEvent, error: &ProjectionError) -> Self {
+    pub(crate) fn at(recorded: &EventHeader, error: &ProjectionError) -> Self {
         Self {
             position: recorded.position,
             event_id: recorded.event_id,

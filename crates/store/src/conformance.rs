@@ -638,7 +638,15 @@ pub async fn read_stream_from_a_version_with_a_limit(store: Arc<dyn EventStore>)
     assert!(unknown.is_empty(), "an unknown stream reads as empty");
 }
 
-/// `read_all_bulk` returns exactly what `read_all` returns, for ranges starting and ending
+/// A bulk read's events with their payloads parsed, as `read_all` returns them.
+fn parsed(events: Vec<crate::BulkEvent>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .map(|event| event.parsed().expect("a bulk read's payload is JSON"))
+        .collect()
+}
+
+/// `read_all_bulk` returns exactly what `read_all` returns (each payload as its JSON text), for ranges starting and ending
 /// anywhere (inside an append, between appends, past the head), paged with every limit, and for
 /// payloads and metadata that a hand-made encoding could get wrong: unicode, escapes, control
 /// characters, numbers at the edges of their types, nesting, and non-object payloads.
@@ -692,10 +700,12 @@ pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventSto
     let first = ours[0].position;
     let last = ours[ours.len() - 1].position;
 
-    let bulk_whole = store
-        .read_all_bulk(first, EVERYTHING)
-        .await
-        .expect("read_all_bulk should succeed");
+    let bulk_whole = parsed(
+        store
+            .read_all_bulk(first, EVERYTHING)
+            .await
+            .expect("read_all_bulk should succeed"),
+    );
     assert_eq!(
         bulk_whole, ours,
         "a bulk read of the whole range equals read_all"
@@ -717,10 +727,12 @@ pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventSto
                 .read_all(from, limit)
                 .await
                 .expect("read_all should succeed");
-            let bulk = store
-                .read_all_bulk(from, limit)
-                .await
-                .expect("read_all_bulk should succeed");
+            let bulk = parsed(
+                store
+                    .read_all_bulk(from, limit)
+                    .await
+                    .expect("read_all_bulk should succeed"),
+            );
             assert_eq!(
                 bulk, expected,
                 "read_all_bulk({from}, {limit}) equals read_all({from}, {limit})"
@@ -732,10 +744,12 @@ pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventSto
         let mut paged = Vec::new();
         let mut from = first;
         loop {
-            let page = store
-                .read_all_bulk(from, limit)
-                .await
-                .expect("read_all_bulk should succeed");
+            let page = parsed(
+                store
+                    .read_all_bulk(from, limit)
+                    .await
+                    .expect("read_all_bulk should succeed"),
+            );
             let Some(page_last) = page.last().map(|event| event.position) else {
                 break;
             };

@@ -127,9 +127,10 @@ pub struct NewEvent {
     pub metadata: EventMetadata,
 }
 
-/// An event as stored in the log.
+/// An event as stored in the log, its payload parsed (`P` is `serde_json::Value`) or as stored
+/// ([`BulkEvent`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
+pub struct RecordedEvent<P = serde_json::Value> {
     /// Position in the global log, from 1. Positions strictly increase in the order
     /// [`EventStore::read_all`] returns events, no event ever appears below a position a reader
     /// has already been given, one append's events get consecutive positions, and within one
@@ -148,9 +149,62 @@ pub struct RecordedEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
-    pub payload: serde_json::Value,
+    pub payload: P,
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
+}
+
+/// An event as [`EventStore::read_all_bulk`] returns it: its payload the JSON text stored, not
+/// parsed, so that a reader decoding millions of events into its own types parses each payload
+/// once, into them, rather than first into a `serde_json::Value`.
+pub type BulkEvent = RecordedEvent<Box<serde_json::value::RawValue>>;
+
+/// A recorded event without its payload: what a reader keeps of it once it has decoded the
+/// payload into its own types.
+pub type EventHeader = RecordedEvent<()>;
+
+impl<P> RecordedEvent<P> {
+    /// The same event with its payload put through `f`.
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> RecordedEvent<Q> {
+        RecordedEvent {
+            position: self.position,
+            stream_id: self.stream_id,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload: f(self.payload),
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+impl RecordedEvent {
+    /// The event with its payload as JSON text, as [`EventStore::read_all_bulk`] returns it.
+    pub fn into_bulk(self) -> Result<BulkEvent, StoreError> {
+        let position = self.position;
+        let payload = serde_json::value::to_raw_value(&self.payload).map_err(|error| {
+            StoreError::Corrupt {
+                position,
+                reason: format!("payload cannot be written as JSON: {error}"),
+            }
+        })?;
+        Ok(self.map_payload(|_| payload))
+    }
+}
+
+impl BulkEvent {
+    /// The event with its payload parsed, as [`EventStore::read_all`] returns it.
+    pub fn parsed(self) -> Result<RecordedEvent, StoreError> {
+        let position = self.position;
+        let payload =
+            serde_json::from_str(self.payload.get()).map_err(|error| StoreError::Corrupt {
+                position,
+                reason: format!("payload is not JSON: {error}"),
+            })?;
+        Ok(self.map_payload(|_| payload))
+    }
 }
 
 /// Where an append landed.
@@ -237,16 +291,21 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Exactly what [`EventStore::read_all`] returns for the same arguments (the same events in
-    /// the same order, the same errors), for a reader that wants a large chunk of the log at once
-    /// (a catch-up). A backend may answer it more cheaply than row by row: SQLite returns a few
-    /// thousand events as one JSON text per query, so that reading pays no per-row hand-off
-    /// between threads and no per-column copies. By default it is `read_all`.
+    /// the same order, the same errors), with each payload as its JSON text, for a reader that
+    /// wants a large chunk of the log at once (a catch-up). A backend may answer it more cheaply
+    /// than row by row: SQLite returns a few thousand events as one JSON text per query, so that
+    /// reading pays no per-row hand-off between threads and no per-column copies, and hands each
+    /// payload on as it is stored. By default it is `read_all`, each payload written as text.
     async fn read_all_bulk(
         &self,
         from_position: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_all(from_position, limit).await
+    ) -> Result<Vec<BulkEvent>, StoreError> {
+        self.read_all(from_position, limit)
+            .await?
+            .into_iter()
+            .map(RecordedEvent::into_bulk)
+            .collect()
     }
 
     /// Finds one event by its id, among every committed event (readable by

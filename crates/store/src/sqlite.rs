@@ -29,7 +29,8 @@ use self::writer::{Writer, load_next_position};
 use crate::precheck::validate_append;
 use crate::writer_queue::{WriterMessage, run_writer, submit};
 use crate::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
+    AppendOutcome, BulkEvent, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StreamId,
 };
 
 /// How many events one query of [`EventStore::read_all_bulk`] returns at most: large enough that
@@ -421,8 +422,8 @@ impl EventStore for SqliteEventStore {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events: Vec<RecordedEvent> = Vec::with_capacity(limit.min(BULK_READ_PIECE * 8));
+    ) -> Result<Vec<BulkEvent>, StoreError> {
+        let mut events: Vec<BulkEvent> = Vec::with_capacity(limit.min(BULK_READ_PIECE * 8));
         let mut from = from_position;
         let mut piece_limit = limit.min(BULK_READ_PIECE);
         let mut pending = self.query_chunk(from, piece_limit);
@@ -436,7 +437,12 @@ impl EventStore for SqliteEventStore {
             let ahead = (ahead_limit > 0).then(|| self.query_chunk(ahead_from, ahead_limit));
             let piece = match decode_event_chunk(&chunk) {
                 Some(piece) => piece?,
-                None => self.read_all(from, piece_limit).await?,
+                None => self
+                    .read_all(from, piece_limit)
+                    .await?
+                    .into_iter()
+                    .map(RecordedEvent::into_bulk)
+                    .collect::<Result<_, _>>()?,
             };
             let last = piece.last().map(|event| event.position);
             let complete = piece.len() == piece_limit;
@@ -472,13 +478,11 @@ impl EventStore for SqliteEventStore {
         stored_count(head, 0, "position")
     }
 
+    /// Positions here are gap-free from 1 (one writer assigns them, and no event is ever
+    /// removed), so the count is the head less `position`: no scan. A `count(*)` from 0 read an
+    /// index of the whole log, 11 s on a cold ten-million-event file.
     async fn count_after(&self, position: u64) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position > ?1")
-            .bind(bound_to_sql(position))
-            .fetch_one(self.pool())
-            .await
-            .map_err(read_error)?;
-        stored_count(count, 0, "count")
+        Ok(self.head_position().await?.saturating_sub(position))
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

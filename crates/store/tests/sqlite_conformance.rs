@@ -9,7 +9,9 @@ use doorstep_store::conformance::lifecycle::{StoreHarness, spawn_appends};
 use doorstep_store::conformance::{
     assert_refused_as_append_only, fresh_stream as stream, numbered_event as event,
 };
-use doorstep_store::{EventStore, ExpectedVersion, SqliteEventStore, SqliteSettings};
+use doorstep_store::{
+    EventStore, ExpectedVersion, RecordedEvent, SqliteEventStore, SqliteSettings,
+};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -332,10 +334,13 @@ async fn bulk_read_equals_read_all_across_its_pieces() {
             .read_all(from, limit)
             .await
             .expect("read_all should succeed");
-        let bulk = store
+        let bulk: Vec<RecordedEvent> = store
             .read_all_bulk(from, limit)
             .await
-            .expect("read_all_bulk should succeed");
+            .expect("read_all_bulk should succeed")
+            .into_iter()
+            .map(|event| event.parsed().expect("a bulk read's payload is JSON"))
+            .collect();
         assert_eq!(
             bulk.len(),
             expected.len(),

@@ -203,16 +203,18 @@ impl Event {
     }
 
     /// Reads a stored event back, upcasting an older schema version to the current one.
-    pub fn from_payload(
+    pub fn from_payload<'a>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: impl Into<crate::payload::StoredPayload<'a>>,
     ) -> Result<Self, EventDecodeError> {
         // A payload already in the current shape (nearly every one) is read where it lies.
+        let payload = payload.into();
         if schema_version == super::upcast::current_schema_version(event_type) {
             return crate::payload::tagged(event_type, schema_version, payload);
         }
-        let (_, current) = super::upcast::upcast(event_type, schema_version, payload.clone())?;
+        let stored = payload.to_value(event_type, schema_version)?;
+        let (_, current) = super::upcast::upcast(event_type, schema_version, stored)?;
         crate::payload::tagged(event_type, schema_version, &current)
     }
 

@@ -184,10 +184,10 @@ impl ContractorEvent {
         crate::payload::untagged(self)
     }
 
-    pub fn from_payload(
+    pub fn from_payload<'a>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: impl Into<crate::payload::StoredPayload<'a>>,
     ) -> Result<Self, crate::complaint::EventDecodeError> {
         crate::payload::tagged(event_type, schema_version, payload)
     }
@@ -457,10 +457,10 @@ impl VisitEvent {
         crate::payload::untagged(self)
     }
 
-    pub fn from_payload(
+    pub fn from_payload<'a>(
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: impl Into<crate::payload::StoredPayload<'a>>,
     ) -> Result<Self, crate::complaint::EventDecodeError> {
         crate::payload::tagged(event_type, schema_version, payload)
     }

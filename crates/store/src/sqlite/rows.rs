@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::counts::row_position;
 pub(super) use crate::counts::{bound_to_sql, limit_to_sql, stored_count};
-use crate::{EventMetadata, RecordedEvent, StoreError, StreamId};
+use serde_json::value::RawValue;
+
+use crate::{BulkEvent, EventMetadata, RecordedEvent, StoreError, StreamId};
 
 /// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
 /// followed by `$tail`. A macro rather than a function so the statement stays a `&'static str`,
@@ -75,22 +77,23 @@ pub(super) fn decode_recorded_event(row: &SqliteRow) -> Result<RecordedEvent, St
     })
 }
 
-/// One event's columns once read, before the checks both reads make.
-struct StoredColumns<'a> {
+/// One event's columns once read, before the checks both reads make (`P`: the payload, parsed or
+/// as stored).
+struct StoredColumns<'a, P> {
     position: u64,
     stream_id: String,
     version: i64,
     event_id: &'a str,
     event_type: String,
     schema_version: i64,
-    payload: serde_json::Value,
+    payload: P,
     metadata: EventMetadata,
     recorded_at: &'a str,
 }
 
 /// The checks and conversions of an event's columns, shared by the row-by-row and the bulk read
 /// so that both return the same events.
-fn recorded_event(columns: StoredColumns<'_>) -> Result<RecordedEvent, StoreError> {
+fn recorded_event<P>(columns: StoredColumns<'_, P>) -> Result<RecordedEvent<P>, StoreError> {
     let position = columns.position;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     let event_id = Uuid::parse_str(columns.event_id).map_err(|error| {
@@ -139,7 +142,7 @@ type ChunkRow<'a> = (
     &'a str,
     String,
     i64,
-    serde_json::Value,
+    &'a RawValue,
     EventMetadata,
     &'a str,
 );
@@ -148,7 +151,7 @@ type ChunkRow<'a> = (
 /// text does not decode as the statement spells events: the caller then reads the same range row
 /// by row, which names the corrupt row (or, should the text only defeat this decoder, e.g. an
 /// escaped `event_id`, reads it correctly).
-pub(super) fn decode_event_chunk(text: &str) -> Option<Result<Vec<RecordedEvent>, StoreError>> {
+pub(super) fn decode_event_chunk(text: &str) -> Option<Result<Vec<BulkEvent>, StoreError>> {
     let rows: Vec<ChunkRow<'_>> = serde_json::from_str(text).ok()?;
     let mut events = Vec::with_capacity(rows.len());
     for (
@@ -174,7 +177,7 @@ pub(super) fn decode_event_chunk(text: &str) -> Option<Result<Vec<RecordedEvent>
             event_id,
             event_type,
             schema_version,
-            payload,
+            payload: payload.to_owned(),
             metadata,
             recorded_at,
         }) {
