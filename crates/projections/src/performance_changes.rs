@@ -237,19 +237,26 @@ impl PerformanceChanges {
             },
         )
         .await?;
-        // In key order, which is the order the table keeps them in.
-        let mut visits: Vec<(&String, &VisitRow)> = self
+        // In key order, which is the order the table keeps them in. A batch's visits arrive
+        // interleaved from many writers, so this is a real sort of ~20,000 keys a batch:
+        // comparing their first 16 bytes held beside them, before following the pointers to the
+        // whole keys, made it several times cheaper (same order: see `key_prefix`).
+        let mut visits: Vec<(u128, &String, &VisitRow)> = self
             .visits
             .iter()
             .filter(|(_, entry)| entry.changed)
-            .filter_map(|(visit_id, entry)| Some((visit_id, entry.row.as_ref()?)))
+            .filter_map(|(visit_id, entry)| {
+                Some((key_prefix(visit_id), visit_id, entry.row.as_ref()?))
+            })
             .collect();
-        visits.sort_unstable_by_key(|(visit_id, _)| *visit_id);
+        visits.sort_unstable_by(|(a_prefix, a, _), (b_prefix, b, _)| {
+            a_prefix.cmp(b_prefix).then_with(|| a.cmp(b))
+        });
         write_rows(
             connection,
             &UPSERT_VISITS,
             &visits,
-            |query, (visit_id, row)| {
+            |query, (_, visit_id, row)| {
                 query
                     .bind((*visit_id).clone())
                     .bind(row.contractor_id.clone())
@@ -397,6 +404,16 @@ async fn add_upheld_breaches(
 
 /// Counts a visit in its contractor and month, with the upheld breaches complaints have already
 /// found on it. A visit recorded twice counts once; the first record stands.
+/// A key's first 16 bytes as a number, padded with zeros: two keys whose prefixes differ are in
+/// the prefixes' order (a key that ends first pads with 0, below any byte a longer key has
+/// there, or equal to a 0 byte, whose tie the whole keys then break).
+fn key_prefix(key: &str) -> u128 {
+    let mut bytes = [0_u8; 16];
+    let len = key.len().min(16);
+    bytes[..len].copy_from_slice(&key.as_bytes()[..len]);
+    u128::from_be_bytes(bytes)
+}
+
 pub(crate) async fn record_visit(
     connection: &mut AnyConnection,
     changes: &mut PerformanceChanges,
@@ -422,4 +439,54 @@ pub(crate) async fn record_visit(
     row.month = Some(month);
     changes.put_visit(visit.visit_id.as_str(), row);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::key_prefix;
+
+    fn by_prefix_then_key(mut keys: Vec<String>) -> Vec<String> {
+        keys.sort_unstable_by(|a, b| key_prefix(a).cmp(&key_prefix(b)).then_with(|| a.cmp(b)));
+        keys
+    }
+
+    fn by_key(mut keys: Vec<String>) -> Vec<String> {
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn prefixes_keep_the_keys_order_at_the_edges() {
+        let keys: Vec<String> = [
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "visit-999",
+            "visit-1000",
+            "visit-10000000000",
+            "visit-1000000000",
+            "visit-10000000000\0",
+            "visit-10000000000a",
+            "é",
+            "e\u{ff}",
+            "0123456789abcdef",
+            "0123456789abcdef0",
+            "0123456789abcdeg",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(by_prefix_then_key(keys.clone()), by_key(keys));
+    }
+
+    proptest! {
+        #[test]
+        fn prefixes_keep_the_keys_order(keys in prop::collection::vec("[a\\x00é-]{0,20}", 0..40)) {
+            prop_assert_eq!(by_prefix_then_key(keys.clone()), by_key(keys));
+        }
+    }
 }
