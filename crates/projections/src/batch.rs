@@ -24,7 +24,7 @@ use crate::ProjectionError;
 use crate::complaint_list::{self, ComplaintRow};
 use crate::contractors;
 use crate::handling::{self, HandlingRow};
-use crate::handling_counters;
+use crate::handling_counters::{self, CounterDeltas};
 use crate::performance_changes::PerformanceChanges;
 use crate::upsert::write_rows;
 
@@ -118,20 +118,22 @@ impl BatchChanges {
         connection: &mut AnyConnection,
         calendar: &WorkingDayCalendar,
     ) -> Result<(), ProjectionError> {
-        let mut counter_deltas = BTreeMap::new();
-        let mut lead_deltas = BTreeMap::new();
+        let mut counter_deltas = CounterDeltas::default();
+        let mut lead_deltas = CounterDeltas::default();
         for (complaint_id, after) in &self.handling_rows {
             let before = self
                 .handling_before
                 .get(complaint_id)
                 .and_then(Option::as_ref);
-            handling_counters::add_change(&mut counter_deltas, before, after, calendar);
-            handling_counters::add_lead_change(&mut lead_deltas, before, after, calendar);
+            handling_counters::add_change(
+                &mut counter_deltas,
+                &mut lead_deltas,
+                before,
+                after,
+                calendar,
+            );
         }
-        let lead_deltas: Vec<_> = lead_deltas
-            .into_iter()
-            .filter(|(_, delta)| *delta != 0)
-            .collect();
+        let lead_deltas = handling_counters::in_key_order(lead_deltas);
         // A complaint's lead, contractor and month never change after intake: only the rows the
         // batch started add to the contractors behind each lead.
         let mut lead_contractors: BTreeMap<(&'static str, &str, String), i64> = BTreeMap::new();
@@ -166,10 +168,7 @@ impl BatchChanges {
             handling_counters::bind,
         )
         .await?;
-        let counter_deltas: Vec<_> = counter_deltas
-            .into_iter()
-            .filter(|(_, delta)| *delta != 0)
-            .collect();
+        let counter_deltas = handling_counters::in_key_order(counter_deltas);
         write_rows(
             connection,
             &handling_counters::UPSERT,

@@ -9,7 +9,7 @@
 //! counters move by what the new row contributes minus what the old one did, so they stay exact
 //! whatever the order of events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use doorstep_domain::WorkingDayCalendar;
@@ -50,7 +50,7 @@ const STAGE_TWO: [&str; 4] = [
 ];
 
 /// One counter: whose, what, which month, and (for histograms) which value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct CounterKey {
     contractor_id: String,
     metric: &'static str,
@@ -120,39 +120,6 @@ fn contributions(row: &HandlingRow, calendar: &WorkingDayCalendar) -> Vec<Counte
     keys
 }
 
-/// The counts one complaint's handling row adds to its liaison lead's counters: its contractor's
-/// counts, kept under the lead's code instead of the contractor id ('' for unknown).
-fn lead_contributions(row: &HandlingRow, calendar: &WorkingDayCalendar) -> Vec<CounterKey> {
-    let lead = crate::handling::lead_code(row.liaison_lead);
-    contributions(row, calendar)
-        .into_iter()
-        .filter(|key| key.contractor_id != LANDLORD_WIDE)
-        .map(|key| CounterKey {
-            contractor_id: lead.to_owned(),
-            ..key
-        })
-        .collect()
-}
-
-/// As [`add_change`], for the liaison leads' counters (`liaison_handling_counters`, whose
-/// `liaison_lead` the key's `contractor_id` holds).
-pub(crate) fn add_lead_change(
-    deltas: &mut BTreeMap<CounterKey, i64>,
-    before: Option<&HandlingRow>,
-    after: &HandlingRow,
-    calendar: &WorkingDayCalendar,
-) {
-    for key in before
-        .map(|row| lead_contributions(row, calendar))
-        .unwrap_or_default()
-    {
-        *deltas.entry(key).or_default() -= 1;
-    }
-    for key in lead_contributions(after, calendar) {
-        *deltas.entry(key).or_default() += 1;
-    }
-}
-
 /// Adds deltas to `liaison_handling_counters`; bound by [`bind`].
 pub(crate) const UPSERT_LEADS: MultiRowUpsert = MultiRowUpsert {
     insert: "INSERT INTO liaison_handling_counters (liaison_lead, metric, month, value, count)",
@@ -161,23 +128,50 @@ pub(crate) const UPSERT_LEADS: MultiRowUpsert = MultiRowUpsert {
                   count = liaison_handling_counters.count + excluded.count",
 };
 
-/// Adds what `after` contributes and takes away what `before` did.
+/// Counter deltas gathered over a batch, by key. Hashed rather than ordered: a batch adds a
+/// few dozen keys per changed row, and keeping them ordered as they came (a `BTreeMap`, whose
+/// keys start with an id) was most of the comparing a rebuild's applying task did.
+pub(crate) type CounterDeltas = HashMap<CounterKey, i64, foldhash::fast::RandomState>;
+
+/// Moves the counters by what `after` contributes minus what `before` did (a row the batch
+/// started contributed nothing), in `handling_counters` (`counters`) and in the liaison leads'
+/// `liaison_handling_counters` (`leads`: the contractor's counts, kept under the lead's code
+/// instead of the contractor id, '' for unknown).
 pub(crate) fn add_change(
-    deltas: &mut BTreeMap<CounterKey, i64>,
+    counters: &mut CounterDeltas,
+    leads: &mut CounterDeltas,
     before: Option<&HandlingRow>,
     after: &HandlingRow,
     calendar: &WorkingDayCalendar,
 ) {
-    // A row the batch started contributed nothing before it.
-    for key in before
-        .map(|row| contributions(row, calendar))
-        .unwrap_or_default()
-    {
-        *deltas.entry(key).or_default() -= 1;
+    let mut add = |row: &HandlingRow, sign: i64| {
+        let lead = crate::handling::lead_code(row.liaison_lead);
+        for key in contributions(row, calendar) {
+            if key.contractor_id != LANDLORD_WIDE {
+                let lead_key = CounterKey {
+                    contractor_id: lead.to_owned(),
+                    ..key.clone()
+                };
+                *leads.entry(lead_key).or_default() += sign;
+            }
+            *counters.entry(key).or_default() += sign;
+        }
+    };
+    if let Some(before) = before {
+        add(before, -1);
     }
-    for key in contributions(after, calendar) {
-        *deltas.entry(key).or_default() += 1;
-    }
+    add(after, 1);
+}
+
+/// The deltas that move a counter, in key order: the order every batch writes them in, so that
+/// two replicas' batches on PostgreSQL take the rows' locks in the same order.
+pub(crate) fn in_key_order(deltas: CounterDeltas) -> Vec<(CounterKey, i64)> {
+    let mut deltas: Vec<_> = deltas
+        .into_iter()
+        .filter(|(_, delta)| *delta != 0)
+        .collect();
+    deltas.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    deltas
 }
 
 /// Adds deltas to `handling_counters`; bound by [`bind`].
