@@ -196,6 +196,23 @@ async fn sqlite_rows(file: &std::path::Path, table: &str) -> Vec<String> {
     rows
 }
 
+/// How many pages a SQLite file's database takes, free pages included.
+async fn sqlite_page_count(file: &std::path::Path) -> i64 {
+    let pool = sqlx::sqlite::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .read_only(true),
+    )
+    .await
+    .expect("the file opens");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&pool)
+        .await
+        .expect("the page count is read");
+    pool.close().await;
+    pages
+}
+
 /// Whether a SQLite file holds `table`.
 async fn sqlite_has_table(file: &std::path::Path, table: &str) -> bool {
     let pool = sqlx::sqlite::SqlitePool::connect_with(
@@ -259,6 +276,7 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     let read_models = app.data_dir().join("doorstep.read-models.db");
     let outbox_before = sqlite_rows(&read_models, "escalation_deliveries").await;
     assert!(!outbox_before.is_empty(), "the outbox holds deliveries");
+    let pages_before = sqlite_page_count(&read_models).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
@@ -293,6 +311,13 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     // Generation 0's derived tables are gone; its file keeps the shared outbox.
     assert!(!sqlite_has_table(&read_models, "complaint_list").await);
     assert!(sqlite_has_table(&read_models, "escalation_deliveries").await);
+    // ... and gives back the space the dropped tables took.
+    let pages_after = sqlite_page_count(&read_models).await;
+    assert!(
+        pages_after < pages_before,
+        "generation 0's file shrinks once its read models are dropped: \
+         {pages_before} pages before, {pages_after} after"
+    );
 
     // A second online rebuild replaces generation 1, whose file goes.
     let outcome = rebuild_online(app.settings(), OnlineRebuildOptions::default(), |_| {})
