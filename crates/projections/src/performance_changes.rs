@@ -402,8 +402,6 @@ async fn add_upheld_breaches(
     Ok(())
 }
 
-/// Counts a visit in its contractor and month, with the upheld breaches complaints have already
-/// found on it. A visit recorded twice counts once; the first record stands.
 /// A key's first 16 bytes as a number, padded with zeros: two keys whose prefixes differ are in
 /// the prefixes' order (a key that ends first pads with 0, below any byte a longer key has
 /// there, or equal to a 0 byte, whose tie the whole keys then break).
@@ -414,6 +412,8 @@ fn key_prefix(key: &str) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
+/// Counts a visit in its contractor and month, with the upheld breaches complaints have already
+/// found on it. A visit recorded twice counts once; the first record stands.
 pub(crate) async fn record_visit(
     connection: &mut AnyConnection,
     changes: &mut PerformanceChanges,

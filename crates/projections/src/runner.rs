@@ -6,9 +6,8 @@ use std::time::Duration;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::contractor::{ContractorEvent, VisitEvent};
 use doorstep_domain::inspection::InspectionEvent;
-use doorstep_domain::{StoredPayload, WorkingDayCalendar};
-
 use doorstep_domain::stream::{Category, id_in};
+use doorstep_domain::{StoredPayload, WorkingDayCalendar};
 use doorstep_store::{EventHeader, EventStore, RecordedEvent};
 use sqlx::AnyConnection;
 use tokio::sync::watch;

@@ -639,17 +639,18 @@ pub async fn read_stream_from_a_version_with_a_limit(store: Arc<dyn EventStore>)
 }
 
 /// A bulk read's events with their payloads parsed, as `read_all` returns them.
-fn parsed(events: Vec<crate::BulkEvent>) -> Vec<RecordedEvent> {
+pub fn parsed(events: Vec<crate::BulkEvent>) -> Vec<RecordedEvent> {
     events
         .into_iter()
         .map(|event| event.parsed().expect("a bulk read's payload is JSON"))
         .collect()
 }
 
-/// `read_all_bulk` returns exactly what `read_all` returns (each payload as its JSON text), for ranges starting and ending
-/// anywhere (inside an append, between appends, past the head), paged with every limit, and for
-/// payloads and metadata that a hand-made encoding could get wrong: unicode, escapes, control
-/// characters, numbers at the edges of their types, nesting, and non-object payloads.
+/// `read_all_bulk` returns exactly what `read_all` returns (each payload as its JSON text), for
+/// ranges starting and ending anywhere (inside an append, between appends, past the head), paged
+/// with every limit, and for payloads and metadata that a hand-made encoding could get wrong:
+/// unicode, escapes, control characters, numbers at the edges of their types, nesting, and
+/// non-object payloads.
 pub async fn read_all_bulk_returns_what_read_all_returns(store: Arc<dyn EventStore>) {
     let store = store.as_ref();
     let head_before = head(store).await;

@@ -296,6 +296,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// than row by row: SQLite returns a few thousand events as one JSON text per query, so that
     /// reading pays no per-row hand-off between threads and no per-column copies, and hands each
     /// payload on as it is stored. By default it is `read_all`, each payload written as text.
+    ///
+    /// One difference: a payload goes on checked only as far as [`RawValue`] checks JSON, so a
+    /// stored payload that is JSON to SQLite's `json_valid` but not to `serde_json` (a number out
+    /// of `f64`'s range, a lone surrogate, nesting past 128 levels; only a row written outside
+    /// this service could hold one) is returned here and refused when it is parsed, where
+    /// `read_all` refuses it as corrupt.
+    ///
+    /// [`RawValue`]: serde_json::value::RawValue
     async fn read_all_bulk(
         &self,
         from_position: u64,

@@ -25,14 +25,15 @@ use uuid::Uuid;
 use self::batch::too_many_events;
 use self::head::{EVENTS_PER_TRANSACTION, HeadTracker, NOTIFICATION_CHANNEL, readable_limit};
 use self::rows::{
-    bound_to_sql, decode_recorded_event, decode_recorded_events, limit_to_sql, select_events,
-    stored_count,
+    bound_to_sql, decode_bulk_event, decode_recorded_event, decode_recorded_events, limit_to_sql,
+    select_bulk_events, select_events, stored_count,
 };
 use self::writer::{Writer, writer_process_id};
 use crate::precheck::validate_append;
 use crate::writer_queue::{WriterMessage, run_writer, submit};
 use crate::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
+    AppendOutcome, BulkEvent, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StreamId,
 };
 
 /// How many appends may wait for the writer before callers wait to enqueue; this bounds memory
@@ -291,6 +292,25 @@ impl EventStore for PostgresEventStore {
         .await
         .map_err(read_error)?;
         decode_recorded_events(&rows)
+    }
+
+    /// As `read_all`, each payload selected as its text, which goes on unparsed.
+    async fn read_all_bulk(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<BulkEvent>, StoreError> {
+        let rows = sqlx::query(select_bulk_events!(
+            "WHERE position >= $1 AND position <= ",
+            readable_limit!(),
+            " ORDER BY position LIMIT $2"
+        ))
+        .bind(bound_to_sql(from_position))
+        .bind(limit_to_sql(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(read_error)?;
+        rows.iter().map(decode_bulk_event).collect()
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {

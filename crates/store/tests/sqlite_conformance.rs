@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use doorstep_store::conformance::lifecycle::{StoreHarness, spawn_appends};
 use doorstep_store::conformance::{
-    assert_refused_as_append_only, fresh_stream as stream, numbered_event as event,
+    assert_refused_as_append_only, fresh_stream as stream, numbered_event as event, parsed,
 };
-use doorstep_store::{
-    EventStore, ExpectedVersion, RecordedEvent, SqliteEventStore, SqliteSettings,
-};
+use doorstep_store::{EventStore, ExpectedVersion, SqliteEventStore, SqliteSettings};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -334,13 +332,12 @@ async fn bulk_read_equals_read_all_across_its_pieces() {
             .read_all(from, limit)
             .await
             .expect("read_all should succeed");
-        let bulk: Vec<RecordedEvent> = store
-            .read_all_bulk(from, limit)
-            .await
-            .expect("read_all_bulk should succeed")
-            .into_iter()
-            .map(|event| event.parsed().expect("a bulk read's payload is JSON"))
-            .collect();
+        let bulk = parsed(
+            store
+                .read_all_bulk(from, limit)
+                .await
+                .expect("read_all_bulk should succeed"),
+        );
         assert_eq!(
             bulk.len(),
             expected.len(),

@@ -4,14 +4,13 @@
 //! [`StoreError::Corrupt`] with its position, never as a panic.
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use crate::counts::row_position;
 pub(super) use crate::counts::{bound_to_sql, limit_to_sql, stored_count};
-use serde_json::value::RawValue;
-
 use crate::{BulkEvent, EventMetadata, RecordedEvent, StoreError, StreamId};
 
 /// Builds a `SELECT` of every column of `events`, in the order [`decode_recorded_event`] expects,
