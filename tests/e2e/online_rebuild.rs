@@ -196,15 +196,20 @@ async fn sqlite_rows(file: &std::path::Path, table: &str) -> Vec<String> {
     rows
 }
 
-/// How many pages a SQLite file's database takes, free pages included.
-async fn sqlite_page_count(file: &std::path::Path) -> i64 {
-    let pool = sqlx::sqlite::SqlitePool::connect_with(
+/// A SQLite file, opened to read.
+async fn read_only(file: &std::path::Path) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new()
             .filename(file)
             .read_only(true),
     )
     .await
-    .expect("the file opens");
+    .expect("the file opens")
+}
+
+/// How many pages a SQLite file's database takes, free pages included.
+async fn sqlite_page_count(file: &std::path::Path) -> i64 {
+    let pool = read_only(file).await;
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
         .fetch_one(&pool)
         .await
@@ -215,13 +220,7 @@ async fn sqlite_page_count(file: &std::path::Path) -> i64 {
 
 /// Whether a SQLite file holds `table`.
 async fn sqlite_has_table(file: &std::path::Path, table: &str) -> bool {
-    let pool = sqlx::sqlite::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(file)
-            .read_only(true),
-    )
-    .await
-    .expect("the file opens");
+    let pool = read_only(file).await;
     let found: Option<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
             .bind(table)

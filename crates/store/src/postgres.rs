@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -235,6 +235,37 @@ fn read_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// `read_all`'s statement: the readable events from `$1` on, at most `$2`.
+const READ_ALL: &str = select_events!(
+    "WHERE position >= $1 AND position <= ",
+    readable_limit!(),
+    " ORDER BY position LIMIT $2"
+);
+
+/// `read_all_bulk`'s: the same events, each payload as its text.
+const READ_ALL_BULK: &str = select_bulk_events!(
+    "WHERE position >= $1 AND position <= ",
+    readable_limit!(),
+    " ORDER BY position LIMIT $2"
+);
+
+/// Runs `READ_ALL` or `READ_ALL_BULK` and decodes its rows with `decode`.
+async fn read_readable<P>(
+    pool: &PgPool,
+    statement: &'static str,
+    from_position: u64,
+    limit: usize,
+    decode: fn(&PgRow) -> Result<RecordedEvent<P>, StoreError>,
+) -> Result<Vec<RecordedEvent<P>>, StoreError> {
+    let rows = sqlx::query(statement)
+        .bind(bound_to_sql(from_position))
+        .bind(limit_to_sql(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(read_error)?;
+    rows.iter().map(decode).collect()
+}
+
 async fn read_head_position(pool: &PgPool) -> Result<u64, StoreError> {
     let head: i64 = sqlx::query_scalar(concat!(
         "SELECT COALESCE(MAX(position), 0) FROM events WHERE position <= ",
@@ -281,17 +312,14 @@ impl EventStore for PostgresEventStore {
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(select_events!(
-            "WHERE position >= $1 AND position <= ",
-            readable_limit!(),
-            " ORDER BY position LIMIT $2"
-        ))
-        .bind(bound_to_sql(from_position))
-        .bind(limit_to_sql(limit))
-        .fetch_all(self.pool())
+        read_readable(
+            self.pool(),
+            READ_ALL,
+            from_position,
+            limit,
+            decode_recorded_event,
+        )
         .await
-        .map_err(read_error)?;
-        decode_recorded_events(&rows)
     }
 
     /// As `read_all`, each payload selected as its text, which goes on unparsed.
@@ -300,17 +328,14 @@ impl EventStore for PostgresEventStore {
         from_position: u64,
         limit: usize,
     ) -> Result<Vec<BulkEvent>, StoreError> {
-        let rows = sqlx::query(select_bulk_events!(
-            "WHERE position >= $1 AND position <= ",
-            readable_limit!(),
-            " ORDER BY position LIMIT $2"
-        ))
-        .bind(bound_to_sql(from_position))
-        .bind(limit_to_sql(limit))
-        .fetch_all(self.pool())
+        read_readable(
+            self.pool(),
+            READ_ALL_BULK,
+            from_position,
+            limit,
+            decode_bulk_event,
+        )
         .await
-        .map_err(read_error)?;
-        rows.iter().map(decode_bulk_event).collect()
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
