@@ -199,7 +199,7 @@ impl DeliveryWorker {
                 }
             }
             if self
-                .split_with_another_worker(&complaint_id, &target, &letter, now)
+                .split_with_another_worker(&complaint_id, &target, &letter)
                 .await?
             {
                 count -= letter.len();
@@ -239,25 +239,26 @@ impl DeliveryWorker {
         Ok(count)
     }
 
-    /// Whether another worker (a replica, or this process's own loop beside a round run by
-    /// hand) holds some of the emails this letter would stand for. Both give theirs back and
-    /// the next round, by either, takes them all, so the recipient still gets one message;
-    /// only briefly, so that two workers in step can never hold an email back for good.
+    /// Whether this letter leaves out some of the emails it would stand for: held by another
+    /// worker (a replica, or this process's own loop beside a round run by hand), or given back
+    /// by one since this letter's claim (counting only those held would miss it, and send this
+    /// letter without it: two messages for one complaint). Both give theirs back and the next
+    /// round, by either, takes them all, so the recipient still gets one message; only
+    /// briefly, so that two workers in step can never hold an email back for good.
     async fn split_with_another_worker(
         &self,
         complaint_id: &str,
         target: &str,
         letter: &[Delivery],
-        now: chrono::DateTime<Utc>,
     ) -> Result<bool, ProjectionError> {
         if !self.within_hold(letter) {
             return Ok(false);
         }
-        let held = self
+        let owed = self
             .read_model
-            .leased_email_companions(complaint_id, target, now)
+            .pending_email_companions(complaint_id, target)
             .await?;
-        Ok(held > letter.len() as u64)
+        Ok(owed > letter.len() as u64)
     }
 
     async fn release(&self, letter: &[Delivery]) -> Result<(), ProjectionError> {

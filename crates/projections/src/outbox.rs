@@ -224,27 +224,25 @@ pub(crate) async fn claim_companions(
     lease_each(pool, &candidates, now, lease).await
 }
 
-/// How many pending emails to `target` about `complaint_id` some worker holds a lease on at
-/// `now`: more than one worker holds when this exceeds what one of them claimed.
-pub(crate) async fn leased_companions(
+/// How many emails to `target` about `complaint_id` are still owed (pending), held by a worker
+/// or not: a letter that claimed fewer leaves some out, held by another worker or given back
+/// since its claim.
+pub(crate) async fn pending_companions(
     pool: &AnyPool,
     complaint_id: &str,
     target: &str,
-    now: DateTime<Utc>,
 ) -> Result<u64, ProjectionError> {
-    let leased: i64 = sqlx::query_scalar(
+    let pending: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM escalation_deliveries d \
          WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
-         AND d.lease_until > $2 \
          AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
-         AND e.complaint_id = $3)",
+         AND e.complaint_id = $2)",
     )
     .bind(target)
-    .bind(millis(now))
     .bind(complaint_id)
     .fetch_one(pool)
     .await?;
-    Ok(u64::try_from(leased).unwrap_or(0))
+    Ok(u64::try_from(pending).unwrap_or(0))
 }
 
 /// Leases each candidate row no other worker took meanwhile; returns those it leased, and

@@ -270,15 +270,14 @@ impl ReadModel {
         outbox::claim_companions(self.database().pool(), complaint_id, target, now, lease).await
     }
 
-    /// How many pending emails to `target` about `complaint_id` are held by a worker's lease at
-    /// `now` (this one's included).
-    pub async fn leased_email_companions(
+    /// How many emails to `target` about `complaint_id` are still owed, whoever holds them
+    /// (this worker's included).
+    pub async fn pending_email_companions(
         &self,
         complaint_id: &str,
         target: &str,
-        now: DateTime<Utc>,
     ) -> Result<u64, ProjectionError> {
-        outbox::leased_companions(self.database().pool(), complaint_id, target, now).await
+        outbox::pending_companions(self.database().pool(), complaint_id, target).await
     }
 
     /// Gives up a claim without trying the delivery.

@@ -442,19 +442,20 @@ async fn one_complaints_emails_to_one_recipient_are_claimed_together(backend: Te
     assert_eq!(
         valid(
             read_model
-                .leased_email_companions(&id, "team@landlord.example", now)
+                .pending_email_companions(&id, "team@landlord.example")
                 .await
         ),
         3
     );
+    // A released email is still owed: a worker holding the others must not send without it.
     valid(read_model.release_delivery(together[0].delivery_id).await);
     assert_eq!(
         valid(
             read_model
-                .leased_email_companions(&id, "team@landlord.example", now)
+                .pending_email_companions(&id, "team@landlord.example")
                 .await
         ),
-        2
+        3
     );
     let again = valid(
         read_model
