@@ -202,9 +202,15 @@ impl DeliveryWorker {
                 .split_with_another_worker(&complaint_id, &target, &letter)
                 .await?
             {
-                count -= letter.len();
-                self.release(&letter).await?;
-                continue;
+                let (whole, claimed) = self
+                    .take_up_the_rest(&complaint_id, &target, &mut letter, now, lease)
+                    .await?;
+                count += claimed;
+                if !whole {
+                    count -= letter.len();
+                    self.release(&letter).await?;
+                    continue;
+                }
             }
             sends.push(letter);
         }
@@ -259,6 +265,44 @@ impl DeliveryWorker {
             .pending_email_companions(complaint_id, target)
             .await?;
         Ok(owed > letter.len() as u64)
+    }
+
+    /// Breaks the tie between two workers holding parts of one letter, who would otherwise give
+    /// theirs back to each other round after round for as long as the hold lasts: the one
+    /// holding the first email owed keeps its part, takes up what the other gave back since,
+    /// and sends if its letter is then whole; the other gives way. Returns whether the letter is
+    /// whole, and how many rows it claimed.
+    async fn take_up_the_rest(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        letter: &mut Vec<Delivery>,
+        now: chrono::DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<(bool, usize), ProjectionError> {
+        let first = self
+            .read_model
+            .first_pending_email_companion(complaint_id, target)
+            .await?;
+        if !first.is_some_and(|id| letter.iter().any(|delivery| delivery.delivery_id == id)) {
+            return Ok((false, 0));
+        }
+        let mut claimed = 0;
+        for row in self
+            .read_model
+            .claim_email_companions(complaint_id, target, now, lease)
+            .await?
+        {
+            claimed += 1;
+            match row {
+                Ok(delivery) => letter.push(delivery),
+                Err(unreadable) => self.set_aside(&unreadable).await?,
+            }
+        }
+        let whole = !self
+            .split_with_another_worker(complaint_id, target, letter)
+            .await?;
+        Ok((whole, claimed))
     }
 
     async fn release(&self, letter: &[Delivery]) -> Result<(), ProjectionError> {

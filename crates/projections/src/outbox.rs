@@ -245,6 +245,27 @@ pub(crate) async fn pending_companions(
     Ok(u64::try_from(pending).unwrap_or(0))
 }
 
+/// The first email (oldest, then by id) still owed to `target` about `complaint_id`, held by a
+/// worker or not; `None` when none is, or its id does not read.
+pub(crate) async fn first_pending_companion(
+    pool: &AnyPool,
+    complaint_id: &str,
+    target: &str,
+) -> Result<Option<uuid::Uuid>, ProjectionError> {
+    let first: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(d.delivery_id AS TEXT) FROM escalation_deliveries d \
+         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
+         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
+         AND e.complaint_id = $2) \
+         ORDER BY d.created_at, d.delivery_id LIMIT 1",
+    )
+    .bind(target)
+    .bind(complaint_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(first.and_then(|id| uuid::Uuid::parse_str(&id).ok()))
+}
+
 /// Leases each candidate row no other worker took meanwhile; returns those it leased, and
 /// those it cannot read (unleased).
 async fn lease_each(

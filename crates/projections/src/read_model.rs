@@ -280,6 +280,15 @@ impl ReadModel {
         outbox::pending_companions(self.database().pool(), complaint_id, target).await
     }
 
+    /// The first email (oldest, then by id) still owed to `target` about `complaint_id`.
+    pub async fn first_pending_email_companion(
+        &self,
+        complaint_id: &str,
+        target: &str,
+    ) -> Result<Option<uuid::Uuid>, ProjectionError> {
+        outbox::first_pending_companion(self.database().pool(), complaint_id, target).await
+    }
+
     /// Gives up a claim without trying the delivery.
     pub async fn release_delivery(&self, delivery_id: uuid::Uuid) -> Result<(), ProjectionError> {
         outbox::release(self.database().pool(), delivery_id).await
