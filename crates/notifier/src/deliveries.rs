@@ -187,17 +187,9 @@ impl DeliveryWorker {
                 self.release(&letter).await?;
                 continue;
             }
-            for row in self
-                .read_model
-                .claim_email_companions(&complaint_id, &target, now, lease)
-                .await?
-            {
-                count += 1;
-                match row {
-                    Ok(delivery) => letter.push(delivery),
-                    Err(unreadable) => self.set_aside(&unreadable).await?,
-                }
-            }
+            count += self
+                .claim_companions_into(&complaint_id, &target, &mut letter, now, lease)
+                .await?;
             if self
                 .split_with_another_worker(&complaint_id, &target, &letter)
                 .await?
@@ -248,9 +240,9 @@ impl DeliveryWorker {
     /// Whether this letter leaves out some of the emails it would stand for: held by another
     /// worker (a replica, or this process's own loop beside a round run by hand), or given back
     /// by one since this letter's claim (counting only those held would miss it, and send this
-    /// letter without it: two messages for one complaint). Both give theirs back and the next
-    /// round, by either, takes them all, so the recipient still gets one message; only
-    /// briefly, so that two workers in step can never hold an email back for good.
+    /// letter without it: two messages for one complaint). Then the letter waits
+    /// ([`DeliveryWorker::take_up_the_rest`] says which worker gives way), so the recipient
+    /// still gets one message; only briefly, so that an email is never held back for good.
     async fn split_with_another_worker(
         &self,
         complaint_id: &str,
@@ -287,22 +279,37 @@ impl DeliveryWorker {
         if !first.is_some_and(|id| letter.iter().any(|delivery| delivery.delivery_id == id)) {
             return Ok((false, 0));
         }
-        let mut claimed = 0;
-        for row in self
+        let claimed = self
+            .claim_companions_into(complaint_id, target, letter, now, lease)
+            .await?;
+        let whole = !self
+            .split_with_another_worker(complaint_id, target, letter)
+            .await?;
+        Ok((whole, claimed))
+    }
+
+    /// Claims the letter's companions no worker holds into `letter` (setting aside those that
+    /// cannot be read); returns how many rows it took up.
+    async fn claim_companions_into(
+        &self,
+        complaint_id: &str,
+        target: &str,
+        letter: &mut Vec<Delivery>,
+        now: chrono::DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<usize, ProjectionError> {
+        let rows = self
             .read_model
             .claim_email_companions(complaint_id, target, now, lease)
-            .await?
-        {
-            claimed += 1;
+            .await?;
+        let taken = rows.len();
+        for row in rows {
             match row {
                 Ok(delivery) => letter.push(delivery),
                 Err(unreadable) => self.set_aside(&unreadable).await?,
             }
         }
-        let whole = !self
-            .split_with_another_worker(complaint_id, target, letter)
-            .await?;
-        Ok((whole, claimed))
+        Ok(taken)
     }
 
     async fn release(&self, letter: &[Delivery]) -> Result<(), ProjectionError> {

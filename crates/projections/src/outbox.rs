@@ -224,6 +224,16 @@ pub(crate) async fn claim_companions(
     lease_each(pool, &candidates, now, lease).await
 }
 
+/// The emails still owed (pending) to `$1` about complaint `$2`, held by a worker or not.
+macro_rules! pending_emails_to_about {
+    () => {
+        "FROM escalation_deliveries d \
+         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
+         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
+         AND e.complaint_id = $2)"
+    };
+}
+
 /// How many emails to `target` about `complaint_id` are still owed (pending), held by a worker
 /// or not: a letter that claimed fewer leaves some out, held by another worker or given back
 /// since its claim.
@@ -232,16 +242,11 @@ pub(crate) async fn pending_companions(
     complaint_id: &str,
     target: &str,
 ) -> Result<u64, ProjectionError> {
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM escalation_deliveries d \
-         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
-         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
-         AND e.complaint_id = $2)",
-    )
-    .bind(target)
-    .bind(complaint_id)
-    .fetch_one(pool)
-    .await?;
+    let pending: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) ", pending_emails_to_about!()))
+        .bind(target)
+        .bind(complaint_id)
+        .fetch_one(pool)
+        .await?;
     Ok(u64::try_from(pending).unwrap_or(0))
 }
 
@@ -252,13 +257,11 @@ pub(crate) async fn first_pending_companion(
     complaint_id: &str,
     target: &str,
 ) -> Result<Option<uuid::Uuid>, ProjectionError> {
-    let first: Option<String> = sqlx::query_scalar(
-        "SELECT CAST(d.delivery_id AS TEXT) FROM escalation_deliveries d \
-         WHERE d.state = 'PENDING' AND d.channel = 'EMAIL' AND d.target = $1 \
-         AND EXISTS (SELECT 1 FROM escalations e WHERE e.escalation_id = d.escalation_id \
-         AND e.complaint_id = $2) \
-         ORDER BY d.created_at, d.delivery_id LIMIT 1",
-    )
+    let first: Option<String> = sqlx::query_scalar(concat!(
+        "SELECT CAST(d.delivery_id AS TEXT) ",
+        pending_emails_to_about!(),
+        " ORDER BY d.created_at, d.delivery_id LIMIT 1"
+    ))
     .bind(target)
     .bind(complaint_id)
     .fetch_optional(pool)
