@@ -361,7 +361,16 @@ async fn refused_steps_answer_with_the_right_status() {
         .expect_err("the request id belongs to the withdrawal");
     assert_eq!(reused.code(), Code::AlreadyExists);
 
-    // A complaint about a recorded visit must name the contractor that made it.
+    // A visit not recorded yet is accepted: work-order systems may send visits late.
+    let mut early = gate_left_open("early-visit", "2026-04-02T09:00:00Z");
+    early.visit_id = Some("V-brick-1".to_owned());
+    client
+        .log_complaint(early)
+        .await
+        .expect("a visit not recorded yet is accepted");
+
+    // A complaint about a recorded visit must name the contractor that made it, though the
+    // server has just seen the visit as not recorded.
     doorstep_api::v1::visit_service_client::VisitServiceClient::new(app.channel.clone())
         .record_visits(v1::RecordVisitsRequest {
             visits: vec![v1::Visit {
@@ -381,6 +390,18 @@ async fn refused_steps_answer_with_the_right_status() {
         .await
         .expect_err("the visit is brick-and-co's, the complaint names acme-retrofit");
     assert_eq!(violated_field(&status).as_deref(), Some("visit_id"));
+    // And again, when the server answers from what it remembers of the visit.
+    let mut again = gate_left_open("wrong-visit-again", "2026-04-02T11:00:00Z");
+    again.visit_id = Some("V-brick-1".to_owned());
+    let status = client
+        .log_complaint(again)
+        .await
+        .expect_err("still brick-and-co's visit");
+    assert_eq!(violated_field(&status).as_deref(), Some("visit_id"));
+    assert!(
+        status.message().contains("is a visit by brick-and-co"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]

@@ -199,7 +199,12 @@ pub fn keep_error_sample(samples: &mut Vec<String>, sample: String) {
 }
 
 /// One labelled batch of calls: `phase` goes into every idempotency key, so a warm-up and the
-/// measurement never reuse each other's keys.
+/// measurement never reuse each other's keys; so does [`RUN`], so a second run against the same
+/// `--target` server does not either.
+/// This process's mark in every idempotency key: a UUIDv7's random tail.
+static RUN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| uuid::Uuid::now_v7().simple().to_string()[20..].to_owned());
+
 #[derive(Debug, Clone, Copy)]
 pub struct Phase {
     pub name: &'static str,
@@ -231,7 +236,7 @@ pub async fn drive(
         let channel = channels[client_index % channels.len()].clone();
         clients.spawn(run_client(
             Caller::new(workload, channel),
-            format!("{}-{client_index}", phase.name),
+            format!("{}-{}-{client_index}", *RUN, phase.name),
             deadline,
         ));
     }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use doorstep_api::v1;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
+use doorstep_api::v1::visit_service_client::VisitServiceClient;
 use doorstep_server::auth::client::{AuthenticatedChannel as Channel, CallerCredential};
 use doorstep_server::auth::jwt::{TokenClaims, issue_hs256};
 use doorstep_server::settings::TEST_JWT_SECRET;
@@ -30,9 +31,15 @@ pub fn bench_credential() -> anyhow::Result<CallerCredential> {
 /// The contractor every benchmark complaint is about.
 pub const CONTRACTOR_ID: &str = "acme-retrofit";
 
-/// Registers [`CONTRACTOR_ID`]: the server refuses complaints about unknown contractors.
+/// The visit every benchmark complaint names, recorded before the intake as a contractor's
+/// work-order system records its visits.
+pub const VISIT_ID: &str = "V-2026-0001";
+
+/// Registers [`CONTRACTOR_ID`] (the server refuses complaints about unknown contractors) and
+/// records [`VISIT_ID`] as its visit yesterday, so each complaint's visit check finds the
+/// contractor that made it.
 pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
-    ContractorServiceClient::new(channel)
+    ContractorServiceClient::new(channel.clone())
         .register_contractor(v1::RegisterContractorRequest {
             contractor_id: CONTRACTOR_ID.to_owned(),
             profile: Some(v1::ContractorProfile {
@@ -51,6 +58,27 @@ pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("registering the contractor {CONTRACTOR_ID}"))?;
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+    let recorded = VisitServiceClient::new(channel)
+        .record_visits(v1::RecordVisitsRequest {
+            visits: vec![v1::Visit {
+                visit_id: VISIT_ID.to_owned(),
+                contractor_id: CONTRACTOR_ID.to_owned(),
+                uprn: "100023336956".to_owned(),
+                work_order_reference: "WO-2026-0001".to_owned(),
+                visit_date: yesterday.format("%Y-%m-%d").to_string(),
+            }],
+        })
+        .await
+        .with_context(|| format!("recording the visit {VISIT_ID}"))?
+        .into_inner();
+    if let Some(rejected) = recorded.rejected.first() {
+        bail!(
+            "the server refused the visit {VISIT_ID}: {} {}",
+            rejected.field,
+            rejected.reason
+        );
+    }
     Ok(())
 }
 
@@ -82,7 +110,7 @@ impl ComplaintTemplate {
                 address: "1 Example Road, Leeds".to_owned(),
             }),
             contractor_id: CONTRACTOR_ID.to_owned(),
-            visit_id: Some("V-2026-0001".to_owned()),
+            visit_id: Some(VISIT_ID.to_owned()),
             standards: vec![v1::ServiceStandard::GatesSecured as i32],
             description: "The side gate was left open during loft insulation work and the dog \
                           got out onto the main road; the resident had asked twice that it be \

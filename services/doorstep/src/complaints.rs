@@ -25,7 +25,7 @@ use crate::error::answered_by;
 use crate::parse::{self, Write};
 use crate::privacy::{self, ResidentVault};
 use crate::request::{command_origin, wait_for_read_model};
-use crate::visits::check_visit_belongs;
+use crate::visits::VisitContractors;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
@@ -35,6 +35,7 @@ pub struct ComplaintApi {
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
     vault: Arc<ResidentVault>,
+    visits: Arc<VisitContractors>,
     /// Contractors known to be registered. Registration is never undone, so a contractor once
     /// seen here needs no further read of its stream.
     registered_contractors: std::sync::RwLock<std::collections::HashSet<ContractorId>>,
@@ -46,12 +47,14 @@ impl ComplaintApi {
         read_model: ReadModel,
         clock: Arc<dyn Clock>,
         vault: Arc<ResidentVault>,
+        visits: Arc<VisitContractors>,
     ) -> Self {
         Self {
             log,
             read_model,
             clock,
             vault,
+            visits,
             registered_contractors: Default::default(),
         }
     }
@@ -146,13 +149,9 @@ impl ComplaintApi {
             );
         }
         if let Some(visit_id) = &parsed.visit_id {
-            check_visit_belongs(
-                self.log.store(),
-                "visit_id",
-                visit_id,
-                &parsed.contractor_id,
-            )
-            .await?;
+            self.visits
+                .check_belongs("visit_id", visit_id, &parsed.contractor_id)
+                .await?;
         }
         let origin = command_origin(&request, Some(key), &parsed.channel)?;
         let (complaint_id, result) = log_new(

@@ -28,6 +28,7 @@ use crate::convert;
 use crate::error::{ApiError, answered_by};
 use crate::parse::{self, inspections as parse_inspections};
 use crate::request::{command_origin, wait_for_read_model};
+use crate::visits::VisitContractors;
 
 /// The inspection's rules, with the calendar and the working days a finding is given.
 pub struct InspectionRules {
@@ -84,6 +85,7 @@ pub struct InspectionApi {
     contractors: CommandLog<ContractorRules>,
     read_model: ReadModel,
     clock: Arc<dyn Clock>,
+    visits: Arc<VisitContractors>,
 }
 
 impl InspectionApi {
@@ -92,12 +94,14 @@ impl InspectionApi {
         rules: InspectionRules,
         read_model: ReadModel,
         clock: Arc<dyn Clock>,
+        visits: Arc<VisitContractors>,
     ) -> Self {
         Self {
             log: CommandLog::new(store.clone(), rules),
             contractors: CommandLog::new(store, ContractorRules),
             read_model,
             clock,
+            visits,
         }
     }
 
@@ -134,13 +138,9 @@ impl InspectionApi {
             }
         }
         if let Some(visit_id) = &details.visit_id {
-            crate::visits::check_visit_belongs(
-                self.log.store(),
-                "details.visit_id",
-                visit_id,
-                &details.contractor_id,
-            )
-            .await?;
+            self.visits
+                .check_belongs("details.visit_id", visit_id, &details.contractor_id)
+                .await?;
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ use crate::ports::BoundPorts;
 use crate::privacy::ResidentVault;
 use crate::registration::Registration;
 use crate::settings::{Role, Settings, TlsSettings};
-use crate::visits::VisitApi;
+use crate::visits::{VisitApi, VisitContractors};
 
 /// Every Doorstep service, as health checks name them.
 const SERVICES: [&str; 7] = [
@@ -465,12 +465,14 @@ impl ApiServices {
     ) -> Self {
         let store = &storage.shared_store;
         let read_model = &storage.read_model;
+        let visit_contractors = Arc::new(VisitContractors::new(store.clone()));
         Self {
             complaints: Arc::new(ComplaintApi::new(
                 storage.complaint_log(settings, calendar),
                 read_model.clone(),
                 clock.clone(),
                 vault,
+                visit_contractors.clone(),
             )),
             contractors: Arc::new(
                 ContractorApi::new(store.clone(), read_model.clone(), clock.clone())
@@ -497,6 +499,7 @@ impl ApiServices {
                 },
                 read_model.clone(),
                 clock.clone(),
+                visit_contractors,
             ),
             visits: VisitApi::new(store.clone(), clock),
             events: EventApi::new(store.clone(), subscriptions_stopped),

@@ -172,36 +172,76 @@ fn rejected(index: usize, visit_id: &str, field: String, reason: String) -> v1::
     }
 }
 
-/// A complaint about a recorded visit must name the contractor that made it: otherwise its
-/// breaches would count against another contractor's visits. A visit not recorded yet is
-/// accepted (work-order systems may send visits late). `field` names the visit id in the refusal.
-pub async fn check_visit_belongs(
-    store: &Arc<dyn EventStore>,
-    field: &str,
-    visit_id: &VisitId,
-    contractor_id: &ContractorId,
-) -> Result<(), ApiError> {
-    let stream = StreamId::from(StreamName::visit(visit_id).to_string());
-    let Some(recorded) = store.read_stream(&stream, 1, 1).await?.into_iter().next() else {
-        return Ok(());
-    };
-    let VisitEvent::VisitRecorded { visit } = VisitEvent::from_payload(
-        &recorded.event_type,
-        recorded.schema_version,
-        &recorded.payload,
-    )
-    .map_err(ApiError::internal)?;
-    if &visit.contractor_id != contractor_id {
-        return Err(InvalidInput::new(
-            field,
-            format!(
-                "is a visit by {}, not by {contractor_id}",
-                visit.contractor_id
-            ),
-        )
-        .into());
+/// Visits whose contractor is known, at most this many (a few tens of bytes each).
+const KNOWN_VISITS: usize = 65_536;
+
+/// Which contractor made a visit, as its stream says. A visit's stream holds one event, written
+/// once and never changed, so a contractor once read stays true: the answer is kept in a bounded
+/// cache and later complaints about the visit cost no read. A visit not recorded yet is not
+/// cached (it may be recorded at any moment, by any replica): each check reads its stream again.
+pub struct VisitContractors {
+    store: Arc<dyn EventStore>,
+    known: quick_cache::sync::Cache<VisitId, ContractorId>,
+}
+
+impl VisitContractors {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            known: quick_cache::sync::Cache::new(KNOWN_VISITS),
+        }
     }
-    Ok(())
+
+    /// A complaint or an inspection about a recorded visit must name the contractor that made
+    /// it: otherwise its breaches would count against another contractor's visits. A visit not
+    /// recorded yet is accepted (work-order systems may send visits late). `field` names the
+    /// visit id in the refusal.
+    pub async fn check_belongs(
+        &self,
+        field: &str,
+        visit_id: &VisitId,
+        contractor_id: &ContractorId,
+    ) -> Result<(), ApiError> {
+        let recorded_by = match self.known.get(visit_id) {
+            Some(known) => known,
+            None => match self.read(visit_id).await? {
+                Some(read) => {
+                    self.known.insert(visit_id.clone(), read.clone());
+                    read
+                }
+                None => return Ok(()),
+            },
+        };
+        if &recorded_by != contractor_id {
+            return Err(InvalidInput::new(
+                field,
+                format!("is a visit by {recorded_by}, not by {contractor_id}"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The contractor of the visit's one event, if it is recorded.
+    async fn read(&self, visit_id: &VisitId) -> Result<Option<ContractorId>, ApiError> {
+        let stream = StreamId::from(StreamName::visit(visit_id).to_string());
+        let Some(recorded) = self
+            .store
+            .read_stream(&stream, 1, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let VisitEvent::VisitRecorded { visit } = VisitEvent::from_payload(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .map_err(ApiError::internal)?;
+        Ok(Some(visit.contractor_id))
+    }
 }
 
 answered_by! {
