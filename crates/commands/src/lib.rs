@@ -20,7 +20,7 @@ mod outcome;
 mod policy;
 
 pub use aggregate::{Aggregate, StoredEvent};
-pub use log::{CommandLog, Executed, Landed, Loaded, record, start};
+pub use log::{CommandLog, Executed, Landed, Loaded, record, start, start_with};
 pub use metadata::{CommandOrigin, new_events};
 pub use outcome::{Failure, Outcome, Refusal, Written};
 pub use policy::{IdPolicy, REQUEST_NAMESPACE};

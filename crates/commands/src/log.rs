@@ -1,9 +1,12 @@
 //! Running commands against streams.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use doorstep_domain::stream::StreamName;
-use doorstep_store::{EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamId};
+use doorstep_store::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamId,
+};
 
 use crate::{Aggregate, CommandOrigin, Failure, IdPolicy, Outcome, Refusal, StoredEvent, Written};
 
@@ -222,13 +225,42 @@ pub async fn start<E: StoredEvent>(
     policy: IdPolicy<'_>,
     events: &[E],
 ) -> Outcome<Landed> {
+    start_with(
+        store,
+        stream,
+        expected,
+        origin,
+        policy,
+        events,
+        |id, new_events| async move { store.append(&id, expected, new_events).await },
+    )
+    .await
+}
+
+/// [`start`], appending through `append` (given the stream's id and the events with their ids
+/// and metadata) instead of [`EventStore::append`]: intake stores a new resident's key with its
+/// events. An error `append` returns that `start` does not answer itself (a version conflict, a
+/// taken event id) is returned as [`Failure::Store`].
+pub async fn start_with<E, F>(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamName,
+    expected: ExpectedVersion,
+    origin: &CommandOrigin,
+    policy: IdPolicy<'_>,
+    events: &[E],
+    append: impl FnOnce(StreamId, Vec<NewEvent>) -> F,
+) -> Outcome<Landed>
+where
+    E: StoredEvent,
+    F: Future<Output = Result<AppendOutcome, StoreError>>,
+{
     if policy.looks_first()
         && let Some(first) = first_attempt(store, &policy, stream).await?
     {
         return landed_retry(store, &first, origin, &policy).await;
     }
     let new_events = crate::new_events(events, origin, |index| policy.event_id(stream, index));
-    match store.append(&store_id(stream), expected, new_events).await {
+    match append(store_id(stream), new_events).await {
         Ok(outcome) => Ok(Ok(Landed {
             stream: stream.clone(),
             written: Written {

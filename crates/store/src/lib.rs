@@ -29,7 +29,8 @@ pub use generations::{Generation, GenerationRegistry, GenerationState};
 pub use lease::{EXCLUSIVE_WAIT, LeaseError, ServerLease, lock_file};
 pub use postgres::{PostgresEventStore, PostgresSettings};
 pub use resident_keys::{
-    KeyToRewrap, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError, RewrapRefused, WrappedKey,
+    KeyToRewrap, NewResidentKey, ResidentKeyError, ResidentKeyStore, Rewrap, RewrapError,
+    RewrapRefused, WrappedKey,
 };
 pub use running_servers::{RunningServer, ServerRegistry};
 pub use sqlite::{SqliteEventStore, SqliteSettings};
@@ -240,6 +241,10 @@ pub enum StoreError {
     DuplicateEventId { event_id: Uuid },
     #[error("an append must carry at least one event")]
     EmptyAppend,
+    /// [`ResidentKeyStore::append_with_new_key`]: the resident has a key already, so the events,
+    /// sealed under the new one, were not appended.
+    #[error("the resident has a key already")]
+    ResidentHasKey,
     #[error("the event store is shutting down")]
     Closed,
     #[error("stored event at position {position} cannot be decoded: {reason}")]

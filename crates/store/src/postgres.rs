@@ -286,7 +286,15 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_postgres_append(&events)?;
-        submit(&self.shared.appends, "postgresql", stream, expected, events).await
+        submit(
+            &self.shared.appends,
+            "postgresql",
+            stream,
+            expected,
+            events,
+            None,
+        )
+        .await
     }
 
     async fn read_stream(

@@ -15,6 +15,7 @@ pub(crate) mod queries;
 use async_trait::async_trait;
 
 use crate::lease::{LeaseError, ServerLease};
+use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamId};
 
 /// A resident's data key as stored: wrapped (base64) by a master key generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +72,35 @@ impl From<sqlx::Error> for RewrapError {
     }
 }
 
+/// A new resident's key, to be stored with the first events sealed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewResidentKey {
+    pub reference: String,
+    /// The key, wrapped by master key `generation` (base64).
+    pub wrapped: String,
+    pub generation: u32,
+}
+
 /// Where resident keys are kept: the event store's database, whichever backend it is.
 #[async_trait]
 pub trait ResidentKeyStore: Send + Sync + 'static {
+    /// Stores `key` as its resident's key and appends `events` (sealed under it), as
+    /// [`crate::EventStore::append`] does; refuses with [`StoreError::ResidentHasKey`], appending
+    /// nothing, when the resident has a key already. A key stored for an append refused for
+    /// another reason (a retry whose events are stored) stays, unused, as one stored by
+    /// [`ResidentKeyStore::insert_keys`] would.
+    ///
+    /// On SQLite the key and the events commit in one transaction of the writer's batch (one
+    /// commit, one flush, no second queue); on PostgreSQL the key is inserted first, in a
+    /// transaction of its own that commits without a flush, as `insert_keys` does.
+    async fn append_with_new_key(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        key: NewResidentKey,
+    ) -> Result<AppendOutcome, StoreError>;
+
     /// The wrapped key of a resident, if they have one.
     async fn wrapped_key(&self, reference: &str) -> Result<Option<WrappedKey>, ResidentKeyError>;
 

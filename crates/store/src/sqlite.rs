@@ -368,7 +368,15 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_append(&events)?;
-        submit(&self.shared.appends, "sqlite", stream, expected, events).await
+        submit(
+            &self.shared.appends,
+            "sqlite",
+            stream,
+            expected,
+            events,
+            None,
+        )
+        .await
     }
 
     async fn read_stream(

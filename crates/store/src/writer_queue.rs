@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamId};
+use crate::{AppendOutcome, ExpectedVersion, NewEvent, NewResidentKey, StoreError, StreamId};
 
 /// A [`NewEvent`] already serialised for its row, so the writer task only talks to the database.
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub(crate) struct AppendRequest {
     pub(crate) stream: StreamId,
     pub(crate) expected: ExpectedVersion,
     pub(crate) events: Vec<EncodedEvent>,
+    /// A new resident's key to store with the events ([`crate::ResidentKeyStore::append_with_new_key`]);
+    /// only SQLite's writer is given one.
+    pub(crate) new_key: Option<NewResidentKey>,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
     /// Filled by the writer when it takes the append into a batch, for the caller's span.
     pub(crate) batch: Arc<OnceLock<BatchNote>>,
@@ -75,6 +78,7 @@ pub(crate) async fn submit(
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
+    new_key: Option<NewResidentKey>,
 ) -> Result<AppendOutcome, StoreError> {
     let events = events
         .into_iter()
@@ -98,6 +102,7 @@ pub(crate) async fn submit(
             stream: stream.clone(),
             expected,
             events,
+            new_key,
             reply,
             batch: batch.clone(),
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use doorstep_commands::{
     Aggregate, CommandLog, CommandOrigin, Failure, IdPolicy, Outcome, Refusal, Written, start,
+    start_with,
 };
 use doorstep_domain::complaint::{
     Command, Complaint, Event, EventDecodeError, HandlingContext, apply, handle,
@@ -12,10 +13,10 @@ use doorstep_domain::complaint::{
 use doorstep_domain::input::{ComplaintId, SourceSystem};
 use doorstep_domain::stream::{Category, StreamName};
 use doorstep_domain::{CodeTimescales, DomainError, WorkingDayCalendar};
-use doorstep_store::{EventStore, ExpectedVersion};
+use doorstep_store::{EventStore, ExpectedVersion, StoreError};
 use uuid::Uuid;
 
-use crate::privacy::ResidentVault;
+use crate::privacy::{PrivacyError, ResidentVault};
 
 /// The complaint rules with the calendar and timescales in force.
 pub struct ComplaintRules {
@@ -96,25 +97,67 @@ pub async fn log_new(
         Ok(events) => events,
         Err(error) => return Ok(Err(Refusal::from_domain(error, ComplaintRules::NOUN))),
     };
-    // Personal data never reaches the log in the clear.
+    let stream = StreamName::complaint(&complaint_id);
+    let policy = || IdPolicy::Intake { source_system, key };
+    let prepare = |error: PrivacyError| Failure::Prepare(Box::new(error));
+    // Personal data never reaches the log in the clear. The first attempt takes the resident to
+    // be new: their key is made here and stored with the events, in one commit on SQLite.
     let mut sealed = Vec::with_capacity(events.len());
-    for event in events {
-        sealed.push(
-            vault
-                .seal(event)
-                .await
-                .map_err(|error| Failure::Prepare(Box::new(error)))?,
-        );
+    let mut new_key = None;
+    for event in events.iter().cloned() {
+        let (event, key) = vault.seal_under_new_key(event).map_err(prepare)?;
+        sealed.push(event);
+        new_key = new_key.or(key);
     }
-    let landed = start(
-        log.store(),
-        &StreamName::complaint(&complaint_id),
-        ExpectedVersion::NoStream,
-        origin,
-        IdPolicy::Intake { source_system, key },
-        &sealed,
-    )
-    .await?;
+    let first_attempt = match new_key {
+        Some(new_key) => {
+            start_with(
+                log.store(),
+                &stream,
+                ExpectedVersion::NoStream,
+                origin,
+                policy(),
+                &sealed,
+                |id, new_events| async move {
+                    vault
+                        .append_with_new_key(&id, ExpectedVersion::NoStream, new_events, new_key)
+                        .await
+                },
+            )
+            .await
+        }
+        None => {
+            start(
+                log.store(),
+                &stream,
+                ExpectedVersion::NoStream,
+                origin,
+                policy(),
+                &sealed,
+            )
+            .await
+        }
+    };
+    let landed = match first_attempt {
+        // The resident has a key (an earlier complaint, or a retry of this one): everything of
+        // theirs is sealed under the one key, so seal again under it.
+        Err(Failure::Store(StoreError::ResidentHasKey)) => {
+            let mut sealed = Vec::with_capacity(events.len());
+            for event in events {
+                sealed.push(vault.seal(event).await.map_err(prepare)?);
+            }
+            start(
+                log.store(),
+                &stream,
+                ExpectedVersion::NoStream,
+                origin,
+                policy(),
+                &sealed,
+            )
+            .await?
+        }
+        other => other?,
+    };
     match landed {
         // A retry's complaint is the first call's, read from the stream it landed in.
         Ok(landed) => Ok(Ok((landed.stream.complaint_id()?, landed.written))),

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::lifecycle::StoreHarness;
-use crate::{KeyToRewrap, ResidentKeyStore, RewrapError, RewrapRefused, WrappedKey};
+use crate::{
+    EventStore, ExpectedVersion, KeyToRewrap, NewResidentKey, ResidentKeyStore, RewrapError,
+    RewrapRefused, StoreError, WrappedKey,
+};
 
 /// Instantiates one `#[tokio::test]` per resident-key check. `$fresh_harness` is as for
 /// [`event_store_lifecycle_tests!`](crate::event_store_lifecycle_tests), and its store must also
@@ -24,6 +27,8 @@ macro_rules! resident_key_store_conformance_tests {
             forgetting_destroys_the_key_and_remembers_the_resident,
             keys_survive_close_and_reopen,
             concurrent_batches_store_one_key_per_resident,
+            a_new_key_is_stored_with_its_events_or_neither_is,
+            concurrent_first_complaints_of_one_resident_store_one_key,
             servers_share_the_lease,
         );
     };
@@ -112,6 +117,110 @@ pub async fn batch_inserts_keep_the_first_key_per_resident<H: KeyStoreHarness>(h
     assert_eq!(key_of(&store, "nobody").await, None);
     assert_eq!(store.key_count().await.expect("countable"), 3);
     assert_eq!(store.generations_in_use().await.expect("readable"), [1, 2]);
+    H::close(&store).await;
+}
+
+fn new_key(reference: &str, wrapped: &str) -> NewResidentKey {
+    NewResidentKey {
+        reference: reference.to_owned(),
+        wrapped: wrapped.to_owned(),
+        generation: 1,
+    }
+}
+
+/// A first complaint's events are appended with its resident's new key; a second resident's
+/// complaint with a new key of its own is refused whole (`ResidentHasKey`) and leaves both the
+/// key and the log as they were, so the caller can seal under the stored key and append again.
+pub async fn a_new_key_is_stored_with_its_events_or_neither_is<H: KeyStoreHarness>(harness: H) {
+    let store = harness.open(None).await;
+    let [resident] = fresh_references(["resident"]);
+    let first = super::fresh_stream("complaint");
+    let outcome = store
+        .append_with_new_key(
+            &first,
+            ExpectedVersion::NoStream,
+            vec![super::numbered_event(1)],
+            new_key(&resident, "key-1"),
+        )
+        .await
+        .expect("a new resident's key and events are stored");
+    assert_eq!(outcome.version, 1);
+    assert_eq!(key_of(&store, &resident).await, Some(wrapped("key-1", 1)));
+    let head = store.head_position().await.expect("readable");
+
+    let second = super::fresh_stream("complaint");
+    let refused = store
+        .append_with_new_key(
+            &second,
+            ExpectedVersion::NoStream,
+            vec![super::numbered_event(2)],
+            new_key(&resident, "key-2"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::ResidentHasKey)),
+        "a resident with a key keeps it: {refused:?}"
+    );
+    assert_eq!(key_of(&store, &resident).await, Some(wrapped("key-1", 1)));
+    assert!(
+        store
+            .read_stream(&second, 0, 10)
+            .await
+            .expect("readable")
+            .is_empty(),
+        "nothing sealed under the refused key reaches the log"
+    );
+    assert_eq!(store.head_position().await.expect("readable"), head);
+    H::close(&store).await;
+}
+
+/// Many first complaints of one new resident at once: one stores its key and its events, every
+/// other is refused with nothing appended, and the stored key is the winner's.
+pub async fn concurrent_first_complaints_of_one_resident_store_one_key<H: KeyStoreHarness>(
+    harness: H,
+) {
+    const COMPLAINTS: usize = 16;
+    let store = Arc::new(harness.open(None).await);
+    let [resident] = fresh_references(["resident"]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for complaint in 0..COMPLAINTS {
+        let store = Arc::clone(&store);
+        let resident = resident.clone();
+        tasks.spawn(async move {
+            let stream = super::fresh_stream("complaint");
+            let key = format!("key-{complaint}");
+            let result = store
+                .append_with_new_key(
+                    &stream,
+                    ExpectedVersion::NoStream,
+                    vec![super::numbered_event(complaint)],
+                    new_key(&resident, &key),
+                )
+                .await;
+            (key, stream, result)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (key, stream, result) = joined.expect("an append task panicked");
+        let stored = store.read_stream(&stream, 0, 10).await.expect("readable");
+        match result {
+            Ok(_) => {
+                assert_eq!(stored.len(), 1, "the winner's event is stored");
+                winners.push(key);
+            }
+            Err(StoreError::ResidentHasKey) => {
+                assert!(stored.is_empty(), "a refused complaint appended nothing")
+            }
+            Err(error) => panic!("unexpected failure: {error}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one complaint stores the resident's key");
+    assert_eq!(
+        key_of(store.as_ref(), &resident).await,
+        Some(wrapped(&winners[0], 1)),
+        "the stored key is the winner's"
+    );
     H::close(&store).await;
 }
 

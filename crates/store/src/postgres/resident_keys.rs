@@ -12,6 +12,29 @@ impl_resident_key_store!(
     PostgresEventStore,
     crate::resident_keys::queries::postgres,
     {
+        async fn append_with_new_key(
+            &self,
+            stream: &crate::StreamId,
+            expected: crate::ExpectedVersion,
+            events: Vec<crate::NewEvent>,
+            key: crate::NewResidentKey,
+        ) -> Result<crate::AppendOutcome, crate::StoreError> {
+            crate::precheck::validate_append(&events)?;
+            let rows = [(key.reference, key.wrapped)];
+            let inserted = self
+                .insert_keys(&rows, key.generation)
+                .await
+                .map_err(|error| match error {
+                    ResidentKeyError::Database(error) => crate::StoreError::Database(error),
+                    ResidentKeyError::Closed => crate::StoreError::Closed,
+                    other => crate::StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+                })?;
+            if inserted.is_empty() {
+                return Err(crate::StoreError::ResidentHasKey);
+            }
+            crate::EventStore::append(self, stream, expected, events).await
+        }
+
         async fn insert_keys(
             &self,
             rows: &[(String, String)],

@@ -51,6 +51,17 @@ pub(super) struct Writer {
 
 impl BatchWriter for Writer {
     async fn write_batch(&mut self, batch: Vec<AppendRequest>) {
+        // PostgreSQL stores a new resident's key before it submits the append
+        // (`append_with_new_key`), so no request carries one here; one that did would be refused
+        // rather than its key dropped.
+        let (keyed, batch): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|request| request.new_key.is_some());
+        for request in keyed {
+            request.answer(Err(StoreError::Database(sqlx::Error::Protocol(
+                "the PostgreSQL writer does not store resident keys".to_owned(),
+            ))));
+        }
         self.commit_batch(batch).await;
     }
 

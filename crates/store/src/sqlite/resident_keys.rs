@@ -12,6 +12,26 @@ use crate::resident_keys::{
 };
 
 impl_resident_key_store!(SqliteEventStore, crate::resident_keys::queries::sqlite, {
+    async fn append_with_new_key(
+        &self,
+        stream: &crate::StreamId,
+        expected: crate::ExpectedVersion,
+        events: Vec<crate::NewEvent>,
+        key: crate::NewResidentKey,
+    ) -> Result<crate::AppendOutcome, crate::StoreError> {
+        // The writer stores the key in the batch's transaction, before its events.
+        crate::precheck::validate_append(&events)?;
+        crate::writer_queue::submit(
+            &self.shared.appends,
+            "sqlite",
+            stream,
+            expected,
+            events,
+            Some(key),
+        )
+        .await
+    }
+
     async fn insert_keys(
         &self,
         rows: &[(String, String)],

@@ -12,6 +12,7 @@
 //! batch still commit. Each statement is a round trip to sqlx's worker thread, which is what an
 //! append used to cost five times over.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -20,7 +21,9 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, watch};
 
 use super::rows::{event_id_to_text, recorded_at_now};
+use crate::ResidentKeyError;
 use crate::batch_plan::{AppendPlan, KnownLog, StoredEventSummary, lookup_keys, written_outcome};
+use crate::resident_keys::queries::sqlite as key_queries;
 use crate::writer_queue::{AppendRequest, BatchWriter, batch_failed};
 use crate::{AppendOutcome, StoreError};
 
@@ -156,11 +159,12 @@ async fn write_batch(
     // IMMEDIATE takes the write lock up front, so a busy database is waited for here (with the
     // busy timeout), and what the lookups read stays true until the commit.
     let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let has_key = store_new_keys(&mut transaction, requests).await?;
     let known = read_known_log(&mut transaction, requests).await?;
 
     let mut position = next_position;
     let mut rows: Vec<EventRow<'_>> = Vec::new();
-    let outcomes = decide(known, requests, |request, current_version| {
+    let outcomes = decide(known, requests, &has_key, |request, current_version| {
         let first_position = position;
         for (version, event) in (current_version + 1..).zip(&request.events) {
             rows.push((
@@ -202,24 +206,72 @@ async fn write_batch(
 }
 
 /// Decides every append in queue order; `write` lays out the events of an append to be written
-/// after `current_version` and returns the position of its first event.
+/// after `current_version` and returns the position of its first event. An append whose new
+/// resident key was not stored (`has_key`) is refused before anything else.
 fn decide<'r>(
     mut known: KnownLog,
     requests: &'r [AppendRequest],
+    has_key: &[bool],
     mut write: impl FnMut(&'r AppendRequest, i64) -> i64,
 ) -> Vec<Result<AppendOutcome, StoreError>> {
     requests
         .iter()
-        .map(|request| match known.plan(request)? {
-            AppendPlan::AlreadyStored(outcome) => Ok(outcome),
-            AppendPlan::Write { current_version } => {
-                let first_position = write(request, current_version);
-                known.record_written(request, current_version, first_position);
-                let event_count = i64::try_from(request.events.len()).unwrap_or(i64::MAX);
-                written_outcome(current_version, request, first_position + event_count - 1)
+        .zip(has_key)
+        .map(|(request, &has_key)| {
+            if has_key {
+                return Err(StoreError::ResidentHasKey);
+            }
+            match known.plan(request)? {
+                AppendPlan::AlreadyStored(outcome) => Ok(outcome),
+                AppendPlan::Write { current_version } => {
+                    let first_position = write(request, current_version);
+                    known.record_written(request, current_version, first_position);
+                    let event_count = i64::try_from(request.events.len()).unwrap_or(i64::MAX);
+                    written_outcome(current_version, request, first_position + event_count - 1)
+                }
             }
         })
         .collect()
+}
+
+/// Stores the new resident keys the batch's appends carry, in its transaction (so they commit,
+/// and reach the disk, with the events sealed under them). Returns, per append, whether its
+/// resident had a key already, so that its events must not be appended: of two appends for one
+/// new resident, the first one's key is the one stored.
+async fn store_new_keys(
+    connection: &mut SqliteConnection,
+    requests: &[AppendRequest],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut by_generation: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for key in requests
+        .iter()
+        .filter_map(|request| request.new_key.as_ref())
+    {
+        by_generation
+            .entry(key.generation)
+            .or_default()
+            .push((key.reference.clone(), key.wrapped.clone()));
+    }
+    let mut inserted: HashSet<String> = HashSet::new();
+    for (generation, rows) in by_generation {
+        // At most `max_batch_events` keys, four parameters each: within SQLite's 32,766.
+        let stored = key_queries::insert_keys(connection, &rows, generation)
+            .await
+            .map_err(|error| match error {
+                ResidentKeyError::Database(error) => error,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
+        inserted.extend(stored);
+    }
+    Ok(requests
+        .iter()
+        .map(|request| {
+            request
+                .new_key
+                .as_ref()
+                .is_some_and(|key| !inserted.remove(&key.reference))
+        })
+        .collect())
 }
 
 /// Reads the stored events among the batch's event ids and the versions of its streams.

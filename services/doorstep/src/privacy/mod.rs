@@ -29,7 +29,10 @@ use doorstep_api::v1;
 use doorstep_commands::StoredEvent;
 use doorstep_domain::complaint::Event;
 use doorstep_domain::input::ResidentReference;
-use doorstep_store::{LeaseError, ResidentKeyError, ResidentKeyStore, ServerLease, WrappedKey};
+use doorstep_store::{
+    AppendOutcome, ExpectedVersion, LeaseError, NewEvent, NewResidentKey, ResidentKeyError,
+    ResidentKeyStore, ServerLease, StoreError, StreamId, WrappedKey,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -256,6 +259,53 @@ impl ResidentVault {
             event,
             sealed: BASE64.encode(sealed),
         }))
+    }
+
+    /// Seals a decided event under a key made for it, for intake's first attempt, which assumes
+    /// the resident is new (most are): the key is stored with the events by
+    /// [`ResidentVault::append_with_new_key`], in the same commit on SQLite. If the resident has
+    /// a key already, nothing is stored, and the event is sealed again under theirs
+    /// ([`ResidentVault::seal`]). Returns the key only for an event that holds personal data.
+    pub fn seal_under_new_key(
+        &self,
+        mut event: Event,
+    ) -> Result<(Sealable, Option<NewResidentKey>), PrivacyError> {
+        let Some((personal, reference)) = take_personal(&mut event) else {
+            return Ok((Sealable::Plain(event), None));
+        };
+        let reference = reference.as_str();
+        let key = SecretKey::generate();
+        let wrapped = wrap_data_key(&self.master, reference, &key)?;
+        let sealed = key.seal(
+            &serde_json::to_vec(&personal)?,
+            &associated("personal data", reference),
+        )?;
+        let new_key = NewResidentKey {
+            reference: reference.to_owned(),
+            wrapped,
+            generation: self.generation,
+        };
+        Ok((
+            Sealable::Sealed(SealedIntake {
+                event,
+                sealed: BASE64.encode(sealed),
+            }),
+            Some(new_key),
+        ))
+    }
+
+    /// Stores `key` with `events`, sealed under it by [`ResidentVault::seal_under_new_key`]:
+    /// [`StoreError::ResidentHasKey`] when the resident has a key already.
+    pub async fn append_with_new_key(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        key: NewResidentKey,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.keys
+            .append_with_new_key(stream, expected, events, key)
+            .await
     }
 
     /// The personal data of a stored `ComplaintReceived` payload, as a read may show it.
