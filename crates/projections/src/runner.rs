@@ -383,7 +383,7 @@ impl ProjectionRunner {
 
     async fn apply_next_batch(&self, limit: usize) -> Result<usize, ProjectionError> {
         let checkpoint = *self.position.borrow();
-        let events = decode_all(self.store.read_all(checkpoint + 1, limit).await?);
+        let events = decode_all(self.store.read_all_bulk(checkpoint + 1, limit).await?);
         let Some(last) = events.last().map(|event| event.recorded.position) else {
             return Ok(0);
         };
