@@ -71,8 +71,8 @@ const CATCH_UP_BATCH_SIZE: usize = 25_000;
 /// The page cache of the connection catching up on SQLite, in KiB (256 MiB), instead of
 /// [`crate::database::SQLITE_CACHE`]'s.
 const CATCH_UP_CACHE: &str = "PRAGMA cache_size = -262144";
-/// How long the live runner lets events gather after a batch, unless [`BATCH_SIZE`] are waiting
-/// sooner. Under steady intake this makes batches several times larger: a batch costs a commit
+/// How long the live runner lets events gather after a batch smaller than [`BATCH_SIZE`]. Under
+/// steady intake this makes batches several times larger: a batch costs a commit
 /// and a write of every page it touches whatever its size, so fewer, larger batches cost less
 /// per event. The first event after a quiet spell is applied at once; read models lag the log
 /// by at most this much more while it is busy.
@@ -286,11 +286,9 @@ impl ProjectionRunner {
                             _ = shutdown.changed() => {}
                         }
                     }
-                    Ok(_) => {
+                    Ok(applied) => {
                         self.moved_on();
-                        if !self.gather(&mut head, &mut shutdown).await {
-                            return;
-                        }
+                        self.gather(applied, &mut shutdown).await;
                     }
                     Err(ProjectionError::Stuck {
                         stall,
@@ -322,26 +320,17 @@ impl ProjectionRunner {
         })
     }
 
-    /// After a batch, waits [`LIVE_GATHER`] for more events, or less if a full batch is waiting
-    /// or `shutdown` changes. False when the log's head is gone (the store closed).
-    async fn gather(
-        &self,
-        head: &mut watch::Receiver<u64>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let deadline = tokio::time::Instant::now() + LIVE_GATHER;
-        loop {
-            let waiting = head
-                .borrow_and_update()
-                .saturating_sub(*self.position.borrow());
-            if waiting >= BATCH_SIZE as u64 {
-                return true;
-            }
-            tokio::select! {
-                changed = head.changed() => if changed.is_err() { return false },
-                () = tokio::time::sleep_until(deadline) => return true,
-                _ = shutdown.changed() => return true,
-            }
+    /// After a batch that was not full, waits [`LIVE_GATHER`] for more events, or less if
+    /// `shutdown` changes; after a full one, not at all (more are waiting). The batch's size
+    /// decides rather than the head: on PostgreSQL positions have gaps, so the head less the
+    /// checkpoint does not count the events waiting.
+    async fn gather(&self, applied: usize, shutdown: &mut watch::Receiver<bool>) {
+        if applied >= BATCH_SIZE {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LIVE_GATHER) => {}
+            _ = shutdown.changed() => {}
         }
     }
 
@@ -631,8 +620,9 @@ enum DecodedEvent {
 /// does not decode keeps its error, which stops the read models at it when its turn comes (the
 /// events before it still apply) rather than being skipped: skipping would advance the
 /// checkpoint that every replica shares, so a newer event met by an older replica during a
-/// rolling upgrade would be lost from the read models for good. The payload is parsed (the
-/// live log's reads) or its stored text (a catch-up's bulk read, parsed straight into events).
+/// rolling upgrade would be lost from the read models for good. Both readers (live and
+/// catching up) hand each payload on as its stored text (`read_all_bulk`), parsed straight into
+/// the event; a parsed payload decodes the same.
 fn decode_all<P>(events: Vec<RecordedEvent<P>>) -> Vec<ReadEvent>
 where
     for<'a> &'a P: Into<StoredPayload<'a>>,

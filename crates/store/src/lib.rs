@@ -297,7 +297,7 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Exactly what [`EventStore::read_all`] returns for the same arguments (the same events in
     /// the same order, the same errors), with each payload as its JSON text, for a reader that
-    /// wants a large chunk of the log at once (a catch-up). A backend may answer it more cheaply
+    /// wants the log's text as it is stored (a catch-up, and the live projection runner). A backend may answer it more cheaply
     /// than row by row: SQLite returns a few thousand events as one JSON text per query, so that
     /// reading pays no per-row hand-off between threads and no per-column copies, and hands each
     /// payload on as it is stored. By default it is `read_all`, each payload written as text.
