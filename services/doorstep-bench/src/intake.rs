@@ -198,13 +198,13 @@ pub fn keep_error_sample(samples: &mut Vec<String>, sample: String) {
     }
 }
 
-/// One labelled batch of calls: `phase` goes into every idempotency key, so a warm-up and the
-/// measurement never reuse each other's keys; so does [`RUN`], so a second run against the same
-/// `--target` server does not either.
-/// This process's mark in every idempotency key: a UUIDv7's random tail.
+/// This process's mark in every idempotency key (a UUIDv7's random tail), so a second run
+/// against the same `--target` server never reuses the first one's keys.
 static RUN: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| uuid::Uuid::now_v7().simple().to_string()[20..].to_owned());
 
+/// One labelled batch of calls: `phase` goes into every idempotency key, so a warm-up and the
+/// measurement never reuse each other's keys.
 #[derive(Debug, Clone, Copy)]
 pub struct Phase {
     pub name: &'static str,

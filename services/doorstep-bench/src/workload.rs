@@ -35,9 +35,13 @@ pub const CONTRACTOR_ID: &str = "acme-retrofit";
 /// work-order system records its visits.
 pub const VISIT_ID: &str = "V-2026-0001";
 
+/// [`VISIT_ID`]'s date: fixed, so that recording it again on another day, against a `--target`
+/// server that has it, is the same visit (a duplicate) rather than a clash.
+const VISIT_DATE: &str = "2026-06-01";
+
 /// Registers [`CONTRACTOR_ID`] (the server refuses complaints about unknown contractors) and
-/// records [`VISIT_ID`] as its visit yesterday, so each complaint's visit check finds the
-/// contractor that made it.
+/// records [`VISIT_ID`] as its visit, so each complaint's visit check finds the contractor that
+/// made it.
 pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
     ContractorServiceClient::new(channel.clone())
         .register_contractor(v1::RegisterContractorRequest {
@@ -58,7 +62,6 @@ pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("registering the contractor {CONTRACTOR_ID}"))?;
-    let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let recorded = VisitServiceClient::new(channel)
         .record_visits(v1::RecordVisitsRequest {
             visits: vec![v1::Visit {
@@ -66,7 +69,7 @@ pub async fn register_contractor(channel: Channel) -> anyhow::Result<()> {
                 contractor_id: CONTRACTOR_ID.to_owned(),
                 uprn: "100023336956".to_owned(),
                 work_order_reference: "WO-2026-0001".to_owned(),
-                visit_date: yesterday.format("%Y-%m-%d").to_string(),
+                visit_date: VISIT_DATE.to_owned(),
             }],
         })
         .await
