@@ -1,6 +1,5 @@
 //! Running commands against streams.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use doorstep_domain::stream::StreamName;
@@ -232,13 +231,13 @@ pub async fn start<E: StoredEvent>(
         origin,
         policy,
         events,
-        |id, new_events| async move { store.append(&id, expected, new_events).await },
+        |id, expected, new_events| async move { store.append(&id, expected, new_events).await },
     )
     .await
 }
 
-/// [`start`], appending through `append` (given the stream's id and the events with their ids
-/// and metadata) instead of [`EventStore::append`]: intake stores a new resident's key with its
+/// [`start`], appending through `append` (given the stream's id, `expected`, and the events with
+/// their ids and metadata) instead of [`EventStore::append`]: intake stores a new resident's key with its
 /// events. An error `append` returns that `start` does not answer itself (a version conflict, a
 /// taken event id) is returned as [`Failure::Store`].
 pub async fn start_with<E, F>(
@@ -248,7 +247,7 @@ pub async fn start_with<E, F>(
     origin: &CommandOrigin,
     policy: IdPolicy<'_>,
     events: &[E],
-    append: impl FnOnce(StreamId, Vec<NewEvent>) -> F,
+    append: impl FnOnce(StreamId, ExpectedVersion, Vec<NewEvent>) -> F,
 ) -> Outcome<Landed>
 where
     E: StoredEvent,
@@ -260,7 +259,7 @@ where
         return landed_retry(store, &first, origin, &policy).await;
     }
     let new_events = crate::new_events(events, origin, |index| policy.event_id(stream, index));
-    match append(store_id(stream), new_events).await {
+    match append(store_id(stream), expected, new_events).await {
         Ok(outcome) => Ok(Ok(Landed {
             stream: stream.clone(),
             written: Written {

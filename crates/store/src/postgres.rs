@@ -207,7 +207,7 @@ fn migrator() -> Migrator {
 
 /// Refuses, before queueing, an append that no transaction could hold: the low 20 bits of a
 /// position number the events of one transaction.
-fn validate_postgres_append(events: &[NewEvent]) -> Result<(), StoreError> {
+pub(crate) fn validate_postgres_append(events: &[NewEvent]) -> Result<(), StoreError> {
     validate_append(events)?;
     if u64::try_from(events.len()).unwrap_or(u64::MAX) > EVENTS_PER_TRANSACTION {
         return Err(StoreError::Database(too_many_events()));
@@ -228,7 +228,7 @@ fn validate_postgres_append(events: &[NewEvent]) -> Result<(), StoreError> {
 
 /// A pool that was closed by `close()` means the store is shutting down, not that the database
 /// failed.
-fn read_error(error: sqlx::Error) -> StoreError {
+pub(crate) fn read_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::PoolClosed => StoreError::Closed,
         other => StoreError::Database(other),

@@ -87,8 +87,8 @@ pub trait ResidentKeyStore: Send + Sync + 'static {
     /// Stores `key` as its resident's key and appends `events` (sealed under it), as
     /// [`crate::EventStore::append`] does; refuses with [`StoreError::ResidentHasKey`], appending
     /// nothing, when the resident has a key already. A key stored for an append refused for
-    /// another reason (a retry whose events are stored) stays, unused, as one stored by
-    /// [`ResidentKeyStore::insert_keys`] would.
+    /// another reason (its idempotency key reused for another complaint, a version conflict) may
+    /// stay, unused, as one stored by [`ResidentKeyStore::insert_keys`] would.
     ///
     /// On SQLite the key and the events commit in one transaction of the writer's batch (one
     /// commit, one flush, no second queue); on PostgreSQL the key is inserted first, in a

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use doorstep_commands::{
-    Aggregate, CommandLog, CommandOrigin, Failure, IdPolicy, Outcome, Refusal, Written, start,
-    start_with,
+    Aggregate, CommandLog, CommandOrigin, Failure, IdPolicy, Landed, Outcome, Refusal, Written,
+    start, start_with,
 };
 use doorstep_domain::complaint::{
     Command, Complaint, Event, EventDecodeError, HandlingContext, apply, handle,
@@ -13,10 +13,10 @@ use doorstep_domain::complaint::{
 use doorstep_domain::input::{ComplaintId, SourceSystem};
 use doorstep_domain::stream::{Category, StreamName};
 use doorstep_domain::{CodeTimescales, DomainError, WorkingDayCalendar};
-use doorstep_store::{EventStore, ExpectedVersion, StoreError};
+use doorstep_store::{EventStore, ExpectedVersion, NewResidentKey, StoreError};
 use uuid::Uuid;
 
-use crate::privacy::{PrivacyError, ResidentVault};
+use crate::privacy::{PrivacyError, ResidentVault, Sealable};
 
 /// The complaint rules with the calendar and timescales in force.
 pub struct ComplaintRules {
@@ -62,6 +62,10 @@ impl Aggregate for ComplaintRules {
 
 pub type ComplaintLog = CommandLog<ComplaintRules>;
 
+/// How many times intake seals again when the resident's key changes under it (found, then
+/// destroyed before it could be read): once is already rare.
+const SEALING_ROUNDS: usize = 3;
+
 pub fn complaint_log(
     store: Arc<dyn EventStore>,
     calendar: Arc<WorkingDayCalendar>,
@@ -99,68 +103,88 @@ pub async fn log_new(
     };
     let stream = StreamName::complaint(&complaint_id);
     let policy = || IdPolicy::Intake { source_system, key };
-    let prepare = |error: PrivacyError| Failure::Prepare(Box::new(error));
-    // Personal data never reaches the log in the clear. The first attempt takes the resident to
-    // be new: their key is made here and stored with the events, in one commit on SQLite.
+    let expected = ExpectedVersion::NoStream;
+    // Personal data never reaches the log in the clear. Most residents are new, so each round
+    // first seals under a key made for the call and stores it with the events (one commit on
+    // SQLite). A resident who has a key has everything sealed under that one; a key destroyed
+    // in between (the resident forgotten) means a new one, in the next round.
+    for _ in 0..SEALING_ROUNDS {
+        let (sealed, new_key) = seal_under_new_key(vault, &events)?;
+        let Some(new_key) = new_key else {
+            let landed = start(log.store(), &stream, expected, origin, policy(), &sealed).await?;
+            return answer(landed);
+        };
+        let first = start_with(
+            log.store(),
+            &stream,
+            expected,
+            origin,
+            policy(),
+            &sealed,
+            |id, expected, new_events| async move {
+                vault
+                    .append_with_new_key(&id, expected, new_events, new_key)
+                    .await
+            },
+        )
+        .await;
+        match first {
+            Err(Failure::Store(StoreError::ResidentHasKey)) => {}
+            landed => return answer(landed?),
+        }
+        if let Some(sealed) = seal_under_stored_key(vault, &events).await? {
+            let landed = start(log.store(), &stream, expected, origin, policy(), &sealed).await?;
+            return answer(landed);
+        }
+    }
+    Err(Failure::Inconsistent(
+        "the resident's key was destroyed each time it was found",
+    ))
+}
+
+/// A landed intake as the caller hears it: a retry's complaint is the first call's, read from
+/// the stream it landed in.
+fn answer(landed: Result<Landed, Refusal>) -> Outcome<(ComplaintId, Written)> {
+    match landed {
+        Ok(landed) => Ok(Ok((landed.stream.complaint_id()?, landed.written))),
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// The intake's events sealed under a new key, and the key: an intake seals one resident's
+/// data, so more than one key is a bug, refused rather than a key dropped.
+fn seal_under_new_key(
+    vault: &ResidentVault,
+    events: &[Event],
+) -> Result<(Vec<Sealable>, Option<NewResidentKey>), Failure> {
     let mut sealed = Vec::with_capacity(events.len());
     let mut new_key = None;
     for event in events.iter().cloned() {
         let (event, key) = vault.seal_under_new_key(event).map_err(prepare)?;
         sealed.push(event);
+        if key.is_some() && new_key.is_some() {
+            return Err(Failure::Inconsistent("an intake seals two residents' data"));
+        }
         new_key = new_key.or(key);
     }
-    let first_attempt = match new_key {
-        Some(new_key) => {
-            start_with(
-                log.store(),
-                &stream,
-                ExpectedVersion::NoStream,
-                origin,
-                policy(),
-                &sealed,
-                |id, new_events| async move {
-                    vault
-                        .append_with_new_key(&id, ExpectedVersion::NoStream, new_events, new_key)
-                        .await
-                },
-            )
-            .await
+    Ok((sealed, new_key))
+}
+
+/// The intake's events sealed under the resident's stored key; `None` when they have none.
+async fn seal_under_stored_key(
+    vault: &ResidentVault,
+    events: &[Event],
+) -> Result<Option<Vec<Sealable>>, Failure> {
+    let mut sealed = Vec::with_capacity(events.len());
+    for event in events.iter().cloned() {
+        match vault.seal_under_stored_key(event).await.map_err(prepare)? {
+            Some(event) => sealed.push(event),
+            None => return Ok(None),
         }
-        None => {
-            start(
-                log.store(),
-                &stream,
-                ExpectedVersion::NoStream,
-                origin,
-                policy(),
-                &sealed,
-            )
-            .await
-        }
-    };
-    let landed = match first_attempt {
-        // The resident has a key (an earlier complaint, or a retry of this one): everything of
-        // theirs is sealed under the one key, so seal again under it.
-        Err(Failure::Store(StoreError::ResidentHasKey)) => {
-            let mut sealed = Vec::with_capacity(events.len());
-            for event in events {
-                sealed.push(vault.seal(event).await.map_err(prepare)?);
-            }
-            start(
-                log.store(),
-                &stream,
-                ExpectedVersion::NoStream,
-                origin,
-                policy(),
-                &sealed,
-            )
-            .await?
-        }
-        other => other?,
-    };
-    match landed {
-        // A retry's complaint is the first call's, read from the stream it landed in.
-        Ok(landed) => Ok(Ok((landed.stream.complaint_id()?, landed.written))),
-        Err(refusal) => Ok(Err(refusal)),
     }
+    Ok(Some(sealed))
+}
+
+fn prepare(error: PrivacyError) -> Failure {
+    Failure::Prepare(Box::new(error))
 }

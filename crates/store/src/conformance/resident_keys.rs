@@ -27,7 +27,7 @@ macro_rules! resident_key_store_conformance_tests {
             forgetting_destroys_the_key_and_remembers_the_resident,
             keys_survive_close_and_reopen,
             concurrent_batches_store_one_key_per_resident,
-            a_new_key_is_stored_with_its_events_or_neither_is,
+            a_resident_with_a_key_is_refused_whole,
             concurrent_first_complaints_of_one_resident_store_one_key,
             servers_share_the_lease,
         );
@@ -131,7 +131,7 @@ fn new_key(reference: &str, wrapped: &str) -> NewResidentKey {
 /// A first complaint's events are appended with its resident's new key; a second resident's
 /// complaint with a new key of its own is refused whole (`ResidentHasKey`) and leaves both the
 /// key and the log as they were, so the caller can seal under the stored key and append again.
-pub async fn a_new_key_is_stored_with_its_events_or_neither_is<H: KeyStoreHarness>(harness: H) {
+pub async fn a_resident_with_a_key_is_refused_whole<H: KeyStoreHarness>(harness: H) {
     let store = harness.open(None).await;
     let [resident] = fresh_references(["resident"]);
     let first = super::fresh_stream("complaint");

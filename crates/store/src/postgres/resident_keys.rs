@@ -19,13 +19,14 @@ impl_resident_key_store!(
             events: Vec<crate::NewEvent>,
             key: crate::NewResidentKey,
         ) -> Result<crate::AppendOutcome, crate::StoreError> {
-            crate::precheck::validate_append(&events)?;
+            // Checked before the key is stored, so an append PostgreSQL would refuse leaves none.
+            crate::postgres::validate_postgres_append(&events)?;
             let rows = [(key.reference, key.wrapped)];
             let inserted = self
                 .insert_keys(&rows, key.generation)
                 .await
                 .map_err(|error| match error {
-                    ResidentKeyError::Database(error) => crate::StoreError::Database(error),
+                    ResidentKeyError::Database(error) => crate::postgres::read_error(error),
                     ResidentKeyError::Closed => crate::StoreError::Closed,
                     other => crate::StoreError::Database(sqlx::Error::Protocol(other.to_string())),
                 })?;

@@ -5,7 +5,8 @@
 //! already waiting in one transaction shares a single fsync between many callers (group commit).
 //!
 //! A batch costs five statements however many appends it holds: `BEGIN IMMEDIATE` (which takes
-//! the write lock, so nothing can change the log until the commit), one lookup of the batch's
+//! the write lock, so nothing can change the log until the commit), an insert of the new
+//! resident keys its appends carry if any (a sixth), one lookup of the batch's
 //! event ids, one of its streams' versions, one insert of every event to write, and `COMMIT`. The
 //! appends are decided in memory between the lookups and the insert ([`crate::batch_plan`]), so
 //! a refused append (a version conflict, a reused event id) writes nothing and the others in its
@@ -254,14 +255,16 @@ async fn store_new_keys(
     }
     let mut inserted: HashSet<String> = HashSet::new();
     for (generation, rows) in by_generation {
-        // At most `max_batch_events` keys, four parameters each: within SQLite's 32,766.
-        let stored = key_queries::insert_keys(connection, &rows, generation)
-            .await
-            .map_err(|error| match error {
-                ResidentKeyError::Database(error) => error,
-                other => sqlx::Error::Protocol(other.to_string()),
-            })?;
-        inserted.extend(stored);
+        // Four parameters a key: 1,000 keys a statement stay within SQLite's 32,766.
+        for chunk in rows.chunks(1_000) {
+            let stored = key_queries::insert_keys(connection, chunk, generation)
+                .await
+                .map_err(|error| match error {
+                    ResidentKeyError::Database(error) => error,
+                    other => sqlx::Error::Protocol(other.to_string()),
+                })?;
+            inserted.extend(stored);
+        }
     }
     Ok(requests
         .iter()

@@ -16,7 +16,6 @@
 //! keys of residents forgotten before.
 
 pub mod crypto;
-mod key_writer;
 pub mod master_keys;
 pub mod rotation;
 
@@ -31,7 +30,7 @@ use doorstep_domain::complaint::Event;
 use doorstep_domain::input::ResidentReference;
 use doorstep_store::{
     AppendOutcome, ExpectedVersion, LeaseError, NewEvent, NewResidentKey, ResidentKeyError,
-    ResidentKeyStore, ServerLease, StoreError, StreamId, WrappedKey,
+    ResidentKeyStore, ServerLease, StoreError, StreamId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -169,7 +168,6 @@ pub struct ResidentVault {
     generation: u32,
     master: SecretKey,
     keys: Arc<dyn ResidentKeyStore>,
-    new_keys: key_writer::KeyWriter,
     /// Held while the server runs, so that no master key rotation runs beside it.
     _lease: ServerLease,
 }
@@ -194,41 +192,18 @@ impl ResidentVault {
             ));
         };
         let master = master.clone();
-        let new_keys = key_writer::KeyWriter::spawn(keys.clone(), generation);
         Ok(Self {
             masters,
             generation,
             master,
             keys,
-            new_keys,
             _lease: lease,
         })
     }
 
-    async fn data_key(
-        &self,
-        reference: &str,
-        create: bool,
-    ) -> Result<Option<SecretKey>, PrivacyError> {
-        let wrapped = if create {
-            // Intake offers a new key first: most complaints come from residents without one,
-            // and the offer rides the key writer's shared commit, where a lookup first would
-            // cost every complaint a read of its own.
-            let wrapped_new = wrap_data_key(&self.master, reference, &SecretKey::generate())?;
-            if self.new_keys.insert(reference, wrapped_new.clone()).await? {
-                Some(WrappedKey {
-                    wrapped: wrapped_new,
-                    generation: self.generation,
-                })
-            } else {
-                // The resident has a key (an earlier or concurrent complaint stored it), and
-                // everything must be sealed under the one that stays.
-                self.keys.wrapped_key(reference).await?
-            }
-        } else {
-            self.keys.wrapped_key(reference).await?
-        };
-        let Some(wrapped) = wrapped else {
+    /// The resident's stored key, opened, if they have one.
+    async fn data_key(&self, reference: &str) -> Result<Option<SecretKey>, PrivacyError> {
+        let Some(wrapped) = self.keys.wrapped_key(reference).await? else {
             return Ok(None);
         };
         let master = self
@@ -240,32 +215,12 @@ impl ResidentVault {
         Ok(Some(key))
     }
 
-    /// Makes a decided event ready to store: a `ComplaintReceived` has its personal fields taken
-    /// out and sealed under the resident's key; any other event is stored as it is.
-    pub async fn seal(&self, mut event: Event) -> Result<Sealable, PrivacyError> {
-        let Some((personal, reference)) = take_personal(&mut event) else {
-            return Ok(Sealable::Plain(event));
-        };
-        let reference = reference.as_str();
-        let key = self
-            .data_key(reference, true)
-            .await?
-            .ok_or(PrivacyError::NoReference)?;
-        let sealed = key.seal(
-            &serde_json::to_vec(&personal)?,
-            &associated("personal data", reference),
-        )?;
-        Ok(Sealable::Sealed(SealedIntake {
-            event,
-            sealed: BASE64.encode(sealed),
-        }))
-    }
-
     /// Seals a decided event under a key made for it, for intake's first attempt, which assumes
     /// the resident is new (most are): the key is stored with the events by
     /// [`ResidentVault::append_with_new_key`], in the same commit on SQLite. If the resident has
     /// a key already, nothing is stored, and the event is sealed again under theirs
-    /// ([`ResidentVault::seal`]). Returns the key only for an event that holds personal data.
+    /// ([`ResidentVault::seal_under_stored_key`]). An event without personal data is stored as
+    /// it is, and comes with no key.
     pub fn seal_under_new_key(
         &self,
         mut event: Event,
@@ -273,25 +228,28 @@ impl ResidentVault {
         let Some((personal, reference)) = take_personal(&mut event) else {
             return Ok((Sealable::Plain(event), None));
         };
-        let reference = reference.as_str();
         let key = SecretKey::generate();
-        let wrapped = wrap_data_key(&self.master, reference, &key)?;
-        let sealed = key.seal(
-            &serde_json::to_vec(&personal)?,
-            &associated("personal data", reference),
-        )?;
         let new_key = NewResidentKey {
-            reference: reference.to_owned(),
-            wrapped,
+            reference: reference.as_str().to_owned(),
+            wrapped: wrap_data_key(&self.master, reference.as_str(), &key)?,
             generation: self.generation,
         };
-        Ok((
-            Sealable::Sealed(SealedIntake {
-                event,
-                sealed: BASE64.encode(sealed),
-            }),
-            Some(new_key),
-        ))
+        Ok((sealed(event, &personal, &reference, &key)?, Some(new_key)))
+    }
+
+    /// Seals a decided event under the resident's stored key; `None` when they have none (it
+    /// was destroyed since the store said it existed: the caller makes a new one).
+    pub async fn seal_under_stored_key(
+        &self,
+        mut event: Event,
+    ) -> Result<Option<Sealable>, PrivacyError> {
+        let Some((personal, reference)) = take_personal(&mut event) else {
+            return Ok(Some(Sealable::Plain(event)));
+        };
+        let Some(key) = self.data_key(reference.as_str()).await? else {
+            return Ok(None);
+        };
+        Ok(Some(sealed(event, &personal, &reference, &key)?))
     }
 
     /// Stores `key` with `events`, sealed under it by [`ResidentVault::seal_under_new_key`]:
@@ -324,7 +282,7 @@ impl ResidentVault {
                 Personal::Plain
             });
         };
-        let Some(key) = self.data_key(reference, false).await? else {
+        let Some(key) = self.data_key(reference).await? else {
             return Ok(Personal::Erased);
         };
         // A key made after the resident was forgotten (a later complaint) does not open what
@@ -344,6 +302,23 @@ impl ResidentVault {
     pub async fn forget(&self, reference: &str) -> Result<bool, PrivacyError> {
         Ok(self.keys.forget(reference).await?)
     }
+}
+
+/// `event` with its personal data (taken out of it) sealed under `key`.
+fn sealed(
+    event: Event,
+    personal: &PersonalData,
+    reference: &ResidentReference,
+    key: &SecretKey,
+) -> Result<Sealable, PrivacyError> {
+    let sealed = key.seal(
+        &serde_json::to_vec(personal)?,
+        &associated("personal data", reference.as_str()),
+    )?;
+    Ok(Sealable::Sealed(SealedIntake {
+        event,
+        sealed: BASE64.encode(sealed),
+    }))
 }
 
 /// A decided event as it is stored: sealed when it holds personal data.
