@@ -13,7 +13,7 @@
 //! batch still commit. Each statement is a round trip to sqlx's worker thread, which is what an
 //! append used to cost five times over.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,9 +22,7 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, watch};
 
 use super::rows::{event_id_to_text, recorded_at_now};
-use crate::ResidentKeyError;
 use crate::batch_plan::{AppendPlan, KnownLog, StoredEventSummary, lookup_keys, written_outcome};
-use crate::resident_keys::queries::sqlite as key_queries;
 use crate::writer_queue::{AppendRequest, BatchWriter, batch_failed};
 use crate::{AppendOutcome, StoreError};
 
@@ -49,6 +47,15 @@ const INSERT_EVENTS: &str = "\
     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
            value ->> 6, value ->> 7, ?2 \
     FROM json_each(?1)";
+
+/// Stores every `[reference, wrapped key, generation]` of a JSON array whose resident has no key
+/// (of two rows for one resident, the first), and returns the references it stored: one
+/// statement text for every batch, as [`INSERT_EVENTS`]. (`WHERE true` tells SQLite's parser
+/// that `ON CONFLICT` belongs to the insert, not to a join.)
+const INSERT_NEW_KEYS: &str = "\
+    INSERT INTO resident_keys (resident_reference, wrapped_key, created_at, master_generation) \
+    SELECT value ->> 0, value ->> 1, ?2, value ->> 2 FROM json_each(?1) WHERE true \
+    ON CONFLICT (resident_reference) DO NOTHING RETURNING resident_reference";
 
 /// One row of [`INSERT_EVENTS`], serialised as a JSON array.
 type EventRow<'a> = (i64, &'a str, i64, String, &'a str, u32, &'a str, &'a str);
@@ -243,28 +250,21 @@ async fn store_new_keys(
     connection: &mut SqliteConnection,
     requests: &[AppendRequest],
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let mut by_generation: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
-    for key in requests
+    let keys: Vec<(&str, &str, u32)> = requests
         .iter()
         .filter_map(|request| request.new_key.as_ref())
-    {
-        by_generation
-            .entry(key.generation)
-            .or_default()
-            .push((key.reference.clone(), key.wrapped.clone()));
-    }
+        .map(|key| (key.reference.as_str(), key.wrapped.as_str(), key.generation))
+        .collect();
     let mut inserted: HashSet<String> = HashSet::new();
-    for (generation, rows) in by_generation {
-        // Four parameters a key: 1,000 keys a statement stay within SQLite's 32,766.
-        for chunk in rows.chunks(1_000) {
-            let stored = key_queries::insert_keys(connection, chunk, generation)
-                .await
-                .map_err(|error| match error {
-                    ResidentKeyError::Database(error) => error,
-                    other => sqlx::Error::Protocol(other.to_string()),
-                })?;
-            inserted.extend(stored);
-        }
+    if !keys.is_empty() {
+        let keys_json =
+            serde_json::to_string(&keys).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        let stored: Vec<String> = sqlx::query_scalar(INSERT_NEW_KEYS)
+            .bind(keys_json)
+            .bind(chrono::Utc::now().to_rfc3339())
+            .fetch_all(&mut *connection)
+            .await?;
+        inserted.extend(stored);
     }
     Ok(requests
         .iter()
