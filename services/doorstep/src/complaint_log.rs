@@ -110,32 +110,35 @@ pub async fn log_new(
     // in between (the resident forgotten) means a new one, in the next round.
     for _ in 0..SEALING_ROUNDS {
         let (sealed, new_key) = seal_under_new_key(vault, &events)?;
-        let Some(new_key) = new_key else {
-            let landed = start(log.store(), &stream, expected, origin, policy(), &sealed).await?;
-            return answer(landed);
+        let sealed = match new_key {
+            None => sealed,
+            Some(new_key) => {
+                let first = start_with(
+                    log.store(),
+                    &stream,
+                    expected,
+                    origin,
+                    policy(),
+                    &sealed,
+                    |id, expected, new_events| async move {
+                        vault
+                            .append_with_new_key(&id, expected, new_events, new_key)
+                            .await
+                    },
+                )
+                .await;
+                match first {
+                    Err(Failure::Store(StoreError::ResidentHasKey)) => {}
+                    landed => return answer(landed?),
+                }
+                match seal_under_stored_key(vault, &events).await? {
+                    Some(sealed) => sealed,
+                    None => continue,
+                }
+            }
         };
-        let first = start_with(
-            log.store(),
-            &stream,
-            expected,
-            origin,
-            policy(),
-            &sealed,
-            |id, expected, new_events| async move {
-                vault
-                    .append_with_new_key(&id, expected, new_events, new_key)
-                    .await
-            },
-        )
-        .await;
-        match first {
-            Err(Failure::Store(StoreError::ResidentHasKey)) => {}
-            landed => return answer(landed?),
-        }
-        if let Some(sealed) = seal_under_stored_key(vault, &events).await? {
-            let landed = start(log.store(), &stream, expected, origin, policy(), &sealed).await?;
-            return answer(landed);
-        }
+        let landed = start(log.store(), &stream, expected, origin, policy(), &sealed).await?;
+        return answer(landed);
     }
     Err(Failure::Inconsistent(
         "the resident's key was destroyed each time it was found",

@@ -76,8 +76,6 @@ pub enum PrivacyError {
         "a stored resident key is wrapped by master key generation {0}, which this server was not given"
     )]
     UnknownGeneration(u32),
-    #[error("the intake event has no resident reference")]
-    NoReference,
     #[error("cannot seal the personal data")]
     Seal(#[from] SealError),
     #[error("cannot encode the personal data")]
