@@ -120,12 +120,27 @@ pub async fn batch_inserts_keep_the_first_key_per_resident<H: KeyStoreHarness>(h
     H::close(&store).await;
 }
 
-fn new_key(reference: &str, wrapped: &str) -> NewResidentKey {
-    NewResidentKey {
+/// Appends numbered event `index` to `stream` (new) with `wrapped` as `reference`'s new key.
+async fn append_keyed<S: ResidentKeyStore>(
+    store: &S,
+    stream: &crate::StreamId,
+    index: usize,
+    reference: &str,
+    wrapped: &str,
+) -> Result<crate::AppendOutcome, StoreError> {
+    let key = NewResidentKey {
         reference: reference.to_owned(),
         wrapped: wrapped.to_owned(),
         generation: 1,
-    }
+    };
+    store
+        .append_with_new_key(
+            stream,
+            ExpectedVersion::NoStream,
+            vec![super::numbered_event(index)],
+            key,
+        )
+        .await
 }
 
 /// A first complaint's events are appended with its resident's new key; a second resident's
@@ -135,13 +150,7 @@ pub async fn a_resident_with_a_key_is_refused_whole<H: KeyStoreHarness>(harness:
     let store = harness.open(None).await;
     let [resident] = fresh_references(["resident"]);
     let first = super::fresh_stream("complaint");
-    let outcome = store
-        .append_with_new_key(
-            &first,
-            ExpectedVersion::NoStream,
-            vec![super::numbered_event(1)],
-            new_key(&resident, "key-1"),
-        )
+    let outcome = append_keyed(&store, &first, 1, &resident, "key-1")
         .await
         .expect("a new resident's key and events are stored");
     assert_eq!(outcome.version, 1);
@@ -149,14 +158,7 @@ pub async fn a_resident_with_a_key_is_refused_whole<H: KeyStoreHarness>(harness:
     let head = store.head_position().await.expect("readable");
 
     let second = super::fresh_stream("complaint");
-    let refused = store
-        .append_with_new_key(
-            &second,
-            ExpectedVersion::NoStream,
-            vec![super::numbered_event(2)],
-            new_key(&resident, "key-2"),
-        )
-        .await;
+    let refused = append_keyed(&store, &second, 2, &resident, "key-2").await;
     assert!(
         matches!(refused, Err(StoreError::ResidentHasKey)),
         "a resident with a key keeps it: {refused:?}"
@@ -189,14 +191,7 @@ pub async fn concurrent_first_complaints_of_one_resident_store_one_key<H: KeySto
         tasks.spawn(async move {
             let stream = super::fresh_stream("complaint");
             let key = format!("key-{complaint}");
-            let result = store
-                .append_with_new_key(
-                    &stream,
-                    ExpectedVersion::NoStream,
-                    vec![super::numbered_event(complaint)],
-                    new_key(&resident, &key),
-                )
-                .await;
+            let result = append_keyed(store.as_ref(), &stream, complaint, &resident, &key).await;
             (key, stream, result)
         });
     }
