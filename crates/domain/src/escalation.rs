@@ -341,19 +341,28 @@ pub fn ladder_due_times(
 ) -> Vec<ScheduledStep> {
     ladder
         .iter()
-        .map(|step| {
-            let day = shift_working_days(calendar, deadline_date, step.offset_working_days);
-            ScheduledStep {
-                level: step.level.clone(),
-                offset_working_days: step.offset_working_days,
-                due_at: if step.offset_working_days < 0 {
-                    england_time(day, warning_time)
-                } else {
-                    end_of_england_day(day)
-                },
-            }
-        })
+        .map(|step| scheduled_step(deadline_date, step, calendar, warning_time))
         .collect()
+}
+
+/// When one step of a ladder falls due for a deadline on `deadline_date` (see
+/// [`ladder_due_times`]).
+fn scheduled_step(
+    deadline_date: NaiveDate,
+    step: &LadderStep,
+    calendar: &WorkingDayCalendar,
+    warning_time: NaiveTime,
+) -> ScheduledStep {
+    let day = shift_working_days(calendar, deadline_date, step.offset_working_days);
+    ScheduledStep {
+        level: step.level.clone(),
+        offset_working_days: step.offset_working_days,
+        due_at: if step.offset_working_days < 0 {
+            england_time(day, warning_time)
+        } else {
+            end_of_england_day(day)
+        },
+    }
 }
 
 /// The instant `time` strikes on `date` in England. A time the clocks skip (between 01:00 and
@@ -536,24 +545,36 @@ pub fn plan(
     policy: &EscalationPolicy,
     calendar: &WorkingDayCalendar,
 ) -> Vec<PlannedEscalation> {
-    ladder_due_times(
-        clock.due,
-        policy.ladder(clock.deadline),
-        calendar,
-        policy.warning_time(),
-    )
-    .into_iter()
-    .map(|step| PlannedEscalation {
-        escalation_id: escalation_id(complaint_id, clock.deadline, &step.level, clock.started_at),
-        contractor_id: contractor_id.clone(),
-        deadline: clock.deadline,
-        recipients: policy.recipients(&step.level, contractor_id),
-        level: step.level,
-        deadline_date: clock.due,
-        clock_started_at: clock.started_at,
-        due_at: step.due_at,
+    plan_steps(complaint_id, contractor_id, clock, policy, calendar).collect()
+}
+
+/// [`plan`]'s steps in firing order, each worked out only when it is reached: the schedule wants
+/// the first step not raised yet, and every step's id is a SHA-1 hash.
+pub fn plan_steps<'a>(
+    complaint_id: &'a ComplaintId,
+    contractor_id: &'a ContractorId,
+    clock: &'a RunningClock,
+    policy: &'a EscalationPolicy,
+    calendar: &'a WorkingDayCalendar,
+) -> impl Iterator<Item = PlannedEscalation> + 'a {
+    policy.ladder(clock.deadline).iter().map(move |step| {
+        let step = scheduled_step(clock.due, step, calendar, policy.warning_time());
+        PlannedEscalation {
+            escalation_id: escalation_id(
+                complaint_id,
+                clock.deadline,
+                &step.level,
+                clock.started_at,
+            ),
+            contractor_id: contractor_id.clone(),
+            deadline: clock.deadline,
+            recipients: policy.recipients(&step.level, contractor_id),
+            level: step.level,
+            deadline_date: clock.due,
+            clock_started_at: clock.started_at,
+            due_at: step.due_at,
+        }
     })
-    .collect()
 }
 
 /// The default ladder for every deadline: a warning when one working day is left, the breach,

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use doorstep_domain::complaint::Event;
-use doorstep_domain::escalation::{Deadline, EscalationLevel, RunningClock, clock_after, plan};
+use doorstep_domain::escalation::{
+    Deadline, EscalationLevel, RunningClock, clock_after, plan_steps,
+};
 use doorstep_domain::input::{ComplaintId, ContractorId};
 use doorstep_store::EventHeader;
 use sqlx::any::AnyRow;
@@ -308,14 +310,13 @@ fn first_step(
             "complaint or contractor id is invalid",
         ));
     };
-    let step = plan(
+    let step = plan_steps(
         &complaint,
         &contractor,
         clock,
         &planner.policy,
         &planner.calendar,
     )
-    .into_iter()
     .find(|step| !raised.contains(&step.escalation_id.to_string()));
     Ok(step.map(|step| ScheduleRow {
         escalation_id: step.escalation_id,
