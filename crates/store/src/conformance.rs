@@ -71,6 +71,7 @@ macro_rules! event_store_conformance_tests {
             head_position_and_watch_head_advance,
             count_after_counts_the_readable_events_past_a_position,
             concurrent_appends_are_each_stored_exactly_once,
+            appends_of_every_size_are_stored_whole_and_in_order,
             concurrent_exact_appends_have_one_winner_per_version,
             refused_appends_do_not_disturb_concurrent_ones,
             event_fields_round_trip,
@@ -1060,6 +1061,54 @@ pub async fn concurrent_appends_are_each_stored_exactly_once(store: Arc<dyn Even
     assert_eq!(stored_ids, appended_ids, "every appended event is stored");
 
     assert_versions_gap_free_per_stream(&stored);
+}
+
+/// Appends of sizes around the SQLite writer's insert chunks (powers of two up to 64 events),
+/// alone and many at once, each stored whole: every event at its version, with its own payload,
+/// in the order appended, and the log in position order.
+pub async fn appends_of_every_size_are_stored_whole_and_in_order(store: Arc<dyn EventStore>) {
+    const SIZES: [usize; 12] = [1, 2, 3, 7, 31, 63, 64, 65, 100, 127, 128, 200];
+    let head_before = head(store.as_ref()).await;
+    let mut expected: Vec<(StreamId, usize)> = Vec::new();
+    let alone = fresh_stream("programme");
+    append_numbered(store.as_ref(), &alone, ExpectedVersion::NoStream, 200).await;
+    expected.push((alone, 200));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for size in SIZES {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let stream = fresh_stream("programme");
+            append_numbered(store.as_ref(), &stream, ExpectedVersion::NoStream, size).await;
+            (stream, size)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        expected.push(joined.expect("an appending task panicked"));
+    }
+
+    for (stream, size) in &expected {
+        let stored = whole_stream(store.as_ref(), stream).await;
+        let indexes: Vec<Option<u64>> = stored
+            .iter()
+            .map(|event| event.payload["index"].as_u64())
+            .collect();
+        let appended: Vec<Option<u64>> = (0..*size).map(|index| Some(index as u64)).collect();
+        assert_eq!(
+            indexes, appended,
+            "{stream}: every event of {size}, in order"
+        );
+        assert_eq!(
+            stored.iter().map(|event| event.version).collect::<Vec<_>>(),
+            (1..=*size as u64).collect::<Vec<_>>(),
+            "{stream}: versions 1 to {size}"
+        );
+        assert_strictly_increasing(&positions(&stored), "one append's events");
+    }
+    let stored = events_after(store.as_ref(), head_before).await;
+    let total: usize = expected.iter().map(|(_, size)| size).sum();
+    assert_eq!(stored.len(), total, "every event is stored once");
+    assert_strictly_increasing(&positions(&stored), "the log");
 }
 
 /// Many tasks racing to extend one stream from the same version: exactly one wins each round,
