@@ -1063,9 +1063,9 @@ pub async fn concurrent_appends_are_each_stored_exactly_once(store: Arc<dyn Even
     assert_versions_gap_free_per_stream(&stored);
 }
 
-/// Appends of sizes around the SQLite writer's insert chunks (powers of two up to 64 events),
-/// alone and many at once, each stored whole: every event at its version, with its own payload,
-/// in the order appended, and the log in position order.
+/// Appends of many sizes (one event to two hundred), alone and many at once, each stored whole:
+/// every event at its version, with its own payload, in the order appended, and the log in
+/// position order.
 pub async fn appends_of_every_size_are_stored_whole_and_in_order(store: Arc<dyn EventStore>) {
     const SIZES: [usize; 12] = [1, 2, 3, 7, 31, 63, 64, 65, 100, 127, 128, 200];
     let head_before = head(store.as_ref()).await;

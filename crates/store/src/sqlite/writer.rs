@@ -4,11 +4,10 @@
 //! One task that owns one connection avoids lock contention, and committing every append that is
 //! already waiting in one transaction shares a single fsync between many callers (group commit).
 //!
-//! A batch costs a handful of statements however many appends it holds: `BEGIN IMMEDIATE` (which
-//! takes the write lock, so nothing can change the log until the commit), an insert of the new
-//! resident keys its appends carry if any, one lookup of the batch's event ids, one of its
-//! streams' versions, the events' inserts (one per power of two in their count, at most 64
-//! events each), and `COMMIT`. The
+//! A batch costs five statements however many appends it holds: `BEGIN IMMEDIATE` (which takes
+//! the write lock, so nothing can change the log until the commit), an insert of the new
+//! resident keys its appends carry if any (a sixth), one lookup of the batch's
+//! event ids, one of its streams' versions, one insert of every event to write, and `COMMIT`. The
 //! appends are decided in memory between the lookups and the insert ([`crate::batch_plan`]), so
 //! a refused append (a version conflict, a reused event id) writes nothing and the others in its
 //! batch still commit. Each statement is a round trip to sqlx's worker thread, which is what an
@@ -39,27 +38,15 @@ const STREAM_VERSIONS: &str = "\
            (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = requested.value) \
     FROM json_each(?1) AS requested";
 
-/// The most events one insert statement takes. A batch's events go in as chunks whose sizes
-/// are powers of two up to this (a batch of 30 is 16 + 8 + 4 + 2), so the connection prepares
-/// at most seven statement texts, once each, and binds every column as it is. (Binding the batch
-/// as one JSON array kept one text too, but SQLite then parsed every payload twice: out of the
-/// array, and again for the `json_valid` check.)
-const INSERT_CHUNK_MAX: usize = 64;
-
-/// `INSERT INTO events ... VALUES` with `rows` rows of parameters, for each power of two up to
-/// [`INSERT_CHUNK_MAX`], by its base-2 logarithm.
-static INSERT_EVENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    (0..=INSERT_CHUNK_MAX.ilog2())
-        .map(|log| {
-            let rows = vec![row; 1 << log].join(", ");
-            format!(
-                "INSERT INTO events (position, stream_id, version, event_id, event_type, \
-                 schema_version, payload, metadata, recorded_at) VALUES {rows}"
-            )
-        })
-        .collect()
-});
+/// Inserts every row of a JSON array of `[position, stream_id, version, event_id, event_type,
+/// schema_version, payload, metadata]` arrays. Binding one array keeps the statement text the
+/// same for every batch size, so it is prepared once.
+const INSERT_EVENTS: &str = "\
+    INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, \
+                        payload, metadata, recorded_at) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+           value ->> 6, value ->> 7, ?2 \
+    FROM json_each(?1)";
 
 /// Stores every `[reference, wrapped key, generation]` of a JSON array whose resident has no key
 /// (of two rows for one resident, the first), and returns the references it stored: one
@@ -70,7 +57,7 @@ const INSERT_NEW_KEYS: &str = "\
     SELECT value ->> 0, value ->> 1, ?2, value ->> 2 FROM json_each(?1) WHERE true \
     ON CONFLICT (resident_reference) DO NOTHING RETURNING resident_reference";
 
-/// One row of [`INSERT_EVENTS`], without its `recorded_at` (the batch's).
+/// One row of [`INSERT_EVENTS`], serialised as a JSON array.
 type EventRow<'a> = (i64, &'a str, i64, String, &'a str, u32, &'a str, &'a str);
 
 /// The SQLite side of the writer task; the queue in front of it is [`crate::writer_queue`].
@@ -211,52 +198,19 @@ async fn write_batch(
             committed: false,
         });
     }
-    insert_events(&mut transaction, &rows, &recorded_at_now()).await?;
+    let rows_json =
+        serde_json::to_string(&rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+    sqlx::query(INSERT_EVENTS)
+        .bind(rows_json)
+        .bind(recorded_at_now())
+        .execute(&mut *transaction)
+        .await?;
     transaction.commit().await?;
     Ok(WrittenBatch {
         outcomes,
         next_position: position,
         committed: true,
     })
-}
-
-/// Inserts `rows`, all recorded at `recorded_at`, in chunks of [`INSERT_EVENTS`]' sizes.
-async fn insert_events(
-    connection: &mut SqliteConnection,
-    rows: &[EventRow<'_>],
-    recorded_at: &str,
-) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let log = rest.len().min(INSERT_CHUNK_MAX).ilog2();
-        let (chunk, after) = rest.split_at(1 << log);
-        let sql = INSERT_EVENTS[log as usize].as_str();
-        let query = chunk.iter().fold(sqlx::query(sql), |query, row| {
-            let (
-                position,
-                stream,
-                version,
-                event_id,
-                event_type,
-                schema_version,
-                payload,
-                metadata,
-            ) = row;
-            query
-                .bind(position)
-                .bind(*stream)
-                .bind(version)
-                .bind(event_id.as_str())
-                .bind(*event_type)
-                .bind(i64::from(*schema_version))
-                .bind(*payload)
-                .bind(*metadata)
-                .bind(recorded_at)
-        });
-        query.execute(&mut *connection).await?;
-        rest = after;
-    }
-    Ok(())
 }
 
 /// Decides every append in queue order; `write` lays out the events of an append to be written
