@@ -262,7 +262,7 @@ pub struct OnlineRebuildOptions {
     pub switch_wait: Duration,
     /// Tests: stop (as a crash would, mid-batch or between batches) after this many batches.
     pub stop_after_batches: Option<usize>,
-    /// Tests: events per catch-up batch instead of the runner's own (10,000), so a small log
+    /// Tests: events per catch-up batch instead of the runner's own (25,000), so a small log
     /// still takes several batches.
     pub catch_up_batch_size: Option<usize>,
 }

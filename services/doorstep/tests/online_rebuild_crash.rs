@@ -4,27 +4,33 @@
 //! got to, switches every server to it and drops the old one. On SQLite with one server, and on
 //! PostgreSQL with two replicas.
 //!
-//! The binaries are the real ones, as an operator runs them. The rebuild reports its progress to
-//! the registry after its first catch-up batch (25,000 events); the kill lands as soon as the test
-//! sees that, in the middle of the second batch's transaction (15,000 more events, most of a
-//! second in a debug build). Afterwards the resumed generation must equal what an offline rebuild
-//! makes of the same log: a batch half-applied when the process died, or applied twice after the
-//! resume, would show.
+//! The binaries are the real ones, as an operator runs them. The log holds 60,000 visits with
+//! 100 complaints among them, at positions inside the rebuild's second catch-up batch (its batches
+//! are 25,000 events). The rebuild reports its progress to the registry after its first batch; the
+//! kill lands as soon as the test sees that, in the middle of the second batch (about a second's
+//! work in a debug build), and the test checks that the resumed run starts from the end of the
+//! first, so the second was rolled back. Afterwards the resumed generation must equal what an
+//! offline rebuild makes of the same log: the complaints' counters would show a batch applied
+//! twice, and every table one lost.
 
 mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use doorstep_api::v1;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
+use doorstep_projections::{postgres_generation_schema, sqlite_generation_file};
 use doorstep_test_postgres::TestDatabase;
 use support::{RunningBinary, channel, client, doorstep, register_contractor, small_complaint};
 
-/// Visits recorded before the rebuild: more than one of its 25,000-event batches.
-const VISITS: usize = 40_000;
+/// Visits recorded before the rebuild, in calls of 10,000: the complaints come after the fourth
+/// call, at positions about 40,000, inside the rebuild's second batch (25,001 to 50,000).
+const VISITS: usize = 60_000;
+const VISITS_PER_CALL: usize = 10_000;
+const COMPLAINTS_AMONG_VISITS: usize = 100;
 /// How long the rebuild may take to report its first progress.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Tables in a generation that are not read models: the outbox (delivery state, which rebuilds
@@ -63,47 +69,64 @@ impl Database {
         command
     }
 
-    /// A generation's row in the registry: state, position reached, head aimed at.
-    async fn generation(&self, generation: i64) -> Option<(String, i64, i64)> {
-        let sql = "SELECT state, position, target FROM read_model_generations \
-                   WHERE generation = $1";
+    /// Runs the binary to the end, without blocking the test's runtime.
+    async fn run(&self, arguments: &[&str]) -> Output {
+        tokio::process::Command::from(self.doorstep(arguments))
+            .output()
+            .await
+            .expect("the binary runs")
+    }
+
+    /// A connection to the store's database, to read the generations' registry.
+    async fn registry(&self) -> Registry {
         match self {
             Self::Sqlite { directory } => {
-                let pool = sqlite_read_only(store_file(directory)).await;
-                let row = sqlx::query_as(sql)
-                    .bind(generation)
-                    .fetch_optional(&pool)
-                    .await
-                    .expect("the registry is read");
-                pool.close().await;
-                row
+                Registry::Sqlite(sqlite_read_only(store_file(directory)).await)
             }
-            Self::Postgres { database, .. } => {
-                let pool = postgres(database).await;
-                let row = sqlx::query_as(sql)
-                    .bind(generation)
-                    .fetch_optional(&pool)
-                    .await
-                    .expect("the registry is read");
-                pool.close().await;
-                row
-            }
+            Self::Postgres { database, .. } => Registry::Postgres(postgres(database).await),
         }
     }
 
     /// Every row of every read model of `generation`, as text, table by table.
-    async fn read_models(&self, generation: u32) -> Vec<(String, Vec<String>)> {
+    async fn read_models(&self, generation: u64) -> Vec<(String, Vec<String>)> {
         match self {
             Self::Sqlite { directory } => {
-                let file = directory
-                    .path()
-                    .join(format!("data/doorstep.read-models.g{generation}.db"));
-                sqlite_read_models(file).await
+                let base = directory.path().join("data/doorstep.read-models.db");
+                sqlite_read_models(sqlite_generation_file(&base, generation)).await
             }
             Self::Postgres { database, .. } => {
-                postgres_read_models(database, &format!("read_models_g{generation}")).await
+                postgres_read_models(database, &postgres_generation_schema(generation)).await
             }
         }
+    }
+}
+
+/// The generations' registry, read behind the servers' back.
+enum Registry {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Registry {
+    /// A generation's row: state, position reached, head aimed at.
+    async fn generation(&self, generation: i64) -> Option<(String, i64, i64)> {
+        let sql = "SELECT state, position, target FROM read_model_generations \
+                   WHERE generation = $1";
+        let row = match self {
+            Self::Sqlite(pool) => {
+                sqlx::query_as(sql)
+                    .bind(generation)
+                    .fetch_optional(pool)
+                    .await
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_as(sql)
+                    .bind(generation)
+                    .fetch_optional(pool)
+                    .await
+            }
+        };
+        row.expect("the registry is read")
     }
 }
 
@@ -195,21 +218,32 @@ async fn postgres_read_models(database: &TestDatabase, schema: &str) -> Vec<(Str
     snapshot
 }
 
-/// Every complaint the server lists, once its read models have reached `position`.
+/// How many complaints the server lists, every page, once its read models have reached
+/// `position`.
 async fn listed(port: u16, position: u64) -> usize {
-    let response = client(port)
-        .await
-        .list_complaints(v1::ListComplaintsRequest {
-            page_size: 100,
-            min_position: Some(position),
-            ..Default::default()
-        })
-        .await
-        .expect("the server lists complaints");
-    response.into_inner().complaints.len()
+    let mut complaints = client(port).await;
+    let mut count = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = complaints
+            .list_complaints(v1::ListComplaintsRequest {
+                page_size: 100,
+                page_token,
+                min_position: Some(position),
+                ..Default::default()
+            })
+            .await
+            .expect("the server lists complaints")
+            .into_inner();
+        count += page.complaints.len();
+        if page.next_page_token.is_empty() {
+            return count;
+        }
+        page_token = page.next_page_token;
+    }
 }
 
-async fn log(port: u16, key: &str) -> u64 {
+async fn log_complaint(port: u16, key: &str) -> u64 {
     client(port)
         .await
         .log_complaint(small_complaint(key, &format!("R-{key}"), "Pat Example"))
@@ -219,15 +253,22 @@ async fn log(port: u16, key: &str) -> u64 {
         .position
 }
 
-async fn record_visits(port: u16) {
+/// Records `VISITS` visits in calls of `VISITS_PER_CALL`, with `COMPLAINTS_AMONG_VISITS`
+/// complaints logged after the fourth call.
+async fn record_visits_and_complaints(port: u16) {
     let mut visits = VisitServiceClient::new(channel(port).await);
-    for chunk in 0..VISITS / 10_000 {
-        let batch = (0..10_000)
+    for call in 0..VISITS / VISITS_PER_CALL {
+        if call == 4 {
+            for n in 0..COMPLAINTS_AMONG_VISITS {
+                log_complaint(port, &format!("among-visits-{n}")).await;
+            }
+        }
+        let batch = (0..VISITS_PER_CALL)
             .map(|n| v1::Visit {
-                visit_id: format!("V-{chunk}-{n}"),
+                visit_id: format!("V-{call}-{n}"),
                 contractor_id: "acme-retrofit".to_owned(),
                 uprn: "10001".to_owned(),
-                work_order_reference: format!("WO-{chunk}-{n}"),
+                work_order_reference: format!("WO-{call}-{n}"),
                 visit_date: "2026-06-01".to_owned(),
             })
             .collect();
@@ -236,7 +277,12 @@ async fn record_visits(port: u16) {
             .await
             .expect("the visits are recorded")
             .into_inner();
-        assert_eq!(recorded.recorded, 10_000, "{:?}", recorded.rejected.first());
+        assert_eq!(
+            recorded.recorded as usize,
+            VISITS_PER_CALL,
+            "{:?}",
+            recorded.rejected.first()
+        );
     }
 }
 
@@ -270,22 +316,34 @@ async fn killed_half_way_then_resumed(database: Database, replicas: usize) {
     let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
     register_contractor(ports[0], "acme-retrofit").await;
     for key in ["before-1", "before-2", "before-3"] {
-        log(ports[0], key).await;
+        log_complaint(ports[0], key).await;
     }
-    record_visits(ports[0]).await;
+    record_visits_and_complaints(ports[0]).await;
+    let mut complaints = 3 + COMPLAINTS_AMONG_VISITS;
 
-    let mut rebuild = database
-        .doorstep(&["projections", "rebuild", "--online"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the rebuild starts");
+    let stderr = database.directory().join("killed-rebuild.stderr");
+    let mut rebuild =
+        tokio::process::Command::from(database.doorstep(&["projections", "rebuild", "--online"]))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("a file for the rebuild's stderr"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the rebuild starts");
+    let said_before_kill = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    // Writes go on while it builds.
+    for (replica, port) in ports.iter().enumerate() {
+        log_complaint(*port, &format!("while-building-{replica}")).await;
+        complaints += 1;
+    }
+    let registry = database.registry().await;
     let started = Instant::now();
     let reached = loop {
-        if let Some((state, position, _)) = database.generation(1).await {
+        if let Some((state, position, _)) = registry.generation(1).await {
             assert_eq!(
-                state, "building",
-                "the rebuild finished before it could be killed"
+                state,
+                "building",
+                "the rebuild finished before it could be killed: {}",
+                said_before_kill()
             );
             if position > 0 {
                 break position;
@@ -296,55 +354,56 @@ async fn killed_half_way_then_resumed(database: Database, replicas: usize) {
                 .try_wait()
                 .expect("the rebuild can be polled")
                 .is_none(),
-            "the rebuild exited before it reported progress"
+            "the rebuild exited before it reported progress: {}",
+            said_before_kill()
         );
         assert!(started.elapsed() < PATIENCE, "no progress in {PATIENCE:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    rebuild.kill().expect("SIGKILL is delivered");
-    let killed = rebuild.wait().expect("the killed rebuild is reaped");
+    rebuild.start_kill().expect("SIGKILL is delivered");
+    let killed = rebuild.wait().await.expect("the killed rebuild is reaped");
     assert_eq!(killed.signal(), Some(9), "the rebuild died of SIGKILL");
 
     // Generation 1 is left building; every server serves generation 0 and takes writes.
-    let (state, position, target) = database.generation(1).await.expect("generation 1");
+    let (state, position, target) = registry.generation(1).await.expect("generation 1");
     assert_eq!(state, "building");
     assert!(
         position >= reached && position > 0,
         "{position} of {target}"
     );
-    let live = database.generation(0).await.expect("generation 0");
+    let live = registry.generation(0).await.expect("generation 0");
     assert_eq!(live.0, "live");
-    let mut complaints = 3;
     for (replica, port) in ports.iter().enumerate() {
-        let during = log(*port, &format!("during-{replica}")).await;
+        let during = log_complaint(*port, &format!("after-the-kill-{replica}")).await;
         complaints += 1;
         assert_eq!(listed(*port, during).await, complaints);
     }
 
-    let resumed = database
-        .doorstep(&["projections", "rebuild", "--online"])
-        .output()
-        .expect("the rebuild runs again");
+    let resumed = database.run(&["projections", "rebuild", "--online"]).await;
     let said = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{said}");
-    let from: u64 = said
+    let from: i64 = said
         .split("resuming read-model generation 1 from position ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse().ok())
         .unwrap_or_else(|| panic!("the rebuild resumed generation 1: {said}"));
-    assert!(from > 0, "it resumed from where it was killed, not from 0");
+    assert_eq!(
+        from, reached,
+        "it resumed from the end of the first batch: the second, cut off by the kill, was rolled \
+         back (had it committed, the kill came too late to test anything)"
+    );
     assert!(
         said.contains("every server switched; generation 0 dropped"),
         "{said}"
     );
 
     assert_eq!(
-        database.generation(1).await.map(|row| row.0).as_deref(),
+        registry.generation(1).await.map(|row| row.0).as_deref(),
         Some("live")
     );
     for (replica, port) in ports.iter().enumerate() {
-        let after = log(*port, &format!("after-{replica}")).await;
+        let after = log_complaint(*port, &format!("after-the-switch-{replica}")).await;
         complaints += 1;
         assert_eq!(listed(*port, after).await, complaints);
     }
@@ -355,21 +414,26 @@ async fn killed_half_way_then_resumed(database: Database, replicas: usize) {
     let online = database.read_models(1).await;
     let visits_table = online.iter().find(|(table, _)| table == "visits");
     assert_eq!(visits_table.map(|(_, rows)| rows.len()), Some(VISITS));
-    let offline = database
-        .doorstep(&["projections", "rebuild"])
-        .output()
-        .expect("the offline rebuild runs");
+    let offline = database.run(&["projections", "rebuild"]).await;
     assert!(
         offline.status.success(),
         "{}",
         String::from_utf8_lossy(&offline.stderr)
     );
     let rebuilt = database.read_models(1).await;
+    let tables = |snapshot: &[(String, Vec<String>)]| -> Vec<(String, usize)> {
+        snapshot
+            .iter()
+            .map(|(table, rows)| (table.clone(), rows.len()))
+            .collect()
+    };
+    assert_eq!(tables(&online), tables(&rebuilt), "tables and row counts");
     for ((table, online), (_, rebuilt)) in online.iter().zip(&rebuilt) {
+        let first_difference = online.iter().zip(rebuilt).find(|(a, b)| a != b);
         assert!(
-            online == rebuilt,
-            "{table}: the resumed generation equals an offline rebuild of the same log"
+            first_difference.is_none(),
+            "{table}: the resumed generation equals an offline rebuild of the same log; first \
+             difference (resumed, offline): {first_difference:?}"
         );
     }
-    assert_eq!(online.len(), rebuilt.len());
 }
