@@ -9,6 +9,7 @@ use doorstep_api::v1;
 use doorstep_api::v1::escalation_service_client::EscalationServiceClient;
 use doorstep_api::v1::performance_service_client::PerformanceServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
+use doorstep_projections::{ReadModelDatabase, Snapshot};
 use doorstep_server::generations::{
     OnlineRebuild, OnlineRebuildOptions, RebuildProgress, rebuild_online,
 };
@@ -17,30 +18,6 @@ use doorstep_tests::{
     TestApp, gate_left_open, metric_value, notify_on_test_rounds, requests, spawn_app_with,
 };
 use tokio::task::JoinHandle;
-
-/// Every table derived from the log (what a rebuild replaces), and the outbox it keeps.
-const DERIVED: [&str; 20] = [
-    "complaint_list",
-    "contractors",
-    "contractor_lookup",
-    "visits",
-    "contractor_month_visits",
-    "contractor_month_standard",
-    "complaint_findings",
-    "complaint_handling",
-    "handling_counters",
-    "escalation_clocks",
-    "escalation_schedule",
-    "escalations",
-    "inspections",
-    "inspection_month",
-    "inspection_month_standard",
-    "finding_schedule",
-    "finding_escalations",
-    "liaison_handling_counters",
-    "liaison_contractor_months",
-    "projection_checkpoints",
-];
 
 /// Logs complaints (acknowledging every third) and records visits until told to stop; returns
 /// the position of its last write and how many complaints it logged.
@@ -231,13 +208,24 @@ async fn sqlite_has_table(file: &std::path::Path, table: &str) -> bool {
     found.is_some()
 }
 
-/// Every derived table's rows in one SQLite generation file.
-async fn sqlite_snapshot(file: &std::path::Path) -> Vec<(String, Vec<String>)> {
-    let mut snapshot = Vec::new();
-    for table in DERIVED {
-        snapshot.push((table.to_owned(), sqlite_rows(file, table).await));
-    }
+/// Every read model of `generation` of the read models whose generation 0 is at `url`, read
+/// through the projections crate. (Opening a generation that was never built would create it
+/// empty: callers check that what they compare is not.)
+async fn snapshot(url: &str, generation: u64) -> Snapshot {
+    let database = ReadModelDatabase::open_generation(url, generation)
+        .await
+        .expect("the generation opens");
+    let snapshot = database
+        .snapshot()
+        .await
+        .expect("the generation's read models are read");
+    database.close().await;
     snapshot
+}
+
+/// The `sqlite://` URL of a read-model file.
+fn sqlite_url(file: &std::path::Path) -> String {
+    format!("sqlite://{}", file.display())
 }
 
 fn notifying(settings: &mut doorstep_server::Settings, _: &std::path::Path) {
@@ -329,6 +317,7 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     let first = app.data_dir().join("doorstep.read-models.g1.db");
     let second = app.data_dir().join("doorstep.read-models.g2.db");
     assert!(!first.exists(), "generation 1's file is deleted");
+    assert!(second.exists(), "generation 2's file is there");
     assert_eq!(listed(&app, last).await, 30 + logged as usize);
 
     // The notifier reads the new generation: the complaints logged during the rebuild escalate,
@@ -338,7 +327,11 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
         "escalations raised on the new generation"
     );
     app.stop().await;
-    let online = sqlite_snapshot(&second).await;
+    let online = snapshot(&sqlite_url(&read_models), 2).await;
+    assert!(
+        !online["complaint_list"].is_empty(),
+        "generation 2 holds the complaints"
+    );
     let outbox_after = sqlite_rows(&read_models, "escalation_deliveries").await;
     assert!(
         outbox_after.len() > outbox_before.len(),
@@ -351,7 +344,7 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     doorstep_server::startup::rebuild_read_models(app.settings(), |_| {}, |_, _| {})
         .await
         .expect("the offline rebuild succeeds");
-    let offline = sqlite_snapshot(&second).await;
+    let offline = snapshot(&sqlite_url(&read_models), 2).await;
     for ((table, online), (_, offline)) in online.iter().zip(&offline) {
         assert_eq!(online, offline, "{table} equals an offline rebuild");
     }
@@ -379,7 +372,8 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     }
     let read_models = app.data_dir().join("doorstep.read-models.db");
     app.read_models_reach(last).await;
-    let live_before = sqlite_snapshot(&read_models).await;
+    let live_before = snapshot(&sqlite_url(&read_models), 0).await;
+    assert_eq!(live_before["complaint_list"].len(), 1_600);
 
     let stopped = rebuild_online(
         app.settings(),
@@ -417,7 +411,7 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     assert!(rate.is_some_and(|rate| rate > 0.0), "{rate:?} events/s");
     // The live generation serves, untouched.
     assert_eq!(listed(&app, last).await, 1_600);
-    assert_eq!(sqlite_snapshot(&read_models).await, live_before);
+    assert_eq!(snapshot(&sqlite_url(&read_models), 0).await, live_before);
 
     let mut started = None;
     let outcome = rebuild_online(app.settings(), OnlineRebuildOptions::default(), |step| {
@@ -446,34 +440,12 @@ async fn a_rebuild_stopped_half_way_leaves_the_live_generation_serving_and_resum
     assert_eq!(listed(&app, last).await, 1_600);
 
     app.stop().await;
-    let generation = app.data_dir().join("doorstep.read-models.g1.db");
-    let online = sqlite_snapshot(&generation).await;
+    let online = snapshot(&sqlite_url(&read_models), 1).await;
+    assert_eq!(online["complaint_list"].len(), 1_600);
     doorstep_server::startup::rebuild_read_models(app.settings(), |_| {}, |_, _| {})
         .await
         .expect("the offline rebuild succeeds");
-    assert_eq!(online, sqlite_snapshot(&generation).await);
-}
-
-/// Every derived table's rows in one PostgreSQL schema, each as text, sorted.
-async fn postgres_snapshot(url: &str, schema: &str) -> Vec<(String, Vec<String>)> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .expect("the database opens");
-    let mut snapshot = Vec::new();
-    for table in DERIVED {
-        let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT CAST(t AS TEXT) FROM {schema}.{table} t"
-        )))
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_else(|error| panic!("{schema}.{table} is read: {error}"));
-        rows.sort();
-        snapshot.push((table.to_owned(), rows));
-    }
-    pool.close().await;
-    snapshot
+    assert_eq!(online, snapshot(&sqlite_url(&read_models), 1).await);
 }
 
 /// Whether `schema` holds `table` in a PostgreSQL database.
@@ -558,11 +530,15 @@ async fn an_online_rebuild_on_postgres_switches_both_replicas() {
 
     first.stop().await;
     second.stop().await;
-    let online = postgres_snapshot(database.url(), "read_models_g1").await;
+    let online = snapshot(database.url(), 1).await;
+    assert!(
+        !online["complaint_list"].is_empty(),
+        "generation 1 holds the complaints"
+    );
     doorstep_server::startup::rebuild_read_models(first.settings(), |_| {}, |_, _| {})
         .await
         .expect("the offline rebuild succeeds");
-    let offline = postgres_snapshot(database.url(), "read_models_g1").await;
+    let offline = snapshot(database.url(), 1).await;
     for ((table, online), (_, offline)) in online.iter().zip(&offline) {
         assert_eq!(online, offline, "{table} equals an offline rebuild");
     }

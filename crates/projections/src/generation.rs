@@ -178,10 +178,7 @@ pub async fn drop_generation(url: &str, generation: u64) -> Result<(), Projectio
     if generation == 0 {
         sqlx::any::install_default_drivers();
         let mut connection = <AnyConnection as sqlx::Connection>::connect(url).await?;
-        let derived = crate::runner::RESET
-            .iter()
-            .filter_map(|statement| statement.strip_prefix("DELETE FROM "));
-        for table in derived {
+        for table in crate::runner::derived_tables() {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
                 .execute(&mut connection)
                 .await?;

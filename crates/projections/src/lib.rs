@@ -31,6 +31,7 @@ mod performance;
 mod performance_changes;
 mod read_model;
 mod runner;
+mod snapshot;
 mod stall;
 mod stored_values;
 mod upsert;
@@ -61,6 +62,7 @@ pub use performance::{
 };
 pub use read_model::ReadModel;
 pub use runner::ProjectionRunner;
+pub use snapshot::Snapshot;
 pub use stall::Stall;
 
 /// The pure "next row" steps of each read model, for tests and for anyone checking a model
@@ -153,4 +155,7 @@ pub enum ProjectionError {
     ReadAhead(String),
     #[error("page token is not one this service issued")]
     InvalidPageToken,
+    /// A read-model table is not in the database (a snapshot of a generation never built).
+    #[error("the read-model table {0} does not exist")]
+    MissingTable(String),
 }

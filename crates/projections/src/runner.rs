@@ -59,6 +59,12 @@ pub(crate) const RESET: [&str; 20] = [
     "DELETE FROM liaison_contractor_months",
     "DELETE FROM projection_checkpoints",
 ];
+/// The tables [`RESET`] empties: every read model and the shared checkpoint.
+pub(crate) fn derived_tables() -> impl Iterator<Item = &'static str> {
+    RESET
+        .iter()
+        .filter_map(|statement| statement.strip_prefix("DELETE FROM "))
+}
 /// Events applied per transaction following the live log. (SQLite read models live in a file of
 /// their own, so a long batch holds no lock the event writer needs.)
 const BATCH_SIZE: usize = 500;

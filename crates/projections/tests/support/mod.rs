@@ -1,6 +1,6 @@
 //! What every read-model test needs: an event store and a read-model database on one backend
 //! (SQLite, or PostgreSQL when one is available), writing domain events through the real store,
-//! and full dumps of the read-model tables.
+//! (full dumps of the read-model tables are `ReadModelDatabase::snapshot`).
 //!
 //! Each test is written once as `async fn name(backend: TestBackend)` and instantiated for both
 //! backends with `on_every_backend!(name)`; without PostgreSQL its PostgreSQL instance returns at
@@ -9,7 +9,6 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code, unused_macros)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use doorstep_projections::{ProjectionRunner, ReadModel, ReadModelDatabase};
@@ -17,43 +16,6 @@ use doorstep_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresEventStore, PostgresSettings,
     SqliteEventStore, SqliteSettings, StreamId,
 };
-use sqlx::Row;
-
-/// Every read-model table, with the columns that order its rows.
-pub const TABLES: [(&str, &str); 20] = [
-    ("complaint_list", "complaint_id"),
-    ("contractors", "contractor_id"),
-    ("contractor_lookup", "key, contractor_id"),
-    ("visits", "visit_id"),
-    ("contractor_month_visits", "contractor_id, month"),
-    (
-        "contractor_month_standard",
-        "contractor_id, month, standard",
-    ),
-    ("complaint_findings", "complaint_id, standard"),
-    ("complaint_handling", "complaint_id"),
-    ("handling_counters", "contractor_id, metric, month, value"),
-    ("escalation_clocks", "complaint_id"),
-    ("escalation_schedule", "escalation_id"),
-    ("escalations", "escalation_id"),
-    ("inspections", "inspection_id"),
-    ("inspection_month", "contractor_id, month"),
-    (
-        "inspection_month_standard",
-        "contractor_id, month, standard",
-    ),
-    ("finding_schedule", "escalation_id"),
-    ("finding_escalations", "escalation_id"),
-    (
-        "liaison_contractor_months",
-        "liaison_lead, contractor_id, month",
-    ),
-    (
-        "liaison_handling_counters",
-        "liaison_lead, metric, month, value",
-    ),
-    ("projection_checkpoints", "projection"),
-];
 
 pub fn valid<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
     result.unwrap_or_else(|error| panic!("test input is valid: {error:?}"))
@@ -148,61 +110,6 @@ pub async fn append(
         return;
     }
     valid(store.append(stream, ExpectedVersion::Any, new_events).await);
-}
-
-/// Every row of every read-model table, each value as text (NULL as None), in key order.
-pub async fn dump_tables(
-    database: &ReadModelDatabase,
-) -> BTreeMap<&'static str, Vec<Vec<Option<String>>>> {
-    let mut dump = BTreeMap::new();
-    for (table, order) in TABLES {
-        let columns = table_columns(database, table).await;
-        let select: Vec<String> = columns
-            .iter()
-            .map(|column| format!("CAST({column} AS TEXT) AS {column}"))
-            .collect();
-        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", select.join(", "));
-        let rows = valid(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(database.pool())
-                .await,
-        );
-        let rows = rows
-            .iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .map(|column| valid(row.try_get::<Option<String>, _>(column.as_str())))
-                    .collect()
-            })
-            .collect();
-        dump.insert(table, rows);
-    }
-    dump
-}
-
-async fn table_columns(database: &ReadModelDatabase, table: &str) -> Vec<String> {
-    let sql = match database.backend() {
-        doorstep_projections::Backend::Sqlite => {
-            format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid")
-        }
-        doorstep_projections::Backend::Postgres => format!(
-            "SELECT CAST(column_name AS TEXT) AS name FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = '{table}' \
-             ORDER BY ordinal_position"
-        ),
-    };
-    let rows = valid(
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(database.pool())
-            .await,
-    );
-    let columns: Vec<String> = rows
-        .iter()
-        .map(|row| valid(row.try_get::<String, _>("name")))
-        .collect();
-    assert!(!columns.is_empty(), "table {table} has columns");
-    columns
 }
 
 /// Instantiates `async fn name(backend: TestBackend)` once per backend, as `name::sqlite` and
