@@ -9,7 +9,9 @@ use crate::{Backend, ProjectionError, ReadModelDatabase};
 
 /// A generation's read models, table by table: every table a reset empties, the shared checkpoint
 /// included (not the delivery outbox, which rebuilds leave alone). Each row is its columns as
-/// text in column order (NULL as `None`); rows are sorted, so equal models give equal snapshots.
+/// text in column order: on SQLite as SQL literals (`quote`), so that the integer 1 and the text
+/// '1' differ as they do in the file; on PostgreSQL, whose columns have one type each, cast to
+/// text (NULL as `None`). Rows are sorted, so equal models give equal snapshots.
 pub type Snapshot = BTreeMap<&'static str, Vec<Vec<Option<String>>>>;
 
 impl ReadModelDatabase {
@@ -20,7 +22,10 @@ impl ReadModelDatabase {
             let columns = self.columns(table).await?;
             let select = columns
                 .iter()
-                .map(|column| format!("CAST({column} AS TEXT) AS {column}"))
+                .map(|column| match self.backend() {
+                    Backend::Sqlite => format!("quote({column}) AS {column}"),
+                    Backend::Postgres => format!("CAST({column} AS TEXT) AS {column}"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let found = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {select} FROM {table}")))
