@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use doorstep_api::v1::complaint_service_client::ComplaintServiceClient;
 use doorstep_server::auth::client::{AuthenticatedChannel, CallerCredential};
-use doorstep_server::{Application, Settings, StartupError};
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tonic::transport::Endpoint;
 
 use crate::echo::proto::EchoRequest;
@@ -24,56 +22,6 @@ use crate::workload::ComplaintTemplate;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Distinct error messages kept for the report; the count covers them all.
 const KEPT_ERROR_SAMPLES: usize = 5;
-
-/// The server, serving on a loopback port until [`RunningServer::stop`].
-pub struct RunningServer {
-    port: u16,
-    metrics: Option<std::net::SocketAddr>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), StartupError>>,
-}
-
-impl RunningServer {
-    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
-        let application = crate::echo::mounted_on(
-            Application::build(settings)
-                .await
-                .context("building the Doorstep application")?,
-        );
-        let port = application.port();
-        let metrics = application.metrics_address();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(application.run_until_stopped(async {
-            // A dropped sender stops the server as well.
-            let _ = stopped.await;
-        }));
-        Ok(Self {
-            port,
-            metrics,
-            stop,
-            task,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Where its Prometheus endpoint listens.
-    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
-        self.metrics
-    }
-
-    /// Shuts down gracefully: in-flight calls finish and the store commits its last appends.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        // An error means the server already ended; the join below reports why.
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .context("the server task panicked")?
-            .context("the server failed")
-    }
-}
 
 /// Opens `count` separate HTTP/2 connections to `address` (`host:port`), each presenting
 /// `credential`: tonic multiplexes every call on one connection per `Channel`, so clients are

@@ -16,6 +16,8 @@
 
 mod backend;
 mod baseline;
+#[path = "bin/common/mod.rs"]
+mod common;
 mod echo;
 mod intake;
 mod latency;
@@ -39,10 +41,11 @@ use clap::{Parser, ValueEnum};
 use crate::backend::{Backend, Storage};
 use doorstep_server::auth::client::{AuthenticatedChannel, CallerCredential};
 
-use crate::intake::{Phase, PhaseTally, RunningServer, Workload};
+use crate::common::{RunningServer, bench_credential};
+use crate::intake::{Phase, PhaseTally, Workload};
 use crate::machine::Machine;
 use crate::report::{CpuCounted, PhaseSummary, Summary, Targets, ratio};
-use crate::workload::{ComplaintTemplate, EventTemplate, bench_credential};
+use crate::workload::{ComplaintTemplate, EventTemplate};
 
 /// Measures LogComplaint intake against the real server, and the same store on its own: one
 /// appender (the baseline: one commit per event) and many. Exits non-zero only when a call or an
@@ -203,15 +206,15 @@ async fn serve(
     settings.server.port = address.port();
     // Beside the API, on a free port, for `doorstep-bench --target … --metrics …`.
     settings.metrics.host = address.ip();
-    let server = RunningServer::start(settings).await?;
+    let server = RunningServer::start_with(settings, echo::mounted_on).await?;
     eprintln!(
         "serving the API and the bench's echo on {}:{} ({} backend, data in {}); Ctrl-C stops",
         address.ip(),
-        server.port(),
+        server.port,
         backend.name(),
         backend.location()
     );
-    if let Some(metrics) = server.metrics_address() {
+    if let Some(metrics) = server.metrics {
         eprintln!("metrics (the server's CPU for --metrics) on {metrics}");
     }
     tokio::signal::ctrl_c()
@@ -437,8 +440,12 @@ async fn measure_in_process(
     storage: &Storage,
     load: &Load,
 ) -> anyhow::Result<(Measured, EventTemplate)> {
-    let server = RunningServer::start(storage.server_settings(&std::env::temp_dir())).await?;
-    let address = format!("127.0.0.1:{}", server.port());
+    let server = RunningServer::start_with(
+        storage.server_settings(&std::env::temp_dir()),
+        echo::mounted_on,
+    )
+    .await?;
+    let address = format!("127.0.0.1:{}", server.port);
     let channels = intake::connect(&address, load.connections, &bench_credential()?).await?;
     let channel = channels.first().context("no connection to the server")?;
     workload::register_contractor(channel.clone()).await?;
@@ -701,13 +708,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_target_run_reports_the_servers_cpu_from_its_metrics() {
         let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
-        let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
-            .await
-            .unwrap_or_else(|error| panic!("{error:#}"));
+        let server = RunningServer::start_with(
+            doorstep_server::Settings::for_tests(root.path()),
+            echo::mounted_on,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
         let metrics = server
-            .metrics_address()
+            .metrics
             .unwrap_or_else(|| panic!("the server has no metrics endpoint"));
-        let target = format!("127.0.0.1:{}", server.port());
+        let target = format!("127.0.0.1:{}", server.port);
         let metrics = metrics.to_string();
         let options = parse(&[
             "--seconds",
@@ -753,10 +763,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_echo_is_admitted_as_log_complaint_is() {
         let root = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
-        let server = RunningServer::start(doorstep_server::Settings::for_tests(root.path()))
-            .await
-            .unwrap_or_else(|error| panic!("{error:#}"));
-        let address = format!("127.0.0.1:{}", server.port());
+        let server = RunningServer::start_with(
+            doorstep_server::Settings::for_tests(root.path()),
+            echo::mounted_on,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+        let address = format!("127.0.0.1:{}", server.port);
         let channels = intake::connect(&address, 1, &CallerCredential::none())
             .await
             .unwrap_or_else(|error| panic!("{error:#}"));

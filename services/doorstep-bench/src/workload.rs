@@ -7,26 +7,9 @@ use doorstep_api::v1;
 use doorstep_api::v1::contractor_service_client::ContractorServiceClient;
 use doorstep_api::v1::event_service_client::EventServiceClient;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
-use doorstep_server::auth::client::{AuthenticatedChannel as Channel, CallerCredential};
-use doorstep_server::auth::jwt::{TokenClaims, issue_hs256};
-use doorstep_server::settings::TEST_JWT_SECRET;
+use doorstep_server::auth::client::AuthenticatedChannel as Channel;
 use doorstep_store::{EventMetadata, NewEvent};
 use uuid::Uuid;
-
-/// The subject of the benchmark's token: the actor its events record (`jwt:doorstep-bench`).
-pub const BENCH_ACTOR: &str = "doorstep-bench";
-
-/// A token for every staff role, signed with the secret of the servers the bench starts
-/// (`Settings::for_tests`), naming [`BENCH_ACTOR`].
-pub fn bench_credential() -> anyhow::Result<CallerCredential> {
-    let claims = TokenClaims::new(
-        BENCH_ACTOR,
-        &["intake", "officer", "manager", "admin", "auditor"],
-        std::time::Duration::from_secs(24 * 3_600),
-    );
-    let token = issue_hs256(TEST_JWT_SECRET.as_bytes(), &claims)?;
-    Ok(CallerCredential::bearer(&token)?)
-}
 
 /// The contractor every benchmark complaint is about.
 pub const CONTRACTOR_ID: &str = "acme-retrofit";

@@ -1,7 +1,9 @@
-//! What the benches that start a server on a kept log share: the server in this process, the
-//! credential its tests' settings accept, and the log's contractor names and reporting window.
+//! What the benches share: the server in this process and the credential its tests' settings
+//! accept (every bench), and a kept log's contractor names and reporting window (the benches that
+//! start a server on one).
 
-// Each bench binary compiles this module on its own and uses part of it.
+// Each bench binary compiles this module on its own and uses part of it (`doorstep-bench`
+// through a `#[path]`).
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -38,29 +40,44 @@ pub fn bench_credential() -> anyhow::Result<doorstep_server::auth::client::Calle
     )?)
 }
 
-/// The real server, in this process, on port 0.
+/// The real server, in this process, serving until [`RunningServer::stop`].
 pub struct RunningServer {
     pub port: u16,
     /// Where the web console listens.
     pub console: Option<std::net::SocketAddr>,
+    /// Where its Prometheus endpoint listens.
+    pub metrics: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), StartupError>>,
 }
 
 impl RunningServer {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
-        let application = Application::build(settings)
-            .await
-            .context("building the Doorstep application")?;
+        Self::start_with(settings, |application| application).await
+    }
+
+    /// Starts the server with what `mount` adds to it (`doorstep-bench`'s echo service).
+    pub async fn start_with(
+        settings: Settings,
+        mount: impl FnOnce(Application) -> Application,
+    ) -> anyhow::Result<Self> {
+        let application = mount(
+            Application::build(settings)
+                .await
+                .context("building the Doorstep application")?,
+        );
         let port = application.port();
         let console = application.console_address();
+        let metrics = application.metrics_address();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until_stopped(async {
+            // A dropped sender stops the server as well.
             let _ = stopped.await;
         }));
         Ok(Self {
             port,
             console,
+            metrics,
             stop,
             task,
         })
@@ -77,7 +94,9 @@ impl RunningServer {
         Ok(bench_credential()?.attach(channel))
     }
 
+    /// Shuts down gracefully: in-flight calls finish and the store commits its last appends.
     pub async fn stop(self) -> anyhow::Result<()> {
+        // An error means the server already ended; the join below reports why.
         let _ = self.stop.send(());
         self.task
             .await
