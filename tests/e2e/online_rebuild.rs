@@ -209,8 +209,8 @@ async fn sqlite_has_table(file: &std::path::Path, table: &str) -> bool {
 }
 
 /// Every read model of `generation` of the read models whose generation 0 is at `url`, read
-/// through the projections crate. (Opening a generation that was never built would create it
-/// empty: callers check that what they compare is not.)
+/// through the projections crate. (On PostgreSQL, opening a generation that was never built
+/// creates it empty, so callers check that what they compare is not; on SQLite it fails to open.)
 async fn snapshot(url: &str, generation: u64) -> Snapshot {
     let database = ReadModelDatabase::open_generation(url, generation)
         .await

@@ -155,7 +155,8 @@ pub enum ProjectionError {
     ReadAhead(String),
     #[error("page token is not one this service issued")]
     InvalidPageToken,
-    /// A read-model table is not in the database (a snapshot of a generation never built).
+    /// A read-model table a snapshot reads is not in the database: one opened without its
+    /// migrations, or changed under this build.
     #[error("the read-model table {0} does not exist")]
     MissingTable(String),
 }

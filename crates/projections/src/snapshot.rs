@@ -11,7 +11,9 @@ use crate::{Backend, ProjectionError, ReadModelDatabase};
 /// included (not the delivery outbox, which rebuilds leave alone). Each row is its columns as
 /// text in column order: on SQLite as SQL literals (`quote`), so that the integer 1 and the text
 /// '1' differ as they do in the file; on PostgreSQL, whose columns have one type each, cast to
-/// text (NULL as `None`). Rows are sorted, so equal models give equal snapshots.
+/// text (NULL as `None`). Rows are sorted, so equal models give equal snapshots. The values are
+/// for comparing two snapshots from one backend, not for reading: the two backends spell them
+/// differently.
 pub type Snapshot = BTreeMap<&'static str, Vec<Vec<Option<String>>>>;
 
 impl ReadModelDatabase {

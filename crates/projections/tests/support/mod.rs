@@ -1,6 +1,6 @@
 //! What every read-model test needs: an event store and a read-model database on one backend
-//! (SQLite, or PostgreSQL when one is available), writing domain events through the real store,
-//! (full dumps of the read-model tables are `ReadModelDatabase::snapshot`).
+//! (SQLite, or PostgreSQL when one is available), and domain events written through the real
+//! store. (A full dump of the read-model tables is `ReadModelDatabase::snapshot`.)
 //!
 //! Each test is written once as `async fn name(backend: TestBackend)` and instantiated for both
 //! backends with `on_every_backend!(name)`; without PostgreSQL its PostgreSQL instance returns at
