@@ -328,9 +328,10 @@ async fn an_online_rebuild_on_sqlite_switches_without_a_failed_call_and_equals_a
     );
     app.stop().await;
     let online = snapshot(&sqlite_url(&read_models), 2).await;
-    assert!(
-        !online["complaint_list"].is_empty(),
-        "generation 2 holds the complaints"
+    assert_eq!(
+        online["complaint_list"].len(),
+        30 + logged as usize,
+        "generation 2 holds every complaint"
     );
     let outbox_after = sqlite_rows(&read_models, "escalation_deliveries").await;
     assert!(
@@ -531,9 +532,10 @@ async fn an_online_rebuild_on_postgres_switches_both_replicas() {
     first.stop().await;
     second.stop().await;
     let online = snapshot(database.url(), 1).await;
-    assert!(
-        !online["complaint_list"].is_empty(),
-        "generation 1 holds the complaints"
+    assert_eq!(
+        online["complaint_list"].len(),
+        30 + logged as usize,
+        "generation 1 holds every complaint"
     );
     doorstep_server::startup::rebuild_read_models(first.settings(), |_| {}, |_, _| {})
         .await
