@@ -30,7 +30,13 @@ impl ReadModelDatabase {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let found = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {select} FROM {table}")))
+            // On SQLite a later generation's connections attach generation 0's file: `main` is
+            // this generation's, so a table missing here is not read from there.
+            let from = match self.backend() {
+                Backend::Sqlite => format!("main.{table}"),
+                Backend::Postgres => table.to_owned(),
+            };
+            let found = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {select} FROM {from}")))
                 .fetch_all(self.pool())
                 .await?;
             let mut rows = found
@@ -50,7 +56,7 @@ impl ReadModelDatabase {
     /// `table`'s columns in order, in this database's generation.
     async fn columns(&self, table: &str) -> Result<Vec<String>, ProjectionError> {
         let sql = match self.backend() {
-            Backend::Sqlite => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+            Backend::Sqlite => "SELECT name FROM pragma_table_info($1, 'main') ORDER BY cid",
             Backend::Postgres => {
                 "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1 \
