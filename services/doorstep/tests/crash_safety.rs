@@ -60,7 +60,7 @@ use doorstep_store::{
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-use support::{RunningBinary, channel, serve};
+use support::{RunningBinary, channel, list_every_complaint, serve};
 
 /// Crash cycles in a normal test run; `DOORSTEP_CRASH_CYCLES` overrides it.
 const DEFAULT_CYCLES: usize = 3;
@@ -68,11 +68,6 @@ const DEFAULT_CYCLES: usize = 3;
 const CLIENTS: usize = 8;
 /// How long after the start of a cycle's load the process is killed.
 const KILL_AFTER_MILLIS: RangeInclusive<u64> = 50..=400;
-/// The largest page `ListComplaints` serves.
-const LIST_PAGE_SIZE: u32 = 500;
-/// `ListComplaints` waits at most 10 s for `min_position`; a long soak run may take the
-/// rebuilt read model longer than that to replay, so the wait is asked for this many times.
-const READ_MODEL_WAITS: usize = 12;
 /// Shown at most, when many things are wrong at once.
 const SHOWN_PROBLEMS: usize = 20;
 /// The contractor every complaint is about; `LogComplaint` refuses unregistered ones.
@@ -772,53 +767,6 @@ impl LogContents {
             rows,
         }
     }
-}
-
-/// Every complaint in the read model once it has reached `head`, ordered by id.
-async fn list_every_complaint(channel: &Channel, head: u64) -> Vec<v1::ComplaintSummary> {
-    let mut complaints = ComplaintServiceClient::new(channel.clone());
-    let mut listed = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = v1::ListComplaintsRequest {
-            page_size: LIST_PAGE_SIZE,
-            page_token: page_token.clone(),
-            min_position: Some(head),
-            ..Default::default()
-        };
-        let page = list_page(&mut complaints, request).await;
-        assert!(
-            page.read_model_position >= head,
-            "the read model answered from position {} before reaching {head}",
-            page.read_model_position
-        );
-        listed.extend(page.complaints);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    listed.sort_by(|left, right| left.complaint_id.cmp(&right.complaint_id));
-    listed
-}
-
-/// One page, asking again while the read model is still catching up.
-async fn list_page(
-    complaints: &mut ComplaintServiceClient<Channel>,
-    request: v1::ListComplaintsRequest,
-) -> v1::ListComplaintsResponse {
-    for _ in 1..READ_MODEL_WAITS {
-        match complaints.list_complaints(request.clone()).await {
-            Ok(page) => return page.into_inner(),
-            Err(status) if status.code() == Code::DeadlineExceeded => continue,
-            Err(status) => panic!("ListComplaints failed: {status}"),
-        }
-    }
-    complaints
-        .list_complaints(request)
-        .await
-        .expect("the read model reaches the head of the log")
-        .into_inner()
 }
 
 /// A database URL whose read models are empty, so the next server replays the log into them.

@@ -24,7 +24,10 @@ use doorstep_api::v1;
 use doorstep_api::v1::visit_service_client::VisitServiceClient;
 use doorstep_projections::{ReadModelDatabase, Snapshot};
 use doorstep_test_postgres::TestDatabase;
-use support::{RunningBinary, channel, client, doorstep, register_contractor, small_complaint};
+use support::{
+    RunningBinary, channel, client, doorstep, list_every_complaint, register_contractor,
+    small_complaint,
+};
 
 /// Visits recorded before the rebuild, in calls of 10,000: the complaints come after the fourth
 /// call, at positions about 40,000, inside the rebuild's second batch (25,001 to 50,000).
@@ -163,26 +166,9 @@ async fn postgres(database: &TestDatabase) -> sqlx::PgPool {
 /// How many complaints the server lists, every page, once its read models have reached
 /// `position`.
 async fn listed(port: u16, position: u64) -> usize {
-    let mut complaints = client(port).await;
-    let mut count = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = complaints
-            .list_complaints(v1::ListComplaintsRequest {
-                page_size: 100,
-                page_token,
-                min_position: Some(position),
-                ..Default::default()
-            })
-            .await
-            .expect("the server lists complaints")
-            .into_inner();
-        count += page.complaints.len();
-        if page.next_page_token.is_empty() {
-            return count;
-        }
-        page_token = page.next_page_token;
-    }
+    list_every_complaint(&channel(port).await, position)
+        .await
+        .len()
 }
 
 async fn log_complaint(port: u16, key: &str) -> u64 {

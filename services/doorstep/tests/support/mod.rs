@@ -28,6 +28,11 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 /// Longest any one call may take; a call still running then has hung.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
+/// The largest page `ListComplaints` serves.
+const LIST_PAGE_SIZE: u32 = 500;
+/// `ListComplaints` waits at most 10 s for `min_position`; after a crash or a long soak run may take the
+/// rebuilt read model longer than that to replay, so the wait is asked for this many times.
+const READ_MODEL_WAITS: usize = 12;
 
 /// A `doorstep serve` process. Dropping it kills the process, so a failing test leaves none
 /// behind.
@@ -293,4 +298,54 @@ pub fn small_complaint(
         description: "Gate left open".to_owned(),
         ..Default::default()
     }
+}
+
+/// Every complaint in the read model once it has reached `head`, ordered by id.
+pub async fn list_every_complaint(
+    channel: &AuthenticatedChannel,
+    head: u64,
+) -> Vec<v1::ComplaintSummary> {
+    let mut complaints = ComplaintServiceClient::new(channel.clone());
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = v1::ListComplaintsRequest {
+            page_size: LIST_PAGE_SIZE,
+            page_token: page_token.clone(),
+            min_position: Some(head),
+            ..Default::default()
+        };
+        let page = list_page(&mut complaints, request).await;
+        assert!(
+            page.read_model_position >= head,
+            "the read model answered from position {} before reaching {head}",
+            page.read_model_position
+        );
+        listed.extend(page.complaints);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    listed.sort_by(|left, right| left.complaint_id.cmp(&right.complaint_id));
+    listed
+}
+
+/// One page, asking again while the read model is still catching up.
+async fn list_page(
+    complaints: &mut ComplaintServiceClient<AuthenticatedChannel>,
+    request: v1::ListComplaintsRequest,
+) -> v1::ListComplaintsResponse {
+    for _ in 1..READ_MODEL_WAITS {
+        match complaints.list_complaints(request.clone()).await {
+            Ok(page) => return page.into_inner(),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => continue,
+            Err(status) => panic!("ListComplaints failed: {status}"),
+        }
+    }
+    complaints
+        .list_complaints(request)
+        .await
+        .expect("the read model reaches the head of the log")
+        .into_inner()
 }
