@@ -117,28 +117,9 @@ fn keep_querying(app: &TestApp, stop: Arc<AtomicBool>, seen: Arc<AtomicU64>) -> 
     })
 }
 
-/// Every complaint the read models list, after waiting for `position`.
+/// How many complaints the read models list, after waiting for `position`.
 async fn listed(app: &TestApp, position: u64) -> usize {
-    let mut client = app.client.clone();
-    let mut count = 0;
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_complaints(v1::ListComplaintsRequest {
-                page_size: 500,
-                page_token: token,
-                min_position: Some(position),
-                ..Default::default()
-            })
-            .await
-            .expect("listed")
-            .into_inner();
-        count += page.complaints.len();
-        if page.next_page_token.is_empty() {
-            return count;
-        }
-        token = page.next_page_token;
-    }
+    app.list_every_complaint(position).await.len()
 }
 
 /// Every row of `table` in a SQLite file, each as text, sorted.

@@ -16,30 +16,11 @@ async fn whole_log(app: &TestApp) -> Vec<v1::RecordedEvent> {
 }
 
 async fn list_all(app: &TestApp, min_position: u64) -> Vec<(String, i32, u64)> {
-    let mut client = app.client.clone();
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_complaints(v1::ListComplaintsRequest {
-                page_size: 500,
-                page_token: token.clone(),
-                min_position: Some(min_position),
-                ..Default::default()
-            })
-            .await
-            .expect("listed")
-            .into_inner();
-        rows.extend(
-            page.complaints
-                .into_iter()
-                .map(|c| (c.complaint_id, c.status, c.version)),
-        );
-        if page.next_page_token.is_empty() {
-            return rows;
-        }
-        token = page.next_page_token;
-    }
+    app.list_every_complaint(min_position)
+        .await
+        .into_iter()
+        .map(|c| (c.complaint_id, c.status, c.version))
+        .collect()
 }
 
 #[tokio::test]

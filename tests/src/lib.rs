@@ -392,6 +392,31 @@ impl TestApp {
         }
     }
 
+    /// Every complaint the read models list, every page, once they have applied the log up to
+    /// `position`.
+    pub async fn list_every_complaint(&self, position: u64) -> Vec<v1::ComplaintSummary> {
+        let mut client = ComplaintServiceClient::new(self.channel.clone());
+        let mut complaints = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_complaints(v1::ListComplaintsRequest {
+                    page_size: 500,
+                    page_token,
+                    min_position: Some(position),
+                    ..Default::default()
+                })
+                .await
+                .expect("the complaints are listed")
+                .into_inner();
+            complaints.extend(page.complaints);
+            if page.next_page_token.is_empty() {
+                return complaints;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     /// Waits until the read models have applied the log up to `position` (a write's answer).
     pub async fn read_models_reach(&self, position: u64) {
         ComplaintServiceClient::new(self.channel.clone())
